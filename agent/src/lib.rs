@@ -1,0 +1,19 @@
+//! Cordon: kernel-enforced sandboxes for AI agents.
+//!
+//! The flow a newcomer should keep in mind:
+//!
+//! ```text
+//! profile (TOML) --profile::load--> Profile chain --policy::compile--> Policy
+//!     Policy --sandbox::launch--> child: mount namespace, Landlock, seccomp, execve
+//! ```
+//!
+//! * [`profile`] reads profile files, follows `extends`, and reports errors as `FILE:LINE:COL`.
+//! * [`policy`] is the one in-memory form every enforcement layer is compiled from.
+//! * [`sandbox`] turns a [`policy::Policy`] into kernel state in a forked child and runs the command.
+//! * [`sys`] holds the few raw system calls the crates we build on do not wrap.
+
+pub mod cli;
+pub mod policy;
+pub mod profile;
+pub mod sandbox;
+pub mod sys;

@@ -1,0 +1,741 @@
+//! The policy: one validated, fully resolved in-memory form of a profile.
+//!
+//! [`compile`] expands placeholders, checks every name (syscalls, capabilities, users,
+//! environment variables) and turns the three filesystem lists into one rule per path.
+//! Every enforcement layer (mounts, Landlock, seccomp, process setup) is built from a
+//! [`Policy`] and nothing else; `cordon profile show` prints it as JSON.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Serialize;
+use syscalls::Sysno;
+
+use crate::profile::{closest, Compat, Diagnostic, Located, Mode, Profile, SyscallAction};
+
+/// The Landlock ABI a sandbox needs unless its profile asks for more: ABI 6 brings the
+/// signal and abstract-unix-socket scoping every sandbox relies on.
+pub const DEFAULT_LANDLOCK_ABI: u32 = 6;
+
+/// Placeholders a path may use.
+const PLACEHOLDERS: &[&str] = &["workspace", "home", "tmp", "uid"];
+
+/// Where the sandbox's private `/tmp` (the `{tmp}` placeholder) lives inside the sandbox.
+pub const SANDBOX_TMP: &str = "/tmp";
+
+/// What the profile is resolved against.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The agent's working tree; absolute.
+    pub workspace: PathBuf,
+    /// The caller's home (normally `$HOME`), used when the profile does not set `user`.
+    pub caller_home: Option<PathBuf>,
+    pub caller_uid: u32,
+    pub caller_gid: u32,
+}
+
+impl Context {
+    /// The context of the current process.
+    pub fn current(workspace: PathBuf) -> Self {
+        Self {
+            workspace,
+            caller_home: std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .filter(|h| h.is_absolute()),
+            caller_uid: nix::unistd::getuid().as_raw(),
+            caller_gid: nix::unistd::getgid().as_raw(),
+        }
+    }
+}
+
+/// A fully resolved sandbox policy.
+#[derive(Debug, Clone, Serialize)]
+pub struct Policy {
+    pub name: String,
+    pub description: String,
+    /// Profile files merged into this policy, parents first.
+    pub sources: Vec<PathBuf>,
+    pub mode: Mode,
+    pub compat: Compat,
+    /// The lowest Landlock ABI the kernel must offer (under `strict`).
+    pub landlock_abi: u32,
+    pub workspace: PathBuf,
+    pub identity: Identity,
+    pub filesystem: FsPolicy,
+    pub network: NetPolicy,
+    pub syscalls: SyscallPolicy,
+    pub process: ProcessPolicy,
+}
+
+/// Who the sandboxed process runs as.
+#[derive(Debug, Clone, Serialize)]
+pub struct Identity {
+    /// The user named in the profile, if any; otherwise the caller's identity is kept.
+    pub user: Option<String>,
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups (set only when `user` is given).
+    pub groups: Vec<u32>,
+    pub home: PathBuf,
+}
+
+/// What a path grants. `write` and `exec` imply `read`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Access {
+    pub read: bool,
+    pub write: bool,
+    pub exec: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PathRule {
+    pub path: PathBuf,
+    pub access: Access,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FsPolicy {
+    /// One rule per path, sorted so parents come before their children.
+    pub rules: Vec<PathRule>,
+    /// Paths hidden from the sandbox even inside allowed trees.
+    pub deny: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NetPolicy {
+    /// TCP ports the sandbox may connect to (any address); every other TCP connect is denied.
+    pub connect_tcp: Vec<u16>,
+    /// TCP ports the sandbox may bind; every other bind is denied.
+    pub bind_tcp: Vec<u16>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SyscallPolicy {
+    pub action: SyscallAction,
+    /// Denied syscalls, sorted by number.
+    pub deny: Vec<SyscallRule>,
+}
+
+/// One denied syscall, optionally only when its arguments match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyscallRule {
+    pub name: String,
+    pub nr: i32,
+    /// `None`: always denied.
+    pub when: Option<ArgCondition>,
+}
+
+/// An argument check seccomp can evaluate (plain integers only, never pointers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArgCondition {
+    /// Denied when `arg & mask != 0`: any of these flag bits is set.
+    AnyBit { arg: u8, mask: u64 },
+    /// Denied when the low 32 bits of `arg` equal one of `values`.
+    OneOf { arg: u8, values: &'static [u64] },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessPolicy {
+    /// Variables passed through from the caller; every other one is scrubbed.
+    pub env_keep: Vec<String>,
+    pub set_env: BTreeMap<String, String>,
+    /// Capabilities kept, as `CAP_*` names; empty means none.
+    pub capabilities: Vec<String>,
+}
+
+/// Namespace flags a sandboxed process may never ask `clone`/`unshare` for.
+const NEW_NAMESPACE_FLAGS: u64 = (libc::CLONE_NEWUSER
+    | libc::CLONE_NEWNS
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWNET
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWCGROUP
+    | libc::CLONE_NEWTIME) as u64;
+
+/// `ioctl`s that push input into a terminal: a classic sandbox escape through a shared tty.
+const TTY_INJECTION_IOCTLS: &[u64] = &[libc::TIOCSTI as u64, libc::TIOCLINUX as u64];
+
+/// The `default` preset: syscalls that reach past a sandbox, load code into the kernel, or
+/// change the machine. `clone3` is answered with ENOSYS separately (see `sandbox::seccomp`).
+const DEFAULT_PRESET: &[(&str, Option<ArgCondition>)] = &[
+    ("ptrace", None),
+    ("process_vm_readv", None),
+    ("process_vm_writev", None),
+    ("mount", None),
+    ("umount2", None),
+    ("pivot_root", None),
+    ("move_mount", None),
+    ("open_tree", None),
+    ("fsopen", None),
+    ("fsconfig", None),
+    ("fsmount", None),
+    ("fspick", None),
+    ("mount_setattr", None),
+    ("bpf", None),
+    ("kexec_load", None),
+    ("kexec_file_load", None),
+    ("init_module", None),
+    ("finit_module", None),
+    ("delete_module", None),
+    ("keyctl", None),
+    ("add_key", None),
+    ("request_key", None),
+    ("perf_event_open", None),
+    ("setns", None),
+    ("reboot", None),
+    ("swapon", None),
+    ("swapoff", None),
+    ("acct", None),
+    ("syslog", None),
+    ("quotactl", None),
+    ("open_by_handle_at", None),
+    ("name_to_handle_at", None),
+    ("iopl", None),
+    ("ioperm", None),
+    ("uselib", None),
+    ("userfaultfd", None),
+    ("settimeofday", None),
+    ("clock_settime", None),
+    ("clock_adjtime", None),
+    ("vhangup", None),
+    ("lookup_dcookie", None),
+    (
+        "unshare",
+        Some(ArgCondition::AnyBit {
+            arg: 0,
+            mask: NEW_NAMESPACE_FLAGS,
+        }),
+    ),
+    (
+        "clone",
+        Some(ArgCondition::AnyBit {
+            arg: 0,
+            mask: NEW_NAMESPACE_FLAGS,
+        }),
+    ),
+    (
+        "ioctl",
+        Some(ArgCondition::OneOf {
+            arg: 1,
+            values: TTY_INJECTION_IOCTLS,
+        }),
+    ),
+];
+
+const PRESETS: &[(&str, &[(&str, Option<ArgCondition>)])] =
+    &[("default", DEFAULT_PRESET), ("none", &[])];
+
+/// Resolves a merged profile against a context into a policy, or says where it is wrong.
+pub fn compile(profile: &Profile, ctx: &Context) -> Result<Policy, Diagnostic> {
+    let identity = resolve_identity(profile, ctx)?;
+    let vars = Vars {
+        workspace: ctx.workspace.clone(),
+        home: identity.home.clone(),
+        uid: identity.uid,
+    };
+
+    let mut access: BTreeMap<PathBuf, Access> = BTreeMap::new();
+    for item in &profile.read {
+        access.entry(vars.path(item)?).or_default().read = true;
+    }
+    for item in &profile.write {
+        let a = access.entry(vars.path(item)?).or_default();
+        a.read = true;
+        a.write = true;
+    }
+    for item in &profile.exec {
+        let a = access.entry(vars.path(item)?).or_default();
+        a.read = true;
+        a.exec = true;
+    }
+    let mut rules: Vec<PathRule> = access
+        .into_iter()
+        .map(|(path, access)| PathRule { path, access })
+        .collect();
+    rules.sort_by(|a, b| {
+        depth(&a.path)
+            .cmp(&depth(&b.path))
+            .then(a.path.cmp(&b.path))
+    });
+    let mut deny = Vec::new();
+    for item in &profile.deny {
+        let path = vars.path(item)?;
+        if path == Path::new("/") {
+            return Err(item
+                .loc
+                .error("deny = \"/\" would hide everything; list what to allow instead"));
+        }
+        if !deny.contains(&path) {
+            deny.push(path);
+        }
+    }
+
+    let network = NetPolicy {
+        connect_tcp: ports(&profile.connect_ports)?,
+        bind_tcp: ports(&profile.bind_ports)?,
+    };
+
+    Ok(Policy {
+        name: profile.name.clone(),
+        description: profile.description.clone(),
+        sources: profile.sources.clone(),
+        mode: profile.mode,
+        compat: profile.compat,
+        landlock_abi: landlock_abi(profile)?,
+        workspace: ctx.workspace.clone(),
+        identity,
+        filesystem: FsPolicy { rules, deny },
+        network,
+        syscalls: syscalls(profile)?,
+        process: process(profile)?,
+    })
+}
+
+fn depth(path: &Path) -> usize {
+    path.components().count()
+}
+
+struct Vars {
+    workspace: PathBuf,
+    home: PathBuf,
+    uid: u32,
+}
+
+impl Vars {
+    /// Expands placeholders in a path template and checks the result is a clean absolute path.
+    fn path(&self, item: &Located<String>) -> Result<PathBuf, Diagnostic> {
+        let template = item.value.as_str();
+        let mut out = String::new();
+        let mut rest = template;
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            let Some(close) = after.find('}') else {
+                return Err(item
+                    .loc
+                    .error(format!("unclosed `{{` in path `{template}`")));
+            };
+            let name = &after[..close];
+            match name {
+                "workspace" => out.push_str(&self.workspace.to_string_lossy()),
+                "home" => out.push_str(&self.home.to_string_lossy()),
+                "tmp" => out.push_str(SANDBOX_TMP),
+                "uid" => out.push_str(&self.uid.to_string()),
+                _ => {
+                    let hint = closest(name, PLACEHOLDERS.iter().copied())
+                        .map(|m| format!("; did you mean `{{{m}}}`?"))
+                        .unwrap_or_default();
+                    return Err(item.loc.error(format!(
+                        "unknown placeholder `{{{name}}}` (known: {{workspace}}, {{home}}, {{tmp}}, {{uid}}){hint}"
+                    )));
+                }
+            }
+            rest = &after[close + 1..];
+        }
+        if rest.contains('}') {
+            return Err(item.loc.error(format!("stray `}}` in path `{template}`")));
+        }
+        out.push_str(rest);
+        let starts_absolute = template.starts_with('/')
+            || ["{workspace}", "{home}", "{tmp}"]
+                .iter()
+                .any(|p| template.starts_with(p));
+        if !starts_absolute {
+            return Err(item.loc.error(format!(
+                "path `{template}` is relative; start it with `/`, `{{workspace}}`, `{{home}}` or `{{tmp}}`"
+            )));
+        }
+        normalize(Path::new(&out)).ok_or_else(|| {
+            item.loc.error(format!(
+                "path `{template}` expands to `{out}`, which is not a clean absolute path (no `..`)"
+            ))
+        })
+    }
+}
+
+/// Drops `.` components and trailing slashes; refuses `..` and relative paths.
+fn normalize(path: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::from("/");
+    let mut components = path.components();
+    if components.next() != Some(Component::RootDir) {
+        return None;
+    }
+    for c in components {
+        match c {
+            Component::Normal(part) => out.push(part),
+            Component::CurDir => {}
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+fn resolve_identity(profile: &Profile, ctx: &Context) -> Result<Identity, Diagnostic> {
+    let Some(user) = &profile.user else {
+        let home = match &ctx.caller_home {
+            Some(home) => home.clone(),
+            None => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(ctx.caller_uid))
+                .ok()
+                .flatten()
+                .map(|u| u.dir)
+                .unwrap_or_else(|| PathBuf::from("/")),
+        };
+        return Ok(Identity {
+            user: None,
+            uid: ctx.caller_uid,
+            gid: ctx.caller_gid,
+            groups: Vec::new(),
+            home,
+        });
+    };
+    let found = nix::unistd::User::from_name(&user.value)
+        .map_err(|e| {
+            user.loc
+                .error(format!("cannot look up user `{}`: {e}", user.value))
+        })?
+        .ok_or_else(|| {
+            user.loc
+                .error(format!("no such user `{}` on this host", user.value))
+        })?;
+    let name = std::ffi::CString::new(user.value.as_str())
+        .map_err(|_| user.loc.error("user name contains a NUL byte"))?;
+    let groups = nix::unistd::getgrouplist(&name, found.gid)
+        .map_err(|e| {
+            user.loc
+                .error(format!("cannot list groups of `{}`: {e}", user.value))
+        })?
+        .into_iter()
+        .map(|g| g.as_raw())
+        .collect();
+    Ok(Identity {
+        user: Some(user.value.clone()),
+        uid: found.uid.as_raw(),
+        gid: found.gid.as_raw(),
+        groups,
+        home: found.dir,
+    })
+}
+
+fn ports(items: &[Located<u16>]) -> Result<Vec<u16>, Diagnostic> {
+    let mut out = Vec::new();
+    for item in items {
+        if item.value == 0 {
+            return Err(item.loc.error("port 0 is not a port a rule can allow"));
+        }
+        out.push(item.value);
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+fn landlock_abi(profile: &Profile) -> Result<u32, Diagnostic> {
+    match &profile.landlock_abi {
+        None => Ok(DEFAULT_LANDLOCK_ABI),
+        Some(abi) if abi.value == 0 => Err(abi.loc.error("landlock_abi starts at 1")),
+        Some(abi) => Ok(abi.value),
+    }
+}
+
+fn sysno(item: &Located<String>) -> Result<Sysno, Diagnostic> {
+    Sysno::from_str(&item.value).map_err(|_| {
+        let names: Vec<&'static str> = Sysno::iter().map(|s| s.name()).collect();
+        let hint = closest(&item.value, names)
+            .map(|m| format!("; did you mean `{m}`?"))
+            .unwrap_or_default();
+        item.loc.error(format!(
+            "unknown syscall `{}` on {}{hint}",
+            item.value,
+            std::env::consts::ARCH
+        ))
+    })
+}
+
+fn syscalls(profile: &Profile) -> Result<SyscallPolicy, Diagnostic> {
+    let preset_name = profile
+        .syscall_preset
+        .as_ref()
+        .map_or("default", |p| p.value.as_str());
+    let preset = PRESETS
+        .iter()
+        .find(|(name, _)| *name == preset_name)
+        .map(|(_, rules)| *rules)
+        .ok_or_else(|| {
+            let Some(item) = profile.syscall_preset.as_ref() else {
+                unreachable!("the default preset exists");
+            };
+            let hint = closest(preset_name, PRESETS.iter().map(|(n, _)| *n))
+                .map(|m| format!("; did you mean `{m}`?"))
+                .unwrap_or_default();
+            item.loc.error(format!(
+                "unknown syscall preset `{preset_name}` (known: default, none){hint}"
+            ))
+        })?;
+
+    let mut deny: Vec<SyscallRule> = Vec::new();
+    for (name, when) in preset {
+        // A name this architecture lacks (e.g. `iopl` on arm64) is simply not there to deny.
+        if let Ok(nr) = Sysno::from_str(name) {
+            deny.push(SyscallRule {
+                name: (*name).to_string(),
+                nr: nr.id(),
+                when: *when,
+            });
+        }
+    }
+    for item in &profile.syscall_deny {
+        let nr = sysno(item)?;
+        // An explicit deny is unconditional, replacing a preset's argument check.
+        deny.retain(|r| r.nr != nr.id());
+        deny.push(SyscallRule {
+            name: nr.name().to_string(),
+            nr: nr.id(),
+            when: None,
+        });
+    }
+    for item in &profile.syscall_allow {
+        let nr = sysno(item)?;
+        deny.retain(|r| r.nr != nr.id());
+    }
+    if deny.iter().any(|r| r.name == "clone3") {
+        // clone3 is always answered with ENOSYS so libc falls back to clone, whose flags seccomp can read.
+        deny.retain(|r| r.name != "clone3");
+    }
+    deny.sort_by_key(|r| r.nr);
+    Ok(SyscallPolicy {
+        action: profile.syscall_action,
+        deny,
+    })
+}
+
+fn env_name(item: &Located<String>) -> Result<String, Diagnostic> {
+    let name = &item.value;
+    let valid = !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(name.clone())
+    } else {
+        Err(item.loc.error(format!(
+            "`{name}` is not an environment variable name (letters, digits and `_`, not starting with a digit)"
+        )))
+    }
+}
+
+fn process(profile: &Profile) -> Result<ProcessPolicy, Diagnostic> {
+    let mut env_keep = Vec::new();
+    for item in &profile.env {
+        env_keep.push(env_name(item)?);
+    }
+    let mut set_env = BTreeMap::new();
+    for (key, value) in &profile.set_env {
+        let key = env_name(&Located {
+            value: key.clone(),
+            loc: value.loc.clone(),
+        })?;
+        if value.value.contains('\0') {
+            return Err(value.loc.error("environment value contains a NUL byte"));
+        }
+        set_env.insert(key, value.value.clone());
+    }
+    let mut capabilities = Vec::new();
+    for item in &profile.capabilities {
+        let upper = item.value.to_ascii_uppercase();
+        let full = if upper.starts_with("CAP_") {
+            upper
+        } else {
+            format!("CAP_{upper}")
+        };
+        let cap = caps::Capability::from_str(&full).map_err(|_| {
+            let names: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
+            let hint = closest(&full, names.iter().map(String::as_str))
+                .map(|m| format!("; did you mean `{m}`?"))
+                .unwrap_or_default();
+            item.loc
+                .error(format!("unknown capability `{}`{hint}", item.value))
+        })?;
+        let name = cap.to_string();
+        if !capabilities.contains(&name) {
+            capabilities.push(name);
+        }
+    }
+    Ok(ProcessPolicy {
+        env_keep,
+        set_env,
+        capabilities,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::SearchPath;
+
+    fn compile_text(text: &str) -> Result<Policy, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, text).map_err(|e| e.to_string())?;
+        let profile = SearchPath::new(vec![])
+            .load(path.to_str().unwrap_or_default())
+            .map_err(|e| e.to_string())?;
+        let ctx = Context {
+            workspace: PathBuf::from("/work/ws"),
+            caller_home: Some(PathBuf::from("/home/dev")),
+            caller_uid: 1000,
+            caller_gid: 1000,
+        };
+        compile(&profile, &ctx).map_err(|e| e.to_string())
+    }
+
+    fn expect_err(text: &str, needle: &str) {
+        match compile_text(text) {
+            Ok(_) => panic!("expected an error containing {needle:?}"),
+            Err(msg) => assert!(msg.contains(needle), "{msg}"),
+        }
+    }
+
+    #[test]
+    fn placeholders_expand_and_lists_merge_into_one_rule_per_path() {
+        let p = compile_text(
+            "[profile]\nname = \"p\"\n[filesystem]\nread = [\"/usr\", \"{workspace}\"]\nwrite = [\"{workspace}\", \"{tmp}\"]\nexec = [\"/usr/bin\"]\ndeny = [\"{home}/.ssh\", \"/run/user/{uid}\"]\n",
+        )
+        .unwrap();
+        let rules: Vec<(String, Access)> = p
+            .filesystem
+            .rules
+            .iter()
+            .map(|r| (r.path.display().to_string(), r.access))
+            .collect();
+        let rw = Access {
+            read: true,
+            write: true,
+            exec: false,
+        };
+        let ro = Access {
+            read: true,
+            write: false,
+            exec: false,
+        };
+        let rx = Access {
+            read: true,
+            write: false,
+            exec: true,
+        };
+        assert_eq!(
+            rules,
+            [
+                ("/tmp".to_string(), rw),
+                ("/usr".to_string(), ro),
+                ("/usr/bin".to_string(), rx),
+                ("/work/ws".to_string(), rw),
+            ]
+        );
+        assert_eq!(
+            p.filesystem.deny,
+            [
+                PathBuf::from("/home/dev/.ssh"),
+                PathBuf::from("/run/user/1000")
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_placeholder_is_located_with_a_suggestion() {
+        expect_err(
+            "[profile]\nname = \"p\"\n[filesystem]\nread = [\"{workspce}/src\"]\n",
+            "p.toml:4:9: unknown placeholder `{workspce}`",
+        );
+        expect_err(
+            "[profile]\nname = \"p\"\n[filesystem]\nread = [\"{workspce}/src\"]\n",
+            "did you mean `{workspace}`?",
+        );
+    }
+
+    #[test]
+    fn relative_and_dotdot_paths_are_refused() {
+        expect_err(
+            "[profile]\nname = \"p\"\n[filesystem]\nread = [\"usr\"]\n",
+            "p.toml:4:9: path `usr` is relative",
+        );
+        expect_err(
+            "[profile]\nname = \"p\"\n[filesystem]\nwrite = [\"{workspace}/../etc\"]\n",
+            "not a clean absolute path",
+        );
+    }
+
+    #[test]
+    fn unknown_syscall_is_located_with_a_suggestion() {
+        expect_err(
+            "[profile]\nname = \"p\"\n[syscalls]\ndeny = [\"ptrce\"]\n",
+            "p.toml:4:9: unknown syscall `ptrce`",
+        );
+        expect_err(
+            "[profile]\nname = \"p\"\n[syscalls]\ndeny = [\"ptrce\"]\n",
+            "did you mean `ptrace`?",
+        );
+    }
+
+    #[test]
+    fn default_preset_denies_namespaces_by_flag_and_allow_takes_entries_out() {
+        let p = compile_text("[profile]\nname = \"p\"\n[syscalls]\nallow = [\"ptrace\"]\ndeny = [\"io_uring_setup\"]\n").unwrap();
+        let names: Vec<&str> = p.syscalls.deny.iter().map(|r| r.name.as_str()).collect();
+        assert!(!names.contains(&"ptrace"));
+        assert!(names.contains(&"io_uring_setup") && names.contains(&"bpf"));
+        let unshare = p
+            .syscalls
+            .deny
+            .iter()
+            .find(|r| r.name == "unshare")
+            .unwrap();
+        assert!(
+            matches!(unshare.when, Some(ArgCondition::AnyBit { arg: 0, mask }) if mask & libc::CLONE_NEWUSER as u64 != 0)
+        );
+    }
+
+    #[test]
+    fn capabilities_and_env_names_are_checked() {
+        let p = compile_text(
+            "[profile]\nname = \"p\"\n[process]\ncapabilities = [\"net_bind_service\"]\n",
+        )
+        .unwrap();
+        assert_eq!(p.process.capabilities, ["CAP_NET_BIND_SERVICE"]);
+        expect_err(
+            "[profile]\nname = \"p\"\n[process]\ncapabilities = [\"CAP_NET_BIND_SERVCE\"]\n",
+            "did you mean `CAP_NET_BIND_SERVICE`?",
+        );
+        expect_err(
+            "[profile]\nname = \"p\"\n[process]\nenv = [\"A=B\"]\n",
+            "p.toml:4:8: `A=B` is not an environment variable name",
+        );
+    }
+
+    #[test]
+    fn unknown_user_and_bad_port_are_errors() {
+        expect_err(
+            "[profile]\nname = \"p\"\n[process]\nuser = \"no-such-user-here\"\n",
+            "p.toml:4:8: no such user `no-such-user-here`",
+        );
+        expect_err(
+            "[profile]\nname = \"p\"\n[network]\nconnect_ports = [0]\n",
+            "p.toml:4:18: port 0",
+        );
+        expect_err(
+            "[profile]\nname = \"p\"\n[network]\nconnect_ports = [70000]\n",
+            "p.toml:4:18:",
+        );
+    }
+
+    #[test]
+    fn defaults_are_the_secure_ones() {
+        let p = compile_text("[profile]\nname = \"p\"\n").unwrap();
+        assert_eq!(p.compat, Compat::Strict);
+        assert_eq!(p.syscalls.action, SyscallAction::Errno);
+        assert!(p.syscalls.deny.iter().any(|r| r.name == "bpf"));
+        assert!(p.network.connect_tcp.is_empty() && p.filesystem.rules.is_empty());
+        assert!(p.process.env_keep.is_empty() && p.process.capabilities.is_empty());
+        assert_eq!(p.landlock_abi, DEFAULT_LANDLOCK_ABI);
+    }
+}

@@ -1,0 +1,123 @@
+//! The profile file as written: serde types that mirror the TOML one to one.
+//!
+//! Everything here is raw. Values that a later step must point back at (paths, names,
+//! syscalls) are kept `Spanned` so an error can name the line and column they came from.
+//! Validation and placeholder expansion happen in [`crate::policy`].
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// One profile file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileFile {
+    pub profile: ProfileSection,
+    #[serde(default)]
+    pub filesystem: FilesystemSection,
+    #[serde(default)]
+    pub network: NetworkSection,
+    #[serde(default)]
+    pub syscalls: SyscallsSection,
+    #[serde(default)]
+    pub process: ProcessSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileSection {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Other profiles, by name, merged before this one.
+    #[serde(default)]
+    pub extends: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    #[serde(default)]
+    pub compat: Option<Compat>,
+    /// The lowest Landlock ABI this profile accepts. Under `compat = "strict"` a kernel
+    /// below it refuses to start the sandbox.
+    #[serde(default)]
+    pub landlock_abi: Option<Spanned<u32>>,
+}
+
+/// How violations are handled. Only `enforce` exists today.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    Enforce,
+}
+
+/// What to do when the kernel cannot enforce a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Compat {
+    /// Refuse to start.
+    Strict,
+    /// Start with what the kernel can enforce, and say exactly what is missing.
+    BestEffort,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesystemSection {
+    #[serde(default)]
+    pub read: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub write: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub exec: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub deny: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    #[serde(default)]
+    pub connect_ports: Vec<Spanned<u16>>,
+    #[serde(default)]
+    pub bind_ports: Vec<Spanned<u16>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyscallsSection {
+    #[serde(default)]
+    pub preset: Option<Spanned<String>>,
+    #[serde(default)]
+    pub deny: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub action: Option<SyscallAction>,
+}
+
+/// What a denied syscall gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyscallAction {
+    /// The call fails with `EPERM`.
+    Errno,
+    /// The whole process is killed with `SIGSYS`.
+    Kill,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessSection {
+    /// Environment variables passed through; every other one is scrubbed.
+    #[serde(default)]
+    pub env: Vec<Spanned<String>>,
+    /// Variables set inside the sandbox, whatever the caller's environment says.
+    #[serde(default)]
+    pub set_env: BTreeMap<String, Spanned<String>>,
+    /// Capabilities the sandboxed process keeps (none by default).
+    #[serde(default)]
+    pub capabilities: Vec<Spanned<String>>,
+    /// Run as this user instead of the caller.
+    #[serde(default)]
+    pub user: Option<Spanned<String>>,
+}

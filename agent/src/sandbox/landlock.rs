@@ -1,0 +1,168 @@
+//! Landlock: which paths the sandbox may read, write or execute, which TCP ports it may
+//! connect to or bind, and scoping of signals and abstract unix sockets to the sandbox.
+//!
+//! Every access right the kernel knows up to [`TARGET`] is handled, so anything not granted
+//! is denied. Under `compat = "strict"` the ruleset is a hard requirement: a kernel that
+//! cannot enforce all of it makes the launch fail. Under `best-effort` the caller learns
+//! exactly what was enforced from the returned [`Enforcement`].
+
+use landlock::{
+    Access as _, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath,
+    PathFd, RestrictionStatus, Ruleset, RulesetAttr, RulesetCreated, RulesetCreatedAttr,
+    RulesetStatus, Scope, ABI,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::policy::{Access, NetPolicy};
+use crate::profile::Compat;
+use crate::sandbox::mounts::{Grant, Kind};
+
+/// The Landlock ABI whose rights Cordon asks for: file rights up to ioctl on devices (5),
+/// TCP bind/connect (4), signal and abstract-unix scoping (6).
+pub const TARGET: ABI = ABI::V6;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LandlockError {
+    #[error("cannot build the Landlock ruleset: {0}")]
+    Ruleset(#[from] landlock::RulesetError),
+    #[error("cannot open {path} for a Landlock rule: {source}")]
+    Open {
+        path: std::path::PathBuf,
+        source: landlock::PathFdError,
+    },
+    #[error("the kernel enforced the Landlock ruleset only {status:?}; compat = \"strict\" refuses to run")]
+    NotFullyEnforced { status: String },
+}
+
+/// What the kernel actually enforced, reported back to the parent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enforcement {
+    /// `fully`, `partially` or `not`.
+    pub status: String,
+    pub no_new_privs: bool,
+}
+
+fn fs_rights(access: Access, kind: Kind) -> BitFlags<AccessFs> {
+    let mut rights = BitFlags::<AccessFs>::empty();
+    if access.read {
+        rights |= AccessFs::ReadFile | AccessFs::ReadDir;
+    }
+    if access.write {
+        rights |= AccessFs::from_all(TARGET) & !AccessFs::Execute;
+    }
+    if access.exec {
+        rights |= AccessFs::Execute | AccessFs::ReadFile | AccessFs::ReadDir;
+    }
+    if kind == Kind::File {
+        rights &= AccessFs::from_file(TARGET);
+    }
+    rights
+}
+
+fn level(compat: Compat) -> CompatLevel {
+    match compat {
+        Compat::Strict => CompatLevel::HardRequirement,
+        Compat::BestEffort => CompatLevel::BestEffort,
+    }
+}
+
+/// Creates the ruleset and adds one rule per grant and port. Paths are opened now, so this
+/// runs after the sandbox's root is in place and before privileges are dropped.
+pub fn prepare(
+    grants: &[Grant],
+    net: &NetPolicy,
+    compat: Compat,
+) -> Result<RulesetCreated, LandlockError> {
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(level(compat))
+        .handle_access(AccessFs::from_all(TARGET))?
+        .handle_access(AccessNet::from_all(TARGET))?
+        .scope(Scope::from_all(TARGET))?
+        .create()?;
+    for grant in grants {
+        let fd = PathFd::new(&grant.path).map_err(|source| LandlockError::Open {
+            path: grant.path.clone(),
+            source,
+        })?;
+        ruleset = ruleset.add_rule(PathBeneath::new(fd, fs_rights(grant.access, grant.kind)))?;
+    }
+    for port in &net.connect_tcp {
+        ruleset = ruleset.add_rule(NetPort::new(*port, AccessNet::ConnectTcp))?;
+    }
+    for port in &net.bind_tcp {
+        ruleset = ruleset.add_rule(NetPort::new(*port, AccessNet::BindTcp))?;
+    }
+    Ok(ruleset)
+}
+
+/// Restricts the calling process (and everything it will exec) to the ruleset.
+pub fn enforce(ruleset: RulesetCreated, compat: Compat) -> Result<Enforcement, LandlockError> {
+    let RestrictionStatus {
+        ruleset: status,
+        no_new_privs,
+        ..
+    } = ruleset.restrict_self()?;
+    let status = match status {
+        RulesetStatus::FullyEnforced => "fully",
+        RulesetStatus::PartiallyEnforced => "partially",
+        RulesetStatus::NotEnforced => "not",
+    };
+    if compat == Compat::Strict && status != "fully" {
+        return Err(LandlockError::NotFullyEnforced {
+            status: status.to_string(),
+        });
+    }
+    Ok(Enforcement {
+        status: status.to_string(),
+        no_new_privs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_grants_everything_but_execute() {
+        let rw = fs_rights(
+            Access {
+                read: true,
+                write: true,
+                exec: false,
+            },
+            Kind::Dir,
+        );
+        assert!(rw.contains(AccessFs::MakeReg | AccessFs::RemoveFile | AccessFs::Truncate));
+        assert!(!rw.contains(AccessFs::Execute));
+    }
+
+    #[test]
+    fn exec_grants_execute_and_read_only() {
+        let rx = fs_rights(
+            Access {
+                read: true,
+                write: false,
+                exec: true,
+            },
+            Kind::Dir,
+        );
+        assert_eq!(
+            rx,
+            AccessFs::Execute | AccessFs::ReadFile | AccessFs::ReadDir
+        );
+    }
+
+    #[test]
+    fn files_get_only_file_rights() {
+        let rw = fs_rights(
+            Access {
+                read: true,
+                write: true,
+                exec: false,
+            },
+            Kind::File,
+        );
+        assert!(!rw.contains(AccessFs::ReadDir) && !rw.contains(AccessFs::MakeDir));
+        assert!(rw.contains(AccessFs::WriteFile | AccessFs::ReadFile));
+    }
+}

@@ -1,0 +1,649 @@
+//! The sandbox's private view of the file system.
+//!
+//! The child gets its own mount namespace whose root is a fresh tmpfs holding only what the
+//! policy lists, each bound from the host at the same path with mount flags that match its
+//! access (read-only and `noexec` unless written or executed; `nosuid` always; `nodev` except
+//! under `/dev`). Anything not listed does not exist inside, which also covers what Landlock
+//! alone cannot (connecting to a pathname unix socket, for one). `/tmp` is always a private
+//! tmpfs. Denied paths inside visible trees are covered by an inaccessible mount, and the
+//! directories between a writable root and a denied path are pinned as mount points so they
+//! cannot be renamed away.
+//!
+//! [`plan`] is pure, runs in the parent and works on any host root, so tests can point it at
+//! a temporary tree; [`apply`] runs in the child.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Component, Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+use crate::policy::{Access, FsPolicy, SANDBOX_TMP};
+use crate::sys;
+
+/// Whether a path is a directory or anything else (a file, a device, a socket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File,
+}
+
+/// One step in building the sandbox's root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountOp {
+    /// The host's tree at `path`, bound at the same place.
+    Bind {
+        path: PathBuf,
+        kind: Kind,
+        access: Access,
+    },
+    /// The private `/tmp`.
+    Tmpfs { path: PathBuf },
+    /// A symlink the host has on the way to a listed path (`/bin -> usr/bin`).
+    Symlink { path: PathBuf, target: PathBuf },
+    /// A directory bound onto itself so it cannot be renamed while it holds a mask.
+    Pin { path: PathBuf },
+    /// A denied path, covered so it cannot be read, written or listed.
+    Mask { path: PathBuf, kind: Kind },
+}
+
+impl MountOp {
+    pub fn path(&self) -> &Path {
+        match self {
+            MountOp::Bind { path, .. }
+            | MountOp::Tmpfs { path }
+            | MountOp::Symlink { path, .. }
+            | MountOp::Pin { path }
+            | MountOp::Mask { path, .. } => path,
+        }
+    }
+
+    fn order(&self) -> u8 {
+        match self {
+            MountOp::Bind { .. } | MountOp::Tmpfs { .. } => 0,
+            MountOp::Symlink { .. } => 1,
+            MountOp::Pin { .. } => 2,
+            MountOp::Mask { .. } => 3,
+        }
+    }
+}
+
+/// A path the sandbox may use, and how: the Landlock rules are built from these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub path: PathBuf,
+    pub kind: Kind,
+    pub access: Access,
+}
+
+/// Everything the child needs to build its file-system view.
+#[derive(Debug, Clone, Default)]
+pub struct MountPlan {
+    pub ops: Vec<MountOp>,
+    pub grants: Vec<Grant>,
+    /// Listed paths that were left out, and why (shown with `cordon run -v`).
+    pub notes: Vec<String>,
+}
+
+/// Works out the mounts for a policy against the host tree at `root` (`/` in production).
+pub fn plan(fs: &FsPolicy, root: &Path) -> MountPlan {
+    let host = Host { root };
+    let mut notes = Vec::new();
+
+    let denied: Vec<(PathBuf, PathBuf, Kind)> = fs
+        .deny
+        .iter()
+        .filter_map(|d| match host.resolve(d) {
+            Some((canonical, _)) => {
+                let kind = host.kind(&canonical);
+                Some((d.clone(), canonical, kind))
+            }
+            None => {
+                notes.push(format!(
+                    "deny {}: does not exist, nothing to mask",
+                    d.display()
+                ));
+                None
+            }
+        })
+        .collect();
+
+    let tmp = PathBuf::from(SANDBOX_TMP);
+    let mut binds: BTreeMap<PathBuf, (Kind, Access)> = BTreeMap::new();
+    let mut links: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let mut tmp_access = None;
+    for rule in &fs.rules {
+        if rule.path == tmp {
+            tmp_access = Some(rule.access);
+            continue;
+        }
+        let Some((canonical, symlinks)) = host.resolve(&rule.path) else {
+            notes.push(format!("{}: does not exist, skipped", rule.path.display()));
+            continue;
+        };
+        if let Some((d, _, _)) = denied.iter().find(|(_, c, _)| canonical.starts_with(c)) {
+            notes.push(format!(
+                "{}: inside denied {}, skipped",
+                rule.path.display(),
+                d.display()
+            ));
+            continue;
+        }
+        let kind = host.kind(&canonical);
+        let entry = binds.entry(canonical).or_insert((kind, Access::default()));
+        entry.1.read |= rule.access.read;
+        entry.1.write |= rule.access.write;
+        entry.1.exec |= rule.access.exec;
+        links.extend(symlinks);
+    }
+
+    let mut ops = vec![MountOp::Tmpfs { path: tmp.clone() }];
+    let mut grants = Vec::new();
+    if let Some(access) = tmp_access {
+        grants.push(Grant {
+            path: tmp.clone(),
+            kind: Kind::Dir,
+            access,
+        });
+    }
+    for (path, (kind, access)) in &binds {
+        ops.push(MountOp::Bind {
+            path: path.clone(),
+            kind: *kind,
+            access: *access,
+        });
+        grants.push(Grant {
+            path: path.clone(),
+            kind: *kind,
+            access: *access,
+        });
+    }
+    let visible_via = |p: &Path| -> Option<PathBuf> {
+        binds
+            .keys()
+            .chain(std::iter::once(&tmp))
+            .filter(|b| p.starts_with(b))
+            .max_by_key(|b| b.components().count())
+            .cloned()
+    };
+    links.sort();
+    links.dedup();
+    for (path, target) in links {
+        if visible_via(&path).is_none() {
+            ops.push(MountOp::Symlink { path, target });
+        }
+    }
+    for (listed, canonical, kind) in denied {
+        let Some(via) = visible_via(&canonical) else {
+            notes.push(format!(
+                "deny {}: not visible in the sandbox anyway",
+                listed.display()
+            ));
+            continue;
+        };
+        if via == tmp && !binds.contains_key(&tmp) {
+            continue; // the private /tmp never holds host files
+        }
+        let writable = binds.get(&via).is_some_and(|(_, a)| a.write);
+        if writable {
+            let mut ancestor = canonical.parent();
+            while let Some(dir) = ancestor {
+                if dir == via || !dir.starts_with(&via) {
+                    break;
+                }
+                ops.push(MountOp::Pin {
+                    path: dir.to_path_buf(),
+                });
+                ancestor = dir.parent();
+            }
+        }
+        ops.push(MountOp::Mask {
+            path: canonical,
+            kind,
+        });
+    }
+    ops.sort_by(|a, b| {
+        let depth = |op: &MountOp| op.path().components().count();
+        depth(a)
+            .cmp(&depth(b))
+            .then(a.order().cmp(&b.order()))
+            .then(a.path().cmp(b.path()))
+    });
+    ops.dedup();
+    MountPlan { ops, grants, notes }
+}
+
+/// Looks at the host tree below `root`, resolving symlinks as if `root` were `/`.
+struct Host<'a> {
+    root: &'a Path,
+}
+
+impl Host<'_> {
+    fn real(&self, path: &Path) -> PathBuf {
+        self.root.join(path.strip_prefix("/").unwrap_or(path))
+    }
+
+    fn kind(&self, path: &Path) -> Kind {
+        if self.real(path).is_dir() {
+            Kind::Dir
+        } else {
+            Kind::File
+        }
+    }
+
+    /// The canonical path of `path`, and each symlink met on the way (as link, target).
+    fn resolve(&self, path: &Path) -> Option<(PathBuf, Vec<(PathBuf, PathBuf)>)> {
+        let mut links = Vec::new();
+        let mut resolved = PathBuf::from("/");
+        let mut pending: Vec<PathBuf> = path
+            .components()
+            .rev()
+            .filter_map(|c| match c {
+                Component::Normal(p) => Some(PathBuf::from(p)),
+                _ => None,
+            })
+            .collect();
+        let mut hops = 0;
+        while let Some(part) = pending.pop() {
+            if part == Path::new("..") {
+                resolved.pop();
+                continue;
+            }
+            if part == Path::new(".") {
+                continue;
+            }
+            let candidate = resolved.join(&part);
+            let meta = std::fs::symlink_metadata(self.real(&candidate)).ok()?;
+            if !meta.file_type().is_symlink() {
+                resolved = candidate;
+                continue;
+            }
+            hops += 1;
+            if hops > 40 {
+                return None;
+            }
+            let target = std::fs::read_link(self.real(&candidate)).ok()?;
+            links.push((candidate, target.clone()));
+            if target.is_absolute() {
+                resolved = PathBuf::from("/");
+            }
+            for c in target.components().rev() {
+                match c {
+                    Component::Normal(p) => pending.push(PathBuf::from(p)),
+                    Component::ParentDir => pending.push(PathBuf::from("..")),
+                    _ => {}
+                }
+            }
+        }
+        Some((resolved, links))
+    }
+}
+
+/// A step of [`apply`] that failed, with the path it was working on.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("cannot create a private mount namespace: {0}")]
+    Namespace(#[source] nix::Error),
+    #[error("cannot take a copy of {path}: {source}")]
+    Clone { path: PathBuf, source: io::Error },
+    #[error("cannot prepare {path} in the sandbox root: {source}")]
+    Prepare { path: PathBuf, source: io::Error },
+    #[error("cannot mount {path}: {source}")]
+    Mount { path: PathBuf, source: io::Error },
+    #[error("cannot switch to the sandbox root: {0}")]
+    Pivot(#[source] nix::Error),
+}
+
+/// Builds the view described by `plan` and makes it the root. Runs in the child, as root,
+/// before any other restriction. `staging` is an existing directory to build the root on.
+pub fn apply(plan: &MountPlan, staging: &Path) -> Result<(), MountError> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(MountError::Namespace)?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(MountError::Namespace)?;
+
+    // Copies of the host trees are taken before the staging tmpfs can hide any of them.
+    let mut trees: Vec<Option<OwnedFd>> = Vec::with_capacity(plan.ops.len());
+    for op in &plan.ops {
+        trees.push(match op {
+            MountOp::Bind { path, access, .. } => {
+                let tree = sys::clone_mount_tree(path).map_err(|source| MountError::Clone {
+                    path: path.clone(),
+                    source,
+                })?;
+                sys::set_mount_attrs(&tree, bind_attrs(path, *access), 0).map_err(|source| {
+                    MountError::Mount {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+                Some(tree)
+            }
+            _ => None,
+        });
+    }
+
+    tmpfs(staging, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, "mode=0755")?;
+    for (op, tree) in plan.ops.iter().zip(&trees) {
+        let at = inside(staging, op.path());
+        let mount_err = |source: io::Error| MountError::Mount {
+            path: op.path().to_path_buf(),
+            source,
+        };
+        match op {
+            MountOp::Bind { kind, .. } => {
+                mountpoint(&at, *kind)?;
+                if let Some(tree) = tree {
+                    sys::attach_mount_tree(tree, &at).map_err(mount_err)?;
+                }
+            }
+            MountOp::Tmpfs { .. } => {
+                mountpoint(&at, Kind::Dir)?;
+                tmpfs(&at, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, "mode=1777")?;
+            }
+            MountOp::Symlink { target, .. } => {
+                if std::fs::symlink_metadata(&at).is_err() {
+                    if let Some(parent) = at.parent() {
+                        std::fs::create_dir_all(parent).map_err(|source| MountError::Prepare {
+                            path: op.path().to_path_buf(),
+                            source,
+                        })?;
+                    }
+                    std::os::unix::fs::symlink(target, &at).map_err(|source| {
+                        MountError::Prepare {
+                            path: op.path().to_path_buf(),
+                            source,
+                        }
+                    })?;
+                }
+            }
+            MountOp::Pin { .. } => {
+                mount(
+                    Some(&at),
+                    &at,
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None::<&str>,
+                )
+                .map_err(|e| mount_err(e.into()))?;
+            }
+            MountOp::Mask {
+                kind: Kind::Dir, ..
+            } => {
+                let flags = MsFlags::MS_RDONLY
+                    | MsFlags::MS_NOSUID
+                    | MsFlags::MS_NODEV
+                    | MsFlags::MS_NOEXEC;
+                tmpfs(&at, flags, "mode=000,size=4k")?;
+            }
+            MountOp::Mask {
+                kind: Kind::File, ..
+            } => {
+                // /dev/null bound on a `nodev` mount: opening it fails with EACCES.
+                mount(
+                    Some("/dev/null"),
+                    &at,
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .map_err(|e| mount_err(e.into()))?;
+                let flags = MsFlags::MS_REMOUNT
+                    | MsFlags::MS_BIND
+                    | MsFlags::MS_RDONLY
+                    | MsFlags::MS_NOSUID
+                    | MsFlags::MS_NODEV
+                    | MsFlags::MS_NOEXEC;
+                mount(None::<&str>, &at, None::<&str>, flags, None::<&str>)
+                    .map_err(|e| mount_err(e.into()))?;
+            }
+        }
+    }
+    drop(trees);
+
+    nix::unistd::chdir(staging).map_err(MountError::Pivot)?;
+    nix::unistd::pivot_root(".", ".").map_err(MountError::Pivot)?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(MountError::Pivot)?;
+    nix::unistd::chdir("/").map_err(MountError::Pivot)?;
+    let ro_root = MsFlags::MS_REMOUNT
+        | MsFlags::MS_BIND
+        | MsFlags::MS_RDONLY
+        | MsFlags::MS_NOSUID
+        | MsFlags::MS_NODEV;
+    mount(None::<&str>, "/", None::<&str>, ro_root, None::<&str>).map_err(MountError::Pivot)?;
+    Ok(())
+}
+
+/// Mount attributes for a bound tree, from the access it grants.
+fn bind_attrs(path: &Path, access: Access) -> u64 {
+    let mut attrs = libc::MOUNT_ATTR_NOSUID;
+    if !path.starts_with("/dev") {
+        attrs |= libc::MOUNT_ATTR_NODEV;
+    }
+    if !access.write {
+        attrs |= libc::MOUNT_ATTR_RDONLY;
+    }
+    if !access.exec {
+        attrs |= libc::MOUNT_ATTR_NOEXEC;
+    }
+    attrs
+}
+
+fn inside(staging: &Path, path: &Path) -> PathBuf {
+    staging.join(path.strip_prefix("/").unwrap_or(path))
+}
+
+fn mountpoint(at: &Path, kind: Kind) -> Result<(), MountError> {
+    let prepare = |source| MountError::Prepare {
+        path: at.to_path_buf(),
+        source,
+    };
+    match kind {
+        Kind::Dir => std::fs::create_dir_all(at).map_err(prepare),
+        Kind::File => {
+            if let Some(parent) = at.parent() {
+                std::fs::create_dir_all(parent).map_err(prepare)?;
+            }
+            if at.exists() {
+                return Ok(());
+            }
+            std::fs::File::create(at).map(drop).map_err(prepare)
+        }
+    }
+}
+
+fn tmpfs(at: &Path, flags: MsFlags, options: &str) -> Result<(), MountError> {
+    mount(Some("tmpfs"), at, Some("tmpfs"), flags, Some(options)).map_err(|e| MountError::Mount {
+        path: at.to_path_buf(),
+        source: e.into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::PathRule;
+
+    const R: Access = Access {
+        read: true,
+        write: false,
+        exec: false,
+    };
+    const RW: Access = Access {
+        read: true,
+        write: true,
+        exec: false,
+    };
+    const RX: Access = Access {
+        read: true,
+        write: false,
+        exec: true,
+    };
+
+    fn host() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path();
+        for d in [
+            "usr/bin",
+            "usr/lib",
+            "home/dev/.ssh",
+            "home/dev/src",
+            "ws/.git/hooks",
+            "etc",
+        ] {
+            std::fs::create_dir_all(p.join(d)).unwrap();
+        }
+        std::fs::write(p.join("etc/shadow"), "x").unwrap();
+        std::os::unix::fs::symlink("usr/bin", p.join("bin")).unwrap();
+        t
+    }
+
+    fn fs(rules: &[(&str, Access)], deny: &[&str]) -> FsPolicy {
+        FsPolicy {
+            rules: rules
+                .iter()
+                .map(|(p, a)| PathRule {
+                    path: PathBuf::from(p),
+                    access: *a,
+                })
+                .collect(),
+            deny: deny.iter().map(PathBuf::from).collect(),
+        }
+    }
+
+    #[test]
+    fn symlinked_entries_bind_their_target_and_recreate_the_link() {
+        let h = host();
+        let plan = plan(&fs(&[("/bin", RX)], &[]), h.path());
+        assert!(plan.ops.contains(&MountOp::Bind {
+            path: "/usr/bin".into(),
+            kind: Kind::Dir,
+            access: RX
+        }));
+        assert!(plan.ops.contains(&MountOp::Symlink {
+            path: "/bin".into(),
+            target: "usr/bin".into()
+        }));
+        assert_eq!(
+            plan.grants,
+            [Grant {
+                path: "/usr/bin".into(),
+                kind: Kind::Dir,
+                access: RX
+            }]
+        );
+    }
+
+    #[test]
+    fn deny_inside_a_writable_tree_is_masked_and_its_parents_pinned() {
+        let h = host();
+        let plan = plan(&fs(&[("/ws", RW)], &["/ws/.git/hooks"]), h.path());
+        let ws = plan
+            .ops
+            .iter()
+            .position(|o| o.path() == Path::new("/ws"))
+            .unwrap();
+        let pin = plan
+            .ops
+            .iter()
+            .position(|o| {
+                *o == MountOp::Pin {
+                    path: "/ws/.git".into(),
+                }
+            })
+            .unwrap();
+        let mask = plan
+            .ops
+            .iter()
+            .position(|o| {
+                *o == MountOp::Mask {
+                    path: "/ws/.git/hooks".into(),
+                    kind: Kind::Dir,
+                }
+            })
+            .unwrap();
+        assert!(ws < pin && pin < mask, "{:?}", plan.ops);
+    }
+
+    #[test]
+    fn deny_wins_over_allow_below_it_and_files_are_masked_as_files() {
+        let h = host();
+        let plan = plan(
+            &fs(
+                &[("/home/dev", R), ("/home/dev/.ssh", R), ("/etc", R)],
+                &["/home/dev/.ssh", "/etc/shadow"],
+            ),
+            h.path(),
+        );
+        assert!(!plan
+            .grants
+            .iter()
+            .any(|g| g.path == Path::new("/home/dev/.ssh")));
+        assert!(plan.ops.contains(&MountOp::Mask {
+            path: "/home/dev/.ssh".into(),
+            kind: Kind::Dir
+        }));
+        assert!(plan.ops.contains(&MountOp::Mask {
+            path: "/etc/shadow".into(),
+            kind: Kind::File
+        }));
+        // A read-only tree needs no pins: nothing inside it can be renamed.
+        assert!(!plan.ops.iter().any(|o| matches!(o, MountOp::Pin { .. })));
+    }
+
+    #[test]
+    fn missing_paths_are_noted_not_mounted() {
+        let h = host();
+        let plan = plan(&fs(&[("/nope", R)], &["/home/dev/.aws"]), h.path());
+        assert_eq!(
+            plan.ops,
+            [MountOp::Tmpfs {
+                path: "/tmp".into()
+            }]
+        );
+        assert_eq!(plan.notes.len(), 2, "{:?}", plan.notes);
+    }
+
+    #[test]
+    fn private_tmp_is_always_there_but_only_granted_when_listed() {
+        let h = host();
+        let without = plan(&fs(&[], &[]), h.path());
+        assert!(
+            without.ops.contains(&MountOp::Tmpfs {
+                path: "/tmp".into()
+            }) && without.grants.is_empty()
+        );
+        let with = plan(&fs(&[("/tmp", RW)], &[]), h.path());
+        assert_eq!(
+            with.grants,
+            [Grant {
+                path: "/tmp".into(),
+                kind: Kind::Dir,
+                access: RW
+            }]
+        );
+    }
+
+    #[test]
+    fn mount_flags_follow_access() {
+        let ro = bind_attrs(Path::new("/usr"), R);
+        assert_eq!(ro & libc::MOUNT_ATTR_RDONLY, libc::MOUNT_ATTR_RDONLY);
+        assert_eq!(ro & libc::MOUNT_ATTR_NOEXEC, libc::MOUNT_ATTR_NOEXEC);
+        let rx = bind_attrs(Path::new("/usr/bin"), RX);
+        assert_eq!(rx & libc::MOUNT_ATTR_NOEXEC, 0);
+        assert_eq!(
+            bind_attrs(Path::new("/dev/null"), RW) & libc::MOUNT_ATTR_NODEV,
+            0
+        );
+        assert_eq!(
+            bind_attrs(Path::new("/ws"), RW) & libc::MOUNT_ATTR_RDONLY,
+            0
+        );
+    }
+}

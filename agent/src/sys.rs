@@ -1,0 +1,164 @@
+//! The raw system calls Cordon makes that `nix`, `landlock` and `seccompiler` do not wrap.
+//!
+//! Every `unsafe` block of the crate outside the fork itself lives here, each with the reason
+//! it is sound. Returned descriptors become `OwnedFd` at once.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+fn cstring(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+}
+
+fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// The Landlock ABI version the running kernel offers; 0 when Landlock is unavailable.
+pub fn landlock_abi() -> u32 {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1 << 0;
+    // SAFETY: with a NULL attribute pointer, size 0 and the VERSION flag the kernel reads no
+    // memory and only returns the ABI version (or an error).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    u32::try_from(ret).unwrap_or(0)
+}
+
+/// A detached copy of the mount tree at `path` (`open_tree(OPEN_TREE_CLONE | AT_RECURSIVE)`).
+pub fn clone_mount_tree(path: &Path) -> io::Result<OwnedFd> {
+    let path = cstring(path)?;
+    let flags =
+        libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_RECURSIVE as libc::c_uint;
+    // SAFETY: `path` is a valid NUL-terminated string that outlives the call.
+    let fd =
+        check(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) })?;
+    // SAFETY: open_tree returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Sets and clears `MOUNT_ATTR_*` flags on every mount of a detached tree.
+pub fn set_mount_attrs(tree: &OwnedFd, set: u64, clear: u64) -> io::Result<()> {
+    let attr = libc::mount_attr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: libc::MS_PRIVATE,
+        userns_fd: 0,
+    };
+    let empty = c"";
+    // SAFETY: `attr` is a valid mount_attr whose size we pass; `empty` is a valid C string;
+    // the descriptor is open for the duration of the call.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    })?;
+    Ok(())
+}
+
+/// Attaches a detached mount tree at `target`.
+pub fn attach_mount_tree(tree: &OwnedFd, target: &Path) -> io::Result<()> {
+    let target = cstring(target)?;
+    let empty = c"";
+    // SAFETY: both strings are valid and NUL-terminated; the descriptor is open.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    })?;
+    Ok(())
+}
+
+/// Marks every descriptor from `first` up as close-on-exec, so nothing leaks into the sandbox.
+pub fn cloexec_from(first: u32) -> io::Result<()> {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on descriptors; it
+    // touches no memory.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    })?;
+    Ok(())
+}
+
+/// Sets the process's securebits (`prctl(PR_SET_SECUREBITS)`); needs CAP_SETPCAP.
+pub fn set_securebits(bits: libc::c_int) -> io::Result<()> {
+    // SAFETY: PR_SET_SECUREBITS takes an integer argument and touches no memory.
+    check(unsafe { libc::prctl(libc::PR_SET_SECUREBITS, bits as libc::c_ulong, 0, 0, 0) }.into())?;
+    Ok(())
+}
+
+/// `fork()`. The caller must be single-threaded: the child runs ordinary Rust code
+/// (allocations included) until it calls `execve`, which is only sound when no other thread
+/// could have held a lock at the moment of the fork.
+pub fn fork_single_threaded() -> io::Result<nix::unistd::ForkResult> {
+    if thread_count() != Some(1) {
+        return Err(io::Error::other(
+            "refusing to fork a sandbox from a multi-threaded process",
+        ));
+    }
+    // SAFETY: the process has exactly one thread (checked above), so the child inherits no
+    // lock held by another thread and may allocate freely before execve.
+    unsafe { nix::unistd::fork() }.map_err(io::Error::from)
+}
+
+fn thread_count() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// Waits for one of the (blocked) signals in `set`; returns its number and `si_code`.
+pub fn wait_signal(set: &nix::sys::signal::SigSet) -> io::Result<(i32, i32)> {
+    loop {
+        // SAFETY: siginfo_t is plain data for which all-zero is a valid value.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `set` wraps a valid sigset_t and `info` is a valid, writable siginfo_t.
+        let signo = unsafe { libc::sigwaitinfo(set.as_ref(), &mut info) };
+        if signo >= 0 {
+            return Ok((signo, info.si_code));
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn landlock_abi_is_reported() {
+        // Any kernel answers; on the project's machines it is 7.
+        let abi = super::landlock_abi();
+        assert!(abi <= 64, "implausible ABI {abi}");
+    }
+}
