@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::expect;
 use crate::policy::{self, Context, Policy};
-use crate::profile::SearchPath;
+use crate::profile::{self, SearchPath};
 use crate::sandbox::{self, Exit};
 
 /// Directory searched for profiles after `--profile-path` and `CORDON_PROFILE_PATH`.
@@ -64,6 +65,14 @@ enum ProfileCommand {
         #[arg(long, short, value_name = "DIR")]
         workspace: Option<PathBuf>,
     },
+    /// Run a profile's expectations (`NAME.expect.toml`): commands that must work or be denied.
+    Test {
+        #[arg(value_name = "NAME|FILE")]
+        profile: String,
+        /// The expectations file; by default `NAME.expect.toml` beside the profile.
+        #[arg(long, value_name = "FILE")]
+        expect: Option<PathBuf>,
+    },
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -84,6 +93,9 @@ pub fn main() -> ExitCode {
                 },
                 Err(msg) => fail(&msg, 1),
             }
+        }
+        Command::Profile(ProfileCommand::Test { profile, expect }) => {
+            test_profile(&search, &cli.profile_path, &profile, expect)
         }
         Command::Run {
             profile,
@@ -159,6 +171,80 @@ fn check(search: &SearchPath, files: &[String]) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+fn test_profile(
+    search: &SearchPath,
+    profile_path: &[PathBuf],
+    spec: &str,
+    expect: Option<PathBuf>,
+) -> ExitCode {
+    let loaded = match search.load(spec) {
+        Ok(p) => p,
+        Err(e) => return fail(&e.to_string(), 2),
+    };
+    let file = match expectations_for(&loaded, expect) {
+        Ok(f) => f,
+        Err(msg) => return fail(&msg, 2),
+    };
+    let cordon = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => return fail(&format!("cannot find the cordon binary: {e}"), 2),
+    };
+    let results = match expect::run(&cordon, spec, profile_path, &file) {
+        Ok(r) => r,
+        Err(e) => return fail(&e.to_string(), 2),
+    };
+    let failed = results.iter().filter(|r| !r.passed).count();
+    for r in &results {
+        if r.passed {
+            println!("PASS {}", r.name);
+        } else {
+            println!("FAIL {}: {}", r.name, r.detail);
+        }
+    }
+    println!(
+        "{}: {} passed, {failed} failed",
+        loaded.name,
+        results.len() - failed
+    );
+    if failed > 0 || results.is_empty() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The expectations of a loaded profile: `--expect`, else `NAME.expect.toml` beside the
+/// profile's file, else the built-in ones.
+fn expectations_for(
+    profile: &profile::Profile,
+    explicit: Option<PathBuf>,
+) -> Result<expect::ExpectFile, String> {
+    if let Some(path) = explicit {
+        return expect::load(&path).map_err(|e| e.to_string());
+    }
+    let own = profile.sources.last().cloned().unwrap_or_default();
+    if !own.starts_with("<builtin>") {
+        let path = own.with_file_name(format!("{}.expect.toml", profile.name));
+        if path.is_file() {
+            return expect::load(&path).map_err(|e| e.to_string());
+        }
+        return Err(format!(
+            "no expectations for `{}`: {} does not exist (or pass --expect FILE)",
+            profile.name,
+            path.display()
+        ));
+    }
+    let (_, text) = expect::BUILTIN
+        .iter()
+        .find(|(n, _)| *n == profile.name)
+        .ok_or_else(|| format!("no built-in expectations for `{}`", profile.name))?;
+    expect::parse(
+        &PathBuf::from(format!("<builtin>/{}.expect.toml", profile.name)),
+        (*text).to_string(),
+    )
+    .map_err(|e| e.to_string())
 }
 
 fn run(

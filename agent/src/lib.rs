@@ -13,6 +13,7 @@
 //! * [`sys`] holds the few raw system calls the crates we build on do not wrap.
 
 pub mod cli;
+pub mod expect;
 pub mod policy;
 pub mod profile;
 pub mod sandbox;

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use diag::{closest, Diagnostic, Loc, Located, Source};
+pub use diag::{closest, with_suggestion, Diagnostic, Loc, Located, Source};
 pub use schema::{Compat, Mode, SyscallAction};
 
 use schema::ProfileFile;
