@@ -152,7 +152,13 @@ where
         .collect::<Result<_, _>>()?;
     let argv = argv.iter().map(|a| cstring(a)).collect::<Result<_, _>>()?;
 
-    let visible = |p: &Path| plan.grants.iter().any(|g| p.starts_with(&g.path));
+    // The private /tmp holds none of the host's files, so a workspace below host /tmp is
+    // visible only through a bind of its own.
+    let visible = |p: &Path| {
+        plan.grants
+            .iter()
+            .any(|g| g.path != Path::new(crate::policy::SANDBOX_TMP) && p.starts_with(&g.path))
+    };
     let cwd = if visible(&policy.workspace) {
         policy.workspace.clone()
     } else {

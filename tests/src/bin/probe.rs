@@ -1,0 +1,244 @@
+//! `probe`: does one thing a sandboxed agent might try and prints what happened.
+//!
+//! Prints `ok`, `value <text>` (exit 0) or `err <ERRNO>` (exit 1), so the end-to-end tests
+//! can assert the exact errno of a denial. Prefixes `fork`, `setsid` and `reexec` run the
+//! rest of the command line in a child, a new session, or a fresh exec of the probe.
+
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::process::ExitCode;
+
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+enum Outcome {
+    Ok,
+    Value(String),
+    Err(Errno),
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let outcome = act(&args);
+    match outcome {
+        Outcome::Ok => println!("ok"),
+        Outcome::Value(v) => println!("value {v}"),
+        Outcome::Err(e) => {
+            println!("err {e:?}");
+            return ExitCode::from(1);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn res<T>(r: Result<T, Errno>) -> Outcome {
+    match r {
+        Ok(_) => Outcome::Ok,
+        Err(e) => Outcome::Err(e),
+    }
+}
+
+fn io(r: std::io::Result<()>) -> Outcome {
+    match r {
+        Ok(()) => Outcome::Ok,
+        Err(e) => Outcome::Err(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
+    }
+}
+
+fn raw(ret: libc::c_long) -> Outcome {
+    if ret < 0 {
+        Outcome::Err(Errno::last())
+    } else {
+        Outcome::Ok
+    }
+}
+
+fn pid(s: &str) -> Pid {
+    Pid::from_raw(s.parse().unwrap_or_else(|_| usage()))
+}
+
+fn usage() -> ! {
+    eprintln!("usage: probe ACTION [ARGS] (see the source for the list)");
+    std::process::exit(2)
+}
+
+/// Runs `child` in a forked child and returns the child's outcome as its own.
+fn in_child(child: impl FnOnce() -> Outcome) -> Outcome {
+    let (mut rd, wr) = std::io::pipe().unwrap_or_else(|_| usage());
+    // SAFETY: the probe is single-threaded; the child only runs the action and exits.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            let code = match child() {
+                Outcome::Ok => 0,
+                Outcome::Value(_) => 0,
+                Outcome::Err(e) => e as i32,
+            };
+            let mut wr = wr;
+            let _ = wr.write_all(&code.to_le_bytes());
+            // SAFETY: leaving the forked child without running the parent's exit handlers.
+            unsafe { libc::_exit(0) }
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            drop(wr);
+            let mut buf = [0u8; 4];
+            let got = rd.read_exact(&mut buf);
+            let _ = nix::sys::wait::waitpid(child, None);
+            match got {
+                Ok(()) if i32::from_le_bytes(buf) == 0 => Outcome::Ok,
+                Ok(()) => Outcome::Err(Errno::from_raw(i32::from_le_bytes(buf))),
+                Err(_) => Outcome::Err(Errno::ECHILD),
+            }
+        }
+        Err(e) => Outcome::Err(e),
+    }
+}
+
+fn act(args: &[String]) -> Outcome {
+    let Some((action, rest)) = args.split_first() else {
+        usage()
+    };
+    let arg = |i: usize| rest.get(i).map(String::as_str).unwrap_or_else(|| usage());
+    match action.as_str() {
+        "read" => io(std::fs::read(arg(0)).map(drop)),
+        "write" => io(std::fs::write(arg(0), b"probe")),
+        "list" => io(std::fs::read_dir(arg(0)).map(drop)),
+        "rename" => io(std::fs::rename(arg(0), arg(1))),
+        "exec" => {
+            let err = std::process::Command::new(arg(0)).args(&rest[1..]).exec();
+            io(Err(err))
+        }
+        "run" => match std::process::Command::new(arg(0)).args(&rest[1..]).status() {
+            Ok(s) if s.success() => Outcome::Ok,
+            Ok(s) => Outcome::Value(format!("exit {s}")),
+            Err(e) => io(Err(e)),
+        },
+        "connect" => io(std::net::TcpStream::connect(arg(0)).map(drop)),
+        "bind" => io(std::net::TcpListener::bind(arg(0)).map(drop)),
+        "connect-unix" => io(std::os::unix::net::UnixStream::connect(arg(0)).map(drop)),
+        "connect-abstract" => {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(arg(0).as_bytes());
+            io(addr
+                .and_then(|a| std::os::unix::net::UnixStream::connect_addr(&a))
+                .map(drop))
+        }
+        "ptrace" => res(nix::sys::ptrace::attach(pid(arg(0)))),
+        "ptrace-child" => {
+            // SAFETY: single-threaded; the child only sleeps until it is killed.
+            match unsafe { nix::unistd::fork() } {
+                Ok(nix::unistd::ForkResult::Child) => loop {
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                },
+                Ok(nix::unistd::ForkResult::Parent { child }) => {
+                    let r = nix::sys::ptrace::attach(child);
+                    let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+                    let _ = nix::sys::wait::waitpid(child, None);
+                    res(r)
+                }
+                Err(e) => Outcome::Err(e),
+            }
+        }
+        "kill" => res(nix::sys::signal::kill(pid(arg(0)), Signal::SIGTERM)),
+        "kill-child" => {
+            let mut child = match std::process::Command::new("/bin/sleep").arg("30").spawn() {
+                Ok(c) => c,
+                Err(e) => return io(Err(e)),
+            };
+            let r = nix::sys::signal::kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            let _ = child.wait();
+            res(r)
+        }
+        "mount" => res(nix::mount::mount(
+            Some("tmpfs"),
+            "/tmp",
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )),
+        // SAFETY (all raw syscalls below): arguments are integers or null pointers the kernel
+        // validates; a denied call never reaches the kernel's implementation.
+        "bpf" => raw(unsafe {
+            libc::syscall(libc::SYS_bpf, 5 /* BPF_PROG_LOAD */, 0usize, 0u32)
+        }),
+        "unshare-user" => res(nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)),
+        "unshare-net" => res(nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)),
+        "clone-newuser" => raw(unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                libc::CLONE_NEWUSER | libc::SIGCHLD,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        }),
+        "clone3" => raw(unsafe { libc::syscall(libc::SYS_clone3, 0usize, 0usize) }),
+        "finit-module" => {
+            raw(unsafe { libc::syscall(libc::SYS_finit_module, -1, c"".as_ptr(), 0) })
+        }
+        "keyctl" => raw(unsafe {
+            libc::syscall(libc::SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3, 0)
+        }),
+        "tiocsti" => {
+            let c = b'x';
+            let tty = match std::fs::File::open("/dev/tty") {
+                Ok(f) => f,
+                Err(e) => return io(Err(e)),
+            };
+            raw(unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCSTI, &c) }.into())
+        }
+        "isatty" => Outcome::Value(
+            nix::unistd::isatty(std::io::stdin())
+                .unwrap_or(false)
+                .to_string(),
+        ),
+        "env" => Outcome::Value(std::env::var(arg(0)).unwrap_or_else(|_| "<unset>".into())),
+        "ids" => Outcome::Value(format!(
+            "uid={} gid={} groups={:?}",
+            nix::unistd::getuid(),
+            nix::unistd::getgid(),
+            nix::unistd::getgroups().unwrap_or_default()
+        )),
+        "caps" => {
+            let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+            let caps: Vec<String> = status
+                .lines()
+                .filter(|l| l.starts_with("Cap"))
+                .map(|l| l.replace(":\t", "="))
+                .collect();
+            Outcome::Value(caps.join(" "))
+        }
+        "cgroup-escape" => {
+            // Write our pid into the root of the cgroup v2 hierarchy at the given mount.
+            io(std::fs::write(
+                format!("{}/cgroup.procs", arg(0)),
+                std::process::id().to_string(),
+            ))
+        }
+        "fork" => in_child(|| act(rest)),
+        "setsid" => in_child(|| match nix::unistd::setsid() {
+            Ok(_) => act(rest),
+            Err(e) => Outcome::Err(e),
+        }),
+        "reexec" => {
+            let me = CString::new("/proc/self/exe").unwrap_or_default();
+            let mut argv = vec![CString::new("probe").unwrap_or_default()];
+            argv.extend(
+                rest.iter()
+                    .map(|a| CString::new(a.as_str()).unwrap_or_default()),
+            );
+            match nix::unistd::execv(&me, &argv) {
+                Ok(never) => match never {},
+                Err(e) => Outcome::Err(e),
+            }
+        }
+        "sleep" => {
+            std::thread::sleep(std::time::Duration::from_secs(arg(0).parse().unwrap_or(1)));
+            Outcome::Ok
+        }
+        _ => usage(),
+    }
+}

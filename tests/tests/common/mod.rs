@@ -1,0 +1,150 @@
+#![allow(
+    dead_code,
+    reason = "each test file uses a different part of the helpers"
+)]
+//! Helpers for the end-to-end tests: a throwaway home and workspace, a profile written for
+//! the test, and a way to run the real `cordon` binary with the `probe` inside.
+//!
+//! These tests need root and the real kernel. Without root they print why and skip; under
+//! CI (`CI` set) a skip is a failure.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// True when the test can run; otherwise prints why not (and fails under CI).
+pub fn require_root(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    let msg = format!("skipping {test}: needs root (run `sudo cargo xtask test`)");
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{msg}, and CI must not skip"
+    );
+    eprintln!("{msg}");
+    false
+}
+
+/// The repository's root directory.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The `cordon` binary under test: `CORDON_BIN`, else next to this test's target directory.
+pub fn cordon_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("CORDON_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."));
+    let bin = dir.join("cordon");
+    assert!(
+        bin.is_file(),
+        "{} not found: build it first (`cargo build -p cordon`; `cargo xtask test` does)",
+        bin.display()
+    );
+    bin
+}
+
+/// The `probe` helper binary.
+pub fn probe_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_probe"))
+}
+
+/// A home, a workspace and a profile for one test.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub home: PathBuf,
+    pub workspace: PathBuf,
+    profile: PathBuf,
+}
+
+impl Fixture {
+    /// A fixture whose profile extends `parent` (a shipped profile) with `extra` TOML sections
+    /// and makes the probe visible and executable. The home has an ssh key and a git config.
+    pub fn new(parent: &str, extra: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("cordon-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        let home = dir.path().join("home");
+        let workspace = dir.path().join("workspace");
+        std::fs::create_dir_all(home.join(".ssh")).expect("home");
+        std::fs::write(
+            home.join(".ssh/id_ed25519"),
+            "-----BEGIN OPENSSH PRIVATE KEY----- not real",
+        )
+        .expect("key");
+        std::fs::write(
+            home.join(".gitconfig"),
+            "[user]\n\tname = e2e\n\temail = e2e@example.invalid\n",
+        )
+        .expect("gitconfig");
+        std::fs::create_dir_all(&workspace).expect("workspace");
+        let probe_dir = probe_bin().parent().expect("probe dir").to_path_buf();
+        // The probe's directory comes in through a profile of its own, so `extra` can use any section.
+        let probe_access = format!(
+            "[profile]\nname = \"probe-access\"\n\n[filesystem]\nread = [\"{probe}\"]\nexec = [\"{probe}\"]\n",
+            probe = probe_dir.display()
+        );
+        std::fs::write(dir.path().join("probe-access.toml"), probe_access).expect("probe profile");
+        let profile = dir.path().join("test.toml");
+        let text = format!(
+            "[profile]\nname = \"test\"\nextends = [\"{parent}\", \"probe-access\"]\n\n{extra}\n"
+        );
+        std::fs::write(&profile, text).expect("profile");
+        Fixture {
+            dir,
+            home,
+            workspace,
+            profile,
+        }
+    }
+
+    /// `cordon run` with this fixture's profile, workspace and home.
+    pub fn command<S: AsRef<OsStr>>(&self, argv: &[S]) -> Command {
+        let mut cmd = Command::new(cordon_bin());
+        cmd.arg("--profile-path")
+            .arg(repo().join("profiles"))
+            .args(["run", "--profile"])
+            .arg(&self.profile)
+            .arg("--workspace")
+            .arg(&self.workspace)
+            .arg("--")
+            .args(argv)
+            .env("HOME", &self.home)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn run<S: AsRef<OsStr>>(&self, argv: &[S]) -> Output {
+        self.command(argv).output().expect("cordon runs")
+    }
+
+    /// Runs the probe in the sandbox and returns its one-line answer (`ok`, `err EACCES`, ...).
+    pub fn probe(&self, args: &[&str]) -> String {
+        let mut argv = vec![probe_bin().to_string_lossy().into_owned()];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        let out = self.run(&argv);
+        let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(
+            !stdout.is_empty(),
+            "probe {args:?} printed nothing; status {}, stderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    pub fn path(&self, rel: &str) -> String {
+        self.workspace.join(rel).to_string_lossy().into_owned()
+    }
+
+    pub fn home_path(&self, rel: &str) -> String {
+        self.home.join(rel).to_string_lossy().into_owned()
+    }
+}

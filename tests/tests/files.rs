@@ -1,0 +1,161 @@
+//! File rules: Landlock plus the private mount namespace, on the real kernel.
+
+mod common;
+
+use common::{require_root, Fixture};
+
+/// A profile that can read the whole home: secrets must stay hidden inside it.
+const HOME_READABLE: &str = "[filesystem]\nread = [\"{home}\"]";
+
+#[test]
+fn ssh_key_is_denied_while_the_rest_of_home_is_readable() {
+    if !require_root("ssh_key_is_denied_while_the_rest_of_home_is_readable") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", HOME_READABLE);
+    assert_eq!(f.probe(&["read", &f.home_path(".gitconfig")]), "ok");
+    assert_eq!(
+        f.probe(&["read", &f.home_path(".ssh/id_ed25519")]),
+        "err EACCES"
+    );
+    assert_eq!(f.probe(&["list", &f.home_path(".ssh")]), "err EACCES");
+    // The masked directory cannot be moved out of the way either.
+    assert_eq!(
+        f.probe(&["rename", &f.home_path(".ssh"), &f.home_path("x")]),
+        "err EROFS"
+    );
+}
+
+#[test]
+fn writing_outside_the_write_list_is_denied() {
+    if !require_root("writing_outside_the_write_list_is_denied") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", HOME_READABLE);
+    assert_eq!(f.probe(&["write", &f.path("new.txt")]), "ok");
+    assert_eq!(
+        std::fs::read_to_string(f.workspace.join("new.txt")).unwrap_or_default(),
+        "probe"
+    );
+    // Readable but not writable: the home, and system directories.
+    assert_eq!(f.probe(&["write", &f.home_path("planted")]), "err EROFS");
+    assert_eq!(f.probe(&["write", "/etc/cordon-e2e"]), "err EROFS");
+    assert!(!f.home.join("planted").exists());
+}
+
+#[test]
+fn landlock_denies_writes_even_where_the_mount_is_writable() {
+    if !require_root("landlock_denies_writes_even_where_the_mount_is_writable") {
+        return;
+    }
+    // /tmp is a writable private tmpfs in every sandbox; base does not grant it.
+    let f = Fixture::new("base", "");
+    assert_eq!(f.probe(&["write", "/tmp/x"]), "err EACCES");
+    let f = Fixture::new("base", "[filesystem]\nwrite = [\"{tmp}\"]");
+    assert_eq!(f.probe(&["write", "/tmp/x"]), "ok");
+}
+
+#[test]
+fn binaries_outside_exec_cannot_run() {
+    if !require_root("binaries_outside_exec_cannot_run") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    // /usr/sbin is readable (under /usr) but not in exec.
+    assert_eq!(f.probe(&["exec", "/usr/sbin/nologin"]), "err EACCES");
+    assert_eq!(f.probe(&["run", "/usr/bin/true"]), "ok");
+}
+
+#[test]
+fn a_file_written_into_the_workspace_cannot_be_executed_unless_exec_allows_it() {
+    if !require_root("a_file_written_into_the_workspace_cannot_be_executed_unless_exec_allows_it") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    std::fs::copy("/usr/bin/true", f.workspace.join("dropped")).expect("copy");
+    assert_eq!(f.probe(&["exec", &f.path("dropped")]), "err EACCES");
+    // Loading it through the dynamic loader fails too: the workspace is mounted noexec.
+    let loader = f.probe(&["run", "/lib64/ld-linux-x86-64.so.2", &f.path("dropped")]);
+    assert!(loader.starts_with("value exit"), "{loader}");
+
+    let f = Fixture::new("coding-agent", "[filesystem]\nexec = [\"{workspace}/bin\"]");
+    std::fs::create_dir_all(f.workspace.join("bin")).expect("bin");
+    std::fs::copy("/usr/bin/true", f.workspace.join("bin/tool")).expect("copy");
+    assert_eq!(f.probe(&["run", &f.path("bin/tool")]), "ok");
+}
+
+#[test]
+fn git_hooks_under_a_writable_workspace_are_not_writable() {
+    if !require_root("git_hooks_under_a_writable_workspace_are_not_writable") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    std::fs::create_dir_all(f.workspace.join(".git/hooks")).expect("hooks");
+    assert_eq!(
+        f.probe(&["write", &f.path(".git/hooks/pre-commit")]),
+        "err EACCES"
+    );
+    assert_eq!(f.probe(&["write", &f.path(".git/config")]), "ok");
+    // Renaming .git (to recreate hooks elsewhere) is refused: it is pinned as a mount point.
+    assert_eq!(
+        f.probe(&["rename", &f.path(".git"), &f.path(".git2")]),
+        "err EBUSY"
+    );
+    assert!(!f.workspace.join(".git/hooks/pre-commit").exists());
+}
+
+#[test]
+fn a_unix_socket_outside_the_profile_cannot_be_connected() {
+    if !require_root("a_unix_socket_outside_the_profile_cannot_be_connected") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    let sock = f.dir.path().join("docker.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+    // Reachable from outside the sandbox, invisible inside it.
+    assert!(std::os::unix::net::UnixStream::connect(&sock).is_ok());
+    assert_eq!(
+        f.probe(&["connect-unix", &sock.to_string_lossy()]),
+        "err ENOENT"
+    );
+}
+
+#[test]
+fn the_sandbox_cannot_write_to_cgroups() {
+    if !require_root("the_sandbox_cannot_write_to_cgroups") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "[filesystem]\nread = [\"/sys\"]");
+    let mount = cgroup2_mount();
+    assert_eq!(f.probe(&["cgroup-escape", &mount]), "err EROFS");
+}
+
+/// Where cgroup v2 is mounted on this host, from /proc/self/mountinfo.
+fn cgroup2_mount() -> String {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    info.lines()
+        .find_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            post.starts_with("cgroup2 ")
+                .then(|| pre.split(' ').nth(4).map(str::to_string))?
+        })
+        .expect("cgroup2 is mounted")
+}
+
+#[test]
+fn escaping_by_fork_setsid_or_reexec_keeps_every_restriction() {
+    if !require_root("escaping_by_fork_setsid_or_reexec_keeps_every_restriction") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", HOME_READABLE);
+    let key = f.home_path(".ssh/id_ed25519");
+    for how in ["fork", "setsid", "reexec"] {
+        assert_eq!(f.probe(&[how, "read", &key]), "err EACCES", "{how}");
+        assert_eq!(f.probe(&[how, "unshare-user"]), "err EPERM", "{how}");
+        assert_eq!(
+            f.probe(&[how, "connect", "127.0.0.1:1"]),
+            "err EACCES",
+            "{how}"
+        );
+    }
+}
