@@ -1,0 +1,304 @@
+//! The process inside: environment, identity, capabilities, signals, exit status, terminal.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::time::{Duration, Instant};
+
+use common::{probe_bin, require_root, Fixture};
+
+#[test]
+fn secrets_in_the_callers_environment_never_reach_the_sandbox() {
+    if !require_root("secrets_in_the_callers_environment_never_reach_the_sandbox") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    let out = f
+        .command(&["/usr/bin/env"])
+        .env("OPENAI_API_KEY", "sk-secret")
+        .env("AWS_SECRET_ACCESS_KEY", "aws-secret")
+        .env("LANG", "C.UTF-8")
+        .output()
+        .expect("run");
+    let env = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(!env.contains("secret"), "{env}");
+    assert!(
+        env.lines().any(|l| l == "LANG=C.UTF-8"),
+        "kept variables pass: {env}"
+    );
+    assert!(
+        env.lines().any(|l| l == "PIP_NO_INPUT=1"),
+        "set_env applies: {env}"
+    );
+}
+
+#[test]
+fn root_holds_no_capabilities_inside_unless_the_profile_lists_them() {
+    if !require_root("root_holds_no_capabilities_inside_unless_the_profile_lists_them") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    let caps = f.probe(&["caps"]);
+    for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert!(
+            caps.contains(&format!("{set}=0000000000000000")),
+            "{set}: {caps}"
+        );
+    }
+    assert_eq!(
+        f.probe(&["ids"]),
+        "value uid=0 gid=0 groups=[]".replace("[]", &groups_of_root())
+    );
+
+    // CAP_NET_BIND_SERVICE (bit 10) kept: it is in every set and binding port 80 works.
+    let f = Fixture::new(
+        "coding-agent",
+        "[process]\ncapabilities = [\"CAP_NET_BIND_SERVICE\"]\n[network]\nbind_ports = [80]",
+    );
+    let caps = f.probe(&["caps"]);
+    for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert!(
+            caps.contains(&format!("{set}=0000000000000400")),
+            "{set}: {caps}"
+        );
+    }
+}
+
+fn groups_of_root() -> String {
+    // The caller's supplementary groups are kept when no user is named.
+    let groups: Vec<nix::unistd::Gid> = nix::unistd::getgroups().unwrap_or_default();
+    format!("{groups:?}")
+}
+
+#[test]
+fn user_in_the_profile_runs_the_command_as_that_user() {
+    if !require_root("user_in_the_profile_runs_the_command_as_that_user") {
+        return;
+    }
+    let nobody = nix::unistd::User::from_name("nobody")
+        .expect("lookup")
+        .expect("nobody exists");
+    let f = Fixture::new("coding-agent", "[process]\nuser = \"nobody\"");
+    let ids = f.probe(&["ids"]);
+    assert!(
+        ids.starts_with(&format!("value uid={} gid={}", nobody.uid, nobody.gid)),
+        "{ids}"
+    );
+    let caps = f.probe(&["caps"]);
+    assert!(caps.contains("CapEff=0000000000000000"), "{caps}");
+}
+
+#[test]
+fn signals_to_processes_outside_the_sandbox_are_refused() {
+    if !require_root("signals_to_processes_outside_the_sandbox_are_refused") {
+        return;
+    }
+    let mut outside = std::process::Command::new("/bin/sleep")
+        .arg("30")
+        .spawn()
+        .expect("sleep");
+    let f = Fixture::new("coding-agent", "");
+    assert_eq!(f.probe(&["kill", &outside.id().to_string()]), "err EPERM");
+    assert!(
+        outside.try_wait().expect("try_wait").is_none(),
+        "the outside process must survive"
+    );
+    // Its own children are fair game.
+    assert_eq!(f.probe(&["kill-child"]), "ok");
+    let _ = outside.kill();
+    let _ = outside.wait();
+}
+
+#[test]
+fn abstract_unix_sockets_outside_the_sandbox_are_refused() {
+    if !require_root("abstract_unix_sockets_outside_the_sandbox_are_refused") {
+        return;
+    }
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("cordon-e2e-{}", std::process::id());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).expect("addr");
+    let _listener = std::os::unix::net::UnixListener::bind_addr(&addr).expect("bind");
+    let f = Fixture::new("coding-agent", "");
+    assert_eq!(f.probe(&["connect-abstract", &name]), "err EPERM");
+}
+
+#[test]
+fn exit_codes_and_signals_pass_through() {
+    if !require_root("exit_codes_and_signals_pass_through") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    assert_eq!(f.run(&["/bin/sh", "-c", "exit 7"]).status.code(), Some(7));
+    assert_eq!(
+        f.run(&["/bin/sh", "-c", "kill -TERM $$"]).status.signal(),
+        Some(libc::SIGTERM)
+    );
+    assert_eq!(f.run(&["/no/such/binary"]).status.code(), Some(127));
+    assert_eq!(f.run(&["/usr/sbin/nologin"]).status.code(), Some(126));
+}
+
+#[test]
+fn sigterm_to_cordon_reaches_the_sandboxed_process() {
+    if !require_root("sigterm_to_cordon_reaches_the_sandboxed_process") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    let mut child = f
+        .command(&[
+            "/bin/sh",
+            "-c",
+            "trap 'echo got-term; exit 3' TERM; while :; do sleep 0.05; done",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(300));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("kill");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sandbox did not end after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut out = String::new();
+    let _ = child.stdout.take().map(|mut s| s.read_to_string(&mut out));
+    assert_eq!(status.code(), Some(3));
+    assert!(out.contains("got-term"), "{out}");
+}
+
+#[test]
+fn an_interactive_shell_works_on_a_terminal_and_cannot_inject_input() {
+    if !require_root("an_interactive_shell_works_on_a_terminal_and_cannot_inject_input") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let mut cmd = f.command(&["/bin/bash", "--norc", "--noprofile", "-i"]);
+    let slave = pty.slave;
+    cmd.stdin(slave.try_clone().expect("dup"))
+        .stdout(slave.try_clone().expect("dup"))
+        .stderr(slave.try_clone().expect("dup"))
+        .env("TERM", "dumb")
+        .env("PS1", "sandbox$ ");
+    // SAFETY: runs in the forked child before exec; setsid and TIOCSCTTY are async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            nix::unistd::setsid()?;
+            if libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("spawn");
+    // Only the sandbox may hold the terminal's slave side, so reads see EIO when it is gone.
+    drop(cmd);
+    drop(slave);
+    let mut master = std::fs::File::from(pty.master);
+    let probe = probe_bin();
+    let script = format!(
+        "test -t 0 && echo IS-A-TTY; {p} isatty; {p} tiocsti; stty size; exit 5\n",
+        p = probe.display()
+    );
+    master.write_all(script.as_bytes()).expect("type");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        // Poll first, so a sandbox that never exits fails the test instead of hanging it.
+        let mut fds = [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(&master),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        if nix::poll::poll(&mut fds, 200u16).unwrap_or(0) == 0 {
+            continue;
+        }
+        match master.read(&mut buf) {
+            Ok(0) | Err(_) => break, // EIO once the last process on the terminal is gone
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&seen);
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(5), "{text}");
+    assert!(text.contains("IS-A-TTY"), "{text}");
+    assert!(text.contains("value true"), "{text}");
+    assert!(
+        text.contains("err EPERM"),
+        "TIOCSTI must be refused: {text}"
+    );
+}
+
+#[test]
+fn strict_refuses_a_landlock_abi_above_the_kernel_and_best_effort_runs_with_a_warning() {
+    if !require_root(
+        "strict_refuses_a_landlock_abi_above_the_kernel_and_best_effort_runs_with_a_warning",
+    ) {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    let run = |compat: &str| {
+        let text = format!("[profile]\nname = \"future\"\nextends = [\"test\"]\nlandlock_abi = 99\ncompat = \"{compat}\"\n");
+        std::fs::write(f.dir.path().join("future.toml"), text).expect("profile");
+        std::process::Command::new(common::cordon_bin())
+            .arg("--profile-path")
+            .arg(common::repo().join("profiles"))
+            .args(["run", "--profile"])
+            .arg(f.dir.path().join("future.toml"))
+            .arg("--workspace")
+            .arg(&f.workspace)
+            .args(["--", "/usr/bin/true"])
+            .env("HOME", &f.home)
+            .output()
+            .expect("run")
+    };
+    let strict = run("strict");
+    let err = String::from_utf8_lossy(&strict.stderr);
+    assert_eq!(strict.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains("the profile needs 99") && err.contains("strict"),
+        "{err}"
+    );
+    let lenient = run("best-effort");
+    assert!(
+        lenient.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lenient.stderr)
+    );
+}
+
+#[test]
+fn tcp_connect_and_bind_follow_the_port_lists() {
+    if !require_root("tcp_connect_and_bind_follow_the_port_lists") {
+        return;
+    }
+    let allowed = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let denied = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let allowed_port = allowed.local_addr().expect("addr").port();
+    let denied_port = denied.local_addr().expect("addr").port();
+    let f = Fixture::new(
+        "coding-agent",
+        &format!("[network]\nconnect_ports = [{allowed_port}]\nbind_ports = [18080]"),
+    );
+    assert_eq!(
+        f.probe(&["connect", &format!("127.0.0.1:{allowed_port}")]),
+        "ok"
+    );
+    assert_eq!(
+        f.probe(&["connect", &format!("127.0.0.1:{denied_port}")]),
+        "err EACCES"
+    );
+    assert_eq!(f.probe(&["bind", "127.0.0.1:18080"]), "ok");
+    assert_eq!(f.probe(&["bind", "127.0.0.1:18081"]), "err EACCES");
+}
