@@ -1,0 +1,114 @@
+//! Real work under `coding-agent`: the tools an agent runs every day must keep working.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{require_root, Fixture};
+
+/// The caller's real home: the toolchains (rustup, cargo) live there.
+fn real_home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"))
+}
+
+/// `coding-agent` as shipped, plus the Rust toolchain's directories when they are not in
+/// the default place under the home (a CI image may keep them elsewhere).
+fn fixture() -> Fixture {
+    let home = real_home();
+    let mut extra = Vec::new();
+    for (var, default) in [("CARGO_HOME", ".cargo"), ("RUSTUP_HOME", ".rustup")] {
+        let dir = std::env::var_os(var)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home.join(default));
+        if !dir.starts_with(&home) {
+            extra.push(format!("\"{}\"", dir.display()));
+        }
+    }
+    let extra = if extra.is_empty() {
+        String::new()
+    } else {
+        format!("[filesystem]\nread = [{0}]\nexec = [{0}]", extra.join(", "))
+    };
+    Fixture::new("coding-agent", &extra)
+}
+
+fn sh(f: &Fixture, script: &str) -> (bool, String) {
+    let out = f
+        .command(&["/bin/bash", "-c", script])
+        .env("HOME", real_home())
+        .output()
+        .expect("run");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn git_init_and_commit_in_the_workspace() {
+    if !require_root("git_init_and_commit_in_the_workspace") {
+        return;
+    }
+    let f = fixture();
+    let (ok, out) = sh(
+        &f,
+        "set -e; git init -q . && git -c user.name=a -c user.email=a@b.invalid commit -q --allow-empty -m first \
+         && echo hi > a && git add a && git -c user.name=a -c user.email=a@b.invalid commit -q -m second && git log --oneline | wc -l",
+    );
+    assert!(ok, "{out}");
+    assert_eq!(out.trim(), "2");
+    assert!(f.workspace.join(".git/HEAD").is_file());
+}
+
+#[test]
+fn python_venv_in_the_workspace() {
+    if !require_root("python_venv_in_the_workspace") {
+        return;
+    }
+    let f = fixture();
+    let (ok, out) = sh(&f, "set -e; /usr/bin/python3 -m venv venv && ./venv/bin/python -c 'import sys; print(sys.prefix)'");
+    assert!(ok, "{out}");
+    assert!(out.trim().ends_with("/venv"), "{out}");
+}
+
+#[test]
+fn cargo_build_of_a_small_crate() {
+    if !require_root("cargo_build_of_a_small_crate") {
+        return;
+    }
+    let f = fixture();
+    std::fs::create_dir_all(f.workspace.join("hello/src")).expect("src");
+    std::fs::write(
+        f.workspace.join("hello/Cargo.toml"),
+        "[package]\nname = \"hello\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    )
+    .expect("manifest");
+    std::fs::write(
+        f.workspace.join("hello/src/main.rs"),
+        "fn main() { println!(\"hello\"); }\n",
+    )
+    .expect("main");
+    let (ok, out) = sh(&f, "cd hello && cargo build --offline 2>&1");
+    assert!(ok, "{out}");
+    assert!(
+        f.workspace.join("hello/target/debug/hello").is_file(),
+        "{out}"
+    );
+}
+
+#[test]
+fn make_builds_a_c_program() {
+    if !require_root("make_builds_a_c_program") {
+        return;
+    }
+    let f = fixture();
+    std::fs::write(f.workspace.join("m.c"), "int main(void) { return 0; }\n").expect("source");
+    std::fs::write(f.workspace.join("Makefile"), "m: m.c\n\tcc -O2 -o m m.c\n").expect("makefile");
+    let (ok, out) = sh(&f, "make 2>&1");
+    assert!(ok, "{out}");
+    assert!(f.workspace.join("m").is_file(), "{out}");
+}
