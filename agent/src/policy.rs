@@ -156,11 +156,18 @@ const NEW_NAMESPACE_FLAGS: u64 = (libc::CLONE_NEWUSER
     | libc::CLONE_NEWTIME) as u64;
 
 /// `ioctl`s that push input into a terminal: a classic sandbox escape through a shared tty.
+#[expect(
+    clippy::unnecessary_cast,
+    reason = "the ioctl numbers' type differs between libcs"
+)]
 const TTY_INJECTION_IOCTLS: &[u64] = &[libc::TIOCSTI as u64, libc::TIOCLINUX as u64];
 
 /// The `default` preset: syscalls that reach past a sandbox, load code into the kernel, or
 /// change the machine. `clone3` is answered with ENOSYS separately (see `sandbox::seccomp`).
-const DEFAULT_PRESET: &[(&str, Option<ArgCondition>)] = &[
+/// A syscall preset: names, each denied always (`None`) or when its arguments match.
+type Preset = &'static [(&'static str, Option<ArgCondition>)];
+
+const DEFAULT_PRESET: Preset = &[
     ("ptrace", None),
     ("process_vm_readv", None),
     ("process_vm_writev", None),
@@ -225,8 +232,7 @@ const DEFAULT_PRESET: &[(&str, Option<ArgCondition>)] = &[
     ),
 ];
 
-const PRESETS: &[(&str, &[(&str, Option<ArgCondition>)])] =
-    &[("default", DEFAULT_PRESET), ("none", &[])];
+const PRESETS: &[(&str, Preset)] = &[("default", DEFAULT_PRESET), ("none", &[])];
 
 /// Resolves a merged profile against a context into a policy, or says where it is wrong.
 pub fn compile(profile: &Profile, ctx: &Context) -> Result<Policy, Diagnostic> {

@@ -1,4 +1,8 @@
 //! The `cordon` binary's profile commands, driven as a user would. No root needed.
+#![allow(
+    clippy::expect_used,
+    reason = "test helpers: a failed setup step fails the test"
+)]
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -50,6 +50,26 @@ impl Filters {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The programs in install order, as the kernel's `struct sock_filter` arrays (8 bytes
+    /// an instruction, native endian): what another sandbox tool can load for comparison.
+    pub fn programs(&self) -> Vec<Vec<u8>> {
+        std::iter::once(&self.guard)
+            .chain(self.deny.as_ref())
+            .map(|prog| {
+                prog.iter()
+                    .flat_map(|i| {
+                        let mut b = Vec::with_capacity(8);
+                        b.extend_from_slice(&i.code.to_ne_bytes());
+                        b.push(i.jt);
+                        b.push(i.jf);
+                        b.extend_from_slice(&i.k.to_ne_bytes());
+                        b
+                    })
+                    .collect()
+            })
+            .collect()
+    }
 }
 
 /// Compiles the policy's deny list and the guard filter.

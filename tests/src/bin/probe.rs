@@ -56,6 +56,13 @@ fn raw(ret: libc::c_long) -> Outcome {
     }
 }
 
+/// A raw syscall with integer arguments only (no pointers the kernel could write through).
+fn syscall(nr: libc::c_long, a: libc::c_long, b: libc::c_long, c: libc::c_long) -> Outcome {
+    // SAFETY: every argument is a plain integer; the calls the probe makes with it read no
+    // memory (null pointers are rejected by the kernel with EFAULT at worst).
+    raw(unsafe { libc::syscall(nr, a, b, c) })
+}
+
 fn pid(s: &str) -> Pid {
     Pid::from_raw(s.parse().unwrap_or_else(|_| usage()))
 }
@@ -158,36 +165,31 @@ fn act(args: &[String]) -> Outcome {
             nix::mount::MsFlags::empty(),
             None::<&str>,
         )),
-        // SAFETY (all raw syscalls below): arguments are integers or null pointers the kernel
-        // validates; a denied call never reaches the kernel's implementation.
-        "bpf" => raw(unsafe {
-            libc::syscall(libc::SYS_bpf, 5 /* BPF_PROG_LOAD */, 0usize, 0u32)
-        }),
+        "bpf" => syscall(
+            libc::SYS_bpf,
+            5, /* BPF_PROG_LOAD, with a null attr */
+            0,
+            0,
+        ),
         "unshare-user" => res(nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)),
         "unshare-net" => res(nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)),
-        "clone-newuser" => raw(unsafe {
-            libc::syscall(
-                libc::SYS_clone,
-                libc::CLONE_NEWUSER | libc::SIGCHLD,
-                0usize,
-                0usize,
-                0usize,
-                0usize,
-            )
-        }),
-        "clone3" => raw(unsafe { libc::syscall(libc::SYS_clone3, 0usize, 0usize) }),
-        "finit-module" => {
-            raw(unsafe { libc::syscall(libc::SYS_finit_module, -1, c"".as_ptr(), 0) })
-        }
-        "keyctl" => raw(unsafe {
-            libc::syscall(libc::SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3, 0)
-        }),
+        // Only ever expected to be denied: if allowed, the child would return here as a fork.
+        "clone-newuser" => syscall(
+            libc::SYS_clone,
+            (libc::CLONE_NEWUSER | libc::SIGCHLD).into(),
+            0,
+            0,
+        ),
+        "clone3" => syscall(libc::SYS_clone3, 0, 0, 0),
+        "finit-module" => syscall(libc::SYS_finit_module, -1, 0, 0),
+        "keyctl" => syscall(libc::SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3, 0),
         "tiocsti" => {
-            let c = b'x';
             let tty = match std::fs::File::open("/dev/tty") {
                 Ok(f) => f,
                 Err(e) => return io(Err(e)),
             };
+            let c = b'x';
+            // SAFETY: TIOCSTI reads one byte through the pointer, which points at `c`.
             raw(unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCSTI, &c) }.into())
         }
         "isatty" => Outcome::Value(

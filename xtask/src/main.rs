@@ -1,0 +1,96 @@
+//! `cargo xtask`: the project's developer tasks.
+//!
+//! * `setup` installs the Debian packages the tests and benchmarks need (as root), or names them.
+//! * `test` runs every test: unit and CLI tests, then the root-only end-to-end tests one at a time.
+//! * `demo` launches a command under a shipped profile and shows what is allowed and denied.
+//! * `bench` measures launch cost and syscall-heavy work against bare runs and bubblewrap.
+
+mod bench;
+mod demo;
+mod setup;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install (as root) or list the system packages the project needs.
+    Setup,
+    /// Run every test; the end-to-end tests need root.
+    Test,
+    /// Show a sandbox at work: a command under `coding-agent`, allowed and denied actions.
+    Demo,
+    /// Measure Cordon against bare runs and bubblewrap; results go to bench/results/.
+    Bench {
+        /// Runs per measurement.
+        #[arg(long, default_value_t = 200)]
+        runs: usize,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.task {
+        Task::Setup => setup::ensure(setup::ALL),
+        Task::Test => test(),
+        Task::Demo => demo::run(),
+        Task::Bench { runs } => bench::run(runs),
+    }
+}
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Where cargo puts build output.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// Runs a command in the repository root, failing with its command line when it fails.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    eprintln!("xtask: {shown}");
+    let status = cmd
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("cannot start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed: {status}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn test() -> Result<()> {
+    setup::ensure(setup::TEST)?;
+    run(cargo().args(["build", "--workspace", "--all-targets"]))?;
+    run(cargo().args(["test", "--workspace", "--exclude", "cordon-e2e"]))?;
+    if !is_root() {
+        eprintln!("xtask: the end-to-end tests need root; they will print why they skip (run `sudo -E cargo xtask test`)");
+    }
+    let cordon = target_dir().join("debug/cordon");
+    run(cargo()
+        .args(["test", "-p", "cordon-e2e", "--", "--test-threads=1"])
+        .env("CORDON_BIN", cordon))
+}

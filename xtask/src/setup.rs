@@ -1,0 +1,59 @@
+//! System packages: what each task needs from Debian, installed when we are root.
+
+use std::process::Command;
+
+use anyhow::{bail, Result};
+
+/// What the tests run inside sandboxes, and build with.
+pub const TEST: &[&str] = &[
+    "git",
+    "make",
+    "gcc",
+    "libc6-dev",
+    "python3",
+    "python3-venv",
+    "util-linux",
+    "procps",
+];
+/// The peers the benchmarks measure against.
+pub const BENCH: &[&str] = &["bubblewrap"];
+/// Everything.
+pub const ALL: &[&str] = &[
+    "git",
+    "make",
+    "gcc",
+    "libc6-dev",
+    "python3",
+    "python3-venv",
+    "util-linux",
+    "procps",
+    "bubblewrap",
+];
+
+fn installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+/// Installs the missing `packages` with apt-get when root; otherwise says which are missing.
+pub fn ensure(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let list = missing.join(" ");
+    if !crate::is_root() {
+        bail!("missing Debian packages: {list}\ninstall them with: sudo apt-get install -y {list}");
+    }
+    eprintln!("xtask: installing {list}");
+    crate::run(Command::new("apt-get").args(["update", "-q"]))?;
+    crate::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
