@@ -262,6 +262,9 @@ fn run(
         Ok(l) => l,
         Err(e) => return fail(&e.to_string(), exit_u8(e.exit_code())),
     };
+    for warning in &launch.warnings {
+        eprintln!("cordon: warning: {warning}");
+    }
     if verbose > 0 {
         for note in &launch.notes {
             eprintln!("cordon: note: {note}");
@@ -274,15 +277,20 @@ fn run(
             return ExitCode::from(exit_u8(e.exit_code()));
         }
     };
-    if running.enforcement.status != "fully" {
-        eprintln!(
-            "cordon: warning: compat = \"best-effort\": Landlock is {} enforced on this kernel (ABI {})",
-            running.enforcement.status, launch.kernel_abi
-        );
+    if let Some(e) = &running.enforcement {
+        if e.status != sandbox::landlock::Status::Fully {
+            eprintln!(
+                "cordon: warning: compat = \"best-effort\": Landlock is {} enforced on this kernel (ABI {})",
+                e.status, launch.kernel_abi
+            );
+        }
     }
     match running.wait() {
         Ok(Exit::Code(c)) => ExitCode::from(exit_u8(c)),
-        Ok(Exit::Signal(signal)) => die_like(signal),
+        Ok(Exit::Signal(signo)) => match nix::sys::signal::Signal::try_from(signo) {
+            Ok(signal) => die_like(signal),
+            Err(_) => ExitCode::from(exit_u8(128 + signo)),
+        },
         Err(e) => fail(&e.to_string(), exit_u8(sandbox::EXIT_SETUP_FAILED)),
     }
 }

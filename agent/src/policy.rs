@@ -100,6 +100,8 @@ pub struct FsPolicy {
     pub rules: Vec<PathRule>,
     /// Paths hidden from the sandbox even inside allowed trees.
     pub deny: Vec<PathBuf>,
+    /// Paths kept read-only even inside writable trees.
+    pub read_only: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -155,6 +157,9 @@ const NEW_NAMESPACE_FLAGS: u64 = (libc::CLONE_NEWUSER
     | libc::CLONE_NEWCGROUP
     | libc::CLONE_NEWTIME) as u64;
 
+/// The MPTCP protocol number (`socket(AF_INET, SOCK_STREAM, IPPROTO_MPTCP)`).
+const IPPROTO_MPTCP: u64 = 262;
+
 /// `ioctl`s that push input into a terminal: a classic sandbox escape through a shared tty.
 #[expect(
     clippy::unnecessary_cast,
@@ -209,6 +214,18 @@ const DEFAULT_PRESET: Preset = &[
     ("clock_adjtime", None),
     ("vhangup", None),
     ("lookup_dcookie", None),
+    // io_uring operations bypass seccomp entirely, and its kernel surface is large.
+    ("io_uring_setup", None),
+    ("io_uring_enter", None),
+    ("io_uring_register", None),
+    // MPTCP sockets are not covered by Landlock's TCP rules.
+    (
+        "socket",
+        Some(ArgCondition::OneOf {
+            arg: 2,
+            values: &[IPPROTO_MPTCP],
+        }),
+    ),
     (
         "unshare",
         Some(ArgCondition::AnyBit {
@@ -278,6 +295,13 @@ pub fn compile(profile: &Profile, ctx: &Context) -> Result<Policy, Diagnostic> {
             deny.push(path);
         }
     }
+    let mut read_only = Vec::new();
+    for item in &profile.read_only {
+        let path = vars.path(item)?;
+        if !read_only.contains(&path) {
+            read_only.push(path);
+        }
+    }
 
     let network = NetPolicy {
         connect_tcp: ports(&profile.connect_ports)?,
@@ -293,7 +317,7 @@ pub fn compile(profile: &Profile, ctx: &Context) -> Result<Policy, Diagnostic> {
         landlock_abi: landlock_abi(profile)?,
         workspace: ctx.workspace.clone(),
         identity,
-        filesystem: FsPolicy { rules, deny },
+        filesystem: FsPolicy { rules, deny, read_only },
         network,
         syscalls: syscalls(profile)?,
         process: process(profile)?,
@@ -492,6 +516,13 @@ fn syscalls(profile: &Profile) -> Result<SyscallPolicy, Diagnostic> {
             });
         }
     }
+    for item in profile.syscall_deny.iter().chain(&profile.syscall_allow) {
+        if item.value == "clone3" {
+            return Err(item.loc.error(
+                "clone3 cannot be listed: it is always answered with ENOSYS, so libc falls back to clone, whose flags the filter can check",
+            ));
+        }
+    }
     for item in &profile.syscall_deny {
         let nr = sysno(item)?;
         // An explicit deny is unconditional, replacing a preset's argument check.
@@ -505,10 +536,6 @@ fn syscalls(profile: &Profile) -> Result<SyscallPolicy, Diagnostic> {
     for item in &profile.syscall_allow {
         let nr = sysno(item)?;
         deny.retain(|r| r.nr != nr.id());
-    }
-    if deny.iter().any(|r| r.name == "clone3") {
-        // clone3 is always answered with ENOSYS so libc falls back to clone, whose flags seccomp can read.
-        deny.retain(|r| r.name != "clone3");
     }
     deny.sort_by_key(|r| r.nr);
     Ok(SyscallPolicy {

@@ -114,18 +114,113 @@ pub fn set_securebits(bits: libc::c_int) -> io::Result<()> {
     Ok(())
 }
 
-/// `fork()`. The caller must be single-threaded: the child runs ordinary Rust code
-/// (allocations included) until it calls `execve`, which is only sound when no other thread
-/// could have held a lock at the moment of the fork.
-pub fn fork_single_threaded() -> io::Result<nix::unistd::ForkResult> {
+/// Namespaces a sandbox's first process is created in.
+pub const SANDBOX_NAMESPACES: u64 = (libc::CLONE_NEWPID | libc::CLONE_NEWNS) as u64;
+/// Added when the sandbox gets no network at all.
+pub const NETWORK_NAMESPACE: u64 = libc::CLONE_NEWNET as u64;
+
+/// `struct clone_args` of `clone3(2)`, up to the `cgroup` field (version 2, 88 bytes).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Forks into new namespaces (`clone3` without a new stack, so it returns twice like
+/// `fork`): `Ok(None)` in the child, `Ok(Some(pid))` in the parent. With `CLONE_NEWPID`
+/// the child is PID 1 of its namespace.
+///
+/// The caller must be single-threaded: the child runs ordinary Rust code (allocations
+/// included) until it execs, which is only sound when no other thread could have held a
+/// lock at the moment of the fork.
+pub fn fork_into_namespaces(flags: u64) -> io::Result<Option<nix::unistd::Pid>> {
     if thread_count() != Some(1) {
         return Err(io::Error::other(
             "refusing to fork a sandbox from a multi-threaded process",
         ));
     }
-    // SAFETY: the process has exactly one thread (checked above), so the child inherits no
-    // lock held by another thread and may allocate freely before execve.
-    unsafe { nix::unistd::fork() }.map_err(io::Error::from)
+    let args = CloneArgs {
+        flags,
+        exit_signal: libc::SIGCHLD as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: the process is single-threaded (checked above). With no stack given, clone3
+    // duplicates the caller like fork: the child continues on a copy of this stack, and
+    // `args` is only read by the kernel during the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match check(ret)? {
+        0 => Ok(None),
+        pid => Ok(Some(nix::unistd::Pid::from_raw(pid as i32))),
+    }
+}
+
+/// Brings the loopback interface of the current network namespace up.
+pub fn bring_up_loopback() -> io::Result<()> {
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; libc::IFNAMSIZ],
+        flags: libc::c_short,
+        _pad: [u8; 22],
+    }
+    const SIOCGIFFLAGS: libc::c_ulong = 0x8913;
+    const SIOCSIFFLAGS: libc::c_ulong = 0x8914;
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        flags: 0,
+        _pad: [0; 22],
+    };
+    req.name[..2].copy_from_slice(b"lo");
+    // SAFETY: `req` is a valid, writable ifreq-sized buffer naming "lo"; the kernel reads
+    // the name and writes the flags.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), SIOCGIFFLAGS, &mut req) }.into())?;
+    req.flags |= libc::IFF_UP as libc::c_short;
+    // SAFETY: as above; the kernel reads the name and the new flags.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), SIOCSIFFLAGS, &req) }.into())?;
+    Ok(())
+}
+
+/// A signal handler that does nothing: installed (with the signal blocked) so that PID 1
+/// of a namespace, which the kernel spares every signal left at its default action, still
+/// receives the signals it relays, through `sigwaitinfo`.
+pub fn catch_for_sigwait(signal: nix::sys::signal::Signal) -> io::Result<()> {
+    extern "C" fn noop(_: libc::c_int) {}
+    let action = nix::sys::signal::SigAction::new(
+        nix::sys::signal::SigHandler::Handler(noop),
+        nix::sys::signal::SaFlags::SA_RESTART,
+        nix::sys::signal::SigSet::empty(),
+    );
+    // SAFETY: the handler is an empty `extern "C"` function, trivially async-signal-safe.
+    unsafe { nix::sys::signal::sigaction(signal, &action) }?;
+    Ok(())
+}
+
+/// Puts `signal` back to its default action (an ignored SIGPIPE survives `execve`).
+pub fn default_action(signal: nix::sys::signal::Signal) -> io::Result<()> {
+    // SAFETY: installing SIG_DFL installs no code.
+    unsafe { nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigDfl) }?;
+    Ok(())
 }
 
 fn thread_count() -> Option<usize> {
@@ -151,6 +246,22 @@ pub fn wait_signal(set: &nix::sys::signal::SigSet) -> io::Result<(i32, i32)> {
             return Err(err);
         }
     }
+}
+
+/// A pidfd for `pid` (`pidfd_open`): it becomes readable when the process exits, and it
+/// keeps naming that process wherever the descriptor is inherited.
+pub fn pidfd_open(pid: nix::unistd::Pid) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and touches no memory.
+    let fd = check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) })?;
+    // SAFETY: pidfd_open returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Whether the process behind a pidfd has exited (without waiting).
+pub fn has_exited(pidfd: &OwnedFd) -> bool {
+    use std::os::fd::AsFd;
+    let mut fds = [nix::poll::PollFd::new(pidfd.as_fd(), nix::poll::PollFlags::POLLIN)];
+    matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO), Ok(n) if n > 0)
 }
 
 #[cfg(test)]

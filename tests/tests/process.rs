@@ -100,7 +100,10 @@ fn signals_to_processes_outside_the_sandbox_are_refused() {
         .spawn()
         .expect("sleep");
     let f = Fixture::new("coding-agent", "");
-    assert_eq!(f.probe(&["kill", &outside.id().to_string()]), "err EPERM");
+    // The sandbox has its own PID namespace: processes outside cannot even be named
+    // (and Landlock's signal scoping would refuse them if they could).
+    assert_eq!(f.probe(&["kill", &outside.id().to_string()]), "err ESRCH");
+    assert_eq!(f.probe(&["signal0", "1"]), "ok", "its own init is inside");
     assert!(
         outside.try_wait().expect("try_wait").is_none(),
         "the outside process must survive"

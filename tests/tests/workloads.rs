@@ -34,18 +34,16 @@ fn fixture() -> Fixture {
     Fixture::new("coding-agent", &extra)
 }
 
-fn sh(f: &Fixture, script: &str) -> (bool, String) {
+/// Runs a bash script in the sandbox; returns success, stdout, and everything for messages.
+fn sh(f: &Fixture, script: &str) -> (bool, String, String) {
     let out = f
         .command(&["/bin/bash", "-c", script])
         .env("HOME", real_home())
         .output()
         .expect("run");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let all = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), stdout, all)
 }
 
 #[test]
@@ -54,12 +52,12 @@ fn git_init_and_commit_in_the_workspace() {
         return;
     }
     let f = fixture();
-    let (ok, out) = sh(
+    let (ok, out, all) = sh(
         &f,
         "set -e; git init -q . && git -c user.name=a -c user.email=a@b.invalid commit -q --allow-empty -m first \
          && echo hi > a && git add a && git -c user.name=a -c user.email=a@b.invalid commit -q -m second && git log --oneline | wc -l",
     );
-    assert!(ok, "{out}");
+    assert!(ok, "{all}");
     assert_eq!(out.trim(), "2");
     assert!(f.workspace.join(".git/HEAD").is_file());
 }
@@ -70,8 +68,8 @@ fn python_venv_in_the_workspace() {
         return;
     }
     let f = fixture();
-    let (ok, out) = sh(&f, "set -e; /usr/bin/python3 -m venv venv && ./venv/bin/python -c 'import sys; print(sys.prefix)'");
-    assert!(ok, "{out}");
+    let (ok, out, all) = sh(&f, "set -e; /usr/bin/python3 -m venv venv && ./venv/bin/python -c 'import sys; print(sys.prefix)'");
+    assert!(ok, "{all}");
     assert!(out.trim().ends_with("/venv"), "{out}");
 }
 
@@ -92,8 +90,8 @@ fn cargo_build_of_a_small_crate() {
         "fn main() { println!(\"hello\"); }\n",
     )
     .expect("main");
-    let (ok, out) = sh(&f, "cd hello && cargo build --offline 2>&1");
-    assert!(ok, "{out}");
+    let (ok, out, all) = sh(&f, "cd hello && cargo build --offline 2>&1");
+    assert!(ok, "{all}");
     assert!(
         f.workspace.join("hello/target/debug/hello").is_file(),
         "{out}"
@@ -108,7 +106,7 @@ fn make_builds_a_c_program() {
     let f = fixture();
     std::fs::write(f.workspace.join("m.c"), "int main(void) { return 0; }\n").expect("source");
     std::fs::write(f.workspace.join("Makefile"), "m: m.c\n\tcc -O2 -o m m.c\n").expect("makefile");
-    let (ok, out) = sh(&f, "make 2>&1");
-    assert!(ok, "{out}");
+    let (ok, out, all) = sh(&f, "make 2>&1");
+    assert!(ok, "{all}");
     assert!(f.workspace.join("m").is_file(), "{out}");
 }

@@ -277,6 +277,7 @@ impl Chain {
             extend_unique(&mut p.write, located(fs.write));
             extend_unique(&mut p.exec, located(fs.exec));
             extend_unique(&mut p.deny, located(fs.deny));
+            extend_unique(&mut p.read_only, located(fs.read_only));
             let ports = |items: Vec<toml::Spanned<u16>>| -> Vec<Located<u16>> {
                 items
                     .into_iter()
@@ -345,6 +346,7 @@ pub struct Profile {
     pub write: Vec<Located<String>>,
     pub exec: Vec<Located<String>>,
     pub deny: Vec<Located<String>>,
+    pub read_only: Vec<Located<String>>,
     pub connect_ports: Vec<Located<u16>>,
     pub bind_ports: Vec<Located<u16>>,
     pub syscall_preset: Option<Located<String>>,
@@ -371,6 +373,7 @@ impl Default for Profile {
             write: Vec::new(),
             exec: Vec::new(),
             deny: Vec::new(),
+            read_only: Vec::new(),
             connect_ports: Vec::new(),
             bind_ports: Vec::new(),
             syscall_preset: None,

@@ -71,6 +71,9 @@ pub struct FilesystemSection {
     pub exec: Vec<Spanned<String>>,
     #[serde(default)]
     pub deny: Vec<Spanned<String>>,
+    /// Paths kept read-only inside writable trees (`{workspace}/.git/config`).
+    #[serde(default)]
+    pub read_only: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

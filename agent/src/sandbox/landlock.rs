@@ -20,6 +20,7 @@ use crate::sandbox::mounts::{Grant, Kind};
 /// The Landlock ABI whose rights Cordon asks for: file rights up to ioctl on devices (5),
 /// TCP bind/connect (4), signal and abstract-unix scoping (6).
 pub const TARGET: ABI = ABI::V6;
+const _: () = assert!(TARGET as u32 == crate::policy::DEFAULT_LANDLOCK_ABI);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LandlockError {
@@ -30,15 +31,33 @@ pub enum LandlockError {
         path: std::path::PathBuf,
         source: landlock::PathFdError,
     },
-    #[error("the kernel enforced the Landlock ruleset only {status:?}; compat = \"strict\" refuses to run")]
-    NotFullyEnforced { status: String },
+    #[error("the kernel enforces the Landlock ruleset only {status}; compat = \"strict\" refuses to run")]
+    NotFullyEnforced { status: Status },
+}
+
+/// How much of the ruleset the kernel enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Fully,
+    Partially,
+    Not,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Fully => "fully",
+            Status::Partially => "partially",
+            Status::Not => "not",
+        })
+    }
 }
 
 /// What the kernel actually enforced, reported back to the parent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Enforcement {
-    /// `fully`, `partially` or `not`.
-    pub status: String,
+    pub status: Status,
     pub no_new_privs: bool,
 }
 
@@ -103,19 +122,14 @@ pub fn enforce(ruleset: RulesetCreated, compat: Compat) -> Result<Enforcement, L
         ..
     } = ruleset.restrict_self()?;
     let status = match status {
-        RulesetStatus::FullyEnforced => "fully",
-        RulesetStatus::PartiallyEnforced => "partially",
-        RulesetStatus::NotEnforced => "not",
+        RulesetStatus::FullyEnforced => Status::Fully,
+        RulesetStatus::PartiallyEnforced => Status::Partially,
+        RulesetStatus::NotEnforced => Status::Not,
     };
-    if compat == Compat::Strict && status != "fully" {
-        return Err(LandlockError::NotFullyEnforced {
-            status: status.to_string(),
-        });
+    if compat == Compat::Strict && status != Status::Fully {
+        return Err(LandlockError::NotFullyEnforced { status });
     }
-    Ok(Enforcement {
-        status: status.to_string(),
-        no_new_privs,
-    })
+    Ok(Enforcement { status, no_new_privs })
 }
 
 #[cfg(test)]

@@ -2,17 +2,22 @@
 //!
 //! The parent ([`prepare`], [`Launch::spawn`]) does everything that can fail without touching
 //! the process: it plans the mounts, compiles the seccomp filters and builds the argument and
-//! environment vectors. Then it forks; the child applies the restrictions in this order and
-//! execs:
+//! environment vectors. Then it forks into a new PID and mount namespace (and a network
+//! namespace with only loopback when the profile allows no TCP port). The first process
+//! there, the sandbox's **init** (PID 1), applies the restrictions in this order:
 //!
-//! 1. a private mount namespace whose root holds only what the policy lists ([`mounts`]);
+//! 1. the file-system view: a new root holding only what the policy lists, a fresh `/proc`
+//!    for the namespace ([`mounts`]), executable memfds refused;
 //! 2. the Landlock ruleset is created, opening the granted paths inside that root ([`landlock`]);
 //! 3. `no_new_privs`, then user, groups and capabilities ([`identity`]);
-//! 4. the Landlock ruleset is enforced;
-//! 5. seccomp, last ([`seccomp`]), then `execve`.
+//! 4. the Landlock ruleset is enforced, then seccomp ([`seccomp`]).
 //!
-//! The child reports what was enforced, or the step that failed, over a close-on-exec pipe:
-//! end-of-file means `execve` succeeded. Nothing here runs in a multi-threaded process.
+//! Then init forks the command, which inherits every restriction and execs, and stays as
+//! its reaper: it relays signals to the command, reaps orphans, and reports how the command
+//! ended. When init exits, the kernel kills whatever is left in the namespace, so nothing
+//! started in a sandbox outlives it. Init reports over a close-on-exec pipe: what was
+//! enforced, that the command runs, the step that failed, and the command's end.
+//! Nothing here runs in a multi-threaded process.
 
 pub mod identity;
 pub mod landlock;
@@ -55,6 +60,8 @@ pub enum LaunchError {
     NulByte(OsString),
     #[error("the kernel offers Landlock ABI {running}, the profile needs {required}; compat = \"strict\" refuses to run (use compat = \"best-effort\" to run with less)")]
     LandlockTooOld { required: u32, running: u32 },
+    #[error("compat = \"strict\" refuses to run: {0}")]
+    Unenforceable(String),
     #[error(transparent)]
     Seccomp(#[from] seccomp::SeccompError),
     #[error("cannot {what}: {source}")]
@@ -99,8 +106,10 @@ pub struct Launch {
     cwd: PathBuf,
     /// Landlock ABI of the running kernel.
     pub kernel_abi: u32,
-    /// Things the caller should know (paths skipped, features missing under best-effort).
+    /// Details for `-v` (listed paths that do not exist, ...).
     pub notes: Vec<String>,
+    /// Rules that hold less than the profile says; always shown.
+    pub warnings: Vec<String>,
 }
 
 /// Prepares a launch of `argv` under `policy`, with the variables of `caller_env` that the
@@ -114,23 +123,34 @@ where
     }
     let kernel_abi = sys::landlock_abi();
     let mut notes = Vec::new();
-    if kernel_abi < policy.landlock_abi {
+    let mut warnings = Vec::new();
+    // Cordon always asks for what ABI 6 offers; a profile may ask for more, never less.
+    let required = policy.landlock_abi.max(landlock::TARGET as u32);
+    if kernel_abi < required {
         match policy.compat {
             Compat::Strict => {
                 return Err(LaunchError::LandlockTooOld {
-                    required: policy.landlock_abi,
+                    required,
                     running: kernel_abi,
                 })
             }
-            Compat::BestEffort => notes.push(format!(
-                "best-effort: the kernel offers Landlock ABI {kernel_abi}, the profile asks for {}; rights the kernel lacks are not enforced",
-                policy.landlock_abi
+            Compat::BestEffort => warnings.push(format!(
+                "compat = \"best-effort\": the kernel offers Landlock ABI {kernel_abi}, the profile needs {required}; rights the kernel lacks are not enforced"
             )),
         }
     }
 
     let plan = mounts::plan(&policy.filesystem, Path::new("/"));
     notes.extend(plan.notes.iter().cloned());
+    warnings.extend(plan.warnings.iter().cloned());
+    if !plan.unenforceable.is_empty() {
+        match policy.compat {
+            Compat::Strict => return Err(LaunchError::Unenforceable(plan.unenforceable.join("; "))),
+            Compat::BestEffort => warnings.extend(
+                plan.unenforceable.iter().map(|u| format!("compat = \"best-effort\": not enforced: {u}")),
+            ),
+        }
+    }
     let filters = seccomp::compile(&policy.syscalls)?;
 
     let env = sandbox_env(policy, caller_env);
@@ -179,6 +199,7 @@ where
         cwd,
         kernel_abi,
         notes,
+        warnings,
     })
 }
 
@@ -208,18 +229,75 @@ fn cstring(s: &OsStr) -> Result<CString, LaunchError> {
     CString::new(s.as_bytes()).map_err(|_| LaunchError::NulByte(s.to_os_string()))
 }
 
-/// What the child tells the parent before `execve`.
-#[derive(Debug, Serialize, Deserialize)]
-enum ChildMessage {
-    Enforced(Enforcement),
-    Failed {
-        stage: String,
-        message: String,
-        exit_code: i32,
-    },
+/// A step of the sandbox setup, named in errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    ParentDeath,
+    Namespaces,
+    Network,
+    Mounts,
+    Memfd,
+    Workspace,
+    Landlock,
+    NoNewPrivs,
+    Identity,
+    Seccomp,
+    Report,
+    Fork,
+    Exec,
 }
 
-/// Signals the parent relays to the sandbox while it waits (plus SIGCHLD to learn the end).
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self {
+            Stage::ParentDeath => "the parent-death signal",
+            Stage::Namespaces => "the namespaces",
+            Stage::Network => "the private network",
+            Stage::Mounts => "the mounts",
+            Stage::Memfd => "refusing executable memfds",
+            Stage::Workspace => "entering the workspace",
+            Stage::Landlock => "Landlock",
+            Stage::NoNewPrivs => "no_new_privs",
+            Stage::Identity => "the user and capabilities",
+            Stage::Seccomp => "seccomp",
+            Stage::Report => "reporting to the parent",
+            Stage::Fork => "starting the command",
+            Stage::Exec => "exec",
+        };
+        f.write_str(s)
+    }
+}
+
+/// How the sandboxed command ended, as init saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+/// What init (or the command, when exec fails) tells the parent.
+#[derive(Debug, Serialize, Deserialize)]
+enum Message {
+    Enforced(Enforcement),
+    Running,
+    Failed {
+        stage: Stage,
+        message: String,
+        errno: Option<i32>,
+    },
+    Exited(Exit),
+}
+
+fn failed(stage: Stage) -> impl Fn(&dyn std::fmt::Display) -> Message {
+    move |e| Message::Failed {
+        stage,
+        message: e.to_string(),
+        errno: None,
+    }
+}
+
+/// Signals the parent and init relay to the command (plus SIGCHLD, to learn of its end).
 const RELAYED: &[Signal] = &[
     Signal::SIGINT,
     Signal::SIGQUIT,
@@ -229,164 +307,187 @@ const RELAYED: &[Signal] = &[
     Signal::SIGUSR2,
 ];
 
-/// A sandboxed process that has been started.
+fn watched_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGCHLD);
+    for s in RELAYED {
+        set.add(*s);
+    }
+    set
+}
+
+/// A sandbox whose command is running.
 #[derive(Debug)]
 pub struct Running {
+    /// The sandbox's init, as seen from the caller's PID namespace.
     pub pid: Pid,
-    pub enforcement: Enforcement,
+    /// What Landlock enforces; always set once [`Launch::spawn`] returns.
+    pub enforcement: Option<Enforcement>,
+    status: BufReader<std::fs::File>,
+    program: String,
     old_mask: SigSet,
     watched: SigSet,
 }
 
-/// How the sandboxed process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    Code(i32),
-    Signal(Signal),
-}
-
 impl Launch {
-    /// Forks, sets up the sandbox in the child and execs the command there. Returns once the
-    /// command runs (or the setup failed).
+    /// Forks into the sandbox's namespaces, sets the sandbox up there and starts the
+    /// command. Returns once the command runs, or the setup failed.
     pub fn spawn(&self) -> Result<Running, LaunchError> {
-        let mut watched = SigSet::empty();
-        watched.add(Signal::SIGCHLD);
-        for s in RELAYED {
-            watched.add(*s);
-        }
+        let watched = watched_signals();
         let mut old_mask = SigSet::empty();
-        nix::sys::signal::pthread_sigmask(
-            SigmaskHow::SIG_BLOCK,
-            Some(&watched),
-            Some(&mut old_mask),
-        )
-        .map_err(|e| os("block signals")(e.into()))?;
-        let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(|e| os("create the status pipe")(e.into()))?;
-        let parent = Pid::this();
-        match sys::fork_single_threaded().map_err(os("fork the sandbox"))? {
-            ForkResult::Child => {
-                drop(read_end);
-                self.child(parent, write_end, &old_mask)
-            }
-            ForkResult::Parent { child } => {
-                drop(write_end);
-                let running = Running {
-                    pid: child,
-                    enforcement: Enforcement {
-                        status: "unknown".into(),
-                        no_new_privs: false,
-                    },
-                    old_mask,
-                    watched,
-                };
-                self.await_exec(running, read_end)
-            }
+        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&watched), Some(&mut old_mask))
+            .map_err(|e| os("block signals")(e.into()))?;
+        let (read_end, write_end) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| os("create the status pipe")(e.into()))?;
+        let mut namespaces = sys::SANDBOX_NAMESPACES;
+        if self.offline() {
+            namespaces |= sys::NETWORK_NAMESPACE;
         }
-    }
-
-    fn await_exec(&self, mut running: Running, status: OwnedFd) -> Result<Running, LaunchError> {
-        let reader = BufReader::new(std::fs::File::from(status));
-        for line in reader.lines() {
-            let line = line.map_err(os("read the sandbox status"))?;
-            match serde_json::from_str::<ChildMessage>(&line) {
-                Ok(ChildMessage::Enforced(e)) => running.enforcement = e,
-                Ok(ChildMessage::Failed {
-                    stage,
-                    message,
-                    exit_code,
-                }) => {
-                    let _ = waitpid(running.pid, None);
-                    running.restore_mask();
-                    let program = String::from_utf8_lossy(self.argv[0].as_bytes()).into_owned();
-                    return Err(if stage == "exec" {
-                        LaunchError::Exec {
-                            program,
-                            message,
-                            exit_code,
-                        }
-                    } else {
-                        LaunchError::Child { stage, message }
+        // Inherited by init, which cannot see this process from inside its PID namespace.
+        let parent = sys::pidfd_open(Pid::this()).map_err(os("open a pidfd for this process"))?;
+        let forked = match sys::fork_into_namespaces(namespaces) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
+                return Err(os("fork the sandbox")(e));
+            }
+        };
+        let Some(init) = forked else {
+            drop(read_end);
+            self.init(&parent, write_end, &old_mask)
+        };
+        drop(write_end);
+        drop(parent);
+        let mut running = Running {
+            pid: init,
+            enforcement: None,
+            status: BufReader::new(std::fs::File::from(read_end)),
+            program: String::from_utf8_lossy(self.argv[0].as_bytes()).into_owned(),
+            old_mask,
+            watched,
+        };
+        loop {
+            match running.next_message() {
+                Some(Message::Enforced(e)) => running.enforcement = Some(e),
+                Some(Message::Running) if running.enforcement.is_some() => return Ok(running),
+                Some(Message::Failed { stage, message, errno }) => {
+                    running.reap();
+                    return Err(running.failure(stage, message, errno));
+                }
+                Some(Message::Running | Message::Exited(_)) | None => {
+                    running.reap();
+                    return Err(LaunchError::Child {
+                        stage: "setup".into(),
+                        message: "the sandbox ended or started its command without reporting what it enforces".into(),
                     });
                 }
-                Err(e) => {
-                    return Err(LaunchError::Child {
-                        stage: "report".into(),
-                        message: format!("unreadable status from the sandbox: {e}"),
-                    })
-                }
             }
         }
-        Ok(running)
     }
 
-    /// The child side: never returns.
-    fn child(&self, parent: Pid, status: OwnedFd, mask: &SigSet) -> ! {
+    /// A profile that allows no TCP port gets no network at all: a namespace with loopback only.
+    fn offline(&self) -> bool {
+        self.policy.network.connect_tcp.is_empty() && self.policy.network.bind_tcp.is_empty()
+    }
+
+    /// The sandbox's init: sets everything up, starts the command, reaps. Never returns.
+    fn init(&self, parent: &OwnedFd, status: OwnedFd, mask: &SigSet) -> ! {
         let mut status = std::fs::File::from(status);
-        let failure = match self.setup_and_exec(parent, mask, &mut status) {
-            Ok(never) => match never {},
-            Err(f) => f,
+        let code = match self.setup(parent, &mut status) {
+            Ok(()) => match self.start_command(mask, &mut status) {
+                Ok(command) => self.reap_until_exit(command, &mut status),
+                Err(m) => send(&mut status, &m),
+            },
+            Err(m) => send(&mut status, &m),
         };
-        if let Ok(line) = serde_json::to_string(&failure) {
-            let _ = writeln!(status, "{line}");
-        }
-        let code = match failure {
-            ChildMessage::Failed { exit_code, .. } => exit_code,
-            ChildMessage::Enforced(_) => EXIT_SETUP_FAILED,
-        };
-        // SAFETY: _exit ends the forked child without running the parent's atexit handlers
-        // or flushing stdio buffers it shares with the parent.
+        // SAFETY: _exit ends the forked process without running the parent's atexit
+        // handlers or flushing stdio buffers it shares with the parent.
         unsafe { libc::_exit(code) }
     }
 
-    fn setup_and_exec(
-        &self,
-        parent: Pid,
-        mask: &SigSet,
-        status: &mut std::fs::File,
-    ) -> Result<std::convert::Infallible, ChildMessage> {
-        let fail = |stage: &str| {
-            let stage = stage.to_string();
-            move |e: &dyn std::fmt::Display| ChildMessage::Failed {
-                stage,
-                message: e.to_string(),
-                exit_code: EXIT_SETUP_FAILED,
-            }
-        };
+    fn setup(&self, parent: &OwnedFd, status: &mut std::fs::File) -> Result<(), Message> {
         let die_with_parent = || -> nix::Result<()> {
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-            if nix::unistd::getppid() != parent {
+            if sys::has_exited(parent) {
                 return Err(nix::Error::ESRCH);
             }
             Ok(())
         };
-        die_with_parent().map_err(|e| fail("parent-death signal")(&e))?;
-
-        mounts::apply(&self.plan, Path::new(STAGING)).map_err(|e| fail("mounts")(&e))?;
-        nix::unistd::chdir(&self.cwd).map_err(|e| fail("chdir to the workspace")(&e))?;
-        let ruleset =
-            landlock::prepare(&self.plan.grants, &self.policy.network, self.policy.compat)
-                .map_err(|e| fail("landlock")(&e))?;
-        nix::sys::prctl::set_no_new_privs().map_err(|e| fail("no_new_privs")(&e))?;
+        die_with_parent().map_err(|e| failed(Stage::ParentDeath)(&e))?;
+        sys::cloexec_from(3).map_err(|e| failed(Stage::Namespaces)(&e))?;
+        for signal in RELAYED.iter().chain([&Signal::SIGCHLD]) {
+            sys::catch_for_sigwait(*signal).map_err(|e| failed(Stage::Namespaces)(&e))?;
+        }
+        if self.offline() {
+            sys::bring_up_loopback().map_err(|e| failed(Stage::Network)(&e))?;
+        }
+        refuse_executable_memfds().map_err(|e| failed(Stage::Memfd)(&e))?;
+        mounts::apply(&self.plan, Path::new(STAGING)).map_err(|e| failed(Stage::Mounts)(&e))?;
+        nix::unistd::chdir(&self.cwd)
+            .map_err(|e| failed(Stage::Workspace)(&format!("{}: {e}", self.cwd.display())))?;
+        let ruleset = landlock::prepare(&self.plan.grants, &self.policy.network, self.policy.compat)
+            .map_err(|e| failed(Stage::Landlock)(&e))?;
+        nix::sys::prctl::set_no_new_privs().map_err(|e| failed(Stage::NoNewPrivs)(&e))?;
         identity::assume(&self.policy.identity, &self.policy.process.capabilities)
-            .map_err(|e| fail("identity")(&e))?;
+            .map_err(|e| failed(Stage::Identity)(&e))?;
         // Changing credentials clears the parent-death signal.
-        die_with_parent().map_err(|e| fail("parent-death signal")(&e))?;
-        let enforcement =
-            landlock::enforce(ruleset, self.policy.compat).map_err(|e| fail("landlock")(&e))?;
-        sys::cloexec_from(3).map_err(|e| fail("close inherited descriptors")(&e))?;
-        let report = serde_json::to_string(&ChildMessage::Enforced(enforcement))
-            .map_err(|e| fail("report")(&e))?;
-        writeln!(status, "{report}").map_err(|e| fail("report")(&e))?;
-        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
-            .map_err(|e| fail("restore the signal mask")(&e))?;
+        die_with_parent().map_err(|e| failed(Stage::ParentDeath)(&e))?;
+        let enforcement = landlock::enforce(ruleset, self.policy.compat).map_err(|e| failed(Stage::Landlock)(&e))?;
+        seccomp::install(&self.filters).map_err(|e| failed(Stage::Seccomp)(&e))?;
+        write_message(status, &Message::Enforced(enforcement)).map_err(|e| failed(Stage::Report)(&e))?;
+        Ok(())
+    }
 
-        seccomp::install(&self.filters).map_err(|e| fail("seccomp")(&e))?;
-        Err(self.exec())
+    /// Forks the command: it restores the caller's signal state and execs.
+    fn start_command(&self, mask: &SigSet, status: &mut std::fs::File) -> Result<Pid, Message> {
+        // SAFETY: init is single-threaded; the child only resets signals and execs.
+        match unsafe { nix::unistd::fork() }.map_err(|e| failed(Stage::Fork)(&e))? {
+            ForkResult::Parent { child } => {
+                write_message(status, &Message::Running).map_err(|e| failed(Stage::Report)(&e))?;
+                Ok(child)
+            }
+            ForkResult::Child => {
+                let _ = sys::default_action(Signal::SIGPIPE);
+                let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(mask), None);
+                let failure = self.exec();
+                let code = exit_code_for(&failure);
+                let _ = write_message(status, &failure);
+                // SAFETY: as in `init`.
+                unsafe { libc::_exit(code) }
+            }
+        }
+    }
+
+    /// Relays signals to the command and reaps every process until the command ends;
+    /// returns init's exit code after reporting how the command ended.
+    fn reap_until_exit(&self, command: Pid, status: &mut std::fs::File) -> i32 {
+        let watched = watched_signals();
+        loop {
+            loop {
+                match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(pid, code)) if pid == command => {
+                        return send_exit(status, Exit::Code(code));
+                    }
+                    Ok(WaitStatus::Signaled(pid, signal, _)) if pid == command => {
+                        return send_exit(status, Exit::Signal(signal as i32));
+                    }
+                    Ok(WaitStatus::StillAlive) | Err(_) => break,
+                    Ok(_) => continue, // an orphan reaped
+                }
+            }
+            let Ok((signo, _)) = sys::wait_signal(&watched) else {
+                continue;
+            };
+            if let Ok(signal) = Signal::try_from(signo) {
+                if signal != Signal::SIGCHLD {
+                    let _ = nix::sys::signal::kill(command, signal);
+                }
+            }
+        }
     }
 
     /// `execve`s the command, searching `PATH` like `execvp` when it has no `/`.
-    fn exec(&self) -> ChildMessage {
+    fn exec(&self) -> Message {
         let program = &self.argv[0];
         let candidates: Vec<CString> = if program.as_bytes().contains(&b'/') {
             vec![program.clone()]
@@ -410,50 +511,127 @@ impl Launch {
                 last = err;
             }
         }
-        ChildMessage::Failed {
-            stage: "exec".into(),
+        Message::Failed {
+            stage: Stage::Exec,
             message: last.desc().to_string(),
-            exit_code: if last == nix::Error::ENOENT {
-                EXIT_NOT_FOUND
-            } else {
-                EXIT_CANNOT_EXECUTE
-            },
+            errno: Some(last as i32),
         }
     }
 }
 
+/// Sets `vm.memfd_noexec = 2` for this PID namespace: memfds can never be executed, which
+/// would otherwise run code that no file rule or `noexec` mount covers.
+fn refuse_executable_memfds() -> std::io::Result<()> {
+    let knob = Path::new("/proc/sys/vm/memfd_noexec");
+    if !knob.exists() {
+        return Ok(()); // before Linux 6.3; the kernel has no such memfds to refuse
+    }
+    std::fs::write(knob, "2")
+}
+
+fn write_message(status: &mut std::fs::File, message: &Message) -> std::io::Result<()> {
+    let line = serde_json::to_string(message).map_err(std::io::Error::other)?;
+    writeln!(status, "{line}")
+}
+
+fn exit_code_for(message: &Message) -> i32 {
+    match message {
+        Message::Failed { stage: Stage::Exec, errno: Some(e), .. } if *e == libc::ENOENT => EXIT_NOT_FOUND,
+        Message::Failed { stage: Stage::Exec, .. } => EXIT_CANNOT_EXECUTE,
+        _ => EXIT_SETUP_FAILED,
+    }
+}
+
+/// Reports a failure and returns the exit code init ends with.
+fn send(status: &mut std::fs::File, message: &Message) -> i32 {
+    let _ = write_message(status, message);
+    exit_code_for(message)
+}
+
+fn send_exit(status: &mut std::fs::File, exit: Exit) -> i32 {
+    let _ = write_message(status, &Message::Exited(exit));
+    0
+}
+
 impl Running {
-    /// Waits for the sandboxed process to end, relaying signals sent to this process.
+    fn next_message(&mut self) -> Option<Message> {
+        let mut line = String::new();
+        match self.status.read_line(&mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(serde_json::from_str(&line).unwrap_or_else(|e| Message::Failed {
+                stage: Stage::Report,
+                message: format!("unreadable status from the sandbox: {e}"),
+                errno: None,
+            })),
+        }
+    }
+
+    fn failure(&self, stage: Stage, message: String, errno: Option<i32>) -> LaunchError {
+        if stage == Stage::Exec {
+            let exit_code = exit_code_for(&Message::Failed { stage, message: message.clone(), errno });
+            LaunchError::Exec {
+                program: self.program.clone(),
+                message,
+                exit_code,
+            }
+        } else {
+            LaunchError::Child {
+                stage: stage.to_string(),
+                message,
+            }
+        }
+    }
+
+    /// Kills and reaps init (and with it the whole sandbox), then restores the signal mask.
+    fn reap(&mut self) {
+        let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
+        let _ = waitpid(self.pid, None);
+        self.restore_mask();
+    }
+
+    /// Waits for the sandboxed command to end, relaying signals sent to this process.
     ///
     /// SIGINT and SIGQUIT typed at a terminal already reach the whole foreground process
-    /// group, the sandbox included, so only the ones sent by another process are relayed.
+    /// group, the command included, so only the ones sent by another process are relayed.
     pub fn wait(mut self) -> Result<Exit, LaunchError> {
-        let result = loop {
+        let init_status = loop {
             match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(_, code)) => break Ok(Exit::Code(code)),
-                Ok(WaitStatus::Signaled(_, signal, _)) => break Ok(Exit::Signal(signal)),
-                Ok(_) => {}
+                Ok(WaitStatus::StillAlive) => {}
+                Ok(status) => break Ok(status),
                 Err(e) => break Err(os("wait for the sandbox")(e.into())),
             }
             let (signo, code) = match sys::wait_signal(&self.watched) {
                 Ok(s) => s,
                 Err(e) => break Err(os("wait for signals")(e)),
             };
-            let Ok(signal) = Signal::try_from(signo) else {
-                continue;
-            };
-            let from_terminal = code == libc::SI_KERNEL;
-            let typed = matches!(signal, Signal::SIGINT | Signal::SIGQUIT) && from_terminal;
+            let Ok(signal) = Signal::try_from(signo) else { continue };
+            let typed = matches!(signal, Signal::SIGINT | Signal::SIGQUIT) && code == libc::SI_KERNEL;
             if signal != Signal::SIGCHLD && !typed {
                 let _ = nix::sys::signal::kill(self.pid, signal);
             }
         };
         self.restore_mask();
-        result
+        let init_status = init_status?;
+        // Init is gone, so the pipe holds everything it and the command said.
+        let mut result = None;
+        while let Some(message) = self.next_message() {
+            match message {
+                Message::Exited(exit) => result = Some(Ok(exit)),
+                Message::Failed { stage, message, errno } => result = Some(Err(self.failure(stage, message, errno))),
+                Message::Enforced(_) | Message::Running => {}
+            }
+        }
+        match (result, init_status) {
+            (Some(r), _) => r,
+            (None, WaitStatus::Signaled(_, signal, _)) => Ok(Exit::Signal(signal as i32)),
+            (None, other) => Err(LaunchError::Child {
+                stage: "supervision".into(),
+                message: format!("the sandbox's init ended without reporting ({other:?})"),
+            }),
+        }
     }
 
     fn restore_mask(&mut self) {
-        let _ =
-            nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.old_mask), None);
+        let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.old_mask), None);
     }
 }

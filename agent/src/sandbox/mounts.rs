@@ -5,9 +5,10 @@
 //! access (read-only and `noexec` unless written or executed; `nosuid` always; `nodev` except
 //! under `/dev`). Anything not listed does not exist inside, which also covers what Landlock
 //! alone cannot (connecting to a pathname unix socket, for one). `/tmp` is always a private
-//! tmpfs. Denied paths inside visible trees are covered by an inaccessible mount, and the
-//! directories between a writable root and a denied path are pinned as mount points so they
-//! cannot be renamed away.
+//! tmpfs (`noexec` unless the profile executes from it) and `/proc` a fresh procfs of the
+//! sandbox's PID namespace. Denied paths inside visible trees are covered by an inaccessible
+//! mount, `read_only` paths by a read-only bind of themselves, and the directories between a
+//! writable root and either are pinned as mount points so they cannot be renamed away.
 //!
 //! [`plan`] is pure, runs in the parent and works on any host root, so tests can point it at
 //! a temporary tree; [`apply`] runs in the child.
@@ -38,8 +39,10 @@ pub enum MountOp {
         kind: Kind,
         access: Access,
     },
-    /// The private `/tmp`.
-    Tmpfs { path: PathBuf },
+    /// The private `/tmp`; `exec` leaves it without `noexec`.
+    Tmpfs { path: PathBuf, exec: bool },
+    /// A fresh procfs for the sandbox's PID namespace, read-only.
+    Proc { path: PathBuf },
     /// A symlink the host has on the way to a listed path (`/bin -> usr/bin`).
     Symlink { path: PathBuf, target: PathBuf },
     /// A directory bound onto itself so it cannot be renamed while it holds a mask.
@@ -52,7 +55,8 @@ impl MountOp {
     pub fn path(&self) -> &Path {
         match self {
             MountOp::Bind { path, .. }
-            | MountOp::Tmpfs { path }
+            | MountOp::Tmpfs { path, .. }
+            | MountOp::Proc { path }
             | MountOp::Symlink { path, .. }
             | MountOp::Pin { path }
             | MountOp::Mask { path, .. } => path,
@@ -61,7 +65,7 @@ impl MountOp {
 
     fn order(&self) -> u8 {
         match self {
-            MountOp::Bind { .. } | MountOp::Tmpfs { .. } => 0,
+            MountOp::Bind { .. } | MountOp::Tmpfs { .. } | MountOp::Proc { .. } => 0,
             MountOp::Symlink { .. } => 1,
             MountOp::Pin { .. } => 2,
             MountOp::Mask { .. } => 3,
@@ -84,50 +88,59 @@ pub struct MountPlan {
     pub grants: Vec<Grant>,
     /// Listed paths that were left out, and why (shown with `cordon run -v`).
     pub notes: Vec<String>,
+    /// Rules that hold less than the profile says (always shown).
+    pub warnings: Vec<String>,
+    /// Rules that cannot be enforced at all; `compat = "strict"` refuses to start.
+    pub unenforceable: Vec<String>,
 }
 
 /// Works out the mounts for a policy against the host tree at `root` (`/` in production).
 pub fn plan(fs: &FsPolicy, root: &Path) -> MountPlan {
     let host = Host { root };
-    let mut notes = Vec::new();
-
-    let denied: Vec<(PathBuf, PathBuf, Kind)> = fs
-        .deny
-        .iter()
-        .filter_map(|d| match host.resolve(d) {
-            Some((canonical, _)) => {
-                let kind = host.kind(&canonical);
-                Some((d.clone(), canonical, kind))
-            }
-            None => {
-                notes.push(format!(
-                    "deny {}: does not exist, nothing to mask",
-                    d.display()
-                ));
-                None
-            }
-        })
-        .collect();
-
+    let mut plan = MountPlan::default();
     let tmp = PathBuf::from(SANDBOX_TMP);
+    let proc = PathBuf::from("/proc");
+
+    // Denied and read-only paths as they are now: (as listed, canonical, kind, symlinked).
+    let resolve_all = |paths: &[PathBuf], what: &str, plan: &mut MountPlan| {
+        let mut out: Vec<(PathBuf, PathBuf, Kind, bool)> = Vec::new();
+        for listed in paths {
+            match host.resolve(listed) {
+                Some((canonical, links)) => {
+                    let kind = host.kind(&canonical);
+                    out.push((listed.clone(), canonical, kind, !links.is_empty()));
+                }
+                None => plan.notes.push(format!("{what} {}: does not exist", listed.display())),
+            }
+        }
+        out
+    };
+    let mut denied = resolve_all(&fs.deny, "deny", &mut plan);
+    // A denied path inside another one is already covered.
+    let outer: Vec<PathBuf> = denied.iter().map(|d| d.1.clone()).collect();
+    denied.retain(|d| !outer.iter().any(|o| o != &d.1 && d.1.starts_with(o)));
+    let read_only = resolve_all(&fs.read_only, "read_only", &mut plan);
+
     let mut binds: BTreeMap<PathBuf, (Kind, Access)> = BTreeMap::new();
     let mut links: Vec<(PathBuf, PathBuf)> = Vec::new();
     let mut tmp_access = None;
+    let mut proc_access = None;
     for rule in &fs.rules {
         if rule.path == tmp {
             tmp_access = Some(rule.access);
             continue;
         }
+        if rule.path == proc {
+            proc_access = Some(rule.access);
+            continue;
+        }
         let Some((canonical, symlinks)) = host.resolve(&rule.path) else {
-            notes.push(format!("{}: does not exist, skipped", rule.path.display()));
+            plan.notes.push(format!("{}: does not exist, skipped", rule.path.display()));
             continue;
         };
-        if let Some((d, _, _)) = denied.iter().find(|(_, c, _)| canonical.starts_with(c)) {
-            notes.push(format!(
-                "{}: inside denied {}, skipped",
-                rule.path.display(),
-                d.display()
-            ));
+        if let Some((d, ..)) = denied.iter().find(|(_, c, ..)| canonical.starts_with(c)) {
+            plan.notes
+                .push(format!("{}: inside denied {}, skipped", rule.path.display(), d.display()));
             continue;
         }
         let kind = host.kind(&canonical);
@@ -138,80 +151,111 @@ pub fn plan(fs: &FsPolicy, root: &Path) -> MountPlan {
         links.extend(symlinks);
     }
 
-    let mut ops = vec![MountOp::Tmpfs { path: tmp.clone() }];
-    let mut grants = Vec::new();
+    let tmp_exec = tmp_access.is_some_and(|a| a.exec);
+    plan.ops.push(MountOp::Tmpfs { path: tmp.clone(), exec: tmp_exec });
     if let Some(access) = tmp_access {
-        grants.push(Grant {
-            path: tmp.clone(),
-            kind: Kind::Dir,
-            access,
-        });
+        plan.grants.push(Grant { path: tmp.clone(), kind: Kind::Dir, access });
+    }
+    if let Some(access) = proc_access {
+        plan.ops.push(MountOp::Proc { path: proc.clone() });
+        plan.grants.push(Grant { path: proc.clone(), kind: Kind::Dir, access: Access { write: false, ..access } });
     }
     for (path, (kind, access)) in &binds {
-        ops.push(MountOp::Bind {
-            path: path.clone(),
-            kind: *kind,
-            access: *access,
-        });
-        grants.push(Grant {
-            path: path.clone(),
-            kind: *kind,
-            access: *access,
-        });
+        plan.ops.push(MountOp::Bind { path: path.clone(), kind: *kind, access: *access });
+        plan.grants.push(Grant { path: path.clone(), kind: *kind, access: *access });
     }
-    let visible_via = |p: &Path| -> Option<PathBuf> {
+    // The deepest bind a path is visible through (the private /tmp and /proc hold no host files).
+    let visible_via = |p: &Path| -> Option<(PathBuf, Access)> {
         binds
-            .keys()
-            .chain(std::iter::once(&tmp))
-            .filter(|b| p.starts_with(b))
-            .max_by_key(|b| b.components().count())
-            .cloned()
+            .iter()
+            .filter(|(b, _)| p.starts_with(b))
+            .max_by_key(|(b, _)| b.components().count())
+            .map(|(b, (_, a))| (b.clone(), *a))
     };
+    let hidden_by_private_mount = |p: &Path| p.starts_with(&tmp) || p.starts_with(&proc);
     links.sort();
     links.dedup();
     for (path, target) in links {
-        if visible_via(&path).is_none() {
-            ops.push(MountOp::Symlink { path, target });
+        if visible_via(&path).is_none() && !hidden_by_private_mount(&path) {
+            plan.ops.push(MountOp::Symlink { path, target });
         }
     }
-    for (listed, canonical, kind) in denied {
-        let Some(via) = visible_via(&canonical) else {
-            notes.push(format!(
-                "deny {}: not visible in the sandbox anyway",
-                listed.display()
-            ));
-            continue;
+
+    // Denied and read-only paths inside writable trees: pin the directories in between so
+    // they cannot be renamed away, and refuse paths reached through a symlink there, which
+    // the sandbox could swap.
+    let protect = |listed: &Path, canonical: &Path, symlinked: bool, what: &str, plan: &mut MountPlan| -> bool {
+        let Some((via, access)) = visible_via(canonical) else {
+            if !hidden_by_private_mount(canonical) {
+                plan.notes.push(format!("{what} {}: not visible in the sandbox anyway", listed.display()));
+            }
+            return false;
         };
-        if via == tmp && !binds.contains_key(&tmp) {
-            continue; // the private /tmp never holds host files
-        }
-        let writable = binds.get(&via).is_some_and(|(_, a)| a.write);
-        if writable {
+        if access.write {
+            if symlinked {
+                plan.unenforceable.push(format!(
+                    "{what} {} goes through a symlink inside the writable {}, which the sandbox could replace",
+                    listed.display(),
+                    via.display()
+                ));
+                return false;
+            }
             let mut ancestor = canonical.parent();
             while let Some(dir) = ancestor {
                 if dir == via || !dir.starts_with(&via) {
                     break;
                 }
-                ops.push(MountOp::Pin {
-                    path: dir.to_path_buf(),
-                });
+                plan.ops.push(MountOp::Pin { path: dir.to_path_buf() });
                 ancestor = dir.parent();
             }
         }
-        ops.push(MountOp::Mask {
-            path: canonical,
-            kind,
-        });
+        true
+    };
+    for (listed, canonical, kind, symlinked) in &denied {
+        if protect(listed, canonical, *symlinked, "deny", &mut plan) {
+            plan.ops.push(MountOp::Mask { path: canonical.clone(), kind: *kind });
+        }
     }
-    ops.sort_by(|a, b| {
+    for (listed, canonical, kind, symlinked) in &read_only {
+        if denied.iter().any(|d| canonical.starts_with(&d.1)) {
+            continue;
+        }
+        let parent = visible_via(canonical).map(|(_, a)| a);
+        if protect(listed, canonical, *symlinked, "read_only", &mut plan) {
+            let access = Access { read: true, write: false, exec: parent.is_some_and(|a| a.exec) };
+            plan.ops.push(MountOp::Bind { path: canonical.clone(), kind: *kind, access });
+        }
+    }
+    // A protected path that does not exist yet cannot be covered; inside a writable tree the
+    // sandbox could create it.
+    for (what, paths) in [("deny", &fs.deny), ("read_only", &fs.read_only)] {
+        for listed in paths {
+            if host.resolve(listed).is_some() {
+                continue;
+            }
+            let writable_root = binds
+                .iter()
+                .filter(|(b, (_, a))| a.write && listed.starts_with(b))
+                .max_by_key(|(b, _)| b.components().count());
+            if let Some((root, _)) = writable_root {
+                plan.warnings.push(format!(
+                    "{what} {} does not exist yet, so it cannot be protected; the sandbox may create it inside the writable {}",
+                    listed.display(),
+                    root.display()
+                ));
+            }
+        }
+    }
+
+    plan.ops.sort_by(|a, b| {
         let depth = |op: &MountOp| op.path().components().count();
         depth(a)
             .cmp(&depth(b))
             .then(a.order().cmp(&b.order()))
             .then(a.path().cmp(b.path()))
     });
-    ops.dedup();
-    MountPlan { ops, grants, notes }
+    plan.ops.dedup();
+    plan
 }
 
 /// Looks at the host tree below `root`, resolving symlinks as if `root` were `/`.
@@ -343,9 +387,18 @@ pub fn apply(plan: &MountPlan, staging: &Path) -> Result<(), MountError> {
                     sys::attach_mount_tree(tree, &at).map_err(mount_err)?;
                 }
             }
-            MountOp::Tmpfs { .. } => {
+            MountOp::Tmpfs { exec, .. } => {
                 mountpoint(&at, Kind::Dir)?;
-                tmpfs(&at, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, "mode=1777")?;
+                let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+                if !exec {
+                    flags |= MsFlags::MS_NOEXEC;
+                }
+                tmpfs(&at, flags, "mode=1777")?;
+            }
+            MountOp::Proc { .. } => {
+                mountpoint(&at, Kind::Dir)?;
+                let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+                mount(Some("proc"), &at, Some("proc"), flags, None::<&str>).map_err(|e| mount_err(e.into()))?;
             }
             MountOp::Symlink { target, .. } => {
                 if std::fs::symlink_metadata(&at).is_err() {
@@ -514,6 +567,7 @@ mod tests {
                 })
                 .collect(),
             deny: deny.iter().map(PathBuf::from).collect(),
+            read_only: vec![],
         }
     }
 
@@ -603,9 +657,7 @@ mod tests {
         let plan = plan(&fs(&[("/nope", R)], &["/home/dev/.aws"]), h.path());
         assert_eq!(
             plan.ops,
-            [MountOp::Tmpfs {
-                path: "/tmp".into()
-            }]
+            [MountOp::Tmpfs { path: "/tmp".into(), exec: false }]
         );
         assert_eq!(plan.notes.len(), 2, "{:?}", plan.notes);
     }
@@ -615,9 +667,7 @@ mod tests {
         let h = host();
         let without = plan(&fs(&[], &[]), h.path());
         assert!(
-            without.ops.contains(&MountOp::Tmpfs {
-                path: "/tmp".into()
-            }) && without.grants.is_empty()
+            without.ops.contains(&MountOp::Tmpfs { path: "/tmp".into(), exec: false }) && without.grants.is_empty()
         );
         let with = plan(&fs(&[("/tmp", RW)], &[]), h.path());
         assert_eq!(

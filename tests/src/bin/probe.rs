@@ -149,6 +149,8 @@ fn act(args: &[String]) -> Outcome {
             }
         }
         "kill" => res(nix::sys::signal::kill(pid(arg(0)), Signal::SIGTERM)),
+        // Signal 0: the permission and existence checks of kill(2), without a signal.
+        "signal0" => res(nix::sys::signal::kill(pid(arg(0)), None)),
         "kill-child" => {
             let mut child = match std::process::Command::new("/bin/sleep").arg("30").spawn() {
                 Ok(c) => c,
