@@ -69,7 +69,7 @@ pub enum Outcome {
     Allow,
     /// Non-zero exit with a permission error on stderr.
     Deny,
-    /// Ended by a signal (a `kill` syscall action).
+    /// Killed with SIGSYS by the seccomp `kill` action.
     Killed,
 }
 
@@ -216,10 +216,11 @@ pub fn run(
                 )
             }
             Outcome::Killed => {
-                // `sh -c` reports a killed child as 128 + signal.
-                let killed = std::os::unix::process::ExitStatusExt::signal(&status).is_some()
-                    || status.code().is_some_and(|c| c > 128 && c < 160);
-                (killed, "expected the process to be killed")
+                // `sh -c` reports a child killed by a signal as 128 + signal.
+                let sigsys = std::os::unix::process::ExitStatusExt::signal(&status)
+                    == Some(libc::SIGSYS)
+                    || status.code() == Some(128 + libc::SIGSYS);
+                (sigsys, "expected the process to be killed with SIGSYS")
             }
         };
         results.push(CheckResult {

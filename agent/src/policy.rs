@@ -33,11 +33,17 @@ pub struct Context {
     pub caller_home: Option<PathBuf>,
     pub caller_uid: u32,
     pub caller_gid: u32,
+    /// The caller's supplementary groups.
+    pub caller_groups: Vec<u32>,
 }
 
 impl Context {
-    /// The context of the current process.
+    /// The context of the current process. Under `sudo`, the caller is the user who ran
+    /// sudo (`SUDO_UID`), not root: `sudo cordon run` runs the agent as that user.
     pub fn current(workspace: PathBuf) -> Self {
+        if let Some(ctx) = Self::sudo_caller(&workspace) {
+            return ctx;
+        }
         Self {
             workspace,
             caller_home: std::env::var_os("HOME")
@@ -45,7 +51,33 @@ impl Context {
                 .filter(|h| h.is_absolute()),
             caller_uid: nix::unistd::getuid().as_raw(),
             caller_gid: nix::unistd::getgid().as_raw(),
+            caller_groups: nix::unistd::getgroups()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|g| g.as_raw())
+                .collect(),
         }
+    }
+
+    fn sudo_caller(workspace: &Path) -> Option<Self> {
+        if !nix::unistd::geteuid().is_root() {
+            return None;
+        }
+        let uid: u32 = std::env::var("SUDO_UID")
+            .ok()?
+            .parse()
+            .ok()
+            .filter(|u| *u != 0)?;
+        let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok()??;
+        let name = std::ffi::CString::new(user.name.as_str()).ok()?;
+        let groups = nix::unistd::getgrouplist(&name, user.gid).unwrap_or_default();
+        Some(Self {
+            workspace: workspace.to_path_buf(),
+            caller_home: Some(user.dir),
+            caller_uid: uid,
+            caller_gid: user.gid.as_raw(),
+            caller_groups: groups.into_iter().map(|g| g.as_raw()).collect(),
+        })
     }
 }
 
@@ -75,7 +107,7 @@ pub struct Identity {
     pub user: Option<String>,
     pub uid: u32,
     pub gid: u32,
-    /// Supplementary groups (set only when `user` is given).
+    /// Supplementary groups (set when the identity changes).
     pub groups: Vec<u32>,
     pub home: PathBuf,
 }
@@ -317,7 +349,11 @@ pub fn compile(profile: &Profile, ctx: &Context) -> Result<Policy, Diagnostic> {
         landlock_abi: landlock_abi(profile)?,
         workspace: ctx.workspace.clone(),
         identity,
-        filesystem: FsPolicy { rules, deny, read_only },
+        filesystem: FsPolicy {
+            rules,
+            deny,
+            read_only,
+        },
         network,
         syscalls: syscalls(profile)?,
         process: process(profile)?,
@@ -417,7 +453,7 @@ fn resolve_identity(profile: &Profile, ctx: &Context) -> Result<Identity, Diagno
             user: None,
             uid: ctx.caller_uid,
             gid: ctx.caller_gid,
-            groups: Vec::new(),
+            groups: ctx.caller_groups.clone(),
             home,
         });
     };
@@ -619,6 +655,7 @@ mod tests {
             caller_home: Some(PathBuf::from("/home/dev")),
             caller_uid: 1000,
             caller_gid: 1000,
+            caller_groups: vec![1000],
         };
         compile(&profile, &ctx).map_err(|e| e.to_string())
     }
@@ -725,6 +762,33 @@ mod tests {
             .unwrap();
         assert!(
             matches!(unshare.when, Some(ArgCondition::AnyBit { arg: 0, mask }) if mask & libc::CLONE_NEWUSER as u64 != 0)
+        );
+    }
+
+    #[test]
+    fn clone3_cannot_be_listed() {
+        expect_err(
+            "[profile]\nname = \"p\"\n[syscalls]\ndeny = [\"clone3\"]\n",
+            "p.toml:4:9: clone3 cannot be listed",
+        );
+        expect_err(
+            "[profile]\nname = \"p\"\n[syscalls]\nallow = [\"clone3\"]\n",
+            "p.toml:4:10: clone3 cannot be listed",
+        );
+    }
+
+    #[test]
+    fn the_default_preset_covers_io_uring_and_mptcp() {
+        let p = compile_text("[profile]\nname = \"p\"\n").unwrap();
+        let names: Vec<&str> = p.syscalls.deny.iter().map(|r| r.name.as_str()).collect();
+        assert!(names.contains(&"io_uring_setup") && names.contains(&"io_uring_enter"));
+        let socket = p.syscalls.deny.iter().find(|r| r.name == "socket").unwrap();
+        assert_eq!(
+            socket.when,
+            Some(ArgCondition::OneOf {
+                arg: 2,
+                values: &[IPPROTO_MPTCP]
+            })
         );
     }
 

@@ -159,3 +159,62 @@ fn escaping_by_fork_setsid_or_reexec_keeps_every_restriction() {
         );
     }
 }
+
+#[test]
+fn read_only_paths_inside_a_writable_workspace_cannot_be_changed() {
+    if !require_root("read_only_paths_inside_a_writable_workspace_cannot_be_changed") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    std::fs::create_dir_all(f.workspace.join(".git")).expect("git dir");
+    std::fs::write(f.workspace.join(".git/config"), "[core]\n").expect("config");
+    assert_eq!(f.probe(&["read", &f.path(".git/config")]), "ok");
+    assert_eq!(f.probe(&["write", &f.path(".git/config")]), "err EROFS");
+    // Replacing it (how `git config` writes) fails too: it is a mount point of its own.
+    std::fs::write(
+        f.workspace.join("new-config"),
+        "[core]\n\thooksPath = /tmp\n",
+    )
+    .expect("new");
+    assert_eq!(
+        f.probe(&["rename", &f.path("new-config"), &f.path(".git/config")]),
+        "err EXDEV"
+    );
+    assert_eq!(
+        std::fs::read_to_string(f.workspace.join(".git/config")).unwrap_or_default(),
+        "[core]\n"
+    );
+}
+
+#[test]
+fn nothing_written_to_the_private_tmp_can_be_executed() {
+    if !require_root("nothing_written_to_the_private_tmp_can_be_executed") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    let out = f.run(&[
+        "/bin/sh",
+        "-c",
+        "cp /usr/bin/true /tmp/t && { /tmp/t; echo direct=$?; /lib64/ld-linux-x86-64.so.2 /tmp/t; echo loader=$?; }",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("direct=126"), "{stdout}");
+    assert!(
+        !stdout.contains("loader=0"),
+        "the loader must not map it executable: {stdout}"
+    );
+}
+
+#[test]
+fn a_deny_path_reached_through_a_symlink_in_a_writable_tree_refuses_to_start() {
+    if !require_root("a_deny_path_reached_through_a_symlink_in_a_writable_tree_refuses_to_start") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    std::fs::create_dir_all(f.workspace.join(".git/real-hooks")).expect("hooks");
+    std::os::unix::fs::symlink("real-hooks", f.workspace.join(".git/hooks")).expect("link");
+    let out = f.run(&["/usr/bin/true"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(err.contains("goes through a symlink"), "{err}");
+}

@@ -91,6 +91,33 @@ fn user_in_the_profile_runs_the_command_as_that_user() {
 }
 
 #[test]
+fn under_sudo_the_sandbox_runs_as_the_user_who_ran_sudo() {
+    if !require_root("under_sudo_the_sandbox_runs_as_the_user_who_ran_sudo") {
+        return;
+    }
+    let nobody = nix::unistd::User::from_name("nobody")
+        .expect("lookup")
+        .expect("nobody exists");
+    let f = Fixture::new("coding-agent", "");
+    use std::os::unix::fs::PermissionsExt;
+    for dir in [f.dir.path(), f.workspace.as_path()] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let out = f
+        .command(&[common::probe_bin().to_string_lossy().as_ref(), "ids"])
+        .env("SUDO_UID", nobody.uid.to_string())
+        .env("SUDO_GID", nobody.gid.to_string())
+        .output()
+        .expect("run");
+    let ids = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        ids.starts_with(&format!("value uid={} gid={}", nobody.uid, nobody.gid)),
+        "{ids}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn signals_to_processes_outside_the_sandbox_are_refused() {
     if !require_root("signals_to_processes_outside_the_sandbox_are_refused") {
         return;
@@ -304,4 +331,87 @@ fn tcp_connect_and_bind_follow_the_port_lists() {
     );
     assert_eq!(f.probe(&["bind", "127.0.0.1:18080"]), "ok");
     assert_eq!(f.probe(&["bind", "127.0.0.1:18081"]), "err EACCES");
+}
+
+#[test]
+fn nothing_started_in_the_sandbox_outlives_it() {
+    if !require_root("nothing_started_in_the_sandbox_outlives_it") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    let marker = format!("{}.{}", 200 + std::process::id() % 100, std::process::id());
+    let out = f.run(&[
+        "/bin/sh",
+        "-c",
+        &format!("setsid sleep {marker} >/dev/null 2>&1 & (sleep {marker} &) ; echo started"),
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("started"));
+    std::thread::sleep(Duration::from_millis(200));
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", &format!("sleep {marker}")])
+        .output()
+        .expect("pgrep");
+    assert!(
+        left.stdout.is_empty(),
+        "left behind: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+}
+
+#[test]
+fn the_sandbox_sees_only_its_own_processes() {
+    if !require_root("the_sandbox_sees_only_its_own_processes") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    let out = f.run(&["/bin/sh", "-c", "ls /proc | grep -c '^[0-9]'"]);
+    let count: usize = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(usize::MAX);
+    // init, sh, ls, grep.
+    assert!(count <= 4, "the sandbox sees {count} processes");
+}
+
+#[test]
+fn an_offline_sandbox_has_no_network_at_all() {
+    if !require_root("an_offline_sandbox_has_no_network_at_all") {
+        return;
+    }
+    let listener = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    listener
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let addr = listener.local_addr().expect("addr").to_string();
+    // offline-tool allows no TCP port: it gets a network namespace with loopback only.
+    let f = Fixture::new("offline-tool", "");
+    f.probe(&["udp-send", &addr]);
+    let mut buf = [0u8; 16];
+    assert!(
+        listener.recv_from(&mut buf).is_err(),
+        "a datagram left the offline sandbox"
+    );
+    assert_eq!(f.probe(&["udp-send", "192.0.2.1:53"]), "err ENETUNREACH");
+
+    // The same datagram from a sandbox with network arrives: the check above can fail.
+    let g = Fixture::new("coding-agent", "");
+    assert_eq!(g.probe(&["udp-send", &addr]), "ok");
+    assert!(
+        listener.recv_from(&mut buf).is_ok(),
+        "the datagram from the online sandbox must arrive"
+    );
+}
+
+#[test]
+fn sigpipe_has_its_default_action_inside() {
+    if !require_root("sigpipe_has_its_default_action_inside") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    let out = f.run(&[
+        "/bin/bash",
+        "-c",
+        "yes | head -1 >/dev/null; echo ${PIPESTATUS[0]}",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "141");
 }

@@ -100,3 +100,51 @@ fn profile_deny_entries_are_enforced() {
         libc::EPERM.to_string()
     );
 }
+
+#[test]
+fn every_denied_call_is_stopped_by_the_filter_itself() {
+    if !require_root("every_denied_call_is_stopped_by_the_filter_itself") {
+        return;
+    }
+    // Under the kill action, a call the filter matches ends the process with SIGSYS: this
+    // tells the filter apart from a missing capability, which also says EPERM.
+    let f = Fixture::new("coding-agent", "[syscalls]\naction = \"kill\"");
+    let probe = common::probe_bin().to_string_lossy().into_owned();
+    for action in [
+        "mount",
+        "bpf",
+        "unshare-user",
+        "clone-newuser",
+        "finit-module",
+        "keyctl",
+        "ptrace-child",
+        "mptcp",
+    ] {
+        let out = f.run(&[probe.as_str(), action]);
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGSYS),
+            "{action}: {:?}",
+            out.status
+        );
+    }
+}
+
+#[test]
+fn mptcp_sockets_which_landlock_does_not_cover_are_refused() {
+    if !require_root("mptcp_sockets_which_landlock_does_not_cover_are_refused") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    assert_eq!(f.probe(&["mptcp"]), "err EPERM");
+}
+
+#[test]
+fn executable_memfds_are_refused() {
+    if !require_root("executable_memfds_are_refused") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    assert_eq!(f.probe(&["memfd-exec"]), "err EACCES");
+}

@@ -60,10 +60,8 @@ pub fn assume(identity: &Identity, keep: &[String]) -> Result<(), IdentityError>
             gid: identity.gid,
             source,
         };
-        if identity.user.is_some() {
-            let groups: Vec<Gid> = identity.groups.iter().map(|g| Gid::from_raw(*g)).collect();
-            nix::unistd::setgroups(&groups).map_err(err)?;
-        }
+        let groups: Vec<Gid> = identity.groups.iter().map(|g| Gid::from_raw(*g)).collect();
+        nix::unistd::setgroups(&groups).map_err(err)?;
         nix::sys::prctl::set_keepcaps(true).map_err(err)?;
         let gid = Gid::from_raw(identity.gid);
         nix::unistd::setresgid(gid, gid, gid).map_err(err)?;

@@ -129,7 +129,10 @@ pub fn enforce(ruleset: RulesetCreated, compat: Compat) -> Result<Enforcement, L
     if compat == Compat::Strict && status != Status::Fully {
         return Err(LandlockError::NotFullyEnforced { status });
     }
-    Ok(Enforcement { status, no_new_privs })
+    Ok(Enforcement {
+        status,
+        no_new_privs,
+    })
 }
 
 #[cfg(test)]

@@ -145,9 +145,13 @@ where
     warnings.extend(plan.warnings.iter().cloned());
     if !plan.unenforceable.is_empty() {
         match policy.compat {
-            Compat::Strict => return Err(LaunchError::Unenforceable(plan.unenforceable.join("; "))),
+            Compat::Strict => {
+                return Err(LaunchError::Unenforceable(plan.unenforceable.join("; ")))
+            }
             Compat::BestEffort => warnings.extend(
-                plan.unenforceable.iter().map(|u| format!("compat = \"best-effort\": not enforced: {u}")),
+                plan.unenforceable
+                    .iter()
+                    .map(|u| format!("compat = \"best-effort\": not enforced: {u}")),
             ),
         }
     }
@@ -335,10 +339,14 @@ impl Launch {
     pub fn spawn(&self) -> Result<Running, LaunchError> {
         let watched = watched_signals();
         let mut old_mask = SigSet::empty();
-        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&watched), Some(&mut old_mask))
-            .map_err(|e| os("block signals")(e.into()))?;
-        let (read_end, write_end) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| os("create the status pipe")(e.into()))?;
+        nix::sys::signal::pthread_sigmask(
+            SigmaskHow::SIG_BLOCK,
+            Some(&watched),
+            Some(&mut old_mask),
+        )
+        .map_err(|e| os("block signals")(e.into()))?;
+        let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| os("create the status pipe")(e.into()))?;
         let mut namespaces = sys::SANDBOX_NAMESPACES;
         if self.offline() {
             namespaces |= sys::NETWORK_NAMESPACE;
@@ -348,7 +356,11 @@ impl Launch {
         let forked = match sys::fork_into_namespaces(namespaces) {
             Ok(f) => f,
             Err(e) => {
-                let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
+                let _ = nix::sys::signal::pthread_sigmask(
+                    SigmaskHow::SIG_SETMASK,
+                    Some(&old_mask),
+                    None,
+                );
                 return Err(os("fork the sandbox")(e));
             }
         };
@@ -370,7 +382,11 @@ impl Launch {
             match running.next_message() {
                 Some(Message::Enforced(e)) => running.enforcement = Some(e),
                 Some(Message::Running) if running.enforcement.is_some() => return Ok(running),
-                Some(Message::Failed { stage, message, errno }) => {
+                Some(Message::Failed {
+                    stage,
+                    message,
+                    errno,
+                }) => {
                     running.reap();
                     return Err(running.failure(stage, message, errno));
                 }
@@ -425,16 +441,19 @@ impl Launch {
         mounts::apply(&self.plan, Path::new(STAGING)).map_err(|e| failed(Stage::Mounts)(&e))?;
         nix::unistd::chdir(&self.cwd)
             .map_err(|e| failed(Stage::Workspace)(&format!("{}: {e}", self.cwd.display())))?;
-        let ruleset = landlock::prepare(&self.plan.grants, &self.policy.network, self.policy.compat)
-            .map_err(|e| failed(Stage::Landlock)(&e))?;
+        let ruleset =
+            landlock::prepare(&self.plan.grants, &self.policy.network, self.policy.compat)
+                .map_err(|e| failed(Stage::Landlock)(&e))?;
         nix::sys::prctl::set_no_new_privs().map_err(|e| failed(Stage::NoNewPrivs)(&e))?;
         identity::assume(&self.policy.identity, &self.policy.process.capabilities)
             .map_err(|e| failed(Stage::Identity)(&e))?;
         // Changing credentials clears the parent-death signal.
         die_with_parent().map_err(|e| failed(Stage::ParentDeath)(&e))?;
-        let enforcement = landlock::enforce(ruleset, self.policy.compat).map_err(|e| failed(Stage::Landlock)(&e))?;
+        let enforcement = landlock::enforce(ruleset, self.policy.compat)
+            .map_err(|e| failed(Stage::Landlock)(&e))?;
         seccomp::install(&self.filters).map_err(|e| failed(Stage::Seccomp)(&e))?;
-        write_message(status, &Message::Enforced(enforcement)).map_err(|e| failed(Stage::Report)(&e))?;
+        write_message(status, &Message::Enforced(enforcement))
+            .map_err(|e| failed(Stage::Report)(&e))?;
         Ok(())
     }
 
@@ -448,7 +467,8 @@ impl Launch {
             }
             ForkResult::Child => {
                 let _ = sys::default_action(Signal::SIGPIPE);
-                let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(mask), None);
+                let _ =
+                    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(mask), None);
                 let failure = self.exec();
                 let code = exit_code_for(&failure);
                 let _ = write_message(status, &failure);
@@ -536,8 +556,14 @@ fn write_message(status: &mut std::fs::File, message: &Message) -> std::io::Resu
 
 fn exit_code_for(message: &Message) -> i32 {
     match message {
-        Message::Failed { stage: Stage::Exec, errno: Some(e), .. } if *e == libc::ENOENT => EXIT_NOT_FOUND,
-        Message::Failed { stage: Stage::Exec, .. } => EXIT_CANNOT_EXECUTE,
+        Message::Failed {
+            stage: Stage::Exec,
+            errno: Some(e),
+            ..
+        } if *e == libc::ENOENT => EXIT_NOT_FOUND,
+        Message::Failed {
+            stage: Stage::Exec, ..
+        } => EXIT_CANNOT_EXECUTE,
         _ => EXIT_SETUP_FAILED,
     }
 }
@@ -558,17 +584,23 @@ impl Running {
         let mut line = String::new();
         match self.status.read_line(&mut line) {
             Ok(0) | Err(_) => None,
-            Ok(_) => Some(serde_json::from_str(&line).unwrap_or_else(|e| Message::Failed {
-                stage: Stage::Report,
-                message: format!("unreadable status from the sandbox: {e}"),
-                errno: None,
-            })),
+            Ok(_) => Some(
+                serde_json::from_str(&line).unwrap_or_else(|e| Message::Failed {
+                    stage: Stage::Report,
+                    message: format!("unreadable status from the sandbox: {e}"),
+                    errno: None,
+                }),
+            ),
         }
     }
 
     fn failure(&self, stage: Stage, message: String, errno: Option<i32>) -> LaunchError {
         if stage == Stage::Exec {
-            let exit_code = exit_code_for(&Message::Failed { stage, message: message.clone(), errno });
+            let exit_code = exit_code_for(&Message::Failed {
+                stage,
+                message: message.clone(),
+                errno,
+            });
             LaunchError::Exec {
                 program: self.program.clone(),
                 message,
@@ -604,8 +636,11 @@ impl Running {
                 Ok(s) => s,
                 Err(e) => break Err(os("wait for signals")(e)),
             };
-            let Ok(signal) = Signal::try_from(signo) else { continue };
-            let typed = matches!(signal, Signal::SIGINT | Signal::SIGQUIT) && code == libc::SI_KERNEL;
+            let Ok(signal) = Signal::try_from(signo) else {
+                continue;
+            };
+            let typed =
+                matches!(signal, Signal::SIGINT | Signal::SIGQUIT) && code == libc::SI_KERNEL;
             if signal != Signal::SIGCHLD && !typed {
                 let _ = nix::sys::signal::kill(self.pid, signal);
             }
@@ -617,7 +652,11 @@ impl Running {
         while let Some(message) = self.next_message() {
             match message {
                 Message::Exited(exit) => result = Some(Ok(exit)),
-                Message::Failed { stage, message, errno } => result = Some(Err(self.failure(stage, message, errno))),
+                Message::Failed {
+                    stage,
+                    message,
+                    errno,
+                } => result = Some(Err(self.failure(stage, message, errno))),
                 Message::Enforced(_) | Message::Running => {}
             }
         }
@@ -632,6 +671,7 @@ impl Running {
     }
 
     fn restore_mask(&mut self) {
-        let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.old_mask), None);
+        let _ =
+            nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.old_mask), None);
     }
 }

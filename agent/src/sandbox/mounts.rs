@@ -110,7 +110,9 @@ pub fn plan(fs: &FsPolicy, root: &Path) -> MountPlan {
                     let kind = host.kind(&canonical);
                     out.push((listed.clone(), canonical, kind, !links.is_empty()));
                 }
-                None => plan.notes.push(format!("{what} {}: does not exist", listed.display())),
+                None => plan
+                    .notes
+                    .push(format!("{what} {}: does not exist", listed.display())),
             }
         }
         out
@@ -135,12 +137,16 @@ pub fn plan(fs: &FsPolicy, root: &Path) -> MountPlan {
             continue;
         }
         let Some((canonical, symlinks)) = host.resolve(&rule.path) else {
-            plan.notes.push(format!("{}: does not exist, skipped", rule.path.display()));
+            plan.notes
+                .push(format!("{}: does not exist, skipped", rule.path.display()));
             continue;
         };
         if let Some((d, ..)) = denied.iter().find(|(_, c, ..)| canonical.starts_with(c)) {
-            plan.notes
-                .push(format!("{}: inside denied {}, skipped", rule.path.display(), d.display()));
+            plan.notes.push(format!(
+                "{}: inside denied {}, skipped",
+                rule.path.display(),
+                d.display()
+            ));
             continue;
         }
         let kind = host.kind(&canonical);
@@ -152,17 +158,39 @@ pub fn plan(fs: &FsPolicy, root: &Path) -> MountPlan {
     }
 
     let tmp_exec = tmp_access.is_some_and(|a| a.exec);
-    plan.ops.push(MountOp::Tmpfs { path: tmp.clone(), exec: tmp_exec });
+    plan.ops.push(MountOp::Tmpfs {
+        path: tmp.clone(),
+        exec: tmp_exec,
+    });
     if let Some(access) = tmp_access {
-        plan.grants.push(Grant { path: tmp.clone(), kind: Kind::Dir, access });
+        plan.grants.push(Grant {
+            path: tmp.clone(),
+            kind: Kind::Dir,
+            access,
+        });
     }
     if let Some(access) = proc_access {
         plan.ops.push(MountOp::Proc { path: proc.clone() });
-        plan.grants.push(Grant { path: proc.clone(), kind: Kind::Dir, access: Access { write: false, ..access } });
+        plan.grants.push(Grant {
+            path: proc.clone(),
+            kind: Kind::Dir,
+            access: Access {
+                write: false,
+                ..access
+            },
+        });
     }
     for (path, (kind, access)) in &binds {
-        plan.ops.push(MountOp::Bind { path: path.clone(), kind: *kind, access: *access });
-        plan.grants.push(Grant { path: path.clone(), kind: *kind, access: *access });
+        plan.ops.push(MountOp::Bind {
+            path: path.clone(),
+            kind: *kind,
+            access: *access,
+        });
+        plan.grants.push(Grant {
+            path: path.clone(),
+            kind: *kind,
+            access: *access,
+        });
     }
     // The deepest bind a path is visible through (the private /tmp and /proc hold no host files).
     let visible_via = |p: &Path| -> Option<(PathBuf, Access)> {
@@ -184,10 +212,18 @@ pub fn plan(fs: &FsPolicy, root: &Path) -> MountPlan {
     // Denied and read-only paths inside writable trees: pin the directories in between so
     // they cannot be renamed away, and refuse paths reached through a symlink there, which
     // the sandbox could swap.
-    let protect = |listed: &Path, canonical: &Path, symlinked: bool, what: &str, plan: &mut MountPlan| -> bool {
+    let protect = |listed: &Path,
+                   canonical: &Path,
+                   symlinked: bool,
+                   what: &str,
+                   plan: &mut MountPlan|
+     -> bool {
         let Some((via, access)) = visible_via(canonical) else {
             if !hidden_by_private_mount(canonical) {
-                plan.notes.push(format!("{what} {}: not visible in the sandbox anyway", listed.display()));
+                plan.notes.push(format!(
+                    "{what} {}: not visible in the sandbox anyway",
+                    listed.display()
+                ));
             }
             return false;
         };
@@ -205,7 +241,9 @@ pub fn plan(fs: &FsPolicy, root: &Path) -> MountPlan {
                 if dir == via || !dir.starts_with(&via) {
                     break;
                 }
-                plan.ops.push(MountOp::Pin { path: dir.to_path_buf() });
+                plan.ops.push(MountOp::Pin {
+                    path: dir.to_path_buf(),
+                });
                 ancestor = dir.parent();
             }
         }
@@ -213,7 +251,10 @@ pub fn plan(fs: &FsPolicy, root: &Path) -> MountPlan {
     };
     for (listed, canonical, kind, symlinked) in &denied {
         if protect(listed, canonical, *symlinked, "deny", &mut plan) {
-            plan.ops.push(MountOp::Mask { path: canonical.clone(), kind: *kind });
+            plan.ops.push(MountOp::Mask {
+                path: canonical.clone(),
+                kind: *kind,
+            });
         }
     }
     for (listed, canonical, kind, symlinked) in &read_only {
@@ -222,8 +263,16 @@ pub fn plan(fs: &FsPolicy, root: &Path) -> MountPlan {
         }
         let parent = visible_via(canonical).map(|(_, a)| a);
         if protect(listed, canonical, *symlinked, "read_only", &mut plan) {
-            let access = Access { read: true, write: false, exec: parent.is_some_and(|a| a.exec) };
-            plan.ops.push(MountOp::Bind { path: canonical.clone(), kind: *kind, access });
+            let access = Access {
+                read: true,
+                write: false,
+                exec: parent.is_some_and(|a| a.exec),
+            };
+            plan.ops.push(MountOp::Bind {
+                path: canonical.clone(),
+                kind: *kind,
+                access,
+            });
         }
     }
     // A protected path that does not exist yet cannot be covered; inside a writable tree the
@@ -397,8 +446,12 @@ pub fn apply(plan: &MountPlan, staging: &Path) -> Result<(), MountError> {
             }
             MountOp::Proc { .. } => {
                 mountpoint(&at, Kind::Dir)?;
-                let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-                mount(Some("proc"), &at, Some("proc"), flags, None::<&str>).map_err(|e| mount_err(e.into()))?;
+                let flags = MsFlags::MS_RDONLY
+                    | MsFlags::MS_NOSUID
+                    | MsFlags::MS_NODEV
+                    | MsFlags::MS_NOEXEC;
+                mount(Some("proc"), &at, Some("proc"), flags, None::<&str>)
+                    .map_err(|e| mount_err(e.into()))?;
             }
             MountOp::Symlink { target, .. } => {
                 if std::fs::symlink_metadata(&at).is_err() {
@@ -657,7 +710,10 @@ mod tests {
         let plan = plan(&fs(&[("/nope", R)], &["/home/dev/.aws"]), h.path());
         assert_eq!(
             plan.ops,
-            [MountOp::Tmpfs { path: "/tmp".into(), exec: false }]
+            [MountOp::Tmpfs {
+                path: "/tmp".into(),
+                exec: false
+            }]
         );
         assert_eq!(plan.notes.len(), 2, "{:?}", plan.notes);
     }
@@ -667,7 +723,10 @@ mod tests {
         let h = host();
         let without = plan(&fs(&[], &[]), h.path());
         assert!(
-            without.ops.contains(&MountOp::Tmpfs { path: "/tmp".into(), exec: false }) && without.grants.is_empty()
+            without.ops.contains(&MountOp::Tmpfs {
+                path: "/tmp".into(),
+                exec: false
+            }) && without.grants.is_empty()
         );
         let with = plan(&fs(&[("/tmp", RW)], &[]), h.path());
         assert_eq!(
@@ -678,6 +737,103 @@ mod tests {
                 access: RW
             }]
         );
+    }
+
+    #[test]
+    fn a_deny_inside_another_deny_is_dropped() {
+        let h = host();
+        std::fs::write(h.path().join("home/dev/.ssh/id"), "k").unwrap();
+        let plan = plan(
+            &fs(
+                &[("/home/dev", R)],
+                &["/home/dev/.ssh", "/home/dev/.ssh/id"],
+            ),
+            h.path(),
+        );
+        let masks: Vec<_> = plan
+            .ops
+            .iter()
+            .filter(|o| matches!(o, MountOp::Mask { .. }))
+            .collect();
+        assert_eq!(
+            masks,
+            [&MountOp::Mask {
+                path: "/home/dev/.ssh".into(),
+                kind: Kind::Dir
+            }]
+        );
+    }
+
+    #[test]
+    fn read_only_paths_are_bound_read_only_and_pinned() {
+        let h = host();
+        std::fs::write(h.path().join("ws/.git/config"), "[core]").unwrap();
+        let mut policy = fs(&[("/ws", RW)], &[]);
+        policy.read_only = vec!["/ws/.git/config".into()];
+        let plan = plan(&policy, h.path());
+        assert!(plan.ops.contains(&MountOp::Bind {
+            path: "/ws/.git/config".into(),
+            kind: Kind::File,
+            access: R
+        }));
+        assert!(plan.ops.contains(&MountOp::Pin {
+            path: "/ws/.git".into()
+        }));
+    }
+
+    #[test]
+    fn protected_paths_behind_a_symlink_in_a_writable_tree_are_unenforceable() {
+        let h = host();
+        std::fs::remove_dir(h.path().join("ws/.git/hooks")).unwrap();
+        std::fs::create_dir(h.path().join("ws/.git/real")).unwrap();
+        std::os::unix::fs::symlink("real", h.path().join("ws/.git/hooks")).unwrap();
+        let plan = plan(&fs(&[("/ws", RW)], &["/ws/.git/hooks"]), h.path());
+        assert_eq!(plan.unenforceable.len(), 1, "{:?}", plan.unenforceable);
+        assert!(!plan.ops.iter().any(|o| matches!(o, MountOp::Mask { .. })));
+        // In a read-only tree the link cannot be swapped: its target is masked.
+        let plan2 = super::plan(&fs(&[("/ws", R)], &["/ws/.git/hooks"]), h.path());
+        assert!(plan2.unenforceable.is_empty());
+        assert!(plan2.ops.contains(&MountOp::Mask {
+            path: "/ws/.git/real".into(),
+            kind: Kind::Dir
+        }));
+    }
+
+    #[test]
+    fn missing_protected_paths_in_writable_trees_are_warned_about() {
+        let h = host();
+        let plan = plan(
+            &fs(
+                &[("/ws", RW), ("/home/dev", R)],
+                &["/ws/.env", "/home/dev/.aws"],
+            ),
+            h.path(),
+        );
+        assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
+        assert!(plan.warnings[0].contains("/ws/.env"));
+    }
+
+    #[test]
+    fn proc_is_a_fresh_procfs_and_tmp_is_noexec_unless_executed() {
+        let h = host();
+        let plan = plan(&fs(&[("/proc", R), ("/tmp", RW)], &[]), h.path());
+        assert!(plan.ops.contains(&MountOp::Proc {
+            path: "/proc".into()
+        }));
+        assert!(plan.ops.contains(&MountOp::Tmpfs {
+            path: "/tmp".into(),
+            exec: false
+        }));
+        let rwx = Access {
+            read: true,
+            write: true,
+            exec: true,
+        };
+        let plan = super::plan(&fs(&[("/tmp", rwx)], &[]), h.path());
+        assert!(plan.ops.contains(&MountOp::Tmpfs {
+            path: "/tmp".into(),
+            exec: true
+        }));
     }
 
     #[test]

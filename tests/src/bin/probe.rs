@@ -123,6 +123,33 @@ fn act(args: &[String]) -> Outcome {
             Err(e) => io(Err(e)),
         },
         "connect" => io(std::net::TcpStream::connect(arg(0)).map(drop)),
+        "udp-send" => io(std::net::UdpSocket::bind("0.0.0.0:0")
+            .and_then(|s| s.send_to(b"probe", arg(0)))
+            .map(drop)),
+        "mptcp" => syscall(
+            libc::SYS_socket,
+            libc::AF_INET.into(),
+            libc::SOCK_STREAM.into(),
+            262, /* IPPROTO_MPTCP */
+        ),
+        "memfd-exec" => {
+            // An executable copied into a memfd, then run through /proc/self/fd.
+            let flags = nix::sys::memfd::MFdFlags::MFD_CLOEXEC;
+            let fd = match nix::sys::memfd::memfd_create(c"probe", flags) {
+                Ok(fd) => fd,
+                Err(e) => return Outcome::Err(e),
+            };
+            let mut file = std::fs::File::from(fd);
+            if let Err(e) = std::fs::read("/usr/bin/true").and_then(|b| file.write_all(&b)) {
+                return io(Err(e));
+            }
+            let path =
+                CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).unwrap_or_default();
+            match nix::unistd::execv(&path, &[c"true"]) {
+                Ok(never) => match never {},
+                Err(e) => Outcome::Err(e),
+            }
+        }
         "bind" => io(std::net::TcpListener::bind(arg(0)).map(drop)),
         "connect-unix" => io(std::os::unix::net::UnixStream::connect(arg(0)).map(drop)),
         "connect-abstract" => {

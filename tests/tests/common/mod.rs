@@ -117,6 +117,10 @@ impl Fixture {
             .arg("--")
             .args(argv)
             .env("HOME", &self.home)
+            // Under sudo the sandbox would run as the sudo caller; these tests run it as root.
+            .env_remove("SUDO_UID")
+            .env_remove("SUDO_GID")
+            .env_remove("SUDO_USER")
             .stdin(Stdio::null());
         cmd
     }
