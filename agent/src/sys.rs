@@ -38,14 +38,53 @@ pub fn landlock_abi() -> u32 {
     u32::try_from(ret).unwrap_or(0)
 }
 
-/// A detached copy of the mount tree at `path` (`open_tree(OPEN_TREE_CLONE | AT_RECURSIVE)`).
-pub fn clone_mount_tree(path: &Path) -> io::Result<OwnedFd> {
+/// An `O_PATH` descriptor for `path`, refusing any symlink on the way
+/// (`openat2(RESOLVE_NO_SYMLINKS)`): the plan uses canonical paths, so a symlink met here
+/// was put there after planning.
+pub fn open_no_symlinks(path: &Path) -> io::Result<OwnedFd> {
     let path = cstring(path)?;
-    let flags =
-        libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_RECURSIVE as libc::c_uint;
-    // SAFETY: `path` is a valid NUL-terminated string that outlives the call.
-    let fd =
-        check(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) })?;
+    // SAFETY: open_how is plain data for which all-zero is valid.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_NO_SYMLINKS;
+    // SAFETY: `path` is a valid C string and `how` a valid open_how whose size we pass.
+    let fd = check(unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    })?;
+    // SAFETY: openat2 returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// The `/proc/self/fd/N` path of a descriptor: mounting on it mounts on exactly the object
+/// the descriptor names, whatever happened to its path since.
+pub fn fd_path(fd: &OwnedFd) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// A detached copy of the mount tree at `path` (`open_tree(OPEN_TREE_CLONE | AT_RECURSIVE)`),
+/// reached without following symlinks.
+pub fn clone_mount_tree(path: &Path) -> io::Result<OwnedFd> {
+    clone_mount_tree_at(&open_no_symlinks(path)?)
+}
+
+/// A detached copy of the mount tree at the object `at` names.
+pub fn clone_mount_tree_at(at: &OwnedFd) -> io::Result<OwnedFd> {
+    let flags = libc::OPEN_TREE_CLONE
+        | libc::OPEN_TREE_CLOEXEC
+        | libc::AT_RECURSIVE as libc::c_uint
+        | libc::AT_EMPTY_PATH as libc::c_uint;
+    let empty = c"";
+    // SAFETY: `at` is an open descriptor and `empty` a valid C string; with AT_EMPTY_PATH
+    // the tree at the descriptor itself is cloned.
+    let fd = check(unsafe {
+        libc::syscall(libc::SYS_open_tree, at.as_raw_fd(), empty.as_ptr(), flags)
+    })?;
     // SAFETY: open_tree returned a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
@@ -74,19 +113,18 @@ pub fn set_mount_attrs(tree: &OwnedFd, set: u64, clear: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// Attaches a detached mount tree at `target`.
-pub fn attach_mount_tree(tree: &OwnedFd, target: &Path) -> io::Result<()> {
-    let target = cstring(target)?;
+/// Attaches a detached mount tree on the object `target` names.
+pub fn attach_mount_tree(tree: &OwnedFd, target: &OwnedFd) -> io::Result<()> {
     let empty = c"";
-    // SAFETY: both strings are valid and NUL-terminated; the descriptor is open.
+    // SAFETY: `empty` is a valid C string; both descriptors are open.
     check(unsafe {
         libc::syscall(
             libc::SYS_move_mount,
             tree.as_raw_fd(),
             empty.as_ptr(),
-            libc::AT_FDCWD,
-            target.as_ptr(),
-            libc::MOVE_MOUNT_F_EMPTY_PATH,
+            target.as_raw_fd(),
+            empty.as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH,
         )
     })?;
     Ok(())
@@ -278,5 +316,16 @@ mod tests {
         } else {
             assert!(abi <= 64, "implausible ABI {abi}");
         }
+    }
+
+    #[test]
+    fn open_no_symlinks_refuses_a_symlink_anywhere_on_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+        std::os::unix::fs::symlink("real", dir.path().join("link")).unwrap();
+        let canonical = std::fs::canonicalize(dir.path()).unwrap();
+        assert!(super::open_no_symlinks(&canonical.join("real")).is_ok());
+        let err = super::open_no_symlinks(&canonical.join("link")).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ELOOP));
     }
 }

@@ -376,7 +376,7 @@ impl Host<'_> {
 /// A step of [`apply`] that failed, with the path it was working on.
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
-    #[error("cannot create a private mount namespace: {0}")]
+    #[error("cannot make the mount namespace private: {0}")]
     Namespace(#[source] nix::Error),
     #[error("cannot take a copy of {path}: {source}")]
     Clone { path: PathBuf, source: io::Error },
@@ -384,14 +384,18 @@ pub enum MountError {
     Prepare { path: PathBuf, source: io::Error },
     #[error("cannot mount {path}: {source}")]
     Mount { path: PathBuf, source: io::Error },
-    #[error("cannot switch to the sandbox root: {0}")]
-    Pivot(#[source] nix::Error),
+    #[error("cannot switch to the sandbox root ({step}): {source}")]
+    Pivot {
+        step: &'static str,
+        source: nix::Error,
+    },
 }
 
-/// Builds the view described by `plan` and makes it the root. Runs in the child, as root,
-/// before any other restriction. `staging` is an existing directory to build the root on.
+/// Builds the view described by `plan` and makes it the root. Runs in the sandbox's init,
+/// as root, in a mount namespace of its own, before any other restriction. `staging` is an
+/// existing directory to build the root on.
 pub fn apply(plan: &MountPlan, staging: &Path) -> Result<(), MountError> {
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(MountError::Namespace)?;
+    // Nothing mounted here may propagate back to the host.
     mount(
         None::<&str>,
         "/",
@@ -422,36 +426,56 @@ pub fn apply(plan: &MountPlan, staging: &Path) -> Result<(), MountError> {
         });
     }
 
-    tmpfs(staging, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, "mode=0755")?;
+    tmpfs(
+        staging,
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        "mode=0755",
+        Path::new("/"),
+    )?;
     for (op, tree) in plan.ops.iter().zip(&trees) {
         let at = inside(staging, op.path());
         let mount_err = |source: io::Error| MountError::Mount {
             path: op.path().to_path_buf(),
             source,
         };
+        // Every mount lands on the object opened here without following symlinks, so a
+        // path changed since planning fails the launch instead of moving the mount.
+        let target = |kind: Kind| -> Result<OwnedFd, MountError> {
+            mountpoint(&at, kind)?;
+            sys::open_no_symlinks(&at).map_err(|source| MountError::Prepare {
+                path: op.path().to_path_buf(),
+                source,
+            })
+        };
         match op {
             MountOp::Bind { kind, .. } => {
-                mountpoint(&at, *kind)?;
+                let target = target(*kind)?;
                 if let Some(tree) = tree {
-                    sys::attach_mount_tree(tree, &at).map_err(mount_err)?;
+                    sys::attach_mount_tree(tree, &target).map_err(mount_err)?;
                 }
             }
             MountOp::Tmpfs { exec, .. } => {
-                mountpoint(&at, Kind::Dir)?;
+                let target = target(Kind::Dir)?;
                 let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
                 if !exec {
                     flags |= MsFlags::MS_NOEXEC;
                 }
-                tmpfs(&at, flags, "mode=1777")?;
+                tmpfs(&sys::fd_path(&target), flags, "mode=1777", op.path())?;
             }
             MountOp::Proc { .. } => {
-                mountpoint(&at, Kind::Dir)?;
+                let target = target(Kind::Dir)?;
                 let flags = MsFlags::MS_RDONLY
                     | MsFlags::MS_NOSUID
                     | MsFlags::MS_NODEV
                     | MsFlags::MS_NOEXEC;
-                mount(Some("proc"), &at, Some("proc"), flags, None::<&str>)
-                    .map_err(|e| mount_err(e.into()))?;
+                mount(
+                    Some("proc"),
+                    &sys::fd_path(&target),
+                    Some("proc"),
+                    flags,
+                    None::<&str>,
+                )
+                .map_err(|e| mount_err(e.into()))?;
             }
             MountOp::Symlink { target, .. } => {
                 if std::fs::symlink_metadata(&at).is_err() {
@@ -470,59 +494,49 @@ pub fn apply(plan: &MountPlan, staging: &Path) -> Result<(), MountError> {
                 }
             }
             MountOp::Pin { .. } => {
-                mount(
-                    Some(&at),
-                    &at,
-                    None::<&str>,
-                    MsFlags::MS_BIND | MsFlags::MS_REC,
-                    None::<&str>,
-                )
-                .map_err(|e| mount_err(e.into()))?;
+                let target = target(Kind::Dir)?;
+                let copy = sys::clone_mount_tree_at(&target).map_err(mount_err)?;
+                sys::attach_mount_tree(&copy, &target).map_err(mount_err)?;
             }
             MountOp::Mask {
                 kind: Kind::Dir, ..
             } => {
+                let target = target(Kind::Dir)?;
                 let flags = MsFlags::MS_RDONLY
                     | MsFlags::MS_NOSUID
                     | MsFlags::MS_NODEV
                     | MsFlags::MS_NOEXEC;
-                tmpfs(&at, flags, "mode=000,size=4k")?;
+                tmpfs(&sys::fd_path(&target), flags, "mode=000,size=4k", op.path())?;
             }
             MountOp::Mask {
                 kind: Kind::File, ..
             } => {
                 // /dev/null bound on a `nodev` mount: opening it fails with EACCES.
-                mount(
-                    Some("/dev/null"),
-                    &at,
-                    None::<&str>,
-                    MsFlags::MS_BIND,
-                    None::<&str>,
-                )
-                .map_err(|e| mount_err(e.into()))?;
-                let flags = MsFlags::MS_REMOUNT
-                    | MsFlags::MS_BIND
-                    | MsFlags::MS_RDONLY
-                    | MsFlags::MS_NOSUID
-                    | MsFlags::MS_NODEV
-                    | MsFlags::MS_NOEXEC;
-                mount(None::<&str>, &at, None::<&str>, flags, None::<&str>)
-                    .map_err(|e| mount_err(e.into()))?;
+                let target = target(Kind::File)?;
+                let null = sys::clone_mount_tree(Path::new("/dev/null")).map_err(mount_err)?;
+                let flags = libc::MOUNT_ATTR_RDONLY
+                    | libc::MOUNT_ATTR_NOSUID
+                    | libc::MOUNT_ATTR_NODEV
+                    | libc::MOUNT_ATTR_NOEXEC;
+                sys::set_mount_attrs(&null, flags, 0).map_err(mount_err)?;
+                sys::attach_mount_tree(&null, &target).map_err(mount_err)?;
             }
         }
     }
     drop(trees);
 
-    nix::unistd::chdir(staging).map_err(MountError::Pivot)?;
-    nix::unistd::pivot_root(".", ".").map_err(MountError::Pivot)?;
-    umount2(".", MntFlags::MNT_DETACH).map_err(MountError::Pivot)?;
-    nix::unistd::chdir("/").map_err(MountError::Pivot)?;
+    let pivot = |step| move |source| MountError::Pivot { step, source };
+    nix::unistd::chdir(staging).map_err(pivot("chdir to the new root"))?;
+    nix::unistd::pivot_root(".", ".").map_err(pivot("pivot_root"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(pivot("detach the host root"))?;
+    nix::unistd::chdir("/").map_err(pivot("chdir to /"))?;
     let ro_root = MsFlags::MS_REMOUNT
         | MsFlags::MS_BIND
         | MsFlags::MS_RDONLY
         | MsFlags::MS_NOSUID
         | MsFlags::MS_NODEV;
-    mount(None::<&str>, "/", None::<&str>, ro_root, None::<&str>).map_err(MountError::Pivot)?;
+    mount(None::<&str>, "/", None::<&str>, ro_root, None::<&str>)
+        .map_err(pivot("make the root read-only"))?;
     Ok(())
 }
 
@@ -564,9 +578,10 @@ fn mountpoint(at: &Path, kind: Kind) -> Result<(), MountError> {
     }
 }
 
-fn tmpfs(at: &Path, flags: MsFlags, options: &str) -> Result<(), MountError> {
+/// Mounts a tmpfs at `at`; errors name `shown` (the sandbox path, not a /proc/self/fd link).
+fn tmpfs(at: &Path, flags: MsFlags, options: &str, shown: &Path) -> Result<(), MountError> {
     mount(Some("tmpfs"), at, Some("tmpfs"), flags, Some(options)).map_err(|e| MountError::Mount {
-        path: at.to_path_buf(),
+        path: shown.to_path_buf(),
         source: e.into(),
     })
 }
