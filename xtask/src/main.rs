@@ -41,7 +41,7 @@ enum Task {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.task {
-        Task::Setup => setup::ensure(setup::ALL),
+        Task::Setup => setup::ensure(&[setup::TEST, setup::BENCH].concat()),
         Task::Test => test(),
         Task::Demo => demo::run(),
         Task::Bench { runs } => bench::run(runs),

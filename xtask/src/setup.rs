@@ -17,18 +17,6 @@ pub const TEST: &[&str] = &[
 ];
 /// The peers the benchmarks measure against.
 pub const BENCH: &[&str] = &["bubblewrap"];
-/// Everything.
-pub const ALL: &[&str] = &[
-    "git",
-    "make",
-    "gcc",
-    "libc6-dev",
-    "python3",
-    "python3-venv",
-    "util-linux",
-    "procps",
-    "bubblewrap",
-];
 
 fn installed(package: &str) -> bool {
     Command::new("dpkg-query")
