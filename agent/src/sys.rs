@@ -174,22 +174,24 @@ struct CloneArgs {
     cgroup: u64,
 }
 
-/// Forks into new namespaces (`clone3` without a new stack, so it returns twice like
-/// `fork`): `Ok(None)` in the child, `Ok(Some(pid))` in the parent. With `CLONE_NEWPID`
-/// the child is PID 1 of its namespace.
+/// Forks into new namespaces and the cgroup whose directory `cgroup` is (`clone3` without
+/// a new stack, so it returns twice like `fork`): `Ok(None)` in the child, `Ok(Some(pid))`
+/// in the parent. With `CLONE_NEWPID` the child is PID 1 of its namespace.
 ///
 /// The caller must be single-threaded: the child runs ordinary Rust code (allocations
 /// included) until it execs, which is only sound when no other thread could have held a
 /// lock at the moment of the fork.
-pub fn fork_into_namespaces(flags: u64) -> io::Result<Option<nix::unistd::Pid>> {
+pub fn fork_into_namespaces(flags: u64, cgroup: &OwnedFd) -> io::Result<Option<nix::unistd::Pid>> {
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
     if thread_count() != Some(1) {
         return Err(io::Error::other(
             "refusing to fork a sandbox from a multi-threaded process",
         ));
     }
     let args = CloneArgs {
-        flags,
+        flags: flags | CLONE_INTO_CGROUP,
         exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup.as_raw_fd() as u64,
         ..CloneArgs::default()
     };
     // SAFETY: the process is single-threaded (checked above). With no stack given, clone3

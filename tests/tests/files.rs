@@ -126,20 +126,8 @@ fn the_sandbox_cannot_write_to_cgroups() {
         return;
     }
     let f = Fixture::new("coding-agent", "[filesystem]\nread = [\"/sys\"]");
-    let mount = cgroup2_mount();
+    let mount = common::cgroup2_mount();
     assert_eq!(f.probe(&["cgroup-escape", &mount]), "err EROFS");
-}
-
-/// Where cgroup v2 is mounted on this host, from /proc/self/mountinfo.
-fn cgroup2_mount() -> String {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    info.lines()
-        .find_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            post.starts_with("cgroup2 ")
-                .then(|| pre.split(' ').nth(4).map(str::to_string))?
-        })
-        .expect("cgroup2 is mounted")
 }
 
 #[test]

@@ -415,3 +415,23 @@ fn sigpipe_has_its_default_action_inside() {
     ]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "141");
 }
+
+#[test]
+fn every_sandbox_lives_in_its_own_cgroup_which_is_removed_afterwards() {
+    if !require_root("every_sandbox_lives_in_its_own_cgroup_which_is_removed_afterwards") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    let out = f.run(&["/bin/cat", "/proc/self/cgroup"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("0::"))
+        .expect("a cgroup v2 line");
+    let relative = line.trim_start_matches("0::");
+    assert!(relative.starts_with("/cordon/test-"), "{line}");
+    // Named for operators: the profile and the launching cordon's pid.
+    let mount = common::cgroup2_mount();
+    let dir = std::path::Path::new(&mount).join(relative.trim_start_matches('/'));
+    assert!(!dir.exists(), "{} is left behind", dir.display());
+}

@@ -35,6 +35,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 use serde::{Deserialize, Serialize};
 
+use crate::cgroup::{CgroupError, SandboxCgroup};
 use crate::policy::Policy;
 use crate::profile::Compat;
 use crate::sys;
@@ -62,6 +63,8 @@ pub enum LaunchError {
     LandlockTooOld { required: u32, running: u32 },
     #[error("compat = \"strict\" refuses to run: {0}")]
     Unenforceable(String),
+    #[error("cannot give the sandbox its cgroup: {0}")]
+    Cgroup(#[from] CgroupError),
     #[error(transparent)]
     Seccomp(#[from] seccomp::SeccompError),
     #[error("cannot {what}: {source}")]
@@ -325,6 +328,8 @@ fn watched_signals() -> SigSet {
 pub struct Running {
     /// The sandbox's init, as seen from the caller's PID namespace.
     pub pid: Pid,
+    /// The sandbox's cgroup; removed when the sandbox has ended.
+    cgroup: Option<SandboxCgroup>,
     /// What Landlock enforces; always set once [`Launch::spawn`] returns.
     pub enforcement: Option<Enforcement>,
     status: BufReader<std::fs::File>,
@@ -347,13 +352,24 @@ impl Launch {
         .map_err(|e| os("block signals")(e.into()))?;
         let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| os("create the status pipe")(e.into()))?;
+        let cgroup = match self.create_cgroup() {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = nix::sys::signal::pthread_sigmask(
+                    SigmaskHow::SIG_SETMASK,
+                    Some(&old_mask),
+                    None,
+                );
+                return Err(e);
+            }
+        };
         let mut namespaces = sys::SANDBOX_NAMESPACES;
         if self.offline() {
             namespaces |= sys::NETWORK_NAMESPACE;
         }
         // Inherited by init, which cannot see this process from inside its PID namespace.
         let parent = sys::pidfd_open(Pid::this()).map_err(os("open a pidfd for this process"))?;
-        let forked = match sys::fork_into_namespaces(namespaces) {
+        let forked = match sys::fork_into_namespaces(namespaces, cgroup.fd()) {
             Ok(f) => f,
             Err(e) => {
                 let _ = nix::sys::signal::pthread_sigmask(
@@ -372,6 +388,7 @@ impl Launch {
         drop(parent);
         let mut running = Running {
             pid: init,
+            cgroup: Some(cgroup),
             enforcement: None,
             status: BufReader::new(std::fs::File::from(read_end)),
             program: String::from_utf8_lossy(self.argv[0].as_bytes()).into_owned(),
@@ -399,6 +416,15 @@ impl Launch {
                 }
             }
         }
+    }
+
+    /// `<cgroup2>/cordon/<profile>-<pid>-<n>`: one per sandbox, named for operators.
+    fn create_cgroup(&self) -> Result<SandboxCgroup, LaunchError> {
+        static LAUNCHED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = LAUNCHED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let root = crate::cgroup::find_mount(Path::new("/proc/self/mountinfo"))?;
+        let name = format!("{}-{}-{n}", self.policy.name, std::process::id());
+        Ok(SandboxCgroup::create(&root, &name)?)
     }
 
     /// A profile that allows no TCP port gets no network at all: a namespace with loopback only.
@@ -614,11 +640,25 @@ impl Running {
         }
     }
 
+    /// The sandbox's cgroup: freeze, thaw or kill every process in it.
+    pub fn cgroup(&self) -> Option<&SandboxCgroup> {
+        self.cgroup.as_ref()
+    }
+
     /// Kills and reaps init (and with it the whole sandbox), then restores the signal mask.
     fn reap(&mut self) {
         let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
         let _ = waitpid(self.pid, None);
+        self.remove_cgroup();
         self.restore_mask();
+    }
+
+    fn remove_cgroup(&mut self) {
+        if let Some(cgroup) = self.cgroup.take() {
+            if let Err(e) = cgroup.remove() {
+                tracing::warn!("{e}");
+            }
+        }
     }
 
     /// Waits for the sandboxed command to end, relaying signals sent to this process.
@@ -646,6 +686,7 @@ impl Running {
             }
         };
         self.restore_mask();
+        self.remove_cgroup();
         let init_status = init_status?;
         // Init is gone, so the pipe holds everything it and the command said.
         let mut result = None;

@@ -152,3 +152,15 @@ impl Fixture {
         self.home.join(rel).to_string_lossy().into_owned()
     }
 }
+
+/// Where cgroup v2 is mounted on this host, from /proc/self/mountinfo.
+pub fn cgroup2_mount() -> String {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    info.lines()
+        .find_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            post.starts_with("cgroup2 ")
+                .then(|| pre.split(' ').nth(4).map(str::to_string))?
+        })
+        .expect("cgroup2 is mounted")
+}

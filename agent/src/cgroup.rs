@@ -1,0 +1,206 @@
+//! cgroup v2: one cgroup per sandbox, under `<cgroup2 mount>/cordon/`.
+//!
+//! The sandbox's init is created directly inside its cgroup (`clone3(CLONE_INTO_CGROUP)`),
+//! so no process of the sandbox ever runs outside it. The cgroup is named after the profile
+//! and the launching process (`coding-agent-12345`) so an operator can tell which sandbox it
+//! is, and removed when the sandbox ends. Freezing and killing act on the whole cgroup
+//! (`cgroup.freeze`, `cgroup.kill`). The hierarchy is found in `/proc/self/mountinfo`: it is
+//! `/sys/fs/cgroup` on plain systemd hosts and `/sys/fs/cgroup/unified` on hybrid ones.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Directory under the cgroup2 root that holds every sandbox's cgroup.
+pub const PARENT: &str = "cordon";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("cannot read {path}: {source}")]
+    Mountinfo { path: PathBuf, source: io::Error },
+    #[error("no cgroup2 file system is mounted (looked in {0})")]
+    NotMounted(PathBuf),
+    #[error("cannot {what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("{path} still has processes after {waited:?}")]
+    Busy { path: PathBuf, waited: Duration },
+}
+
+fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CgroupError {
+    let path = path.to_path_buf();
+    move |source| CgroupError::Io { what, path, source }
+}
+
+/// Where cgroup v2 is mounted, from a mountinfo file (`/proc/self/mountinfo`).
+pub fn find_mount(mountinfo: &Path) -> Result<PathBuf, CgroupError> {
+    let text = std::fs::read_to_string(mountinfo).map_err(|source| CgroupError::Mountinfo {
+        path: mountinfo.to_path_buf(),
+        source,
+    })?;
+    text.lines()
+        .find_map(|line| {
+            // "36 25 0:30 / /sys/fs/cgroup rw,... shared:9 - cgroup2 cgroup2 rw"
+            let (fields, after) = line.split_once(" - ")?;
+            let fstype = after.split(' ').next()?;
+            (fstype == "cgroup2").then(|| fields.split(' ').nth(4).map(unescape))?
+        })
+        .map(PathBuf::from)
+        .ok_or_else(|| CgroupError::NotMounted(mountinfo.to_path_buf()))
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space).
+fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 4 <= bytes.len() {
+            let digits = &bytes[i + 1..i + 4];
+            let octal = digits.iter().all(|d| (b'0'..=b'7').contains(d));
+            if let Some(v) = octal
+                .then(|| u8::from_str_radix(&field[i + 1..i + 4], 8).ok())
+                .flatten()
+            {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A sandbox's cgroup; removed (after killing what is left in it) when dropped.
+#[derive(Debug)]
+pub struct SandboxCgroup {
+    path: PathBuf,
+    dir: OwnedFd,
+}
+
+impl SandboxCgroup {
+    /// Creates `<root>/cordon/<name>`.
+    pub fn create(root: &Path, name: &str) -> Result<Self, CgroupError> {
+        let parent = root.join(PARENT);
+        match std::fs::create_dir(&parent) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err("create", &parent)(e)),
+        }
+        let path = parent.join(name);
+        std::fs::create_dir(&path).map_err(io_err("create", &path))?;
+        let dir = File::open(&path).map_err(io_err("open", &path))?.into();
+        Ok(Self { path, dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The cgroup's directory, for `clone3(CLONE_INTO_CGROUP)`.
+    pub fn fd(&self) -> &OwnedFd {
+        &self.dir
+    }
+
+    /// The cgroup's path as processes inside see it in `/proc/self/cgroup` (`/cordon/NAME`).
+    pub fn relative(&self) -> PathBuf {
+        Path::new("/")
+            .join(PARENT)
+            .join(self.path.file_name().unwrap_or_default())
+    }
+
+    fn write(&self, file: &str, value: &str) -> Result<(), CgroupError> {
+        let path = self.path.join(file);
+        std::fs::write(&path, value).map_err(io_err("write", &path))
+    }
+
+    /// Stops every process (`cgroup.freeze`); their state is kept for inspection.
+    pub fn freeze(&self) -> Result<(), CgroupError> {
+        self.write("cgroup.freeze", "1")
+    }
+
+    pub fn thaw(&self) -> Result<(), CgroupError> {
+        self.write("cgroup.freeze", "0")
+    }
+
+    /// Whether the kernel reports the cgroup as frozen (`cgroup.events`).
+    pub fn is_frozen(&self) -> Result<bool, CgroupError> {
+        let path = self.path.join("cgroup.events");
+        let events = std::fs::read_to_string(&path).map_err(io_err("read", &path))?;
+        Ok(events.lines().any(|l| l == "frozen 1"))
+    }
+
+    /// Kills every process in the cgroup (`cgroup.kill`).
+    pub fn kill(&self) -> Result<(), CgroupError> {
+        self.write("cgroup.kill", "1")
+    }
+
+    /// Whether any process is left (`cgroup.events`: `populated`).
+    pub fn is_populated(&self) -> Result<bool, CgroupError> {
+        let path = self.path.join("cgroup.events");
+        let events = std::fs::read_to_string(&path).map_err(io_err("read", &path))?;
+        Ok(events.lines().any(|l| l == "populated 1"))
+    }
+
+    /// Kills what is left, waits for it to be gone and removes the cgroup.
+    pub fn remove(self) -> Result<(), CgroupError> {
+        self.kill()?;
+        let waited = Duration::from_secs(5);
+        let deadline = Instant::now() + waited;
+        while self.is_populated()? {
+            if Instant::now() > deadline {
+                return Err(CgroupError::Busy {
+                    path: self.path.clone(),
+                    waited,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::fs::remove_dir(&self.path).map_err(io_err("remove", &self.path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_cgroup2_on_a_hybrid_and_a_unified_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let hybrid = dir.path().join("hybrid");
+        std::fs::write(
+            &hybrid,
+            "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n\
+             35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n\
+             41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n",
+        )
+        .unwrap();
+        assert_eq!(
+            find_mount(&hybrid).unwrap(),
+            Path::new("/sys/fs/cgroup/unified")
+        );
+        let unified = dir.path().join("unified");
+        std::fs::write(
+            &unified,
+            "29 23 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate\n",
+        )
+        .unwrap();
+        assert_eq!(find_mount(&unified).unwrap(), Path::new("/sys/fs/cgroup"));
+        let none = dir.path().join("none");
+        std::fs::write(&none, "22 1 0:21 / /proc rw - proc proc rw\n").unwrap();
+        assert!(matches!(find_mount(&none), Err(CgroupError::NotMounted(_))));
+    }
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape("/mnt/with\\040space"), "/mnt/with space");
+        assert_eq!(unescape("/plain"), "/plain");
+    }
+}
