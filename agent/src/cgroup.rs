@@ -130,11 +130,16 @@ impl SandboxCgroup {
         self.write("cgroup.freeze", "0")
     }
 
-    /// Whether the kernel reports the cgroup as frozen (`cgroup.events`).
-    pub fn is_frozen(&self) -> Result<bool, CgroupError> {
+    /// Whether `cgroup.events` holds the line `line` (`frozen 1`, `populated 1`).
+    fn event(&self, line: &str) -> Result<bool, CgroupError> {
         let path = self.path.join("cgroup.events");
         let events = std::fs::read_to_string(&path).map_err(io_err("read", &path))?;
-        Ok(events.lines().any(|l| l == "frozen 1"))
+        Ok(events.lines().any(|l| l == line))
+    }
+
+    /// Whether the kernel reports the cgroup as frozen.
+    pub fn is_frozen(&self) -> Result<bool, CgroupError> {
+        self.event("frozen 1")
     }
 
     /// Kills every process in the cgroup (`cgroup.kill`).
@@ -142,11 +147,9 @@ impl SandboxCgroup {
         self.write("cgroup.kill", "1")
     }
 
-    /// Whether any process is left (`cgroup.events`: `populated`).
+    /// Whether any process is left in the cgroup.
     pub fn is_populated(&self) -> Result<bool, CgroupError> {
-        let path = self.path.join("cgroup.events");
-        let events = std::fs::read_to_string(&path).map_err(io_err("read", &path))?;
-        Ok(events.lines().any(|l| l == "populated 1"))
+        self.event("populated 1")
     }
 
     /// Kills what is left, waits for it to be gone and removes the cgroup.

@@ -241,7 +241,7 @@ fn cstring(s: &OsStr) -> Result<CString, LaunchError> {
 #[serde(rename_all = "kebab-case")]
 pub enum Stage {
     ParentDeath,
-    Namespaces,
+    Init,
     Network,
     Mounts,
     Memfd,
@@ -259,7 +259,7 @@ impl std::fmt::Display for Stage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let s = match self {
             Stage::ParentDeath => "the parent-death signal",
-            Stage::Namespaces => "the namespaces",
+            Stage::Init => "preparing the sandbox's init",
             Stage::Network => "the private network",
             Stage::Mounts => "the mounts",
             Stage::Memfd => "refusing executable memfds",
@@ -342,41 +342,35 @@ impl Launch {
     /// Forks into the sandbox's namespaces, sets the sandbox up there and starts the
     /// command. Returns once the command runs, or the setup failed.
     pub fn spawn(&self) -> Result<Running, LaunchError> {
-        let watched = watched_signals();
-        let mut old_mask = SigSet::empty();
-        nix::sys::signal::pthread_sigmask(
-            SigmaskHow::SIG_BLOCK,
-            Some(&watched),
-            Some(&mut old_mask),
-        )
-        .map_err(|e| os("block signals")(e.into()))?;
+        // Everything that can fail comes first, so a failure leaves the caller as it was.
         let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| os("create the status pipe")(e.into()))?;
-        let cgroup = match self.create_cgroup() {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = nix::sys::signal::pthread_sigmask(
-                    SigmaskHow::SIG_SETMASK,
-                    Some(&old_mask),
-                    None,
-                );
-                return Err(e);
-            }
-        };
+        // Inherited by init, which cannot see this process from inside its PID namespace.
+        let parent = sys::pidfd_open(Pid::this()).map_err(os("open a pidfd for this process"))?;
+        let cgroup = self.create_cgroup()?;
         let mut namespaces = sys::SANDBOX_NAMESPACES;
         if self.offline() {
             namespaces |= sys::NETWORK_NAMESPACE;
         }
-        // Inherited by init, which cannot see this process from inside its PID namespace.
-        let parent = sys::pidfd_open(Pid::this()).map_err(os("open a pidfd for this process"))?;
+        // Blocked before the fork, so init cannot be ended by a signal before it relays them.
+        let watched = watched_signals();
+        let mut old_mask = SigSet::empty();
+        let restore = |old: &SigSet| {
+            let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(old), None);
+        };
+        if let Err(e) = nix::sys::signal::pthread_sigmask(
+            SigmaskHow::SIG_BLOCK,
+            Some(&watched),
+            Some(&mut old_mask),
+        ) {
+            let _ = cgroup.remove();
+            return Err(os("block signals")(e.into()));
+        }
         let forked = match sys::fork_into_namespaces(namespaces, cgroup.fd()) {
             Ok(f) => f,
             Err(e) => {
-                let _ = nix::sys::signal::pthread_sigmask(
-                    SigmaskHow::SIG_SETMASK,
-                    Some(&old_mask),
-                    None,
-                );
+                restore(&old_mask);
+                let _ = cgroup.remove();
                 return Err(os("fork the sandbox")(e));
             }
         };
@@ -456,9 +450,9 @@ impl Launch {
             Ok(())
         };
         die_with_parent().map_err(|e| failed(Stage::ParentDeath)(&e))?;
-        sys::cloexec_from(3).map_err(|e| failed(Stage::Namespaces)(&e))?;
+        sys::cloexec_from(3).map_err(|e| failed(Stage::Init)(&e))?;
         for signal in RELAYED.iter().chain([&Signal::SIGCHLD]) {
-            sys::catch_for_sigwait(*signal).map_err(|e| failed(Stage::Namespaces)(&e))?;
+            sys::catch_for_sigwait(*signal).map_err(|e| failed(Stage::Init)(&e))?;
         }
         if self.offline() {
             sys::bring_up_loopback().map_err(|e| failed(Stage::Network)(&e))?;
@@ -570,7 +564,9 @@ impl Launch {
 fn refuse_executable_memfds() -> std::io::Result<()> {
     let knob = Path::new("/proc/sys/vm/memfd_noexec");
     if !knob.exists() {
-        return Ok(()); // before Linux 6.3; the kernel has no such memfds to refuse
+        // Before Linux 6.3. Such a kernel also lacks Landlock ABI 6, so only a
+        // `best-effort` profile gets here, and `cordon run` has warned about it.
+        return Ok(());
     }
     std::fs::write(knob, "2")
 }
