@@ -14,6 +14,7 @@
 
 pub mod cgroup;
 pub mod cli;
+pub mod ebpf;
 pub mod expect;
 pub mod policy;
 pub mod profile;

@@ -307,6 +307,200 @@ pub fn has_exited(pidfd: &OwnedFd) -> bool {
     matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO), Ok(n) if n > 0)
 }
 
+
+/// `bpf(2)` with an attribute the caller filled in; returns the non-negative result.
+fn bpf(
+    cmd: aya_obj::generated::bpf_cmd,
+    attr: &mut aya_obj::generated::bpf_attr,
+) -> io::Result<i64> {
+    // SAFETY: `attr` is a valid, fully initialized bpf_attr (callers start from zeroed) of
+    // the size we pass; the kernel reads it and, for some commands, writes results into it.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd as libc::c_long,
+            attr as *mut aya_obj::generated::bpf_attr,
+            std::mem::size_of::<aya_obj::generated::bpf_attr>(),
+        )
+    };
+    check(ret)
+}
+
+fn zeroed_attr() -> aya_obj::generated::bpf_attr {
+    // SAFETY: bpf_attr is a union of plain integer structs; all-zero is the value the kernel
+    // expects in every field a command does not use.
+    unsafe { std::mem::zeroed() }
+}
+
+fn new_fd(ret: i64) -> OwnedFd {
+    // SAFETY: the bpf command returned a new descriptor that nothing else owns.
+    unsafe { OwnedFd::from_raw_fd(ret as i32) }
+}
+
+/// Creates a BPF map (`BPF_MAP_CREATE`); `inner` is the template map of a map of maps.
+pub fn bpf_map_create(
+    map_type: aya_obj::generated::bpf_map_type,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    inner: Option<&OwnedFd>,
+) -> io::Result<OwnedFd> {
+    let mut attr = zeroed_attr();
+    // SAFETY: writing plain integers into the MAP_CREATE member of a zeroed union.
+    unsafe {
+        let create = &mut attr.__bindgen_anon_1;
+        create.map_type = map_type as u32;
+        create.key_size = key_size;
+        create.value_size = value_size;
+        create.max_entries = max_entries;
+        create.inner_map_fd = inner.map_or(0, |fd| fd.as_raw_fd() as u32);
+    }
+    bpf(aya_obj::generated::bpf_cmd::BPF_MAP_CREATE, &mut attr).map(new_fd)
+}
+
+/// Sets `key` to `value` in a map (`BPF_MAP_UPDATE_ELEM`, any flag).
+pub fn bpf_map_update<K, V>(
+    map: std::os::fd::BorrowedFd<'_>,
+    key: &K,
+    value: &V,
+) -> io::Result<()> {
+    let mut attr = zeroed_attr();
+    // SAFETY: writing plain integers into the element member of a zeroed union; `key` and
+    // `value` outlive the call, and the map's key and value sizes are the sizes of K and V.
+    unsafe {
+        let elem = &mut attr.__bindgen_anon_2;
+        elem.map_fd = map.as_raw_fd() as u32;
+        elem.key = key as *const K as u64;
+        elem.__bindgen_anon_1.value = value as *const V as u64;
+    }
+    bpf(aya_obj::generated::bpf_cmd::BPF_MAP_UPDATE_ELEM, &mut attr).map(drop)
+}
+
+/// Pins a BPF object (map, program, link) at `path` on a bpffs (`BPF_OBJ_PIN`).
+pub fn bpf_obj_pin(fd: std::os::fd::BorrowedFd<'_>, path: &Path) -> io::Result<()> {
+    let path = cstring(path)?;
+    let mut attr = zeroed_attr();
+    // SAFETY: writing plain integers into the OBJ_PIN member of a zeroed union; `path`
+    // outlives the call.
+    unsafe {
+        let pin = &mut attr.__bindgen_anon_4;
+        pin.pathname = path.as_ptr() as u64;
+        pin.bpf_fd = fd.as_raw_fd() as u32;
+    }
+    bpf(aya_obj::generated::bpf_cmd::BPF_OBJ_PIN, &mut attr).map(drop)
+}
+
+/// Opens the BPF object pinned at `path` (`BPF_OBJ_GET`).
+pub fn bpf_obj_get(path: &Path) -> io::Result<OwnedFd> {
+    let path = cstring(path)?;
+    let mut attr = zeroed_attr();
+    attr.__bindgen_anon_4.pathname = path.as_ptr() as u64;
+    bpf(aya_obj::generated::bpf_cmd::BPF_OBJ_GET, &mut attr).map(new_fd)
+}
+
+/// Attaches a loaded program to a cgroup with a BPF link (`BPF_LINK_CREATE`): the program
+/// stays attached as long as the link lives, pinned or held open. Links to one cgroup stack
+/// (every program must allow), and they apply to every descendant cgroup.
+pub fn bpf_link_cgroup(
+    program: std::os::fd::BorrowedFd<'_>,
+    cgroup: std::os::fd::BorrowedFd<'_>,
+    attach_type: aya_obj::generated::bpf_attach_type,
+) -> io::Result<OwnedFd> {
+    let mut attr = zeroed_attr();
+    attr.link_create.__bindgen_anon_1.prog_fd = program.as_raw_fd() as u32;
+    attr.link_create.__bindgen_anon_2.target_fd = cgroup.as_raw_fd() as u32;
+    attr.link_create.attach_type = attach_type as u32;
+    bpf(aya_obj::generated::bpf_cmd::BPF_LINK_CREATE, &mut attr).map(new_fd)
+}
+
+/// Attaches a loaded raw-tracepoint program to the tracepoint `name`
+/// (`BPF_RAW_TRACEPOINT_OPEN`); the returned link can be pinned.
+pub fn bpf_raw_tracepoint_open(
+    program: std::os::fd::BorrowedFd<'_>,
+    name: &str,
+) -> io::Result<OwnedFd> {
+    let name = CString::new(name).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "tracepoint name contains a NUL byte",
+        )
+    })?;
+    let mut attr = zeroed_attr();
+    attr.raw_tracepoint.name = name.as_ptr() as u64;
+    attr.raw_tracepoint.prog_fd = program.as_raw_fd() as u32;
+    bpf(
+        aya_obj::generated::bpf_cmd::BPF_RAW_TRACEPOINT_OPEN,
+        &mut attr,
+    )
+    .map(new_fd)
+}
+
+/// Removes `key` from a map (`BPF_MAP_DELETE_ELEM`); a missing key is not an error.
+pub fn bpf_map_delete<K>(map: std::os::fd::BorrowedFd<'_>, key: &K) -> io::Result<()> {
+    let mut attr = zeroed_attr();
+    // SAFETY: writing plain integers into the element member of a zeroed union; `key`
+    // outlives the call and has the map's key size.
+    unsafe {
+        let elem = &mut attr.__bindgen_anon_2;
+        elem.map_fd = map.as_raw_fd() as u32;
+        elem.key = key as *const K as u64;
+    }
+    match bpf(aya_obj::generated::bpf_cmd::BPF_MAP_DELETE_ELEM, &mut attr) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        other => other.map(drop),
+    }
+}
+
+/// The value of `key` in a map (`BPF_MAP_LOOKUP_ELEM`), `None` when absent.
+pub fn bpf_map_lookup<K, V: Copy>(
+    map: std::os::fd::BorrowedFd<'_>,
+    key: &K,
+) -> io::Result<Option<V>> {
+    let mut value = std::mem::MaybeUninit::<V>::uninit();
+    let mut attr = zeroed_attr();
+    // SAFETY: writing plain integers into the element member of a zeroed union; `key` and
+    // `value` outlive the call and have the map's key and value sizes.
+    unsafe {
+        let elem = &mut attr.__bindgen_anon_2;
+        elem.map_fd = map.as_raw_fd() as u32;
+        elem.key = key as *const K as u64;
+        elem.__bindgen_anon_1.value = value.as_mut_ptr() as u64;
+    }
+    match bpf(aya_obj::generated::bpf_cmd::BPF_MAP_LOOKUP_ELEM, &mut attr) {
+        // SAFETY: the kernel filled all `size_of::<V>()` bytes of `value`.
+        Ok(_) => Ok(Some(unsafe { value.assume_init() })),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Every key of a map (`BPF_MAP_GET_NEXT_KEY` from the start).
+pub fn bpf_map_keys<K: Copy>(map: std::os::fd::BorrowedFd<'_>) -> io::Result<Vec<K>> {
+    let mut keys = Vec::new();
+    let mut previous: Option<K> = None;
+    loop {
+        let mut next = std::mem::MaybeUninit::<K>::uninit();
+        let mut attr = zeroed_attr();
+        // SAFETY: as in `bpf_map_lookup`; a zero `key` pointer asks for the first key.
+        unsafe {
+            let elem = &mut attr.__bindgen_anon_2;
+            elem.map_fd = map.as_raw_fd() as u32;
+            elem.key = previous.as_ref().map_or(0, |k| k as *const K as u64);
+            elem.__bindgen_anon_1.next_key = next.as_mut_ptr() as u64;
+        }
+        match bpf(aya_obj::generated::bpf_cmd::BPF_MAP_GET_NEXT_KEY, &mut attr) {
+            Ok(_) => {
+                // SAFETY: the kernel filled all `size_of::<K>()` bytes of `next`.
+                let key = unsafe { next.assume_init() };
+                keys.push(key);
+                previous = Some(key);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(keys),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -89,7 +89,7 @@ fn measure(subjects: &[Subject], warmup: usize, runs: usize) -> Result<Vec<Stats
 }
 
 pub fn run(runs: usize) -> Result<()> {
-    crate::setup::ensure(crate::setup::BENCH)?;
+    crate::setup::ensure(&[crate::setup::BUILD, crate::setup::BENCH].concat())?;
     if !crate::is_root() {
         bail!("the benchmarks launch sandboxes: run them as root");
     }

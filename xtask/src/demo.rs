@@ -34,7 +34,7 @@ const EXPECTED: &[&str] = &[
 ];
 
 pub fn run() -> Result<()> {
-    crate::setup::ensure(crate::setup::TEST)?;
+    crate::setup::ensure(&[crate::setup::BUILD, crate::setup::TEST].concat())?;
     crate::run(
         Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
             .args(["build", "-q", "-p", "cordon"]),

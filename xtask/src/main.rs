@@ -41,7 +41,7 @@ enum Task {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.task {
-        Task::Setup => setup::ensure(&[setup::TEST, setup::BENCH].concat()),
+        Task::Setup => setup::ensure(&[setup::BUILD, setup::TEST, setup::BENCH].concat()),
         Task::Test => test(),
         Task::Demo => demo::run(),
         Task::Bench { runs } => bench::run(runs),
@@ -83,7 +83,7 @@ pub fn is_root() -> bool {
 }
 
 fn test() -> Result<()> {
-    setup::ensure(setup::TEST)?;
+    setup::ensure(&[setup::BUILD, setup::TEST].concat())?;
     run(cargo().args(["build", "--workspace", "--all-targets"]))?;
     run(cargo().args(["test", "--workspace", "--exclude", "cordon-e2e"]))?;
     if !is_root() {

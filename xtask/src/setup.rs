@@ -4,6 +4,8 @@ use std::process::Command;
 
 use anyhow::{bail, Result};
 
+/// What building Cordon needs: clang for the eBPF programs, libbpf's headers for them.
+pub const BUILD: &[&str] = &["clang-16", "libbpf-dev"];
 /// What the tests run inside sandboxes, and build with.
 pub const TEST: &[&str] = &[
     "git",

@@ -1,0 +1,244 @@
+//! The Rust mirror of `ebpf/cordon.h`: the same structs, `#[repr(C)]`, each checked at compile
+//! time against the sizes and offsets the header states (and the C compiler checks too).
+//! The numbers come from the header through the build script; none is copied here.
+
+#![allow(missing_docs)]
+
+include!(concat!(env!("OUT_DIR"), "/abi_consts.rs"));
+
+use std::mem::{offset_of, size_of};
+
+/// Marks a struct as plain bytes: every bit pattern is a valid value, there is no padding
+/// the compiler could leave uninitialized (each struct spells out its `pad` fields), and it
+/// can be handed to or read from the kernel as is.
+///
+/// # Safety
+/// Only for `#[repr(C)]` structs of integers and arrays of integers without implicit padding.
+pub unsafe trait Plain: Copy + 'static {
+    /// The value's bytes, as the kernel reads them.
+    fn as_bytes(&self) -> &[u8] {
+        // SAFETY: `Self: Plain` has no padding, so all `size_of::<Self>()` bytes are
+        // initialized, and the slice borrows `self`.
+        unsafe { std::slice::from_raw_parts((self as *const Self).cast::<u8>(), size_of::<Self>()) }
+    }
+
+    /// A value read from the start of `bytes`, or `None` when there are too few.
+    fn read_from(bytes: &[u8]) -> Option<Self> {
+        (bytes.len() >= size_of::<Self>()).then(|| {
+            // SAFETY: the length is checked, any bit pattern is a valid `Self`, and an
+            // unaligned read copies without assuming alignment.
+            unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Self>()) }
+        })
+    }
+
+    fn zeroed() -> Self {
+        // SAFETY: all-zero is a valid value of a `Plain` type.
+        unsafe { std::mem::zeroed() }
+    }
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sandbox {
+    pub flags: u32,
+    pub dns_port4: u16,
+    pub dns_port6: u16,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub lo: u16,
+    pub hi: u16,
+    pub protos: u8,
+    pub pad: [u8; 3],
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dest4Key {
+    pub prefixlen: u32,
+    pub cgroup_lo: u32,
+    pub cgroup_hi: u32,
+    pub addr: [u8; 4],
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dest6Key {
+    pub prefixlen: u32,
+    pub cgroup_lo: u32,
+    pub cgroup_hi: u32,
+    pub addr: [u8; 16],
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dest {
+    pub expires_ns: u64,
+    pub nranges: u32,
+    pub pad: u32,
+    pub ranges: [PortRange; CORDON_MAX_PORT_RANGES],
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyscallKey {
+    pub cgroup_id: u64,
+    pub nr: u32,
+    pub pad: u32,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyscallCondition {
+    pub op: u32,
+    pub arg: u32,
+    pub mask: u64,
+    pub nvalues: u32,
+    pub pad: u32,
+    pub values: [u64; CORDON_MAX_ARG_VALUES],
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyscallRule {
+    pub errno_value: i32,
+    pub nconditions: u32,
+    pub conditions: [SyscallCondition; CORDON_MAX_ARG_CONDITIONS],
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct DnsOrigin {
+    pub addr: [u8; 16],
+    pub port: u16,
+    pub family: u16,
+    pub pad: u32,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct Net {
+    pub family: u16,
+    pub port: u16,
+    pub proto: u8,
+    pub reason: u8,
+    pub pad: [u8; 2],
+    pub addr: [u8; 16],
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct Syscall {
+    pub nr: i64,
+    pub ret: i64,
+    pub args: [u64; 6],
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct Exec {
+    pub filename: [u8; CORDON_EXE_LEN],
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct Fork {
+    pub child_pid: u32,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct Exit {
+    pub exit_code: u32,
+}
+
+/// The header of a ring-buffer record; the payload that follows depends on `kind`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct EventHeader {
+    pub time_ns: u64,
+    pub cgroup_id: u64,
+    pub kind: u32,
+    pub pid: u32,
+    pub tid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub pad: u32,
+    pub comm: [u8; 16],
+}
+
+// SAFETY: every type below is `#[repr(C)]`, made only of integers and integer arrays, with
+// explicit padding fields: the size checks that follow would fail if the compiler added any.
+unsafe impl Plain for Sandbox {}
+// SAFETY: as above.
+unsafe impl Plain for PortRange {}
+// SAFETY: as above.
+unsafe impl Plain for Dest4Key {}
+// SAFETY: as above.
+unsafe impl Plain for Dest6Key {}
+// SAFETY: as above.
+unsafe impl Plain for Dest {}
+// SAFETY: as above.
+unsafe impl Plain for SyscallKey {}
+// SAFETY: as above.
+unsafe impl Plain for SyscallCondition {}
+// SAFETY: as above.
+unsafe impl Plain for SyscallRule {}
+// SAFETY: as above.
+unsafe impl Plain for DnsOrigin {}
+// SAFETY: as above.
+unsafe impl Plain for Net {}
+// SAFETY: as above.
+unsafe impl Plain for Syscall {}
+// SAFETY: as above.
+unsafe impl Plain for Exec {}
+// SAFETY: as above.
+unsafe impl Plain for Fork {}
+// SAFETY: as above.
+unsafe impl Plain for Exit {}
+// SAFETY: as above.
+unsafe impl Plain for EventHeader {}
+
+/// The largest payload of `struct cordon_event`'s union.
+const PAYLOAD_SIZE: usize = CORDON_EVENT_SIZE - CORDON_EVENT_OFF_PAYLOAD;
+
+const _: () = {
+    assert!(size_of::<Sandbox>() == CORDON_SANDBOX_SIZE);
+    assert!(offset_of!(Sandbox, dns_port4) == CORDON_SANDBOX_OFF_DNS_PORT4);
+    assert!(size_of::<PortRange>() == CORDON_PORT_RANGE_SIZE);
+    assert!(size_of::<Dest4Key>() == CORDON_DEST4_KEY_SIZE);
+    assert!(size_of::<Dest6Key>() == CORDON_DEST6_KEY_SIZE);
+    assert!(size_of::<Dest>() == CORDON_DEST_SIZE);
+    assert!(offset_of!(Dest, ranges) == CORDON_DEST_OFF_RANGES);
+    assert!(size_of::<SyscallKey>() == CORDON_SYSCALL_KEY_SIZE);
+    assert!(size_of::<SyscallCondition>() == CORDON_SYSCALL_CONDITION_SIZE);
+    assert!(size_of::<SyscallRule>() == CORDON_SYSCALL_RULE_SIZE);
+    assert!(size_of::<DnsOrigin>() == CORDON_DNS_ORIGIN_SIZE);
+    assert!(size_of::<EventHeader>() == CORDON_EVENT_OFF_PAYLOAD);
+    assert!(offset_of!(EventHeader, cgroup_id) == CORDON_EVENT_OFF_CGROUP_ID);
+    assert!(offset_of!(EventHeader, kind) == CORDON_EVENT_OFF_KIND);
+    assert!(offset_of!(EventHeader, ppid) == CORDON_EVENT_OFF_PPID);
+    assert!(offset_of!(EventHeader, comm) == CORDON_EVENT_OFF_COMM);
+    assert!(offset_of!(Net, addr) == CORDON_NET_OFF_ADDR);
+    assert!(offset_of!(Syscall, args) == CORDON_SYSCALL_OFF_ARGS);
+    assert!(size_of::<Net>() <= PAYLOAD_SIZE);
+    assert!(size_of::<Syscall>() <= PAYLOAD_SIZE);
+    assert!(size_of::<Exec>() == PAYLOAD_SIZE);
+};
+
+/// One ring-buffer record, split into its header and the payload bytes.
+pub fn split_event(record: &[u8]) -> Option<(EventHeader, &[u8])> {
+    if record.len() < CORDON_EVENT_SIZE {
+        return None;
+    }
+    let header = EventHeader::read_from(record)?;
+    Some((header, &record[CORDON_EVENT_OFF_PAYLOAD..CORDON_EVENT_SIZE]))
+}
+
+/// The bytes of a NUL-terminated C string field, without the NUL.
+pub fn c_str(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}

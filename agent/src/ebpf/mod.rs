@@ -1,0 +1,517 @@
+//! Cordon's eBPF side: loading the programs of `ebpf/cordon.bpf.c` once per host, keeping
+//! them attached through pins on bpffs, and writing each sandbox's policy into their maps.
+//!
+//! The programs are attached once to `<cgroup2>/cordon`, the parent of every sandbox's cgroup,
+//! and every map is keyed by the sandbox's cgroup id. A new sandbox is therefore a handful
+//! of map entries ([`Kernel::register`]), not a program load.
+//!
+//! Everything lives under `<bpffs>/cordon/<tag>/` (`maps/` and `links/`), where `<tag>` names
+//! this build of the programs. Links and maps are pinned, so the policy stays enforced when
+//! the process that loaded it is killed, and the next process adopts what is pinned. A
+//! different build replaces the programs: a sandbox registered only with the old ones then
+//! has no network at all (an unknown cgroup under `cordon/` is denied), never an open one.
+
+pub mod abi;
+
+use std::net::IpAddr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use aya::maps::{Map, MapData, RingBuf};
+use aya::programs::Program;
+use aya_obj::generated::{bpf_attach_type, bpf_map_type};
+
+use crate::sys;
+
+/// The compiled programs (`ebpf/cordon.bpf.c`, built by `agent/build.rs`).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/cordon.bpf.o"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum EbpfError {
+    #[error("cannot {what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("cannot load the eBPF programs: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("cannot load the eBPF program {name}: {source}")]
+    Program {
+        name: &'static str,
+        source: aya::programs::ProgramError,
+    },
+    #[error("the eBPF object has no program {0}")]
+    MissingProgram(&'static str),
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroup::CgroupError),
+    #[error("cannot read a sandbox's ring buffer: {0}")]
+    Ring(#[from] aya::maps::MapError),
+    #[error("{0}")]
+    Policy(String),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> EbpfError {
+    let what = what.into();
+    move |source| EbpfError::Io { what, source }
+}
+
+/// Where a program is attached.
+#[derive(Clone, Copy)]
+enum Hook {
+    /// To `<cgroup2>/cordon`, inherited by every sandbox's cgroup.
+    Cgroup(bpf_attach_type),
+    /// To a raw tracepoint, for every task (the program filters by cgroup id).
+    RawTracepoint(&'static str),
+}
+
+/// Every program of the object and its hook; a program missing here is never attached.
+const PROGRAMS: &[(&str, Hook)] = &[
+    (
+        "cordon_connect4",
+        Hook::Cgroup(bpf_attach_type::BPF_CGROUP_INET4_CONNECT),
+    ),
+    (
+        "cordon_connect6",
+        Hook::Cgroup(bpf_attach_type::BPF_CGROUP_INET6_CONNECT),
+    ),
+    (
+        "cordon_sendmsg4",
+        Hook::Cgroup(bpf_attach_type::BPF_CGROUP_UDP4_SENDMSG),
+    ),
+    (
+        "cordon_sendmsg6",
+        Hook::Cgroup(bpf_attach_type::BPF_CGROUP_UDP6_SENDMSG),
+    ),
+    (
+        "cordon_recvmsg4",
+        Hook::Cgroup(bpf_attach_type::BPF_CGROUP_UDP4_RECVMSG),
+    ),
+    (
+        "cordon_recvmsg6",
+        Hook::Cgroup(bpf_attach_type::BPF_CGROUP_UDP6_RECVMSG),
+    ),
+    (
+        "cordon_sock_create",
+        Hook::Cgroup(bpf_attach_type::BPF_CGROUP_INET_SOCK_CREATE),
+    ),
+    (
+        "cordon_skb_egress",
+        Hook::Cgroup(bpf_attach_type::BPF_CGROUP_INET_EGRESS),
+    ),
+    (
+        "cordon_skb_ingress",
+        Hook::Cgroup(bpf_attach_type::BPF_CGROUP_INET_INGRESS),
+    ),
+    ("cordon_sys_exit", Hook::RawTracepoint("sys_exit")),
+    ("cordon_exec", Hook::RawTracepoint("sched_process_exec")),
+    ("cordon_fork", Hook::RawTracepoint("sched_process_fork")),
+    ("cordon_exit", Hook::RawTracepoint("sched_process_exit")),
+];
+
+/// The maps user space writes, by their names in the object.
+struct Maps {
+    sandboxes: OwnedFd,
+    dests4: OwnedFd,
+    dests6: OwnedFd,
+    syscalls: OwnedFd,
+    lost: OwnedFd,
+    rings: OwnedFd,
+}
+
+/// The loaded (or adopted) programs and their maps.
+pub struct Kernel {
+    dir: PathBuf,
+    maps: Maps,
+    /// Whether this process loaded the programs (false: it adopted pinned ones).
+    loaded: bool,
+}
+
+impl std::fmt::Debug for Kernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kernel")
+            .field("dir", &self.dir)
+            .field("loaded", &self.loaded)
+            .finish()
+    }
+}
+
+/// FNV-1a: a stable name for this build of the programs.
+fn tag(bytes: &[u8]) -> String {
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{hash:016x}")
+}
+
+/// Where bpffs is mounted; mounts it at `/sys/fs/bpf` when it is not.
+pub fn bpffs() -> Result<PathBuf, EbpfError> {
+    let mountinfo =
+        std::fs::read_to_string("/proc/self/mountinfo").map_err(io("read /proc/self/mountinfo"))?;
+    let mounted = mountinfo.lines().find_map(|line| {
+        let (fields, after) = line.split_once(" - ")?;
+        (after.split(' ').next()? == "bpf").then(|| fields.split(' ').nth(4).map(PathBuf::from))?
+    });
+    if let Some(path) = mounted {
+        return Ok(path);
+    }
+    let path = PathBuf::from("/sys/fs/bpf");
+    std::fs::create_dir_all(&path).map_err(io(format!("create {}", path.display())))?;
+    nix::mount::mount(
+        Some("bpf"),
+        &path,
+        Some("bpf"),
+        nix::mount::MsFlags::MS_NOSUID
+            | nix::mount::MsFlags::MS_NODEV
+            | nix::mount::MsFlags::MS_NOEXEC,
+        Some("mode=0700"),
+    )
+    .map_err(|e| io(format!("mount bpffs at {}", path.display()))(e.into()))?;
+    Ok(path)
+}
+
+/// An exclusive `flock` on a directory, so two processes never load at the same time.
+fn lock(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, EbpfError> {
+    let file = std::fs::File::open(dir).map_err(io(format!("open {}", dir.display())))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| io(format!("lock {}", dir.display()))(e.into()))
+}
+
+impl Kernel {
+    /// Adopts the programs pinned by an earlier process, or loads, attaches and pins them.
+    pub fn open() -> Result<Self, EbpfError> {
+        let base = bpffs()?.join("cordon");
+        std::fs::create_dir_all(&base).map_err(io(format!("create {}", base.display())))?;
+        let _lock = lock(&base)?;
+        let dir = base.join(tag(OBJECT));
+        let links = dir.join("links");
+        let complete = PROGRAMS.iter().all(|(name, _)| links.join(name).exists());
+        let loaded = !complete;
+        if !complete {
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(io(format!("remove {}", dir.display())))?;
+            }
+            load(&dir)?;
+            remove_other_builds(&base, &dir);
+        }
+        let maps = dir.join("maps");
+        let open = |name: &str| {
+            let path = maps.join(name);
+            sys::bpf_obj_get(&path).map_err(io(format!("open the pinned map {}", path.display())))
+        };
+        Ok(Self {
+            maps: Maps {
+                sandboxes: open("sandboxes")?,
+                dests4: open("dests4")?,
+                dests6: open("dests6")?,
+                syscalls: open("syscalls")?,
+                lost: open("lost")?,
+                rings: open("rings")?,
+            },
+            dir,
+            loaded,
+        })
+    }
+
+    /// The pin directory of the programs in use.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether this process loaded the programs rather than adopting pinned ones.
+    pub fn loaded(&self) -> bool {
+        self.loaded
+    }
+
+    /// Enters a sandbox into the maps: its destinations and denied syscalls first, then its
+    /// entry in `sandboxes`, which is what lets its traffic out. Returns its event ring buffer.
+    pub fn register(
+        &self,
+        cgroup_id: u64,
+        sandbox: abi::Sandbox,
+        dests: &[(ipnet::IpNet, abi::Dest)],
+        syscalls: &[(u32, abi::SyscallRule)],
+    ) -> Result<RingBuf<MapData>, EbpfError> {
+        let ring = sys::bpf_map_create(
+            bpf_map_type::BPF_MAP_TYPE_RINGBUF,
+            0,
+            0,
+            abi::CORDON_RING_BYTES as u32,
+            None,
+        )
+        .map_err(io("create a ring buffer"))?;
+        let ring_fd = std::os::fd::AsRawFd::as_raw_fd(&ring) as u32;
+        sys::bpf_map_update(self.maps.rings.as_fd(), &cgroup_id, &ring_fd)
+            .map_err(io("register the ring buffer"))?;
+        sys::bpf_map_update(self.maps.lost.as_fd(), &cgroup_id, &0u64)
+            .map_err(io("register the lost-event count"))?;
+        for (net, dest) in dests {
+            self.allow(cgroup_id, *net, dest)?;
+        }
+        for (nr, rule) in syscalls {
+            let key = abi::SyscallKey {
+                cgroup_id,
+                nr: *nr,
+                pad: 0,
+            };
+            sys::bpf_map_update(self.maps.syscalls.as_fd(), &key, rule)
+                .map_err(io("register a denied syscall"))?;
+        }
+        self.set_sandbox(cgroup_id, sandbox)?;
+        let data = MapData::from_fd(ring)?;
+        Ok(RingBuf::try_from(Map::RingBuf(data))?)
+    }
+
+    fn set_sandbox(&self, cgroup_id: u64, sandbox: abi::Sandbox) -> Result<(), EbpfError> {
+        sys::bpf_map_update(self.maps.sandboxes.as_fd(), &cgroup_id, &sandbox)
+            .map_err(io("register the sandbox"))
+    }
+
+    /// The sandbox's entry, if it is registered.
+    pub fn sandbox(&self, cgroup_id: u64) -> Result<Option<abi::Sandbox>, EbpfError> {
+        sys::bpf_map_lookup(self.maps.sandboxes.as_fd(), &cgroup_id)
+            .map_err(io("read the sandbox entry"))
+    }
+
+    /// Cuts (or restores) every packet and new connection of a registered sandbox.
+    pub fn set_isolated(&self, cgroup_id: u64, isolated: bool) -> Result<(), EbpfError> {
+        let Some(mut sandbox) = self.sandbox(cgroup_id)? else {
+            return Err(EbpfError::Policy(format!(
+                "cgroup {cgroup_id} is not a registered sandbox"
+            )));
+        };
+        if isolated {
+            sandbox.flags |= abi::CORDON_SANDBOX_ISOLATED as u32;
+        } else {
+            sandbox.flags &= !(abi::CORDON_SANDBOX_ISOLATED as u32);
+        }
+        self.set_sandbox(cgroup_id, sandbox)
+    }
+
+    /// Lets the sandbox reach `net` on the ports of `dest` (an IPv4 prefix is also entered
+    /// as its IPv4-mapped IPv6 form, which an IPv6 socket uses to reach it).
+    pub fn allow(
+        &self,
+        cgroup_id: u64,
+        net: ipnet::IpNet,
+        dest: &abi::Dest,
+    ) -> Result<(), EbpfError> {
+        let (lo, hi) = (cgroup_id as u32, (cgroup_id >> 32) as u32);
+        match net {
+            ipnet::IpNet::V4(v4) => {
+                let key = abi::Dest4Key {
+                    prefixlen: 64 + u32::from(v4.prefix_len()),
+                    cgroup_lo: lo,
+                    cgroup_hi: hi,
+                    addr: v4.network().octets(),
+                };
+                sys::bpf_map_update(self.maps.dests4.as_fd(), &key, dest)
+                    .map_err(io("allow a destination"))?;
+                let mapped =
+                    ipnet::Ipv6Net::new(v4.network().to_ipv6_mapped(), 96 + v4.prefix_len())
+                        .map_err(|e| EbpfError::Policy(e.to_string()))?;
+                self.allow(cgroup_id, ipnet::IpNet::V6(mapped), dest)
+            }
+            ipnet::IpNet::V6(v6) => {
+                let key = abi::Dest6Key {
+                    prefixlen: 64 + u32::from(v6.prefix_len()),
+                    cgroup_lo: lo,
+                    cgroup_hi: hi,
+                    addr: v6.network().octets(),
+                };
+                sys::bpf_map_update(self.maps.dests6.as_fd(), &key, dest)
+                    .map_err(io("allow a destination"))
+            }
+        }
+    }
+
+    /// The destination entry that exactly matches `addr` (a DNS answer entered earlier).
+    pub fn allowed(&self, cgroup_id: u64, addr: IpAddr) -> Result<Option<abi::Dest>, EbpfError> {
+        let (lo, hi) = (cgroup_id as u32, (cgroup_id >> 32) as u32);
+        let found = match addr {
+            IpAddr::V4(v4) => {
+                let key = abi::Dest4Key {
+                    prefixlen: 96,
+                    cgroup_lo: lo,
+                    cgroup_hi: hi,
+                    addr: v4.octets(),
+                };
+                sys::bpf_map_lookup(self.maps.dests4.as_fd(), &key)
+            }
+            IpAddr::V6(v6) => {
+                let key = abi::Dest6Key {
+                    prefixlen: 192,
+                    cgroup_lo: lo,
+                    cgroup_hi: hi,
+                    addr: v6.octets(),
+                };
+                sys::bpf_map_lookup(self.maps.dests6.as_fd(), &key)
+            }
+        };
+        found.map_err(io("read a destination"))
+    }
+
+    /// Events the sandbox's programs could not deliver (its ring buffer was full).
+    pub fn lost(&self, cgroup_id: u64) -> Result<u64, EbpfError> {
+        Ok(sys::bpf_map_lookup(self.maps.lost.as_fd(), &cgroup_id)
+            .map_err(io("read the lost-event count"))?
+            .unwrap_or(0))
+    }
+
+    /// Removes every entry of a sandbox. Its cgroup, if it still had processes, would get
+    /// no network at all from then on.
+    pub fn unregister(&self, cgroup_id: u64) -> Result<(), EbpfError> {
+        sys::bpf_map_delete(self.maps.sandboxes.as_fd(), &cgroup_id)
+            .map_err(io("unregister the sandbox"))?;
+        let (lo, hi) = (cgroup_id as u32, (cgroup_id >> 32) as u32);
+        for key in sys::bpf_map_keys::<abi::Dest4Key>(self.maps.dests4.as_fd())
+            .map_err(io("list destinations"))?
+        {
+            if (key.cgroup_lo, key.cgroup_hi) == (lo, hi) {
+                sys::bpf_map_delete(self.maps.dests4.as_fd(), &key)
+                    .map_err(io("remove a destination"))?;
+            }
+        }
+        for key in sys::bpf_map_keys::<abi::Dest6Key>(self.maps.dests6.as_fd())
+            .map_err(io("list destinations"))?
+        {
+            if (key.cgroup_lo, key.cgroup_hi) == (lo, hi) {
+                sys::bpf_map_delete(self.maps.dests6.as_fd(), &key)
+                    .map_err(io("remove a destination"))?;
+            }
+        }
+        for key in sys::bpf_map_keys::<abi::SyscallKey>(self.maps.syscalls.as_fd())
+            .map_err(io("list syscalls"))?
+        {
+            if key.cgroup_id == cgroup_id {
+                sys::bpf_map_delete(self.maps.syscalls.as_fd(), &key)
+                    .map_err(io("remove a syscall rule"))?;
+            }
+        }
+        sys::bpf_map_delete(self.maps.rings.as_fd(), &cgroup_id)
+            .map_err(io("remove the ring buffer"))?;
+        sys::bpf_map_delete(self.maps.lost.as_fd(), &cgroup_id)
+            .map_err(io("remove the lost-event count"))?;
+        Ok(())
+    }
+
+    /// Removes the entries of sandboxes whose cgroup is gone (a `cordon run` killed before
+    /// it could clean up). `live` is every cgroup id under `<cgroup2>/cordon`.
+    pub fn sweep(&self, live: &[u64]) -> Result<usize, EbpfError> {
+        let registered: Vec<u64> =
+            sys::bpf_map_keys(self.maps.lost.as_fd()).map_err(io("list sandboxes"))?;
+        let mut removed = 0;
+        for id in registered.into_iter().filter(|id| !live.contains(id)) {
+            self.unregister(id)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+}
+
+/// Loads the object, attaches every program and pins maps and links under `dir`.
+fn load(dir: &Path) -> Result<(), EbpfError> {
+    let maps = dir.join("maps");
+    let links = dir.join("links");
+    for d in [&maps, &links] {
+        std::fs::create_dir_all(d).map_err(io(format!("create {}", d.display())))?;
+    }
+    // A map of maps needs a template inner map at creation, which aya cannot pass: create
+    // `rings` here and pin it where aya looks for pinned maps, so aya adopts it.
+    let template = sys::bpf_map_create(
+        bpf_map_type::BPF_MAP_TYPE_RINGBUF,
+        0,
+        0,
+        abi::CORDON_RING_BYTES as u32,
+        None,
+    )
+    .map_err(io("create a ring buffer"))?;
+    let rings = sys::bpf_map_create(
+        bpf_map_type::BPF_MAP_TYPE_HASH_OF_MAPS,
+        8,
+        4,
+        abi::CORDON_MAX_SANDBOXES as u32,
+        Some(&template),
+    )
+    .map_err(io("create the map of ring buffers"))?;
+    sys::bpf_obj_pin(rings.as_fd(), &maps.join("rings"))
+        .map_err(io("pin the map of ring buffers"))?;
+
+    let mut ebpf = aya::EbpfLoader::new()
+        .map_pin_path(&maps)
+        .allow_unsupported_maps()
+        .load(OBJECT)?;
+    let cgroup_root = crate::cgroup::find_mount(Path::new("/proc/self/mountinfo"))?;
+    let parent = cgroup_root.join(crate::cgroup::PARENT);
+    std::fs::create_dir_all(&parent).map_err(io(format!("create {}", parent.display())))?;
+    let cgroup = std::fs::File::open(&parent).map_err(io(format!("open {}", parent.display())))?;
+    for &(name, hook) in PROGRAMS {
+        let program = ebpf
+            .program_mut(name)
+            .ok_or(EbpfError::MissingProgram(name))?;
+        let loaded = match program {
+            Program::CgroupSockAddr(p) => p.load(),
+            Program::CgroupSock(p) => p.load(),
+            Program::CgroupSkb(p) => p.load(),
+            Program::RawTracePoint(p) => p.load(),
+            _ => return Err(EbpfError::MissingProgram(name)),
+        };
+        loaded.map_err(|source| EbpfError::Program { name, source })?;
+        let fd: BorrowedFd<'_> = program
+            .fd()
+            .map_err(|source| EbpfError::Program { name, source })?
+            .as_fd();
+        let link = match hook {
+            Hook::Cgroup(attach) => sys::bpf_link_cgroup(fd, cgroup.as_fd(), attach),
+            Hook::RawTracepoint(tp) => sys::bpf_raw_tracepoint_open(fd, tp),
+        }
+        .map_err(io(format!("attach {name}")))?;
+        sys::bpf_obj_pin(link.as_fd(), &links.join(name))
+            .map_err(io(format!("pin the link of {name}")))?;
+    }
+    Ok(())
+}
+
+/// Unpins the programs of other builds: their links go, and with them the old programs.
+fn remove_other_builds(base: &Path, current: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path != current && path.is_dir() {
+            if let Err(e) = std::fs::remove_dir_all(&path) {
+                tracing::warn!(
+                    "cannot remove the old eBPF programs at {}: {e}",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_object_has_every_program_the_loader_attaches() {
+        let object = aya_obj::Object::parse(OBJECT).expect("the object parses");
+        for (name, _) in PROGRAMS {
+            assert!(
+                object.programs.contains_key(*name),
+                "{name} missing from cordon.bpf.o"
+            );
+        }
+        assert_eq!(
+            object.programs.len(),
+            PROGRAMS.len(),
+            "a program of cordon.bpf.o is never attached"
+        );
+    }
+
+    #[test]
+    fn the_tag_is_stable_and_depends_on_the_bytes() {
+        assert_eq!(tag(b"a"), tag(b"a"));
+        assert_ne!(tag(b"a"), tag(b"b"));
+    }
+}

@@ -1,0 +1,478 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Cordon's kernel side. Loaded once per host, attached once to <cgroup2>/cordon (every
+ * sandbox's cgroup is a child of it, so every sandbox inherits these programs), and keyed by
+ * the sandbox's cgroup id, so a new sandbox is a few map entries, not a program load.
+ *
+ *   connect4/6, sendmsg4/6   egress: DNS goes to the sandbox's resolver, everything else must
+ *                            match the sandbox's destinations (address prefix, port, protocol)
+ *   recvmsg4/6               DNS answers appear to come from the server the sandbox asked
+ *   sock_create              only TCP and UDP sockets (no ICMP, SCTP, ... to tunnel through)
+ *   cgroup_skb in/egress     an isolated sandbox passes no packet at all
+ *   raw tp sys_exit          a call the sandbox's seccomp filter denied becomes an event
+ *   raw tp sched_process_*   exec, fork and exit of the sandbox's processes become events
+ *
+ * A cgroup under cordon/ that is not registered in `sandboxes` gets no network: fail closed.
+ * Events go to the sandbox's own ring buffer (`rings`), so one noisy sandbox cannot push
+ * another one's events out; what does not fit is counted in `lost`.
+ */
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <linux/socket.h>
+#include <asm/ptrace.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
+
+#include "cordon.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define DNS_PORT 53
+#define ALLOW 1
+#define DENY 0
+
+/* The few kernel structs read with CO-RE; field offsets come from the running kernel's BTF. */
+struct task_struct {
+	int pid;
+	int tgid;
+	int exit_code;
+	struct task_struct *real_parent;
+} __attribute__((preserve_access_index));
+
+struct linux_binprm {
+	const char *filename;
+} __attribute__((preserve_access_index));
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CORDON_MAX_SANDBOXES);
+	__type(key, __u64);
+	__type(value, struct cordon_sandbox);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sandboxes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, CORDON_MAX_DESTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct cordon_dest4_key);
+	__type(value, struct cordon_dest);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dests4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, CORDON_MAX_DESTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct cordon_dest6_key);
+	__type(value, struct cordon_dest);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dests6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CORDON_MAX_SYSCALL_RULES);
+	__type(key, struct cordon_syscall_key);
+	__type(value, struct cordon_syscall_rule);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} syscalls SEC(".maps");
+
+/* Socket cookie -> the DNS server a redirected socket was sent to. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, CORDON_MAX_DNS_SOCKETS);
+	__type(key, __u64);
+	__type(value, struct cordon_dns_origin);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dns_origins SEC(".maps");
+
+/* cgroup id -> events the sandbox lost (its ring buffer was full or missing). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CORDON_MAX_SANDBOXES);
+	__type(key, __u64);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lost SEC(".maps");
+
+/*
+ * cgroup id -> that sandbox's BPF_MAP_TYPE_RINGBUF. Created by the loader before the programs
+ * load (a map of maps needs an inner map as template), and adopted here by its pin.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(max_entries, CORDON_MAX_SANDBOXES);
+	__type(key, __u64);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rings SEC(".maps");
+
+static __always_inline struct cordon_event *reserve(__u64 cgroup_id, __u32 kind)
+{
+	void *ring = bpf_map_lookup_elem(&rings, &cgroup_id);
+	struct cordon_event *e = ring ? bpf_ringbuf_reserve(ring, sizeof(*e), 0) : NULL;
+	if (!e) {
+		__u64 *count = bpf_map_lookup_elem(&lost, &cgroup_id);
+		if (count)
+			__sync_fetch_and_add(count, 1);
+		return NULL;
+	}
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	e->time_ns = bpf_ktime_get_ns();
+	e->cgroup_id = cgroup_id;
+	e->kind = kind;
+	e->pid = pid_tgid >> 32;
+	e->tid = (__u32)pid_tgid;
+	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	e->uid = (__u32)bpf_get_current_uid_gid();
+	e->pad = 0;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	return e;
+}
+
+/* Whether `port`/`proto` is in one of the entry's ranges. */
+static __always_inline int port_allowed(const struct cordon_dest *d, __u16 port, __u8 proto)
+{
+#pragma unroll
+	for (int i = 0; i < CORDON_MAX_PORT_RANGES; i++) {
+		if (i >= d->nranges)
+			break;
+		const struct cordon_port_range *r = &d->ranges[i];
+		if ((r->protos & proto) && port >= r->lo && port <= r->hi)
+			return 1;
+	}
+	return 0;
+}
+
+static __always_inline __u8 proto_of(__u32 protocol)
+{
+	return protocol == IPPROTO_TCP ? CORDON_PROTO_TCP :
+	       protocol == IPPROTO_UDP ? CORDON_PROTO_UDP : 0;
+}
+
+static __always_inline void deny_event(__u64 cgroup_id, __u16 family,
+				       const void *addr, __u32 addr_len, __u16 port, __u8 proto,
+				       __u8 reason)
+{
+	struct cordon_event *e = reserve(cgroup_id, CORDON_EVENT_NET_DENIED);
+	if (!e)
+		return;
+	__builtin_memset(&e->net, 0, sizeof(e->net));
+	e->net.family = family;
+	e->net.port = port;
+	e->net.proto = proto;
+	e->net.reason = reason;
+	if (addr_len == 4)
+		__builtin_memcpy(e->net.addr, addr, 4);
+	else
+		__builtin_memcpy(e->net.addr, addr, 16);
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* The LPM lookup and the port check; the reason a connection is refused, or 0. */
+static __always_inline __u8 check_dest(const struct cordon_dest *d, __u16 port, __u8 proto)
+{
+	if (!d)
+		return CORDON_NET_NOT_ALLOWED;
+	if (d->expires_ns && d->expires_ns < bpf_ktime_get_ns())
+		return CORDON_NET_EXPIRED;
+	return port_allowed(d, port, proto) ? 0 : CORDON_NET_NOT_ALLOWED;
+}
+
+static __always_inline int egress4(struct bpf_sock_addr *ctx)
+{
+	__u64 cgroup_id = bpf_get_current_cgroup_id();
+	struct cordon_sandbox *sb = bpf_map_lookup_elem(&sandboxes, &cgroup_id);
+	if (!sb)
+		return DENY;
+	__u32 ip = ctx->user_ip4;
+	__u16 port = bpf_ntohs((__u16)ctx->user_port);
+	__u8 proto = proto_of(ctx->protocol);
+	if (sb->flags & CORDON_SANDBOX_ISOLATED) {
+		deny_event(cgroup_id, AF_INET, &ip, 4, port, proto, CORDON_NET_ISOLATED);
+		return DENY;
+	}
+	if (port == DNS_PORT && proto == CORDON_PROTO_UDP && sb->dns_port4) {
+		__u64 cookie = bpf_get_socket_cookie(ctx);
+		struct cordon_dns_origin origin = {};
+		__builtin_memcpy(origin.addr, &ip, 4);
+		origin.port = (__u16)ctx->user_port;
+		origin.family = AF_INET;
+		bpf_map_update_elem(&dns_origins, &cookie, &origin, BPF_ANY);
+		ctx->user_ip4 = bpf_htonl(0x7f000001);
+		ctx->user_port = bpf_htons(sb->dns_port4);
+		return ALLOW;
+	}
+	struct cordon_dest4_key key = {
+		.prefixlen = 64 + 32,
+		.cgroup_lo = (__u32)cgroup_id,
+		.cgroup_hi = cgroup_id >> 32,
+	};
+	__builtin_memcpy(key.addr, &ip, 4);
+	__u8 reason = check_dest(bpf_map_lookup_elem(&dests4, &key), port, proto);
+	if (!reason)
+		return ALLOW;
+	deny_event(cgroup_id, AF_INET, &ip, 4, port, proto, reason);
+	return DENY;
+}
+
+static __always_inline int egress6(struct bpf_sock_addr *ctx)
+{
+	__u64 cgroup_id = bpf_get_current_cgroup_id();
+	struct cordon_sandbox *sb = bpf_map_lookup_elem(&sandboxes, &cgroup_id);
+	if (!sb)
+		return DENY;
+	__u32 ip[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] };
+	__u16 port = bpf_ntohs((__u16)ctx->user_port);
+	__u8 proto = proto_of(ctx->protocol);
+	if (sb->flags & CORDON_SANDBOX_ISOLATED) {
+		deny_event(cgroup_id, AF_INET6, ip, 16, port, proto, CORDON_NET_ISOLATED);
+		return DENY;
+	}
+	if (port == DNS_PORT && proto == CORDON_PROTO_UDP && sb->dns_port6) {
+		__u64 cookie = bpf_get_socket_cookie(ctx);
+		struct cordon_dns_origin origin = {};
+		__builtin_memcpy(origin.addr, ip, 16);
+		origin.port = (__u16)ctx->user_port;
+		origin.family = AF_INET6;
+		bpf_map_update_elem(&dns_origins, &cookie, &origin, BPF_ANY);
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = 0;
+		ctx->user_ip6[3] = bpf_htonl(1);
+		ctx->user_port = bpf_htons(sb->dns_port6);
+		return ALLOW;
+	}
+	struct cordon_dest6_key key = {
+		.prefixlen = 64 + 128,
+		.cgroup_lo = (__u32)cgroup_id,
+		.cgroup_hi = cgroup_id >> 32,
+	};
+	__builtin_memcpy(key.addr, ip, 16);
+	__u8 reason = check_dest(bpf_map_lookup_elem(&dests6, &key), port, proto);
+	if (!reason)
+		return ALLOW;
+	deny_event(cgroup_id, AF_INET6, ip, 16, port, proto, reason);
+	return DENY;
+}
+
+SEC("cgroup/connect4")
+int cordon_connect4(struct bpf_sock_addr *ctx)
+{
+	return egress4(ctx);
+}
+
+SEC("cgroup/sendmsg4")
+int cordon_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return egress4(ctx);
+}
+
+SEC("cgroup/connect6")
+int cordon_connect6(struct bpf_sock_addr *ctx)
+{
+	return egress6(ctx);
+}
+
+SEC("cgroup/sendmsg6")
+int cordon_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return egress6(ctx);
+}
+
+/* A reply from the sandbox's resolver shows the address the socket originally asked. */
+static __always_inline int restore_dns_source(struct bpf_sock_addr *ctx, __u16 family)
+{
+	__u64 cgroup_id = bpf_get_current_cgroup_id();
+	struct cordon_sandbox *sb = bpf_map_lookup_elem(&sandboxes, &cgroup_id);
+	if (!sb)
+		return ALLOW;
+	__u16 resolver = family == AF_INET ? sb->dns_port4 : sb->dns_port6;
+	if (!resolver || bpf_ntohs((__u16)ctx->user_port) != resolver)
+		return ALLOW;
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	struct cordon_dns_origin *origin = bpf_map_lookup_elem(&dns_origins, &cookie);
+	if (!origin || origin->family != family)
+		return ALLOW;
+	if (family == AF_INET) {
+		__u32 ip;
+		__builtin_memcpy(&ip, origin->addr, 4);
+		ctx->user_ip4 = ip;
+	} else {
+		__u32 ip[4];
+		__builtin_memcpy(ip, origin->addr, 16);
+		ctx->user_ip6[0] = ip[0];
+		ctx->user_ip6[1] = ip[1];
+		ctx->user_ip6[2] = ip[2];
+		ctx->user_ip6[3] = ip[3];
+	}
+	ctx->user_port = origin->port;
+	return ALLOW;
+}
+
+SEC("cgroup/recvmsg4")
+int cordon_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	return restore_dns_source(ctx, AF_INET);
+}
+
+SEC("cgroup/recvmsg6")
+int cordon_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	return restore_dns_source(ctx, AF_INET6);
+}
+
+SEC("cgroup/sock_create")
+int cordon_sock_create(struct bpf_sock *sk)
+{
+	if (sk->family != AF_INET && sk->family != AF_INET6)
+		return ALLOW;
+	return proto_of(sk->protocol) ? ALLOW : DENY;
+}
+
+static __always_inline int pass_unless_isolated(struct __sk_buff *skb)
+{
+	__u64 cgroup_id = bpf_skb_cgroup_id(skb);
+	struct cordon_sandbox *sb = bpf_map_lookup_elem(&sandboxes, &cgroup_id);
+	if (!sb)
+		return DENY;
+	return (sb->flags & CORDON_SANDBOX_ISOLATED) ? DENY : ALLOW;
+}
+
+SEC("cgroup_skb/egress")
+int cordon_skb_egress(struct __sk_buff *skb)
+{
+	return pass_unless_isolated(skb);
+}
+
+SEC("cgroup_skb/ingress")
+int cordon_skb_ingress(struct __sk_buff *skb)
+{
+	return pass_unless_isolated(skb);
+}
+
+static __always_inline int condition_matches(const struct cordon_syscall_condition *c,
+					     const __u64 *args)
+{
+	if (c->arg >= 6)
+		return 0;
+	__u64 arg = args[c->arg & 7];
+	if (c->op == CORDON_ARG_ANY_BIT)
+		return (arg & c->mask) != 0;
+	if (c->op == CORDON_ARG_ONE_OF) {
+#pragma unroll
+		for (int i = 0; i < CORDON_MAX_ARG_VALUES; i++) {
+			if (i < c->nvalues && (__u32)arg == (__u32)c->values[i])
+				return 1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * seccomp answers a denied call before the sys_enter tracepoint, but sys_exit still fires
+ * with the errno seccomp set: a sandboxed call that failed with the rule's errno, for a
+ * syscall and arguments the rule denies, is exactly a seccomp denial.
+ */
+SEC("raw_tracepoint/sys_exit")
+int cordon_sys_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	long ret = (long)ctx->args[1];
+	if (ret >= 0)
+		return 0;
+	__u64 cgroup_id = bpf_get_current_cgroup_id();
+	struct cordon_sandbox *sb = bpf_map_lookup_elem(&sandboxes, &cgroup_id);
+	if (!sb)
+		return 0;
+	struct pt_regs regs;
+	if (bpf_probe_read_kernel(&regs, sizeof(regs), (void *)ctx->args[0]))
+		return 0;
+	struct cordon_syscall_key key = { .cgroup_id = cgroup_id, .nr = (__u32)regs.orig_rax };
+	struct cordon_syscall_rule *rule = bpf_map_lookup_elem(&syscalls, &key);
+	if (!rule || ret != -(long)rule->errno_value)
+		return 0;
+	__u64 args[8] = { regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9 };
+	if (rule->nconditions) {
+		int matched = 0;
+#pragma unroll
+		for (int i = 0; i < CORDON_MAX_ARG_CONDITIONS; i++) {
+			if (i < rule->nconditions && condition_matches(&rule->conditions[i], args))
+				matched = 1;
+		}
+		if (!matched)
+			return 0;
+	}
+	struct cordon_event *e = reserve(cgroup_id, CORDON_EVENT_SYSCALL_DENIED);
+	if (!e)
+		return 0;
+	e->syscall.nr = (__s64)regs.orig_rax;
+	e->syscall.ret = ret;
+#pragma unroll
+	for (int i = 0; i < 6; i++)
+		e->syscall.args[i] = args[i];
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* args: struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm */
+SEC("raw_tracepoint/sched_process_exec")
+int cordon_exec(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u64 cgroup_id = bpf_get_current_cgroup_id();
+	struct cordon_sandbox *sb = bpf_map_lookup_elem(&sandboxes, &cgroup_id);
+	if (!sb)
+		return 0;
+	struct cordon_event *e = reserve(cgroup_id, CORDON_EVENT_EXEC);
+	if (!e)
+		return 0;
+	struct linux_binprm *bprm = (struct linux_binprm *)ctx->args[2];
+	const char *filename = BPF_CORE_READ(bprm, filename);
+	if (bpf_probe_read_kernel_str(e->exec.filename, sizeof(e->exec.filename), filename) < 0)
+		e->exec.filename[0] = 0;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* args: struct task_struct *parent, struct task_struct *child; runs in the parent. */
+SEC("raw_tracepoint/sched_process_fork")
+int cordon_fork(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *child = (struct task_struct *)ctx->args[1];
+	int pid = BPF_CORE_READ(child, pid);
+	int tgid = BPF_CORE_READ(child, tgid);
+	if (pid != tgid)
+		return 0; /* a new thread, not a new process */
+	__u64 cgroup_id = bpf_get_current_cgroup_id();
+	struct cordon_sandbox *sb = bpf_map_lookup_elem(&sandboxes, &cgroup_id);
+	if (!sb)
+		return 0;
+	struct cordon_event *e = reserve(cgroup_id, CORDON_EVENT_FORK);
+	if (!e)
+		return 0;
+	e->fork.child_pid = tgid;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* args: struct task_struct *p, bool group_dead; runs in the exiting task. */
+SEC("raw_tracepoint/sched_process_exit")
+int cordon_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	if (!ctx->args[1])
+		return 0; /* other threads of the process are still alive */
+	__u64 cgroup_id = bpf_get_current_cgroup_id();
+	struct cordon_sandbox *sb = bpf_map_lookup_elem(&sandboxes, &cgroup_id);
+	if (!sb)
+		return 0;
+	struct cordon_event *e = reserve(cgroup_id, CORDON_EVENT_EXIT);
+	if (!e)
+		return 0;
+	struct task_struct *task = (struct task_struct *)ctx->args[0];
+	e->exit.exit_code = BPF_CORE_READ(task, exit_code);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,228 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
+/*
+ * The layouts shared by Cordon's eBPF programs (cordon.bpf.c) and its loader (agent/src/ebpf).
+ *
+ * This header is the single source of truth: the agent's build script reads every
+ * `#define CORDON_*` number below into Rust constants, and the Rust mirror of each struct
+ * asserts at compile time that its size and field offsets equal the CORDON_*_SIZE and
+ * CORDON_*_OFF_* numbers that the C side asserts too (the _Static_asserts at the end).
+ * Change a struct here, and both compilers tell you what else must change.
+ *
+ * Every map is keyed by the sandbox's cgroup v2 id (the inode number of its directory), so
+ * one set of programs, attached once to <cgroup2>/cordon, serves every sandbox.
+ */
+#ifndef CORDON_H
+#define CORDON_H
+
+#include <linux/types.h>
+
+/* Map sizes. */
+#define CORDON_MAX_SANDBOXES 4096
+#define CORDON_MAX_DESTS 65536
+#define CORDON_MAX_SYSCALL_RULES 16384
+#define CORDON_MAX_DNS_SOCKETS 65536
+/* Bytes of each sandbox's event ring buffer (a power of two, a multiple of the page size). */
+#define CORDON_RING_BYTES 1048576
+
+/* Port ranges one destination entry holds. */
+#define CORDON_MAX_PORT_RANGES 8
+/* Argument conditions one denied syscall holds. */
+#define CORDON_MAX_ARG_CONDITIONS 4
+#define CORDON_MAX_ARG_VALUES 4
+#define CORDON_EXE_LEN 256
+
+/* struct cordon_port_range.protos */
+#define CORDON_PROTO_TCP 1
+#define CORDON_PROTO_UDP 2
+
+/* struct cordon_sandbox.flags */
+#define CORDON_SANDBOX_ISOLATED 1
+
+/* struct cordon_event.kind */
+#define CORDON_EVENT_NET_DENIED 1
+#define CORDON_EVENT_SYSCALL_DENIED 2
+#define CORDON_EVENT_EXEC 3
+#define CORDON_EVENT_FORK 4
+#define CORDON_EVENT_EXIT 5
+
+/* struct cordon_net.reason: why a connection was refused. */
+#define CORDON_NET_NOT_ALLOWED 1
+#define CORDON_NET_ISOLATED 2
+#define CORDON_NET_EXPIRED 3
+
+/* struct cordon_syscall_condition.op */
+#define CORDON_ARG_ANY_BIT 1
+#define CORDON_ARG_ONE_OF 2
+
+/*
+ * One sandbox: the value of `sandboxes`, keyed by cgroup id (__u64). Written only by the
+ * loader; the count of events the sandbox lost is in `lost` (cgroup id -> __u64), which the
+ * programs add to atomically.
+ */
+struct cordon_sandbox {
+	__u32 flags;
+	/* The sandbox's DNS resolver on 127.0.0.1 and [::1] (host byte order); 0: none. */
+	__u16 dns_port4;
+	__u16 dns_port6;
+};
+#define CORDON_SANDBOX_SIZE 8
+#define CORDON_SANDBOX_OFF_DNS_PORT4 4
+
+/* Ports [lo, hi] for the protocols in `protos`. */
+struct cordon_port_range {
+	__u16 lo;
+	__u16 hi;
+	__u8 protos;
+	__u8 pad[3];
+};
+#define CORDON_PORT_RANGE_SIZE 8
+
+/*
+ * Keys of the LPM tries `dests4` and `dests6`: the cgroup id, then the address, so a prefix
+ * length of 64 + n matches the first n bits of the address within one sandbox.
+ */
+struct cordon_dest4_key {
+	__u32 prefixlen;
+	__u32 cgroup_lo;
+	__u32 cgroup_hi;
+	__u8 addr[4];
+};
+#define CORDON_DEST4_KEY_SIZE 16
+
+struct cordon_dest6_key {
+	__u32 prefixlen;
+	__u32 cgroup_lo;
+	__u32 cgroup_hi;
+	__u8 addr[16];
+};
+#define CORDON_DEST6_KEY_SIZE 28
+
+/* Where a sandbox may connect: the ports of the longest matching prefix. */
+struct cordon_dest {
+	/* CLOCK_MONOTONIC nanoseconds after which the entry is void (a DNS answer's TTL); 0: never. */
+	__u64 expires_ns;
+	__u32 nranges;
+	__u32 pad;
+	struct cordon_port_range ranges[CORDON_MAX_PORT_RANGES];
+};
+#define CORDON_DEST_SIZE 80
+#define CORDON_DEST_OFF_RANGES 16
+
+/* Key of `syscalls`: a denied syscall of one sandbox. */
+struct cordon_syscall_key {
+	__u64 cgroup_id;
+	__u32 nr;
+	__u32 pad;
+};
+#define CORDON_SYSCALL_KEY_SIZE 16
+
+/* Denied when (op ANY_BIT) arg & mask != 0, or (op ONE_OF) (__u32)arg is one of values. */
+struct cordon_syscall_condition {
+	__u32 op;
+	__u32 arg;
+	__u64 mask;
+	__u32 nvalues;
+	__u32 pad;
+	__u64 values[CORDON_MAX_ARG_VALUES];
+};
+#define CORDON_SYSCALL_CONDITION_SIZE 56
+
+/* Value of `syscalls`: what seccomp answers, and when. No condition: always denied. */
+struct cordon_syscall_rule {
+	/* The errno seccomp returns (the call's return value is -errno). */
+	__s32 errno_value;
+	__u32 nconditions;
+	struct cordon_syscall_condition conditions[CORDON_MAX_ARG_CONDITIONS];
+};
+#define CORDON_SYSCALL_RULE_SIZE 232
+
+/* Value of `dns_sockets`, keyed by socket cookie: where a redirected DNS socket meant to go. */
+struct cordon_dns_origin {
+	__u8 addr[16];
+	__u16 port; /* network byte order, as in the sockaddr */
+	__u16 family;
+	__u32 pad;
+};
+#define CORDON_DNS_ORIGIN_SIZE 24
+
+struct cordon_net {
+	__u16 family; /* AF_INET or AF_INET6 */
+	__u16 port;   /* host byte order */
+	__u8 proto;   /* CORDON_PROTO_* */
+	__u8 reason;  /* CORDON_NET_* */
+	__u8 pad[2];
+	__u8 addr[16];
+};
+
+struct cordon_syscall {
+	__s64 nr;
+	__s64 ret;
+	__u64 args[6];
+};
+
+struct cordon_exec {
+	char filename[CORDON_EXE_LEN];
+};
+
+struct cordon_fork {
+	__u32 child_pid;
+};
+
+struct cordon_exit {
+	/* The wait status: exit code << 8, or the terminating signal. */
+	__u32 exit_code;
+};
+
+/* One record of a sandbox's ring buffer. */
+struct cordon_event {
+	__u64 time_ns; /* CLOCK_MONOTONIC */
+	__u64 cgroup_id;
+	__u32 kind;
+	__u32 pid; /* thread group id */
+	__u32 tid;
+	__u32 ppid;
+	__u32 uid;
+	__u32 pad;
+	char comm[16];
+	union {
+		struct cordon_net net;
+		struct cordon_syscall syscall;
+		struct cordon_exec exec;
+		struct cordon_fork fork;
+		struct cordon_exit exit;
+	};
+};
+#define CORDON_EVENT_SIZE 312
+#define CORDON_EVENT_OFF_CGROUP_ID 8
+#define CORDON_EVENT_OFF_KIND 16
+#define CORDON_EVENT_OFF_PPID 28
+#define CORDON_EVENT_OFF_COMM 40
+#define CORDON_EVENT_OFF_PAYLOAD 56
+#define CORDON_NET_OFF_ADDR 8
+#define CORDON_SYSCALL_OFF_ARGS 16
+
+#define CORDON_ASSERT_SIZE(type, size) _Static_assert(sizeof(type) == (size), #type " changed size")
+#define CORDON_ASSERT_OFF(type, field, off)                                                        \
+	_Static_assert(__builtin_offsetof(type, field) == (off), #type "." #field " moved")
+
+CORDON_ASSERT_SIZE(struct cordon_sandbox, CORDON_SANDBOX_SIZE);
+CORDON_ASSERT_OFF(struct cordon_sandbox, dns_port4, CORDON_SANDBOX_OFF_DNS_PORT4);
+CORDON_ASSERT_SIZE(struct cordon_port_range, CORDON_PORT_RANGE_SIZE);
+CORDON_ASSERT_SIZE(struct cordon_dest4_key, CORDON_DEST4_KEY_SIZE);
+CORDON_ASSERT_SIZE(struct cordon_dest6_key, CORDON_DEST6_KEY_SIZE);
+CORDON_ASSERT_SIZE(struct cordon_dest, CORDON_DEST_SIZE);
+CORDON_ASSERT_OFF(struct cordon_dest, ranges, CORDON_DEST_OFF_RANGES);
+CORDON_ASSERT_SIZE(struct cordon_syscall_key, CORDON_SYSCALL_KEY_SIZE);
+CORDON_ASSERT_SIZE(struct cordon_syscall_condition, CORDON_SYSCALL_CONDITION_SIZE);
+CORDON_ASSERT_SIZE(struct cordon_syscall_rule, CORDON_SYSCALL_RULE_SIZE);
+CORDON_ASSERT_SIZE(struct cordon_dns_origin, CORDON_DNS_ORIGIN_SIZE);
+CORDON_ASSERT_SIZE(struct cordon_event, CORDON_EVENT_SIZE);
+CORDON_ASSERT_OFF(struct cordon_event, cgroup_id, CORDON_EVENT_OFF_CGROUP_ID);
+CORDON_ASSERT_OFF(struct cordon_event, kind, CORDON_EVENT_OFF_KIND);
+CORDON_ASSERT_OFF(struct cordon_event, ppid, CORDON_EVENT_OFF_PPID);
+CORDON_ASSERT_OFF(struct cordon_event, comm, CORDON_EVENT_OFF_COMM);
+CORDON_ASSERT_OFF(struct cordon_event, net, CORDON_EVENT_OFF_PAYLOAD);
+CORDON_ASSERT_OFF(struct cordon_net, addr, CORDON_NET_OFF_ADDR);
+CORDON_ASSERT_OFF(struct cordon_syscall, args, CORDON_SYSCALL_OFF_ARGS);
+
+#endif /* CORDON_H */
