@@ -100,8 +100,33 @@ impl SandboxCgroup {
         Ok(Self { path, dir })
     }
 
+    /// An existing sandbox's cgroup, by its directory (for responders' actions).
+    pub fn open(path: &Path) -> Result<Self, CgroupError> {
+        let dir = File::open(path).map_err(io_err("open", path))?.into();
+        Ok(Self {
+            path: path.to_path_buf(),
+            dir,
+        })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The cgroup's id, as `bpf_get_current_cgroup_id()` returns it for its processes: the
+    /// inode number of its directory.
+    pub fn id(&self) -> Result<u64, CgroupError> {
+        let stat =
+            nix::sys::stat::fstat(&self.dir).map_err(|e| io_err("stat", &self.path)(e.into()))?;
+        Ok(stat.st_ino)
+    }
+
+    /// The cgroup's name: the sandbox's name (`coding-agent-12345-0`).
+    pub fn name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     }
 
     /// The cgroup's directory, for `clone3(CLONE_INTO_CGROUP)`.

@@ -1,4 +1,7 @@
-//! The `cordon` command line: profile authoring (`profile check|show|test`) and `run`.
+//! The `cordon` command line: profile authoring (`profile check|show|test`), `run`, and the
+//! responders' commands (`ps`, `kill`, `freeze`, `thaw`, `isolate`, `release`).
+
+mod contain;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -6,7 +9,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use crate::ebpf::Kernel;
+use crate::event::Action;
 use crate::expect;
+use crate::monitor::{Monitor, Sink, Watch};
+use crate::network::resolver::{Answering, Resolver};
 use crate::policy::{self, Context, Policy};
 use crate::profile::{self, SearchPath};
 use crate::sandbox::{self, Exit};
@@ -45,10 +56,32 @@ enum Command {
         /// The agent's workspace (`{workspace}`); defaults to the current directory.
         #[arg(long, short, value_name = "DIR")]
         workspace: Option<PathBuf>,
+        /// Append every event of the sandbox (violations, exec, fork, exit) to FILE as JSON lines.
+        #[arg(long, value_name = "FILE")]
+        events: Option<PathBuf>,
+        /// Do not print violations on stderr.
+        #[arg(long, short)]
+        quiet: bool,
+        /// DNS servers the sandbox's resolver forwards allowed names to (default: the
+        /// nameservers of /etc/resolv.conf).
+        #[arg(long = "dns-upstream", value_name = "ADDR:PORT")]
+        dns_upstream: Vec<std::net::SocketAddr>,
         /// The command and its arguments.
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<OsString>,
     },
+    /// List the sandboxes running on this host.
+    Ps,
+    /// Kill every process of a sandbox (cgroup.kill).
+    Kill { sandbox: String },
+    /// Stop every process of a sandbox where it is, keeping its state (cgroup.freeze).
+    Freeze { sandbox: String },
+    /// Let a frozen sandbox run again.
+    Thaw { sandbox: String },
+    /// Cut a sandbox off the network: new connections fail, open ones pass no packet.
+    Isolate { sandbox: String },
+    /// Undo `isolate`.
+    Release { sandbox: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,8 +133,25 @@ pub fn main() -> ExitCode {
         Command::Run {
             profile,
             workspace,
+            events,
+            quiet,
+            dns_upstream,
             command,
-        } => run(&search, &profile, workspace, &command, cli.verbose),
+        } => {
+            let options = RunOptions {
+                events,
+                quiet,
+                dns_upstream,
+                verbose: cli.verbose,
+            };
+            run(&search, &profile, workspace, &command, &options)
+        }
+        Command::Ps => contain::ps(),
+        Command::Kill { sandbox } => contain::act(&sandbox, Action::Kill),
+        Command::Freeze { sandbox } => contain::act(&sandbox, Action::Freeze),
+        Command::Thaw { sandbox } => contain::act(&sandbox, Action::Thaw),
+        Command::Isolate { sandbox } => contain::act(&sandbox, Action::Isolate),
+        Command::Release { sandbox } => contain::act(&sandbox, Action::Release),
     }
 }
 
@@ -247,15 +297,27 @@ fn expectations_for(
     .map_err(|e| e.to_string())
 }
 
+struct RunOptions {
+    events: Option<PathBuf>,
+    quiet: bool,
+    dns_upstream: Vec<std::net::SocketAddr>,
+    verbose: u8,
+}
+
 fn run(
     search: &SearchPath,
     spec: &str,
     workspace: Option<PathBuf>,
     command: &[OsString],
-    verbose: u8,
+    options: &RunOptions,
 ) -> ExitCode {
+    let verbose = options.verbose;
     let policy = match resolve(search, spec, workspace) {
         Ok(p) => p,
+        Err(msg) => return fail(&msg, exit_u8(sandbox::EXIT_SETUP_FAILED)),
+    };
+    let kernel = match open_kernel(&policy) {
+        Ok(k) => k,
         Err(msg) => return fail(&msg, exit_u8(sandbox::EXIT_SETUP_FAILED)),
     };
     let launch = match sandbox::prepare(&policy, command, std::env::vars_os()) {
@@ -270,12 +332,28 @@ fn run(
             eprintln!("cordon: note: {note}");
         }
     }
-    let running = match launch.spawn() {
+    let spawned = launch.spawn_with(|cgroup| match &kernel {
+        Some(kernel) => register(kernel, &policy, cgroup).map(Some),
+        None => Ok(None),
+    });
+    let (running, registered) = match spawned {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cordon: {e}");
             return ExitCode::from(exit_u8(e.exit_code()));
         }
+    };
+    let monitor = match (&kernel, registered) {
+        (Some(kernel), Some(registered)) => {
+            match start_monitor(kernel, &policy, registered, options) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    eprintln!("cordon: cannot watch the sandbox: {e}");
+                    return fail_running(running);
+                }
+            }
+        }
+        _ => None,
     };
     if let Some(e) = &running.enforcement {
         if e.status != sandbox::landlock::Status::Fully {
@@ -285,7 +363,18 @@ fn run(
             );
         }
     }
-    match running.wait() {
+    let exit = running.wait();
+    if let Some((monitor, cgroup_id)) = monitor {
+        if let Err(e) = monitor.finish() {
+            eprintln!("cordon: cannot write the sandbox's events: {e}");
+        }
+        if let Some(kernel) = &kernel {
+            if let Err(e) = kernel.unregister(cgroup_id) {
+                eprintln!("cordon: warning: {e}");
+            }
+        }
+    }
+    match exit {
         Ok(Exit::Code(c)) => ExitCode::from(exit_u8(c)),
         Ok(Exit::Signal(signo)) => match nix::sys::signal::Signal::try_from(signo) {
             Ok(signal) => die_like(signal),
@@ -293,6 +382,142 @@ fn run(
         },
         Err(e) => fail(&e.to_string(), exit_u8(sandbox::EXIT_SETUP_FAILED)),
     }
+}
+
+/// The eBPF programs, loaded or adopted. Without them a profile that allows some network
+/// cannot be enforced (refused under `strict`), and no kernel event is reported.
+fn open_kernel(policy: &Policy) -> Result<Option<Arc<Kernel>>, String> {
+    match Kernel::open() {
+        Ok(kernel) => {
+            if let Err(e) = sweep(&kernel) {
+                tracing::warn!("cannot remove the entries of ended sandboxes: {e}");
+            }
+            Ok(Some(Arc::new(kernel)))
+        }
+        Err(e) if !policy.network.offline() && policy.compat == profile::Compat::Strict => Err(format!(
+            "compat = \"strict\" refuses to run: the profile's network rules need Cordon's eBPF programs, which cannot be loaded: {e}"
+        )),
+        Err(e) => {
+            let lost = if policy.network.offline() {
+                "no kernel events will be reported"
+            } else {
+                "compat = \"best-effort\": only Landlock's TCP port rules apply (any address, UDP open), and no kernel events will be reported"
+            };
+            eprintln!("cordon: warning: cannot load Cordon's eBPF programs ({e}); {lost}");
+            Ok(None)
+        }
+    }
+}
+
+/// Drops the map entries of sandboxes whose cgroup is gone.
+fn sweep(kernel: &Kernel) -> Result<usize, String> {
+    let root = crate::cgroup::find_mount(std::path::Path::new("/proc/self/mountinfo"))
+        .map_err(|e| e.to_string())?;
+    let live: Vec<u64> = std::fs::read_dir(root.join(crate::cgroup::PARENT))
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .filter_map(|e| std::os::linux::fs::MetadataExt::st_ino(&e.metadata().ok()?).into())
+        .collect();
+    kernel.sweep(&live).map_err(|e| e.to_string())
+}
+
+/// What registering a sandbox set up before it was forked.
+struct Registered {
+    cgroup_id: u64,
+    name: String,
+    cgroup_events: PathBuf,
+    ring: aya::maps::RingBuf<aya::maps::MapData>,
+    resolver: Option<Resolver>,
+}
+
+/// Enters the sandbox into the eBPF maps, with its resolver's ports when it has network.
+fn register(
+    kernel: &Kernel,
+    policy: &Policy,
+    cgroup: &crate::cgroup::SandboxCgroup,
+) -> Result<Registered, String> {
+    let cgroup_id = cgroup.id().map_err(|e| e.to_string())?;
+    let resolver = if policy.network.offline() {
+        None
+    } else {
+        Some(Resolver::bind().map_err(|e| format!("cannot open the sandbox's DNS resolver: {e}"))?)
+    };
+    let (dns_port4, dns_port6) = resolver.as_ref().map_or((0, 0), Resolver::ports);
+    let entry = crate::ebpf::abi::Sandbox {
+        flags: 0,
+        dns_port4,
+        dns_port6,
+    };
+    let dests = crate::network::static_dests(&policy.network);
+    let syscalls = sandbox::seccomp::kernel_rules(&policy.syscalls);
+    match kernel.register(cgroup_id, entry, &dests, &syscalls) {
+        Ok(ring) => Ok(Registered {
+            cgroup_id,
+            name: cgroup.name(),
+            cgroup_events: cgroup.path().join("cgroup.events"),
+            ring,
+            resolver,
+        }),
+        Err(e) => {
+            let _ = kernel.unregister(cgroup_id);
+            Err(e.to_string())
+        }
+    }
+}
+
+fn start_monitor(
+    kernel: &Arc<Kernel>,
+    policy: &Policy,
+    registered: Registered,
+    options: &RunOptions,
+) -> Result<(Monitor, u64), String> {
+    let sink = Sink {
+        json: options.events.clone(),
+        stderr: !options.quiet,
+    };
+    let (reporter, writer) = Monitor::reporter(&registered.name, &policy.name, sink)
+        .map_err(|e| format!("cannot open the event log: {e}"))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let names = Arc::new(Mutex::new(HashMap::new()));
+    let mut threads = Vec::new();
+    if let Some(resolver) = registered.resolver {
+        let upstreams = if options.dns_upstream.is_empty() {
+            let conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            crate::network::resolver::upstreams_from(&conf)
+        } else {
+            options.dns_upstream.clone()
+        };
+        let answering = Answering {
+            kernel: Arc::clone(kernel),
+            cgroup_id: registered.cgroup_id,
+            policy: policy.network.clone(),
+            upstreams,
+            names: Arc::clone(&names),
+            reporter: reporter.clone(),
+        };
+        threads = resolver
+            .serve(answering, Arc::clone(&stop))
+            .map_err(|e| format!("cannot start the DNS resolver: {e}"))?;
+    }
+    let watch = Watch {
+        kernel: Arc::clone(kernel),
+        cgroup_id: registered.cgroup_id,
+        cgroup_events: registered.cgroup_events,
+        ring: registered.ring,
+        names,
+    };
+    let monitor =
+        Monitor::start(watch, reporter, writer, stop, threads).map_err(|e| e.to_string())?;
+    Ok((monitor, registered.cgroup_id))
+}
+
+/// Ends a sandbox that runs but cannot be watched: unwatched is not how it was asked to run.
+fn fail_running(running: sandbox::Running) -> ExitCode {
+    if let Some(cgroup) = running.cgroup() {
+        let _ = cgroup.kill();
+    }
+    let _ = running.wait();
+    ExitCode::from(exit_u8(sandbox::EXIT_SETUP_FAILED))
 }
 
 /// Ends this process with the same signal that ended the sandboxed one, so callers see

@@ -15,7 +15,10 @@
 pub mod cgroup;
 pub mod cli;
 pub mod ebpf;
+pub mod event;
 pub mod expect;
+pub mod monitor;
+pub mod network;
 pub mod policy;
 pub mod profile;
 pub mod sandbox;

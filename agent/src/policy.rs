@@ -138,10 +138,57 @@ pub struct FsPolicy {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct NetPolicy {
-    /// TCP ports the sandbox may connect to (any address); every other TCP connect is denied.
+    /// TCP ports the sandbox may connect to at all (Landlock's layer): `connect_ports` and the
+    /// TCP ports of every egress rule. Which addresses is the eBPF layer's job.
     pub connect_tcp: Vec<u16>,
     /// TCP ports the sandbox may bind; every other bind is denied.
     pub bind_tcp: Vec<u16>,
+    /// Where the sandbox may connect (eBPF); `connect_ports` appear here as rules for any
+    /// address. Everything else is denied.
+    pub egress: Vec<EgressRule>,
+}
+
+impl NetPolicy {
+    /// A sandbox with no egress and no bind port gets no network at all.
+    pub fn offline(&self) -> bool {
+        self.egress.is_empty() && self.bind_tcp.is_empty()
+    }
+}
+
+/// One allowed destination: a host name (or `*.` pattern) or an address prefix, some ports,
+/// some protocols.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EgressRule {
+    pub to: Destination,
+    pub ports: Vec<u16>,
+    pub tcp: bool,
+    pub udp: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Destination {
+    /// `pypi.org`, or `*.githubusercontent.com` for any name below it (not itself).
+    Host(String),
+    Cidr(ipnet::IpNet),
+}
+
+impl Destination {
+    /// Whether a DNS name (any case, with or without the final dot) is this host rule's.
+    pub fn matches_name(&self, name: &str) -> bool {
+        let Destination::Host(pattern) = self else {
+            return false;
+        };
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        match pattern.strip_prefix("*.") {
+            Some(parent) => {
+                name.len() > parent.len() + 1
+                    && name.ends_with(parent)
+                    && name[..name.len() - parent.len()].ends_with('.')
+            }
+            None => name == *pattern,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -335,10 +382,7 @@ pub fn compile(profile: &Profile, ctx: &Context) -> Result<Policy, Diagnostic> {
         }
     }
 
-    let network = NetPolicy {
-        connect_tcp: ports(&profile.connect_ports)?,
-        bind_tcp: ports(&profile.bind_ports)?,
-    };
+    let network = network(profile)?;
 
     Ok(Policy {
         name: profile.name.clone(),
@@ -496,6 +540,130 @@ fn ports(items: &[Located<u16>]) -> Result<Vec<u16>, Diagnostic> {
     out.sort_unstable();
     out.dedup();
     Ok(out)
+}
+
+fn network(profile: &Profile) -> Result<NetPolicy, Diagnostic> {
+    let any_address = ports(&profile.connect_ports)?;
+    let mut egress = Vec::new();
+    if !any_address.is_empty() {
+        let everywhere = [
+            ipnet::IpNet::V4(ipnet::Ipv4Net::default()),
+            ipnet::IpNet::V6(ipnet::Ipv6Net::default()),
+        ];
+        for net in everywhere {
+            egress.push(EgressRule {
+                to: Destination::Cidr(net),
+                ports: any_address.clone(),
+                tcp: true,
+                udp: false,
+            });
+        }
+    }
+    for rule in &profile.egress {
+        egress.push(egress_rule(rule)?);
+    }
+    let mut connect_tcp: Vec<u16> = egress
+        .iter()
+        .filter(|r| r.tcp)
+        .flat_map(|r| r.ports.iter().copied())
+        .collect();
+    connect_tcp.sort_unstable();
+    connect_tcp.dedup();
+    Ok(NetPolicy {
+        connect_tcp,
+        bind_tcp: ports(&profile.bind_ports)?,
+        egress,
+    })
+}
+
+fn egress_rule(rule: &crate::profile::Egress) -> Result<EgressRule, Diagnostic> {
+    let to = match (&rule.host, &rule.cidr) {
+        (Some(host), None) => Destination::Host(host_pattern(host)?),
+        (None, Some(cidr)) => Destination::Cidr(prefix(cidr)?),
+        (Some(_), Some(_)) => {
+            return Err(rule.loc.error("an egress rule names either a `host` or a `cidr`, not both"))
+        }
+        (None, None) => {
+            return Err(rule
+                .loc
+                .error("an egress rule needs a `host` (\"pypi.org\", \"*.example.com\") or a `cidr` (\"10.0.0.0/8\")"))
+        }
+    };
+    let ports = match &rule.ports {
+        Some(list) if !list.is_empty() => ports(list)?,
+        _ => {
+            return Err(rule
+                .loc
+                .error("an egress rule needs `ports`, for example ports = [443]"))
+        }
+    };
+    if ports.len() > crate::ebpf::abi::CORDON_MAX_PORT_RANGES {
+        return Err(rule.loc.error(format!(
+            "an egress rule allows at most {} ports; split it into several rules",
+            crate::ebpf::abi::CORDON_MAX_PORT_RANGES
+        )));
+    }
+    let proto = rule.proto.unwrap_or(crate::profile::Proto::Any);
+    Ok(EgressRule {
+        to,
+        ports,
+        tcp: proto != crate::profile::Proto::Udp,
+        udp: proto != crate::profile::Proto::Tcp,
+    })
+}
+
+/// A host name or `*.` pattern, lower-cased, without a final dot.
+fn host_pattern(host: &Located<String>) -> Result<String, Diagnostic> {
+    let name = host.value.trim_end_matches('.').to_ascii_lowercase();
+    let bare = name.strip_prefix("*.").unwrap_or(&name);
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if bare.is_empty() || name.len() > 253 || !bare.split('.').all(label_ok) {
+        return Err(host.loc.error(format!(
+            "`{}` is not a host name; write a name (\"pypi.org\") or a pattern for the names below one (\"*.githubusercontent.com\")",
+            host.value
+        )));
+    }
+    if bare.parse::<std::net::IpAddr>().is_ok()
+        || bare
+            .split('.')
+            .all(|l| l.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(host.loc.error(format!(
+            "`{}` is an address; write it as cidr = \"{}/32\"",
+            host.value, bare
+        )));
+    }
+    Ok(name)
+}
+
+/// An address prefix (`10.0.0.0/8`, `2001:db8::/32`) or a single address.
+fn prefix(cidr: &Located<String>) -> Result<ipnet::IpNet, Diagnostic> {
+    let text = cidr.value.trim();
+    let net = match text.parse::<ipnet::IpNet>() {
+        Ok(net) => net,
+        Err(_) => match text.parse::<std::net::IpAddr>() {
+            Ok(addr) => ipnet::IpNet::from(addr),
+            Err(_) => {
+                return Err(cidr.loc.error(format!(
+                    "`{text}` is not an address prefix; write it like \"10.20.0.0/16\" or \"2001:db8::/32\""
+                )))
+            }
+        },
+    };
+    if net.trunc() != net {
+        return Err(cidr.loc.error(format!(
+            "`{text}` has host bits set; did you mean `{}`?",
+            net.trunc()
+        )));
+    }
+    Ok(net)
 }
 
 fn landlock_abi(profile: &Profile) -> Result<u32, Diagnostic> {

@@ -307,7 +307,6 @@ pub fn has_exited(pidfd: &OwnedFd) -> bool {
     matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO), Ok(n) if n > 0)
 }
 
-
 /// `bpf(2)` with an attribute the caller filled in; returns the non-negative result.
 fn bpf(
     cmd: aya_obj::generated::bpf_cmd,

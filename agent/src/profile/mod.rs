@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use diag::{closest, with_suggestion, Diagnostic, Loc, Located, Source};
-pub use schema::{Compat, Mode, SyscallAction};
+pub use schema::{Compat, Mode, Proto, SyscallAction};
 
 use schema::ProfileFile;
 
@@ -289,6 +289,21 @@ impl Chain {
             };
             extend_unique(&mut p.connect_ports, ports(file.network.connect_ports));
             extend_unique(&mut p.bind_ports, ports(file.network.bind_ports));
+            for rule in file.network.egress {
+                let loc = at(rule.span());
+                let rule = rule.into_inner();
+                let one = |s: toml::Spanned<String>| Located {
+                    loc: at(s.span()),
+                    value: s.into_inner(),
+                };
+                p.egress.push(Egress {
+                    loc,
+                    host: rule.host.map(one),
+                    cidr: rule.cidr.map(one),
+                    ports: rule.ports.map(ports),
+                    proto: rule.proto,
+                });
+            }
             let sc = file.syscalls;
             if let Some(preset) = sc.preset {
                 p.syscall_preset = Some(Located {
@@ -332,6 +347,16 @@ fn extend_unique<T: PartialEq>(into: &mut Vec<Located<T>>, items: Vec<Located<T>
     }
 }
 
+/// One `[network] egress` rule as written, with where each part came from.
+#[derive(Debug, Clone)]
+pub struct Egress {
+    pub loc: Loc,
+    pub host: Option<Located<String>>,
+    pub cidr: Option<Located<String>>,
+    pub ports: Option<Vec<Located<u16>>>,
+    pub proto: Option<Proto>,
+}
+
 /// A profile with its whole `extends` chain merged, values still located in their files.
 #[derive(Debug)]
 pub struct Profile {
@@ -349,6 +374,7 @@ pub struct Profile {
     pub read_only: Vec<Located<String>>,
     pub connect_ports: Vec<Located<u16>>,
     pub bind_ports: Vec<Located<u16>>,
+    pub egress: Vec<Egress>,
     pub syscall_preset: Option<Located<String>>,
     pub syscall_deny: Vec<Located<String>>,
     pub syscall_allow: Vec<Located<String>>,
@@ -376,6 +402,7 @@ impl Default for Profile {
             read_only: Vec::new(),
             connect_ports: Vec::new(),
             bind_ports: Vec::new(),
+            egress: Vec::new(),
             syscall_preset: None,
             syscall_deny: Vec::new(),
             syscall_allow: Vec::new(),

@@ -83,6 +83,32 @@ pub struct NetworkSection {
     pub connect_ports: Vec<Spanned<u16>>,
     #[serde(default)]
     pub bind_ports: Vec<Spanned<u16>>,
+    /// Where the sandbox may connect, by host name or address prefix.
+    #[serde(default)]
+    pub egress: Vec<Spanned<EgressRule>>,
+}
+
+/// `{ host = "pypi.org", ports = [443] }` or `{ cidr = "10.0.0.0/8", ports = [5432], proto = "tcp" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressRule {
+    #[serde(default)]
+    pub host: Option<Spanned<String>>,
+    #[serde(default)]
+    pub cidr: Option<Spanned<String>>,
+    #[serde(default)]
+    pub ports: Option<Vec<Spanned<u16>>>,
+    #[serde(default)]
+    pub proto: Option<Proto>,
+}
+
+/// The transport an egress rule allows; both when the rule does not say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Proto {
+    Tcp,
+    Udp,
+    Any,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -65,6 +65,8 @@ pub enum LaunchError {
     Unenforceable(String),
     #[error("cannot give the sandbox its cgroup: {0}")]
     Cgroup(#[from] CgroupError),
+    #[error("cannot register the sandbox with the kernel's network and event programs: {0}")]
+    Register(String),
     #[error(transparent)]
     Seccomp(#[from] seccomp::SeccompError),
     #[error("cannot {what}: {source}")]
@@ -342,12 +344,29 @@ impl Launch {
     /// Forks into the sandbox's namespaces, sets the sandbox up there and starts the
     /// command. Returns once the command runs, or the setup failed.
     pub fn spawn(&self) -> Result<Running, LaunchError> {
+        self.spawn_with(|_| Ok(())).map(|(running, ())| running)
+    }
+
+    /// [`Launch::spawn`], calling `register` with the sandbox's cgroup once it exists and
+    /// before any process is in it (to enter the cgroup into the eBPF maps). An error from
+    /// `register` stops the launch.
+    pub fn spawn_with<T>(
+        &self,
+        register: impl FnOnce(&SandboxCgroup) -> Result<T, String>,
+    ) -> Result<(Running, T), LaunchError> {
         // Everything that can fail comes first, so a failure leaves the caller as it was.
         let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| os("create the status pipe")(e.into()))?;
         // Inherited by init, which cannot see this process from inside its PID namespace.
         let parent = sys::pidfd_open(Pid::this()).map_err(os("open a pidfd for this process"))?;
         let cgroup = self.create_cgroup()?;
+        let registered = match register(&cgroup) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = cgroup.remove();
+                return Err(LaunchError::Register(e));
+            }
+        };
         let mut namespaces = sys::SANDBOX_NAMESPACES;
         if self.offline() {
             namespaces |= sys::NETWORK_NAMESPACE;
@@ -392,7 +411,9 @@ impl Launch {
         loop {
             match running.next_message() {
                 Some(Message::Enforced(e)) => running.enforcement = Some(e),
-                Some(Message::Running) if running.enforcement.is_some() => return Ok(running),
+                Some(Message::Running) if running.enforcement.is_some() => {
+                    return Ok((running, registered))
+                }
                 Some(Message::Failed {
                     stage,
                     message,
@@ -423,7 +444,7 @@ impl Launch {
 
     /// A profile that allows no TCP port gets no network at all: a namespace with loopback only.
     fn offline(&self) -> bool {
-        self.policy.network.connect_tcp.is_empty() && self.policy.network.bind_tcp.is_empty()
+        self.policy.network.offline()
     }
 
     /// The sandbox's init: sets everything up, starts the command, reaps. Never returns.

@@ -72,6 +72,46 @@ impl Filters {
     }
 }
 
+/// What a denied call returns under `action = "errno"`.
+pub const DENY_ERRNO: i32 = libc::EPERM;
+
+/// The same deny list for the eBPF program that reports seccomp's denials (it sees a denied
+/// call at `sys_exit`, failing with [`DENY_ERRNO`]): one entry per syscall number.
+pub fn kernel_rules(policy: &SyscallPolicy) -> Vec<(u32, crate::ebpf::abi::SyscallRule)> {
+    use crate::ebpf::abi::{self, Plain};
+    let mut out: BTreeMap<u32, abi::SyscallRule> = BTreeMap::new();
+    for rule in &policy.deny {
+        let Ok(nr) = u32::try_from(rule.nr) else {
+            continue;
+        };
+        let mut entry = abi::SyscallRule::zeroed();
+        entry.errno_value = DENY_ERRNO;
+        let mut condition = abi::SyscallCondition::zeroed();
+        match rule.when {
+            None => {}
+            Some(ArgCondition::AnyBit { arg, mask }) => {
+                condition.op = abi::CORDON_ARG_ANY_BIT as u32;
+                condition.arg = arg.into();
+                condition.mask = mask;
+            }
+            Some(ArgCondition::OneOf { arg, values }) => {
+                condition.op = abi::CORDON_ARG_ONE_OF as u32;
+                condition.arg = arg.into();
+                let n = values.len().min(abi::CORDON_MAX_ARG_VALUES);
+                condition.values[..n].copy_from_slice(&values[..n]);
+                condition.nvalues = n as u32;
+            }
+        }
+        if rule.when.is_some() {
+            entry.conditions[0] = condition;
+            entry.nconditions = 1;
+        }
+        // Like the seccomp filter, the last rule for a syscall is the one that counts.
+        out.insert(nr, entry);
+    }
+    out.into_iter().collect()
+}
+
 /// Compiles the policy's deny list and the guard filter.
 pub fn compile(policy: &SyscallPolicy) -> Result<Filters, SeccompError> {
     let arch: TargetArch = std::env::consts::ARCH
@@ -118,7 +158,7 @@ pub fn compile(policy: &SyscallPolicy) -> Result<Filters, SeccompError> {
         rules.insert(i64::from(rule.nr), chain);
     }
     let on_match = match policy.action {
-        SyscallAction::Errno => SeccompAction::Errno(libc::EPERM as u32),
+        SyscallAction::Errno => SeccompAction::Errno(DENY_ERRNO as u32),
         SyscallAction::Kill => SeccompAction::KillProcess,
     };
     let filter = SeccompFilter::new(rules, SeccompAction::Allow, on_match, arch)

@@ -1,0 +1,310 @@
+//! The one event type: whatever its source (the kernel's ring buffer, the DNS resolver,
+//! Landlock's audit records, a responder's action), everything Cordon reports is an
+//! [`Event`], and every event has the same JSON form, one object per line:
+//!
+//! ```json
+//! {"v":1,"id":"019abc…","time":"2026-11-26T11:36:19.123456789Z","sandbox":"coding-agent-4242-0",
+//!  "profile":"coding-agent","process":{"pid":7,"ppid":1,"comm":"curl","exe":"/usr/bin/curl","uid":1000},
+//!  "kind":"network_denied","address":"10.0.0.1","port":443,"protocol":"tcp","reason":"not_allowed"}
+//! ```
+//!
+//! `kind` says which of the [`What`] variants the remaining fields are. Ids are UUIDv7, so
+//! they sort by time and are unique across hosts.
+
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+/// The version of the JSON form; bumped when a field changes meaning or goes away.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub v: u32,
+    pub id: uuid::Uuid,
+    #[serde(with = "rfc3339")]
+    pub time: SystemTime,
+    /// The sandbox's name: its cgroup's (`<profile>-<pid>-<n>`).
+    pub sandbox: String,
+    pub profile: String,
+    /// Who: the process the event is about, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<Process>,
+    #[serde(flatten)]
+    pub what: What,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Process {
+    pub pid: u32,
+    pub ppid: u32,
+    pub comm: String,
+    /// The executable, when known (from the process's last exec, or `/proc`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+    pub uid: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Other,
+}
+
+/// Why a connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetReason {
+    /// No rule of the profile allows this address, port and protocol.
+    NotAllowed,
+    /// The sandbox is isolated by a responder.
+    Isolated,
+    /// The address was allowed by a DNS answer whose time to live has passed.
+    Expired,
+}
+
+/// A containment action a responder took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Isolate,
+    Release,
+    Freeze,
+    Thaw,
+    Kill,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum What {
+    /// A connect or datagram the network policy refused.
+    NetworkDenied {
+        address: IpAddr,
+        port: u16,
+        protocol: Protocol,
+        reason: NetReason,
+        /// The name this address was resolved from in this sandbox, when it was.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        domain: Option<String>,
+    },
+    /// A DNS query for a name no rule allows; the sandbox got REFUSED.
+    DnsDenied {
+        domain: String,
+        query_type: String,
+    },
+    /// A syscall the sandbox's seccomp filter denied.
+    SyscallDenied {
+        nr: i64,
+        syscall: String,
+        args: Vec<u64>,
+        errno: i32,
+    },
+    /// A file access Landlock denied.
+    FileDenied {
+        path: String,
+        access: String,
+    },
+    Exec {
+        filename: String,
+    },
+    Fork {
+        child_pid: u32,
+    },
+    /// A process ended: with an exit code, or killed by a signal.
+    Exit {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<i32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signal: Option<i32>,
+    },
+    /// Events the kernel could not deliver (the sandbox's ring buffer was full).
+    EventsLost {
+        count: u64,
+    },
+    /// A responder's action took effect.
+    Contained {
+        action: Action,
+    },
+}
+
+impl What {
+    /// The `kind` string of the JSON form.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            What::NetworkDenied { .. } => "network_denied",
+            What::DnsDenied { .. } => "dns_denied",
+            What::SyscallDenied { .. } => "syscall_denied",
+            What::FileDenied { .. } => "file_denied",
+            What::Exec { .. } => "exec",
+            What::Fork { .. } => "fork",
+            What::Exit { .. } => "exit",
+            What::EventsLost { .. } => "events_lost",
+            What::Contained { .. } => "contained",
+        }
+    }
+
+    /// Whether this is a violation (something the profile denied), rather than activity.
+    pub fn is_violation(&self) -> bool {
+        matches!(
+            self,
+            What::NetworkDenied { .. }
+                | What::DnsDenied { .. }
+                | What::SyscallDenied { .. }
+                | What::FileDenied { .. }
+        )
+    }
+}
+
+impl Event {
+    pub fn new(
+        sandbox: &str,
+        profile: &str,
+        time: SystemTime,
+        process: Option<Process>,
+        what: What,
+    ) -> Self {
+        let since_epoch = time
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let ts = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            since_epoch.as_secs(),
+            since_epoch.subsec_nanos(),
+        );
+        Self {
+            v: SCHEMA_VERSION,
+            id: uuid::Uuid::new_v7(ts),
+            time,
+            sandbox: sandbox.to_owned(),
+            profile: profile.to_owned(),
+            process,
+            what,
+        }
+    }
+
+    /// One line for a person reading `cordon run`'s stderr.
+    pub fn summary(&self) -> String {
+        let who = self
+            .process
+            .as_ref()
+            .map(|p| format!("{} (pid {})", p.comm, p.pid))
+            .unwrap_or_else(|| "the sandbox".into());
+        match &self.what {
+            What::NetworkDenied {
+                address,
+                port,
+                protocol,
+                reason,
+                domain,
+            } => {
+                let name = domain
+                    .as_deref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default();
+                let why = match reason {
+                    NetReason::NotAllowed => "no egress rule allows it",
+                    NetReason::Isolated => "the sandbox is isolated",
+                    NetReason::Expired => "its DNS answer expired",
+                };
+                let proto = serde_json::to_value(protocol)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default();
+                format!("{who}: connection to {address}:{port}/{proto}{name} denied: {why}")
+            }
+            What::DnsDenied { domain, query_type } => {
+                format!(
+                    "{who}: DNS query for {domain} ({query_type}) refused: no egress rule names it"
+                )
+            }
+            What::SyscallDenied { syscall, errno, .. } => {
+                let err = nix::errno::Errno::from_raw(*errno);
+                format!("{who}: syscall {syscall} denied ({err})")
+            }
+            What::FileDenied { path, access } => format!("{who}: {access} of {path} denied"),
+            What::Exec { filename } => format!("{who}: exec {filename}"),
+            What::Fork { child_pid } => format!("{who}: fork -> {child_pid}"),
+            What::Exit { code, signal } => match (code, signal) {
+                (_, Some(s)) => format!("{who}: killed by signal {s}"),
+                (Some(c), None) => format!("{who}: exited with {c}"),
+                (None, None) => format!("{who}: exited"),
+            },
+            What::EventsLost { count } => {
+                format!("{count} events lost: the sandbox's ring buffer was full")
+            }
+            What::Contained { action } => format!("responder action took effect: {action:?}"),
+        }
+    }
+}
+
+/// RFC 3339 timestamps with nanoseconds, in UTC.
+mod rfc3339 {
+    use std::time::SystemTime;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_rfc3339_nanos(*time))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_rfc3339(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_round_trips_through_its_json_form() {
+        let event = Event::new(
+            "coding-agent-1-0",
+            "coding-agent",
+            SystemTime::now(),
+            Some(Process {
+                pid: 7,
+                ppid: 1,
+                comm: "curl".into(),
+                exe: Some("/usr/bin/curl".into()),
+                uid: 1000,
+            }),
+            What::NetworkDenied {
+                address: "10.0.0.1".parse().unwrap(),
+                port: 443,
+                protocol: Protocol::Tcp,
+                reason: NetReason::NotAllowed,
+                domain: None,
+            },
+        );
+        let json = serde_json::to_string(&event).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["kind"], "network_denied");
+        assert_eq!(value["address"], "10.0.0.1");
+        assert_eq!(value["process"]["comm"], "curl");
+        assert_eq!(value["v"], 1);
+        assert!(value.get("domain").is_none());
+        let back: Event = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, event);
+    }
+
+    #[test]
+    fn ids_sort_by_time() {
+        let t = SystemTime::now();
+        let a = Event::new("s", "p", t, None, What::Fork { child_pid: 1 });
+        let b = Event::new(
+            "s",
+            "p",
+            t + std::time::Duration::from_millis(2),
+            None,
+            What::Fork { child_pid: 2 },
+        );
+        assert!(a.id < b.id);
+        assert_eq!(a.what.kind(), "fork");
+    }
+}

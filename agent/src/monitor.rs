@@ -1,0 +1,344 @@
+//! Watching one sandbox while it runs: its kernel events (the eBPF ring buffer), its DNS
+//! resolver, its lost-event count and its containment state, all turned into [`Event`]s and
+//! written out by one writer thread.
+//!
+//! Threads start only after the sandbox is forked (a fork copies one thread, so forking from a
+//! multi-threaded process is unsafe), and the sockets and ring buffer they use exist before
+//! it, so nothing the sandbox does is missed.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use aya::maps::{MapData, RingBuf};
+
+use crate::ebpf::{abi, Kernel};
+use crate::event::{Action, Event, NetReason, Process, Protocol, What};
+
+/// Hands events of one sandbox to the writer.
+#[derive(Clone)]
+pub struct Reporter {
+    sandbox: Arc<str>,
+    profile: Arc<str>,
+    tx: mpsc::Sender<Event>,
+}
+
+impl Reporter {
+    pub fn report(&self, process: Option<Process>, what: What) {
+        self.report_at(SystemTime::now(), process, what);
+    }
+
+    fn report_at(&self, time: SystemTime, process: Option<Process>, what: What) {
+        // The writer only goes away after every reporter: a send cannot fail before that.
+        let _ = self.tx.send(Event::new(
+            &self.sandbox,
+            &self.profile,
+            time,
+            process,
+            what,
+        ));
+    }
+}
+
+/// Where events go.
+#[derive(Debug, Default)]
+pub struct Sink {
+    /// Every event as a JSON line, appended to this file.
+    pub json: Option<PathBuf>,
+    /// Violations as one readable line each on stderr.
+    pub stderr: bool,
+}
+
+/// What the monitor watches.
+pub struct Watch {
+    pub kernel: Arc<Kernel>,
+    pub cgroup_id: u64,
+    /// The sandbox's `cgroup.events`, for freeze and thaw.
+    pub cgroup_events: PathBuf,
+    pub ring: RingBuf<MapData>,
+    /// Shared with the resolver: the name each allowed address was answered for.
+    pub names: Arc<Mutex<HashMap<IpAddr, String>>>,
+}
+
+pub struct Monitor {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    writer: JoinHandle<std::io::Result<u64>>,
+    reporter: Option<Reporter>,
+}
+
+impl Monitor {
+    /// A reporter for a sandbox and the writer thread behind it.
+    pub fn reporter(
+        sandbox: &str,
+        profile: &str,
+        sink: Sink,
+    ) -> std::io::Result<(Reporter, JoinHandle<std::io::Result<u64>>)> {
+        let (tx, rx) = mpsc::channel::<Event>();
+        let mut json = match &sink.json {
+            Some(path) => Some(std::io::BufWriter::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            )),
+            None => None,
+        };
+        let writer = std::thread::Builder::new()
+            .name("cordon-events".into())
+            .spawn(move || {
+                let mut written = 0;
+                for event in rx {
+                    if let Some(out) = json.as_mut() {
+                        serde_json::to_writer(&mut *out, &event)?;
+                        out.write_all(b"\n")?;
+                        // A line per event reaches the file at once: readers follow it live.
+                        out.flush()?;
+                    }
+                    if sink.stderr
+                        && (event.what.is_violation()
+                            || matches!(
+                                event.what,
+                                What::EventsLost { .. } | What::Contained { .. }
+                            ))
+                    {
+                        eprintln!("cordon: {}", event.summary());
+                    }
+                    written += 1;
+                }
+                Ok(written)
+            })?;
+        let reporter = Reporter {
+            sandbox: sandbox.into(),
+            profile: profile.into(),
+            tx,
+        };
+        Ok((reporter, writer))
+    }
+
+    /// Starts watching; `extra` are threads already serving the sandbox (the resolver) that
+    /// stop with the same flag.
+    pub fn start(
+        watch: Watch,
+        reporter: Reporter,
+        writer: JoinHandle<std::io::Result<u64>>,
+        stop: Arc<AtomicBool>,
+        extra: Vec<JoinHandle<()>>,
+    ) -> std::io::Result<Self> {
+        let mut threads = extra;
+        let thread_stop = Arc::clone(&stop);
+        let thread_reporter = reporter.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("cordon-kernel".into())
+                .spawn(move || watch_kernel(watch, &thread_reporter, &thread_stop))?,
+        );
+        Ok(Self {
+            stop,
+            threads,
+            writer,
+            reporter: Some(reporter),
+        })
+    }
+
+    /// Stops watching once every event the sandbox produced is read; returns how many were written.
+    pub fn finish(mut self) -> std::io::Result<u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        drop(self.reporter.take());
+        self.writer
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the event writer panicked")))
+    }
+}
+
+/// Reads the ring buffer until stopped, then drains it; reports lost events and changes of
+/// the containment state along the way.
+fn watch_kernel(mut watch: Watch, reporter: &Reporter, stop: &AtomicBool) {
+    let clock = Clock::now();
+    let mut exes: HashMap<u32, String> = HashMap::new();
+    let mut lost = 0u64;
+    let mut isolated = false;
+    let mut frozen = false;
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        let fd = watch.ring.as_raw_fd();
+        // SAFETY: `fd` is the ring buffer's descriptor, open for as long as `watch` lives.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let mut fds = [nix::poll::PollFd::new(
+            borrowed.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        if !stopping {
+            let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(50u16));
+        }
+        while let Some(record) = watch.ring.next() {
+            if let Some((time, process, what)) = decode(&record, &clock, &mut exes, &watch.names) {
+                reporter.report_at(time, process, what);
+            }
+        }
+        match watch.kernel.lost(watch.cgroup_id) {
+            Ok(now) if now > lost => {
+                reporter.report(None, What::EventsLost { count: now - lost });
+                lost = now;
+            }
+            _ => {}
+        }
+        if let Ok(Some(sandbox)) = watch.kernel.sandbox(watch.cgroup_id) {
+            let now = sandbox.flags & abi::CORDON_SANDBOX_ISOLATED as u32 != 0;
+            if now != isolated {
+                isolated = now;
+                let action = if now {
+                    Action::Isolate
+                } else {
+                    Action::Release
+                };
+                reporter.report(None, What::Contained { action });
+            }
+        }
+        if let Ok(events) = std::fs::read_to_string(&watch.cgroup_events) {
+            let now = events.lines().any(|l| l == "frozen 1");
+            if now != frozen {
+                frozen = now;
+                let action = if now { Action::Freeze } else { Action::Thaw };
+                reporter.report(None, What::Contained { action });
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
+/// Turns CLOCK_MONOTONIC (the kernel's event times) into wall-clock time.
+struct Clock {
+    wall: SystemTime,
+    monotonic_ns: u64,
+}
+
+impl Clock {
+    fn now() -> Self {
+        Self {
+            wall: SystemTime::now(),
+            monotonic_ns: crate::network::monotonic_ns(),
+        }
+    }
+
+    fn wall(&self, monotonic_ns: u64) -> SystemTime {
+        if monotonic_ns >= self.monotonic_ns {
+            self.wall + Duration::from_nanos(monotonic_ns - self.monotonic_ns)
+        } else {
+            self.wall - Duration::from_nanos(self.monotonic_ns - monotonic_ns)
+        }
+    }
+}
+
+fn decode(
+    record: &[u8],
+    clock: &Clock,
+    exes: &mut HashMap<u32, String>,
+    names: &Mutex<HashMap<IpAddr, String>>,
+) -> Option<(SystemTime, Option<Process>, What)> {
+    use abi::Plain;
+    let (header, payload) = abi::split_event(record)?;
+    let pid = header.pid;
+    let kind = header.kind as usize;
+    let what = match kind {
+        abi::CORDON_EVENT_NET_DENIED => {
+            let net = abi::Net::read_from(payload)?;
+            let address = if usize::from(net.family) == 10 {
+                IpAddr::from(net.addr)
+            } else {
+                IpAddr::from([net.addr[0], net.addr[1], net.addr[2], net.addr[3]])
+            };
+            let protocol = match usize::from(net.proto) {
+                abi::CORDON_PROTO_TCP => Protocol::Tcp,
+                abi::CORDON_PROTO_UDP => Protocol::Udp,
+                _ => Protocol::Other,
+            };
+            let reason = match usize::from(net.reason) {
+                abi::CORDON_NET_ISOLATED => NetReason::Isolated,
+                abi::CORDON_NET_EXPIRED => NetReason::Expired,
+                _ => NetReason::NotAllowed,
+            };
+            let domain = names.lock().ok().and_then(|n| n.get(&address).cloned());
+            What::NetworkDenied {
+                address,
+                port: net.port,
+                protocol,
+                reason,
+                domain,
+            }
+        }
+        abi::CORDON_EVENT_SYSCALL_DENIED => {
+            let call = abi::Syscall::read_from(payload)?;
+            let name = usize::try_from(call.nr)
+                .ok()
+                .and_then(syscalls::Sysno::new)
+                .map_or_else(|| format!("syscall_{}", call.nr), |s| s.name().to_owned());
+            What::SyscallDenied {
+                nr: call.nr,
+                syscall: name,
+                args: call.args.to_vec(),
+                errno: i32::try_from(-call.ret).unwrap_or(0),
+            }
+        }
+        abi::CORDON_EVENT_EXEC => {
+            let exec = abi::Exec::read_from(payload)?;
+            let filename = abi::c_str(&exec.filename);
+            exes.insert(pid, filename.clone());
+            What::Exec { filename }
+        }
+        abi::CORDON_EVENT_FORK => {
+            let fork = abi::Fork::read_from(payload)?;
+            if let Some(exe) = exes.get(&pid).cloned() {
+                exes.insert(fork.child_pid, exe);
+            }
+            What::Fork {
+                child_pid: fork.child_pid,
+            }
+        }
+        abi::CORDON_EVENT_EXIT => {
+            let exit = abi::Exit::read_from(payload)?;
+            let status = exit.exit_code as i32;
+            let signal = status & 0x7f;
+            if signal != 0 {
+                What::Exit {
+                    code: None,
+                    signal: Some(signal),
+                }
+            } else {
+                What::Exit {
+                    code: Some((status >> 8) & 0xff),
+                    signal: None,
+                }
+            }
+        }
+        _ => return None,
+    };
+    let exe = exes.get(&pid).cloned().or_else(|| {
+        std::fs::read_link(format!("/proc/{pid}/exe"))
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned())
+    });
+    if matches!(what, What::Exit { .. }) {
+        exes.remove(&pid);
+    }
+    let process = Process {
+        pid,
+        ppid: header.ppid,
+        comm: abi::c_str(&header.comm),
+        exe,
+        uid: header.uid,
+    };
+    Some((clock.wall(header.time_ns), Some(process), what))
+}
