@@ -123,6 +123,77 @@ fn act(args: &[String]) -> Outcome {
             Err(e) => io(Err(e)),
         },
         "connect" => io(std::net::TcpStream::connect(arg(0)).map(drop)),
+        // Through the system resolver (getaddrinfo): `value` lists the addresses, sorted.
+        "resolve" => {
+            use std::net::ToSocketAddrs;
+            match (arg(0), 0).to_socket_addrs() {
+                Ok(addrs) => {
+                    let mut ips: Vec<String> = addrs.map(|a| a.ip().to_string()).collect();
+                    ips.sort();
+                    ips.dedup();
+                    Outcome::Value(ips.join(","))
+                }
+                // getaddrinfo's failures carry no errno.
+                Err(e) => Outcome::Err(Errno::from_raw(e.raw_os_error().unwrap_or(libc::ENOENT))),
+            }
+        }
+        // Reads a TCP stream, printing `bytes N` after each read, until it stalls for 3 s.
+        "stream" => {
+            let mut stream = match std::net::TcpStream::connect(arg(0)) {
+                Ok(s) => s,
+                Err(e) => return io(Err(e)),
+            };
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(3)));
+            let mut total = 0usize;
+            let mut buf = [0u8; 65536];
+            loop {
+                match stream.read(&mut buf) {
+                    Ok(0) => return Outcome::Value(format!("closed {total}")),
+                    Ok(n) => {
+                        total += n;
+                        println!("bytes {total}");
+                        let _ = std::io::stdout().flush();
+                    }
+                    Err(e) => return io(Err(e)),
+                }
+            }
+        }
+        // Burns CPU for N seconds.
+        "spin" => {
+            let until = std::time::Instant::now()
+                + std::time::Duration::from_secs(arg(0).parse().unwrap_or(1));
+            let mut x = 0u64;
+            while std::time::Instant::now() < until {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+            Outcome::Ok
+        }
+        // Makes the same denied call N times (unshare(CLONE_NEWUSER)); `value` counts the EPERMs.
+        "deny-loop" => {
+            let n: u64 = arg(0).parse().unwrap_or_else(|_| usage());
+            let mut denied = 0u64;
+            for _ in 0..n {
+                if let Outcome::Err(Errno::EPERM) =
+                    syscall(libc::SYS_unshare, libc::CLONE_NEWUSER.into(), 0, 0)
+                {
+                    denied += 1;
+                }
+            }
+            Outcome::Value(denied.to_string())
+        }
+        // A datagram socket of another transport: UDP-Lite, or plain UDP.
+        "udplite-socket" => syscall(
+            libc::SYS_socket,
+            libc::AF_INET.into(),
+            libc::SOCK_DGRAM.into(),
+            libc::IPPROTO_UDPLITE.into(),
+        ),
+        "udp-socket" => syscall(
+            libc::SYS_socket,
+            libc::AF_INET.into(),
+            libc::SOCK_DGRAM.into(),
+            libc::IPPROTO_UDP.into(),
+        ),
         "udp-send" => io(std::net::UdpSocket::bind("0.0.0.0:0")
             .and_then(|s| s.send_to(b"probe", arg(0)))
             .map(drop)),

@@ -8,6 +8,8 @@
 //! These tests need root and the real kernel. Without root they print why and skip; under
 //! CI (`CI` set) a skip is a failure.
 
+pub mod dns;
+
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -107,6 +109,15 @@ impl Fixture {
 
     /// `cordon run` with this fixture's profile, workspace and home.
     pub fn command<S: AsRef<OsStr>>(&self, argv: &[S]) -> Command {
+        self.command_with(&[] as &[&str], argv)
+    }
+
+    /// `cordon run` with extra options of `run` (`--events FILE`, ...) before the command.
+    pub fn command_with<O: AsRef<OsStr>, S: AsRef<OsStr>>(
+        &self,
+        options: &[O],
+        argv: &[S],
+    ) -> Command {
         let mut cmd = Command::new(cordon_bin());
         cmd.arg("--profile-path")
             .arg(repo().join("profiles"))
@@ -114,6 +125,7 @@ impl Fixture {
             .arg(&self.profile)
             .arg("--workspace")
             .arg(&self.workspace)
+            .args(options)
             .arg("--")
             .args(argv)
             .env("HOME", &self.home)
@@ -144,6 +156,38 @@ impl Fixture {
         stdout
     }
 
+    /// Runs the probe with `--events` and returns its answer and every event of the run.
+    pub fn probe_events(
+        &self,
+        options: &[&str],
+        args: &[&str],
+    ) -> (String, Vec<serde_json::Value>) {
+        let events = self
+            .dir
+            .path()
+            .join(format!("events-{}.jsonl", args.join("-").replace('/', "_")));
+        let _ = std::fs::remove_file(&events);
+        let mut all = vec![
+            "--events".to_string(),
+            events.to_string_lossy().into_owned(),
+        ];
+        all.extend(options.iter().map(|o| o.to_string()));
+        let mut argv = vec![probe_bin().to_string_lossy().into_owned()];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        let out = self
+            .command_with(&all, &argv)
+            .output()
+            .expect("cordon runs");
+        let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(
+            !stdout.is_empty(),
+            "probe {args:?} printed nothing; status {}, stderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (stdout, read_events(&events))
+    }
+
     pub fn path(&self, rel: &str) -> String {
         self.workspace.join(rel).to_string_lossy().into_owned()
     }
@@ -163,4 +207,18 @@ pub fn cgroup2_mount() -> String {
                 .then(|| pre.split(' ').nth(4).map(str::to_string))?
         })
         .expect("cgroup2 is mounted")
+}
+
+/// Every event of a `--events` file.
+pub fn read_events(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad event line {l:?}: {e}")))
+        .collect()
+}
+
+/// The events of one kind.
+pub fn of_kind<'a>(events: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    events.iter().filter(|e| e["kind"] == kind).collect()
 }

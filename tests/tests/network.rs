@@ -1,0 +1,224 @@
+//! Network egress by host name, address prefix, port and protocol, enforced by the eBPF
+//! programs on the sandbox's cgroup. Traffic stays on 127.0.0.0/8 and ::1; the "real" DNS
+//! server is the test's own (common/dns.rs).
+
+mod common;
+
+use std::net::TcpListener;
+
+use common::dns::TestDns;
+use common::{of_kind, require_root, Fixture};
+
+/// A TCP listener that accepts (and drops) connections until the test ends.
+fn listen(addr: &str) -> u16 {
+    let listener = TcpListener::bind(addr).expect("listen");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || for _ in listener.incoming() {});
+    port
+}
+
+fn egress(rules: &str) -> String {
+    format!("[network]\negress = [\n{rules}\n]\n")
+}
+
+#[test]
+fn an_allowed_host_name_resolves_and_connects() {
+    if !require_root("an_allowed_host_name_resolves_and_connects") {
+        return;
+    }
+    let port = listen("127.0.0.2:0");
+    let dns = TestDns::start(&[("allowed.test", &["127.0.0.2"])]);
+    let f = Fixture::new(
+        "base",
+        &egress(&format!("{{ host = \"allowed.test\", ports = [{port}] }},")),
+    );
+    let upstream = dns.option();
+    let options = [upstream[0].as_str(), upstream[1].as_str()];
+    let (answer, _) = f.probe_events(&options, &["resolve", "allowed.test"]);
+    assert_eq!(answer, "value 127.0.0.2");
+    let (answer, events) = f.probe_events(&options, &["connect", &format!("allowed.test:{port}")]);
+    assert_eq!(answer, "ok");
+    assert!(of_kind(&events, "network_denied").is_empty(), "{events:?}");
+    assert!(
+        dns.asked().iter().all(|n| n == "allowed.test"),
+        "{:?}",
+        dns.asked()
+    );
+}
+
+#[test]
+fn a_name_no_rule_allows_is_refused_reported_and_never_forwarded() {
+    if !require_root("a_name_no_rule_allows_is_refused_reported_and_never_forwarded") {
+        return;
+    }
+    let dns = TestDns::start(&[
+        ("allowed.test", &["127.0.0.2"]),
+        ("denied.test", &["127.0.0.3"]),
+    ]);
+    let f = Fixture::new(
+        "base",
+        &egress("{ host = \"allowed.test\", ports = [443] },"),
+    );
+    let upstream = dns.option();
+    let (answer, events) =
+        f.probe_events(&[&upstream[0], &upstream[1]], &["resolve", "denied.test"]);
+    assert!(answer.starts_with("err"), "{answer}");
+    let denied = of_kind(&events, "dns_denied");
+    assert!(!denied.is_empty(), "{events:?}");
+    assert_eq!(denied[0]["domain"], "denied.test");
+    assert_eq!(
+        denied[0]["sandbox"]
+            .as_str()
+            .map(|s| s.starts_with("test-")),
+        Some(true)
+    );
+    assert!(
+        !dns.asked().contains(&"denied.test".to_string()),
+        "the denied name reached the upstream"
+    );
+}
+
+#[test]
+fn a_direct_connect_to_an_address_never_resolved_is_denied_and_reported() {
+    if !require_root("a_direct_connect_to_an_address_never_resolved_is_denied_and_reported") {
+        return;
+    }
+    let port = listen("127.0.0.2:0");
+    let dns = TestDns::start(&[("allowed.test", &["127.0.0.2"])]);
+    let f = Fixture::new(
+        "base",
+        &egress(&format!("{{ host = \"allowed.test\", ports = [{port}] }},")),
+    );
+    let upstream = dns.option();
+    let options = [upstream[0].as_str(), upstream[1].as_str()];
+    // The very address the allowed name resolves to, but this sandbox never asked for it.
+    let (answer, events) = f.probe_events(&options, &["connect", &format!("127.0.0.2:{port}")]);
+    assert_eq!(answer, "err EPERM");
+    let denied = of_kind(&events, "network_denied");
+    assert_eq!(denied.len(), 1, "{events:?}");
+    assert_eq!(denied[0]["address"], "127.0.0.2");
+    assert_eq!(denied[0]["port"], port);
+    assert_eq!(denied[0]["protocol"], "tcp");
+    assert_eq!(denied[0]["reason"], "not_allowed");
+    assert_eq!(denied[0]["process"]["comm"], "probe");
+    assert!(denied[0]["process"]["exe"]
+        .as_str()
+        .is_some_and(|e| e.ends_with("/probe")));
+    assert!(denied[0]["process"]["pid"].as_u64().is_some_and(|p| p > 1));
+}
+
+#[test]
+fn cidr_rules_allow_their_prefix_port_and_protocol_only() {
+    if !require_root("cidr_rules_allow_their_prefix_port_and_protocol_only") {
+        return;
+    }
+    let port = listen("127.0.0.2:0");
+    let f = Fixture::new(
+        "base",
+        &egress(&format!(
+            "{{ cidr = \"127.0.0.0/30\", ports = [{port}], proto = \"tcp\" }},\n{{ cidr = \"127.0.0.5/32\", ports = [9999], proto = \"udp\" }},"
+        )),
+    );
+    assert_eq!(f.probe(&["connect", &format!("127.0.0.2:{port}")]), "ok");
+    // The allowed port just outside the prefix (127.0.0.0/30 ends at .3).
+    assert_eq!(
+        f.probe(&["connect", &format!("127.0.0.4:{port}")]),
+        "err EPERM"
+    );
+    assert_eq!(f.probe(&["udp-send", "127.0.0.5:9999"]), "ok");
+    // The UDP rule does not open TCP, and the TCP rule does not open UDP.
+    assert_eq!(
+        f.probe(&["udp-send", &format!("127.0.0.2:{port}")]),
+        "err EPERM"
+    );
+}
+
+#[test]
+fn udp_to_a_disallowed_address_is_denied_and_reported() {
+    if !require_root("udp_to_a_disallowed_address_is_denied_and_reported") {
+        return;
+    }
+    let f = Fixture::new(
+        "base",
+        &egress("{ cidr = \"127.0.0.5/32\", ports = [9999], proto = \"udp\" },"),
+    );
+    assert_eq!(f.probe(&["udp-send", "127.0.0.5:9999"]), "ok");
+    let (answer, events) = f.probe_events(&[], &["udp-send", "127.0.0.6:9999"]);
+    assert_eq!(answer, "err EPERM");
+    let denied = of_kind(&events, "network_denied");
+    assert_eq!(denied.len(), 1, "{events:?}");
+    assert_eq!(denied[0]["address"], "127.0.0.6");
+    assert_eq!(denied[0]["protocol"], "udp");
+}
+
+#[test]
+fn ipv6_names_and_prefixes_are_enforced_too() {
+    if !require_root("ipv6_names_and_prefixes_are_enforced_too") {
+        return;
+    }
+    let port = listen("[::1]:0");
+    let dns = TestDns::start(&[("v6.test", &["::1"])]);
+    let f = Fixture::new(
+        "base",
+        &egress(&format!("{{ host = \"v6.test\", ports = [{port}] }},")),
+    );
+    let upstream = dns.option();
+    let options = [upstream[0].as_str(), upstream[1].as_str()];
+    let (answer, _) = f.probe_events(&options, &["connect", &format!("v6.test:{port}")]);
+    assert_eq!(answer, "ok");
+    // The allowed port at an address no answer gave.
+    let (answer, events) = f.probe_events(&options, &["connect", &format!("[fd00::1]:{port}")]);
+    assert_eq!(answer, "err EPERM");
+    let denied = of_kind(&events, "network_denied");
+    assert_eq!(denied.len(), 1, "{events:?}");
+    assert_eq!(denied[0]["address"], "fd00::1");
+    assert_eq!(denied[0]["port"], port);
+    // An IPv4 address reached through an IPv6 socket (v4-mapped) is held to the IPv4 rules.
+    let v4 = listen("127.0.0.2:0");
+    let f = Fixture::new(
+        "base",
+        &egress(&format!("{{ cidr = \"127.0.0.2/32\", ports = [{v4}] }},")),
+    );
+    assert_eq!(
+        f.probe(&["connect", &format!("[::ffff:127.0.0.2]:{v4}")]),
+        "ok"
+    );
+    assert_eq!(
+        f.probe(&["connect", &format!("[::ffff:127.0.0.4]:{v4}")]),
+        "err EPERM"
+    );
+}
+
+#[test]
+fn only_tcp_and_udp_sockets_can_be_created() {
+    if !require_root("only_tcp_and_udp_sockets_can_be_created") {
+        return;
+    }
+    let f = Fixture::new(
+        "base",
+        &egress("{ cidr = \"127.0.0.5/32\", ports = [9999] },"),
+    );
+    // Another transport (UDP-Lite here; ICMP echo, SCTP) could carry data past every port rule.
+    assert_eq!(f.probe(&["udplite-socket"]), "err EPERM");
+    assert_eq!(f.probe(&["udp-socket"]), "ok");
+}
+
+#[test]
+fn connect_ports_allow_any_address_on_those_ports_only() {
+    if !require_root("connect_ports_allow_any_address_on_those_ports_only") {
+        return;
+    }
+    let port = listen("127.0.0.2:0");
+    let other = listen("127.0.0.2:0");
+    let f = Fixture::new("base", &format!("[network]\nconnect_ports = [{port}]\n"));
+    assert_eq!(f.probe(&["connect", &format!("127.0.0.2:{port}")]), "ok");
+    assert_eq!(
+        f.probe(&["connect", &format!("127.0.0.2:{other}")]),
+        "err EACCES"
+    );
+    // UDP is not a connect port: closed now that the eBPF layer is there.
+    assert_eq!(
+        f.probe(&["udp-send", &format!("127.0.0.2:{port}")]),
+        "err EPERM"
+    );
+}
