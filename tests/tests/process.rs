@@ -391,10 +391,16 @@ fn an_offline_sandbox_has_no_network_at_all() {
         listener.recv_from(&mut buf).is_err(),
         "a datagram left the offline sandbox"
     );
-    assert_eq!(f.probe(&["udp-send", "192.0.2.1:53"]), "err ENETUNREACH");
+    // Even DNS: an offline sandbox has no resolver, and the eBPF layer refuses the datagram
+    // before the empty namespace would.
+    assert_eq!(f.probe(&["udp-send", "192.0.2.1:53"]), "err EPERM");
 
-    // The same datagram from a sandbox with network arrives: the check above can fail.
-    let g = Fixture::new("coding-agent", "");
+    // The same datagram from a sandbox allowed to send it arrives: the check above can fail.
+    let port = listener.local_addr().expect("addr").port();
+    let g = Fixture::new(
+        "coding-agent",
+        &format!("[network]\negress = [{{ cidr = \"127.0.0.1/32\", ports = [{port}], proto = \"udp\" }}]"),
+    );
     assert_eq!(g.probe(&["udp-send", &addr]), "ok");
     assert!(
         listener.recv_from(&mut buf).is_ok(),
