@@ -109,7 +109,10 @@ fn try_act(name: &str, action: Action) -> Result<Duration, String> {
     match action {
         Action::Kill => {
             sandbox.kill().map_err(|e| e.to_string())?;
-            until("empty", &|| !sandbox.is_populated().unwrap_or(true))?;
+            // `cordon run` removes the cgroup as soon as its sandbox is gone.
+            until("empty", &|| {
+                !sandbox.path().exists() || matches!(sandbox.is_populated(), Ok(false))
+            })?;
         }
         Action::Freeze => {
             sandbox.freeze().map_err(|e| e.to_string())?;
