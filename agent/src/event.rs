@@ -167,17 +167,9 @@ impl Event {
         process: Option<Process>,
         what: What,
     ) -> Self {
-        let since_epoch = time
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        let ts = uuid::Timestamp::from_unix(
-            uuid::NoContext,
-            since_epoch.as_secs(),
-            since_epoch.subsec_nanos(),
-        );
         Self {
             v: SCHEMA_VERSION,
-            id: uuid::Uuid::new_v7(ts),
+            id: new_id(time),
             time,
             sandbox: sandbox.to_owned(),
             profile: profile.to_owned(),
@@ -238,6 +230,25 @@ impl Event {
             }
             What::Contained { action } => format!("responder action took effect: {action:?}"),
         }
+    }
+}
+
+/// A UUIDv7 for an event at `time`. One context for the process keeps ids unique and
+/// increasing even within a millisecond (with sub-millisecond precision in the counter).
+fn new_id(time: SystemTime) -> uuid::Uuid {
+    static CONTEXT: std::sync::LazyLock<std::sync::Mutex<uuid::ContextV7>> =
+        std::sync::LazyLock::new(|| {
+            std::sync::Mutex::new(uuid::ContextV7::new().with_additional_precision())
+        });
+    let since_epoch = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let (secs, nanos) = (since_epoch.as_secs(), since_epoch.subsec_nanos());
+    match CONTEXT.lock() {
+        Ok(context) => uuid::Uuid::new_v7(uuid::Timestamp::from_unix(&*context, secs, nanos)),
+        // A panic while another thread held the context: still unique, just not ordered
+        // within the millisecond.
+        Err(_) => uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, secs, nanos)),
     }
 }
 

@@ -1,0 +1,153 @@
+//! Kernel-sourced events: every seccomp denial, the process tree, and lost events counted
+//! rather than dropped in silence. One JSON form for all of them (agent/src/event.rs).
+
+mod common;
+
+use common::{of_kind, require_root, Fixture};
+
+/// The syscall each probe action makes that the `default` preset denies.
+const DENIED: &[(&str, &str)] = &[
+    ("mount", "mount"),
+    ("bpf", "bpf"),
+    ("unshare-user", "unshare"),
+    ("unshare-net", "unshare"),
+    ("clone-newuser", "clone"),
+    ("keyctl", "keyctl"),
+    ("ptrace-child", "ptrace"),
+    ("mptcp", "socket"),
+];
+
+#[test]
+fn every_seccomp_denial_arrives_as_an_event_with_who_and_what() {
+    if !require_root("every_seccomp_denial_arrives_as_an_event_with_who_and_what") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    for (action, syscall) in DENIED {
+        let (answer, events) = f.probe_events(&[], &[action]);
+        assert_eq!(answer, "err EPERM", "{action}");
+        let denied = of_kind(&events, "syscall_denied");
+        let ours: Vec<_> = denied.iter().filter(|e| e["syscall"] == *syscall).collect();
+        assert_eq!(ours.len(), 1, "{action}: {events:?}");
+        let e = ours[0];
+        assert_eq!(e["errno"], libc::EPERM, "{action}");
+        assert_eq!(e["process"]["comm"], "probe", "{action}");
+        assert!(
+            e["process"]["exe"]
+                .as_str()
+                .is_some_and(|x| x.ends_with("/probe")),
+            "{action}"
+        );
+        assert!(
+            e["process"]["ppid"].as_u64().is_some_and(|p| p > 0),
+            "{action}"
+        );
+        assert_eq!(e["profile"], "test");
+        assert_eq!(e["args"].as_array().map(Vec::len), Some(6), "{action}");
+        assert!(e["sandbox"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("test-")));
+        assert!(e["id"].as_str().is_some_and(|id| id.len() == 36));
+        // Only the denial the probe made: the sandbox's own setup is not reported as one.
+        assert_eq!(denied.len(), 1, "{action}: {denied:?}");
+    }
+}
+
+#[test]
+fn the_arguments_reported_are_the_ones_the_rule_matched() {
+    if !require_root("the_arguments_reported_are_the_ones_the_rule_matched") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    let (_, events) = f.probe_events(&[], &["unshare-user"]);
+    let denied = of_kind(&events, "syscall_denied");
+    assert_eq!(denied[0]["args"][0], libc::CLONE_NEWUSER as u64);
+    // A call the deny list allows fails or works on its own and is not reported.
+    let (_, events) = f.probe_events(&[], &["read", "/nonexistent"]);
+    assert!(of_kind(&events, "syscall_denied").is_empty(), "{events:?}");
+}
+
+#[test]
+fn the_process_tree_is_reported_exec_fork_exit() {
+    if !require_root("the_process_tree_is_reported_exec_fork_exit") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    let (answer, events) = f.probe_events(&[], &["fork", "read", "/etc/hostname"]);
+    assert_eq!(answer, "ok");
+    let execs = of_kind(&events, "exec");
+    assert!(
+        execs.iter().any(|e| e["filename"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("/probe"))),
+        "{events:?}"
+    );
+    let probe_pid = execs[0]["process"]["pid"].as_u64().expect("pid");
+    let forks: Vec<_> = of_kind(&events, "fork")
+        .into_iter()
+        .filter(|e| e["process"]["pid"] == probe_pid)
+        .collect();
+    assert_eq!(forks.len(), 1, "{events:?}");
+    let child = forks[0]["child_pid"].as_u64().expect("child pid");
+    let exits = of_kind(&events, "exit");
+    let child_exit = exits
+        .iter()
+        .find(|e| e["process"]["pid"] == child)
+        .expect("the child's exit");
+    assert_eq!(child_exit["code"], 0);
+    assert_eq!(child_exit["process"]["ppid"], probe_pid);
+    assert!(exits
+        .iter()
+        .any(|e| e["process"]["pid"] == probe_pid && e["code"] == 0));
+    // Times are in order: the fork before the child's exit.
+    assert!(forks[0]["id"].as_str() < child_exit["id"].as_str());
+}
+
+#[test]
+fn a_kill_action_is_reported_as_a_death_by_sigsys() {
+    if !require_root("a_kill_action_is_reported_as_a_death_by_sigsys") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "[syscalls]\naction = \"kill\"");
+    let out = f
+        .command_with(
+            &["--events", &f.dir.path().join("k.jsonl").to_string_lossy()],
+            &[common::probe_bin().to_string_lossy().as_ref(), "keyctl"],
+        )
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let events = common::read_events(&f.dir.path().join("k.jsonl"));
+    let exits = of_kind(&events, "exit");
+    assert!(
+        exits
+            .iter()
+            .any(|e| e["signal"] == libc::SIGSYS && e["process"]["comm"] == "probe"),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn events_the_kernel_could_not_deliver_are_counted_never_silent() {
+    if !require_root("events_the_kernel_could_not_deliver_are_counted_never_silent") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    // Far more denials than the ring buffer holds (1 MiB of 312-byte records), as fast as
+    // the probe can make them: some may be lost, but every one is accounted for. The lost
+    // count covers every kind, so the probe's own exec and exit may be in it too.
+    let n = 200_000u64;
+    let (answer, events) = f.probe_events(&["--quiet"], &["deny-loop", &n.to_string()]);
+    assert_eq!(answer, format!("value {n}"));
+    let delivered = of_kind(&events, "syscall_denied").len() as u64;
+    let lost: u64 = of_kind(&events, "events_lost")
+        .iter()
+        .map(|e| e["count"].as_u64().expect("count"))
+        .sum();
+    let others = events.len() as u64 - delivered - of_kind(&events, "events_lost").len() as u64;
+    assert!(
+        (n..=n + 4).contains(&(delivered + lost)),
+        "{n} denials, delivered {delivered}, lost {lost} (and {others} other events)"
+    );
+    assert!(delivered > 0);
+}
