@@ -409,16 +409,44 @@ fn open_kernel(policy: &Policy) -> Result<Option<Arc<Kernel>>, String> {
     }
 }
 
-/// Drops the map entries of sandboxes whose cgroup is gone.
+/// Removes what sandboxes whose `cordon run` was killed left behind: their empty cgroups,
+/// then the map entries of every cgroup that is gone.
 fn sweep(kernel: &Kernel) -> Result<usize, String> {
     let root = crate::cgroup::find_mount(std::path::Path::new("/proc/self/mountinfo"))
         .map_err(|e| e.to_string())?;
-    let live: Vec<u64> = std::fs::read_dir(root.join(crate::cgroup::PARENT))
+    let parent = root.join(crate::cgroup::PARENT);
+    let mut live = Vec::new();
+    for entry in std::fs::read_dir(&parent)
         .map_err(|e| e.to_string())?
         .flatten()
-        .filter_map(|e| std::os::linux::fs::MetadataExt::st_ino(&e.metadata().ok()?).into())
-        .collect();
+    {
+        let path = entry.path();
+        if orphaned(&path) && std::fs::remove_dir(&path).is_ok() {
+            continue;
+        }
+        if let Ok(meta) = entry.metadata() {
+            live.push(std::os::linux::fs::MetadataExt::st_ino(&meta));
+        }
+    }
     kernel.sweep(&live).map_err(|e| e.to_string())
+}
+
+/// An empty sandbox cgroup (`<profile>-<pid>-<n>`) whose `cordon run` is no longer alive.
+fn orphaned(cgroup: &std::path::Path) -> bool {
+    let name = cgroup
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut parts = name.rsplit('-');
+    let (Some(_n), Some(pid)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    let empty = std::fs::read_to_string(cgroup.join("cgroup.events"))
+        .is_ok_and(|e| e.lines().any(|l| l == "populated 0"));
+    empty && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// What registering a sandbox set up before it was forked.

@@ -296,3 +296,88 @@ fn actions_on_a_sandbox_that_does_not_exist_fail_clearly() {
         .expect("cordon");
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a sandbox name"));
 }
+
+/// Where bpffs is mounted (cordon mounts it when absent).
+fn bpffs() -> Option<std::path::PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    info.lines().find_map(|l| {
+        let (pre, post) = l.split_once(" - ")?;
+        post.starts_with("bpf ")
+            .then(|| pre.split(' ').nth(4).map(std::path::PathBuf::from))?
+    })
+}
+
+#[test]
+fn sigkill_of_the_loader_leaves_every_sandbox_enforced() {
+    if !require_root("sigkill_of_the_loader_leaves_every_sandbox_enforced") {
+        return;
+    }
+    // Unpin the programs so that the next `cordon run` loads them afresh: that one is the loader.
+    if let Some(bpffs) = bpffs() {
+        for entry in std::fs::read_dir(bpffs.join("cordon"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if entry.path().is_dir() {
+                std::fs::remove_dir_all(entry.path()).expect("unpin the programs");
+            }
+        }
+    }
+    let listener = TcpListener::bind("127.0.0.2:0").expect("listen");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || for _ in listener.incoming() {});
+    let rules = format!(
+        "[filesystem]\nwrite = [\"{{workspace}}\"]\n[network]\negress = [{{ cidr = \"127.0.0.2/32\", ports = [{port}], proto = \"tcp\" }}]"
+    );
+    let loader_fixture = Fixture::new("base", &rules);
+    let mut loader = Running::start(&loader_fixture, &["sleep", "30"]);
+    let pins = bpffs().expect("cordon mounted bpffs").join("cordon");
+    assert!(std::fs::read_dir(&pins)
+        .expect("pins")
+        .flatten()
+        .any(|e| e.path().join("links").is_dir()));
+
+    let f = Fixture::new("base", &rules);
+    let flag = f.path("go");
+    let probe = probe_bin().to_string_lossy().into_owned();
+    let script = format!(
+        "while [ ! -e {flag} ]; do sleep 0.02; done; {probe} connect 127.0.0.3:{port}; {probe} connect 127.0.0.2:{port}; {probe} udp-send 127.0.0.2:{port}"
+    );
+    let other = f
+        .command(&["/bin/sh", "-c", &script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("cordon runs");
+    std::thread::sleep(Duration::from_millis(300));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(loader.child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("SIGKILL the loader");
+    let _ = loader.child.wait();
+    std::fs::write(&flag, "").expect("flag");
+    let out = other.wait_with_output().expect("wait");
+    let answers: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        answers,
+        ["err EPERM", "ok", "err EPERM"],
+        "the policy must hold after the loader died"
+    );
+    // A sandbox started afterwards adopts the pinned programs and is held to its policy too.
+    let g = Fixture::new("base", &rules);
+    assert_eq!(
+        g.probe(&["connect", &format!("127.0.0.3:{port}")]),
+        "err EPERM"
+    );
+    assert_eq!(g.probe(&["connect", &format!("127.0.0.2:{port}")]), "ok");
+    // ... and cleans up after the killed one: its sandbox died with it, its cgroup goes.
+    assert!(
+        !loader.cgroup().exists(),
+        "{} was left behind",
+        loader.cgroup().display()
+    );
+}
