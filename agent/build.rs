@@ -107,6 +107,16 @@ fn compile(source: &Path, object: &Path) {
             "-Werror",
         ])
         .arg(format!("-I{arch_include}"))
+        // The same source gives the same object wherever it is checked out: the loader names
+        // the pinned programs after the object's bytes.
+        .arg("-fdebug-compilation-dir=.")
+        .arg(format!(
+            "-ffile-prefix-map={}=ebpf",
+            source
+                .parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        ))
         .arg("-c")
         .arg(source)
         .arg("-o")

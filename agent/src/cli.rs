@@ -345,7 +345,8 @@ fn run(
     };
     let monitor = match (&kernel, registered) {
         (Some(kernel), Some(registered)) => {
-            match start_monitor(kernel, &policy, registered, options) {
+            let init_pid = running.pid.as_raw() as u32;
+            match start_monitor(kernel, &policy, registered, init_pid, options) {
                 Ok(m) => Some(m),
                 Err(e) => {
                     eprintln!("cordon: cannot watch the sandbox: {e}");
@@ -456,6 +457,26 @@ struct Registered {
     cgroup_events: PathBuf,
     ring: aya::maps::RingBuf<aya::maps::MapData>,
     resolver: Option<Resolver>,
+    audit: Option<crate::audit::AuditListener>,
+}
+
+/// A listener for Landlock's denial records, with kernel auditing turned on if it was off.
+/// Without it, file denials are not reported (the sandbox still enforces them).
+fn landlock_audit() -> Option<crate::audit::AuditListener> {
+    match crate::audit::enable() {
+        Ok(true) => {
+            tracing::info!("kernel auditing was off; turned it on for Landlock's denial records")
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!("cannot turn kernel auditing on: {e}"),
+    }
+    match crate::audit::AuditListener::open() {
+        Ok(listener) => Some(listener),
+        Err(e) => {
+            eprintln!("cordon: warning: cannot read audit records ({e}); file denials will not be reported");
+            None
+        }
+    }
 }
 
 /// Enters the sandbox into the eBPF maps, with its resolver's ports when it has network.
@@ -471,6 +492,7 @@ fn register(
         Some(Resolver::bind().map_err(|e| format!("cannot open the sandbox's DNS resolver: {e}"))?)
     };
     let (dns_port4, dns_port6) = resolver.as_ref().map_or((0, 0), Resolver::ports);
+    let audit = landlock_audit();
     let entry = crate::ebpf::abi::Sandbox {
         flags: 0,
         dns_port4,
@@ -485,6 +507,7 @@ fn register(
             cgroup_events: cgroup.path().join("cgroup.events"),
             ring,
             resolver,
+            audit,
         }),
         Err(e) => {
             let _ = kernel.unregister(cgroup_id);
@@ -497,6 +520,7 @@ fn start_monitor(
     kernel: &Arc<Kernel>,
     policy: &Policy,
     registered: Registered,
+    init_pid: u32,
     options: &RunOptions,
 ) -> Result<(Monitor, u64), String> {
     let sink = Sink {
@@ -533,6 +557,7 @@ fn start_monitor(
         cgroup_events: registered.cgroup_events,
         ring: registered.ring,
         names,
+        audit: registered.audit.map(|a| (a, init_pid)),
     };
     let monitor =
         Monitor::start(watch, reporter, writer, stop, threads).map_err(|e| e.to_string())?;

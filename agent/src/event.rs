@@ -103,10 +103,16 @@ pub enum What {
         args: Vec<u64>,
         errno: i32,
     },
-    /// A file access Landlock denied.
+    /// A file access Landlock denied; `access` is Landlock's name for it (`fs.read_file`).
+    /// For a file that could not be created or removed, `path` is its directory.
     FileDenied {
         path: String,
         access: String,
+    },
+    /// Another Landlock denial (`scope.signal`, `net.bind_tcp`, ...), with the record's fields.
+    OtherDenied {
+        blockers: String,
+        detail: String,
     },
     Exec {
         filename: String,
@@ -139,6 +145,7 @@ impl What {
             What::DnsDenied { .. } => "dns_denied",
             What::SyscallDenied { .. } => "syscall_denied",
             What::FileDenied { .. } => "file_denied",
+            What::OtherDenied { .. } => "other_denied",
             What::Exec { .. } => "exec",
             What::Fork { .. } => "fork",
             What::Exit { .. } => "exit",
@@ -155,6 +162,7 @@ impl What {
                 | What::DnsDenied { .. }
                 | What::SyscallDenied { .. }
                 | What::FileDenied { .. }
+                | What::OtherDenied { .. }
         )
     }
 }
@@ -218,6 +226,9 @@ impl Event {
                 format!("{who}: syscall {syscall} denied ({err})")
             }
             What::FileDenied { path, access } => format!("{who}: {access} of {path} denied"),
+            What::OtherDenied { blockers, detail } => {
+                format!("{who}: {blockers} denied ({detail})")
+            }
             What::Exec { filename } => format!("{who}: exec {filename}"),
             What::Fork { child_pid } => format!("{who}: fork -> {child_pid}"),
             What::Exit { code, signal } => match (code, signal) {

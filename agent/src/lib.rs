@@ -12,6 +12,7 @@
 //! * [`sandbox`] turns a [`policy::Policy`] into kernel state in a forked child and runs the command.
 //! * [`sys`] holds the few raw system calls the crates we build on do not wrap.
 
+pub mod audit;
 pub mod cgroup;
 pub mod cli;
 pub mod ebpf;

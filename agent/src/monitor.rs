@@ -35,7 +35,7 @@ impl Reporter {
         self.report_at(SystemTime::now(), process, what);
     }
 
-    fn report_at(&self, time: SystemTime, process: Option<Process>, what: What) {
+    pub(crate) fn report_at(&self, time: SystemTime, process: Option<Process>, what: What) {
         // The writer only goes away after every reporter: a send cannot fail before that.
         let _ = self.tx.send(Event::new(
             &self.sandbox,
@@ -65,6 +65,8 @@ pub struct Watch {
     pub ring: RingBuf<MapData>,
     /// Shared with the resolver: the name each allowed address was answered for.
     pub names: Arc<Mutex<HashMap<IpAddr, String>>>,
+    /// Landlock's audit records, and the pid of the sandbox's init (whose domain they name).
+    pub audit: Option<(crate::audit::AuditListener, u32)>,
 }
 
 pub struct Monitor {
@@ -133,6 +135,16 @@ impl Monitor {
         extra: Vec<JoinHandle<()>>,
     ) -> std::io::Result<Self> {
         let mut threads = extra;
+        let mut watch = watch;
+        if let Some((listener, init_pid)) = watch.audit.take() {
+            let stop = Arc::clone(&stop);
+            let reporter = reporter.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("cordon-audit".into())
+                    .spawn(move || listener.watch(init_pid, &reporter, &stop))?,
+            );
+        }
         let thread_stop = Arc::clone(&stop);
         let thread_reporter = reporter.clone();
         threads.push(

@@ -151,3 +151,35 @@ fn events_the_kernel_could_not_deliver_are_counted_never_silent() {
     );
     assert!(delivered > 0);
 }
+
+#[test]
+fn landlock_denials_arrive_as_events_from_its_audit_records() {
+    if !require_root("landlock_denials_arrive_as_events_from_its_audit_records") {
+        return;
+    }
+    // The Landlock-layer denials of the launcher tests: a write where the mount is writable
+    // (files.rs) and a TCP connect to a port not listed (files.rs, process.rs).
+    let f = Fixture::new("base", "");
+    let (answer, events) = f.probe_events(&[], &["write", "/tmp/x"]);
+    assert_eq!(answer, "err EACCES");
+    let denied = of_kind(&events, "file_denied");
+    // Landlock names the directory a file could not be created in.
+    let ours: Vec<_> = denied.iter().filter(|e| e["path"] == "/tmp").collect();
+    assert_eq!(ours.len(), 1, "{events:?}");
+    assert_eq!(ours[0]["access"], "fs.make_reg");
+    assert_eq!(ours[0]["process"]["comm"], "probe");
+    assert!(ours[0]["process"]["exe"]
+        .as_str()
+        .is_some_and(|x| x.ends_with("/probe")));
+    assert!(ours[0]["process"]["pid"].as_u64().is_some_and(|p| p > 1));
+    assert!(ours[0]["process"]["ppid"].as_u64().is_some_and(|p| p > 1));
+
+    let f = Fixture::new("coding-agent", "");
+    let (answer, events) = f.probe_events(&[], &["connect", "127.0.0.1:1"]);
+    assert_eq!(answer, "err EACCES");
+    let denied = of_kind(&events, "network_denied");
+    assert_eq!(denied.len(), 1, "{events:?}");
+    assert_eq!(denied[0]["address"], "127.0.0.1");
+    assert_eq!(denied[0]["port"], 1);
+    assert_eq!(denied[0]["process"]["comm"], "probe");
+}

@@ -182,16 +182,26 @@ impl Kernel {
         let base = bpffs()?.join("cordon");
         std::fs::create_dir_all(&base).map_err(io(format!("create {}", base.display())))?;
         let _lock = lock(&base)?;
+        match Self::open_locked(&base, false) {
+            Ok(kernel) => Ok(kernel),
+            // The pins went away under us (another build replaced them, or an operator
+            // removed them): load afresh.
+            Err(EbpfError::Io { .. }) => Self::open_locked(&base, true),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn open_locked(base: &Path, reload: bool) -> Result<Self, EbpfError> {
         let dir = base.join(tag(OBJECT));
         let links = dir.join("links");
         let complete = PROGRAMS.iter().all(|(name, _)| links.join(name).exists());
-        let loaded = !complete;
-        if !complete {
+        let loaded = reload || !complete;
+        if loaded {
             if dir.exists() {
                 std::fs::remove_dir_all(&dir).map_err(io(format!("remove {}", dir.display())))?;
             }
             load(&dir)?;
-            remove_other_builds(&base, &dir);
+            remove_other_builds(base, &dir);
         }
         let maps = dir.join("maps");
         let open = |name: &str| {

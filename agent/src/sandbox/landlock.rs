@@ -115,7 +115,18 @@ pub fn prepare(
 }
 
 /// Restricts the calling process (and everything it will exec) to the ruleset.
+/// The Landlock ABI that logs denials to audit, with `log_new_exec`.
+const LOG_NEW_EXEC_ABI: u32 = 7;
+
 pub fn enforce(ruleset: RulesetCreated, compat: Compat) -> Result<Enforcement, LandlockError> {
+    // Denials are logged to audit only until the first exec by default; the sandboxed
+    // command is exec'd after this, so ask for its denials too (ABI 7; older kernels have
+    // no Landlock audit records to ask for).
+    let ruleset = if crate::sys::landlock_abi() >= LOG_NEW_EXEC_ABI {
+        ruleset.log_new_exec(true)?
+    } else {
+        ruleset
+    };
     let RestrictionStatus {
         ruleset: status,
         no_new_privs,

@@ -1,0 +1,441 @@
+//! Landlock's denials, from the kernel's audit records (NETLINK_AUDIT, read-only multicast
+//! group 1, which any number of listeners can join beside auditd).
+//!
+//! One denial is a group of records sharing a serial number, ended by an EOE record:
+//!
+//! ```text
+//! 1423 audit(1795693789.766:122): domain=18aa8ea5d blockers=net.connect_tcp daddr=127.0.0.1 dest=1
+//! 1424 audit(1795693789.766:122): domain=18aa8ea5d status=allocated mode=enforcing pid=1755 ...
+//! 1300 audit(1795693789.766:122): arch=c000003e syscall=42 success=no exit=-13 ... ppid=1756 pid=1761 comm="python3" exe="/usr/bin/python3.11"
+//! 1320 audit(1795693789.766:122):
+//! ```
+//!
+//! The 1424 record names a Landlock domain once, with the pid of the process that created
+//! it: a sandbox's init. That is how the denials of one sandbox are told from the others.
+
+use std::collections::{HashMap, HashSet};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use nix::sys::socket::{self, AddressFamily, NetlinkAddr, SockFlag, SockProtocol, SockType};
+
+use crate::event::{NetReason, Process, Protocol, What};
+use crate::monitor::Reporter;
+
+const AUDIT_GET: u16 = 1000;
+const AUDIT_SET: u16 = 1001;
+const AUDIT_SYSCALL: u16 = 1300;
+const AUDIT_EOE: u16 = 1320;
+const AUDIT_LANDLOCK_ACCESS: u16 = 1423;
+const AUDIT_LANDLOCK_DOMAIN: u16 = 1424;
+const AUDIT_STATUS_ENABLED: u32 = 1;
+/// The read-only multicast group every audit record is copied to.
+const AUDIT_NLGRP_READLOG: u32 = 1;
+const NLMSG_HDRLEN: usize = 16;
+
+/// `struct audit_status` of `<linux/audit.h>`, as far as Cordon uses it.
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct AuditStatus {
+    mask: u32,
+    enabled: u32,
+    failure: u32,
+    pid: u32,
+    rate_limit: u32,
+    backlog_limit: u32,
+    lost: u32,
+    backlog: u32,
+    feature_bitmap: u32,
+    backlog_wait_time: u32,
+    backlog_wait_time_actual: u32,
+}
+
+/// A listener on the audit multicast group, opened before the sandbox starts.
+#[derive(Debug)]
+pub struct AuditListener {
+    socket: OwnedFd,
+}
+
+fn netlink_socket() -> std::io::Result<OwnedFd> {
+    Ok(socket::socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkAudit,
+    )?)
+}
+
+/// Sends one audit request and returns the status the kernel answers with (for AUDIT_GET).
+fn request(kind: u16, status: &AuditStatus) -> std::io::Result<Option<AuditStatus>> {
+    let sock = netlink_socket()?;
+    socket::bind(sock.as_raw_fd(), &NetlinkAddr::new(0, 0))?;
+    let size = std::mem::size_of::<AuditStatus>();
+    let mut msg = Vec::with_capacity(NLMSG_HDRLEN + size);
+    msg.extend_from_slice(&((NLMSG_HDRLEN + size) as u32).to_ne_bytes());
+    msg.extend_from_slice(&kind.to_ne_bytes());
+    msg.extend_from_slice(&(libc::NLM_F_REQUEST as u16 | libc::NLM_F_ACK as u16).to_ne_bytes());
+    msg.extend_from_slice(&1u32.to_ne_bytes());
+    msg.extend_from_slice(&0u32.to_ne_bytes());
+    // SAFETY: AuditStatus is a repr(C) struct of u32s without padding: all its bytes are
+    // initialized, and the slice borrows it for this statement only.
+    let bytes =
+        unsafe { std::slice::from_raw_parts((status as *const AuditStatus).cast::<u8>(), size) };
+    msg.extend_from_slice(bytes);
+    socket::send(sock.as_raw_fd(), &msg, socket::MsgFlags::empty())?;
+    let mut buf = [0u8; 8192];
+    for _ in 0..4 {
+        let len = socket::recv(sock.as_raw_fd(), &mut buf, socket::MsgFlags::empty())?;
+        let mut at = 0;
+        while at + NLMSG_HDRLEN <= len {
+            let msg_len =
+                u32::from_ne_bytes(buf[at..at + 4].try_into().unwrap_or_default()) as usize;
+            let msg_type = u16::from_ne_bytes(buf[at + 4..at + 6].try_into().unwrap_or_default());
+            let body = &buf[at + NLMSG_HDRLEN..(at + msg_len).min(len)];
+            if msg_type == libc::NLMSG_ERROR as u16 {
+                let errno = i32::from_ne_bytes(
+                    body.get(..4)
+                        .and_then(|b| b.try_into().ok())
+                        .unwrap_or_default(),
+                );
+                if errno != 0 {
+                    return Err(std::io::Error::from_raw_os_error(-errno));
+                }
+                if kind != AUDIT_GET {
+                    return Ok(None);
+                }
+            } else if msg_type == AUDIT_GET && body.len() >= size {
+                // SAFETY: `body` holds at least `size` bytes and any bit pattern is a valid
+                // AuditStatus; the unaligned read copies it out.
+                return Ok(Some(unsafe {
+                    std::ptr::read_unaligned(body.as_ptr().cast::<AuditStatus>())
+                }));
+            }
+            if msg_len == 0 {
+                break;
+            }
+            at += (msg_len + 3) & !3;
+        }
+    }
+    Ok(None)
+}
+
+/// Turns kernel auditing on when it is off (Landlock only logs denials when it is on).
+/// Returns whether it was off.
+pub fn enable() -> std::io::Result<bool> {
+    let status = request(AUDIT_GET, &AuditStatus::default())?
+        .ok_or_else(|| std::io::Error::other("the kernel did not answer AUDIT_GET"))?;
+    if status.enabled != 0 {
+        return Ok(false);
+    }
+    let set = AuditStatus {
+        mask: AUDIT_STATUS_ENABLED,
+        enabled: 1,
+        ..AuditStatus::default()
+    };
+    request(AUDIT_SET, &set)?;
+    Ok(true)
+}
+
+impl AuditListener {
+    /// Joins the audit multicast group (needs CAP_AUDIT_READ).
+    pub fn open() -> std::io::Result<Self> {
+        let socket = netlink_socket()?;
+        socket::bind(
+            socket.as_raw_fd(),
+            &NetlinkAddr::new(0, AUDIT_NLGRP_READLOG),
+        )?;
+        // A burst of denials must not be dropped by a small socket buffer.
+        let _ = socket::setsockopt(&socket, socket::sockopt::RcvBuf, &(4 << 20));
+        Ok(Self { socket })
+    }
+
+    /// Reports the Landlock denials of the sandbox whose init is `init_pid`, until `stop`.
+    pub fn watch(self, init_pid: u32, reporter: &Reporter, stop: &AtomicBool) {
+        let mut sandbox = Sandbox {
+            init_pid,
+            domains: HashSet::new(),
+            pending: HashMap::new(),
+        };
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let stopping = stop.load(Ordering::Relaxed);
+            let mut fds = [nix::poll::PollFd::new(
+                self.socket.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            let timeout = if stopping { 0u16 } else { 50 };
+            let ready =
+                nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(timeout)).unwrap_or(0);
+            if ready > 0 {
+                while let Ok(len) = socket::recv(
+                    self.socket.as_raw_fd(),
+                    &mut buf,
+                    socket::MsgFlags::MSG_DONTWAIT,
+                ) {
+                    for (kind, text) in messages(&buf[..len]) {
+                        sandbox.record(kind, &text, reporter);
+                    }
+                }
+                continue;
+            }
+            sandbox.flush_stale(reporter);
+            if stopping {
+                sandbox.flush_all(reporter);
+                return;
+            }
+        }
+    }
+}
+
+/// The audit records in one netlink datagram, as (type, text).
+fn messages(buf: &[u8]) -> Vec<(u16, String)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + NLMSG_HDRLEN <= buf.len() {
+        let len = u32::from_ne_bytes(buf[at..at + 4].try_into().unwrap_or_default()) as usize;
+        let kind = u16::from_ne_bytes(buf[at + 4..at + 6].try_into().unwrap_or_default());
+        if len < NLMSG_HDRLEN {
+            break;
+        }
+        let body = &buf[at + NLMSG_HDRLEN..(at + len).min(buf.len())];
+        let text = String::from_utf8_lossy(body)
+            .trim_end_matches('\0')
+            .to_string();
+        out.push((kind, text));
+        at += (len + 3) & !3;
+    }
+    out
+}
+
+/// The records of one audit event, gathered until its EOE.
+#[derive(Default)]
+struct Pending {
+    access: Vec<HashMap<String, String>>,
+    syscall: Option<HashMap<String, String>>,
+    time: Option<SystemTime>,
+    seen: Option<std::time::Instant>,
+}
+
+struct Sandbox {
+    init_pid: u32,
+    /// The Landlock domains created by this sandbox's init.
+    domains: HashSet<String>,
+    pending: HashMap<u64, Pending>,
+}
+
+impl Sandbox {
+    fn record(&mut self, kind: u16, text: &str, reporter: &Reporter) {
+        let Some((time, serial, rest)) = header(text) else {
+            return;
+        };
+        match kind {
+            AUDIT_LANDLOCK_ACCESS => {
+                let p = self.pending.entry(serial).or_default();
+                p.access.push(fields(rest));
+                p.time = Some(time);
+                p.seen.get_or_insert_with(std::time::Instant::now);
+            }
+            AUDIT_LANDLOCK_DOMAIN => {
+                let f = fields(rest);
+                let ours = f.get("status").map(String::as_str) == Some("allocated")
+                    && f.get("pid").and_then(|p| p.parse::<u32>().ok()) == Some(self.init_pid);
+                if let (true, Some(domain)) = (ours, f.get("domain")) {
+                    self.domains.insert(domain.clone());
+                }
+            }
+            AUDIT_SYSCALL => {
+                if let Some(p) = self.pending.get_mut(&serial) {
+                    p.syscall = Some(fields(rest));
+                }
+            }
+            AUDIT_EOE => {
+                if let Some(p) = self.pending.remove(&serial) {
+                    self.report(p, reporter);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Events whose EOE never came (a denial outside a syscall) go out after a moment.
+    fn flush_stale(&mut self, reporter: &Reporter) {
+        let stale: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| {
+                p.seen
+                    .is_some_and(|s| s.elapsed() > Duration::from_millis(200))
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for serial in stale {
+            if let Some(p) = self.pending.remove(&serial) {
+                self.report(p, reporter);
+            }
+        }
+    }
+
+    fn flush_all(&mut self, reporter: &Reporter) {
+        let all: Vec<u64> = self.pending.keys().copied().collect();
+        for serial in all {
+            if let Some(p) = self.pending.remove(&serial) {
+                self.report(p, reporter);
+            }
+        }
+    }
+
+    fn report(&self, p: Pending, reporter: &Reporter) {
+        let process = p.syscall.as_ref().and_then(|s| {
+            Some(Process {
+                pid: s.get("pid")?.parse().ok()?,
+                ppid: s.get("ppid")?.parse().ok()?,
+                comm: s.get("comm").cloned().unwrap_or_default(),
+                exe: s.get("exe").cloned(),
+                uid: s.get("uid").and_then(|u| u.parse().ok()).unwrap_or(0),
+            })
+        });
+        let time = p.time.unwrap_or_else(SystemTime::now);
+        for access in p.access {
+            if !access
+                .get("domain")
+                .is_some_and(|d| self.domains.contains(d))
+            {
+                continue;
+            }
+            if let Some(what) = denial(&access) {
+                reporter.report_at(time, process.clone(), what);
+            }
+        }
+    }
+}
+
+/// What a 1423 record says was denied.
+fn denial(access: &HashMap<String, String>) -> Option<What> {
+    let blockers = access.get("blockers")?.clone();
+    if blockers.starts_with("fs.") {
+        return Some(What::FileDenied {
+            path: access
+                .get("path")
+                .or_else(|| access.get("name"))
+                .cloned()
+                .unwrap_or_default(),
+            access: blockers,
+        });
+    }
+    if blockers.starts_with("net.connect_tcp") {
+        let address = access.get("daddr")?.parse().ok()?;
+        let port = access.get("dest")?.parse().ok()?;
+        return Some(What::NetworkDenied {
+            address,
+            port,
+            protocol: Protocol::Tcp,
+            reason: NetReason::NotAllowed,
+            domain: None,
+        });
+    }
+    let detail = access
+        .iter()
+        .filter(|(k, _)| *k != "domain" && *k != "blockers")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    Some(What::OtherDenied { blockers, detail })
+}
+
+/// `audit(1795693789.766:122): rest` -> (time, serial, rest).
+fn header(text: &str) -> Option<(SystemTime, u64, &str)> {
+    let inner = text.strip_prefix("audit(")?;
+    let (stamp, rest) = inner.split_once("):")?;
+    let (time, serial) = stamp.split_once(':')?;
+    let (secs, millis) = time.split_once('.')?;
+    let time = SystemTime::UNIX_EPOCH
+        + Duration::from_secs(secs.parse().ok()?)
+        + Duration::from_millis(millis.parse().ok()?);
+    Some((time, serial.parse().ok()?, rest.trim_start()))
+}
+
+/// `key=value key="quoted value" key=2F746D70` -> map; hex-encoded values are decoded the
+/// way the audit subsystem encodes strings with spaces or odd bytes.
+fn fields(text: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let mut rest = text.trim();
+    while let Some((key, after)) = rest.split_once('=') {
+        let key = key.trim().to_string();
+        let (value, next) = if let Some(quoted) = after.strip_prefix('"') {
+            match quoted.split_once('"') {
+                Some((v, n)) => (v.to_string(), n),
+                None => (quoted.to_string(), ""),
+            }
+        } else {
+            let end = after.find(' ').unwrap_or(after.len());
+            let raw = &after[..end];
+            let decoded = if matches!(key.as_str(), "path" | "name" | "exe" | "comm") {
+                decode_hex(raw).unwrap_or_else(|| raw.to_string())
+            } else {
+                raw.to_string()
+            };
+            (decoded, &after[end..])
+        };
+        out.insert(key, value);
+        rest = next.trim_start();
+    }
+    out
+}
+
+fn decode_hex(raw: &str) -> Option<String> {
+    if raw.len() % 2 != 0 || raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..raw.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&raw[i..i + 2], 16).ok())
+        .collect();
+    Some(String::from_utf8_lossy(&bytes?).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_split_into_time_serial_and_fields() {
+        let (time, serial, rest) =
+            header("audit(1795693789.766:122): domain=18aa8ea5d blockers=net.connect_tcp daddr=127.0.0.1 dest=1").unwrap();
+        assert_eq!(serial, 122);
+        assert_eq!(
+            time.duration_since(SystemTime::UNIX_EPOCH).unwrap(),
+            Duration::from_millis(1_795_693_789_766)
+        );
+        let f = fields(rest);
+        assert_eq!(f["blockers"], "net.connect_tcp");
+        assert_eq!(f["daddr"], "127.0.0.1");
+    }
+
+    #[test]
+    fn quoted_and_hex_encoded_values_are_decoded() {
+        let f = fields("blockers=fs.read_file path=\"/etc/x\" dev=\"vda\" ino=12");
+        assert_eq!(f["path"], "/etc/x");
+        assert_eq!(f["ino"], "12");
+        // A path with a space is hex-encoded by the kernel.
+        let f = fields("blockers=fs.write_file path=2F746D702F612062 dev=\"tmpfs\"");
+        assert_eq!(f["path"], "/tmp/a b");
+    }
+
+    #[test]
+    fn denials_become_file_network_or_other_events() {
+        let f = fields("domain=1 blockers=fs.read_dir path=\"/\" dev=\"tmpfs\" ino=1");
+        assert!(
+            matches!(denial(&f), Some(What::FileDenied { path, access }) if path == "/" && access == "fs.read_dir")
+        );
+        let n = fields("domain=1 blockers=net.connect_tcp daddr=127.0.0.1 dest=1");
+        assert!(matches!(
+            denial(&n),
+            Some(What::NetworkDenied { port: 1, .. })
+        ));
+        let s = fields("domain=1 blockers=scope.signal opid=1 ocomm=\"x\"");
+        assert!(
+            matches!(denial(&s), Some(What::OtherDenied { blockers, .. }) if blockers == "scope.signal")
+        );
+    }
+}
