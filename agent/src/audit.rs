@@ -384,7 +384,8 @@ fn fields(text: &str) -> HashMap<String, String> {
 }
 
 fn decode_hex(raw: &str) -> Option<String> {
-    if raw.len() % 2 != 0 || raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !raw.len().is_multiple_of(2) || raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_hexdigit())
+    {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..raw.len())
