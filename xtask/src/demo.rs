@@ -24,7 +24,7 @@ step "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", $1))'"
 step 'cp /bin/true ./dropped && ./dropped'
 step 'unshare --user --map-root-user id'
 step 'cat /etc/shadow'
-step 'test -z "$OPENAI_API_KEY" && echo "OPENAI_API_KEY is not set in here: the caller's secrets were scrubbed"'
+step 'test -z "$OPENAI_API_KEY" && echo "OPENAI_API_KEY is not set in here: secrets of the caller were scrubbed"'
 "#;
 
 /// What each step must get, in order.
