@@ -54,6 +54,37 @@ pub fn find_mount(mountinfo: &Path) -> Result<PathBuf, CgroupError> {
         .ok_or_else(|| CgroupError::NotMounted(mountinfo.to_path_buf()))
 }
 
+/// The controllers the cgroup v2 hierarchy at `root` offers (`cgroup.controllers`): on a
+/// hybrid host, the ones cgroup v1 does not hold.
+pub fn controllers(root: &Path) -> Result<Vec<String>, CgroupError> {
+    let path = root.join("cgroup.controllers");
+    let text = std::fs::read_to_string(&path).map_err(io_err("read", &path))?;
+    Ok(text.split_whitespace().map(String::from).collect())
+}
+
+/// Resource limits of one sandbox.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// `pids.max`
+    pub processes: Option<u32>,
+    /// `memory.max`, in bytes
+    pub memory: Option<u64>,
+}
+
+impl Limits {
+    /// The controller each limit needs, with the profile field that asks for it.
+    pub fn needs(&self) -> Vec<(&'static str, &'static str)> {
+        let mut out = Vec::new();
+        if self.processes.is_some() {
+            out.push(("pids", "max_processes"));
+        }
+        if self.memory.is_some() {
+            out.push(("memory", "max_memory"));
+        }
+        out
+    }
+}
+
 /// Undoes mountinfo's octal escapes (`\040` for a space).
 fn unescape(field: &str) -> String {
     let bytes = field.as_bytes();
@@ -86,18 +117,52 @@ pub struct SandboxCgroup {
 }
 
 impl SandboxCgroup {
-    /// Creates `<root>/cordon/<name>`.
-    pub fn create(root: &Path, name: &str) -> Result<Self, CgroupError> {
+    /// Creates `<root>/cordon/<name>` with `limits`; only controllers the hierarchy offers
+    /// (see [`controllers`]) are used, the caller decides what a missing one means.
+    pub fn create(root: &Path, name: &str, limits: &Limits) -> Result<Self, CgroupError> {
         let parent = root.join(PARENT);
         match std::fs::create_dir(&parent) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(io_err("create", &parent)(e)),
         }
+        let offered = controllers(root)?;
+        let used: Vec<&str> = limits
+            .needs()
+            .into_iter()
+            .map(|(controller, _)| controller)
+            .filter(|c| offered.iter().any(|o| o == c))
+            .collect();
+        // A controller reaches a cgroup only when every ancestor enables it for its children.
+        for dir in [root, parent.as_path()] {
+            for controller in &used {
+                let control = dir.join("cgroup.subtree_control");
+                std::fs::write(&control, format!("+{controller}"))
+                    .map_err(io_err("write", &control))?;
+            }
+        }
         let path = parent.join(name);
         std::fs::create_dir(&path).map_err(io_err("create", &path))?;
         let dir = File::open(&path).map_err(io_err("open", &path))?.into();
-        Ok(Self { path, dir })
+        let cgroup = Self { path, dir };
+        let apply = || -> Result<(), CgroupError> {
+            if let (Some(max), true) = (limits.processes, used.contains(&"pids")) {
+                cgroup.write("pids.max", &max.to_string())?;
+            }
+            if let (Some(max), true) = (limits.memory, used.contains(&"memory")) {
+                cgroup.write("memory.max", &max.to_string())?;
+                // Past the limit the sandbox is reclaimed or killed, not pushed into swap.
+                if cgroup.path.join("memory.swap.max").exists() {
+                    cgroup.write("memory.swap.max", "0")?;
+                }
+            }
+            Ok(())
+        };
+        if let Err(e) = apply() {
+            let _ = std::fs::remove_dir(&cgroup.path);
+            return Err(e);
+        }
+        Ok(cgroup)
     }
 
     /// An existing sandbox's cgroup, by its directory (for responders' actions).

@@ -224,6 +224,10 @@ pub struct ProcessPolicy {
     pub set_env: BTreeMap<String, String>,
     /// Capabilities kept, as `CAP_*` names; empty means none.
     pub capabilities: Vec<String>,
+    /// cgroup `pids.max` of the sandbox.
+    pub max_processes: Option<u32>,
+    /// cgroup `memory.max` of the sandbox, in bytes.
+    pub max_memory: Option<u64>,
 }
 
 /// Namespace flags a sandboxed process may never ask `clone`/`unshare` for.
@@ -249,7 +253,7 @@ const TTY_INJECTION_IOCTLS: &[u64] = &[libc::TIOCSTI as u64, libc::TIOCLINUX as 
 /// The `default` preset: syscalls that reach past a sandbox, load code into the kernel, or
 /// change the machine. `clone3` is answered with ENOSYS separately (see `sandbox::seccomp`).
 /// A syscall preset: names, each denied always (`None`) or when its arguments match.
-type Preset = &'static [(&'static str, Option<ArgCondition>)];
+pub(crate) type Preset = &'static [(&'static str, Option<ArgCondition>)];
 
 const DEFAULT_PRESET: Preset = &[
     ("ptrace", None),
@@ -328,7 +332,7 @@ const DEFAULT_PRESET: Preset = &[
     ),
 ];
 
-const PRESETS: &[(&str, Preset)] = &[("default", DEFAULT_PRESET), ("none", &[])];
+pub(crate) const PRESETS: &[(&str, Preset)] = &[("default", DEFAULT_PRESET), ("none", &[])];
 
 /// Resolves a merged profile against a context into a policy, or says where it is wrong.
 pub fn compile(profile: &Profile, ctx: &Context) -> Result<Policy, Diagnostic> {
@@ -799,11 +803,60 @@ fn process(profile: &Profile) -> Result<ProcessPolicy, Diagnostic> {
             capabilities.push(name);
         }
     }
+    let max_processes = match &profile.max_processes {
+        None => None,
+        Some(max) => Some(
+            u32::try_from(max.value)
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| max.loc.error("max_processes must be a positive number"))?,
+        ),
+    };
+    let max_memory = profile.max_memory.as_ref().map(memory_size).transpose()?;
     Ok(ProcessPolicy {
         env_keep,
         set_env,
         capabilities,
+        max_processes,
+        max_memory,
     })
+}
+
+/// The smallest `max_memory`: less cannot even start a shell.
+const MIN_MEMORY: u64 = 1 << 20;
+
+/// `4096`, `"512K"`, `"512M"`, `"2G"`, `"1T"` (powers of 1024) in bytes.
+fn memory_size(item: &Located<crate::profile::MemorySize>) -> Result<u64, Diagnostic> {
+    let bad = || {
+        item.loc.error(format!(
+            "max_memory is a number of bytes or a size like \"512M\" or \"2G\" (at least {} MiB)",
+            MIN_MEMORY >> 20
+        ))
+    };
+    let bytes = match &item.value {
+        crate::profile::MemorySize::Bytes(n) => u64::try_from(*n).map_err(|_| bad())?,
+        crate::profile::MemorySize::Text(text) => {
+            let text = text.trim();
+            let split = text
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(text.len());
+            let (digits, unit) = text.split_at(split);
+            let n: u64 = digits.parse().map_err(|_| bad())?;
+            let shift = match unit.trim().to_ascii_uppercase().as_str() {
+                "" | "B" => 0,
+                "K" | "KB" | "KIB" => 10,
+                "M" | "MB" | "MIB" => 20,
+                "G" | "GB" | "GIB" => 30,
+                "T" | "TB" | "TIB" => 40,
+                _ => return Err(bad()),
+            };
+            n.checked_mul(1 << shift).ok_or_else(bad)?
+        }
+    };
+    if bytes < MIN_MEMORY {
+        return Err(bad());
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -990,6 +1043,90 @@ mod tests {
         expect_err(
             "[profile]\nname = \"p\"\n[network]\nconnect_ports = [70000]\n",
             "p.toml:4:18:",
+        );
+    }
+
+    #[test]
+    fn egress_rules_compile_and_bad_ones_say_where_and_why() {
+        let p = compile_text(
+            "[profile]\nname = \"p\"\n[network]\negress = [\n  { host = \"PyPI.org.\", ports = [443] },\n  { cidr = \"10.20.0.0/16\", ports = [5432], proto = \"tcp\" },\n]\nconnect_ports = [22]\n",
+        )
+        .unwrap();
+        let rules = &p.network.egress;
+        // connect_ports become rules for every address, IPv4 and IPv6, TCP only.
+        assert_eq!(rules.len(), 4);
+        assert!(rules
+            .iter()
+            .any(|r| r.to == Destination::Host("pypi.org".into()) && r.tcp && r.udp));
+        assert!(rules.iter().any(
+            |r| matches!(&r.to, Destination::Cidr(n) if n.to_string() == "10.20.0.0/16")
+                && r.tcp
+                && !r.udp
+        ));
+        assert!(rules.iter().any(
+            |r| matches!(&r.to, Destination::Cidr(n) if n.to_string() == "0.0.0.0/0")
+                && r.ports == [22]
+        ));
+        assert_eq!(p.network.connect_tcp, vec![22, 443, 5432]);
+        assert!(!p.network.offline());
+
+        let base = "[profile]\nname = \"p\"\n[network]\negress = [";
+        expect_err(
+            &format!("{base}{{ ports = [443] }}]\n"),
+            "p.toml:4:11: an egress rule needs a `host`",
+        );
+        expect_err(
+            &format!("{base}{{ host = \"a.b\" }}]\n"),
+            "p.toml:4:11: an egress rule needs `ports`",
+        );
+        expect_err(
+            &format!("{base}{{ host = \"a b\", ports = [1] }}]\n"),
+            "p.toml:4:20: `a b` is not a host name",
+        );
+        expect_err(
+            &format!("{base}{{ host = \"10.0.0.1\", ports = [1] }}]\n"),
+            "is an address; write it as cidr",
+        );
+        expect_err(
+            &format!("{base}{{ cidr = \"10.0.0.1/8\", ports = [1] }}]\n"),
+            "did you mean `10.0.0.0/8`?",
+        );
+        expect_err(
+            &format!("{base}{{ cidr = \"nope\", ports = [1] }}]\n"),
+            "`nope` is not an address prefix",
+        );
+        expect_err(
+            &format!("{base}{{ host = \"a.b\", cidr = \"10.0.0.0/8\", ports = [1] }}]\n"),
+            "not both",
+        );
+        expect_err(
+            &format!("{base}{{ host = \"a.b\", ports = [1], proto = \"icmp\" }}]\n"),
+            "p.toml:4:",
+        );
+    }
+
+    #[test]
+    fn memory_and_process_limits_parse_with_units() {
+        let p = compile_text(
+            "[profile]\nname = \"p\"\n[process]\nmax_processes = 64\nmax_memory = \"512M\"\n",
+        )
+        .unwrap();
+        assert_eq!(p.process.max_processes, Some(64));
+        assert_eq!(p.process.max_memory, Some(512 << 20));
+        let p =
+            compile_text("[profile]\nname = \"p\"\n[process]\nmax_memory = 2147483648\n").unwrap();
+        assert_eq!(p.process.max_memory, Some(2 << 30));
+        expect_err(
+            "[profile]\nname = \"p\"\n[process]\nmax_processes = 0\n",
+            "p.toml:4:17: max_processes must be a positive number",
+        );
+        expect_err(
+            "[profile]\nname = \"p\"\n[process]\nmax_memory = \"12 parsecs\"\n",
+            "p.toml:4:14: max_memory is a number of bytes",
+        );
+        expect_err(
+            "[profile]\nname = \"p\"\n[process]\nmax_memory = \"1K\"\n",
+            "at least 1 MiB",
         );
     }
 

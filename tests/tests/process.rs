@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
-use common::{probe_bin, require_root, Fixture};
+use common::{cgroup2_mount, probe_bin, require_root, Fixture};
 
 #[test]
 fn secrets_in_the_callers_environment_never_reach_the_sandbox() {
@@ -440,4 +440,47 @@ fn every_sandbox_lives_in_its_own_cgroup_which_is_removed_afterwards() {
     let mount = common::cgroup2_mount();
     let dir = std::path::Path::new(&mount).join(relative.trim_start_matches('/'));
     assert!(!dir.exists(), "{} is left behind", dir.display());
+}
+
+#[test]
+fn process_limits_are_enforced_or_refused_under_strict() {
+    if !require_root("process_limits_are_enforced_or_refused_under_strict") {
+        return;
+    }
+    let controllers =
+        std::fs::read_to_string(std::path::Path::new(&cgroup2_mount()).join("cgroup.controllers"))
+            .expect("cgroup.controllers");
+    let strict = Fixture::new("base", "[process]\nmax_processes = 8");
+    if controllers.split_whitespace().any(|c| c == "pids") {
+        assert_eq!(strict.probe(&["spawn-many", "4"]), "ok");
+        assert_eq!(strict.probe(&["spawn-many", "20"]), "err EAGAIN");
+    } else {
+        // This host cannot enforce the limit (on a hybrid host cgroup v1 holds `pids`):
+        // strict refuses to start, naming what is missing.
+        let out = strict.run(&["/bin/true"]);
+        assert_eq!(out.status.code(), Some(125));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("max_processes needs the cgroup v2 `pids` controller"),
+            "{stderr}"
+        );
+        let profile = strict.dir.path().join("lenient.toml");
+        std::fs::write(
+            &profile,
+            "[profile]\nname = \"lenient\"\nextends = [\"base\"]\ncompat = \"best-effort\"\n[process]\nmax_processes = 8\nmax_memory = \"256M\"\n",
+        )
+        .expect("profile");
+        let out = std::process::Command::new(common::cordon_bin())
+            .arg("--profile-path")
+            .arg(common::repo().join("profiles"))
+            .args(["run", "--profile"])
+            .arg(&profile)
+            .args(["--", "/usr/bin/true"])
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(stderr.contains("not enforced: max_processes"), "{stderr}");
+        assert!(stderr.contains("not enforced: max_memory"), "{stderr}");
+    }
 }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use diag::{closest, with_suggestion, Diagnostic, Loc, Located, Source};
-pub use schema::{Compat, Mode, Proto, SyscallAction};
+pub use schema::{Compat, MemorySize, Mode, Proto, SyscallAction};
 
 use schema::ProfileFile;
 
@@ -334,6 +334,18 @@ impl Chain {
                     value: user.into_inner(),
                 });
             }
+            if let Some(max) = pr.max_processes {
+                p.max_processes = Some(Located {
+                    loc: at(max.span()),
+                    value: max.into_inner(),
+                });
+            }
+            if let Some(max) = pr.max_memory {
+                p.max_memory = Some(Located {
+                    loc: at(max.span()),
+                    value: max.into_inner(),
+                });
+            }
         }
         p
     }
@@ -383,6 +395,8 @@ pub struct Profile {
     pub set_env: BTreeMap<String, Located<String>>,
     pub capabilities: Vec<Located<String>>,
     pub user: Option<Located<String>>,
+    pub max_processes: Option<Located<i64>>,
+    pub max_memory: Option<Located<schema::MemorySize>>,
 }
 
 impl Default for Profile {
@@ -411,6 +425,8 @@ impl Default for Profile {
             set_env: BTreeMap::new(),
             capabilities: Vec::new(),
             user: None,
+            max_processes: None,
+            max_memory: None,
         }
     }
 }

@@ -149,4 +149,18 @@ pub struct ProcessSection {
     /// Run as this user instead of the caller.
     #[serde(default)]
     pub user: Option<Spanned<String>>,
+    /// Most processes (and threads) the sandbox may have at once (cgroup `pids.max`).
+    #[serde(default)]
+    pub max_processes: Option<Spanned<i64>>,
+    /// Most memory the sandbox may use (cgroup `memory.max`): bytes, or "512M", "2G".
+    #[serde(default)]
+    pub max_memory: Option<Spanned<MemorySize>>,
+}
+
+/// A memory size as written: a number of bytes or a string with a K/M/G/T suffix.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum MemorySize {
+    Bytes(i64),
+    Text(String),
 }

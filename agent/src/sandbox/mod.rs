@@ -160,6 +160,30 @@ where
             ),
         }
     }
+    let limits = crate::cgroup::Limits {
+        processes: policy.process.max_processes,
+        memory: policy.process.max_memory,
+    };
+    if !limits.needs().is_empty() {
+        let root = crate::cgroup::find_mount(Path::new("/proc/self/mountinfo"))?;
+        let offered = crate::cgroup::controllers(&root)?;
+        for (controller, field) in limits.needs() {
+            if offered.iter().any(|o| o == controller) {
+                continue;
+            }
+            let why = format!(
+                "{field} needs the cgroup v2 `{controller}` controller, which this host does not offer in {} (it offers: {}; on a hybrid host cgroup v1 may hold it)",
+                root.display(),
+                if offered.is_empty() { "none".to_string() } else { offered.join(" ") }
+            );
+            match policy.compat {
+                Compat::Strict => return Err(LaunchError::Unenforceable(why)),
+                Compat::BestEffort => {
+                    warnings.push(format!("compat = \"best-effort\": not enforced: {why}"))
+                }
+            }
+        }
+    }
     let filters = seccomp::compile(&policy.syscalls)?;
 
     let env = sandbox_env(policy, caller_env);
@@ -439,7 +463,14 @@ impl Launch {
         let n = LAUNCHED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let root = crate::cgroup::find_mount(Path::new("/proc/self/mountinfo"))?;
         let name = format!("{}-{}-{n}", self.policy.name, std::process::id());
-        Ok(SandboxCgroup::create(&root, &name)?)
+        Ok(SandboxCgroup::create(&root, &name, &self.limits())?)
+    }
+
+    fn limits(&self) -> crate::cgroup::Limits {
+        crate::cgroup::Limits {
+            processes: self.policy.process.max_processes,
+            memory: self.policy.process.max_memory,
+        }
     }
 
     /// A profile that allows no TCP port gets no network at all: a namespace with loopback only.

@@ -224,6 +224,58 @@ mod tests {
     use super::*;
     use crate::policy::SyscallRule;
 
+    #[test]
+    fn the_kernel_rules_carry_the_same_conditions_as_the_filter() {
+        use crate::ebpf::abi;
+        let policy = SyscallPolicy {
+            action: SyscallAction::Errno,
+            deny: vec![
+                rule("bpf", None),
+                rule(
+                    "ioctl",
+                    Some(ArgCondition::OneOf {
+                        arg: 1,
+                        values: &[0x5412, 0x541c],
+                    }),
+                ),
+                rule(
+                    "unshare",
+                    Some(ArgCondition::AnyBit {
+                        arg: 0,
+                        mask: libc::CLONE_NEWUSER as u64,
+                    }),
+                ),
+            ],
+        };
+        let rules: std::collections::HashMap<u32, abi::SyscallRule> =
+            kernel_rules(&policy).into_iter().collect();
+        let nr = |n: &str| n.parse::<syscalls::Sysno>().unwrap().id() as u32;
+        assert_eq!(rules[&nr("bpf")].nconditions, 0);
+        assert_eq!(rules[&nr("bpf")].errno_value, libc::EPERM);
+        let ioctl = rules[&nr("ioctl")].conditions[0];
+        assert_eq!(
+            (ioctl.op, ioctl.arg, ioctl.nvalues),
+            (abi::CORDON_ARG_ONE_OF as u32, 1, 2)
+        );
+        let unshare = rules[&nr("unshare")].conditions[0];
+        assert_eq!(unshare.mask, libc::CLONE_NEWUSER as u64);
+    }
+
+    #[test]
+    fn every_preset_condition_fits_the_kernel_entry() {
+        for (name, when) in crate::policy::PRESETS
+            .iter()
+            .flat_map(|(_, rules)| rules.iter())
+        {
+            if let Some(ArgCondition::OneOf { values, .. }) = when {
+                assert!(
+                    values.len() <= crate::ebpf::abi::CORDON_MAX_ARG_VALUES,
+                    "{name}"
+                );
+            }
+        }
+    }
+
     fn rule(name: &str, when: Option<ArgCondition>) -> SyscallRule {
         let nr = name.parse::<syscalls::Sysno>().unwrap().id();
         SyscallRule {

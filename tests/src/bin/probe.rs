@@ -158,6 +158,26 @@ fn act(args: &[String]) -> Outcome {
                 }
             }
         }
+        // Starts N children that wait; fails with the errno of the first fork that fails.
+        "spawn-many" => {
+            let n: usize = arg(0).parse().unwrap_or_else(|_| usage());
+            let mut children = Vec::new();
+            let mut outcome = Outcome::Ok;
+            for _ in 0..n {
+                match std::process::Command::new("/bin/sleep").arg("5").spawn() {
+                    Ok(c) => children.push(c),
+                    Err(e) => {
+                        outcome = io(Err(e));
+                        break;
+                    }
+                }
+            }
+            for mut c in children {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            outcome
+        }
         // Burns CPU for N seconds.
         "spin" => {
             let until = std::time::Instant::now()
