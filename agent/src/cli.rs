@@ -98,6 +98,14 @@ enum ProfileCommand {
         #[arg(long, short, value_name = "DIR")]
         workspace: Option<PathBuf>,
     },
+    /// Write the profile's seccomp programs (`filter0.bpf`, `filter1.bpf`: the kernel's
+    /// `struct sock_filter` arrays, in install order) for another sandbox tool to load.
+    Seccomp {
+        #[arg(value_name = "NAME|FILE")]
+        profile: String,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Run a profile's expectations (`NAME.expect.toml`): commands that must work or be denied.
     Test {
         #[arg(value_name = "NAME|FILE")]
@@ -124,6 +132,17 @@ pub fn main() -> ExitCode {
                     }
                     Err(e) => fail(&format!("cannot print the policy: {e}"), 1),
                 },
+                Err(msg) => fail(&msg, 1),
+            }
+        }
+        Command::Profile(ProfileCommand::Seccomp { profile, out }) => {
+            match export_seccomp(&search, &profile, &out) {
+                Ok(written) => {
+                    for path in written {
+                        println!("{}", path.display());
+                    }
+                    ExitCode::SUCCESS
+                }
                 Err(msg) => fail(&msg, 1),
             }
         }
@@ -295,6 +314,24 @@ fn expectations_for(
         (*text).to_string(),
     )
     .map_err(|e| e.to_string())
+}
+
+fn export_seccomp(
+    search: &SearchPath,
+    spec: &str,
+    out: &std::path::Path,
+) -> Result<Vec<PathBuf>, String> {
+    let policy = resolve(search, spec, None)?;
+    let filters = sandbox::seccomp::compile(&policy.syscalls).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let mut written = Vec::new();
+    for (i, program) in filters.programs().iter().enumerate() {
+        let path = out.join(format!("filter{i}.bpf"));
+        std::fs::write(&path, program)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
 }
 
 struct RunOptions {

@@ -108,16 +108,21 @@ pub fn run(runs: usize) -> Result<()> {
     std::fs::create_dir_all(&ws)?;
 
     // The same seccomp programs cordon installs for offline-tool, for bubblewrap to load.
-    let search = cordon::profile::SearchPath::new(vec![crate::root().join("profiles")]);
-    let profile = search.load("offline-tool")?;
-    let policy = cordon::policy::compile(&profile, &cordon::policy::Context::current(ws.clone()))?;
-    let filters = cordon::sandbox::seccomp::compile(&policy.syscalls)?;
-    let mut seccomp = Vec::new();
-    for (i, prog) in filters.programs().iter().enumerate() {
-        let path = dir.path().join(format!("filter{i}.bpf"));
-        std::fs::write(&path, prog)?;
-        seccomp.push(path);
+    let exported = Command::new(&cordon)
+        .args(["profile", "seccomp", "offline-tool", "--out"])
+        .arg(dir.path())
+        .output()
+        .context("cannot run cordon")?;
+    if !exported.status.success() {
+        bail!(
+            "cordon profile seccomp: {}",
+            String::from_utf8_lossy(&exported.stderr)
+        );
     }
+    let seccomp: Vec<PathBuf> = String::from_utf8_lossy(&exported.stdout)
+        .lines()
+        .map(PathBuf::from)
+        .collect();
 
     let s = |x: &Path| x.to_string_lossy().into_owned();
     let cordon_run = |cmd: &[&str]| -> Vec<String> {
