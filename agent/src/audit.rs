@@ -15,7 +15,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use nix::sys::socket::{self, AddressFamily, NetlinkAddr, SockFlag, SockProtocol, SockType};
@@ -151,7 +150,7 @@ impl AuditListener {
     }
 
     /// Reports the Landlock denials of the sandbox whose init is `init_pid`, until `stop`.
-    pub fn watch(self, init_pid: u32, reporter: &Reporter, stop: &AtomicBool) {
+    pub fn watch(self, init_pid: u32, reporter: &Reporter, stop: &crate::monitor::Stop) {
         let mut sandbox = Sandbox {
             init_pid,
             domains: HashSet::new(),
@@ -159,15 +158,10 @@ impl AuditListener {
         };
         let mut buf = vec![0u8; 65536];
         loop {
-            let stopping = stop.load(Ordering::Relaxed);
-            let mut fds = [nix::poll::PollFd::new(
-                self.socket.as_fd(),
-                nix::poll::PollFlags::POLLIN,
-            )];
+            let stopping = stop.is_stopped();
+            // While stopping, only what is already queued is read.
             let timeout = if stopping { 0u16 } else { 50 };
-            let ready =
-                nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(timeout)).unwrap_or(0);
-            if ready > 0 {
+            if stop.wait(self.socket.as_fd(), Some(timeout)) {
                 while let Ok(len) = socket::recv(
                     self.socket.as_raw_fd(),
                     &mut buf,

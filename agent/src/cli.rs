@@ -10,7 +10,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use crate::ebpf::Kernel;
@@ -82,6 +81,9 @@ enum Command {
     Isolate { sandbox: String },
     /// Undo `isolate`.
     Release { sandbox: String },
+    /// Remove what ended sandboxes left in the kernel's maps (run by `cordon run` itself).
+    #[command(name = "__sweep", hide = true)]
+    Sweep,
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,6 +168,7 @@ pub fn main() -> ExitCode {
             run(&search, &profile, workspace, &command, &options)
         }
         Command::Ps => contain::ps(),
+        Command::Sweep => sweep_now(),
         Command::Kill { sandbox } => contain::act(&sandbox, Action::Kill),
         Command::Freeze { sandbox } => contain::act(&sandbox, Action::Freeze),
         Command::Thaw { sandbox } => contain::act(&sandbox, Action::Thaw),
@@ -175,9 +178,10 @@ pub fn main() -> ExitCode {
 }
 
 fn init_tracing(verbose: u8) {
+    // aya warns about the map of maps it is told to allow; that is not news to a user.
     let default = match verbose {
-        0 => "warn",
-        1 => "info",
+        0 => "warn,aya=error",
+        1 => "info,aya=error",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CORDON_LOG")
@@ -410,6 +414,7 @@ fn run(
             if let Err(e) = kernel.unregister(cgroup_id) {
                 eprintln!("cordon: warning: {e}");
             }
+            start_sweeper();
         }
     }
     match exit {
@@ -426,12 +431,7 @@ fn run(
 /// cannot be enforced (refused under `strict`), and no kernel event is reported.
 fn open_kernel(policy: &Policy) -> Result<Option<Arc<Kernel>>, String> {
     match Kernel::open() {
-        Ok(kernel) => {
-            if let Err(e) = sweep(&kernel) {
-                tracing::warn!("cannot remove the entries of ended sandboxes: {e}");
-            }
-            Ok(Some(Arc::new(kernel)))
-        }
+        Ok(kernel) => Ok(Some(Arc::new(kernel))),
         Err(e) if !policy.network.offline() && policy.compat == profile::Compat::Strict => Err(format!(
             "compat = \"strict\" refuses to run: the profile's network rules need Cordon's eBPF programs, which cannot be loaded: {e}"
         )),
@@ -447,9 +447,41 @@ fn open_kernel(policy: &Policy) -> Result<Option<Arc<Kernel>>, String> {
     }
 }
 
-/// Removes what sandboxes whose `cordon run` was killed left behind: their empty cgroups,
-/// then the map entries of every cgroup that is gone.
+/// Starts `cordon __sweep` in the background, without waiting for it: removing a ring
+/// buffer waits on the kernel (see `Kernel::sweep`), which the caller of `cordon run` should
+/// not. A sweep that does not happen now happens after the next sandbox.
+fn start_sweeper() {
+    use std::os::unix::process::CommandExt as _;
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let spawned = std::process::Command::new(exe)
+        .arg("__sweep")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn();
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the sweeper: {e}");
+    }
+}
+
+/// `cordon __sweep`: what [`start_sweeper`] runs.
+fn sweep_now() -> ExitCode {
+    match Kernel::open()
+        .map_err(|e| e.to_string())
+        .and_then(|k| sweep(&k))
+    {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => fail(&e, 1),
+    }
+}
+
+/// Removes what ended sandboxes left behind: the empty cgroups of killed runs, then the map
+/// entries of every cgroup that is gone (ring buffers included).
 fn sweep(kernel: &Kernel) -> Result<usize, String> {
+    let registered = kernel.registered().map_err(|e| e.to_string())?;
     let root = crate::cgroup::find_mount(std::path::Path::new("/proc/self/mountinfo"))
         .map_err(|e| e.to_string())?;
     let parent = root.join(crate::cgroup::PARENT);
@@ -466,7 +498,7 @@ fn sweep(kernel: &Kernel) -> Result<usize, String> {
             live.push(std::os::linux::fs::MetadataExt::st_ino(&meta));
         }
     }
-    kernel.sweep(&live).map_err(|e| e.to_string())
+    kernel.sweep(&registered, &live).map_err(|e| e.to_string())
 }
 
 /// An empty sandbox cgroup (`<profile>-<pid>-<n>`) whose `cordon run` is no longer alive.
@@ -566,7 +598,7 @@ fn start_monitor(
     };
     let (reporter, writer) = Monitor::reporter(&registered.name, &policy.name, sink)
         .map_err(|e| format!("cannot open the event log: {e}"))?;
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = crate::monitor::Stop::new().map_err(|e| e.to_string())?;
     let names = Arc::new(Mutex::new(HashMap::new()));
     let mut threads = Vec::new();
     if let Some(resolver) = registered.resolver {

@@ -22,6 +22,52 @@ use aya::maps::{MapData, RingBuf};
 use crate::ebpf::{abi, Kernel};
 use crate::event::{Action, Event, NetReason, Process, Protocol, What};
 
+/// Tells every watching thread to finish, at once: each polls `fd()` beside its own
+/// descriptor, and `stop()` closes the pipe's write end, which wakes them all.
+pub struct Stop {
+    flag: AtomicBool,
+    reader: std::io::PipeReader,
+    writer: Mutex<Option<std::io::PipeWriter>>,
+}
+
+impl Stop {
+    pub fn new() -> std::io::Result<Arc<Self>> {
+        let (reader, writer) = std::io::pipe()?;
+        Ok(Arc::new(Self {
+            flag: AtomicBool::new(false),
+            reader,
+            writer: Mutex::new(Some(writer)),
+        }))
+    }
+
+    pub fn stop(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        if let Ok(mut writer) = self.writer.lock() {
+            writer.take();
+        }
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `fd` is readable, the stop comes, or `timeout_ms` passes (never, when
+    /// `None`); returns whether `fd` is readable.
+    pub fn wait(&self, fd: std::os::fd::BorrowedFd<'_>, timeout_ms: Option<u16>) -> bool {
+        let mut fds = [
+            nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN),
+            nix::poll::PollFd::new(self.reader.as_fd(), nix::poll::PollFlags::POLLIN),
+        ];
+        let timeout = timeout_ms.map_or(nix::poll::PollTimeout::NONE, nix::poll::PollTimeout::from);
+        match nix::poll::poll(&mut fds, timeout) {
+            Ok(n) if n > 0 => fds[0].revents().is_some_and(|r| {
+                r.intersects(nix::poll::PollFlags::POLLIN | nix::poll::PollFlags::POLLERR)
+            }),
+            _ => false,
+        }
+    }
+}
+
 /// Hands events of one sandbox to the writer.
 #[derive(Clone)]
 pub struct Reporter {
@@ -70,7 +116,7 @@ pub struct Watch {
 }
 
 pub struct Monitor {
-    stop: Arc<AtomicBool>,
+    stop: Arc<Stop>,
     threads: Vec<JoinHandle<()>>,
     writer: JoinHandle<std::io::Result<u64>>,
     reporter: Option<Reporter>,
@@ -131,7 +177,7 @@ impl Monitor {
         watch: Watch,
         reporter: Reporter,
         writer: JoinHandle<std::io::Result<u64>>,
-        stop: Arc<AtomicBool>,
+        stop: Arc<Stop>,
         extra: Vec<JoinHandle<()>>,
     ) -> std::io::Result<Self> {
         let mut threads = extra;
@@ -162,7 +208,7 @@ impl Monitor {
 
     /// Stops watching once every event the sandbox produced is read; returns how many were written.
     pub fn finish(mut self) -> std::io::Result<u64> {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.stop();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -175,23 +221,20 @@ impl Monitor {
 
 /// Reads the ring buffer until stopped, then drains it; reports lost events and changes of
 /// the containment state along the way.
-fn watch_kernel(mut watch: Watch, reporter: &Reporter, stop: &AtomicBool) {
+fn watch_kernel(mut watch: Watch, reporter: &Reporter, stop: &Stop) {
     let clock = Clock::now();
     let mut exes: HashMap<u32, String> = HashMap::new();
     let mut lost = 0u64;
     let mut isolated = false;
     let mut frozen = false;
     loop {
-        let stopping = stop.load(Ordering::Relaxed);
-        let fd = watch.ring.as_raw_fd();
-        // SAFETY: `fd` is the ring buffer's descriptor, open for as long as `watch` lives.
-        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-        let mut fds = [nix::poll::PollFd::new(
-            borrowed.as_fd(),
-            nix::poll::PollFlags::POLLIN,
-        )];
+        let stopping = stop.is_stopped();
         if !stopping {
-            let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(50u16));
+            let fd = watch.ring.as_raw_fd();
+            // SAFETY: `fd` is the ring buffer's descriptor, open for as long as `watch` lives.
+            let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            // The timeout is for the lost count and the containment state, checked between reads.
+            stop.wait(borrowed, Some(50));
         }
         while let Some(record) = watch.ring.next() {
             if let Some((time, process, what)) = decode(&record, &clock, &mut exes, &watch.names) {

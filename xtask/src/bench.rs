@@ -252,6 +252,17 @@ pub fn run(runs: usize) -> Result<()> {
         serde_json::to_string_pretty(&serde_json::json!({ "machine": machine, "results": json }))?
     )?;
     println!("\nwritten to bench/results/launch.json");
+
+    let kernel = crate::bench_kernel::run(&cordon)?;
+    let mut f = File::create(out.join("kernel.json"))?;
+    writeln!(
+        f,
+        "{}",
+        serde_json::to_string_pretty(
+            &serde_json::json!({ "machine": machine, "results": kernel })
+        )?
+    )?;
+    println!("written to bench/results/kernel.json");
     Ok(())
 }
 

@@ -3,9 +3,11 @@
 //! * `setup` installs the Debian packages the tests and benchmarks need (as root), or names them.
 //! * `test` runs every test: unit and CLI tests, then the root-only end-to-end tests one at a time.
 //! * `demo` launches a command under a shipped profile and shows what is allowed and denied.
-//! * `bench` measures launch cost and syscall-heavy work against bare runs and bubblewrap.
+//! * `bench` measures launch cost and syscall-heavy work against bare runs and bubblewrap,
+//!   then the eBPF side: connect() overhead, the event path, memory.
 
 mod bench;
+mod bench_kernel;
 mod demo;
 mod setup;
 
@@ -36,6 +38,12 @@ enum Task {
         #[arg(long, default_value_t = 200)]
         runs: usize,
     },
+    /// The loops the benchmarks time, bare or inside a sandbox (not for people).
+    #[command(hide = true)]
+    Helper {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -45,6 +53,7 @@ fn main() -> Result<()> {
         Task::Test => test(),
         Task::Demo => demo::run(),
         Task::Bench { runs } => bench::run(runs),
+        Task::Helper { args } => bench_kernel::helper(&args),
     }
 }
 

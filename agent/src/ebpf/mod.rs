@@ -367,8 +367,8 @@ impl Kernel {
             .unwrap_or(0))
     }
 
-    /// Removes every entry of a sandbox. Its cgroup, if it still had processes, would get
-    /// no network at all from then on.
+    /// Removes the entries of a sandbox, but for its ring buffer's (see [`Kernel::sweep`]).
+    /// Its cgroup, if it still had processes, would get no network at all from then on.
     pub fn unregister(&self, cgroup_id: u64) -> Result<(), EbpfError> {
         sys::bpf_map_delete(self.maps.sandboxes.as_fd(), &cgroup_id)
             .map_err(io("unregister the sandbox"))?;
@@ -397,21 +397,37 @@ impl Kernel {
                     .map_err(io("remove a syscall rule"))?;
             }
         }
-        sys::bpf_map_delete(self.maps.rings.as_fd(), &cgroup_id)
-            .map_err(io("remove the ring buffer"))?;
         sys::bpf_map_delete(self.maps.lost.as_fd(), &cgroup_id)
             .map_err(io("remove the lost-event count"))?;
         Ok(())
     }
 
-    /// Removes the entries of sandboxes whose cgroup is gone (a `cordon run` killed before
-    /// it could clean up). `live` is every cgroup id under `<cgroup2>/cordon`.
-    pub fn sweep(&self, live: &[u64]) -> Result<usize, EbpfError> {
-        let registered: Vec<u64> =
+    /// Every cgroup id with entries in the maps. List these *before* the live cgroups that
+    /// [`Kernel::sweep`] compares them with: a sandbox registered in between is then in
+    /// neither list, rather than mistaken for a gone one.
+    pub fn registered(&self) -> Result<Vec<u64>, EbpfError> {
+        let mut ids: Vec<u64> =
             sys::bpf_map_keys(self.maps.lost.as_fd()).map_err(io("list sandboxes"))?;
+        ids.extend(
+            sys::bpf_map_keys::<u64>(self.maps.rings.as_fd()).map_err(io("list sandboxes"))?,
+        );
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// Removes the entries of `registered` sandboxes whose cgroup is not `live` (gone, or a
+    /// `cordon run` killed before it could clean up), ring buffers last.
+    ///
+    /// [`Kernel::unregister`] leaves the ring buffer's entry for this: taking a map out of a
+    /// map of maps waits for an RCU grace period (about 15 ms here), which the end of every
+    /// sandbox should not pay. The sweep runs beside the next sandbox instead.
+    pub fn sweep(&self, registered: &[u64], live: &[u64]) -> Result<usize, EbpfError> {
         let mut removed = 0;
-        for id in registered.into_iter().filter(|id| !live.contains(id)) {
+        for &id in registered.iter().filter(|id| !live.contains(id)) {
             self.unregister(id)?;
+            sys::bpf_map_delete(self.maps.rings.as_fd(), &id)
+                .map_err(io("remove a ring buffer"))?;
             removed += 1;
         }
         Ok(removed)

@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -66,12 +65,12 @@ impl Resolver {
     pub fn serve(
         self,
         answering: Answering,
-        stop: Arc<AtomicBool>,
+        stop: Arc<crate::monitor::Stop>,
     ) -> io::Result<Vec<std::thread::JoinHandle<()>>> {
         let answering = Arc::new(answering);
         let mut threads = Vec::new();
         for socket in std::iter::once(self.v4).chain(self.v6) {
-            socket.set_read_timeout(Some(Duration::from_millis(100)))?;
+            socket.set_nonblocking(true)?;
             let answering = Arc::clone(&answering);
             let stop = Arc::clone(&stop);
             threads.push(
@@ -97,9 +96,12 @@ pub fn upstreams_from(resolv_conf: &str) -> Vec<SocketAddr> {
         .collect()
 }
 
-fn serve_socket(socket: &UdpSocket, answering: &Answering, stop: &AtomicBool) {
+fn serve_socket(socket: &UdpSocket, answering: &Answering, stop: &crate::monitor::Stop) {
     let mut buf = [0u8; 4096];
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.is_stopped() {
+        if !stop.wait(std::os::fd::AsFd::as_fd(socket), None) {
+            continue;
+        }
         let (len, client) = match socket.recv_from(&mut buf) {
             Ok(got) => got,
             Err(e)
