@@ -27,6 +27,15 @@ pub fn helper(args: &[String]) -> Result<()> {
                 drop(std::net::TcpStream::connect(arg(1))?);
             }
         }
+        // connect() on one UDP socket: no handshake, so what is left is the syscall and the
+        // hooks on it (the eBPF connect4 program in a sandbox).
+        "udp-connect" => {
+            let n: u64 = arg(2).parse()?;
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+            for _ in 0..n {
+                socket.connect(arg(1))?;
+            }
+        }
         "deny-loop" => {
             let n: u64 = arg(1).parse()?;
             let rate: u64 = arg(2).parse()?;
@@ -114,7 +123,7 @@ pub fn run(cordon: &Path) -> Result<serde_json::Value> {
         &profile,
         format!(
             "[profile]\nname = \"bench\"\nextends = [\"base\"]\n[filesystem]\nread = [\"{helper_dir}\"]\nexec = [\"{helper_dir}\"]\n\
-             [network]\negress = [{{ cidr = \"127.0.0.1/32\", ports = [{port}], proto = \"tcp\" }}]\n",
+             [network]\negress = [{{ cidr = \"127.0.0.1/32\", ports = [{port}] }}]\n",
             port = addr.port()
         ),
     )?;
@@ -142,10 +151,32 @@ pub fn run(cordon: &Path) -> Result<serde_json::Value> {
         );
     }
     let (bare_us, boxed_us) = (median(bare), median(boxed));
-    println!("\nconnect() + close on loopback ({n} per run, median of 5 runs)");
+    println!("\nTCP connect() + accept + close on loopback ({n} per run, median of 5 runs)");
     println!(
-        "  bare {bare_us:.2} µs, in a sandbox {boxed_us:.2} µs: +{:.2} µs per connect",
+        "  bare {bare_us:.2} µs, in a sandbox {boxed_us:.2} µs: {:+.2} µs per connect",
         boxed_us - bare_us
+    );
+    let udp_n = 200_000u64;
+    let udp_s = udp_n.to_string();
+    let mut udp_bare = Vec::new();
+    let mut udp_boxed = Vec::new();
+    for _ in 0..5 {
+        let per = |ns: u64| ns as f64 / udp_n as f64 / 1000.0;
+        udp_bare.push(per(nanos(Command::new(&b.helper).args([
+            "helper",
+            "udp-connect",
+            &addr_s,
+            &udp_s,
+        ]))?));
+        udp_boxed.push(per(nanos(
+            &mut b.sandboxed(&["udp-connect", &addr_s, &udp_s], None),
+        )?));
+    }
+    let (udp_bare_us, udp_boxed_us) = (median(udp_bare), median(udp_boxed));
+    println!("UDP connect() ({udp_n} per run, median of 5 runs): the hook's own cost");
+    println!(
+        "  bare {udp_bare_us:.3} µs, in a sandbox {udp_boxed_us:.3} µs: {:+.3} µs per connect",
+        udp_boxed_us - udp_bare_us
     );
 
     // The event path: as fast as the loop goes, then paced at 50k/s.
@@ -198,7 +229,8 @@ pub fn run(cordon: &Path) -> Result<serde_json::Value> {
     println!("\nRSS of `cordon run` while its sandbox runs: {rss_kib} KiB");
 
     Ok(serde_json::json!({
-        "connect": { "runs": 5, "connects_per_run": n, "bare_us": bare_us, "sandboxed_us": boxed_us, "overhead_us": boxed_us - bare_us },
+        "tcp_connect": { "runs": 5, "connects_per_run": n, "bare_us": bare_us, "sandboxed_us": boxed_us, "overhead_us": boxed_us - bare_us },
+        "udp_connect": { "runs": 5, "connects_per_run": udp_n, "bare_us": udp_bare_us, "sandboxed_us": udp_boxed_us, "overhead_us": udp_boxed_us - udp_bare_us },
         "events": event_results,
         "cordon_run_rss_kib": rss_kib,
     }))
