@@ -37,6 +37,8 @@
 
 /* struct cordon_sandbox.flags */
 #define CORDON_SANDBOX_ISOLATED 1
+/* A responder killed the sandbox (for its watcher to report; the programs ignore it). */
+#define CORDON_SANDBOX_KILLED 2
 
 /* struct cordon_event.kind */
 #define CORDON_EVENT_NET_DENIED 1

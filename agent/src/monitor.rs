@@ -227,6 +227,7 @@ fn watch_kernel(mut watch: Watch, reporter: &Reporter, stop: &Stop) {
     let mut lost = 0u64;
     let mut isolated = false;
     let mut frozen = false;
+    let mut killed = false;
     loop {
         let stopping = stop.is_stopped();
         if !stopping {
@@ -258,6 +259,15 @@ fn watch_kernel(mut watch: Watch, reporter: &Reporter, stop: &Stop) {
                     Action::Release
                 };
                 reporter.report(None, What::Contained { action });
+            }
+            if !killed && sandbox.flags & abi::CORDON_SANDBOX_KILLED as u32 != 0 {
+                killed = true;
+                reporter.report(
+                    None,
+                    What::Contained {
+                        action: Action::Kill,
+                    },
+                );
             }
         }
         if let Ok(events) = std::fs::read_to_string(&watch.cgroup_events) {

@@ -108,6 +108,10 @@ fn try_act(name: &str, action: Action) -> Result<Duration, String> {
     };
     match action {
         Action::Kill => {
+            // Recorded first, so the sandbox's watcher can say who ended it.
+            if let (Ok(kernel), Ok(id)) = (Kernel::open(), sandbox.id()) {
+                let _ = kernel.mark_killed(id);
+            }
             sandbox.kill().map_err(|e| e.to_string())?;
             // `cordon run` removes the cgroup as soon as its sandbox is gone.
             until("empty", &|| {

@@ -297,6 +297,15 @@ impl Kernel {
         self.set_sandbox(cgroup_id, sandbox)
     }
 
+    /// Marks a sandbox as killed by a responder, for its watcher to report.
+    pub fn mark_killed(&self, cgroup_id: u64) -> Result<(), EbpfError> {
+        if let Some(mut sandbox) = self.sandbox(cgroup_id)? {
+            sandbox.flags |= abi::CORDON_SANDBOX_KILLED as u32;
+            self.set_sandbox(cgroup_id, sandbox)?;
+        }
+        Ok(())
+    }
+
     /// Lets the sandbox reach `net` on the ports of `dest` (an IPv4 prefix is also entered
     /// as its IPv4-mapped IPv6 form, which an IPv6 socket uses to reach it).
     pub fn allow(
