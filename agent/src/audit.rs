@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use nix::sys::socket::{self, AddressFamily, NetlinkAddr, SockFlag, SockProtocol, SockType};
 
+use crate::ebpf::abi::Plain;
 use crate::event::{NetReason, Process, Protocol, What};
 use crate::monitor::Reporter;
 
@@ -50,6 +51,10 @@ struct AuditStatus {
     backlog_wait_time_actual: u32,
 }
 
+// SAFETY: AuditStatus is repr(C), made of u32s only, so it has no padding and every bit
+// pattern is a valid value.
+unsafe impl Plain for AuditStatus {}
+
 /// A listener on the audit multicast group, opened before the sandbox starts.
 #[derive(Debug)]
 pub struct AuditListener {
@@ -76,21 +81,12 @@ fn request(kind: u16, status: &AuditStatus) -> std::io::Result<Option<AuditStatu
     msg.extend_from_slice(&(libc::NLM_F_REQUEST as u16 | libc::NLM_F_ACK as u16).to_ne_bytes());
     msg.extend_from_slice(&1u32.to_ne_bytes());
     msg.extend_from_slice(&0u32.to_ne_bytes());
-    // SAFETY: AuditStatus is a repr(C) struct of u32s without padding: all its bytes are
-    // initialized, and the slice borrows it for this statement only.
-    let bytes =
-        unsafe { std::slice::from_raw_parts((status as *const AuditStatus).cast::<u8>(), size) };
-    msg.extend_from_slice(bytes);
+    msg.extend_from_slice(status.as_bytes());
     socket::send(sock.as_raw_fd(), &msg, socket::MsgFlags::empty())?;
     let mut buf = [0u8; 8192];
     for _ in 0..4 {
         let len = socket::recv(sock.as_raw_fd(), &mut buf, socket::MsgFlags::empty())?;
-        let mut at = 0;
-        while at + NLMSG_HDRLEN <= len {
-            let msg_len =
-                u32::from_ne_bytes(buf[at..at + 4].try_into().unwrap_or_default()) as usize;
-            let msg_type = u16::from_ne_bytes(buf[at + 4..at + 6].try_into().unwrap_or_default());
-            let body = &buf[at + NLMSG_HDRLEN..(at + msg_len).min(len)];
+        for (msg_type, body) in messages(&buf[..len]) {
             if msg_type == libc::NLMSG_ERROR as u16 {
                 let errno = i32::from_ne_bytes(
                     body.get(..4)
@@ -103,17 +99,11 @@ fn request(kind: u16, status: &AuditStatus) -> std::io::Result<Option<AuditStatu
                 if kind != AUDIT_GET {
                     return Ok(None);
                 }
-            } else if msg_type == AUDIT_GET && body.len() >= size {
-                // SAFETY: `body` holds at least `size` bytes and any bit pattern is a valid
-                // AuditStatus; the unaligned read copies it out.
-                return Ok(Some(unsafe {
-                    std::ptr::read_unaligned(body.as_ptr().cast::<AuditStatus>())
-                }));
+            } else if msg_type == AUDIT_GET {
+                if let Some(status) = AuditStatus::read_from(body) {
+                    return Ok(Some(status));
+                }
             }
-            if msg_len == 0 {
-                break;
-            }
-            at += (msg_len + 3) & !3;
         }
     }
     Ok(None)
@@ -167,8 +157,9 @@ impl AuditListener {
                     &mut buf,
                     socket::MsgFlags::MSG_DONTWAIT,
                 ) {
-                    for (kind, text) in messages(&buf[..len]) {
-                        sandbox.record(kind, &text, reporter);
+                    for (kind, body) in messages(&buf[..len]) {
+                        let text = String::from_utf8_lossy(body);
+                        sandbox.record(kind, text.trim_end_matches('\0'), reporter);
                     }
                 }
                 continue;
@@ -182,8 +173,8 @@ impl AuditListener {
     }
 }
 
-/// The audit records in one netlink datagram, as (type, text).
-fn messages(buf: &[u8]) -> Vec<(u16, String)> {
+/// The messages in one netlink datagram, as (type, body).
+fn messages(buf: &[u8]) -> Vec<(u16, &[u8])> {
     let mut out = Vec::new();
     let mut at = 0;
     while at + NLMSG_HDRLEN <= buf.len() {
@@ -192,11 +183,7 @@ fn messages(buf: &[u8]) -> Vec<(u16, String)> {
         if len < NLMSG_HDRLEN {
             break;
         }
-        let body = &buf[at + NLMSG_HDRLEN..(at + len).min(buf.len())];
-        let text = String::from_utf8_lossy(body)
-            .trim_end_matches('\0')
-            .to_string();
-        out.push((kind, text));
+        out.push((kind, &buf[at + NLMSG_HDRLEN..(at + len).min(buf.len())]));
         at += (len + 3) & !3;
     }
     out

@@ -37,21 +37,33 @@ fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CgroupEr
     move |source| CgroupError::Io { what, path, source }
 }
 
-/// Where cgroup v2 is mounted, from a mountinfo file (`/proc/self/mountinfo`).
-pub fn find_mount(mountinfo: &Path) -> Result<PathBuf, CgroupError> {
+/// Where a file system of type `fstype` is mounted, from a mountinfo file
+/// (`/proc/self/mountinfo`); `Ok(None)` when none is.
+pub fn mount_point(mountinfo: &Path, fstype: &str) -> Result<Option<PathBuf>, CgroupError> {
     let text = std::fs::read_to_string(mountinfo).map_err(|source| CgroupError::Mountinfo {
         path: mountinfo.to_path_buf(),
         source,
     })?;
-    text.lines()
+    Ok(text
+        .lines()
         .find_map(|line| {
             // "36 25 0:30 / /sys/fs/cgroup rw,... shared:9 - cgroup2 cgroup2 rw"
             let (fields, after) = line.split_once(" - ")?;
-            let fstype = after.split(' ').next()?;
-            (fstype == "cgroup2").then(|| fields.split(' ').nth(4).map(unescape))?
+            let found = after.split(' ').next()?;
+            (found == fstype).then(|| fields.split(' ').nth(4).map(unescape))?
         })
-        .map(PathBuf::from)
+        .map(PathBuf::from))
+}
+
+/// Where cgroup v2 is mounted, from a mountinfo file (`/proc/self/mountinfo`).
+pub fn find_mount(mountinfo: &Path) -> Result<PathBuf, CgroupError> {
+    mount_point(mountinfo, "cgroup2")?
         .ok_or_else(|| CgroupError::NotMounted(mountinfo.to_path_buf()))
+}
+
+/// `<cgroup2>/cordon`: the parent of every sandbox's cgroup, where the eBPF programs attach.
+pub fn sandboxes_dir() -> Result<PathBuf, CgroupError> {
+    Ok(find_mount(Path::new("/proc/self/mountinfo"))?.join(PARENT))
 }
 
 /// The controllers the cgroup v2 hierarchy at `root` offers (`cgroup.controllers`): on a

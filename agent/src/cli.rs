@@ -482,9 +482,7 @@ fn sweep_now() -> ExitCode {
 /// entries of every cgroup that is gone (ring buffers included).
 fn sweep(kernel: &Kernel) -> Result<usize, String> {
     let registered = kernel.registered().map_err(|e| e.to_string())?;
-    let root = crate::cgroup::find_mount(std::path::Path::new("/proc/self/mountinfo"))
-        .map_err(|e| e.to_string())?;
-    let parent = root.join(crate::cgroup::PARENT);
+    let parent = crate::cgroup::sandboxes_dir().map_err(|e| e.to_string())?;
     let mut live = Vec::new();
     for entry in std::fs::read_dir(&parent)
         .map_err(|e| e.to_string())?

@@ -210,10 +210,11 @@ impl Event {
                     NetReason::Isolated => "the sandbox is isolated",
                     NetReason::Expired => "its DNS answer expired",
                 };
-                let proto = serde_json::to_value(protocol)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_default();
+                let proto = match protocol {
+                    Protocol::Tcp => "tcp",
+                    Protocol::Udp => "udp",
+                    Protocol::Other => "other",
+                };
                 format!("{who}: connection to {address}:{port}/{proto}{name} denied: {why}")
             }
             What::DnsDenied { domain, query_type } => {

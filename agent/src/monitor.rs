@@ -314,7 +314,14 @@ fn decode(
     names: &Mutex<HashMap<IpAddr, String>>,
 ) -> Option<(SystemTime, Option<Process>, What)> {
     use abi::Plain;
-    let (header, payload) = abi::split_event(record)?;
+    let Some((header, payload)) = abi::split_event(record) else {
+        // The programs and this mirror come from one header: a short record is a bug.
+        tracing::warn!(
+            "an event record of {} bytes is too short; dropped",
+            record.len()
+        );
+        return None;
+    };
     let pid = header.pid;
     let kind = header.kind as usize;
     let what = match kind {
@@ -388,7 +395,10 @@ fn decode(
                 }
             }
         }
-        _ => return None,
+        other => {
+            tracing::warn!("an event record of unknown kind {other}; dropped");
+            return None;
+        }
     };
     let exe = exes.get(&pid).cloned().or_else(|| {
         std::fs::read_link(format!("/proc/{pid}/exe"))

@@ -5,7 +5,7 @@
 //! and returns once the kernel reports it done; the `cordon run` watching the sandbox
 //! records a `contained` event for it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -17,8 +17,7 @@ use crate::event::Action;
 const DEADLINE: Duration = Duration::from_secs(2);
 
 fn sandboxes_dir() -> Result<PathBuf, String> {
-    let root = cgroup::find_mount(Path::new("/proc/self/mountinfo")).map_err(|e| e.to_string())?;
-    Ok(root.join(cgroup::PARENT))
+    cgroup::sandboxes_dir().map_err(|e| e.to_string())
 }
 
 /// `cordon ps`: every sandbox with its state and process count.

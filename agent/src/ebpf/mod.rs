@@ -135,6 +135,11 @@ impl std::fmt::Debug for Kernel {
     }
 }
 
+/// A cgroup id as the two 32-bit halves the LPM keys hold.
+fn halves(cgroup_id: u64) -> (u32, u32) {
+    (cgroup_id as u32, (cgroup_id >> 32) as u32)
+}
+
 /// FNV-1a: a stable name for this build of the programs.
 fn tag(bytes: &[u8]) -> String {
     let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
@@ -145,13 +150,7 @@ fn tag(bytes: &[u8]) -> String {
 
 /// Where bpffs is mounted; mounts it at `/sys/fs/bpf` when it is not.
 pub fn bpffs() -> Result<PathBuf, EbpfError> {
-    let mountinfo =
-        std::fs::read_to_string("/proc/self/mountinfo").map_err(io("read /proc/self/mountinfo"))?;
-    let mounted = mountinfo.lines().find_map(|line| {
-        let (fields, after) = line.split_once(" - ")?;
-        (after.split(' ').next()? == "bpf").then(|| fields.split(' ').nth(4).map(PathBuf::from))?
-    });
-    if let Some(path) = mounted {
+    if let Some(path) = crate::cgroup::mount_point(Path::new("/proc/self/mountinfo"), "bpf")? {
         return Ok(path);
     }
     let path = PathBuf::from("/sys/fs/bpf");
@@ -314,7 +313,7 @@ impl Kernel {
         net: ipnet::IpNet,
         dest: &abi::Dest,
     ) -> Result<(), EbpfError> {
-        let (lo, hi) = (cgroup_id as u32, (cgroup_id >> 32) as u32);
+        let (lo, hi) = halves(cgroup_id);
         match net {
             ipnet::IpNet::V4(v4) => {
                 let key = abi::Dest4Key {
@@ -345,7 +344,7 @@ impl Kernel {
 
     /// The destination entry that exactly matches `addr` (a DNS answer entered earlier).
     pub fn allowed(&self, cgroup_id: u64, addr: IpAddr) -> Result<Option<abi::Dest>, EbpfError> {
-        let (lo, hi) = (cgroup_id as u32, (cgroup_id >> 32) as u32);
+        let (lo, hi) = halves(cgroup_id);
         let found = match addr {
             IpAddr::V4(v4) => {
                 let key = abi::Dest4Key {
@@ -381,7 +380,7 @@ impl Kernel {
     pub fn unregister(&self, cgroup_id: u64) -> Result<(), EbpfError> {
         sys::bpf_map_delete(self.maps.sandboxes.as_fd(), &cgroup_id)
             .map_err(io("unregister the sandbox"))?;
-        let (lo, hi) = (cgroup_id as u32, (cgroup_id >> 32) as u32);
+        let (lo, hi) = halves(cgroup_id);
         for key in sys::bpf_map_keys::<abi::Dest4Key>(self.maps.dests4.as_fd())
             .map_err(io("list destinations"))?
         {
@@ -475,8 +474,7 @@ fn load(dir: &Path) -> Result<(), EbpfError> {
         .map_pin_path(&maps)
         .allow_unsupported_maps()
         .load(OBJECT)?;
-    let cgroup_root = crate::cgroup::find_mount(Path::new("/proc/self/mountinfo"))?;
-    let parent = cgroup_root.join(crate::cgroup::PARENT);
+    let parent = crate::cgroup::sandboxes_dir()?;
     std::fs::create_dir_all(&parent).map_err(io(format!("create {}", parent.display())))?;
     let cgroup = std::fs::File::open(&parent).map_err(io(format!("open {}", parent.display())))?;
     for &(name, hook) in PROGRAMS {
