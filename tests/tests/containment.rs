@@ -9,7 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{cgroup2_mount, cordon_bin, of_kind, probe_bin, read_events, require_root, Fixture};
+use common::{
+    cgroup2_mount, cordon_bin, of_kind, only, probe_bin, read_events, require_root, Fixture,
+};
 
 /// A running `cordon run`, its sandbox's name and the path of its event file.
 struct Running {
@@ -216,9 +218,8 @@ fn isolate_makes_new_connections_fail_and_release_restores_them() {
     assert_eq!(answers, ["ok", "err EPERM", "ok"]);
     let events = read_events(&events);
     assert_eq!(contained(&events), ["isolate", "release"], "{events:?}");
-    let denied = of_kind(&events, "network_denied");
-    assert_eq!(denied.len(), 1, "{events:?}");
-    assert_eq!(denied[0]["reason"], "isolated");
+    let denied = only(&events, "network_denied");
+    assert_eq!(denied["reason"], "isolated");
 }
 
 #[test]
@@ -297,23 +298,13 @@ fn actions_on_a_sandbox_that_does_not_exist_fail_clearly() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a sandbox name"));
 }
 
-/// Where bpffs is mounted (cordon mounts it when absent).
-fn bpffs() -> Option<std::path::PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    info.lines().find_map(|l| {
-        let (pre, post) = l.split_once(" - ")?;
-        post.starts_with("bpf ")
-            .then(|| pre.split(' ').nth(4).map(std::path::PathBuf::from))?
-    })
-}
-
 #[test]
 fn sigkill_of_the_loader_leaves_every_sandbox_enforced() {
     if !require_root("sigkill_of_the_loader_leaves_every_sandbox_enforced") {
         return;
     }
     // Unpin the programs so that the next `cordon run` loads them afresh: that one is the loader.
-    if let Some(bpffs) = bpffs() {
+    if let Some(bpffs) = common::mount_point("bpf") {
         for entry in std::fs::read_dir(bpffs.join("cordon"))
             .into_iter()
             .flatten()
@@ -332,7 +323,9 @@ fn sigkill_of_the_loader_leaves_every_sandbox_enforced() {
     );
     let loader_fixture = Fixture::new("base", &rules);
     let mut loader = Running::start(&loader_fixture, &["sleep", "30"]);
-    let pins = bpffs().expect("cordon mounted bpffs").join("cordon");
+    let pins = common::mount_point("bpf")
+        .expect("cordon mounted bpffs")
+        .join("cordon");
     assert!(std::fs::read_dir(&pins)
         .expect("pins")
         .flatten()

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{of_kind, require_root, Fixture};
+use common::{of_kind, only, require_root, Fixture};
 
 /// The syscall each probe action makes that the `default` preset denies.
 const DENIED: &[(&str, &str)] = &[
@@ -177,9 +177,8 @@ fn landlock_denials_arrive_as_events_from_its_audit_records() {
     let f = Fixture::new("coding-agent", "");
     let (answer, events) = f.probe_events(&[], &["connect", "127.0.0.1:1"]);
     assert_eq!(answer, "err EACCES");
-    let denied = of_kind(&events, "network_denied");
-    assert_eq!(denied.len(), 1, "{events:?}");
-    assert_eq!(denied[0]["address"], "127.0.0.1");
-    assert_eq!(denied[0]["port"], 1);
-    assert_eq!(denied[0]["process"]["comm"], "probe");
+    let denied = only(&events, "network_denied");
+    assert_eq!(denied["address"], "127.0.0.1");
+    assert_eq!(denied["port"], 1);
+    assert_eq!(denied["process"]["comm"], "probe");
 }

@@ -7,7 +7,7 @@ mod common;
 use std::net::TcpListener;
 
 use common::dns::TestDns;
-use common::{of_kind, require_root, Fixture};
+use common::{of_kind, only, require_root, Fixture};
 
 /// A TCP listener that accepts (and drops) connections until the test ends.
 fn listen(addr: &str) -> u16 {
@@ -32,8 +32,7 @@ fn an_allowed_host_name_resolves_and_connects() {
         "base",
         &egress(&format!("{{ host = \"allowed.test\", ports = [{port}] }},")),
     );
-    let upstream = dns.option();
-    let options = [upstream[0].as_str(), upstream[1].as_str()];
+    let options = dns.option();
     let (answer, _) = f.probe_events(&options, &["resolve", "allowed.test"]);
     assert_eq!(answer, "value 127.0.0.2");
     let (answer, events) = f.probe_events(&options, &["connect", &format!("allowed.test:{port}")]);
@@ -59,9 +58,7 @@ fn a_name_no_rule_allows_is_refused_reported_and_never_forwarded() {
         "base",
         &egress("{ host = \"allowed.test\", ports = [443] },"),
     );
-    let upstream = dns.option();
-    let (answer, events) =
-        f.probe_events(&[&upstream[0], &upstream[1]], &["resolve", "denied.test"]);
+    let (answer, events) = f.probe_events(&dns.option(), &["resolve", "denied.test"]);
     assert!(answer.starts_with("err"), "{answer}");
     let denied = of_kind(&events, "dns_denied");
     assert!(!denied.is_empty(), "{events:?}");
@@ -89,22 +86,20 @@ fn a_direct_connect_to_an_address_never_resolved_is_denied_and_reported() {
         "base",
         &egress(&format!("{{ host = \"allowed.test\", ports = [{port}] }},")),
     );
-    let upstream = dns.option();
-    let options = [upstream[0].as_str(), upstream[1].as_str()];
+    let options = dns.option();
     // The very address the allowed name resolves to, but this sandbox never asked for it.
     let (answer, events) = f.probe_events(&options, &["connect", &format!("127.0.0.2:{port}")]);
     assert_eq!(answer, "err EPERM");
-    let denied = of_kind(&events, "network_denied");
-    assert_eq!(denied.len(), 1, "{events:?}");
-    assert_eq!(denied[0]["address"], "127.0.0.2");
-    assert_eq!(denied[0]["port"], port);
-    assert_eq!(denied[0]["protocol"], "tcp");
-    assert_eq!(denied[0]["reason"], "not_allowed");
-    assert_eq!(denied[0]["process"]["comm"], "probe");
-    assert!(denied[0]["process"]["exe"]
+    let denied = only(&events, "network_denied");
+    assert_eq!(denied["address"], "127.0.0.2");
+    assert_eq!(denied["port"], port);
+    assert_eq!(denied["protocol"], "tcp");
+    assert_eq!(denied["reason"], "not_allowed");
+    assert_eq!(denied["process"]["comm"], "probe");
+    assert!(denied["process"]["exe"]
         .as_str()
         .is_some_and(|e| e.ends_with("/probe")));
-    assert!(denied[0]["process"]["pid"].as_u64().is_some_and(|p| p > 1));
+    assert!(denied["process"]["pid"].as_u64().is_some_and(|p| p > 1));
 }
 
 #[test]
@@ -145,10 +140,9 @@ fn udp_to_a_disallowed_address_is_denied_and_reported() {
     assert_eq!(f.probe(&["udp-send", "127.0.0.5:9999"]), "ok");
     let (answer, events) = f.probe_events(&[], &["udp-send", "127.0.0.6:9999"]);
     assert_eq!(answer, "err EPERM");
-    let denied = of_kind(&events, "network_denied");
-    assert_eq!(denied.len(), 1, "{events:?}");
-    assert_eq!(denied[0]["address"], "127.0.0.6");
-    assert_eq!(denied[0]["protocol"], "udp");
+    let denied = only(&events, "network_denied");
+    assert_eq!(denied["address"], "127.0.0.6");
+    assert_eq!(denied["protocol"], "udp");
 }
 
 #[test]
@@ -162,17 +156,15 @@ fn ipv6_names_and_prefixes_are_enforced_too() {
         "base",
         &egress(&format!("{{ host = \"v6.test\", ports = [{port}] }},")),
     );
-    let upstream = dns.option();
-    let options = [upstream[0].as_str(), upstream[1].as_str()];
+    let options = dns.option();
     let (answer, _) = f.probe_events(&options, &["connect", &format!("v6.test:{port}")]);
     assert_eq!(answer, "ok");
     // The allowed port at an address no answer gave.
     let (answer, events) = f.probe_events(&options, &["connect", &format!("[fd00::1]:{port}")]);
     assert_eq!(answer, "err EPERM");
-    let denied = of_kind(&events, "network_denied");
-    assert_eq!(denied.len(), 1, "{events:?}");
-    assert_eq!(denied[0]["address"], "fd00::1");
-    assert_eq!(denied[0]["port"], port);
+    let denied = only(&events, "network_denied");
+    assert_eq!(denied["address"], "fd00::1");
+    assert_eq!(denied["port"], port);
     // An IPv4 address reached through an IPv6 socket (v4-mapped) is held to the IPv4 rules.
     let v4 = listen("127.0.0.2:0");
     let f = Fixture::new(

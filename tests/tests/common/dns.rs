@@ -11,6 +11,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 pub struct TestDns {
     pub addr: SocketAddr,
     asked: Arc<Mutex<Vec<String>>>,
+    option: [String; 2],
 }
 
 impl TestDns {
@@ -64,7 +65,12 @@ impl TestDns {
                 }
             }
         });
-        TestDns { addr, asked }
+        let option = ["--dns-upstream".to_string(), addr.to_string()];
+        TestDns {
+            addr,
+            asked,
+            option,
+        }
     }
 
     /// Every name the server was asked, in order.
@@ -73,7 +79,7 @@ impl TestDns {
     }
 
     /// `--dns-upstream ADDR` for `cordon run`.
-    pub fn option(&self) -> [String; 2] {
-        ["--dns-upstream".into(), self.addr.to_string()]
+    pub fn option(&self) -> Vec<&str> {
+        self.option.iter().map(String::as_str).collect()
     }
 }

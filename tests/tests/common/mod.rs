@@ -143,9 +143,17 @@ impl Fixture {
 
     /// Runs the probe in the sandbox and returns its one-line answer (`ok`, `err EACCES`, ...).
     pub fn probe(&self, args: &[&str]) -> String {
+        self.probe_with(&[] as &[&str], args)
+    }
+
+    /// [`Fixture::probe`] with options of `cordon run` before the command.
+    pub fn probe_with<O: AsRef<OsStr>>(&self, options: &[O], args: &[&str]) -> String {
         let mut argv = vec![probe_bin().to_string_lossy().into_owned()];
         argv.extend(args.iter().map(|a| a.to_string()));
-        let out = self.run(&argv);
+        let out = self
+            .command_with(options, &argv)
+            .output()
+            .expect("cordon runs");
         let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
         assert!(
             !stdout.is_empty(),
@@ -172,20 +180,8 @@ impl Fixture {
             events.to_string_lossy().into_owned(),
         ];
         all.extend(options.iter().map(|o| o.to_string()));
-        let mut argv = vec![probe_bin().to_string_lossy().into_owned()];
-        argv.extend(args.iter().map(|a| a.to_string()));
-        let out = self
-            .command_with(&all, &argv)
-            .output()
-            .expect("cordon runs");
-        let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        assert!(
-            !stdout.is_empty(),
-            "probe {args:?} printed nothing; status {}, stderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (stdout, read_events(&events))
+        let answer = self.probe_with(&all, args);
+        (answer, read_events(&events))
     }
 
     pub fn path(&self, rel: &str) -> String {
@@ -197,16 +193,22 @@ impl Fixture {
     }
 }
 
-/// Where cgroup v2 is mounted on this host, from /proc/self/mountinfo.
-pub fn cgroup2_mount() -> String {
+/// Where a file system of type `fstype` is mounted on this host, from /proc/self/mountinfo.
+pub fn mount_point(fstype: &str) -> Option<PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    info.lines()
-        .find_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            post.starts_with("cgroup2 ")
-                .then(|| pre.split(' ').nth(4).map(str::to_string))?
-        })
+    info.lines().find_map(|l| {
+        let (pre, post) = l.split_once(" - ")?;
+        (post.split(' ').next() == Some(fstype))
+            .then(|| pre.split(' ').nth(4).map(PathBuf::from))?
+    })
+}
+
+/// Where cgroup v2 is mounted on this host.
+pub fn cgroup2_mount() -> String {
+    mount_point("cgroup2")
         .expect("cgroup2 is mounted")
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Every event of a `--events` file.
@@ -221,4 +223,11 @@ pub fn read_events(path: &std::path::Path) -> Vec<serde_json::Value> {
 /// The events of one kind.
 pub fn of_kind<'a>(events: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
     events.iter().filter(|e| e["kind"] == kind).collect()
+}
+
+/// The one event of a kind; fails when there are none or several.
+pub fn only<'a>(events: &'a [serde_json::Value], kind: &str) -> &'a serde_json::Value {
+    let found = of_kind(events, kind);
+    assert_eq!(found.len(), 1, "expected one {kind} event: {events:?}");
+    found[0]
 }
