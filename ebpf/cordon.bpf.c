@@ -292,6 +292,12 @@ static __always_inline int restore_dns_source(struct bpf_sock_addr *ctx, __u16 f
 	__u16 resolver = family == AF_INET ? sb->dns_port4 : sb->dns_port6;
 	if (!resolver || bpf_ntohs((__u16)ctx->user_port) != resolver)
 		return ALLOW;
+	/* Only a datagram from the resolver itself, on loopback, is shown as the server's. */
+	if (family == AF_INET && ctx->user_ip4 != bpf_htonl(0x7f000001))
+		return ALLOW;
+	if (family == AF_INET6 && (ctx->user_ip6[0] || ctx->user_ip6[1] || ctx->user_ip6[2] ||
+				   ctx->user_ip6[3] != bpf_htonl(1)))
+		return ALLOW;
 	__u64 cookie = bpf_get_socket_cookie(ctx);
 	struct cordon_dns_origin *origin = bpf_map_lookup_elem(&dns_origins, &cookie);
 	if (!origin || origin->family != family)

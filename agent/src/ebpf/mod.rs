@@ -184,8 +184,11 @@ impl Kernel {
         match Self::open_locked(&base, false) {
             Ok(kernel) => Ok(kernel),
             // The pins went away under us (another build replaced them, or an operator
-            // removed them): load afresh.
-            Err(EbpfError::Io { .. }) => Self::open_locked(&base, true),
+            // removed them): load afresh. Any other error stands; reloading would detach
+            // the programs every running sandbox depends on.
+            Err(EbpfError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Self::open_locked(&base, true)
+            }
             Err(e) => Err(e),
         }
     }
