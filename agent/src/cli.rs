@@ -2,6 +2,8 @@
 //! responders' commands (`ps`, `kill`, `freeze`, `thaw`, `isolate`, `release`).
 
 mod contain;
+mod remote;
+mod worker;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -12,6 +14,8 @@ use clap::{Parser, Subcommand};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::api::client::{socket_path, Client};
+use crate::api::ExitStatus;
 use crate::ebpf::Kernel;
 use crate::event::Action;
 use crate::expect;
@@ -38,6 +42,12 @@ pub struct Cli {
     /// Say more (repeat for debug output).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// cordond's socket (default: $CORDON_SOCKET, else /run/cordon/cordon.sock).
+    #[arg(long, global = true, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Print JSON instead of tables (ps, status, events, kill, ...).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -65,12 +75,40 @@ enum Command {
         /// nameservers of /etc/resolv.conf).
         #[arg(long = "dns-upstream", value_name = "ADDR:PORT")]
         dns_upstream: Vec<std::net::SocketAddr>,
+        /// Run here, not through cordond (needs root; implied by --events).
+        #[arg(long)]
+        no_daemon: bool,
         /// The command and its arguments.
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<OsString>,
     },
     /// List the sandboxes running on this host.
     Ps,
+    /// cordond's health: kernel features, collector link, spool depth, events dropped.
+    Status,
+    /// Events from cordond's journal, oldest first.
+    Events {
+        /// Keep printing new events as they come.
+        #[arg(long, short)]
+        follow: bool,
+        /// Only this sandbox's events.
+        #[arg(long, value_name = "NAME")]
+        sandbox: Option<String>,
+        /// Only events of this kind (network_denied, file_denied, exec, ...).
+        #[arg(long, value_name = "KIND")]
+        kind: Option<String>,
+        /// Only events since this time: RFC 3339 (2026-11-26T10:00:00Z) or an age (10m, 2h).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Write man pages for cordon and its subcommands into DIR.
+    #[command(name = "man", hide = true)]
+    Man {
+        #[arg(value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Kill every process of a sandbox (cgroup.kill).
     Kill { sandbox: String },
     /// Stop every process of a sandbox where it is, keeping its state (cgroup.freeze).
@@ -84,6 +122,9 @@ enum Command {
     /// Remove what ended sandboxes left in the kernel's maps (run by `cordon run` itself).
     #[command(name = "__sweep", hide = true)]
     Sweep,
+    /// Run one sandbox for cordond (which starts this; see `daemon::server`).
+    #[command(name = "__worker", hide = true)]
+    Worker,
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,22 +159,24 @@ enum ProfileCommand {
     },
 }
 
+/// How results are printed.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    pub json: bool,
+}
+
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     let search = search_path(&cli.profile_path);
+    let out = Output { json: cli.json };
+    let socket = cli.socket.as_deref();
     match cli.command {
         Command::Profile(ProfileCommand::Check { files }) => check(&search, &files),
         Command::Profile(ProfileCommand::Show { profile, workspace }) => {
             match resolve(&search, &profile, workspace) {
-                Ok(policy) => match serde_json::to_string_pretty(&policy) {
-                    Ok(json) => {
-                        println!("{json}");
-                        ExitCode::SUCCESS
-                    }
-                    Err(e) => fail(&format!("cannot print the policy: {e}"), 1),
-                },
+                Ok(policy) => print_json(&policy),
                 Err(msg) => fail(&msg, 1),
             }
         }
@@ -157,27 +200,135 @@ pub fn main() -> ExitCode {
             events,
             quiet,
             dns_upstream,
+            no_daemon,
             command,
         } => {
+            let local = no_daemon || events.is_some() || !dns_upstream.is_empty();
+            if !local {
+                match daemon(socket) {
+                    Ok(Some(client)) => {
+                        return remote::run(client, &profile, workspace, &command, quiet)
+                    }
+                    Ok(None) => {}
+                    Err(e) => return fail(&e, exit_u8(sandbox::EXIT_SETUP_FAILED)),
+                }
+            }
             let options = RunOptions {
                 events,
+                spool: None,
                 quiet,
                 dns_upstream,
                 verbose: cli.verbose,
+                control: None,
+                enable_audit: true,
             };
-            run(&search, &profile, workspace, &command, &options)
+            let policy = match resolve(&search, &profile, workspace) {
+                Ok(p) => p,
+                Err(msg) => return fail(&msg, exit_u8(sandbox::EXIT_SETUP_FAILED)),
+            };
+            exit_like(launch(&policy, &command, std::env::vars_os(), options))
         }
-        Command::Ps => contain::ps(),
+        Command::Ps => match daemon(socket) {
+            Ok(client) => contain::ps(client, out),
+            Err(e) => fail(&e, 1),
+        },
+        Command::Status => match daemon_required(socket) {
+            Ok(client) => remote::status(client, out),
+            Err(e) => fail(&e, 1),
+        },
+        Command::Events {
+            follow,
+            sandbox,
+            kind,
+            since,
+        } => {
+            let since = match since.as_deref().map(parse_since).transpose() {
+                Ok(s) => s,
+                Err(e) => return fail(&e, 2),
+            };
+            match daemon_required(socket) {
+                Ok(client) => remote::events(client, follow, sandbox, kind, since, out),
+                Err(e) => fail(&e, 1),
+            }
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(shell, &mut Cli::command(), "cordon", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man { out } => match write_man_pages(&out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(
+                &format!("cannot write man pages to {}: {e}", out.display()),
+                1,
+            ),
+        },
         Command::Sweep => sweep_now(),
-        Command::Kill { sandbox } => contain::act(&sandbox, Action::Kill),
-        Command::Freeze { sandbox } => contain::act(&sandbox, Action::Freeze),
-        Command::Thaw { sandbox } => contain::act(&sandbox, Action::Thaw),
-        Command::Isolate { sandbox } => contain::act(&sandbox, Action::Isolate),
-        Command::Release { sandbox } => contain::act(&sandbox, Action::Release),
+        Command::Worker => worker::main(),
+        Command::Kill { sandbox } => act(socket, &sandbox, Action::Kill, out),
+        Command::Freeze { sandbox } => act(socket, &sandbox, Action::Freeze, out),
+        Command::Thaw { sandbox } => act(socket, &sandbox, Action::Thaw, out),
+        Command::Isolate { sandbox } => act(socket, &sandbox, Action::Isolate, out),
+        Command::Release { sandbox } => act(socket, &sandbox, Action::Release, out),
     }
 }
 
-fn init_tracing(verbose: u8) {
+fn act(socket: Option<&std::path::Path>, sandbox: &str, action: Action, out: Output) -> ExitCode {
+    match daemon(socket) {
+        Ok(client) => contain::act(client, sandbox, action, out),
+        Err(e) => fail(&e, 1),
+    }
+}
+
+/// cordond's client when it runs. Without it: `None` for root (who acts on the kernel
+/// directly), an error for anyone else. A socket named explicitly must answer.
+fn daemon(explicit: Option<&std::path::Path>) -> Result<Option<Client>, String> {
+    let named = explicit.is_some() || std::env::var_os("CORDON_SOCKET").is_some();
+    let path = socket_path(explicit);
+    match Client::connect(&path) {
+        Ok(client) => Ok(Some(client)),
+        Err(e) if named => Err(e.to_string()),
+        Err(_) if nix::unistd::geteuid().is_root() => Ok(None),
+        Err(e) => Err(format!("{e}; without cordond this needs root")),
+    }
+}
+
+fn daemon_required(explicit: Option<&std::path::Path>) -> Result<Client, String> {
+    Client::connect(&socket_path(explicit)).map_err(|e| format!("{e} (is cordond running?)"))
+}
+
+/// `--since`: RFC 3339, or an age like `10m`.
+fn parse_since(text: &str) -> Result<std::time::SystemTime, String> {
+    if let Ok(t) = humantime::parse_rfc3339_weak(text) {
+        return Ok(t);
+    }
+    humantime::parse_duration(text)
+        .ok()
+        .and_then(|age| std::time::SystemTime::now().checked_sub(age))
+        .ok_or_else(|| {
+            format!(
+                "--since `{text}` is neither a time (2026-11-26T10:00:00Z) nor an age (10m, 2h)"
+            )
+        })
+}
+
+fn write_man_pages(dir: &std::path::Path) -> std::io::Result<()> {
+    use clap::CommandFactory as _;
+    std::fs::create_dir_all(dir)?;
+    clap_mangen::generate_to(Cli::command(), dir)
+}
+
+pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> ExitCode {
+    match serde_json::to_string_pretty(value) {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&format!("cannot print JSON: {e}"), 1),
+    }
+}
+
+pub fn init_tracing(verbose: u8) {
     // aya warns about the map of maps it is told to allow; that is not news to a user.
     let default = match verbose {
         0 => "warn,aya=error",
@@ -340,30 +491,36 @@ fn export_seccomp(
 
 struct RunOptions {
     events: Option<PathBuf>,
+    spool: Option<crate::export::spool::SpoolConfig>,
     quiet: bool,
     dns_upstream: Vec<std::net::SocketAddr>,
     verbose: u8,
+    /// The connection of the client cordond runs this sandbox for: signals come in on it
+    /// (and its end kills the sandbox).
+    control: Option<std::os::unix::net::UnixStream>,
+    /// Turn kernel auditing on when it is off (for Landlock's denial records).
+    enable_audit: bool,
 }
 
-fn run(
-    search: &SearchPath,
-    spec: &str,
-    workspace: Option<PathBuf>,
-    command: &[OsString],
-    options: &RunOptions,
-) -> ExitCode {
+/// Failing before the sandbox ran: the message, and the setup exit code.
+fn setup_failed(message: &str, code: i32) -> ExitStatus {
+    eprintln!("cordon: {message}");
+    ExitStatus::Code(exit_u8(code))
+}
+
+/// Runs `command` in a sandbox under `policy`, watches it, and returns how it ended.
+fn launch<I>(policy: &Policy, command: &[OsString], env: I, options: RunOptions) -> ExitStatus
+where
+    I: IntoIterator<Item = (OsString, OsString)>,
+{
     let verbose = options.verbose;
-    let policy = match resolve(search, spec, workspace) {
-        Ok(p) => p,
-        Err(msg) => return fail(&msg, exit_u8(sandbox::EXIT_SETUP_FAILED)),
-    };
-    let kernel = match open_kernel(&policy) {
+    let kernel = match open_kernel(policy) {
         Ok(k) => k,
-        Err(msg) => return fail(&msg, exit_u8(sandbox::EXIT_SETUP_FAILED)),
+        Err(msg) => return setup_failed(&msg, sandbox::EXIT_SETUP_FAILED),
     };
-    let launch = match sandbox::prepare(&policy, command, std::env::vars_os()) {
+    let launch = match sandbox::prepare(policy, command, env) {
         Ok(l) => l,
-        Err(e) => return fail(&e.to_string(), exit_u8(e.exit_code())),
+        Err(e) => return setup_failed(&e.to_string(), e.exit_code()),
     };
     for warning in &launch.warnings {
         eprintln!("cordon: warning: {warning}");
@@ -374,20 +531,17 @@ fn run(
         }
     }
     let spawned = launch.spawn_with(|cgroup| match &kernel {
-        Some(kernel) => register(kernel, &policy, cgroup).map(Some),
+        Some(kernel) => register(kernel, policy, cgroup, options.enable_audit).map(Some),
         None => Ok(None),
     });
     let (running, registered) = match spawned {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("cordon: {e}");
-            return ExitCode::from(exit_u8(e.exit_code()));
-        }
+        Err(e) => return setup_failed(&e.to_string(), e.exit_code()),
     };
     let monitor = match (&kernel, registered) {
         (Some(kernel), Some(registered)) => {
             let init_pid = running.pid.as_raw() as u32;
-            match start_monitor(kernel, &policy, registered, init_pid, options) {
+            match start_monitor(kernel, policy, registered, init_pid, &options) {
                 Ok(m) => Some(m),
                 Err(e) => {
                     eprintln!("cordon: cannot watch the sandbox: {e}");
@@ -397,6 +551,12 @@ fn run(
         }
         _ => None,
     };
+    if let Some(control) = options.control {
+        if let Err(e) = worker::relay(control, &running) {
+            eprintln!("cordon: cannot follow the caller's connection: {e}");
+            return fail_running(running);
+        }
+    }
     if let Some(e) = &running.enforcement {
         if e.status != sandbox::landlock::Status::Fully {
             eprintln!(
@@ -418,12 +578,21 @@ fn run(
         }
     }
     match exit {
-        Ok(Exit::Code(c)) => ExitCode::from(exit_u8(c)),
-        Ok(Exit::Signal(signo)) => match nix::sys::signal::Signal::try_from(signo) {
+        Ok(Exit::Code(c)) => ExitStatus::Code(exit_u8(c)),
+        Ok(Exit::Signal(signo)) => ExitStatus::Signal(signo),
+        Err(e) => setup_failed(&e.to_string(), sandbox::EXIT_SETUP_FAILED),
+    }
+}
+
+/// This process's exit code for how the sandbox ended: the same code, or death by the
+/// same signal.
+fn exit_like(status: ExitStatus) -> ExitCode {
+    match status {
+        ExitStatus::Code(c) => ExitCode::from(c),
+        ExitStatus::Signal(signo) => match nix::sys::signal::Signal::try_from(signo) {
             Ok(signal) => die_like(signal),
             Err(_) => ExitCode::from(exit_u8(128 + signo)),
         },
-        Err(e) => fail(&e.to_string(), exit_u8(sandbox::EXIT_SETUP_FAILED)),
     }
 }
 
@@ -529,13 +698,17 @@ struct Registered {
 
 /// A listener for Landlock's denial records, with kernel auditing turned on if it was off.
 /// Without it, file denials are not reported (the sandbox still enforces them).
-fn landlock_audit() -> Option<crate::audit::AuditListener> {
-    match crate::audit::enable() {
-        Ok(true) => {
-            tracing::info!("kernel auditing was off; turned it on for Landlock's denial records")
+fn landlock_audit(enable: bool) -> Option<crate::audit::AuditListener> {
+    if enable {
+        match crate::audit::enable() {
+            Ok(true) => {
+                tracing::info!(
+                    "kernel auditing was off; turned it on for Landlock's denial records"
+                )
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!("cannot turn kernel auditing on: {e}"),
         }
-        Ok(false) => {}
-        Err(e) => tracing::warn!("cannot turn kernel auditing on: {e}"),
     }
     match crate::audit::AuditListener::open() {
         Ok(listener) => Some(listener),
@@ -551,6 +724,7 @@ fn register(
     kernel: &Kernel,
     policy: &Policy,
     cgroup: &crate::cgroup::SandboxCgroup,
+    enable_audit: bool,
 ) -> Result<Registered, String> {
     let cgroup_id = cgroup.id().map_err(|e| e.to_string())?;
     let resolver = if policy.network.offline() {
@@ -559,7 +733,7 @@ fn register(
         Some(Resolver::bind().map_err(|e| format!("cannot open the sandbox's DNS resolver: {e}"))?)
     };
     let (dns_port4, dns_port6) = resolver.as_ref().map_or((0, 0), Resolver::ports);
-    let audit = landlock_audit();
+    let audit = landlock_audit(enable_audit);
     let entry = crate::ebpf::abi::Sandbox {
         flags: 0,
         dns_port4,
@@ -593,6 +767,7 @@ fn start_monitor(
     let sink = Sink {
         json: options.events.clone(),
         stderr: !options.quiet,
+        spool: options.spool.clone(),
     };
     let (reporter, writer) = Monitor::reporter(&registered.name, &policy.name, sink)
         .map_err(|e| format!("cannot open the event log: {e}"))?;
@@ -632,12 +807,12 @@ fn start_monitor(
 }
 
 /// Ends a sandbox that runs but cannot be watched: unwatched is not how it was asked to run.
-fn fail_running(running: sandbox::Running) -> ExitCode {
+fn fail_running(running: sandbox::Running) -> ExitStatus {
     if let Some(cgroup) = running.cgroup() {
         let _ = cgroup.kill();
     }
     let _ = running.wait();
-    ExitCode::from(exit_u8(sandbox::EXIT_SETUP_FAILED))
+    ExitStatus::Code(exit_u8(sandbox::EXIT_SETUP_FAILED))
 }
 
 /// Ends this process with the same signal that ended the sandboxed one, so callers see

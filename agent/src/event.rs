@@ -33,6 +33,9 @@ pub struct Event {
     pub process: Option<Process>,
     #[serde(flatten)]
     pub what: What,
+    /// Set when this event stands for a burst of identical ones.
+    #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<Burst>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,14 +130,68 @@ pub enum What {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         signal: Option<i32>,
     },
-    /// Events the kernel could not deliver (the sandbox's ring buffer was full).
+    /// Events that could not be recorded: the sandbox's ring buffer was full, or the spool
+    /// on disk was (while the collector was away).
     EventsLost {
         count: u64,
+        #[serde(default)]
+        reason: LossReason,
     },
     /// A responder's action took effect.
     Contained {
         action: Action,
     },
+    /// A responder asked for an action: who, what, and how it went.
+    ResponderAction {
+        action: Action,
+        actor: Actor,
+        result: ActionResult,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        took_ms: u64,
+    },
+}
+
+/// Why events were lost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossReason {
+    #[default]
+    RingFull,
+    SpoolFull,
+}
+
+/// Who asked for a responder action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// `socket`: a local user through cordond's socket; `collector`: a responder through the
+    /// central collector.
+    pub via: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// A user name, or the collector's name for the responder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionResult {
+    Done,
+    Failed,
+}
+
+/// Repeats of one violation within a short window, reported as one event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Burst {
+    /// How many times it happened (the event's own `time` is the first).
+    pub count: u64,
+    #[serde(with = "rfc3339")]
+    pub first_seen: SystemTime,
+    #[serde(with = "rfc3339")]
+    pub last_seen: SystemTime,
 }
 
 impl What {
@@ -151,6 +208,7 @@ impl What {
             What::Exit { .. } => "exit",
             What::EventsLost { .. } => "events_lost",
             What::Contained { .. } => "contained",
+            What::ResponderAction { .. } => "responder_action",
         }
     }
 
@@ -183,6 +241,7 @@ impl Event {
             profile: profile.to_owned(),
             process,
             what,
+            burst: None,
         }
     }
 
@@ -237,10 +296,35 @@ impl Event {
                 (Some(c), None) => format!("{who}: exited with {c}"),
                 (None, None) => format!("{who}: exited"),
             },
-            What::EventsLost { count } => {
-                format!("{count} events lost: the sandbox's ring buffer was full")
-            }
+            What::EventsLost { count, reason } => match reason {
+                LossReason::RingFull => {
+                    format!("{count} events lost: the sandbox's ring buffer was full")
+                }
+                LossReason::SpoolFull => {
+                    format!("{count} events lost: the spool on disk was full")
+                }
+            },
             What::Contained { action } => format!("responder action took effect: {action:?}"),
+            What::ResponderAction {
+                action,
+                actor,
+                result,
+                error,
+                ..
+            } => {
+                let by = match (&actor.name, actor.uid) {
+                    (Some(name), _) => name.clone(),
+                    (None, Some(uid)) => format!("uid {uid}"),
+                    (None, None) => "someone".into(),
+                };
+                let how = match result {
+                    ActionResult::Done => "done".to_string(),
+                    ActionResult::Failed => {
+                        format!("failed: {}", error.as_deref().unwrap_or("unknown error"))
+                    }
+                };
+                format!("{action:?} requested by {by} via {}: {how}", actor.via)
+            }
         }
     }
 }
@@ -265,7 +349,29 @@ fn new_id(time: SystemTime) -> uuid::Uuid {
 }
 
 /// RFC 3339 timestamps with nanoseconds, in UTC.
-mod rfc3339 {
+pub(crate) mod rfc3339_opt {
+    use std::time::SystemTime;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(time: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+        match time {
+            Some(t) => super::rfc3339::serialize(t, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            Some(text) => humantime::parse_rfc3339(&text)
+                .map(Some)
+                .map_err(serde::de::Error::custom),
+            None => Ok(None),
+        }
+    }
+}
+
+pub(crate) mod rfc3339 {
     use std::time::SystemTime;
 
     use serde::{Deserialize, Deserializer, Serializer};

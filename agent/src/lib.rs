@@ -12,12 +12,16 @@
 //! * [`sandbox`] turns a [`policy::Policy`] into kernel state in a forked child and runs the command.
 //! * [`sys`] holds the few raw system calls the crates we build on do not wrap.
 
+pub mod api;
 pub mod audit;
 pub mod cgroup;
 pub mod cli;
+pub mod contain;
+pub mod daemon;
 pub mod ebpf;
 pub mod event;
 pub mod expect;
+pub mod export;
 pub mod monitor;
 pub mod network;
 pub mod policy;

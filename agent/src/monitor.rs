@@ -15,12 +15,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use aya::maps::{MapData, RingBuf};
 
 use crate::ebpf::{abi, Kernel};
 use crate::event::{Action, Event, NetReason, Process, Protocol, What};
+use crate::export::burst::Bursts;
+use crate::export::spool::{SpoolConfig, SpoolWriter};
 
 /// Tells every watching thread to finish, at once: each polls `fd()` beside its own
 /// descriptor, and `stop()` closes the pipe's write end, which wakes them all.
@@ -100,6 +102,103 @@ pub struct Sink {
     pub json: Option<PathBuf>,
     /// Violations as one readable line each on stderr.
     pub stderr: bool,
+    /// Every event into a file of cordond's spool, for the journal and the collector.
+    pub spool: Option<SpoolConfig>,
+}
+
+/// How long repeats of one violation are gathered into one event.
+const BURST_WINDOW: Duration = Duration::from_secs(1);
+
+/// The writer thread's outputs.
+struct Outputs {
+    sink: Sink,
+    json: Option<std::io::BufWriter<std::fs::File>>,
+    spool: Option<SpoolWriter>,
+    /// The sandbox and profile, for the spool's own `events_lost` event.
+    names: Option<(String, String)>,
+    written: u64,
+}
+
+impl Outputs {
+    fn open(sink: Sink) -> std::io::Result<Self> {
+        let json = match &sink.json {
+            Some(path) => Some(std::io::BufWriter::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            )),
+            None => None,
+        };
+        let spool = match &sink.spool {
+            Some(config) => Some(SpoolWriter::create(config.clone())?),
+            None => None,
+        };
+        Ok(Self {
+            sink,
+            json,
+            spool,
+            names: None,
+            written: 0,
+        })
+    }
+
+    fn write(&mut self, event: &Event) -> std::io::Result<()> {
+        if self.names.is_none() {
+            self.names = Some((event.sandbox.clone(), event.profile.clone()));
+        }
+        let line = serde_json::to_vec(event)?;
+        if let Some(out) = self.json.as_mut() {
+            out.write_all(&line)?;
+            out.write_all(b"\n")?;
+            // A line per event reaches the file at once: readers follow it live.
+            out.flush()?;
+        }
+        if let Some(spool) = self.spool.as_mut() {
+            spool.write_line(&line)?;
+        }
+        if self.sink.stderr
+            && (event.what.is_violation()
+                || matches!(event.what, What::EventsLost { .. } | What::Contained { .. }))
+        {
+            eprintln!("cordon: {}", event.summary());
+        }
+        self.written += 1;
+        Ok(())
+    }
+
+    /// Writes the count of events the full spool dropped, once there is room (or `force`).
+    fn report_drops(&mut self, force: bool) -> std::io::Result<()> {
+        let Some(count) = self.spool.as_mut().and_then(|s| s.take_dropped(force)) else {
+            return Ok(());
+        };
+        let (sandbox, profile) = self.names.clone().unwrap_or_default();
+        let event = Event::new(
+            &sandbox,
+            &profile,
+            SystemTime::now(),
+            None,
+            What::EventsLost {
+                count,
+                reason: crate::event::LossReason::SpoolFull,
+            },
+        );
+        if self.sink.stderr {
+            eprintln!("cordon: {}", event.summary());
+        }
+        if let Some(spool) = self.spool.as_mut() {
+            spool.append(&serde_json::to_vec(&event)?)?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> std::io::Result<u64> {
+        self.report_drops(true)?;
+        if let Some(spool) = &self.spool {
+            spool.sync()?;
+        }
+        Ok(self.written)
+    }
 }
 
 /// What the monitor watches.
@@ -130,38 +229,30 @@ impl Monitor {
         sink: Sink,
     ) -> std::io::Result<(Reporter, JoinHandle<std::io::Result<u64>>)> {
         let (tx, rx) = mpsc::channel::<Event>();
-        let mut json = match &sink.json {
-            Some(path) => Some(std::io::BufWriter::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)?,
-            )),
-            None => None,
-        };
+        let mut outputs = Outputs::open(sink)?;
         let writer = std::thread::Builder::new()
             .name("cordon-events".into())
             .spawn(move || {
-                let mut written = 0;
-                for event in rx {
-                    if let Some(out) = json.as_mut() {
-                        serde_json::to_writer(&mut *out, &event)?;
-                        out.write_all(b"\n")?;
-                        // A line per event reaches the file at once: readers follow it live.
-                        out.flush()?;
+                let mut bursts = Bursts::new(BURST_WINDOW);
+                loop {
+                    match rx.recv_timeout(Duration::from_millis(200)) {
+                        Ok(event) => {
+                            if let Some(event) = bursts.push(event, Instant::now()) {
+                                outputs.write(&event)?;
+                            }
+                        }
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
                     }
-                    if sink.stderr
-                        && (event.what.is_violation()
-                            || matches!(
-                                event.what,
-                                What::EventsLost { .. } | What::Contained { .. }
-                            ))
-                    {
-                        eprintln!("cordon: {}", event.summary());
+                    for event in bursts.due(Instant::now()) {
+                        outputs.write(&event)?;
                     }
-                    written += 1;
+                    outputs.report_drops(false)?;
                 }
-                Ok(written)
+                for event in bursts.flush() {
+                    outputs.write(&event)?;
+                }
+                outputs.finish()
             })?;
         let reporter = Reporter {
             sandbox: sandbox.into(),
@@ -244,7 +335,13 @@ fn watch_kernel(mut watch: Watch, reporter: &Reporter, stop: &Stop) {
         }
         match watch.kernel.lost(watch.cgroup_id) {
             Ok(now) if now > lost => {
-                reporter.report(None, What::EventsLost { count: now - lost });
+                reporter.report(
+                    None,
+                    What::EventsLost {
+                        count: now - lost,
+                        reason: crate::event::LossReason::RingFull,
+                    },
+                );
                 lost = now;
             }
             _ => {}

@@ -59,6 +59,21 @@ impl Context {
         }
     }
 
+    /// The context of a user cordond acts for (as the kernel named them on its socket).
+    pub fn for_user(workspace: PathBuf, uid: u32, gid: u32, groups: Vec<u32>) -> Self {
+        let home = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .map(|u| u.dir);
+        Self {
+            workspace,
+            caller_home: home,
+            caller_uid: uid,
+            caller_gid: gid,
+            caller_groups: groups,
+        }
+    }
+
     fn sudo_caller(workspace: &Path) -> Option<Self> {
         if !nix::unistd::geteuid().is_root() {
             return None;
@@ -835,28 +850,32 @@ fn memory_size(item: &Located<crate::profile::MemorySize>) -> Result<u64, Diagno
     };
     let bytes = match &item.value {
         crate::profile::MemorySize::Bytes(n) => u64::try_from(*n).map_err(|_| bad())?,
-        crate::profile::MemorySize::Text(text) => {
-            let text = text.trim();
-            let split = text
-                .find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(text.len());
-            let (digits, unit) = text.split_at(split);
-            let n: u64 = digits.parse().map_err(|_| bad())?;
-            let shift = match unit.trim().to_ascii_uppercase().as_str() {
-                "" | "B" => 0,
-                "K" | "KB" | "KIB" => 10,
-                "M" | "MB" | "MIB" => 20,
-                "G" | "GB" | "GIB" => 30,
-                "T" | "TB" | "TIB" => 40,
-                _ => return Err(bad()),
-            };
-            n.checked_mul(1 << shift).ok_or_else(bad)?
-        }
+        crate::profile::MemorySize::Text(text) => size_in_bytes(text).ok_or_else(bad)?,
     };
     if bytes < MIN_MEMORY {
         return Err(bad());
     }
     Ok(bytes)
+}
+
+/// `"512"`, `"512K"`, `"512M"`, `"2G"`, `"1T"` (powers of 1024) in bytes; `None` when it is
+/// not such a size or does not fit in 64 bits.
+pub fn size_in_bytes(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1 << shift)
 }
 
 #[cfg(test)]

@@ -500,6 +500,139 @@ pub fn bpf_map_keys<K: Copy>(map: std::os::fd::BorrowedFd<'_>) -> io::Result<Vec
     }
 }
 
+/// The supplementary groups of a unix socket's peer, as they were when it connected
+/// (`SO_PEERGROUPS`, Linux 4.13).
+pub fn peer_groups(socket: std::os::fd::BorrowedFd<'_>) -> io::Result<Vec<u32>> {
+    use std::os::fd::AsRawFd as _;
+    let mut groups = vec![0u32; 64];
+    loop {
+        let mut len = (groups.len() * std::mem::size_of::<u32>()) as libc::socklen_t;
+        // SAFETY: the kernel writes at most `len` bytes into `groups`, which has that many,
+        // and stores the size it needs (or wrote) in `len`.
+        let rc = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let needed = len as usize / std::mem::size_of::<u32>();
+        if rc == 0 {
+            groups.truncate(needed);
+            return Ok(groups);
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::ERANGE) && needed > groups.len() {
+            groups.resize(needed, 0);
+            continue;
+        }
+        return Err(err);
+    }
+}
+
+/// Sets the user and groups file accesses are checked against (`setfsuid`, `setfsgid`,
+/// `setgroups` for this thread), leaving the real and effective ids alone; used to read files
+/// with the rights of the user cordond acts for. Returns what to restore.
+pub fn set_fs_identity(uid: u32, gid: u32, groups: &[u32]) -> io::Result<(u32, u32, Vec<u32>)> {
+    let old_groups: Vec<u32> = nix::unistd::getgroups()
+        .map_err(io::Error::from)?
+        .into_iter()
+        .map(|g| g.as_raw())
+        .collect();
+    // SAFETY: setgroups reads `groups.len()` gids from a live slice; the raw syscall changes
+    // only this thread's credentials (the caller is single-threaded when it matters).
+    check(unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) })?;
+    // SAFETY: setfsgid and setfsuid take an integer and touch no memory; they return the
+    // previous id.
+    let old_gid = unsafe { libc::setfsgid(gid) } as u32;
+    // SAFETY: as above.
+    let old_uid = unsafe { libc::setfsuid(uid) } as u32;
+    Ok((old_uid, old_gid, old_groups))
+}
+
+/// Receives bytes and any descriptors sent with them (`SCM_RIGHTS`) from a unix stream;
+/// the descriptors come close-on-exec and owned.
+pub fn recv_with_fds(
+    socket: std::os::fd::BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> io::Result<(usize, Vec<OwnedFd>)> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _};
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 8]);
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let msg = nix::sys::socket::recvmsg::<()>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(io::Error::from)?;
+    let mut fds = Vec::new();
+    for c in msg.cmsgs().map_err(io::Error::from)? {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(raw) = c {
+            // SAFETY: the kernel just installed these descriptors in this process for us;
+            // nothing else owns them.
+            fds.extend(
+                raw.into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    Ok((msg.bytes, fds))
+}
+
+/// For `pre_exec`: puts each `(fd, target)` at descriptor number `target`, without
+/// close-on-exec. Uses only async-signal-safe calls (the child of a fork may not allocate).
+pub fn place_fds(fds: &[(std::os::fd::RawFd, std::os::fd::RawFd)]) -> io::Result<()> {
+    let mut moved = [0; 8];
+    if fds.len() > moved.len() {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // First out of the way (a source may sit on another one's target), then into place.
+    for (i, (fd, _)) in fds.iter().enumerate() {
+        // SAFETY: F_DUPFD_CLOEXEC duplicates a descriptor; it touches no memory.
+        moved[i] = check(unsafe { libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 64) }.into())? as i32;
+    }
+    for (i, (_, target)) in fds.iter().enumerate() {
+        // SAFETY: dup2 duplicates a descriptor; it touches no memory. The new descriptor
+        // has close-on-exec cleared, which is the point.
+        check(unsafe { libc::dup2(moved[i], *target) }.into())?;
+    }
+    Ok(())
+}
+
+/// Whether the peer of a stream socket has closed its end (without reading anything).
+pub fn peer_closed(socket: std::os::fd::BorrowedFd<'_>) -> bool {
+    use std::os::fd::AsRawFd as _;
+    let mut byte = [0u8; 1];
+    match nix::sys::socket::recv(
+        socket.as_raw_fd(),
+        &mut byte,
+        nix::sys::socket::MsgFlags::MSG_PEEK | nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+    ) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(nix::errno::Errno::EAGAIN) => false,
+        Err(_) => true,
+    }
+}
+
+/// Takes ownership of descriptor `fd`, handed down by the parent (cordond gives a worker
+/// fds 3 and 4), and marks it close-on-exec.
+pub fn inherited_fd(fd: std::os::fd::RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_GETFD only reads the descriptor's flags; it fails with EBADF when `fd` is
+    // not open, and then nothing is taken.
+    let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFD) }.into())?;
+    let cloexec = flags as libc::c_int | libc::FD_CLOEXEC;
+    // SAFETY: F_SETFD sets a flag on the descriptor; it touches no memory.
+    let set = unsafe { libc::fcntl(fd, libc::F_SETFD, cloexec) };
+    check(set.into())?;
+    // SAFETY: `fd` is open (checked above) and was handed to this process to own; nothing
+    // else in this process uses it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

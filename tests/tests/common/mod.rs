@@ -225,6 +225,15 @@ pub fn of_kind<'a>(events: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde
     events.iter().filter(|e| e["kind"] == kind).collect()
 }
 
+/// How many times the events happened: an event standing for a burst counts `count` times
+/// (and `events_lost` counts what it says was lost).
+pub fn occurrences(events: &[&serde_json::Value]) -> u64 {
+    events
+        .iter()
+        .map(|e| e["count"].as_u64().unwrap_or(1))
+        .sum()
+}
+
 /// The one event of a kind; fails when there are none or several.
 pub fn only<'a>(events: &'a [serde_json::Value], kind: &str) -> &'a serde_json::Value {
     let found = of_kind(events, kind);

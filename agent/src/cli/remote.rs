@@ -1,0 +1,265 @@
+//! The commands that talk to cordond: `run` (for users who are not root), `status` and
+//! `events`.
+
+use std::ffi::OsString;
+use std::io::Write as _;
+use std::os::fd::AsFd as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use nix::sys::signal::{SigSet, Signal};
+
+use crate::api::client::Client;
+use crate::api::{Request, RunEnd, RunRequest, RunSignal};
+use crate::sandbox;
+
+use super::{exit_like, exit_u8, fail, Output};
+
+/// `cordon run` through cordond: the sandbox runs as the caller, with the caller's stdin,
+/// stdout and stderr; Ctrl-C and other signals are passed on; the exit status comes back.
+pub fn run(
+    mut client: Client,
+    profile: &str,
+    workspace: Option<PathBuf>,
+    command: &[OsString],
+    quiet: bool,
+) -> ExitCode {
+    let setup = exit_u8(sandbox::EXIT_SETUP_FAILED);
+    let request = match request(profile, workspace, command, quiet) {
+        Ok(r) => r,
+        Err(e) => return fail(&e, setup),
+    };
+    // Blocked before the relay thread starts, so it is the one that takes them.
+    let mut signals = SigSet::empty();
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        signals.add(s);
+    }
+    let _ = signals.thread_block();
+    let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    let stdio = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
+    if let Err(e) = client.send(&Request::Run(request), &stdio) {
+        return fail(&e.to_string(), setup);
+    }
+    if let Err(e) = client.reply() {
+        return fail(&e.to_string(), setup);
+    }
+    if let Ok(stream) = client.stream().try_clone() {
+        let _ = std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || relay_signals(&signals, stream));
+    }
+    loop {
+        match client.next_line() {
+            Ok(Some(line)) => {
+                if let Ok(end) = serde_json::from_slice::<RunEnd>(&line) {
+                    return exit_like(end.exit);
+                }
+                if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&line) {
+                    if let Some(error) = value["error"].as_str() {
+                        return fail(error, setup);
+                    }
+                }
+            }
+            Ok(None) => {
+                return fail(
+                    "the sandbox's watcher ended without an exit status (see cordond's log)",
+                    setup,
+                )
+            }
+            Err(e) => return fail(&e.to_string(), setup),
+        }
+    }
+}
+
+fn relay_signals(signals: &SigSet, mut stream: std::os::unix::net::UnixStream) {
+    while let Ok(signal) = signals.wait() {
+        let Ok(mut line) = serde_json::to_vec(&RunSignal {
+            signal: signal as i32,
+        }) else {
+            continue;
+        };
+        line.push(b'\n');
+        if stream.write_all(&line).is_err() {
+            return;
+        }
+    }
+}
+
+fn request(
+    profile: &str,
+    workspace: Option<PathBuf>,
+    command: &[OsString],
+    quiet: bool,
+) -> Result<RunRequest, String> {
+    let cwd =
+        std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
+    let absolute = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            cwd.join(p)
+        }
+    };
+    // A file is read by cordond with the caller's rights, from where the caller is.
+    let profile = if profile.contains('/') || profile.ends_with(".toml") {
+        absolute(Path::new(profile)).display().to_string()
+    } else {
+        profile.to_string()
+    };
+    let argv = command
+        .iter()
+        .map(|a| {
+            a.to_str().map(str::to_string).ok_or_else(|| {
+                format!("argument {a:?} is not UTF-8; through cordond, arguments must be")
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let env = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    Ok(RunRequest {
+        profile,
+        workspace: workspace.as_deref().map(absolute),
+        cwd,
+        argv,
+        env,
+        quiet,
+    })
+}
+
+/// `cordon status`.
+pub fn status(mut client: Client, out: Output) -> ExitCode {
+    let mut status = match client.call(&Request::Status(Default::default())) {
+        Ok(s) => s,
+        Err(e) => return fail(&e.to_string(), 1),
+    };
+    if let Some(map) = status.as_object_mut() {
+        map.remove("ok");
+    }
+    if out.json {
+        return super::print_json(&status);
+    }
+    let s = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    println!(
+        "cordond {} on {} (pid {}, up {} s)",
+        s(&status["version"]),
+        s(&status["host_id"]),
+        s(&status["pid"]),
+        s(&status["uptime_s"])
+    );
+    println!("config      {}", s(&status["config"]));
+    let k = &status["kernel"];
+    println!(
+        "kernel      Landlock ABI {}, eBPF {}, cgroup v2 at {} (controllers: {}), audit {}",
+        s(&k["landlock_abi"]),
+        s(&k["ebpf"]),
+        s(&k["cgroup2"]),
+        k["controllers"]
+            .as_array()
+            .map(|a| a.iter().map(&s).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default(),
+        if k["audit"] == true { "on" } else { "off" }
+    );
+    let c = &status["collector"];
+    println!(
+        "collector   {} ({}), {} delivered, last {}{}",
+        s(&c["url"]),
+        s(&c["state"]),
+        s(&c["delivered"]),
+        s(&c["last_delivery"]),
+        c["last_error"]
+            .as_str()
+            .map(|e| format!(", last error: {e}"))
+            .unwrap_or_default()
+    );
+    let sp = &status["spool"];
+    println!(
+        "spool       {} files, {} bytes of {} ({} undelivered, {} not journaled)",
+        s(&sp["files"]),
+        s(&sp["bytes"]),
+        s(&sp["max_bytes"]),
+        s(&sp["undelivered_bytes"]),
+        s(&sp["unjournaled_bytes"])
+    );
+    let e = &status["events"];
+    println!(
+        "events      {} journaled, {} lost in the kernel, {} dropped (spool full), {} invalid",
+        s(&e["journaled"]),
+        s(&e["lost_in_kernel"]),
+        s(&e["dropped_spool_full"]),
+        s(&e["invalid_lines"])
+    );
+    println!("sandboxes   {}", s(&status["sandboxes"]));
+    ExitCode::SUCCESS
+}
+
+/// `cordon events`: JSON lines with `--json`, one readable line each otherwise.
+pub fn events(
+    mut client: Client,
+    follow: bool,
+    sandbox: Option<String>,
+    kind: Option<String>,
+    since: Option<std::time::SystemTime>,
+    out: Output,
+) -> ExitCode {
+    let request = Request::Events {
+        follow,
+        sandbox,
+        kind,
+        since,
+    };
+    if let Err(e) = client.call(&request) {
+        return fail(&e.to_string(), 1);
+    }
+    let stdout = std::io::stdout();
+    loop {
+        let line = match client.next_line() {
+            Ok(Some(l)) => l,
+            Ok(None) => return ExitCode::SUCCESS,
+            Err(e) => return fail(&e.to_string(), 1),
+        };
+        let mut lock = stdout.lock();
+        let written = if out.json {
+            lock.write_all(&line).and_then(|()| lock.write_all(b"\n"))
+        } else {
+            match serde_json::from_slice::<crate::event::Event>(&line) {
+                Ok(event) => writeln!(lock, "{}", readable(&event)),
+                Err(_) => lock.write_all(&line).and_then(|()| lock.write_all(b"\n")),
+            }
+        };
+        if written.and_then(|()| lock.flush()).is_err() {
+            // stdout closed (`| head`): done.
+            return ExitCode::SUCCESS;
+        }
+    }
+}
+
+fn readable(event: &crate::event::Event) -> String {
+    let time = humantime::format_rfc3339_millis(event.time);
+    let repeat = event
+        .burst
+        .as_ref()
+        .map(|b| {
+            format!(
+                " (x{} until {})",
+                b.count,
+                humantime::format_rfc3339_millis(b.last_seen)
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "{time} {:<32} {:<16} {}{repeat}",
+        event.sandbox,
+        event.what.kind(),
+        event.summary()
+    )
+}

@@ -1,0 +1,179 @@
+//! `cordon __worker`: runs one sandbox for cordond, for a caller who is usually not root.
+//!
+//! cordond starts it in a session of its own with the caller's stdin, stdout and stderr, the
+//! caller's connection on fd 3 and the job (see `daemon::server::WorkerJob`) on fd 4. It
+//! resolves the profile and the workspace with the caller's file rights (setfsuid), so a
+//! caller cannot make it read what they could not; refuses profiles that would give the
+//! caller more than they have (another user, capabilities); and then runs the sandbox as
+//! `cordon run` does, with its events going to cordond's spool. It does not depend on cordond
+//! once started: the sandbox stays watched if cordond stops.
+
+use std::ffi::OsString;
+use std::io::{BufRead as _, Write as _};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::api::{Caller, ExitStatus, RunEnd, RunSignal, WorkerJob};
+use crate::policy::{self, Context, Policy};
+use crate::profile::SearchPath;
+use crate::sandbox;
+
+use super::{exit_u8, launch, RunOptions};
+
+pub fn main() -> ExitCode {
+    let job = match read_job() {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("cordon: {e}");
+            return ExitCode::from(exit_u8(sandbox::EXIT_SETUP_FAILED));
+        }
+    };
+    let control = match crate::sys::inherited_fd(3) {
+        Ok(fd) => UnixStream::from(fd),
+        Err(e) => {
+            eprintln!("cordon: __worker needs the caller's connection on fd 3: {e}");
+            return ExitCode::from(exit_u8(sandbox::EXIT_SETUP_FAILED));
+        }
+    };
+    let status = run(job, &control);
+    let end = RunEnd { exit: status };
+    if let Ok(mut line) = serde_json::to_vec(&end) {
+        line.push(b'\n');
+        let _ = (&control).write_all(&line);
+    }
+    ExitCode::SUCCESS
+}
+
+fn read_job() -> Result<WorkerJob, String> {
+    let fd = crate::sys::inherited_fd(4)
+        .map_err(|e| format!("__worker is started by cordond, with its job on fd 4 ({e})"))?;
+    serde_json::from_reader(std::fs::File::from(fd))
+        .map_err(|e| format!("cannot read the job cordond handed over: {e}"))
+}
+
+fn run(job: WorkerJob, control: &UnixStream) -> ExitStatus {
+    let failed = |message: &str| {
+        eprintln!("cordon: {message}");
+        ExitStatus::Code(exit_u8(sandbox::EXIT_SETUP_FAILED))
+    };
+    let policy = match as_caller(&job.caller, || resolve(&job)) {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) | Err(e) => return failed(&e),
+    };
+    if let Err(e) = within_rights(&policy, &job.caller) {
+        return failed(&e);
+    }
+    let control = match control.try_clone() {
+        Ok(c) => c,
+        Err(e) => return failed(&format!("cannot follow the caller's connection: {e}")),
+    };
+    let options = RunOptions {
+        events: None,
+        spool: Some(job.spool.clone()),
+        quiet: job.run.quiet,
+        dns_upstream: job.dns_upstream.clone(),
+        verbose: 0,
+        control: Some(control),
+        enable_audit: job.audit,
+    };
+    let command: Vec<OsString> = job.run.argv.iter().map(OsString::from).collect();
+    let env = job
+        .run
+        .env
+        .iter()
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+    launch(&policy, &command, env, options)
+}
+
+/// The policy, resolved the way `cordon run` resolves it, in the caller's context.
+fn resolve(job: &WorkerJob) -> Result<Policy, String> {
+    let workspace = job
+        .run
+        .workspace
+        .clone()
+        .unwrap_or_else(|| job.run.cwd.clone());
+    if !workspace.is_absolute() {
+        return Err(format!("workspace {} is not absolute", workspace.display()));
+    }
+    let workspace = std::fs::canonicalize(&workspace)
+        .map_err(|e| format!("workspace {}: {e}", workspace.display()))?;
+    let search = SearchPath::new(job.profile_path.clone());
+    let profile = search.load(&job.run.profile).map_err(|e| e.to_string())?;
+    let ctx = Context::for_user(
+        workspace,
+        job.caller.uid,
+        job.caller.gid,
+        job.caller.groups.clone(),
+    );
+    policy::compile(&profile, &ctx).map_err(|e| e.to_string())
+}
+
+/// Runs `f` with file accesses checked as the caller's (this process is single-threaded
+/// here, so no other thread reads files with these rights).
+fn as_caller<T>(caller: &Caller, f: impl FnOnce() -> T) -> Result<T, String> {
+    let (uid, gid, groups) = crate::sys::set_fs_identity(caller.uid, caller.gid, &caller.groups)
+        .map_err(|e| format!("cannot take the caller's file rights: {e}"))?;
+    let result = f();
+    crate::sys::set_fs_identity(uid, gid, &groups)
+        .map_err(|e| format!("cannot give the caller's file rights back: {e}"))?;
+    Ok(result)
+}
+
+/// A sandbox never holds more than its caller: root may ask for anything; anyone else gets
+/// their own identity and no capabilities.
+fn within_rights(policy: &Policy, caller: &Caller) -> Result<(), String> {
+    if caller.uid == 0 {
+        return Ok(());
+    }
+    if policy.identity.uid != caller.uid {
+        return Err(format!(
+            "profile `{}` runs as user {} (uid {}); through cordond, uid {} may only run sandboxes as themselves",
+            policy.name,
+            policy.identity.user.as_deref().unwrap_or("?"),
+            policy.identity.uid,
+            caller.uid
+        ));
+    }
+    if !policy.process.capabilities.is_empty() {
+        return Err(format!(
+            "profile `{}` keeps capabilities ({}); through cordond, only root may run it",
+            policy.name,
+            policy.process.capabilities.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// Follows the caller's connection while the sandbox runs: signals it sends go to the
+/// sandbox's init; when it goes away (the caller died), the sandbox is killed.
+pub(super) fn relay(control: UnixStream, running: &sandbox::Running) -> std::io::Result<()> {
+    let init = running.pid;
+    let cgroup: Option<PathBuf> = running.cgroup().map(|c| c.path().to_path_buf());
+    std::thread::Builder::new()
+        .name("cordon-caller".into())
+        .spawn(move || {
+            let mut reader = std::io::BufReader::new(control);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match reader.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        if let Ok(RunSignal { signal }) = serde_json::from_slice(&line) {
+                            if let Ok(signal) = nix::sys::signal::Signal::try_from(signal) {
+                                let _ = nix::sys::signal::kill(init, signal);
+                            }
+                        }
+                    }
+                }
+            }
+            // The caller is gone: nobody is left to see the sandbox's output or wait for it.
+            if let Some(path) = cgroup {
+                if let Ok(cgroup) = crate::cgroup::SandboxCgroup::open(&path) {
+                    let _ = cgroup.kill();
+                }
+            }
+        })?;
+    Ok(())
+}

@@ -1,0 +1,173 @@
+//! Bursts: a process that repeats one violation in a tight loop would otherwise bury every
+//! other event. The first occurrence passes at once; repeats within the window (same process,
+//! same kind, same details) are counted and leave as one event whose `count`, `first_seen`
+//! and `last_seen` cover the repeats. Summing `count` (1 for an event without one) over the
+//! events gives every occurrence exactly once.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::event::{Burst, Event};
+
+pub struct Bursts {
+    window: Duration,
+    open: HashMap<String, Open>,
+}
+
+struct Open {
+    opened: Instant,
+    repeats: Option<(Event, u64, SystemTime, SystemTime)>,
+}
+
+impl Bursts {
+    pub fn new(window: Duration) -> Self {
+        Self {
+            window,
+            open: HashMap::new(),
+        }
+    }
+
+    /// Takes an event; returns it when it is to be written now.
+    pub fn push(&mut self, event: Event, now: Instant) -> Option<Event> {
+        if !event.what.is_violation() || event.burst.is_some() {
+            return Some(event);
+        }
+        let key = key_of(&event);
+        match self.open.get_mut(&key) {
+            Some(open) if now.duration_since(open.opened) < self.window => {
+                let time = event.time;
+                match &mut open.repeats {
+                    Some((_, count, _, last)) => {
+                        *count += 1;
+                        *last = time;
+                    }
+                    None => open.repeats = Some((event, 1, time, time)),
+                }
+                None
+            }
+            _ => {
+                self.open.insert(
+                    key,
+                    Open {
+                        opened: now,
+                        repeats: None,
+                    },
+                );
+                Some(event)
+            }
+        }
+    }
+
+    /// The bursts whose window has closed, as events.
+    pub fn due(&mut self, now: Instant) -> Vec<Event> {
+        let window = self.window;
+        let mut out = Vec::new();
+        self.open.retain(|_, open| {
+            if now.duration_since(open.opened) < window {
+                return true;
+            }
+            out.extend(open.repeats.take().map(summary));
+            false
+        });
+        out.sort_by_key(|e| e.id);
+        out
+    }
+
+    /// Every burst still open, as events (at the end).
+    pub fn flush(&mut self) -> Vec<Event> {
+        let mut out: Vec<Event> = self
+            .open
+            .drain()
+            .filter_map(|(_, open)| open.repeats.map(summary))
+            .collect();
+        out.sort_by_key(|e| e.id);
+        out
+    }
+}
+
+fn summary((event, count, first, last): (Event, u64, SystemTime, SystemTime)) -> Event {
+    let mut event = event;
+    // The first repeat's event, with its id and time, stands for all of them.
+    event.burst = Some(Burst {
+        count,
+        first_seen: first,
+        last_seen: last,
+    });
+    event
+}
+
+/// Same process, same kind, same details.
+fn key_of(event: &Event) -> String {
+    let pid = event.process.as_ref().map_or(0, |p| p.pid);
+    let what = serde_json::to_string(&event.what).unwrap_or_default();
+    format!("{pid}:{what}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Process, What};
+
+    fn denied(pid: u32, nr: i64) -> Event {
+        Event::new(
+            "s",
+            "p",
+            SystemTime::now(),
+            Some(Process {
+                pid,
+                ppid: 1,
+                comm: "c".into(),
+                exe: None,
+                uid: 0,
+            }),
+            What::SyscallDenied {
+                nr,
+                syscall: "x".into(),
+                args: vec![],
+                errno: 1,
+            },
+        )
+    }
+
+    #[test]
+    fn repeats_become_one_event_and_every_occurrence_is_counted_once() {
+        let mut b = Bursts::new(Duration::from_secs(1));
+        let t0 = Instant::now();
+        assert!(b.push(denied(1, 10), t0).is_some());
+        for _ in 0..999 {
+            assert!(b.push(denied(1, 10), t0).is_none());
+        }
+        // Another process, or another syscall, is another burst.
+        assert!(b.push(denied(2, 10), t0).is_some());
+        assert!(b.push(denied(1, 11), t0).is_some());
+        assert!(b.due(t0 + Duration::from_millis(500)).is_empty());
+        let due = b.due(t0 + Duration::from_secs(1));
+        assert_eq!(due.len(), 1);
+        let burst = due[0].burst.as_ref().unwrap();
+        assert_eq!(burst.count, 999);
+        assert!(burst.first_seen <= burst.last_seen);
+        // After the window, the next one passes at once again.
+        assert!(b.push(denied(1, 10), t0 + Duration::from_secs(2)).is_some());
+        assert!(b.push(denied(1, 10), t0 + Duration::from_secs(2)).is_none());
+        assert_eq!(b.flush().len(), 1);
+        let json = serde_json::to_value(&due[0]).unwrap();
+        assert_eq!(json["count"], 999);
+        assert!(json["first_seen"].is_string() && json["last_seen"].is_string());
+    }
+
+    #[test]
+    fn activity_is_never_aggregated() {
+        let mut b = Bursts::new(Duration::from_secs(1));
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            let e = Event::new(
+                "s",
+                "p",
+                SystemTime::now(),
+                None,
+                What::Fork { child_pid: 5 },
+            );
+            assert!(b.push(e, t0).is_some());
+        }
+    }
+}

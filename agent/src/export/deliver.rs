@@ -1,0 +1,103 @@
+//! Delivery of event batches to the collector.
+//!
+//! `POST <url>/api/v1/events`, `Content-Type: application/json`, `Content-Encoding: gzip`,
+//! `Authorization: Bearer <token>`, with the body
+//! `{"v":1,"host":"<host_id>","events":[<event>, ...]}`. Any 2xx acknowledges the whole batch;
+//! the collector dedupes by event id, so a batch sent again after a lost answer is harmless.
+//! TLS (rustls, with the web PKI roots) when the URL is `https://`.
+
+use std::io::Write as _;
+use std::time::Duration;
+
+/// Path of the ingest endpoint below the collector's URL.
+pub const INGEST_PATH: &str = "/api/v1/events";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    #[error("the collector answered {status}: {body}")]
+    Status { status: u16, body: String },
+    #[error("cannot reach the collector: {0}")]
+    Transport(String),
+    #[error("cannot compress the batch: {0}")]
+    Compress(#[source] std::io::Error),
+}
+
+pub struct Collector {
+    agent: ureq::Agent,
+    endpoint: String,
+    token: Option<String>,
+    host: String,
+}
+
+impl Collector {
+    pub fn new(url: &str, token: Option<String>, host: &str) -> Self {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .build();
+        Self {
+            agent,
+            endpoint: format!("{}{INGEST_PATH}", url.trim_end_matches('/')),
+            token,
+            host: host.to_string(),
+        }
+    }
+
+    /// Posts one batch of event lines (each one JSON object).
+    pub fn post(&self, events: &[Vec<u8>]) -> Result<(), DeliverError> {
+        let body = batch_body(&self.host, events).map_err(DeliverError::Compress)?;
+        let mut request = self
+            .agent
+            .post(&self.endpoint)
+            .set("Content-Type", "application/json")
+            .set("Content-Encoding", "gzip")
+            .set("X-Cordon-Host", &self.host);
+        if let Some(token) = &self.token {
+            request = request.set("Authorization", &format!("Bearer {token}"));
+        }
+        match request.send_bytes(&body) {
+            Ok(_) => Ok(()),
+            Err(ureq::Error::Status(status, response)) => {
+                let mut body = response.into_string().unwrap_or_default();
+                body.truncate(300);
+                Err(DeliverError::Status { status, body })
+            }
+            Err(ureq::Error::Transport(t)) => Err(DeliverError::Transport(t.to_string())),
+        }
+    }
+}
+
+/// The gzip-compressed JSON body of a batch.
+pub fn batch_body(host: &str, events: &[Vec<u8>]) -> std::io::Result<Vec<u8>> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(br#"{"v":1,"host":"#)?;
+    serde_json::to_writer(&mut gz, host)?;
+    gz.write_all(br#","events":["#)?;
+    for (i, event) in events.iter().enumerate() {
+        if i > 0 {
+            gz.write_all(b",")?;
+        }
+        gz.write_all(event)?;
+    }
+    gz.write_all(b"]}")?;
+    gz.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read as _;
+
+    #[test]
+    fn a_batch_is_gzipped_json_with_the_host_and_every_event() {
+        let body = batch_body("h\"1", &[br#"{"a":1}"#.to_vec(), br#"{"b":2}"#.to_vec()]).unwrap();
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["v"], 1);
+        assert_eq!(v["host"], "h\"1");
+        assert_eq!(v["events"][1]["b"], 2);
+    }
+}

@@ -1,0 +1,305 @@
+//! The local journal: every event of this host as JSON lines, in the order cordond read them,
+//! in `events.jsonl` and its rotated predecessors `events.jsonl.1` (newest) to `.N` (oldest).
+//! Bounded by `max_bytes` per file and `keep` rotated files. `cordon events` reads it.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead as _, Write as _};
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+
+/// The one writer (cordond's journal thread).
+pub struct Journal {
+    path: PathBuf,
+    max_bytes: u64,
+    keep: u32,
+    file: File,
+    size: u64,
+}
+
+impl Journal {
+    pub fn open(path: &Path, max_bytes: u64, keep: u32) -> std::io::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o750)
+                .create(dir)?;
+        }
+        let file = open_append(path)?;
+        let size = file.metadata()?.len();
+        Ok(Self {
+            path: path.to_path_buf(),
+            max_bytes,
+            keep,
+            file,
+            size,
+        })
+    }
+
+    /// Appends lines (each without its newline), rotating first when they would not fit.
+    pub fn append(&mut self, lines: &[Vec<u8>]) -> std::io::Result<()> {
+        let mut buf = Vec::new();
+        for line in lines {
+            let need = (buf.len() + line.len() + 1) as u64;
+            if self.size + need > self.max_bytes && self.size + buf.len() as u64 > 0 {
+                self.write(&buf)?;
+                buf.clear();
+                self.rotate()?;
+            }
+            buf.extend_from_slice(line);
+            buf.push(b'\n');
+        }
+        self.write(&buf)
+    }
+
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        self.file.write_all(buf)?;
+        self.size += buf.len() as u64;
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        if self.keep == 0 {
+            std::fs::remove_file(&self.path)?;
+        } else {
+            for n in (1..self.keep).rev() {
+                let from = rotated(&self.path, n);
+                if from.exists() {
+                    std::fs::rename(&from, rotated(&self.path, n + 1))?;
+                }
+            }
+            std::fs::rename(&self.path, rotated(&self.path, 1))?;
+        }
+        self.file = open_append(&self.path)?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+fn open_append(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
+}
+
+fn rotated(path: &Path, n: u32) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+/// The journal's files, oldest first (those that exist).
+pub fn files(path: &Path, keep: u32) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = (1..=keep)
+        .rev()
+        .map(|n| rotated(path, n))
+        .filter(|p| p.exists())
+        .collect();
+    if path.exists() {
+        out.push(path.to_path_buf());
+    }
+    out
+}
+
+/// Which events a reader wants.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Events at or after this time.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::event::rfc3339_opt"
+    )]
+    pub since: Option<SystemTime>,
+}
+
+#[derive(Deserialize)]
+struct Head {
+    sandbox: String,
+    kind: String,
+    #[serde(with = "crate::event::rfc3339")]
+    time: SystemTime,
+}
+
+impl Filter {
+    pub fn matches(&self, line: &[u8]) -> bool {
+        let Ok(head) = serde_json::from_slice::<Head>(line) else {
+            return false;
+        };
+        self.sandbox.as_ref().is_none_or(|s| *s == head.sandbox)
+            && self.kind.as_ref().is_none_or(|k| *k == head.kind)
+            && self.since.is_none_or(|t| head.time >= t)
+    }
+}
+
+/// Calls `each` with every matching line of the journal, oldest first; with `follow`, keeps
+/// waiting for new lines (across rotations) until `each` returns false. While waiting,
+/// `each(None)` asks every 100 ms whether the reader still wants lines.
+pub fn read(
+    path: &Path,
+    keep: u32,
+    filter: &Filter,
+    follow: bool,
+    mut each: impl FnMut(Option<&[u8]>) -> bool,
+) -> std::io::Result<()> {
+    let mut emit = |line: Option<&[u8]>| match line {
+        Some(line) => !filter.matches(line) || each(Some(line)),
+        None => each(None),
+    };
+    let files = files(path, keep);
+    let Some((current, older)) = files.split_last() else {
+        if !follow {
+            return Ok(());
+        }
+        return tail(path, None, &mut emit);
+    };
+    for file in older {
+        // A file rotated away between listing and opening is read under its next name: skip.
+        let Ok(f) = File::open(file) else { continue };
+        let mut reader = std::io::BufReader::new(f);
+        if !read_available(&mut reader, &mut emit)? {
+            return Ok(());
+        }
+    }
+    let f = File::open(current)?;
+    if !follow {
+        let mut reader = std::io::BufReader::new(f);
+        read_available(&mut reader, &mut emit)?;
+        return Ok(());
+    }
+    tail(path, Some(f), &mut emit)
+}
+
+/// Complete lines until the end; false when `emit` wants no more.
+fn read_available(
+    reader: &mut std::io::BufReader<File>,
+    emit: &mut impl FnMut(Option<&[u8]>) -> bool,
+) -> std::io::Result<bool> {
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        if line.last() != Some(&b'\n') {
+            // Half a line at the end: step back and read it whole later.
+            reader.seek_relative(-(n as i64))?;
+            return Ok(true);
+        }
+        line.pop();
+        if !emit(Some(&line)) {
+            return Ok(false);
+        }
+    }
+}
+
+fn tail(
+    path: &Path,
+    open: Option<File>,
+    emit: &mut impl FnMut(Option<&[u8]>) -> bool,
+) -> std::io::Result<()> {
+    let mut reader = open.map(std::io::BufReader::new);
+    loop {
+        if let Some(r) = reader.as_mut() {
+            if !read_available(r, emit)? {
+                return Ok(());
+            }
+        }
+        let current_ino = std::fs::metadata(path).ok().map(|m| m.ino());
+        let open_ino = reader
+            .as_ref()
+            .and_then(|r| r.get_ref().metadata().ok())
+            .map(|m| m.ino());
+        if current_ino.is_some() && current_ino != open_ino {
+            // Rotated: what is left of the old file was read above; go on with the new one.
+            if let Some(r) = reader.as_mut() {
+                if !read_available(r, emit)? {
+                    return Ok(());
+                }
+            }
+            reader = File::open(path).ok().map(std::io::BufReader::new);
+            continue;
+        }
+        if !emit(None) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(sandbox: &str, kind: &str, n: u32) -> Vec<u8> {
+        format!(
+            r#"{{"v":1,"sandbox":"{sandbox}","kind":"{kind}","time":"2026-11-26T10:00:{n:02}Z","n":{n}}}"#
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn rotates_within_its_bound_and_reads_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j/events.jsonl");
+        let mut j = Journal::open(&path, 200, 2).unwrap();
+        for n in 0..10 {
+            j.append(&[line("s", "exec", n)]).unwrap();
+        }
+        let files = files(&path, 2);
+        assert_eq!(files.len(), 3);
+        for f in &files {
+            assert!(std::fs::metadata(f).unwrap().len() <= 200);
+        }
+        let mut seen = Vec::new();
+        read(&path, 2, &Filter::default(), false, |l| {
+            seen.push(String::from_utf8(l.unwrap().to_vec()).unwrap());
+            true
+        })
+        .unwrap();
+        // The oldest went with the bound; what is left is in order and ends with the last.
+        assert!(seen.len() >= 5 && seen.len() < 10, "{seen:?}");
+        let ns: Vec<u32> = seen
+            .iter()
+            .map(|l| {
+                l.rsplit(':')
+                    .next()
+                    .unwrap()
+                    .trim_end_matches('}')
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        let mut sorted = ns.clone();
+        sorted.sort();
+        assert_eq!(ns, sorted);
+        assert_eq!(ns.last(), Some(&9));
+    }
+
+    #[test]
+    fn filters_by_sandbox_kind_and_time() {
+        let f = Filter {
+            sandbox: Some("a".into()),
+            kind: Some("exec".into()),
+            since: Some(humantime::parse_rfc3339("2026-11-26T10:00:05Z").unwrap()),
+        };
+        assert!(f.matches(&line("a", "exec", 5)));
+        assert!(!f.matches(&line("a", "exec", 4)));
+        assert!(!f.matches(&line("b", "exec", 6)));
+        assert!(!f.matches(&line("a", "fork", 6)));
+        assert!(!f.matches(b"not json"));
+    }
+}

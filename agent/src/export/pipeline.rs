@@ -1,0 +1,611 @@
+//! cordond's event pipeline: two threads read the spool files (see [`super::spool`]).
+//!
+//! * The journal thread appends every new line to the local journal, in order, and deletes a
+//!   spool file once its writer is gone and nothing in it is waiting (journal, and the
+//!   collector when one is configured).
+//! * The delivery thread sends batches to the collector, oldest first, and moves its cursor
+//!   only after the collector acknowledged; on failure it retries the same batch with
+//!   exponential backoff and jitter.
+//!
+//! Each thread keeps a cursor (a byte offset) per spool file; both are saved to
+//! `<spool>/cursors.json` (written to a temporary file and renamed) after every step, so a
+//! SIGKILL of cordond at any point repeats at most the last step: delivery is at least once,
+//! and the collector dedupes by event id.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use super::deliver::Collector;
+use super::journal::Journal;
+use super::spool;
+use crate::daemon::config::Config;
+use crate::event::{Event, LossReason, What};
+
+/// The configuration as the daemon holds it: replaced whole on reload.
+pub type SharedConfig = Arc<RwLock<Arc<Config>>>;
+
+const CURSORS_FILE: &str = "cursors.json";
+/// Most lines the journal thread moves from one file in one step.
+const JOURNAL_STEP: usize = 20_000;
+/// Largest batch body before compression.
+const BATCH_BYTES: usize = 4 << 20;
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct Cursors {
+    #[serde(default)]
+    journaled: BTreeMap<String, u64>,
+    #[serde(default)]
+    delivered: BTreeMap<String, u64>,
+}
+
+/// Counters for `cordon status` and the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub journaled: AtomicU64,
+    pub delivered: AtomicU64,
+    /// Lines in the spool that are not events (a writer cut off mid-line): skipped.
+    pub invalid: AtomicU64,
+    /// Events counted as lost by `events_lost` events, by reason.
+    pub lost_ring: AtomicU64,
+    pub lost_spool: AtomicU64,
+    pub by_kind: Mutex<BTreeMap<String, u64>>,
+    pub last_delivery: Mutex<Option<SystemTime>>,
+    pub last_error: Mutex<Option<String>>,
+}
+
+pub struct Pipeline {
+    dir: PathBuf,
+    cursors: Mutex<Cursors>,
+    wake: Condvar,
+    stop: AtomicBool,
+    pub stats: Stats,
+}
+
+/// What `cordon status` says about the spool.
+#[derive(Debug, Clone, Serialize)]
+pub struct SpoolDepth {
+    pub files: usize,
+    pub bytes: u64,
+    /// Bytes not yet journaled.
+    pub unjournaled_bytes: u64,
+    /// Bytes not yet acknowledged by the collector.
+    pub undelivered_bytes: u64,
+}
+
+impl Pipeline {
+    /// Opens the spool directory and the saved cursors.
+    pub fn open(dir: &Path) -> std::io::Result<Arc<Self>> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        let cursors = match std::fs::read(dir.join(CURSORS_FILE)) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                // Starting over repeats events (deduped downstream); it never loses one.
+                tracing::warn!(
+                    "{}: unreadable cursors ({e}); reading the spool from its start",
+                    dir.display()
+                );
+                Cursors::default()
+            }),
+            Err(_) => Cursors::default(),
+        };
+        Ok(Arc::new(Self {
+            dir: dir.to_path_buf(),
+            cursors: Mutex::new(cursors),
+            wake: Condvar::new(),
+            stop: AtomicBool::new(false),
+            stats: Stats::default(),
+        }))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.wake.notify_all();
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps up to `timeout`, or until woken by new work or the stop.
+    fn nap(&self, timeout: Duration) {
+        if let Ok(guard) = self.cursors.lock() {
+            if !self.stopped() {
+                let _ = self.wake.wait_timeout(guard, timeout);
+            }
+        }
+    }
+
+    fn save(&self, cursors: &Cursors) {
+        let path = self.dir.join(CURSORS_FILE);
+        let tmp = self.dir.join(format!("{CURSORS_FILE}.tmp"));
+        let result = serde_json::to_vec(cursors)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = result {
+            tracing::error!("cannot save the spool cursors to {}: {e}", path.display());
+        }
+    }
+
+    pub fn depth(&self, collector: bool) -> SpoolDepth {
+        let files = spool::files(&self.dir).unwrap_or_default();
+        let cursors = self.cursors.lock().map(|c| c.clone()).unwrap_or_default();
+        let mut depth = SpoolDepth {
+            files: files.len(),
+            bytes: 0,
+            unjournaled_bytes: 0,
+            undelivered_bytes: 0,
+        };
+        for path in files {
+            let len = path.metadata().map(|m| m.len()).unwrap_or(0);
+            let name = file_name(&path);
+            depth.bytes += len;
+            let journaled = cursors.journaled.get(&name).copied().unwrap_or(0);
+            depth.unjournaled_bytes += len.saturating_sub(journaled);
+            if collector {
+                let delivered = cursors.delivered.get(&name).copied().unwrap_or(0);
+                depth.undelivered_bytes += len.saturating_sub(delivered);
+            }
+        }
+        depth
+    }
+
+    /// One pass of the journal thread: moves what is new into `journal`; returns how many
+    /// lines it moved.
+    fn journal_step(&self, journal: &mut Journal) -> usize {
+        let files = match spool::files(&self.dir) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!("cannot list the spool {}: {e}", self.dir.display());
+                return 0;
+            }
+        };
+        let mut moved = 0;
+        for path in files {
+            let name = file_name(&path);
+            let from = self.cursor(|c| c.journaled.get(&name).copied());
+            let (lines, end) = match spool::read_lines(&path, from, JOURNAL_STEP, 16 << 20) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!("cannot read {}: {e}", path.display());
+                    continue;
+                }
+            };
+            if end == from {
+                continue;
+            }
+            let valid = self.validate(lines, true);
+            if let Err(e) = journal.append(&valid) {
+                // Left where it was: the same lines are tried again on the next pass.
+                tracing::error!("cannot write the journal: {e}");
+                return moved;
+            }
+            moved += valid.len();
+            self.stats
+                .journaled
+                .fetch_add(valid.len() as u64, Ordering::Relaxed);
+            self.update(|c| {
+                c.journaled.insert(name.clone(), end);
+            });
+        }
+        if moved > 0 {
+            self.wake.notify_all();
+        }
+        moved
+    }
+
+    /// Keeps the lines that are events; counts them by kind (once, on the journal's pass).
+    fn validate(&self, lines: Vec<Vec<u8>>, count: bool) -> Vec<Vec<u8>> {
+        let mut valid = Vec::with_capacity(lines.len());
+        for line in lines {
+            match serde_json::from_slice::<Event>(&line) {
+                Ok(event) => {
+                    if count {
+                        self.count(&event);
+                    }
+                    valid.push(line);
+                }
+                Err(e) => {
+                    if count {
+                        self.stats.invalid.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!("skipping a spool line that is not an event: {e}");
+                    }
+                }
+            }
+        }
+        valid
+    }
+
+    fn count(&self, event: &Event) {
+        if let What::EventsLost { count, reason } = &event.what {
+            let counter = match reason {
+                LossReason::RingFull => &self.stats.lost_ring,
+                LossReason::SpoolFull => &self.stats.lost_spool,
+            };
+            counter.fetch_add(*count, Ordering::Relaxed);
+        }
+        if let Ok(mut by_kind) = self.stats.by_kind.lock() {
+            let n = event.burst.as_ref().map_or(1, |b| b.count);
+            *by_kind.entry(event.what.kind().to_string()).or_default() += n;
+        }
+    }
+
+    /// Deletes spool files whose writer is gone and whose every line is journaled (and
+    /// delivered, with a collector). A writer that died mid-line leaves half a line at the
+    /// end: skipped, with a warning.
+    fn clean(&self, collector: bool) {
+        let Ok(files) = spool::files(&self.dir) else {
+            return;
+        };
+        let names: BTreeSet<String> = files.iter().map(|p| file_name(p)).collect();
+        for path in files {
+            if !spool::writer_gone(&path) {
+                continue;
+            }
+            let Ok(len) = path.metadata().map(|m| m.len()) else {
+                continue;
+            };
+            let name = file_name(&path);
+            let (journaled, delivered) = self.cursor(|c| {
+                Some((
+                    c.journaled.get(&name).copied().unwrap_or(0),
+                    c.delivered.get(&name).copied().unwrap_or(0),
+                ))
+            });
+            let tail_is_partial = |at: u64| {
+                at < len
+                    && spool::read_lines(&path, at, 1, usize::MAX).is_ok_and(|(l, _)| l.is_empty())
+            };
+            let journal_stuck = tail_is_partial(journaled);
+            let delivery_stuck = collector && tail_is_partial(delivered);
+            if journal_stuck || delivery_stuck {
+                if journal_stuck {
+                    tracing::warn!(
+                        "{}: its writer died mid-line; skipping the partial line",
+                        path.display()
+                    );
+                    self.stats.invalid.fetch_add(1, Ordering::Relaxed);
+                }
+                self.update(|c| {
+                    if journal_stuck {
+                        c.journaled.insert(name.clone(), len);
+                    }
+                    if delivery_stuck {
+                        c.delivered.insert(name.clone(), len);
+                    }
+                });
+                continue;
+            }
+            if journaled >= len && (!collector || delivered >= len) {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => self.update(|c| {
+                        c.journaled.remove(&name);
+                        c.delivered.remove(&name);
+                    }),
+                    Err(e) => tracing::warn!("cannot remove {}: {e}", path.display()),
+                }
+            }
+        }
+        // Cursors of files that are gone (removed by hand) go too.
+        let stale = self.cursor(|c| {
+            Some(
+                c.journaled
+                    .keys()
+                    .chain(c.delivered.keys())
+                    .filter(|k| !names.contains(*k))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            )
+        });
+        if !stale.is_empty() {
+            self.update(|c| {
+                for k in &stale {
+                    c.journaled.remove(k);
+                    c.delivered.remove(k);
+                }
+            });
+        }
+    }
+
+    /// The next batch for the collector: lines, and where each file's cursor goes once the
+    /// collector has them.
+    fn next_batch(&self, max_events: usize) -> (Vec<Vec<u8>>, Vec<(String, u64)>) {
+        let mut lines = Vec::new();
+        let mut ends = Vec::new();
+        let mut bytes = 0;
+        for path in spool::files(&self.dir).unwrap_or_default() {
+            if lines.len() >= max_events || bytes >= BATCH_BYTES {
+                break;
+            }
+            let name = file_name(&path);
+            let from = self.cursor(|c| c.delivered.get(&name).copied());
+            let Ok((read, end)) =
+                spool::read_lines(&path, from, max_events - lines.len(), BATCH_BYTES - bytes)
+            else {
+                continue;
+            };
+            if end == from {
+                continue;
+            }
+            let valid = self.validate(read, false);
+            bytes += valid.iter().map(|l| l.len() + 1).sum::<usize>();
+            lines.extend(valid);
+            ends.push((name, end));
+        }
+        (lines, ends)
+    }
+
+    fn cursor<T: Default>(&self, get: impl FnOnce(&Cursors) -> Option<T>) -> T {
+        self.cursors
+            .lock()
+            .ok()
+            .and_then(|c| get(&c))
+            .unwrap_or_default()
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Cursors)) {
+        if let Ok(mut cursors) = self.cursors.lock() {
+            change(&mut cursors);
+            self.save(&cursors);
+        }
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The journal thread, until the stop; then it drains what is left.
+pub fn journal_thread(pipeline: &Pipeline, config: &SharedConfig) {
+    let mut open: Option<(PathBuf, u64, u32, Journal)> = None;
+    loop {
+        let cfg = config.read().map(|c| Arc::clone(&c)).ok();
+        let Some(cfg) = cfg else { return };
+        let wanted = (
+            cfg.journal_path.clone(),
+            cfg.journal_max_bytes,
+            cfg.journal_keep,
+        );
+        let reopen = open
+            .as_ref()
+            .is_none_or(|(p, m, k, _)| (p, *m, *k) != (&wanted.0, wanted.1, wanted.2));
+        if reopen {
+            match Journal::open(&wanted.0, wanted.1, wanted.2) {
+                Ok(j) => open = Some((wanted.0, wanted.1, wanted.2, j)),
+                Err(e) => {
+                    tracing::error!("cannot open the journal {}: {e}", wanted.0.display());
+                    if pipeline.stopped() {
+                        return;
+                    }
+                    pipeline.nap(Duration::from_secs(1));
+                    continue;
+                }
+            }
+        }
+        let Some((_, _, _, journal)) = open.as_mut() else {
+            continue;
+        };
+        let moved = pipeline.journal_step(journal);
+        pipeline.clean(cfg.collector.is_some());
+        if moved == 0 {
+            if pipeline.stopped() {
+                return;
+            }
+            pipeline.nap(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The delivery thread, until the stop.
+pub fn delivery_thread(pipeline: &Pipeline, config: &SharedConfig) {
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
+    let mut client: Option<(String, Option<String>, String, Collector)> = None;
+    while !pipeline.stopped() {
+        let cfg = config.read().map(|c| Arc::clone(&c)).ok();
+        let Some(cfg) = cfg else { return };
+        let Some(settings) = &cfg.collector else {
+            client = None;
+            pipeline.nap(Duration::from_millis(500));
+            continue;
+        };
+        let token = match cfg.collector_token() {
+            Ok(t) => t,
+            Err(e) => {
+                pipeline.fail(&e.to_string());
+                pipeline.nap(backoff.next());
+                continue;
+            }
+        };
+        let same = client
+            .as_ref()
+            .is_some_and(|(u, t, h, _)| *u == settings.url && *t == token && *h == cfg.host_id);
+        if !same {
+            let collector = Collector::new(&settings.url, token.clone(), &cfg.host_id);
+            client = Some((settings.url.clone(), token, cfg.host_id.clone(), collector));
+        }
+        let Some((_, _, _, collector)) = client.as_ref() else {
+            continue;
+        };
+        let (lines, ends) = pipeline.next_batch(settings.batch_max_events);
+        if ends.is_empty() {
+            pipeline.nap(Duration::from_millis(200));
+            continue;
+        }
+        if lines.is_empty() {
+            // Nothing but lines that are not events: move past them.
+            pipeline.ack(&ends, 0);
+            continue;
+        }
+        match collector.post(&lines) {
+            Ok(()) => {
+                pipeline.ack(&ends, lines.len());
+                backoff.reset();
+            }
+            Err(e) => {
+                pipeline.fail(&e.to_string());
+                pipeline.nap(backoff.next());
+            }
+        }
+    }
+}
+
+impl Pipeline {
+    fn ack(&self, ends: &[(String, u64)], events: usize) {
+        self.update(|c| {
+            for (name, end) in ends {
+                c.delivered.insert(name.clone(), *end);
+            }
+        });
+        self.stats
+            .delivered
+            .fetch_add(events as u64, Ordering::Relaxed);
+        if let Ok(mut t) = self.stats.last_delivery.lock() {
+            *t = Some(SystemTime::now());
+        }
+        if let Ok(mut e) = self.stats.last_error.lock() {
+            *e = None;
+        }
+    }
+
+    fn fail(&self, error: &str) {
+        tracing::warn!("delivery to the collector failed: {error}");
+        if let Ok(mut e) = self.stats.last_error.lock() {
+            *e = Some(error.to_string());
+        }
+    }
+}
+
+/// Exponential backoff with full jitter: a fleet of agents coming back after a collector
+/// outage does not knock it over again all at once.
+struct Backoff {
+    base: Duration,
+    max: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    fn new(base: Duration, max: Duration) -> Self {
+        Self {
+            base,
+            max,
+            attempt: 0,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
+    fn next(&mut self) -> Duration {
+        let ceiling = self
+            .base
+            .saturating_mul(1 << self.attempt.min(16))
+            .min(self.max);
+        self.attempt += 1;
+        // Half fixed, half random: never zero, never a synchronized herd.
+        let half = ceiling / 2;
+        half + half.mul_f64(jitter())
+    }
+}
+
+/// A number in [0, 1) that differs between calls and processes.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_bound_with_jitter() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        let first = b.next();
+        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+        for attempt in 1..20 {
+            let d = b.next();
+            assert!(d <= Duration::from_secs(2), "{d:?}");
+            if attempt >= 5 {
+                // 100 ms * 2^5 is past the bound: from here on, between half of it and it.
+                assert!(d >= Duration::from_secs(1), "{d:?}");
+            }
+        }
+        b.reset();
+        assert!(b.next() <= Duration::from_millis(100));
+    }
+
+    fn event_line(n: u32) -> Vec<u8> {
+        serde_json::to_vec(&Event::new(
+            "s-1-0",
+            "s",
+            SystemTime::now(),
+            None,
+            What::Fork { child_pid: n },
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn lines_move_to_the_journal_once_and_files_go_when_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool_dir = dir.path().join("spool");
+        let pipeline = Pipeline::open(&spool_dir).unwrap();
+        let mut writer = spool::SpoolWriter::create(spool::SpoolConfig {
+            dir: spool_dir.clone(),
+            max_bytes: 1 << 20,
+        })
+        .unwrap();
+        for n in 0..3 {
+            writer.write_line(&event_line(n)).unwrap();
+        }
+        writer.append(b"not an event").unwrap();
+        let journal_path = dir.path().join("events.jsonl");
+        let mut journal = Journal::open(&journal_path, 1 << 20, 1).unwrap();
+        assert_eq!(pipeline.journal_step(&mut journal), 3);
+        assert_eq!(pipeline.journal_step(&mut journal), 0, "nothing twice");
+        assert_eq!(pipeline.stats.invalid.load(Ordering::Relaxed), 1);
+        // A collector is configured and has nothing yet: the file stays.
+        drop(writer);
+        pipeline.clean(true);
+        assert_eq!(spool::files(&spool_dir).unwrap().len(), 1);
+        let (lines, ends) = pipeline.next_batch(2);
+        assert_eq!(lines.len(), 2);
+        pipeline.ack(&ends, 2);
+        let (lines, ends) = pipeline.next_batch(100);
+        assert_eq!(
+            lines.len(),
+            1,
+            "the rest, without the line that is not an event"
+        );
+        pipeline.ack(&ends, 1);
+        pipeline.clean(true);
+        assert!(spool::files(&spool_dir).unwrap().is_empty());
+        let journaled = std::fs::read_to_string(&journal_path).unwrap();
+        assert_eq!(journaled.lines().count(), 3);
+        // The cursors survive a restart.
+        let again = Pipeline::open(&spool_dir).unwrap();
+        assert!(again.cursor(|c| Some(c.journaled.is_empty())));
+    }
+}
