@@ -201,6 +201,37 @@ fn act(args: &[String]) -> Outcome {
             }
             Outcome::Value(denied.to_string())
         }
+        // N denied calls that differ in an argument (keyctl(0, i, 0)), paced so the ring
+        // buffer keeps up: N distinct events; `value` counts the EPERMs.
+        "deny-each" => {
+            let n: i64 = arg(0).parse().unwrap_or_else(|_| usage());
+            let mut denied = 0u64;
+            for i in 0..n {
+                if let Outcome::Err(Errno::EPERM) = syscall(libc::SYS_keyctl, 0, i, 0) {
+                    denied += 1;
+                }
+                if i % 200 == 199 {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+            }
+            Outcome::Value(denied.to_string())
+        }
+        // Connects to a unix socket, sends one line and prints the first line of the answer.
+        "unix-request" => {
+            use std::io::BufRead as _;
+            let mut stream = match std::os::unix::net::UnixStream::connect(arg(0)) {
+                Ok(s) => s,
+                Err(e) => return io(Err(e)),
+            };
+            if let Err(e) = writeln!(stream, "{}", arg(1)) {
+                return io(Err(e));
+            }
+            let mut line = String::new();
+            match std::io::BufReader::new(stream).read_line(&mut line) {
+                Ok(_) => Outcome::Value(line.trim_end().to_string()),
+                Err(e) => io(Err(e)),
+            }
+        }
         // A datagram socket of another transport: UDP-Lite, or plain UDP.
         "udplite-socket" => syscall(
             libc::SYS_socket,

@@ -1,0 +1,494 @@
+//! cordond end to end: sd_notify, sandboxes for a user who is not root, the control API's
+//! rights, and every event reaching a collector exactly once (after dedupe by id) through a
+//! collector outage and a SIGKILL of cordond.
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{BufRead as _, Write as _};
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::time::Duration;
+
+use common::daemon::{CollectorStandIn, Daemon, NOBODY, NOGROUP};
+use common::require_root;
+
+fn json_of(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn notifications(socket: &UnixDatagram, until: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    while !seen.iter().any(|m: &String| m.contains(until)) {
+        let n = socket
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no {until} from cordond ({e}); got {seen:?}"));
+        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    seen
+}
+
+#[test]
+fn cordond_tells_its_service_manager_when_it_is_ready_reloaded_and_stopping() {
+    if !require_root("cordond_tells_its_service_manager_when_it_is_ready_reloaded_and_stopping") {
+        return;
+    }
+    let mut d = Daemon::new("");
+    let notify_path = d.dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).expect("notify socket");
+    let mut command = std::process::Command::new(d.bin.join("cordond"));
+    command.env("NOTIFY_SOCKET", &notify_path);
+    d.start_with(command);
+    let ready = notifications(&notify, "READY=1");
+    assert!(
+        ready.iter().any(|m| m.contains("STATUS=serving on")),
+        "{ready:?}"
+    );
+
+    let status = json_of(
+        &d.cordon(0, 0, &["status", "--json"])
+            .output()
+            .expect("status"),
+    );
+    assert_eq!(status["host_id"], "e2e-host");
+    assert_eq!(status["kernel"]["ebpf"], "loaded", "{status}");
+    assert!(status["kernel"]["landlock_abi"].as_u64().unwrap_or(0) >= 1);
+    assert_eq!(status["collector"]["state"], "none");
+
+    // A bad config on SIGHUP: refused, the old one stays, the daemon serves on.
+    d.append_config("[spool]\nmax_bytes = \"lots\"\n");
+    let pid = nix::unistd::Pid::from_raw(d.pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
+    let reload = notifications(&notify, "READY=1");
+    assert!(
+        reload.iter().any(|m| m.contains("RELOADING=1")),
+        "{reload:?}"
+    );
+    assert!(
+        reload.iter().any(|m| m.contains("STATUS=reload refused")),
+        "{reload:?}"
+    );
+    assert!(d
+        .cordon(0, 0, &["status"])
+        .output()
+        .expect("status")
+        .status
+        .success());
+
+    let stopped = d.stop();
+    assert!(stopped.success(), "{stopped:?}");
+    let stopping = notifications(&notify, "STOPPING=1");
+    assert!(!stopping.is_empty());
+    assert!(!d.socket.exists(), "the socket is removed on stop");
+}
+
+#[test]
+fn a_bad_config_stops_the_start_with_where_and_why() {
+    if !require_root("a_bad_config_stops_the_start_with_where_and_why") {
+        return;
+    }
+    let mut d = Daemon::new("");
+    d.append_config("[collector]\nurl = \"ftp://collector\"\n");
+    let out = std::process::Command::new(d.bin.join("cordond"))
+        .arg("--config")
+        .arg(&d.config)
+        .output()
+        .expect("cordond");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let at = format!("{}:", d.config.display());
+    assert!(err.contains(&at), "{err}");
+    assert!(err.contains("is not an http:// or https:// URL"), "{err}");
+}
+
+#[test]
+fn a_user_who_is_not_root_runs_sandboxes_through_cordond_as_themselves() {
+    if !require_root("a_user_who_is_not_root_runs_sandboxes_through_cordond_as_themselves") {
+        return;
+    }
+    let mut d = Daemon::new("");
+    d.start();
+    let out = d
+        .cordon(
+            NOBODY,
+            NOGROUP,
+            &["run", "-p", "test-agent", "--", "/usr/bin/id", "-u"],
+        )
+        .output()
+        .expect("cordon run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        NOBODY.to_string()
+    );
+
+    // The exit status comes back; violations are printed on the caller's stderr.
+    let out = d.run_probe(&["deny-loop", "3"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "value 3");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("syscall unshare denied"), "{stderr}");
+    let out = d
+        .cordon(
+            NOBODY,
+            NOGROUP,
+            &["run", "-p", "test-agent", "--", "/bin/sh", "-c", "exit 7"],
+        )
+        .output()
+        .expect("cordon run");
+    assert_eq!(out.status.code(), Some(7));
+
+    // A profile that would make the caller someone else is refused.
+    std::fs::write(
+        d.dir.path().join("profiles/as-root.toml"),
+        "[profile]\nname = \"as-root\"\nextends = [\"test-agent\"]\n\n[process]\nuser = \"root\"\n",
+    )
+    .expect("profile");
+    let out = d
+        .cordon(
+            NOBODY,
+            NOGROUP,
+            &["run", "-p", "as-root", "--", "/usr/bin/id"],
+        )
+        .output()
+        .expect("cordon run");
+    assert_eq!(out.status.code(), Some(125));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("may only run sandboxes as themselves"),
+        "{stderr}"
+    );
+
+    // The violations are in the journal, with who.
+    d.wait_for(
+        "the denials in the journal",
+        Duration::from_secs(10),
+        || {
+            d.journal_events()
+                .iter()
+                .any(|e| e["kind"] == "syscall_denied")
+        },
+    );
+    let out = d
+        .cordon(0, 0, &["events", "--json", "--kind", "syscall_denied"])
+        .output()
+        .expect("cordon events");
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert!(!events.is_empty());
+    for e in &events {
+        assert_eq!(e["kind"], "syscall_denied");
+        assert_eq!(e["process"]["uid"], NOBODY, "{e}");
+        assert!(
+            e["sandbox"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("test-agent-"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn every_event_reaches_the_collector_once_through_an_outage_and_a_sigkill() {
+    if !require_root("every_event_reaches_the_collector_once_through_an_outage_and_a_sigkill") {
+        return;
+    }
+    let collector = CollectorStandIn::start();
+    let mut d = Daemon::new("");
+    let token = d.dir.path().join("token");
+    std::fs::write(&token, "s3cret\n").expect("token");
+    d.append_config(&format!(
+        "[collector]\nurl = \"{}\"\ntoken_file = \"{}\"\n",
+        collector.url,
+        token.display()
+    ));
+    d.start();
+
+    // Before the outage: violations arrive, with the host and the token.
+    let out = d.run_probe(&["deny-each", "50"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "value 50");
+    d.wait_for(
+        "50 denials at the collector",
+        Duration::from_secs(20),
+        || {
+            collector
+                .events()
+                .iter()
+                .filter(|e| e["kind"] == "syscall_denied")
+                .count()
+                >= 50
+        },
+    );
+    assert!(collector.tokens().iter().all(|t| t == "Bearer s3cret"));
+    assert!(collector.hosts().iter().all(|h| h == "e2e-host"));
+
+    // The outage: 10 000 more, and cordond is SIGKILLed while the sandbox makes them.
+    collector.set_down(true);
+    let probe = d.bin.join("probe");
+    let run = d
+        .cordon(
+            NOBODY,
+            NOGROUP,
+            &[
+                "run",
+                "--quiet",
+                "-p",
+                "test-agent",
+                "--",
+                probe.to_str().expect("utf-8"),
+                "deny-each",
+                "10000",
+            ],
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("cordon run");
+    std::thread::sleep(Duration::from_millis(300));
+    d.kill();
+    let out = run.wait_with_output().expect("cordon run ends");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "value 10000",
+        "the sandbox ran on, and its exit came back, with cordond gone"
+    );
+    let failed_posts = collector.posts();
+    assert!(
+        failed_posts > 0,
+        "cordond tried the collector during the outage"
+    );
+
+    // Both back: everything arrives.
+    collector.set_down(false);
+    d.start();
+    d.wait_for(
+        "the journal to have all denials",
+        Duration::from_secs(30),
+        || {
+            d.journal_events()
+                .iter()
+                .filter(|e| e["kind"] == "syscall_denied")
+                .count()
+                >= 10_050
+        },
+    );
+    d.wait_for(
+        "the collector to have the journal",
+        Duration::from_secs(60),
+        || {
+            let have: HashSet<String> = collector
+                .events()
+                .iter()
+                .map(|e| e["id"].as_str().unwrap_or("").to_string())
+                .collect();
+            d.journal_events()
+                .iter()
+                .all(|e| have.contains(e["id"].as_str().unwrap_or("")))
+        },
+    );
+    let journal = d.journal_events();
+    let journal_ids: HashSet<&str> = journal.iter().filter_map(|e| e["id"].as_str()).collect();
+    assert_eq!(
+        journal_ids.len(),
+        journal.len(),
+        "the journal has no event twice"
+    );
+    let at_collector = collector.events();
+    let collector_ids: HashSet<&str> = at_collector
+        .iter()
+        .filter_map(|e| e["id"].as_str())
+        .collect();
+    assert_eq!(
+        journal_ids, collector_ids,
+        "the collector has exactly the journal's events"
+    );
+    // Every denial of the second run is there: none lost in the kernel or the spool.
+    let keyctl_args: HashSet<u64> = at_collector
+        .iter()
+        .filter(|e| e["kind"] == "syscall_denied" && e["syscall"] == "keyctl")
+        .filter(|e| e["process"]["uid"] == NOBODY)
+        .filter_map(|e| e["args"][1].as_u64())
+        .collect();
+    assert_eq!(
+        keyctl_args.len(),
+        10_000,
+        "every keyctl(0, i, 0) for i in 0..10000"
+    );
+    assert!(
+        !at_collector.iter().any(|e| e["kind"] == "events_lost"),
+        "nothing lost at this pace"
+    );
+}
+
+#[test]
+fn viewers_list_responders_act_and_sandboxed_processes_get_nothing() {
+    if !require_root("viewers_list_responders_act_and_sandboxed_processes_get_nothing") {
+        return;
+    }
+    let mut d = Daemon::new("");
+    d.append_config("viewer_groups = [\"nogroup\"]\nresponder_groups = []\n");
+    d.start();
+    let probe = d.bin.join("probe");
+    let mut sandbox = d
+        .cordon(
+            0,
+            0,
+            &[
+                "run",
+                "--quiet",
+                "-p",
+                "test-agent",
+                "--",
+                probe.to_str().expect("utf-8"),
+                "spin",
+                "20",
+            ],
+        )
+        .spawn()
+        .expect("cordon run");
+    let mut name = String::new();
+    d.wait_for("the sandbox in ps", Duration::from_secs(10), || {
+        let ps = d
+            .cordon(NOBODY, NOGROUP, &["ps", "--json"])
+            .output()
+            .expect("ps");
+        assert!(
+            ps.status.success(),
+            "a viewer may list: {}",
+            String::from_utf8_lossy(&ps.stderr)
+        );
+        let list = json_of(&ps);
+        list.as_array()
+            .and_then(|l| l.iter().find(|s| s["profile"] == "test-agent"))
+            .is_some()
+    });
+    let list = json_of(&d.cordon(0, 0, &["ps", "--json"]).output().expect("ps"));
+    if let Some(s) = list
+        .as_array()
+        .and_then(|l| l.iter().find(|s| s["profile"] == "test-agent"))
+    {
+        name = s["name"].as_str().unwrap_or("").to_string();
+    }
+    assert!(!name.is_empty());
+
+    // A viewer may not act.
+    let out = d
+        .cordon(NOBODY, NOGROUP, &["kill", &name])
+        .output()
+        .expect("kill");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("permission denied"), "{stderr}");
+    // A user in no group may not even list.
+    let out = d.cordon(1, 1, &["ps"]).output().expect("ps");
+    assert!(!out.status.success());
+
+    // A process inside a sandbox gets nothing, even as root.
+    let socket = d.socket.to_str().expect("utf-8").to_string();
+    let inside = d
+        .cordon(
+            0,
+            0,
+            &[
+                "run",
+                "--quiet",
+                "-p",
+                "test-agent",
+                "--",
+                probe.to_str().expect("utf-8"),
+                "unix-request",
+                &socket,
+                "{\"op\":\"ps\"}",
+            ],
+        )
+        .output()
+        .expect("cordon run");
+    let answer = String::from_utf8_lossy(&inside.stdout);
+    assert!(
+        answer.starts_with("err ")
+            || answer.contains("processes inside a sandbox may not use cordond"),
+        "{answer}"
+    );
+
+    // Root acts, and the action is recorded with who asked.
+    let out = d.cordon(0, 0, &["kill", &name]).output().expect("kill");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = sandbox.wait();
+    d.wait_for(
+        "the responder action in the journal",
+        Duration::from_secs(10),
+        || {
+            d.journal_events().iter().any(|e| {
+                e["kind"] == "responder_action"
+                    && e["sandbox"] == name.as_str()
+                    && e["action"] == "kill"
+                    && e["result"] == "done"
+                    && e["actor"]["uid"] == 0
+                    && e["actor"]["via"] == "socket"
+            })
+        },
+    );
+}
+
+#[test]
+fn garbage_and_oversized_requests_get_an_error_and_cordond_serves_on() {
+    if !require_root("garbage_and_oversized_requests_get_an_error_and_cordond_serves_on") {
+        return;
+    }
+    let mut d = Daemon::new("");
+    d.start();
+    let ask = |payload: &[u8]| -> serde_json::Value {
+        let mut s = UnixStream::connect(&d.socket).expect("connect");
+        // The daemon may answer before reading all of an oversized request.
+        let _ = s.write_all(payload);
+        let mut line = String::new();
+        std::io::BufReader::new(s)
+            .read_line(&mut line)
+            .expect("a reply");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("reply not JSON ({e}): {line}"))
+    };
+    let r = ask(b"garbage\n");
+    assert_eq!(r["ok"], false);
+    assert!(
+        r["error"].as_str().unwrap_or("").starts_with("bad request"),
+        "{r}"
+    );
+    let r = ask(b"{\"op\":\"ps\",\"sneaky\":true}\n");
+    assert_eq!(r["ok"], false);
+    assert!(r["error"].as_str().unwrap_or("").contains("sneaky"), "{r}");
+    let r = ask(&vec![b'x'; 3 << 20]);
+    assert_eq!(r["ok"], false);
+    assert!(
+        r["error"].as_str().unwrap_or("").contains("larger than"),
+        "{r}"
+    );
+    let r = ask(b"{\"op\":\"act\",\"sandbox\":\"../../etc\",\"action\":\"kill\"}\n");
+    assert_eq!(r["ok"], false);
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not a sandbox name"),
+        "{r}"
+    );
+    let r = ask(b"{\"op\":\"ps\"}\n");
+    assert_eq!(r["ok"], true, "still serving: {r}");
+}
