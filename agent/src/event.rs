@@ -437,3 +437,116 @@ mod tests {
         assert_eq!(a.what.kind(), "fork");
     }
 }
+
+/// The JSON Schema of the event form, shipped in the repository (`schema/event.v1.json`).
+pub const SCHEMA: &str = include_str!("../../schema/event.v1.json");
+
+#[cfg(test)]
+mod schema_tests {
+    use super::*;
+
+    fn one_of_each() -> Vec<What> {
+        vec![
+            What::NetworkDenied {
+                address: "10.0.0.1".parse().unwrap(),
+                port: 443,
+                protocol: Protocol::Tcp,
+                reason: NetReason::NotAllowed,
+                domain: Some("example.com".into()),
+            },
+            What::DnsDenied {
+                domain: "evil.test".into(),
+                query_type: "A".into(),
+            },
+            What::SyscallDenied {
+                nr: 272,
+                syscall: "unshare".into(),
+                args: vec![0x1000_0000, 0, 0, 0, 0, 0],
+                errno: 1,
+            },
+            What::FileDenied {
+                path: "/etc/shadow".into(),
+                access: "fs.read_file".into(),
+            },
+            What::OtherDenied {
+                blockers: "scope.signal".into(),
+                detail: "opid=1".into(),
+            },
+            What::Exec {
+                filename: "/bin/sh".into(),
+            },
+            What::Fork { child_pid: 9 },
+            What::Exit {
+                code: Some(0),
+                signal: None,
+            },
+            What::EventsLost {
+                count: 3,
+                reason: LossReason::SpoolFull,
+            },
+            What::Contained {
+                action: Action::Kill,
+            },
+            What::ResponderAction {
+                action: Action::Isolate,
+                actor: Actor {
+                    via: "socket".into(),
+                    uid: Some(0),
+                    pid: Some(1),
+                    name: Some("root".into()),
+                },
+                result: ActionResult::Done,
+                error: None,
+                took_ms: 1,
+            },
+        ]
+    }
+
+    /// Checks what the schema says of one event: the kind is listed, the required fields
+    /// (top level and the kind's) are there, and no field is one the schema does not name.
+    #[test]
+    fn every_kind_matches_the_shipped_schema() {
+        let schema: serde_json::Value = serde_json::from_str(SCHEMA).unwrap();
+        let kinds: Vec<&str> = schema["properties"]["kind"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap())
+            .collect();
+        let all = one_of_each();
+        assert_eq!(kinds.len(), all.len(), "one schema kind per variant");
+        for what in all {
+            let mut event = Event::new("s-1-0", "s", SystemTime::now(), None, what);
+            if event.what.is_violation() {
+                event.burst = Some(Burst {
+                    count: 2,
+                    first_seen: event.time,
+                    last_seen: event.time,
+                });
+            }
+            let json = serde_json::to_value(&event).unwrap();
+            let kind = json["kind"].as_str().unwrap();
+            assert!(kinds.contains(&kind), "{kind} is not in the schema");
+            let rule = schema["allOf"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["if"]["properties"]["kind"]["const"] == kind)
+                .unwrap_or_else(|| panic!("no rule for {kind}"));
+            let required = schema["required"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .chain(rule["then"]["required"].as_array().unwrap());
+            for field in required {
+                let field = field.as_str().unwrap();
+                assert!(!json[field].is_null(), "{kind} lacks {field}: {json}");
+            }
+            for field in json.as_object().unwrap().keys() {
+                let named = !schema["properties"][field].is_null()
+                    || !rule["then"]["properties"][field].is_null();
+                assert!(named, "{kind}: field {field} is not in the schema");
+            }
+        }
+    }
+}

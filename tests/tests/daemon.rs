@@ -492,3 +492,47 @@ fn garbage_and_oversized_requests_get_an_error_and_cordond_serves_on() {
     let r = ask(b"{\"op\":\"ps\"}\n");
     assert_eq!(r["ok"], true, "still serving: {r}");
 }
+
+#[test]
+fn the_shipped_unit_passes_systemd_analyze_verify() {
+    if !require_root("the_shipped_unit_passes_systemd_analyze_verify") {
+        return;
+    }
+    // As `cargo xtask install` writes it, with ExecStart at the cordond under test and the
+    // man page it names where `man` finds it.
+    let d = Daemon::new("");
+    let unit = std::fs::read_to_string(common::repo().join("dist/cordond.service")).expect("unit");
+    assert!(unit.contains("Type=notify"), "{unit}");
+    let unit = unit.replace(
+        "ExecStart=/usr/local/bin/cordond",
+        &format!("ExecStart={}", d.bin.join("cordond").display()),
+    );
+    let path = d.dir.path().join("cordond.service");
+    std::fs::write(&path, unit).expect("unit");
+    let man = d.dir.path().join("man");
+    let out = d
+        .cordon(0, 0, &["man", man.join("man1").to_str().expect("utf-8")])
+        .output()
+        .expect("cordon man");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .env("MANPATH", &man)
+        .output()
+        .expect("systemd-analyze (Debian's systemd package)");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "systemd-analyze verify: {said}");
+    assert!(
+        !said.contains("cordond.service"),
+        "warnings about the unit: {said}"
+    );
+}

@@ -3,12 +3,14 @@
 //! * `setup` installs the Debian packages the tests and benchmarks need (as root), or names them.
 //! * `test` runs every test: unit and CLI tests, then the root-only end-to-end tests one at a time.
 //! * `demo` launches a command under a shipped profile and shows what is allowed and denied.
+//! * `install` puts cordon, cordond, the systemd unit, the config and the profiles in place.
 //! * `bench` measures launch cost and syscall-heavy work against bare runs and bubblewrap,
 //!   then the eBPF side: connect() overhead, the event path, memory.
 
 mod bench;
 mod bench_kernel;
 mod demo;
+mod install;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -38,6 +40,18 @@ enum Task {
         #[arg(long, default_value_t = 200)]
         runs: usize,
     },
+    /// Install cordon, cordond, the systemd unit, the default config and the profiles.
+    Install {
+        /// Where the binaries and share/ go.
+        #[arg(long, default_value = "/usr/local")]
+        prefix: PathBuf,
+        /// Install under this directory instead of / (for packaging, or to look first).
+        #[arg(long)]
+        destdir: Option<PathBuf>,
+        /// Install the debug build (faster to build; for tests).
+        #[arg(long)]
+        debug: bool,
+    },
     /// The loops the benchmarks time, bare or inside a sandbox (not for people).
     #[command(hide = true)]
     Helper {
@@ -53,6 +67,15 @@ fn main() -> Result<()> {
         Task::Test => test(),
         Task::Demo => demo::run(),
         Task::Bench { runs } => bench::run(runs),
+        Task::Install {
+            prefix,
+            destdir,
+            debug,
+        } => install::run(&install::Options {
+            prefix,
+            destdir,
+            debug,
+        }),
         Task::Helper { args } => bench_kernel::helper(&args),
     }
 }

@@ -419,6 +419,18 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_config_is_the_defaults() {
+        let shipped = Config::parse(
+            Path::new("dist/cordon.toml"),
+            include_str!("../../../dist/cordon.toml").to_string(),
+        )
+        .unwrap();
+        let mut defaults = parse("").unwrap();
+        defaults.file = shipped.file.clone();
+        assert_eq!(shipped, defaults);
+    }
+
+    #[test]
     fn errors_say_where_and_why() {
         let e = parse("[spool]\nmax_bytes = \"lots\"\n").unwrap_err();
         assert_eq!(
