@@ -10,6 +10,10 @@
 //! * [`profile`] reads profile files, follows `extends`, and reports errors as `FILE:LINE:COL`.
 //! * [`policy`] is the one in-memory form every enforcement layer is compiled from.
 //! * [`sandbox`] turns a [`policy::Policy`] into kernel state in a forked child and runs the command.
+//! * [`ebpf`], [`network`], [`audit`] and [`monitor`] load the kernel side and watch a sandbox.
+//! * [`event`] is the one event type; [`export`] carries events on (spool, journal, collector).
+//! * [`contain`] lists sandboxes and acts on them (kill, freeze, isolate, ...).
+//! * [`daemon`] is cordond; [`api`] its socket protocol and who may do what; [`cli`] is `cordon`.
 //! * [`sys`] holds the few raw system calls the crates we build on do not wrap.
 
 pub mod api;

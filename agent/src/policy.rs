@@ -41,7 +41,8 @@ impl Context {
     /// The context of the current process. Under `sudo`, the caller is the user who ran
     /// sudo (`SUDO_UID`), not root: `sudo cordon run` runs the agent as that user.
     pub fn current(workspace: PathBuf) -> Self {
-        if let Some(ctx) = Self::sudo_caller(&workspace) {
+        let sudo_uid = std::env::var("SUDO_UID").ok();
+        if let Some(ctx) = Self::sudo_caller(&workspace, sudo_uid.as_deref()) {
             return ctx;
         }
         Self {
@@ -74,15 +75,12 @@ impl Context {
         }
     }
 
-    fn sudo_caller(workspace: &Path) -> Option<Self> {
+    /// The user who ran `sudo` (`sudo_uid`, their `SUDO_UID`), when this process is root.
+    pub fn sudo_caller(workspace: &Path, sudo_uid: Option<&str>) -> Option<Self> {
         if !nix::unistd::geteuid().is_root() {
             return None;
         }
-        let uid: u32 = std::env::var("SUDO_UID")
-            .ok()?
-            .parse()
-            .ok()
-            .filter(|u| *u != 0)?;
+        let uid: u32 = sudo_uid?.parse().ok().filter(|u| *u != 0)?;
         let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok()??;
         let name = std::ffi::CString::new(user.name.as_str()).ok()?;
         let groups = nix::unistd::getgrouplist(&name, user.gid).unwrap_or_default();

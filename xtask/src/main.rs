@@ -123,6 +123,13 @@ fn test() -> Result<()> {
     }
     let cordon = target_dir().join("debug/cordon");
     run(cargo()
-        .args(["test", "-p", "cordon-e2e", "--", "--test-threads=1"])
+        .args([
+            "test",
+            "-p",
+            "cordon-e2e",
+            "--no-fail-fast",
+            "--",
+            "--test-threads=1",
+        ])
         .env("CORDON_BIN", cordon))
 }

@@ -100,12 +100,24 @@ fn resolve(job: &WorkerJob) -> Result<Policy, String> {
         .map_err(|e| format!("workspace {}: {e}", workspace.display()))?;
     let search = SearchPath::new(job.profile_path.clone());
     let profile = search.load(&job.run.profile).map_err(|e| e.to_string())?;
-    let ctx = Context::for_user(
-        workspace,
-        job.caller.uid,
-        job.caller.gid,
-        job.caller.groups.clone(),
-    );
+    // Root under sudo runs the agent as the user who ran sudo, as a local `cordon run` does.
+    let sudo_uid = job
+        .run
+        .env
+        .iter()
+        .find(|(k, _)| k == "SUDO_UID")
+        .map(|(_, v)| v.as_str());
+    let sudo = (job.caller.uid == 0)
+        .then(|| Context::sudo_caller(&workspace, sudo_uid))
+        .flatten();
+    let ctx = sudo.unwrap_or_else(|| {
+        Context::for_user(
+            workspace,
+            job.caller.uid,
+            job.caller.gid,
+            job.caller.groups.clone(),
+        )
+    });
     policy::compile(&profile, &ctx).map_err(|e| e.to_string())
 }
 
