@@ -42,7 +42,11 @@ fn cordond_tells_its_service_manager_when_it_is_ready_reloaded_and_stopping() {
     if !require_root("cordond_tells_its_service_manager_when_it_is_ready_reloaded_and_stopping") {
         return;
     }
-    let mut d = Daemon::new("");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut d = Daemon::new(&format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
     let notify_path = d.dir.path().join("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).expect("notify socket");
     let mut command = std::process::Command::new(d.bin.join("cordond"));
@@ -63,6 +67,22 @@ fn cordond_tells_its_service_manager_when_it_is_ready_reloaded_and_stopping() {
     assert_eq!(status["kernel"]["ebpf"], "loaded", "{status}");
     assert!(status["kernel"]["landlock_abi"].as_u64().unwrap_or(0) >= 1);
     assert_eq!(status["collector"]["state"], "none");
+
+    // Prometheus metrics on localhost.
+    let mut http = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics listen");
+    http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("request");
+    let mut metrics = String::new();
+    std::io::Read::read_to_string(&mut http, &mut metrics).expect("response");
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    for line in [
+        "cordon_ebpf_loaded 1",
+        "cordon_events_dropped_total{reason=\"spool_full\"} 0",
+        "# TYPE cordon_events_total counter",
+        "cordon_spool_bytes 0",
+    ] {
+        assert!(metrics.contains(line), "no `{line}` in {metrics}");
+    }
 
     // A bad config on SIGHUP: refused, the old one stays, the daemon serves on.
     d.append_config("[spool]\nmax_bytes = \"lots\"\n");
@@ -208,7 +228,7 @@ fn every_event_reaches_the_collector_once_through_an_outage_and_a_sigkill() {
     if !require_root("every_event_reaches_the_collector_once_through_an_outage_and_a_sigkill") {
         return;
     }
-    let collector = CollectorStandIn::start();
+    let mut collector = CollectorStandIn::start();
     let mut d = Daemon::new("");
     let token = d.dir.path().join("token");
     std::fs::write(&token, "s3cret\n").expect("token");
@@ -237,8 +257,15 @@ fn every_event_reaches_the_collector_once_through_an_outage_and_a_sigkill() {
     assert!(collector.tokens().iter().all(|t| t == "Bearer s3cret"));
     assert!(collector.hosts().iter().all(|h| h == "e2e-host"));
 
-    // The outage: 10 000 more, and cordond is SIGKILLed while the sandbox makes them.
+    // The outage: first the collector answers 503, then it is gone altogether; 10 000 more
+    // denials, and cordond is SIGKILLed while the sandbox makes them.
     collector.set_down(true);
+    let before = collector.posts();
+    d.run_probe(&["deny-each", "5"]);
+    d.wait_for("a post answered 503", Duration::from_secs(10), || {
+        collector.posts() > before
+    });
+    collector.stop();
     let probe = d.bin.join("probe");
     let run = d
         .cordon(
@@ -266,14 +293,10 @@ fn every_event_reaches_the_collector_once_through_an_outage_and_a_sigkill() {
         "value 10000",
         "the sandbox ran on, and its exit came back, with cordond gone"
     );
-    let failed_posts = collector.posts();
-    assert!(
-        failed_posts > 0,
-        "cordond tried the collector during the outage"
-    );
 
     // Both back: everything arrives.
     collector.set_down(false);
+    collector.restart();
     d.start();
     d.wait_for(
         "the journal to have all denials",

@@ -263,6 +263,17 @@ pub fn run(runs: usize) -> Result<()> {
         )?
     )?;
     println!("written to bench/results/kernel.json");
+
+    let daemon = crate::bench_daemon::run(&cordon)?;
+    let mut f = File::create(out.join("daemon.json"))?;
+    writeln!(
+        f,
+        "{}",
+        serde_json::to_string_pretty(
+            &serde_json::json!({ "machine": machine, "results": daemon })
+        )?
+    )?;
+    println!("written to bench/results/daemon.json");
     Ok(())
 }
 

@@ -51,6 +51,22 @@ pub fn helper(args: &[String]) -> Result<()> {
                 }
             }
         }
+        // Distinct denied calls (keyctl(0, i, 0)): no two fold into one burst.
+        "deny-each" => {
+            let n: u64 = arg(1).parse()?;
+            let rate: u64 = arg(2).parse()?;
+            for i in 0..n {
+                // SAFETY: keyctl with integer arguments touches no memory of ours; the
+                // sandbox's seccomp filter refuses it, which is the point.
+                unsafe { nix::libc::syscall(nix::libc::SYS_keyctl, 0, i, 0) };
+                if rate > 0 && i % 100 == 99 {
+                    let due = Duration::from_nanos((i + 1) * 1_000_000_000 / rate);
+                    if let Some(wait) = due.checked_sub(start.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+            }
+        }
         other => bail!("unknown helper {other:?}"),
     }
     println!("{}", start.elapsed().as_nanos());
@@ -101,7 +117,8 @@ fn count(events: &Path) -> Result<(u64, u64)> {
     for line in text.lines() {
         let e: serde_json::Value = serde_json::from_str(line)?;
         match e["kind"].as_str() {
-            Some("syscall_denied") => delivered += 1,
+            // A burst of repeats is one event with a count.
+            Some("syscall_denied") => delivered += e["count"].as_u64().unwrap_or(1),
             Some("events_lost") => lost += e["count"].as_u64().unwrap_or(0),
             _ => {}
         }

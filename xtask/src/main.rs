@@ -8,6 +8,7 @@
 //!   then the eBPF side: connect() overhead, the event path, memory.
 
 mod bench;
+mod bench_daemon;
 mod bench_kernel;
 mod demo;
 mod install;
