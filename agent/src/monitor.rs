@@ -234,20 +234,25 @@ impl Monitor {
             .name("cordon-events".into())
             .spawn(move || {
                 let mut bursts = Bursts::new(BURST_WINDOW);
+                let mut checked = Instant::now();
                 loop {
                     match rx.recv_timeout(Duration::from_millis(200)) {
                         Ok(event) => {
-                            if let Some(event) = bursts.push(event, Instant::now()) {
+                            for event in bursts.push(event, Instant::now()) {
                                 outputs.write(&event)?;
                             }
                         }
                         Err(mpsc::RecvTimeoutError::Timeout) => {}
                         Err(mpsc::RecvTimeoutError::Disconnected) => break,
                     }
-                    for event in bursts.due(Instant::now()) {
-                        outputs.write(&event)?;
+                    // Closed bursts and the spool's drop count, a few times a second.
+                    if checked.elapsed() >= Duration::from_millis(100) {
+                        checked = Instant::now();
+                        for event in bursts.due(checked) {
+                            outputs.write(&event)?;
+                        }
+                        outputs.report_drops(false)?;
                     }
-                    outputs.report_drops(false)?;
                 }
                 for event in bursts.flush() {
                     outputs.write(&event)?;

@@ -88,7 +88,23 @@ fn measure(subjects: &[Subject], warmup: usize, runs: usize) -> Result<Vec<Stats
     Ok(samples.into_iter().map(stats).collect())
 }
 
-pub fn run(runs: usize) -> Result<()> {
+/// Writes one scenario's results to `bench/results/NAME.json`.
+fn write_result(name: &str, results: &serde_json::Value) -> Result<()> {
+    let out = crate::root().join("bench/results");
+    std::fs::create_dir_all(&out)?;
+    let mut f = File::create(out.join(format!("{name}.json")))?;
+    writeln!(
+        f,
+        "{}",
+        serde_json::to_string_pretty(
+            &serde_json::json!({ "machine": machine(), "results": results })
+        )?
+    )?;
+    println!("written to bench/results/{name}.json");
+    Ok(())
+}
+
+pub fn run(runs: usize, only: Option<&str>) -> Result<()> {
     crate::setup::ensure(&[crate::setup::BUILD, crate::setup::BENCH].concat())?;
     if !crate::is_root() {
         bail!("the benchmarks launch sandboxes: run them as root");
@@ -103,6 +119,12 @@ pub fn run(runs: usize) -> Result<()> {
         ]),
     )?;
     let cordon = crate::target_dir().join("release/cordon");
+    match only {
+        None | Some("launch") => {}
+        Some("kernel") => return write_result("kernel", &crate::bench_kernel::run(&cordon)?),
+        Some("daemon") => return write_result("daemon", &crate::bench_daemon::run(&cordon)?),
+        Some(other) => bail!("no scenario {other:?} (launch, kernel, daemon)"),
+    }
     let dir = tempfile::Builder::new().prefix("cordon-bench-").tempdir()?;
     let ws = std::fs::canonicalize(dir.path())?.join("workspace");
     std::fs::create_dir_all(&ws)?;
@@ -253,28 +275,11 @@ pub fn run(runs: usize) -> Result<()> {
     )?;
     println!("\nwritten to bench/results/launch.json");
 
-    let kernel = crate::bench_kernel::run(&cordon)?;
-    let mut f = File::create(out.join("kernel.json"))?;
-    writeln!(
-        f,
-        "{}",
-        serde_json::to_string_pretty(
-            &serde_json::json!({ "machine": machine, "results": kernel })
-        )?
-    )?;
-    println!("written to bench/results/kernel.json");
-
-    let daemon = crate::bench_daemon::run(&cordon)?;
-    let mut f = File::create(out.join("daemon.json"))?;
-    writeln!(
-        f,
-        "{}",
-        serde_json::to_string_pretty(
-            &serde_json::json!({ "machine": machine, "results": daemon })
-        )?
-    )?;
-    println!("written to bench/results/daemon.json");
-    Ok(())
+    if only == Some("launch") {
+        return Ok(());
+    }
+    write_result("kernel", &crate::bench_kernel::run(&cordon)?)?;
+    write_result("daemon", &crate::bench_daemon::run(&cordon)?)
 }
 
 fn machine() -> String {

@@ -40,6 +40,9 @@ enum Task {
         /// Runs per measurement.
         #[arg(long, default_value_t = 200)]
         runs: usize,
+        /// Run one scenario alone: launch, kernel or daemon.
+        #[arg(long, value_name = "SCENARIO")]
+        only: Option<String>,
     },
     /// Install cordon, cordond, the systemd unit, the default config and the profiles.
     Install {
@@ -67,7 +70,7 @@ fn main() -> Result<()> {
         Task::Setup => setup::ensure(&[setup::BUILD, setup::TEST, setup::BENCH].concat()),
         Task::Test => test(),
         Task::Demo => demo::run(),
-        Task::Bench { runs } => bench::run(runs),
+        Task::Bench { runs, only } => bench::run(runs, only.as_deref()),
         Task::Install {
             prefix,
             destdir,

@@ -245,7 +245,7 @@ impl Config {
                         ))
                     }
                     Some(n) => n.into_inner(),
-                    None => 1000,
+                    None => 5000,
                 };
                 Some(Collector {
                     url: url.trim_end_matches('/').to_string(),

@@ -4,7 +4,7 @@
 //! and `last_seen` cover the repeats. Summing `count` (1 for an event without one) over the
 //! events gives every occurrence exactly once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::event::{Burst, Event};
@@ -12,6 +12,8 @@ use crate::event::{Burst, Event};
 pub struct Bursts {
     window: Duration,
     open: HashMap<String, Open>,
+    /// Open windows, oldest first, so closing them costs nothing per event.
+    order: VecDeque<(Instant, String)>,
 }
 
 struct Open {
@@ -24,17 +26,28 @@ impl Bursts {
         Self {
             window,
             open: HashMap::new(),
+            order: VecDeque::new(),
         }
     }
 
-    /// Takes an event; returns it when it is to be written now.
-    pub fn push(&mut self, event: Event, now: Instant) -> Option<Event> {
+    /// Takes an event; returns what is to be written now, in order: bursts whose window
+    /// has closed, then the event itself unless it is a repeat.
+    pub fn push(&mut self, event: Event, now: Instant) -> Vec<Event> {
         if !event.what.is_violation() || event.burst.is_some() {
-            return Some(event);
+            return vec![event];
         }
         let key = key_of(&event);
+        let mut out = Vec::new();
+        if self
+            .open
+            .get(&key)
+            .is_some_and(|open| now.duration_since(open.opened) >= self.window)
+        {
+            // Its window closed and nobody collected it yet: out before the new one.
+            out = self.due(now);
+        }
         match self.open.get_mut(&key) {
-            Some(open) if now.duration_since(open.opened) < self.window => {
+            Some(open) => {
                 let time = event.time;
                 match &mut open.repeats {
                     Some((_, count, _, last)) => {
@@ -43,9 +56,9 @@ impl Bursts {
                     }
                     None => open.repeats = Some((event, 1, time, time)),
                 }
-                None
             }
-            _ => {
+            None => {
+                self.order.push_back((now, key.clone()));
                 self.open.insert(
                     key,
                     Open {
@@ -53,28 +66,33 @@ impl Bursts {
                         repeats: None,
                     },
                 );
-                Some(event)
+                out.push(event);
             }
         }
+        out
     }
 
     /// The bursts whose window has closed, as events.
     pub fn due(&mut self, now: Instant) -> Vec<Event> {
-        let window = self.window;
         let mut out = Vec::new();
-        self.open.retain(|_, open| {
-            if now.duration_since(open.opened) < window {
-                return true;
+        while let Some((opened, _)) = self.order.front() {
+            if now.duration_since(*opened) < self.window {
+                break;
             }
-            out.extend(open.repeats.take().map(summary));
-            false
-        });
+            let Some((_, key)) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(open) = self.open.remove(&key) {
+                out.extend(open.repeats.map(summary));
+            }
+        }
         out.sort_by_key(|e| e.id);
         out
     }
 
     /// Every burst still open, as events (at the end).
     pub fn flush(&mut self) -> Vec<Event> {
+        self.order.clear();
         let mut out: Vec<Event> = self
             .open
             .drain()
@@ -133,13 +151,13 @@ mod tests {
     fn repeats_become_one_event_and_every_occurrence_is_counted_once() {
         let mut b = Bursts::new(Duration::from_secs(1));
         let t0 = Instant::now();
-        assert!(b.push(denied(1, 10), t0).is_some());
+        assert_eq!(b.push(denied(1, 10), t0).len(), 1);
         for _ in 0..999 {
-            assert!(b.push(denied(1, 10), t0).is_none());
+            assert!(b.push(denied(1, 10), t0).is_empty());
         }
         // Another process, or another syscall, is another burst.
-        assert!(b.push(denied(2, 10), t0).is_some());
-        assert!(b.push(denied(1, 11), t0).is_some());
+        assert_eq!(b.push(denied(2, 10), t0).len(), 1);
+        assert_eq!(b.push(denied(1, 11), t0).len(), 1);
         assert!(b.due(t0 + Duration::from_millis(500)).is_empty());
         let due = b.due(t0 + Duration::from_secs(1));
         assert_eq!(due.len(), 1);
@@ -147,9 +165,19 @@ mod tests {
         assert_eq!(burst.count, 999);
         assert!(burst.first_seen <= burst.last_seen);
         // After the window, the next one passes at once again.
-        assert!(b.push(denied(1, 10), t0 + Duration::from_secs(2)).is_some());
-        assert!(b.push(denied(1, 10), t0 + Duration::from_secs(2)).is_none());
+        assert_eq!(b.push(denied(1, 10), t0 + Duration::from_secs(2)).len(), 1);
+        assert!(b
+            .push(denied(1, 10), t0 + Duration::from_secs(2))
+            .is_empty());
         assert_eq!(b.flush().len(), 1);
+        // A window that closed without a call to `due` comes out before the next event.
+        let t3 = t0 + Duration::from_secs(3);
+        assert_eq!(b.push(denied(1, 10), t3).len(), 1);
+        assert!(b.push(denied(1, 10), t3).is_empty());
+        let out = b.push(denied(1, 10), t3 + Duration::from_secs(1));
+        assert_eq!(out.len(), 2, "the burst, then the event");
+        assert_eq!(out[0].burst.as_ref().map(|b| b.count), Some(1));
+        assert!(out[1].burst.is_none());
         let json = serde_json::to_value(&due[0]).unwrap();
         assert_eq!(json["count"], 999);
         assert!(json["first_seen"].is_string() && json["last_seen"].is_string());
@@ -167,7 +195,7 @@ mod tests {
                 None,
                 What::Fork { child_pid: 5 },
             );
-            assert!(b.push(e, t0).is_some());
+            assert_eq!(b.push(e, t0).len(), 1);
         }
     }
 }
