@@ -109,6 +109,18 @@ fn request(kind: u16, status: &AuditStatus) -> std::io::Result<Option<AuditStatu
     Ok(None)
 }
 
+/// [`enable`], saying what happened in the log; a failure leaves file denials unreported
+/// (they are still enforced), so it is a warning, not an error.
+pub fn enable_logged() {
+    match enable() {
+        Ok(true) => {
+            tracing::info!("kernel auditing was off; turned it on for Landlock's denial records")
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!("cannot turn kernel auditing on: {e}"),
+    }
+}
+
 /// Turns kernel auditing on when it is off (Landlock only logs denials when it is on).
 /// Returns whether it was off.
 pub fn enable() -> std::io::Result<bool> {

@@ -371,9 +371,19 @@ fn workspace_dir(workspace: Option<PathBuf>) -> Result<PathBuf, String> {
 }
 
 fn resolve(search: &SearchPath, spec: &str, workspace: Option<PathBuf>) -> Result<Policy, String> {
+    resolve_with(search, spec, workspace, Context::current)
+}
+
+/// [`resolve`] in the context `context` makes of the canonical workspace.
+fn resolve_with(
+    search: &SearchPath,
+    spec: &str,
+    workspace: Option<PathBuf>,
+    context: impl FnOnce(PathBuf) -> Context,
+) -> Result<Policy, String> {
     let workspace = workspace_dir(workspace)?;
     let profile = search.load(spec).map_err(|e| e.to_string())?;
-    policy::compile(&profile, &Context::current(workspace)).map_err(|e| e.to_string())
+    policy::compile(&profile, &context(workspace)).map_err(|e| e.to_string())
 }
 
 fn check(search: &SearchPath, files: &[String]) -> ExitCode {
@@ -701,15 +711,7 @@ struct Registered {
 /// Without it, file denials are not reported (the sandbox still enforces them).
 fn landlock_audit(enable: bool) -> Option<crate::audit::AuditListener> {
     if enable {
-        match crate::audit::enable() {
-            Ok(true) => {
-                tracing::info!(
-                    "kernel auditing was off; turned it on for Landlock's denial records"
-                )
-            }
-            Ok(false) => {}
-            Err(e) => tracing::warn!("cannot turn kernel auditing on: {e}"),
-        }
+        crate::audit::enable_logged();
     }
     match crate::audit::AuditListener::open() {
         Ok(listener) => Some(listener),

@@ -532,6 +532,27 @@ pub fn peer_groups(socket: std::os::fd::BorrowedFd<'_>) -> io::Result<Vec<u32>> 
     }
 }
 
+/// A pidfd for a unix socket's peer (`SO_PEERPIDFD`, Linux 6.5): it names the process that
+/// connected, even after its pid is reused.
+pub fn peer_pidfd(socket: std::os::fd::BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd as _;
+    let mut fd: libc::c_int = -1;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: the kernel writes one int into `fd`, whose size is in `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERPIDFD,
+            (&mut fd as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    check(rc.into())?;
+    // SAFETY: the kernel just created this descriptor for us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// Sets the user and groups file accesses are checked against (`setfsuid`, `setfsgid`,
 /// `setgroups` for this thread), leaving the real and effective ids alone; used to read files
 /// with the rights of the user cordond acts for. Returns what to restore.
@@ -545,10 +566,19 @@ pub fn set_fs_identity(uid: u32, gid: u32, groups: &[u32]) -> io::Result<(u32, u
     // only this thread's credentials (the caller is single-threaded when it matters).
     check(unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) })?;
     // SAFETY: setfsgid and setfsuid take an integer and touch no memory; they return the
-    // previous id.
+    // previous id, whether or not the change took effect.
     let old_gid = unsafe { libc::setfsgid(gid) } as u32;
     // SAFETY: as above.
     let old_uid = unsafe { libc::setfsuid(uid) } as u32;
+    // They report no failure: ask again (an invalid id changes nothing and returns the
+    // current one) and fail closed when the change did not happen.
+    // SAFETY: as above.
+    let now_gid = unsafe { libc::setfsgid(u32::MAX) } as u32;
+    // SAFETY: as above.
+    let now_uid = unsafe { libc::setfsuid(u32::MAX) } as u32;
+    if now_uid != uid || now_gid != gid {
+        return Err(io::Error::from_raw_os_error(libc::EPERM));
+    }
     Ok((old_uid, old_gid, old_groups))
 }
 
@@ -559,7 +589,9 @@ pub fn recv_with_fds(
     buf: &mut [u8],
 ) -> io::Result<(usize, Vec<OwnedFd>)> {
     use std::os::fd::{AsRawFd as _, FromRawFd as _};
-    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 8]);
+    // Room for as many descriptors as one message can carry (SCM_MAX_FD): with less, the
+    // kernel would install them and a cut-off control message would leak them.
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 253]);
     let mut iov = [io::IoSliceMut::new(buf)];
     let msg = nix::sys::socket::recvmsg::<()>(
         socket.as_raw_fd(),
@@ -600,6 +632,23 @@ pub fn place_fds(fds: &[(std::os::fd::RawFd, std::os::fd::RawFd)]) -> io::Result
         check(unsafe { libc::dup2(moved[i], *target) }.into())?;
     }
     Ok(())
+}
+
+/// Makes `command` start in a session of its own, with each `(fd, target)` at descriptor
+/// number `target` (see [`place_fds`]).
+pub fn detach_with_fds(
+    command: &mut std::process::Command,
+    fds: [(std::os::fd::RawFd, std::os::fd::RawFd); 2],
+) {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: between fork and exec the closure calls only setsid, fcntl and dup2, which
+    // are async-signal-safe, and allocates nothing (`fds` is an array moved in).
+    unsafe {
+        command.pre_exec(move || {
+            nix::unistd::setsid().map_err(io::Error::from)?;
+            place_fds(&fds)
+        });
+    }
 }
 
 /// Whether the peer of a stream socket has closed its end (without reading anything).

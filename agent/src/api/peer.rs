@@ -17,6 +17,8 @@ pub struct Peer {
     pub gid: u32,
     pub pid: u32,
     pub groups: Vec<u32>,
+    /// Whether the connecting process runs inside a Cordon sandbox (see [`Peer::of`]).
+    pub sandboxed: bool,
 }
 
 impl Peer {
@@ -24,11 +26,22 @@ impl Peer {
         let cred = nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials)
             .map_err(std::io::Error::from)?;
         let groups = crate::sys::peer_groups(stream.as_fd())?;
+        let pid = u32::try_from(cred.pid()).unwrap_or(0);
+        // Read through the pid, then checked against the pidfd: if the process that
+        // connected is gone, the pid may be someone else's, and the answer is "sandboxed".
+        let pidfd = crate::sys::peer_pidfd(stream.as_fd()).ok();
+        let sandboxed = match std::fs::read_to_string(format!("/proc/{pid}/cgroup")) {
+            Ok(text) if pid != 0 => {
+                sandboxed(&text) || pidfd.as_ref().is_none_or(crate::sys::has_exited)
+            }
+            _ => true,
+        };
         Ok(Self {
             uid: cred.uid(),
             gid: cred.gid(),
-            pid: u32::try_from(cred.pid()).unwrap_or(0),
+            pid,
             groups,
+            sandboxed,
         })
     }
 
@@ -40,13 +53,7 @@ impl Peer {
     /// that cannot be read (the peer is gone, or hides in another namespace), the answer is
     /// yes: fail closed.
     pub fn in_sandbox(&self) -> bool {
-        if self.pid == 0 {
-            return true;
-        }
-        let Ok(text) = std::fs::read_to_string(format!("/proc/{}/cgroup", self.pid)) else {
-            return true;
-        };
-        sandboxed(&text)
+        self.sandboxed
     }
 }
 
@@ -152,13 +159,13 @@ mod tests {
             responders: vec![200],
             runners: None,
         };
-        // This test process is not in a sandbox, so its pid stands in for the peer's.
         let me = std::process::id();
         let peer = |gid, groups: Vec<u32>| Peer {
             uid: 1000,
             gid,
             pid: me,
             groups,
+            sandboxed: false,
         };
         assert_eq!(
             groups.rights(&peer(1000, vec![100])),
@@ -184,12 +191,17 @@ mod tests {
                 run: true
             }
         );
-        let gone = Peer {
+        let sandboxed = Peer {
             uid: 0,
             gid: 0,
-            pid: 0,
+            pid: me,
             groups: vec![],
+            sandboxed: true,
         };
-        assert_eq!(groups.rights(&gone), Rights::default(), "fails closed");
+        assert_eq!(
+            groups.rights(&sandboxed),
+            Rights::default(),
+            "root in a sandbox: nothing"
+        );
     }
 }

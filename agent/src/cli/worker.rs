@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::api::{Caller, ExitStatus, RunEnd, RunSignal, WorkerJob};
-use crate::policy::{self, Context, Policy};
+use crate::policy::{Context, Policy};
 use crate::profile::SearchPath;
 use crate::sandbox;
 
@@ -64,6 +64,14 @@ fn run(job: WorkerJob, control: &UnixStream) -> ExitStatus {
     if let Err(e) = within_rights(&policy, &job.caller) {
         return failed(&e);
     }
+    // The sandbox's mounts are made by root: every path the profile opens must be one the
+    // caller could reach with the same access.
+    if job.caller.uid != 0 {
+        match as_caller(&job.caller, || reachable(&policy)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) | Err(e) => return failed(&e),
+        }
+    }
     let control = match control.try_clone() {
         Ok(c) => c,
         Err(e) => return failed(&format!("cannot follow the caller's connection: {e}")),
@@ -96,10 +104,7 @@ fn resolve(job: &WorkerJob) -> Result<Policy, String> {
     if !workspace.is_absolute() {
         return Err(format!("workspace {} is not absolute", workspace.display()));
     }
-    let workspace = std::fs::canonicalize(&workspace)
-        .map_err(|e| format!("workspace {}: {e}", workspace.display()))?;
-    let search = SearchPath::new(job.profile_path.clone());
-    let profile = search.load(&job.run.profile).map_err(|e| e.to_string())?;
+    let caller = &job.caller;
     // Root under sudo runs the agent as the user who ran sudo, as a local `cordon run` does.
     let sudo_uid = job
         .run
@@ -107,18 +112,15 @@ fn resolve(job: &WorkerJob) -> Result<Policy, String> {
         .iter()
         .find(|(k, _)| k == "SUDO_UID")
         .map(|(_, v)| v.as_str());
-    let sudo = (job.caller.uid == 0)
-        .then(|| Context::sudo_caller(&workspace, sudo_uid))
-        .flatten();
-    let ctx = sudo.unwrap_or_else(|| {
-        Context::for_user(
-            workspace,
-            job.caller.uid,
-            job.caller.gid,
-            job.caller.groups.clone(),
-        )
-    });
-    policy::compile(&profile, &ctx).map_err(|e| e.to_string())
+    let search = SearchPath::new(job.profile_path.clone());
+    super::resolve_with(&search, &job.run.profile, Some(workspace), |workspace| {
+        let sudo = (caller.uid == 0)
+            .then(|| Context::sudo_caller(&workspace, sudo_uid))
+            .flatten();
+        sudo.unwrap_or_else(|| {
+            Context::for_user(workspace, caller.uid, caller.gid, caller.groups.clone())
+        })
+    })
 }
 
 /// Runs `f` with file accesses checked as the caller's (this process is single-threaded
@@ -155,6 +157,57 @@ fn within_rights(policy: &Policy, caller: &Caller) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Checks, with the file rights in effect (the caller's, under [`as_caller`]), that each
+/// path the policy grants can be accessed that way; a path that does not exist is not
+/// mounted, so it grants nothing.
+fn reachable(policy: &Policy) -> Result<(), String> {
+    use nix::unistd::AccessFlags;
+    for rule in &policy.filesystem.rules {
+        let mut wanted = AccessFlags::empty();
+        if rule.access.read {
+            wanted |= AccessFlags::R_OK;
+        }
+        if rule.access.write {
+            wanted |= AccessFlags::W_OK;
+        }
+        if rule.access.exec {
+            wanted |= AccessFlags::X_OK;
+        }
+        // AT_EACCESS: checked against the fs ids set by `as_caller`, not the real ones.
+        match nix::unistd::faccessat(
+            nix::fcntl::AT_FDCWD,
+            &rule.path,
+            wanted,
+            nix::fcntl::AtFlags::AT_EACCESS,
+        ) {
+            Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
+            Err(e) => {
+                return Err(format!(
+                    "profile `{}` grants {} to {}, which you cannot access that way yourself ({e}); through cordond a sandbox never reaches further than its caller",
+                    policy.name,
+                    access_words(&rule.access),
+                    rule.path.display()
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn access_words(access: &crate::policy::Access) -> String {
+    let mut words = Vec::new();
+    if access.read {
+        words.push("read");
+    }
+    if access.write {
+        words.push("write");
+    }
+    if access.exec {
+        words.push("exec");
+    }
+    words.join("+")
 }
 
 /// Follows the caller's connection while the sandbox runs: signals it sends go to the

@@ -64,7 +64,11 @@ impl Daemon {
     }
 
     fn groups(&self) -> Groups {
-        self.groups.read().map(|g| g.clone()).unwrap_or_default()
+        // A panic while reloading leaves the groups as they were: still the right ones.
+        match self.groups.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     pub fn stopping(&self) -> bool {
@@ -153,13 +157,7 @@ fn serve(config: Config, path: &std::path::Path) -> Result<(), String> {
         ),
     }
     if config.audit {
-        match crate::audit::enable() {
-            Ok(true) => {
-                tracing::info!("kernel auditing was off; turned it on for Landlock's records")
-            }
-            Ok(false) => {}
-            Err(e) => tracing::warn!("cannot turn kernel auditing on: {e}"),
-        }
+        crate::audit::enable_logged();
     }
     let pipeline = Pipeline::open(&config.spool_dir)
         .map_err(|e| format!("cannot open the spool {}: {e}", config.spool_dir.display()))?;

@@ -399,15 +399,7 @@ fn start_run(
     if let Some(log) = std::env::var_os("CORDON_LOG") {
         command.env("CORDON_LOG", log);
     }
-    use std::os::unix::process::CommandExt as _;
-    // SAFETY: between fork and exec the closure calls only setsid, fcntl and dup2, which
-    // are async-signal-safe, and allocates nothing.
-    unsafe {
-        command.pre_exec(move || {
-            nix::unistd::setsid().map_err(std::io::Error::from)?;
-            crate::sys::place_fds(&[(conn, 3), (job_fd, 4)])
-        });
-    }
+    crate::sys::detach_with_fds(&mut command, [(conn, 3), (job_fd, 4)]);
     match command.spawn() {
         Ok(mut child) => {
             // Reaped here while cordond lives; after that, by init.

@@ -58,8 +58,12 @@ impl Collector {
         match request.send_bytes(&body) {
             Ok(_) => Ok(()),
             Err(ureq::Error::Status(status, response)) => {
-                let mut body = response.into_string().unwrap_or_default();
-                body.truncate(300);
+                let body: String = response
+                    .into_string()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(300)
+                    .collect();
                 Err(DeliverError::Status { status, body })
             }
             Err(ureq::Error::Transport(t)) => Err(DeliverError::Transport(t.to_string())),

@@ -48,16 +48,20 @@ impl SpoolWriter {
             .recursive(true)
             .mode(0o700)
             .create(&config.dir)?;
-        let path = config
-            .dir
-            .join(format!("{}.{SUFFIX}", uuid::Uuid::now_v7().simple()));
+        let name = uuid::Uuid::now_v7().simple();
+        let path = config.dir.join(format!("{name}.{SUFFIX}"));
+        // Created and locked under a name the reader does not list, then renamed: the
+        // reader never sees an unlocked file of a live writer (it would take it for a dead
+        // one and delete it).
+        let creating = config.dir.join(format!(".{name}.new"));
         let file = OpenOptions::new()
             .create_new(true)
             .append(true)
             .mode(0o600)
-            .open(&path)?;
+            .open(&creating)?;
         let file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
             .map_err(|(_, e)| std::io::Error::from(e))?;
+        std::fs::rename(&creating, &path)?;
         let used = dir_bytes(&config.dir);
         Ok(Self {
             file,
@@ -85,7 +89,15 @@ impl SpoolWriter {
             self.dropped += 1;
             return Ok(false);
         }
-        self.append(line)?;
+        if let Err(e) = self.append(line) {
+            // A full or failing disk: counted like a full spool, and reported once it works
+            // again; the watcher goes on.
+            if self.dropped == 0 {
+                tracing::error!("cannot write to the spool {}: {e}", self.path.display());
+            }
+            self.dropped += 1;
+            return Ok(false);
+        }
         Ok(true)
     }
 
