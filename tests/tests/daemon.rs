@@ -191,6 +191,50 @@ fn a_user_who_is_not_root_runs_sandboxes_through_cordond_as_themselves() {
         "{stderr}"
     );
 
+    // So is a profile that would show the caller what they cannot read themselves: root
+    // makes the sandbox's mounts, the caller's rights decide what they may be.
+    std::fs::write(
+        d.dir.path().join("profiles/peek.toml"),
+        "[profile]\nname = \"peek\"\nextends = [\"test-agent\"]\n\n[filesystem]\nread = [\"/root\"]\n",
+    )
+    .expect("profile");
+    let out = d
+        .cordon(
+            NOBODY,
+            NOGROUP,
+            &["run", "-p", "peek", "--", "/bin/ls", "/root"],
+        )
+        .output()
+        .expect("cordon run");
+    assert_eq!(out.status.code(), Some(125));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("grants read to /root, which you cannot access that way yourself"),
+        "{stderr}"
+    );
+    // A profile file the caller cannot read is not read for them either.
+    let secret = d.dir.path().join("secret.toml");
+    std::fs::write(&secret, "[profile]\nname = \"secret\"\n").expect("profile");
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    let out = d
+        .cordon(
+            NOBODY,
+            NOGROUP,
+            &[
+                "run",
+                "-p",
+                secret.to_str().expect("utf-8"),
+                "--",
+                "/usr/bin/id",
+            ],
+        )
+        .output()
+        .expect("cordon run");
+    assert_eq!(out.status.code(), Some(125));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+
     // The violations are in the journal, with who.
     d.wait_for(
         "the denials in the journal",
@@ -266,22 +310,8 @@ fn every_event_reaches_the_collector_once_through_an_outage_and_a_sigkill() {
         collector.posts() > before
     });
     collector.stop();
-    let probe = d.bin.join("probe");
     let run = d
-        .cordon(
-            NOBODY,
-            NOGROUP,
-            &[
-                "run",
-                "--quiet",
-                "-p",
-                "test-agent",
-                "--",
-                probe.to_str().expect("utf-8"),
-                "deny-each",
-                "10000",
-            ],
-        )
+        .probe_command(NOBODY, NOGROUP, true, &["deny-each", "10000"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("cordon run");
@@ -365,22 +395,8 @@ fn viewers_list_responders_act_and_sandboxed_processes_get_nothing() {
     let mut d = Daemon::new("");
     d.append_config("viewer_groups = [\"nogroup\"]\nresponder_groups = []\n");
     d.start();
-    let probe = d.bin.join("probe");
     let mut sandbox = d
-        .cordon(
-            0,
-            0,
-            &[
-                "run",
-                "--quiet",
-                "-p",
-                "test-agent",
-                "--",
-                probe.to_str().expect("utf-8"),
-                "spin",
-                "20",
-            ],
-        )
+        .probe_command(0, 0, true, &["spin", "20"])
         .spawn()
         .expect("cordon run");
     let mut name = String::new();
@@ -419,31 +435,19 @@ fn viewers_list_responders_act_and_sandboxed_processes_get_nothing() {
     // A user in no group may not even list.
     let out = d.cordon(1, 1, &["ps"]).output().expect("ps");
     assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("permission denied"), "{stderr}");
 
-    // A process inside a sandbox gets nothing, even as root.
+    // A process inside a sandbox gets nothing, even as root: the socket is visible in the
+    // sandbox (the profile lists its directory), so it is cordond that refuses.
     let socket = d.socket.to_str().expect("utf-8").to_string();
     let inside = d
-        .cordon(
-            0,
-            0,
-            &[
-                "run",
-                "--quiet",
-                "-p",
-                "test-agent",
-                "--",
-                probe.to_str().expect("utf-8"),
-                "unix-request",
-                &socket,
-                "{\"op\":\"ps\"}",
-            ],
-        )
+        .probe_command(0, 0, true, &["unix-request", &socket, "{\"op\":\"ps\"}"])
         .output()
         .expect("cordon run");
     let answer = String::from_utf8_lossy(&inside.stdout);
     assert!(
-        answer.starts_with("err ")
-            || answer.contains("processes inside a sandbox may not use cordond"),
+        answer.contains("permission denied: processes inside a sandbox may not use cordond"),
         "{answer}"
     );
 

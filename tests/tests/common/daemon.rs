@@ -309,16 +309,21 @@ impl Daemon {
         .expect("chown workspace");
         let profiles = dir.path().join("profiles");
         std::fs::create_dir(&profiles).expect("profiles");
-        // The shipped offline-tool profile, plus the copied binaries.
+        // The socket's directory is visible inside sandboxes, so that a sandboxed process
+        // can try it: cordond itself must refuse it.
+        let run = dir.path().join("run");
+        std::fs::create_dir(&run).expect("run dir");
+        // The shipped offline-tool profile, plus the copied binaries and the socket.
         std::fs::write(
             profiles.join("test-agent.toml"),
             format!(
-                "[profile]\nname = \"test-agent\"\nextends = [\"offline-tool\"]\n\n[filesystem]\nread = [\"{b}\"]\nexec = [\"{b}\"]\n",
-                b = bin.display()
+                "[profile]\nname = \"test-agent\"\nextends = [\"offline-tool\"]\n\n[filesystem]\nread = [\"{b}\", \"{r}\"]\nexec = [\"{b}\"]\n",
+                b = bin.display(),
+                r = run.display()
             ),
         )
         .expect("profile");
-        let socket = dir.path().join("cordon.sock");
+        let socket = run.join("cordon.sock");
         let journal = dir.path().join("journal/events.jsonl");
         let spool = dir.path().join("spool");
         let config = dir.path().join("cordon.toml");
@@ -416,18 +421,21 @@ impl Daemon {
         cmd
     }
 
+    /// `cordon run [--quiet] -p test-agent -- probe ARGS` as `uid`, through this daemon.
+    pub fn probe_command(&self, uid: u32, gid: u32, quiet: bool, args: &[&str]) -> Command {
+        let probe = self.bin.join("probe");
+        let mut argv = vec!["run"];
+        if quiet {
+            argv.push("--quiet");
+        }
+        argv.extend(["-p", "test-agent", "--", probe.to_str().expect("utf-8")]);
+        argv.extend_from_slice(args);
+        self.cordon(uid, gid, &argv)
+    }
+
     /// `cordon run -p test-agent -- probe ARGS` as nobody, through this daemon.
     pub fn run_probe(&self, args: &[&str]) -> Output {
-        let probe = self.bin.join("probe");
-        let mut argv = vec![
-            "run",
-            "-p",
-            "test-agent",
-            "--",
-            probe.to_str().expect("utf-8"),
-        ];
-        argv.extend_from_slice(args);
-        self.cordon(NOBODY, NOGROUP, &argv)
+        self.probe_command(NOBODY, NOGROUP, false, args)
             .output()
             .expect("cordon run")
     }
