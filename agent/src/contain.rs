@@ -8,8 +8,6 @@
 
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use crate::cgroup::{self, SandboxCgroup};
 use crate::ebpf::Kernel;
 use crate::event::Action;
@@ -17,21 +15,7 @@ use crate::event::Action;
 /// How long an action may take before it is reported as failed.
 const DEADLINE: Duration = Duration::from_secs(2);
 
-/// One sandbox as `cordon ps` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SandboxInfo {
-    pub name: String,
-    pub profile: String,
-    pub procs: usize,
-    /// `running` or `frozen`.
-    pub state: String,
-    /// `policy` (the profile's egress rules), `isolated`, `none` (not registered: no
-    /// network at all) or `unknown` (the eBPF maps cannot be read).
-    pub network: String,
-    /// The user its first process runs as.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uid: Option<u32>,
-}
+pub use cordon_proto::collector::SandboxInfo;
 
 /// Every sandbox on this host, by name.
 pub fn list() -> Result<Vec<SandboxInfo>, String> {

@@ -23,7 +23,6 @@ pub mod cli;
 pub mod contain;
 pub mod daemon;
 pub mod ebpf;
-pub mod event;
 pub mod expect;
 pub mod export;
 pub mod monitor;
@@ -32,3 +31,6 @@ pub mod policy;
 pub mod profile;
 pub mod sandbox;
 pub mod sys;
+
+/// The one event type lives in `cordon-proto`, shared with the collector.
+pub use cordon_proto::event;

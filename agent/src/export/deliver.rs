@@ -9,8 +9,7 @@
 use std::io::Write as _;
 use std::time::Duration;
 
-/// Path of the ingest endpoint below the collector's URL.
-pub const INGEST_PATH: &str = "/api/v1/events";
+use cordon_proto::collector::INGEST_PATH;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeliverError {

@@ -349,7 +349,7 @@ fn new_id(time: SystemTime) -> uuid::Uuid {
 }
 
 /// RFC 3339 timestamps with nanoseconds, in UTC.
-pub(crate) mod rfc3339_opt {
+pub mod rfc3339_opt {
     use std::time::SystemTime;
 
     use serde::{Deserialize, Deserializer, Serializer};
@@ -371,7 +371,7 @@ pub(crate) mod rfc3339_opt {
     }
 }
 
-pub(crate) mod rfc3339 {
+pub mod rfc3339 {
     use std::time::SystemTime;
 
     use serde::{Deserialize, Deserializer, Serializer};
