@@ -1,0 +1,733 @@
+//! The collector's store: SQLite (one file, WAL) or PostgreSQL, through sqlx's `Any` driver.
+//! Both run the same queries (`$N` placeholders, `ON CONFLICT`, `RETURNING` are common to
+//! both) and migrations of the same numbers from `migrations/sqlite` and
+//! `migrations/postgres`, which differ only in how the row counter is spelled.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, Executor as _, Row as _};
+
+use cordon_proto::collector::{Command, CommandResult, SandboxInfo};
+use cordon_proto::event::{Action, ActionResult, Event, What};
+
+use crate::auth::{Role, TokenInfo};
+
+/// Rows per `INSERT`: 10 values each, well under both databases' limit on parameters.
+const INSERT_CHUNK: usize = 400;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create {path}: {source}")]
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("no token is named or numbered {0}")]
+    NoToken(String),
+    #[error("the stored row is damaged: {0}")]
+    Damaged(String),
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    pub backend: Backend,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// One event as the query API returns it.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub host: String,
+    pub time_ns: i64,
+    /// The event's JSON.
+    pub body: String,
+}
+
+/// Filters of the query API; every one is optional.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub host: Option<String>,
+    pub sandbox: Option<String>,
+    pub profile: Option<String>,
+    pub kinds: Vec<String>,
+    pub since_ns: Option<i64>,
+    pub until_ns: Option<i64>,
+    /// Free text, looked for (case-insensitively) in the path, domain, address, syscall or
+    /// program of each event.
+    pub text: Option<String>,
+    /// Only events after (oldest first) or before (newest first) this `(time_ns, seq)`.
+    pub cursor: Option<(i64, i64)>,
+    pub oldest_first: bool,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HostRow {
+    pub name: String,
+    pub first_seen_ns: i64,
+    pub last_seen_ns: i64,
+    pub polled_ns: Option<i64>,
+    pub sandboxes: Vec<SandboxInfo>,
+}
+
+/// A sandbox seen in a host's events.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SeenSandbox {
+    pub name: String,
+    pub profile: String,
+    pub events: i64,
+    pub violations: i64,
+    pub last_ns: i64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CommandRow {
+    pub id: String,
+    pub host: String,
+    pub sandbox: String,
+    pub action: Action,
+    pub issued_by: String,
+    pub issued_ns: i64,
+    pub expires_ns: i64,
+    /// `queued`, `delivered`, `done`, `failed` or `expired`.
+    pub status: String,
+    pub delivered_ns: Option<i64>,
+    pub done_ns: Option<i64>,
+    pub error: Option<String>,
+    pub took_ms: Option<i64>,
+}
+
+pub fn now_ns() -> i64 {
+    ns(SystemTime::now())
+}
+
+pub fn ns(time: SystemTime) -> i64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+impl Store {
+    /// Opens (creating when needed) the database at `url` and brings its schema up to date.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let mut url = url.to_string();
+        if backend == Backend::Sqlite {
+            let path = url
+                .trim_start_matches("sqlite:")
+                .trim_start_matches("//")
+                .split('?')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            if let Some(dir) = Path::new(&path)
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+            }
+            if !url.contains('?') {
+                url.push_str("?mode=rwc");
+            }
+        }
+        let options = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers go on while a batch is written; NORMAL syncs at
+                        // checkpoints, which WAL keeps safe against corruption.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    }
+                    Ok(())
+                })
+            });
+        let pool = options.connect(&url).await?;
+        match backend {
+            Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&pool).await?,
+            Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&pool).await?,
+        }
+        Ok(Self { pool, backend })
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Stores a host's batch in one transaction: all of it or, on error, none. Events
+    /// already stored (by id) are skipped; returns the ones that were new.
+    pub async fn insert_events(
+        &self,
+        host: &str,
+        events: &[Event],
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let received = now_ns();
+        let mut tx = self.pool.begin().await?;
+        let mut stored = Vec::new();
+        for chunk in events.chunks(INSERT_CHUNK) {
+            let mut sql = String::from(
+                "INSERT INTO events (id, host, sandbox, profile, kind, time_ns, received_ns, \
+                 subject, body) VALUES ",
+            );
+            let mut rows = Vec::with_capacity(chunk.len());
+            for (i, event) in chunk.iter().enumerate() {
+                let b = i * 9;
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "(${},${},${},${},${},${},${},${},${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7,
+                    b + 8,
+                    b + 9
+                ));
+                let body =
+                    serde_json::to_string(event).map_err(|e| StoreError::Damaged(e.to_string()))?;
+                rows.push((event, body));
+            }
+            sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING seq, id");
+            let mut query = sqlx::query::<Any>(&sql);
+            for (event, body) in &rows {
+                query = query
+                    .bind(event.id.to_string())
+                    .bind(host)
+                    .bind(&event.sandbox)
+                    .bind(&event.profile)
+                    .bind(event.what.kind())
+                    .bind(ns(event.time))
+                    .bind(received)
+                    .bind(subject(event))
+                    .bind(body.as_str());
+            }
+            let new = query.fetch_all(&mut *tx).await?;
+            let mut by_id = std::collections::HashMap::with_capacity(new.len());
+            for row in &new {
+                by_id.insert(row.try_get::<String, _>(1)?, row.try_get::<i64, _>(0)?);
+            }
+            for (event, body) in rows {
+                if let Some(seq) = by_id.get(&event.id.to_string()) {
+                    stored.push(StoredEvent {
+                        seq: *seq,
+                        host: host.to_string(),
+                        time_ns: ns(event.time),
+                        body,
+                    });
+                }
+            }
+        }
+        sqlx::query(
+            "INSERT INTO hosts (name, first_seen_ns, last_seen_ns, sandboxes) VALUES ($1, $2, $2, '[]') \
+             ON CONFLICT (name) DO UPDATE SET last_seen_ns = $2",
+        )
+        .bind(host)
+        .bind(received)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        stored.sort_by_key(|e| e.seq);
+        Ok(stored)
+    }
+
+    /// One page of events matching `filter`.
+    pub async fn events(&self, filter: &Filter) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut sql = Sql::new("SELECT seq, host, time_ns, body FROM events WHERE 1 = 1");
+        if let Some(host) = &filter.host {
+            sql.and("host = ", Value::Text(host.clone()));
+        }
+        if let Some(sandbox) = &filter.sandbox {
+            sql.and("sandbox = ", Value::Text(sandbox.clone()));
+        }
+        if let Some(profile) = &filter.profile {
+            sql.and("profile = ", Value::Text(profile.clone()));
+        }
+        if !filter.kinds.is_empty() {
+            sql.text.push_str(" AND kind IN (");
+            for (i, kind) in filter.kinds.iter().enumerate() {
+                if i > 0 {
+                    sql.text.push(',');
+                }
+                let p = sql.bind(Value::Text(kind.clone()));
+                sql.text.push_str(&p);
+            }
+            sql.text.push(')');
+        }
+        if let Some(since) = filter.since_ns {
+            sql.and("time_ns >= ", Value::Int(since));
+        }
+        if let Some(until) = filter.until_ns {
+            sql.and("time_ns < ", Value::Int(until));
+        }
+        if let Some(text) = &filter.text {
+            let pattern = format!("%{}%", like_escape(&text.to_lowercase()));
+            let p = sql.bind(Value::Text(pattern));
+            sql.text
+                .push_str(&format!(" AND LOWER(subject) LIKE {p} ESCAPE '\\'"));
+        }
+        let (cmp, order) = if filter.oldest_first {
+            (">", "ASC")
+        } else {
+            ("<", "DESC")
+        };
+        if let Some((time, seq)) = filter.cursor {
+            let t = sql.bind(Value::Int(time));
+            let t2 = sql.bind(Value::Int(time));
+            let s = sql.bind(Value::Int(seq));
+            sql.text.push_str(&format!(
+                " AND (time_ns {cmp} {t} OR (time_ns = {t2} AND seq {cmp} {s}))"
+            ));
+        }
+        let limit = sql.bind(Value::Int(filter.limit as i64));
+        sql.text.push_str(&format!(
+            " ORDER BY time_ns {order}, seq {order} LIMIT {limit}"
+        ));
+        let rows = sql.query().fetch_all(&self.pool).await?;
+        rows.iter().map(stored_event).collect()
+    }
+
+    /// Events stored after `seq`, oldest first (for a stream that reconnects).
+    pub async fn events_after(
+        &self,
+        seq: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query::<Any>(
+            "SELECT seq, host, time_ns, body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(seq)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(stored_event).collect()
+    }
+
+    pub async fn count_events(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) FROM events")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>(0)?)
+    }
+
+    /// Deletes events older than `before`; returns how many went.
+    pub async fn expire_events(&self, before: SystemTime) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM events WHERE time_ns < $1")
+            .bind(ns(before))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Records a host's report of its sandboxes.
+    pub async fn report_host(
+        &self,
+        host: &str,
+        sandboxes: &[SandboxInfo],
+    ) -> Result<(), StoreError> {
+        let now = now_ns();
+        let json =
+            serde_json::to_string(sandboxes).map_err(|e| StoreError::Damaged(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO hosts (name, first_seen_ns, last_seen_ns, polled_ns, sandboxes) \
+             VALUES ($1, $2, $2, $2, $3) ON CONFLICT (name) DO UPDATE \
+             SET last_seen_ns = $2, polled_ns = $2, sandboxes = $3",
+        )
+        .bind(host)
+        .bind(now)
+        .bind(json)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn hosts(&self) -> Result<Vec<HostRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, first_seen_ns, last_seen_ns, polled_ns, sandboxes FROM hosts ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let sandboxes: String = r.try_get(4)?;
+                Ok(HostRow {
+                    name: r.try_get(0)?,
+                    first_seen_ns: r.try_get(1)?,
+                    last_seen_ns: r.try_get(2)?,
+                    polled_ns: r.try_get(3)?,
+                    sandboxes: serde_json::from_str(&sandboxes)
+                        .map_err(|e| StoreError::Damaged(format!("sandboxes of a host: {e}")))?,
+                })
+            })
+            .collect()
+    }
+
+    /// The sandboxes a host's events since `since_ns` name, newest first.
+    pub async fn sandboxes_seen(
+        &self,
+        host: &str,
+        since_ns: i64,
+    ) -> Result<Vec<SeenSandbox>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT sandbox, profile, COUNT(*), \
+             SUM(CASE WHEN kind IN ('network_denied','dns_denied','syscall_denied','file_denied','other_denied') \
+                 THEN 1 ELSE 0 END), MAX(time_ns) \
+             FROM events WHERE host = $1 AND time_ns >= $2 GROUP BY sandbox, profile \
+             ORDER BY MAX(time_ns) DESC LIMIT 500",
+        )
+        .bind(host)
+        .bind(since_ns)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SeenSandbox {
+                    name: r.try_get(0)?,
+                    profile: r.try_get(1)?,
+                    events: r.try_get(2)?,
+                    violations: r.try_get(3)?,
+                    last_ns: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    // Tokens.
+
+    pub async fn insert_token(&self, token: &TokenInfo, hash: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tokens (id, name, role, host, hash, created_ns) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&token.id)
+        .bind(&token.name)
+        .bind(token.role.as_str())
+        .bind(token.host.clone())
+        .bind(hash)
+        .bind(token.created_ns)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The live token with this hash.
+    pub async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenInfo>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, name, role, host, created_ns, revoked_ns FROM tokens \
+             WHERE hash = $1 AND revoked_ns IS NULL",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(token_info).transpose()
+    }
+
+    pub async fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, name, role, host, created_ns, revoked_ns FROM tokens ORDER BY created_ns",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(token_info).collect()
+    }
+
+    /// Revokes the live tokens whose id or name is `which`; returns them.
+    pub async fn revoke_token(&self, which: &str) -> Result<Vec<TokenInfo>, StoreError> {
+        let rows = sqlx::query(
+            "UPDATE tokens SET revoked_ns = $1 WHERE (id = $2 OR name = $2) AND revoked_ns IS NULL \
+             RETURNING id, name, role, host, created_ns, revoked_ns",
+        )
+        .bind(now_ns())
+        .bind(which)
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.is_empty() {
+            return Err(StoreError::NoToken(which.to_string()));
+        }
+        rows.iter().map(token_info).collect()
+    }
+
+    // Commands.
+
+    pub async fn queue_command(&self, c: &CommandRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO commands (id, host, sandbox, action, issued_by, issued_ns, expires_ns, status) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued')",
+        )
+        .bind(&c.id)
+        .bind(&c.host)
+        .bind(&c.sandbox)
+        .bind(action_name(c.action))
+        .bind(&c.issued_by)
+        .bind(c.issued_ns)
+        .bind(c.expires_ns)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Hands the host its queued commands that have not expired, marking them delivered.
+    pub async fn deliver_commands(&self, host: &str) -> Result<Vec<Command>, StoreError> {
+        let now = now_ns();
+        let rows = sqlx::query(
+            "UPDATE commands SET status = 'delivered', delivered_ns = $1 \
+             WHERE host = $2 AND status = 'queued' AND expires_ns > $1 \
+             RETURNING id, sandbox, action, issued_by, issued_ns",
+        )
+        .bind(now)
+        .bind(host)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut commands = rows
+            .iter()
+            .map(|r| {
+                let action: String = r.try_get(2)?;
+                Ok((
+                    r.try_get::<i64, _>(4)?,
+                    Command {
+                        id: r.try_get(0)?,
+                        sandbox: r.try_get(1)?,
+                        action: parse_action(&action)?,
+                        issued_by: r.try_get(3)?,
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        commands.sort_by_key(|(issued, _)| *issued);
+        Ok(commands.into_iter().map(|(_, c)| c).collect())
+    }
+
+    /// Records what the host reports of a command it was given.
+    pub async fn finish_command(
+        &self,
+        host: &str,
+        result: &CommandResult,
+    ) -> Result<bool, StoreError> {
+        let status = match result.result {
+            ActionResult::Done => "done",
+            ActionResult::Failed => "failed",
+        };
+        let done = sqlx::query(
+            "UPDATE commands SET status = $1, done_ns = $2, error = $3, took_ms = $4 \
+             WHERE id = $5 AND host = $6 AND status = 'delivered'",
+        )
+        .bind(status)
+        .bind(now_ns())
+        .bind(result.error.clone())
+        .bind(i64::try_from(result.took_ms).unwrap_or(i64::MAX))
+        .bind(&result.id)
+        .bind(host)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Marks the commands whose time has passed as expired.
+    pub async fn expire_commands(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE commands SET status = 'expired' \
+             WHERE status IN ('queued', 'delivered') AND expires_ns <= $1",
+        )
+        .bind(now_ns())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    pub async fn command(&self, id: &str) -> Result<Option<CommandRow>, StoreError> {
+        let row = sqlx::query(&format!("{COMMAND_COLUMNS} WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(command_row).transpose()
+    }
+
+    pub async fn commands(
+        &self,
+        host: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<CommandRow>, StoreError> {
+        let mut sql = Sql::new(&format!("{COMMAND_COLUMNS} WHERE 1 = 1"));
+        if let Some(host) = host {
+            sql.and("host = ", Value::Text(host.to_string()));
+        }
+        let l = sql.bind(Value::Int(limit as i64));
+        sql.text
+            .push_str(&format!(" ORDER BY issued_ns DESC LIMIT {l}"));
+        let rows = sql.query().fetch_all(&self.pool).await?;
+        rows.iter().map(command_row).collect()
+    }
+}
+
+const COMMAND_COLUMNS: &str =
+    "SELECT id, host, sandbox, action, issued_by, issued_ns, expires_ns, \
+     status, delivered_ns, done_ns, error, took_ms FROM commands";
+
+fn command_row(r: &AnyRow) -> Result<CommandRow, StoreError> {
+    let action: String = r.try_get(3)?;
+    Ok(CommandRow {
+        id: r.try_get(0)?,
+        host: r.try_get(1)?,
+        sandbox: r.try_get(2)?,
+        action: parse_action(&action)?,
+        issued_by: r.try_get(4)?,
+        issued_ns: r.try_get(5)?,
+        expires_ns: r.try_get(6)?,
+        status: r.try_get(7)?,
+        delivered_ns: r.try_get(8)?,
+        done_ns: r.try_get(9)?,
+        error: r.try_get(10)?,
+        took_ms: r.try_get(11)?,
+    })
+}
+
+fn token_info(r: &AnyRow) -> Result<TokenInfo, StoreError> {
+    let role: String = r.try_get(2)?;
+    Ok(TokenInfo {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        role: role
+            .parse::<Role>()
+            .map_err(|_| StoreError::Damaged(format!("token role {role:?}")))?,
+        host: r.try_get(3)?,
+        created_ns: r.try_get(4)?,
+        revoked_ns: r.try_get(5)?,
+    })
+}
+
+fn stored_event(r: &AnyRow) -> Result<StoredEvent, StoreError> {
+    Ok(StoredEvent {
+        seq: r.try_get(0)?,
+        host: r.try_get(1)?,
+        time_ns: r.try_get(2)?,
+        body: r.try_get(3)?,
+    })
+}
+
+pub fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::Isolate => "isolate",
+        Action::Release => "release",
+        Action::Freeze => "freeze",
+        Action::Thaw => "thaw",
+        Action::Kill => "kill",
+    }
+}
+
+fn parse_action(name: &str) -> Result<Action, StoreError> {
+    serde_json::from_value(serde_json::Value::String(name.to_string()))
+        .map_err(|_| StoreError::Damaged(format!("command action {name:?}")))
+}
+
+/// What free-text search looks in.
+fn subject(event: &Event) -> String {
+    let mut s = match &event.what {
+        What::NetworkDenied {
+            address,
+            port,
+            domain,
+            ..
+        } => format!("{address}:{port} {}", domain.as_deref().unwrap_or("")),
+        What::DnsDenied { domain, .. } => domain.clone(),
+        What::SyscallDenied { syscall, .. } => syscall.clone(),
+        What::FileDenied { path, .. } => path.clone(),
+        What::OtherDenied { blockers, detail } => format!("{blockers} {detail}"),
+        What::Exec { filename } => filename.clone(),
+        _ => String::new(),
+    };
+    if let Some(p) = &event.process {
+        s.push(' ');
+        s.push_str(&p.comm);
+        if let Some(exe) = &p.exe {
+            s.push(' ');
+            s.push_str(exe);
+        }
+    }
+    s
+}
+
+fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A query's text with `$N` placeholders, and the values to bind to them.
+enum Value {
+    Int(i64),
+    Text(String),
+}
+
+struct Sql {
+    text: String,
+    values: Vec<Value>,
+}
+
+impl Sql {
+    fn new(text: &str) -> Self {
+        Self {
+            text: text.to_string(),
+            values: Vec::new(),
+        }
+    }
+
+    /// Adds a value; returns its placeholder.
+    fn bind(&mut self, value: Value) -> String {
+        self.values.push(value);
+        format!("${}", self.values.len())
+    }
+
+    /// Adds ` AND <condition><placeholder>`.
+    fn and(&mut self, condition: &str, value: Value) {
+        let p = self.bind(value);
+        self.text.push_str(" AND ");
+        self.text.push_str(condition);
+        self.text.push_str(&p);
+    }
+
+    fn query(&self) -> sqlx::query::Query<'_, Any, sqlx::any::AnyArguments<'_>> {
+        let mut q = sqlx::query::<Any>(&self.text);
+        for v in &self.values {
+            q = match v {
+                Value::Int(i) => q.bind(*i),
+                Value::Text(t) => q.bind(t.as_str()),
+            };
+        }
+        q
+    }
+}
+
+/// How long until `expires_ns`, for a command's time to live.
+pub fn expiry(ttl: Duration) -> i64 {
+    now_ns().saturating_add(i64::try_from(ttl.as_nanos()).unwrap_or(i64::MAX))
+}
