@@ -10,6 +10,7 @@
 //! Signals: SIGHUP reloads the configuration (bad config: the old one stays, and the error is
 //! logged and shown in the service status); SIGTERM and SIGINT stop it.
 
+mod commands;
 pub mod config;
 pub mod notify;
 mod server;
@@ -108,6 +109,38 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// Acts on a sandbox for `actor` and records the action as a `responder_action` event.
+    pub fn act(
+        &self,
+        sandbox: &str,
+        action: crate::event::Action,
+        actor: crate::event::Actor,
+    ) -> Result<Duration, crate::contain::ContainError> {
+        let started = Instant::now();
+        let result = crate::contain::act(sandbox, action);
+        let took_ms = started.elapsed().as_millis() as u64;
+        // A bad name is not an action on a sandbox: nothing to record.
+        if !matches!(result, Err(crate::contain::ContainError::BadName)) {
+            self.record(
+                sandbox,
+                What::ResponderAction {
+                    action,
+                    actor,
+                    result: if result.is_ok() {
+                        crate::event::ActionResult::Done
+                    } else {
+                        crate::event::ActionResult::Failed
+                    },
+                    error: result.as_ref().err().map(|e| e.to_string()),
+                    took_ms,
+                },
+            );
+        }
+        result
+    }
+}
+
 pub fn spool_config(cfg: &Config) -> SpoolConfig {
     SpoolConfig {
         dir: cfg.spool_dir.clone(),
@@ -203,6 +236,10 @@ fn serve(config: Config, path: &std::path::Path) -> Result<(), String> {
     {
         let d = Arc::clone(&daemon);
         spawn("api", Box::new(move || server::accept(&d, &listener)))?;
+    }
+    {
+        let d = Arc::clone(&daemon);
+        spawn("commands", Box::new(move || commands::poll_thread(&d)))?;
     }
     if let Some(interval) = notify::watchdog_interval() {
         let d = Arc::clone(&daemon);

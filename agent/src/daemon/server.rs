@@ -10,14 +10,14 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
 use super::Daemon;
 use crate::api::peer::{Peer, Rights};
 use crate::api::{self, Caller, Request, RunRequest, WorkerJob, MAX_REQUEST};
-use crate::event::{ActionResult, Actor, What};
+use crate::event::Actor;
 use crate::export::journal;
 
 /// Connections served at once; more wait in the listen queue.
@@ -204,8 +204,6 @@ fn read_request(stream: &UnixStream) -> Result<(Vec<u8>, Vec<OwnedFd>), String> 
 }
 
 fn act(daemon: &Daemon, peer: &Peer, sandbox: &str, action: crate::event::Action) -> Vec<u8> {
-    let started = Instant::now();
-    let result = crate::contain::act(sandbox, action);
     let actor = Actor {
         via: "socket".into(),
         uid: Some(peer.uid),
@@ -215,24 +213,7 @@ fn act(daemon: &Daemon, peer: &Peer, sandbox: &str, action: crate::event::Action
             .flatten()
             .map(|u| u.name),
     };
-    let took_ms = started.elapsed().as_millis() as u64;
-    // A bad name is not an action on a sandbox: nothing to record.
-    if !matches!(result, Err(crate::contain::ContainError::BadName)) {
-        daemon.record(
-            sandbox,
-            What::ResponderAction {
-                action,
-                actor,
-                result: if result.is_ok() {
-                    ActionResult::Done
-                } else {
-                    ActionResult::Failed
-                },
-                error: result.as_ref().err().map(|e| e.to_string()),
-                took_ms,
-            },
-        );
-    }
+    let result = daemon.act(sandbox, action, actor);
     match result {
         Ok(took) => api::ok_line(json!({
             "sandbox": sandbox,

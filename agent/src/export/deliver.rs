@@ -1,15 +1,19 @@
-//! Delivery of event batches to the collector.
+//! cordond's side of the collector protocol ([`cordon_proto::collector`]).
 //!
-//! `POST <url>/api/v1/events`, `Content-Type: application/json`, `Content-Encoding: gzip`,
-//! `Authorization: Bearer <token>`, with the body
-//! `{"v":1,"host":"<host_id>","events":[<event>, ...]}`. Any 2xx acknowledges the whole batch;
-//! the collector dedupes by event id, so a batch sent again after a lost answer is harmless.
+//! * Event batches: `POST <url>/api/v1/events`, `Content-Type: application/json`,
+//!   `Content-Encoding: gzip`, `Authorization: Bearer <token>`, with the body
+//!   `{"v":1,"host":"<host_id>","events":[<event>, ...]}`. Any 2xx acknowledges the whole
+//!   batch; the collector dedupes by event id, so a batch sent again after a lost answer is
+//!   harmless.
+//! * Commands: `POST <url>/api/v1/agent/poll?wait=S` with the host's sandboxes and the
+//!   results of the commands it ran; the answer holds the commands queued for it.
+//!
 //! TLS (rustls, with the web PKI roots) when the URL is `https://`.
 
 use std::io::Write as _;
 use std::time::Duration;
 
-use cordon_proto::collector::INGEST_PATH;
+use cordon_proto::collector::{Poll, PollReply, INGEST_PATH, POLL_PATH};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeliverError {
@@ -19,11 +23,14 @@ pub enum DeliverError {
     Transport(String),
     #[error("cannot compress the batch: {0}")]
     Compress(#[source] std::io::Error),
+    #[error("the collector's answer is not one this cordond reads: {0}")]
+    Answer(String),
 }
 
 pub struct Collector {
     agent: ureq::Agent,
     endpoint: String,
+    poll_endpoint: String,
     token: Option<String>,
     host: String,
 }
@@ -37,6 +44,7 @@ impl Collector {
         Self {
             agent,
             endpoint: format!("{}{INGEST_PATH}", url.trim_end_matches('/')),
+            poll_endpoint: format!("{}{POLL_PATH}", url.trim_end_matches('/')),
             token,
             host: host.to_string(),
         }
@@ -54,19 +62,41 @@ impl Collector {
         if let Some(token) = &self.token {
             request = request.set("Authorization", &format!("Bearer {token}"));
         }
-        match request.send_bytes(&body) {
-            Ok(_) => Ok(()),
-            Err(ureq::Error::Status(status, response)) => {
-                let body: String = response
-                    .into_string()
-                    .unwrap_or_default()
-                    .chars()
-                    .take(300)
-                    .collect();
-                Err(DeliverError::Status { status, body })
-            }
-            Err(ureq::Error::Transport(t)) => Err(DeliverError::Transport(t.to_string())),
+        request.send_bytes(&body).map(drop).map_err(failed)
+    }
+
+    /// Reports the host's sandboxes and command results, and waits up to `wait` for
+    /// commands.
+    pub fn poll(&self, poll: &Poll, wait: Duration) -> Result<PollReply, DeliverError> {
+        let mut request = self
+            .agent
+            .post(&format!("{}?wait={}", self.poll_endpoint, wait.as_secs()))
+            .timeout(wait + Duration::from_secs(15))
+            .set("Content-Type", "application/json");
+        if let Some(token) = &self.token {
+            request = request.set("Authorization", &format!("Bearer {token}"));
         }
+        let body = serde_json::to_vec(poll).map_err(|e| DeliverError::Answer(e.to_string()))?;
+        let response = request.send_bytes(&body).map_err(failed)?;
+        let text = response
+            .into_string()
+            .map_err(|e| DeliverError::Transport(e.to_string()))?;
+        serde_json::from_str(&text).map_err(|e| DeliverError::Answer(e.to_string()))
+    }
+}
+
+fn failed(error: ureq::Error) -> DeliverError {
+    match error {
+        ureq::Error::Status(status, response) => {
+            let body: String = response
+                .into_string()
+                .unwrap_or_default()
+                .chars()
+                .take(300)
+                .collect();
+            DeliverError::Status { status, body }
+        }
+        ureq::Error::Transport(t) => DeliverError::Transport(t.to_string()),
     }
 }
 

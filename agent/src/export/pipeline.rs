@@ -522,14 +522,14 @@ impl Pipeline {
 
 /// Exponential backoff with full jitter: a fleet of agents coming back after a collector
 /// outage does not knock it over again all at once.
-struct Backoff {
+pub(crate) struct Backoff {
     base: Duration,
     max: Duration,
     attempt: u32,
 }
 
 impl Backoff {
-    fn new(base: Duration, max: Duration) -> Self {
+    pub(crate) fn new(base: Duration, max: Duration) -> Self {
         Self {
             base,
             max,
@@ -537,11 +537,11 @@ impl Backoff {
         }
     }
 
-    fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.attempt = 0;
     }
 
-    fn next(&mut self) -> Duration {
+    pub(crate) fn next(&mut self) -> Duration {
         let ceiling = self
             .base
             .saturating_mul(1 << self.attempt.min(16))
