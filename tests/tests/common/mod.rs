@@ -8,6 +8,7 @@
 //! These tests need root and the real kernel. Without root they print why and skip; under
 //! CI (`CI` set) a skip is a failure.
 
+pub mod collector;
 pub mod daemon;
 pub mod dns;
 

@@ -1,0 +1,554 @@
+//! The collector on its own, on SQLite and on a real PostgreSQL: ingest (idempotent, all or
+//! nothing, bad input refused), queries and the live stream, roles, and the command queue as
+//! a host sees it. Every test runs once per store.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::collector::{batch, file_event, Collector, Db};
+use common::require_root;
+use serde_json::json;
+
+/// One test per store: `NAME::sqlite` and `NAME::postgres`.
+macro_rules! on_both_stores {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn sqlite() {
+                if super::require_root(concat!(stringify!($name), "::sqlite")) {
+                    super::$name(super::Db::Sqlite);
+                }
+            }
+            #[test]
+            fn postgres() {
+                if super::require_root(concat!(stringify!($name), "::postgres")) {
+                    super::$name(super::Db::Postgres);
+                }
+            }
+        }
+    };
+}
+
+fn id(n: u64) -> String {
+    format!("019abc00-0000-7000-8000-{n:012x}")
+}
+
+fn count(c: &Collector, token: &str) -> usize {
+    c.all_events(token, "").len()
+}
+
+on_both_stores!(ingest_keeps_each_event_once_and_refuses_bad_input_whole);
+fn ingest_keeps_each_event_once_and_refuses_bad_input_whole(db: Db) {
+    let c = Collector::start(db, "max_batch_events = 50\nmax_body_bytes = 65536");
+    let host = c.token("web-1", "host", Some("web-1"));
+    let viewer = c.token("alice", "viewer", None);
+    let events: Vec<_> = (0..20)
+        .map(|i| {
+            file_event(
+                &id(i),
+                "agent-1-0",
+                &format!("/etc/f{i}"),
+                "2026-11-26T10:00:00Z",
+            )
+        })
+        .collect();
+    let body = batch("web-1", &events);
+
+    let (status, reply) = c.post_raw(Some(&host), "/api/v1/events", &body, true);
+    assert_eq!(
+        (status, reply["stored"].as_u64()),
+        (200, Some(20)),
+        "{reply}"
+    );
+    // The same batch again (an answer lost on the way back): nothing new.
+    let (status, reply) = c.post_raw(Some(&host), "/api/v1/events", &body, true);
+    assert_eq!(
+        (status, reply["duplicates"].as_u64()),
+        (200, Some(20)),
+        "{reply}"
+    );
+    // Half old, half new, uncompressed.
+    let mixed: Vec<_> = (10..30)
+        .map(|i| file_event(&id(i), "agent-1-0", "/etc/x", "2026-11-26T10:00:01Z"))
+        .collect();
+    let (status, reply) = c.post_raw(
+        Some(&host),
+        "/api/v1/events",
+        &batch("web-1", &mixed),
+        false,
+    );
+    assert_eq!(
+        (status, reply["stored"].as_u64()),
+        (200, Some(10)),
+        "{reply}"
+    );
+    assert_eq!(count(&c, &viewer), 30);
+
+    // Each of these is refused with a 4xx that says why, and stores nothing.
+    let fresh = |n: u64| {
+        file_event(
+            &id(1000 + n),
+            "agent-1-0",
+            "/etc/new",
+            "2026-11-26T10:00:02Z",
+        )
+    };
+    let mut bad_version = fresh(1);
+    bad_version["v"] = json!(2);
+    let mut unknown_kind = fresh(2);
+    unknown_kind["kind"] = json!("teleport");
+    let too_many: Vec<_> = (0..51).map(|i| fresh(100 + i)).collect();
+    let huge = vec![file_event(
+        &id(2000),
+        "agent-1-0",
+        &"x".repeat(70_000),
+        "2026-11-26T10:00:02Z",
+    )];
+    let cases: Vec<(&str, Option<&str>, Vec<u8>, bool, u16, &str)> = vec![
+        (
+            "no token",
+            None,
+            batch("web-1", &[fresh(0)]),
+            true,
+            401,
+            "no bearer token",
+        ),
+        (
+            "unknown token",
+            Some("cdn_nope"),
+            batch("web-1", &[fresh(0)]),
+            true,
+            401,
+            "unknown or revoked",
+        ),
+        (
+            "a viewer's token",
+            Some(&viewer),
+            batch("web-1", &[fresh(0)]),
+            true,
+            403,
+            "needs host",
+        ),
+        (
+            "another host's name",
+            Some(&host),
+            batch("web-2", &[fresh(0)]),
+            true,
+            403,
+            "not \"web-2\"",
+        ),
+        (
+            "malformed JSON",
+            Some(&host),
+            b"{\"v\":1,\"host\":\"web-1\",\"events\":[{".to_vec(),
+            true,
+            400,
+            "malformed batch",
+        ),
+        (
+            "not gzip",
+            Some(&host),
+            b"\x1f\x8bnot gzip".to_vec(),
+            false,
+            400,
+            "malformed batch",
+        ),
+        (
+            "a new batch version",
+            Some(&host),
+            json!({"v": 2, "host": "web-1", "events": [fresh(0)]})
+                .to_string()
+                .into_bytes(),
+            true,
+            400,
+            "batch version 2",
+        ),
+        (
+            "one event of a new schema",
+            Some(&host),
+            batch("web-1", &[fresh(0), bad_version]),
+            true,
+            400,
+            "event 1",
+        ),
+        (
+            "one event of an unknown kind",
+            Some(&host),
+            batch("web-1", &[fresh(0), unknown_kind]),
+            true,
+            400,
+            "teleport",
+        ),
+        (
+            "too many events",
+            Some(&host),
+            batch("web-1", &too_many),
+            true,
+            413,
+            "at most 50",
+        ),
+        (
+            "a body over the limit",
+            Some(&host),
+            batch("web-1", &huge),
+            false,
+            413,
+            "over 65536 bytes",
+        ),
+        (
+            "a gzip bomb",
+            Some(&host),
+            batch("web-1", &huge),
+            true,
+            413,
+            "over 65536 bytes",
+        ),
+    ];
+    for (what, token, body, gzip, want, says) in cases {
+        let (status, reply) = c.post_raw(token, "/api/v1/events", &body, gzip);
+        assert_eq!(status, want, "{what}: {reply}");
+        let error = reply["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains(says),
+            "{what}: {error:?} does not say {says:?}"
+        );
+    }
+    assert_eq!(
+        count(&c, &viewer),
+        30,
+        "a refused batch left something behind"
+    );
+
+    // A revoked token stops at once.
+    let out = c.cli(&["token", "revoke", "web-1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, _) = c.post_raw(
+        Some(&host),
+        "/api/v1/events",
+        &batch("web-1", &[fresh(3)]),
+        true,
+    );
+    assert_eq!(status, 401);
+    assert_eq!(count(&c, &viewer), 30);
+}
+
+on_both_stores!(queries_filter_page_and_stream_live);
+fn queries_filter_page_and_stream_live(db: Db) {
+    let c = Collector::start(db, "");
+    let h1 = c.token("web-1", "host", Some("web-1"));
+    let h2 = c.token("web-2", "host", Some("web-2"));
+    let viewer = c.token("alice", "viewer", None);
+    let now = std::time::SystemTime::now();
+    let at =
+        |ago_s: u64| humantime::format_rfc3339_nanos(now - Duration::from_secs(ago_s)).to_string();
+    // web-1: 250 file denials of agent-1-0 over the last 250 s, two of them old (2 h ago);
+    // web-2: a DNS denial.
+    let mut events: Vec<_> = (0..250)
+        .map(|i| {
+            file_event(
+                &id(i),
+                "agent-1-0",
+                &format!("/srv/data/file-{i}"),
+                &at(250 - i),
+            )
+        })
+        .collect();
+    events[0]["time"] = json!(at(7200));
+    events[1]["time"] = json!(at(7200));
+    assert_eq!(
+        c.post_raw(Some(&h1), "/api/v1/events", &batch("web-1", &events), true)
+            .0,
+        200
+    );
+    let dns = json!({"v": 1, "id": id(999), "time": at(1), "sandbox": "bot-2-0", "profile": "bot",
+        "kind": "dns_denied", "domain": "Exfil.Example.COM", "query_type": "A"});
+    assert_eq!(
+        c.post_raw(Some(&h2), "/api/v1/events", &batch("web-2", &[dns]), true)
+            .0,
+        200
+    );
+
+    assert_eq!(c.all_events(&viewer, "host=web-1").len(), 250);
+    assert_eq!(
+        c.all_events(&viewer, "sandbox=agent-1-0&since=1h").len(),
+        248
+    );
+    assert_eq!(c.all_events(&viewer, "until=1h").len(), 2);
+    assert_eq!(c.all_events(&viewer, "kind=dns_denied,exec").len(), 1);
+    assert_eq!(c.all_events(&viewer, "profile=bot").len(), 1);
+    // Free text, case-insensitive, in paths and domains; LIKE's wildcards are plain text.
+    let found = c.all_events(&viewer, "q=exfil.example");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["host"], "web-2");
+    assert_eq!(found[0]["domain"], "Exfil.Example.COM");
+    assert_eq!(c.all_events(&viewer, "q=file-24").len(), 11); // 24, 240..249
+    assert_eq!(c.all_events(&viewer, "q=file-2%25").len(), 0);
+
+    // Pages of 7 cover everything once, newest first, then oldest first.
+    for order in ["desc", "asc"] {
+        let mut seen = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let (status, page) = c.get(
+                Some(&viewer),
+                &format!("/api/v1/events?host=web-1&limit=7&order={order}{cursor}"),
+            );
+            assert_eq!(status, 200, "{page}");
+            for e in page["events"].as_array().expect("events") {
+                seen.push(e["id"].as_str().expect("id").to_string());
+            }
+            match page["next"].as_str() {
+                Some(next) => cursor = format!("&cursor={next}"),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 250, "{order}");
+        let mut sorted = seen.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 250, "{order}: a page repeated an event");
+        let mut by_time = seen.clone();
+        by_time.sort_by_key(|i| u64::from_str_radix(&i[24..], 16).expect("hex"));
+        if order == "desc" {
+            by_time.reverse();
+        }
+        // ids 0 and 1 share a time; the rest are in time order.
+        assert_eq!(&seen[2..248], &by_time[2..248], "{order}");
+    }
+    for bad in [
+        "since=yesterday",
+        "order=sideways",
+        "cursor=abc",
+        "colour=red",
+    ] {
+        let (status, reply) = c.get(Some(&viewer), &format!("/api/v1/events?{bad}"));
+        assert_eq!(status, 400, "{bad}: {reply}");
+    }
+
+    // The live stream: only what matches, as it arrives.
+    let live = c.stream(&viewer, "host=web-1&kind=file_denied");
+    std::thread::sleep(Duration::from_millis(200));
+    let fresh = [
+        json!({"v": 1, "id": id(5000), "time": at(0), "sandbox": "agent-1-0", "profile": "agent",
+            "kind": "exec", "filename": "/bin/sh"}),
+        file_event(&id(5001), "agent-1-0", "/etc/shadow", &at(0)),
+    ];
+    assert_eq!(
+        c.post_raw(Some(&h1), "/api/v1/events", &batch("web-1", &fresh), true)
+            .0,
+        200
+    );
+    let other = file_event(&id(5002), "bot-2-0", "/etc/shadow", &at(0));
+    assert_eq!(
+        c.post_raw(Some(&h2), "/api/v1/events", &batch("web-2", &[other]), true)
+            .0,
+        200
+    );
+    let got = live
+        .recv_timeout(Duration::from_secs(5))
+        .expect("a streamed event");
+    assert_eq!(got["id"], id(5001));
+    assert_eq!(got["host"], "web-1");
+    assert!(
+        live.recv_timeout(Duration::from_millis(500)).is_err(),
+        "the stream let through what does not match"
+    );
+}
+
+on_both_stores!(each_role_may_do_its_part_only);
+fn each_role_may_do_its_part_only(db: Db) {
+    let c = Collector::start(db, "");
+    let host = c.token("web-1", "host", Some("web-1"));
+    let viewer = c.token("alice", "viewer", None);
+    let responder = c.token("bob", "responder", None);
+    let admin = c.token("root", "admin", None);
+    let poll = json!({"v": 1, "host": "web-1", "sandboxes": []});
+    assert_eq!(c.post(Some(&host), "/api/v1/agent/poll", &poll).0, 200);
+    let command = json!({"host": "web-1", "sandbox": "agent-1-0", "action": "isolate"});
+
+    let (status, reply) = c.post(Some(&viewer), "/api/v1/commands", &command);
+    assert_eq!(status, 403, "{reply}");
+    assert_eq!(c.post(Some(&host), "/api/v1/commands", &command).0, 403);
+    assert_eq!(
+        c.get(Some(&host), "/api/v1/events").0,
+        403,
+        "a host token reads nothing"
+    );
+    assert_eq!(c.get(Some(&viewer), "/api/v1/hosts").0, 200);
+    assert_eq!(c.get(None, "/api/v1/hosts").0, 401);
+    assert_eq!(
+        c.post(
+            Some(&responder),
+            "/api/v1/tokens",
+            &json!({"name": "eve", "role": "admin"})
+        )
+        .0,
+        403
+    );
+    assert_eq!(c.get(Some(&responder), "/api/v1/tokens").0, 403);
+    let (status, reply) = c.post(Some(&responder), "/api/v1/commands", &command);
+    assert_eq!(status, 201, "{reply}");
+    assert_eq!(reply["status"], "queued");
+    assert_eq!(reply["issued_by"], "bob");
+    assert_eq!(
+        c.post(
+            Some(&admin),
+            "/api/v1/commands",
+            &json!({"host": "nowhere", "sandbox": "a-1-0", "action": "kill"})
+        )
+        .0,
+        404
+    );
+    assert_eq!(
+        c.post(
+            Some(&admin),
+            "/api/v1/commands",
+            &json!({"host": "web-1", "sandbox": "../x", "action": "kill"})
+        )
+        .0,
+        400
+    );
+    assert_eq!(
+        c.post(
+            Some(&admin),
+            "/api/v1/commands",
+            &json!({"host": "web-1", "sandbox": "a-1-0", "action": "nuke"})
+        )
+        .0,
+        400
+    );
+
+    // Admins issue and revoke tokens over the API too; the secret is shown once.
+    let (status, issued) = c.post(
+        Some(&admin),
+        "/api/v1/tokens",
+        &json!({"name": "carol", "role": "viewer"}),
+    );
+    assert_eq!(status, 201, "{issued}");
+    let carol = issued["token"].as_str().expect("token").to_string();
+    assert_eq!(c.get(Some(&carol), "/api/v1/whoami").1["name"], "carol");
+    let (_, list) = c.get(Some(&admin), "/api/v1/tokens");
+    assert!(
+        !list.to_string().contains(&carol),
+        "a listing shows a secret"
+    );
+    let carol_id = issued["info"]["id"].as_str().expect("id");
+    assert_eq!(
+        c.delete(Some(&admin), &format!("/api/v1/tokens/{carol_id}"))
+            .0,
+        200
+    );
+    assert_eq!(c.get(Some(&carol), "/api/v1/whoami").0, 401);
+    assert_eq!(
+        c.post(
+            Some(&admin),
+            "/api/v1/tokens",
+            &json!({"name": "h", "role": "host"})
+        )
+        .0,
+        400
+    );
+}
+
+on_both_stores!(a_command_reaches_its_host_once_and_expires_unanswered);
+fn a_command_reaches_its_host_once_and_expires_unanswered(db: Db) {
+    let c = Collector::start(db, "");
+    let host = c.token("web-1", "host", Some("web-1"));
+    let other = c.token("web-2", "host", Some("web-2"));
+    let responder = c.token("bob", "responder", None);
+    let poll = |token: &str, name: &str, results: serde_json::Value, wait: u64| {
+        c.post(
+            Some(token),
+            &format!("/api/v1/agent/poll?wait={wait}"),
+            &json!({"v": 1, "host": name, "sandboxes": [{"name": "agent-1-0", "profile": "agent",
+                "procs": 1, "state": "running", "network": "policy"}], "results": results}),
+        )
+    };
+    assert_eq!(poll(&host, "web-1", json!([]), 0).0, 200);
+    assert_eq!(poll(&other, "web-2", json!([]), 0).0, 200);
+    assert_eq!(
+        poll(&host, "web-2", json!([]), 0).0,
+        403,
+        "a host speaks for another"
+    );
+
+    // A waiting poll gets the command as soon as it is queued.
+    let waiting = std::thread::scope(|s| {
+        let handle = s.spawn(|| {
+            let started = Instant::now();
+            (poll(&host, "web-1", json!([]), 20), started.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let (status, cmd) = c.post(
+            Some(&responder),
+            "/api/v1/commands",
+            &json!({"host": "web-1", "sandbox": "agent-1-0", "action": "freeze"}),
+        );
+        assert_eq!(status, 201, "{cmd}");
+        handle.join().expect("poll")
+    });
+    let ((status, reply), took) = waiting;
+    assert_eq!(status, 200, "{reply}");
+    assert!(
+        took < Duration::from_secs(5),
+        "the poll waited {took:?} with a command queued"
+    );
+    let commands = reply["commands"].as_array().expect("commands");
+    assert_eq!(commands.len(), 1);
+    assert_eq!(commands[0]["action"], "freeze");
+    assert_eq!(commands[0]["issued_by"], "bob");
+    let cmd_id = commands[0]["id"].as_str().expect("id").to_string();
+    let state = |id: &str| c.get(Some(&responder), &format!("/api/v1/commands/{id}")).1;
+    assert_eq!(state(&cmd_id)["status"], "delivered");
+    // Delivered once: the next poll (and the other host's) gets nothing.
+    assert_eq!(poll(&host, "web-1", json!([]), 0).1["commands"], json!([]));
+    assert_eq!(poll(&other, "web-2", json!([]), 0).1["commands"], json!([]));
+    // Another host cannot answer for it; its own host can.
+    let result = json!([{"id": cmd_id, "result": "done", "took_ms": 3}]);
+    poll(&other, "web-2", result.clone(), 0);
+    assert_eq!(state(&cmd_id)["status"], "delivered");
+    poll(&host, "web-1", result, 0);
+    let done = state(&cmd_id);
+    assert_eq!(
+        (done["status"].as_str(), done["took_ms"].as_i64()),
+        (Some("done"), Some(3)),
+        "{done}"
+    );
+
+    // A command nobody fetches in time expires, and is never handed out after.
+    let (_, cmd) = c.post(
+        Some(&responder),
+        "/api/v1/commands",
+        &json!({"host": "web-2", "sandbox": "agent-1-0", "action": "kill", "ttl": "1s"}),
+    );
+    let late_id = cmd["id"].as_str().expect("id").to_string();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(poll(&other, "web-2", json!([]), 0).1["commands"], json!([]));
+    let until = Instant::now() + Duration::from_secs(15);
+    while state(&late_id)["status"] != "expired" {
+        assert!(
+            Instant::now() < until,
+            "the command did not expire: {}",
+            state(&late_id)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The host's sandboxes as it reported them.
+    let (_, hosts) = c.get(Some(&responder), "/api/v1/hosts");
+    let web1 = hosts["hosts"]
+        .as_array()
+        .expect("hosts")
+        .iter()
+        .find(|h| h["name"] == "web-1")
+        .expect("web-1")
+        .clone();
+    assert_eq!(web1["online"], true);
+    assert_eq!(web1["sandboxes"][0]["name"], "agent-1-0");
+    let (_, listed) = c.get(Some(&responder), "/api/v1/commands?host=web-1");
+    assert_eq!(listed["commands"].as_array().expect("commands").len(), 1);
+}

@@ -1,0 +1,375 @@
+//! The real `cordon-collector` for tests, on SQLite or on a real PostgreSQL server that the
+//! test starts (and stops) itself, and a small HTTP client for its API.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::os::unix::process::CommandExt as _;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::cordon_bin;
+
+/// Which store the collector runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// A PostgreSQL server of the test's own: a fresh cluster in a temporary directory, on a
+/// free loopback port, run as the `postgres` user (it refuses root). Stopped on drop.
+pub struct Postgres {
+    _dir: tempfile::TempDir,
+    child: Child,
+    pub port: u16,
+}
+
+/// The newest PostgreSQL's `bin` directory (Debian's `postgresql` package).
+fn postgres_bin() -> PathBuf {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is not installed: `cargo xtask setup` installs Debian's postgresql")
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse().ok()?;
+            Some((v, e.path().join("bin")))
+        })
+        .filter(|(_, bin)| bin.join("postgres").is_file())
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .expect("no PostgreSQL server under /usr/lib/postgresql")
+        .1
+}
+
+impl Postgres {
+    pub fn start() -> Self {
+        let user = nix::unistd::User::from_name("postgres")
+            .expect("passwd")
+            .expect("the postgres user (from Debian's postgresql package)");
+        let dir = tempfile::Builder::new()
+            .prefix("cordon-pg-")
+            .tempdir_in("/var/tmp")
+            .expect("temp dir");
+        nix::unistd::chown(dir.path(), Some(user.uid), Some(user.gid)).expect("chown");
+        let data = dir.path().join("data");
+        let bin = postgres_bin();
+        let as_postgres = |program: &str| {
+            let mut c = Command::new(bin.join(program));
+            c.uid(user.uid.as_raw())
+                .gid(user.gid.as_raw())
+                .current_dir(dir.path());
+            c
+        };
+        let out = as_postgres("initdb")
+            .args([
+                "-D",
+                data.to_str().expect("utf-8"),
+                "-U",
+                "cordon",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+            ])
+            .output()
+            .expect("initdb runs");
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let child = as_postgres("postgres")
+            .args(["-D", data.to_str().expect("utf-8"), "-p", &port.to_string()])
+            .args(["-k", dir.path().to_str().expect("utf-8")])
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("postgres starts");
+        let pg = Self {
+            _dir: dir,
+            child,
+            port,
+        };
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = Command::new(bin.join("pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "cordon"])
+                .output()
+                .expect("pg_isready runs");
+            if ready.status.success() {
+                break;
+            }
+            assert!(Instant::now() < until, "PostgreSQL did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        pg
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://cordon@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // SIGQUIT: PostgreSQL's immediate shutdown.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGQUIT,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A running `cordon-collector`.
+pub struct Collector {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub url: String,
+    pub db: Db,
+    child: Option<Child>,
+    _postgres: Option<Postgres>,
+}
+
+pub fn collector_bin() -> PathBuf {
+    cordon_bin().with_file_name("cordon-collector")
+}
+
+impl Collector {
+    /// A collector on `db`, with `extra` appended to its config.
+    pub fn start(db: Db, extra: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("cordon-collector-")
+            .tempdir_in("/var/tmp")
+            .expect("temp dir");
+        let postgres = (db == Db::Postgres).then(Postgres::start);
+        let database_url = match &postgres {
+            Some(pg) => pg.url(),
+            None => format!("sqlite://{}/store/collector.db", dir.path().display()),
+        };
+        let port = free_port();
+        let config = dir.path().join("collector.toml");
+        std::fs::write(
+            &config,
+            format!("listen = \"127.0.0.1:{port}\"\ndatabase_url = \"{database_url}\"\n{extra}\n"),
+        )
+        .expect("config");
+        let mut c = Self {
+            dir,
+            config,
+            url: format!("http://127.0.0.1:{port}"),
+            db,
+            child: None,
+            _postgres: postgres,
+        };
+        c.run();
+        c
+    }
+
+    /// Starts the server and waits until it answers.
+    pub fn run(&mut self) {
+        assert!(self.child.is_none(), "the collector runs already");
+        let child = Command::new(collector_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("cordon-collector starts");
+        self.child = Some(child);
+        let until = Instant::now() + Duration::from_secs(30);
+        while self.get(None, "/healthz").0 != 200 {
+            assert!(Instant::now() < until, "the collector did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `cordon-collector ARGS` with this collector's config.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(collector_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .expect("cordon-collector runs")
+    }
+
+    /// Issues a token with the CLI; returns its secret.
+    pub fn token(&self, name: &str, role: &str, host: Option<&str>) -> String {
+        let mut args = vec!["token", "issue", "--name", name, "--role", role];
+        if let Some(h) = host {
+            args.extend(["--host", h]);
+        }
+        let out = self.cli(&args);
+        assert!(
+            out.status.success(),
+            "token issue: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_string()
+    }
+
+    fn request(&self, method: &str, token: Option<&str>, path: &str) -> ureq::Request {
+        let mut r =
+            ureq::request(method, &format!("{}{path}", self.url)).timeout(Duration::from_secs(30));
+        if let Some(t) = token {
+            r = r.set("Authorization", &format!("Bearer {t}"));
+        }
+        r
+    }
+
+    /// GET: the status and the JSON body (`null` when it is not JSON).
+    pub fn get(&self, token: Option<&str>, path: &str) -> (u16, serde_json::Value) {
+        answer(self.request("GET", token, path).call())
+    }
+
+    /// POST a JSON body.
+    pub fn post(
+        &self,
+        token: Option<&str>,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        answer(
+            self.request("POST", token, path)
+                .set("Content-Type", "application/json")
+                .send_bytes(body.to_string().as_bytes()),
+        )
+    }
+
+    /// POST raw bytes, gzip-compressed when `gzip`.
+    pub fn post_raw(
+        &self,
+        token: Option<&str>,
+        path: &str,
+        body: &[u8],
+        gzip: bool,
+    ) -> (u16, serde_json::Value) {
+        let mut r = self
+            .request("POST", token, path)
+            .set("Content-Type", "application/json");
+        let body = if gzip {
+            r = r.set("Content-Encoding", "gzip");
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(body).expect("gzip");
+            gz.finish().expect("gzip")
+        } else {
+            body.to_vec()
+        };
+        answer(r.send_bytes(&body))
+    }
+
+    pub fn delete(&self, token: Option<&str>, path: &str) -> (u16, serde_json::Value) {
+        answer(self.request("DELETE", token, path).call())
+    }
+
+    /// Every event the query API has (all pages), newest first.
+    pub fn all_events(&self, token: &str, query: &str) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let (status, page) = self.get(
+                Some(token),
+                &format!("/api/v1/events?limit=1000&{query}{cursor}"),
+            );
+            assert_eq!(status, 200, "{page}");
+            out.extend(page["events"].as_array().expect("events").iter().cloned());
+            match page["next"].as_str() {
+                Some(next) => cursor = format!("&cursor={next}"),
+                None => return out,
+            }
+        }
+    }
+
+    /// The live stream: each event of `/api/v1/stream?QUERY` arrives on the receiver.
+    pub fn stream(&self, token: &str, query: &str) -> mpsc::Receiver<serde_json::Value> {
+        let response = self
+            .request("GET", Some(token), &format!("/api/v1/stream?{query}"))
+            .timeout(Duration::from_secs(600))
+            .call()
+            .expect("stream opens");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(response.into_reader()).lines() {
+                let Ok(line) = line else { return };
+                if let Some(data) = line.strip_prefix("data:") {
+                    let Ok(v) = serde_json::from_str(data.trim()) else {
+                        continue;
+                    };
+                    if tx.send(v).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        rx
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = child.wait();
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn answer(result: Result<ureq::Response, ureq::Error>) -> (u16, serde_json::Value) {
+    let response = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(ureq::Error::Transport(t)) => return (0, serde_json::Value::String(t.to_string())),
+    };
+    let status = response.status();
+    let text = response.into_string().unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// A synthetic event of the schema (for ingest tests): a file denial at `time`.
+pub fn file_event(id: &str, sandbox: &str, path: &str, time: &str) -> serde_json::Value {
+    serde_json::json!({
+        "v": 1, "id": id, "time": time, "sandbox": sandbox,
+        "profile": sandbox.rsplitn(3, '-').nth(2).unwrap_or(sandbox),
+        "process": {"pid": 7, "ppid": 1, "comm": "cat", "uid": 1000},
+        "kind": "file_denied", "path": path, "access": "fs.read_file"
+    })
+}
+
+/// A batch body.
+pub fn batch(host: &str, events: &[serde_json::Value]) -> Vec<u8> {
+    serde_json::json!({"v": 1, "host": host, "events": events})
+        .to_string()
+        .into_bytes()
+}
