@@ -1,0 +1,298 @@
+// Cordon's console: hosts and their sandboxes, a live violations feed, a sandbox's timeline
+// (its process tree and violations in order), and containment with a confirmation.
+// Plain JavaScript against the collector's API; every value from the API is set as text,
+// never as HTML.
+"use strict";
+
+const VIOLATIONS = ["network_denied", "dns_denied", "syscall_denied", "file_denied", "other_denied"];
+const ACTIONS = ["isolate", "release", "freeze", "thaw", "kill"];
+let stopStream = null;
+
+// --- API -----------------------------------------------------------------------------------
+
+function token() { return sessionStorage.getItem("cordon-token"); }
+
+async function api(path, options = {}) {
+  const response = await fetch(path, {
+    ...options,
+    headers: { "Authorization": "Bearer " + token(), "Content-Type": "application/json" },
+  });
+  const body = await response.json().catch(() => ({}));
+  if (response.status === 401) { signOut("Your token is not (or no longer) valid."); }
+  if (!response.ok) { throw new Error(body.error || response.statusText); }
+  return body;
+}
+
+// Server-Sent Events over fetch (EventSource cannot send the token header).
+function stream(path, onEvent) {
+  const controller = new AbortController();
+  (async () => {
+    try {
+      const response = await fetch(path, {
+        headers: { "Authorization": "Bearer " + token() },
+        signal: controller.signal,
+      });
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) { return; }
+        buffer += decoder.decode(value, { stream: true });
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5)).join("\n");
+          const kind = (block.split("\n").find((l) => l.startsWith("event:")) || "event:message").slice(6).trim();
+          if (data && kind === "message") { onEvent(JSON.parse(data)); }
+        }
+      }
+    } catch (e) {
+      if (e.name !== "AbortError") { console.warn("stream ended", e); }
+    }
+  })();
+  return () => controller.abort();
+}
+
+// --- DOM helpers ---------------------------------------------------------------------------
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") { node.className = v; } else if (k.startsWith("on")) { node.addEventListener(k.slice(2), v); } else { node.setAttribute(k, v); }
+  }
+  for (const c of children.flat()) {
+    if (c !== null && c !== undefined) { node.append(c instanceof Node ? c : String(c)); }
+  }
+  return node;
+}
+
+function table(headers, rows, empty) {
+  if (rows.length === 0) { return el("p", { class: "empty" }, empty); }
+  return el("table", {}, el("thead", {}, el("tr", {}, headers.map((h) => el("th", {}, h)))), el("tbody", {}, rows));
+}
+
+function when(ns) {
+  if (!ns) { return "—"; }
+  return new Date(Number(ns) / 1e6).toLocaleString();
+}
+
+function ago(ns) {
+  const s = Math.max(0, Math.round((Date.now() - Number(ns) / 1e6) / 1000));
+  if (s < 60) { return s + " s ago"; }
+  if (s < 3600) { return Math.round(s / 60) + " min ago"; }
+  return Math.round(s / 3600) + " h ago";
+}
+
+function state(text) { return el("span", { class: "state-" + text }, text); }
+
+function hostLink(h) { return el("a", { href: "#/host/" + encodeURIComponent(h), "data-host": h }, h); }
+
+function sandboxLink(h, s) {
+  return el("a", { href: "#/host/" + encodeURIComponent(h) + "/sandbox/" + encodeURIComponent(s), "data-sandbox": s }, s);
+}
+
+// What an event says, in a line.
+function describe(e) {
+  switch (e.kind) {
+    case "network_denied": return `connect to ${e.address}:${e.port}/${e.protocol}${e.domain ? " (" + e.domain + ")" : ""} denied: ${e.reason}`;
+    case "dns_denied": return `DNS query for ${e.domain} (${e.query_type}) refused`;
+    case "syscall_denied": return `syscall ${e.syscall} denied`;
+    case "file_denied": return `${e.access} of ${e.path} denied`;
+    case "other_denied": return `${e.blockers} denied (${e.detail})`;
+    case "exec": return `exec ${e.filename}`;
+    case "fork": return `fork → ${e.child_pid}`;
+    case "exit": return e.signal ? `killed by signal ${e.signal}` : `exit ${e.code}`;
+    case "events_lost": return `${e.count} events lost (${e.reason})`;
+    case "contained": return `contained: ${e.action}`;
+    case "responder_action": return `${e.action} by ${e.actor.name || e.actor.via} (${e.actor.via}): ${e.result}${e.error ? " — " + e.error : ""}`;
+    default: return e.kind;
+  }
+}
+
+function who(e) { return e.process ? `${e.process.comm} (${e.process.pid})` : ""; }
+
+function times(e) { return e.count ? ` ×${e.count}` : ""; }
+
+// --- Views ---------------------------------------------------------------------------------
+
+async function hostsView(view) {
+  document.getElementById("crumbs").replaceChildren("Hosts");
+  const { hosts } = await api("/api/v1/hosts");
+  const rows = hosts.map((h) => el("tr", {},
+    el("td", {}, hostLink(h.name)),
+    el("td", {}, state(h.online ? "online" : "offline")),
+    el("td", {}, String(h.sandboxes.length)),
+    el("td", {}, ago(h.last_seen_ns))));
+  const feed = el("tbody", { id: "feed-rows" });
+  view.replaceChildren(
+    el("h1", {}, "Hosts"),
+    table(["Host", "State", "Sandboxes", "Last seen"], rows, "No host has reported yet."),
+    el("h2", {}, "Live violations"),
+    el("div", { id: "feed" }, el("table", {}, el("thead", {}, el("tr", {}, ["Time", "Host", "Sandbox", "Who", "What"].map((h) => el("th", {}, h)))), feed)));
+  stopStream = stream("/api/v1/stream?kind=" + VIOLATIONS.join(","), (e) => {
+    feed.prepend(el("tr", { class: "violation" },
+      el("td", {}, new Date(e.time).toLocaleTimeString()),
+      el("td", {}, hostLink(e.host)),
+      el("td", {}, sandboxLink(e.host, e.sandbox)),
+      el("td", {}, who(e)),
+      el("td", {}, describe(e) + times(e))));
+    while (feed.children.length > 200) { feed.lastChild.remove(); }
+  });
+}
+
+async function hostView(view, host) {
+  document.getElementById("crumbs").replaceChildren(el("a", { href: "#/" }, "Hosts"), " / ", host);
+  const [data, { commands }] = await Promise.all([
+    api("/api/v1/hosts/" + encodeURIComponent(host) + "/sandboxes"),
+    api("/api/v1/commands?limit=20&host=" + encodeURIComponent(host)),
+  ]);
+  const live = data.live.map((s) => el("tr", {},
+    el("td", {}, sandboxLink(host, s.name)), el("td", {}, s.profile), el("td", {}, String(s.procs)),
+    el("td", {}, state(s.state)), el("td", {}, state(s.network))));
+  const seen = data.seen.map((s) => el("tr", {},
+    el("td", {}, sandboxLink(host, s.name)), el("td", {}, s.profile), el("td", {}, String(s.events)),
+    el("td", {}, String(s.violations)), el("td", {}, ago(s.last_ns))));
+  view.replaceChildren(
+    el("h1", {}, host),
+    el("h2", {}, "Running sandboxes"),
+    table(["Sandbox", "Profile", "Processes", "State", "Network"], live, "No sandbox runs on this host."),
+    el("h2", {}, "Sandboxes in the last day's events"),
+    table(["Sandbox", "Profile", "Events", "Violations", "Last event"], seen, "No events from this host in the last day."),
+    el("h2", {}, "Commands"),
+    commandTable(commands));
+}
+
+function commandTable(commands) {
+  return table(["Issued", "Sandbox", "Action", "By", "Status", "Error"], commands.map((c) => el("tr", {},
+    el("td", {}, when(c.issued_ns)), el("td", {}, c.sandbox), el("td", {}, c.action), el("td", {}, c.issued_by),
+    el("td", {}, state(c.status)), el("td", {}, c.error || ""))), "No commands yet.");
+}
+
+async function sandboxView(view, host, sandbox) {
+  document.getElementById("crumbs").replaceChildren(
+    el("a", { href: "#/" }, "Hosts"), " / ", hostLink(host), " / ", sandbox);
+  const [data, timeline] = await Promise.all([
+    api("/api/v1/hosts/" + encodeURIComponent(host) + "/sandboxes"),
+    api(`/api/v1/events?order=asc&limit=1000&host=${encodeURIComponent(host)}&sandbox=${encodeURIComponent(sandbox)}`),
+  ]);
+  const live = data.live.find((s) => s.name === sandbox);
+  const status = el("p", { id: "command-status" });
+  const buttons = ACTIONS.map((a) => el("button", {
+    "data-action": a, class: a === "kill" || a === "isolate" ? "danger" : "",
+    onclick: () => act(host, sandbox, a, status),
+  }, a));
+  const events = timeline.events;
+  view.replaceChildren(
+    el("h1", {}, sandbox),
+    el("p", { id: "sandbox-state" }, live
+      ? ["Running on ", hostLink(host), ": ", state(live.state), ", network ", state(live.network), `, ${live.procs} processes`]
+      : ["Not running on ", hostLink(host), " (as it last reported)."]),
+    el("div", { class: "actions" }, buttons),
+    status,
+    el("h2", {}, "Process tree"),
+    el("div", { class: "tree" }, processTree(events)),
+    el("h2", {}, "Timeline"),
+    table(["Time", "Who", "What"], events.map((e) => el("tr", { class: VIOLATIONS.includes(e.kind) ? "violation" : "", "data-kind": e.kind },
+      el("td", { class: "mono" }, e.time.replace("T", " ").slice(0, 23)),
+      el("td", {}, who(e)),
+      el("td", {}, describe(e) + times(e)))), "No events from this sandbox."),
+    timeline.next ? el("p", { class: "empty" }, "Showing the first 1000 events.") : null);
+}
+
+// The processes of a sandbox's events, children under their parent.
+function processTree(events) {
+  const procs = new Map();
+  const get = (pid) => { if (!procs.has(pid)) { procs.set(pid, { pid, ppid: null, names: [], violations: 0, exit: null }); } return procs.get(pid); };
+  for (const e of events) {
+    if (!e.process) { continue; }
+    const p = get(e.process.pid);
+    if (p.ppid === null) { p.ppid = e.process.ppid; }
+    const name = e.kind === "exec" ? e.filename : (e.process.exe || e.process.comm);
+    if (!p.names.includes(name)) { p.names.push(name); }
+    if (e.kind === "fork") { get(e.child_pid).ppid = e.process.pid; }
+    if (e.kind === "exit") { p.exit = describe(e); }
+    if (VIOLATIONS.includes(e.kind)) { p.violations += e.count || 1; }
+  }
+  if (procs.size === 0) { return el("p", { class: "empty" }, "No process events."); }
+  const children = (pid) => [...procs.values()].filter((p) => p.ppid === pid && p.pid !== pid);
+  const item = (p) => el("li", { "data-pid": String(p.pid) },
+    el("span", { class: "mono" }, String(p.pid)), " ", p.names.join(" → ") || "?",
+    p.violations ? el("span", { class: "error" }, ` — ${p.violations} violations`) : null,
+    p.exit ? el("span", { class: "empty" }, ` (${p.exit})`) : null,
+    list(children(p.pid)));
+  const list = (ps) => ps.length ? el("ul", {}, ps.map(item)) : null;
+  return list([...procs.values()].filter((p) => !procs.has(p.ppid) || p.ppid === p.pid));
+}
+
+async function act(host, sandbox, action, status) {
+  const dialog = document.getElementById("confirm");
+  document.getElementById("confirm-text").textContent = `${action} ${sandbox} on ${host}?`;
+  dialog.returnValue = "";
+  dialog.showModal();
+  await new Promise((resolve) => dialog.addEventListener("close", resolve, { once: true }));
+  if (dialog.returnValue !== "yes") { return; }
+  status.replaceChildren(`${action}: sending…`);
+  try {
+    let command = await api("/api/v1/commands", { method: "POST", body: JSON.stringify({ host, sandbox, action }) });
+    status.replaceChildren(`${action}: `, state(command.status));
+    while (command.status === "queued" || command.status === "delivered") {
+      await new Promise((r) => setTimeout(r, 300));
+      command = await api("/api/v1/commands/" + command.id);
+      status.replaceChildren(`${action}: `, state(command.status), command.error ? " — " + command.error : "");
+    }
+    if (location.hash.includes("/sandbox/")) { setTimeout(route, 1500); }
+  } catch (e) {
+    status.replaceChildren(el("span", { class: "error" }, `${action} refused: ${e.message}`));
+  }
+}
+
+// --- Routing and sign-in -------------------------------------------------------------------
+
+async function route() {
+  if (stopStream) { stopStream(); stopStream = null; }
+  const view = document.getElementById("view");
+  if (!token()) { return signOut(); }
+  document.getElementById("sign-in").hidden = true;
+  const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  try {
+    if (parts[0] === "host" && parts[2] === "sandbox") { await sandboxView(view, parts[1], parts[3]); }
+    else if (parts[0] === "host") { await hostView(view, parts[1]); }
+    else { await hostsView(view); }
+  } catch (e) {
+    view.replaceChildren(el("p", { class: "error" }, e.message));
+  }
+}
+
+function signOut(message) {
+  sessionStorage.removeItem("cordon-token");
+  if (stopStream) { stopStream(); stopStream = null; }
+  document.getElementById("view").replaceChildren();
+  document.getElementById("who").textContent = "";
+  document.getElementById("sign-out").hidden = true;
+  document.getElementById("sign-in").hidden = false;
+  document.getElementById("sign-in-error").textContent = message || "";
+}
+
+async function signIn(secret) {
+  sessionStorage.setItem("cordon-token", secret);
+  try {
+    const me = await api("/api/v1/whoami");
+    document.getElementById("who").textContent = `${me.name} (${me.role})`;
+    document.getElementById("sign-out").hidden = false;
+    await route();
+  } catch (e) {
+    signOut(e.message);
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.getElementById("sign-in-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    signIn(document.getElementById("token").value.trim());
+  });
+  document.getElementById("sign-out").addEventListener("click", () => signOut());
+  window.addEventListener("hashchange", route);
+  if (token()) { signIn(token()); } else { signOut(); }
+});

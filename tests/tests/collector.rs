@@ -552,3 +552,189 @@ fn a_command_reaches_its_host_once_and_expires_unanswered(db: Db) {
     let (_, listed) = c.get(Some(&responder), "/api/v1/commands?host=web-1");
     assert_eq!(listed["commands"].as_array().expect("commands").len(), 1);
 }
+
+on_both_stores!(a_responder_at_the_collector_sees_a_hosts_violations_and_isolates_its_sandbox);
+fn a_responder_at_the_collector_sees_a_hosts_violations_and_isolates_its_sandbox(db: Db) {
+    use std::io::BufRead as _;
+    use std::process::Stdio;
+
+    let c = Collector::start(db, "");
+    let viewer = c.token("alice", "viewer", None);
+    let responder = c.token("bob", "responder", None);
+    let mut d = common::daemon::Daemon::new("");
+    let token_file = d.dir.path().join("collector.token");
+    std::fs::write(&token_file, c.token("e2e-host", "host", Some("e2e-host"))).expect("token");
+    d.append_config(&format!(
+        "[collector]\nurl = \"{}\"\ntoken_file = \"{}\"\n",
+        c.url,
+        token_file.display()
+    ));
+    // A profile that may reach one loopback server, and nothing else.
+    let server = std::net::TcpListener::bind("127.0.0.2:0").expect("listen");
+    let port = server.local_addr().expect("addr").port();
+    std::thread::spawn(move || for _ in server.incoming() {});
+    std::fs::write(
+        d.dir.path().join("profiles/net-agent.toml"),
+        format!(
+            "[profile]\nname = \"net-agent\"\nextends = [\"test-agent\"]\n\n[network]\negress = [{{ cidr = \"127.0.0.2/32\", ports = [{port}], proto = \"tcp\" }}]\n"
+        ),
+    )
+    .expect("profile");
+    d.start();
+    let live = c.stream(&viewer, "host=e2e-host&kind=network_denied");
+
+    // One denied connection (an address no rule names, on the allowed port: Landlock lets
+    // the port through, the eBPF program refuses the address and reports it), then an
+    // allowed one every 50 ms, each answer on a line.
+    let probe = d.bin.join("probe");
+    let probe = probe.display();
+    let script = format!(
+        "{probe} connect 127.0.0.3:{port}; while true; do {probe} connect 127.0.0.2:{port}; sleep 0.05; done"
+    );
+    let mut sandbox = KillOnDrop(
+        d.cordon(
+            0,
+            0,
+            &[
+                "run",
+                "--quiet",
+                "-p",
+                "net-agent",
+                "--",
+                "/bin/sh",
+                "-c",
+                &script,
+            ],
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("cordon run"),
+    );
+    let stdout = sandbox.0.stdout.take().expect("stdout");
+    let (tx, answers) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send((Instant::now(), line)).is_err() {
+                return;
+            }
+        }
+    });
+    let first = answers
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the sandbox answers");
+    assert_eq!(first.1, "err EPERM", "the denied connection");
+    assert_eq!(
+        answers
+            .recv_timeout(Duration::from_secs(5))
+            .expect("answer")
+            .1,
+        "ok"
+    );
+
+    // The violation reaches the query API and the live stream, with who and what.
+    let streamed = live
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the violation is streamed");
+    assert_eq!(streamed["address"], "127.0.0.3");
+    assert_eq!(streamed["port"], port);
+    let name = streamed["sandbox"].as_str().expect("sandbox").to_string();
+    assert!(name.starts_with("net-agent-"), "{name}");
+    let stored = c.all_events(
+        &viewer,
+        &format!("host=e2e-host&sandbox={name}&kind=network_denied"),
+    );
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0]["id"], streamed["id"]);
+    assert_eq!(stored[0]["process"]["comm"], "probe");
+
+    // The host reports the sandbox as running with its policy.
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, hosts) = c.get(Some(&viewer), "/api/v1/hosts");
+        let listed = hosts["hosts"][0]["sandboxes"].as_array().is_some_and(|s| {
+            s.iter()
+                .any(|s| s["name"] == name.as_str() && s["network"] == "policy")
+        });
+        if listed {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the host never listed {name}: {hosts}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // A viewer may not act; a responder isolates, and the network is cut within 2 s.
+    let isolate = json!({"host": "e2e-host", "sandbox": name, "action": "isolate"});
+    assert_eq!(c.post(Some(&viewer), "/api/v1/commands", &isolate).0, 403);
+    while answers.try_recv().is_ok() {}
+    let issued = Instant::now();
+    let (status, command) = c.post(Some(&responder), "/api/v1/commands", &isolate);
+    assert_eq!(status, 201, "{command}");
+    let cut = loop {
+        let (at, line) = answers
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the sandbox answers");
+        if line == "err EPERM" {
+            break at.duration_since(issued);
+        }
+        assert!(
+            at.duration_since(issued) < Duration::from_secs(2),
+            "still connected after 2 s"
+        );
+    };
+    assert!(cut < Duration::from_secs(2), "isolation took {cut:?}");
+    eprintln!("isolated from the collector in {cut:?}");
+    let id = command["id"].as_str().expect("id");
+    let until = Instant::now() + Duration::from_secs(10);
+    let done = loop {
+        let (_, state) = c.get(Some(&responder), &format!("/api/v1/commands/{id}"));
+        if state["status"] == "done" {
+            break state;
+        }
+        assert!(
+            Instant::now() < until,
+            "the command was not acknowledged: {state}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(done["done_ns"].as_i64() >= done["delivered_ns"].as_i64());
+    // The host recorded who asked, and the record reached the collector.
+    let until = Instant::now() + Duration::from_secs(20);
+    let action = loop {
+        let found = c.all_events(&viewer, &format!("sandbox={name}&kind=responder_action"));
+        if let Some(a) = found.first() {
+            break a.clone();
+        }
+        assert!(
+            Instant::now() < until,
+            "no responder_action at the collector"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(action["actor"]["via"], "collector");
+    assert_eq!(action["actor"]["name"], "bob");
+    assert_eq!(action["action"], "isolate");
+    assert_eq!(action["result"], "done");
+
+    // And kill ends it.
+    let kill = json!({"host": "e2e-host", "sandbox": name, "action": "kill"});
+    assert_eq!(c.post(Some(&responder), "/api/v1/commands", &kill).0, 201);
+    let until = Instant::now() + Duration::from_secs(10);
+    while sandbox.0.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < until, "the sandbox outlived kill");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A `cordon run` that a failing test does not leave behind (its sandbox dies with it).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

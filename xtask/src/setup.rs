@@ -19,6 +19,11 @@ pub const TEST: &[&str] = &[
     // systemd-analyze checks the shipped unit; man finds the man page it names.
     "systemd",
     "man-db",
+    // The collector's tests start a PostgreSQL server of their own, and click through its
+    // console in a headless Chromium driven over WebDriver.
+    "postgresql",
+    "chromium",
+    "chromium-driver",
 ];
 /// The peers the benchmarks measure against.
 pub const BENCH: &[&str] = &["bubblewrap"];

@@ -13,7 +13,7 @@ use crate::export::deliver::Collector;
 use crate::export::pipeline::Backoff;
 
 /// How long one poll waits at the collector for a command.
-const WAIT: Duration = Duration::from_secs(20);
+const WAIT: Duration = Duration::from_secs(10);
 
 /// The poll loop, until the daemon stops.
 pub fn poll_thread(daemon: &Daemon) {
