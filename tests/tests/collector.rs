@@ -561,14 +561,7 @@ fn a_responder_at_the_collector_sees_a_hosts_violations_and_isolates_its_sandbox
     let c = Collector::start(db, "");
     let viewer = c.token("alice", "viewer", None);
     let responder = c.token("bob", "responder", None);
-    let mut d = common::daemon::Daemon::new("");
-    let token_file = d.dir.path().join("collector.token");
-    std::fs::write(&token_file, c.token("e2e-host", "host", Some("e2e-host"))).expect("token");
-    d.append_config(&format!(
-        "[collector]\nurl = \"{}\"\ntoken_file = \"{}\"\n",
-        c.url,
-        token_file.display()
-    ));
+    let mut d = c.host("e2e-host");
     // A profile that may reach one loopback server, and nothing else.
     let server = std::net::TcpListener::bind("127.0.0.2:0").expect("listen");
     let port = server.local_addr().expect("addr").port();
@@ -591,7 +584,7 @@ fn a_responder_at_the_collector_sees_a_hosts_violations_and_isolates_its_sandbox
     let script = format!(
         "{probe} connect 127.0.0.3:{port}; while true; do {probe} connect 127.0.0.2:{port}; sleep 0.05; done"
     );
-    let mut sandbox = KillOnDrop(
+    let mut sandbox = common::daemon::KillOnDrop(
         d.cordon(
             0,
             0,
@@ -726,15 +719,5 @@ fn a_responder_at_the_collector_sees_a_hosts_violations_and_isolates_its_sandbox
     while sandbox.0.try_wait().expect("wait").is_none() {
         assert!(Instant::now() < until, "the sandbox outlived kill");
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A `cordon run` that a failing test does not leave behind (its sandbox dies with it).
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }

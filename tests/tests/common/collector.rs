@@ -332,6 +332,27 @@ impl Collector {
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
+
+    /// A cordond for host `name`, reporting to this collector with a host token of its own
+    /// (not started).
+    pub fn host(&self, name: &str) -> super::daemon::Daemon {
+        let mut d = super::daemon::Daemon::new("");
+        let token_file = d.dir.path().join("collector.token");
+        std::fs::write(&token_file, self.token(name, "host", Some(name))).expect("token");
+        let config = std::fs::read_to_string(&d.config).expect("config");
+        let config = config.replacen(
+            "host_id = \"e2e-host\"",
+            &format!("host_id = \"{name}\""),
+            1,
+        );
+        std::fs::write(&d.config, config).expect("config");
+        d.append_config(&format!(
+            "[collector]\nurl = \"{}\"\ntoken_file = \"{}\"\n",
+            self.url,
+            token_file.display()
+        ));
+        d
+    }
 }
 
 impl Drop for Collector {
