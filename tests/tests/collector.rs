@@ -105,7 +105,9 @@ fn ingest_keeps_each_event_once_and_refuses_bad_input_whole(db: Db) {
         &"x".repeat(70_000),
         "2026-11-26T10:00:02Z",
     )];
-    let cases: Vec<(&str, Option<&str>, Vec<u8>, bool, u16, &str)> = vec![
+    // What, with which token, the body, gzip or not, the status, what the error says.
+    type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, bool, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "no token",
             None,

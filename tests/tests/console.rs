@@ -164,21 +164,11 @@ fn a_responder_clicks_from_host_to_sandbox_and_isolates_it() {
             .click()
             .await
             .expect("sign in");
-        assert_eq!(
-            wait("#who".into())
-                .await
-                .text()
-                .await
-                .expect("who")
-                .is_empty(),
-            false
-        );
         // Hosts -> the host.
-        wait("a[data-host='web-7']".into())
-            .await
-            .click()
-            .await
-            .expect("open the host");
+        let host = wait("a[data-host='web-7']".into()).await;
+        let who = wait("#who".into()).await.text().await.expect("who");
+        assert_eq!(who, "bob (responder)");
+        host.click().await.expect("open the host");
         // The host's running sandboxes -> the sandbox.
         wait(format!("a[data-sandbox='{sandbox}']"))
             .await

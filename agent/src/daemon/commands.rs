@@ -15,10 +15,13 @@ use crate::export::pipeline::Backoff;
 /// How long one poll waits at the collector for a command.
 const WAIT: Duration = Duration::from_secs(10);
 
+/// Where and as whom the collector is reached: URL, token, host id.
+type Endpoint = (String, Option<String>, String);
+
 /// The poll loop, until the daemon stops.
 pub fn poll_thread(daemon: &Daemon) {
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
-    let mut client: Option<((String, Option<String>, String), Collector)> = None;
+    let mut client: Option<(Endpoint, Collector)> = None;
     let mut results: Vec<CommandResult> = Vec::new();
     while !daemon.stopping() {
         let cfg = daemon.config();
