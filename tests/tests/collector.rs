@@ -723,3 +723,43 @@ fn a_responder_at_the_collector_sees_a_hosts_violations_and_isolates_its_sandbox
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn the_collector_unit_passes_systemd_analyze_verify() {
+    if !require_root("the_collector_unit_passes_systemd_analyze_verify") {
+        return;
+    }
+    // As `cargo xtask install --collector` writes it, with ExecStart at the binary under test.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let unit = std::fs::read_to_string(common::repo().join("dist/cordon-collector.service"))
+        .expect("unit");
+    assert!(unit.contains("User=cordon-collector") && unit.contains("ProtectSystem=strict"));
+    let unit = unit.replace(
+        "ExecStart=/usr/local/bin/cordon-collector",
+        &format!("ExecStart={}", common::collector::collector_bin().display()),
+    );
+    let path = dir.path().join("cordon-collector.service");
+    std::fs::write(&path, unit).expect("unit");
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (Debian's systemd package)");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "systemd-analyze verify: {said}");
+    assert!(
+        !said.contains("cordon-collector.service"),
+        "warnings about the unit: {said}"
+    );
+    // The default database is where the unit's StateDirectory is.
+    let config =
+        std::fs::read_to_string(common::repo().join("dist/collector.toml")).expect("config");
+    assert!(
+        config.contains("sqlite:///var/lib/cordon-collector/"),
+        "{config}"
+    );
+}

@@ -1,5 +1,5 @@
 //! Kernel-sourced events: every seccomp denial, the process tree, and lost events counted
-//! rather than dropped in silence. One JSON form for all of them (agent/src/event.rs).
+//! rather than dropped in silence. One JSON form for all of them (proto/src/event.rs).
 
 mod common;
 

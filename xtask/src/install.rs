@@ -8,6 +8,10 @@
 //! * bash completions and man pages under `PREFIX/share`.
 //!
 //! Then, on a systemd host: `systemctl daemon-reload && systemctl enable --now cordond`.
+//!
+//! `--collector` installs the central collector instead: `cordon-collector`, its unit, its
+//! config `/etc/cordon/collector.toml` (kept when it exists) and the `cordon-collector`
+//! system user it runs as.
 
 use std::path::{Path, PathBuf};
 
@@ -20,37 +24,92 @@ pub struct Options {
     pub debug: bool,
 }
 
-pub fn run(options: &Options) -> Result<()> {
-    crate::setup::ensure(crate::setup::BUILD)?;
+/// Builds `package`; returns the directory its binaries are in.
+fn build(options: &Options, package: &str) -> Result<PathBuf> {
     let profile = if options.debug {
-        crate::run(crate::cargo().args(["build", "-p", "cordon"]))?;
+        crate::run(crate::cargo().args(["build", "-p", package]))?;
         "debug"
     } else {
-        crate::run(crate::cargo().args(["build", "--release", "-p", "cordon"]))?;
+        crate::run(crate::cargo().args(["build", "--release", "-p", package]))?;
         "release"
     };
-    let built = crate::target_dir().join(profile);
-    let under = |path: &Path| -> PathBuf {
-        match &options.destdir {
+    Ok(crate::target_dir().join(profile))
+}
+
+impl Options {
+    /// `path` under `--destdir`, when given.
+    fn under(&self, path: &Path) -> PathBuf {
+        match &self.destdir {
             Some(d) => d.join(path.strip_prefix("/").unwrap_or(path)),
             None => path.to_path_buf(),
         }
-    };
+    }
+
+    /// A shipped unit with `ExecStart` at the installed binary.
+    fn install_unit(&self, name: &str, binary: &str) -> Result<()> {
+        let unit = std::fs::read_to_string(crate::root().join("dist").join(name))?;
+        let installed = self.prefix.join("bin").join(binary);
+        let unit = unit.replace(
+            &format!("ExecStart=/usr/local/bin/{binary}"),
+            &format!("ExecStart={}", installed.display()),
+        );
+        let unit_dir = self.under(Path::new("/etc/systemd/system"));
+        std::fs::create_dir_all(&unit_dir)?;
+        write_mode(&unit_dir.join(name), unit.as_bytes(), 0o644)
+    }
+}
+
+/// `--collector`: the binary, its unit and config, and the system user it runs as.
+pub fn collector(options: &Options) -> Result<()> {
+    let built = build(options, "cordon-collector")?;
+    let bin = options.under(&options.prefix.join("bin"));
+    std::fs::create_dir_all(&bin).with_context(|| format!("creating {}", bin.display()))?;
+    copy_mode(
+        &built.join("cordon-collector"),
+        &bin.join("cordon-collector"),
+        0o755,
+    )?;
+    options.install_unit("cordon-collector.service", "cordon-collector")?;
+    let etc = options.under(Path::new("/etc/cordon"));
+    std::fs::create_dir_all(&etc)?;
+    keep_or_copy(
+        &crate::root().join("dist/collector.toml"),
+        &etc.join("collector.toml"),
+    )?;
+    if options.destdir.is_none() && !user_exists("cordon-collector") {
+        crate::run(std::process::Command::new("useradd").args([
+            "--system",
+            "--no-create-home",
+            "--home-dir",
+            "/var/lib/cordon-collector",
+            "--shell",
+            "/usr/sbin/nologin",
+            "cordon-collector",
+        ]))?;
+    }
+    eprintln!(
+        "xtask: installed the collector; on a systemd host: systemctl daemon-reload && systemctl enable --now cordon-collector"
+    );
+    Ok(())
+}
+
+fn user_exists(name: &str) -> bool {
+    std::fs::read_to_string("/etc/passwd")
+        .map(|p| p.lines().any(|l| l.split(':').next() == Some(name)))
+        .unwrap_or(false)
+}
+
+pub fn run(options: &Options) -> Result<()> {
+    crate::setup::ensure(crate::setup::BUILD)?;
+    let built = build(options, "cordon")?;
+    let under = |path: &Path| options.under(path);
     let bin = under(&options.prefix.join("bin"));
     std::fs::create_dir_all(&bin).with_context(|| format!("creating {}", bin.display()))?;
     for name in ["cordon", "cordond"] {
         copy_mode(&built.join(name), &bin.join(name), 0o755)?;
     }
 
-    let unit = std::fs::read_to_string(crate::root().join("dist/cordond.service"))?;
-    let cordond = options.prefix.join("bin/cordond");
-    let unit = unit.replace(
-        "ExecStart=/usr/local/bin/cordond",
-        &format!("ExecStart={}", cordond.display()),
-    );
-    let unit_dir = under(Path::new("/etc/systemd/system"));
-    std::fs::create_dir_all(&unit_dir)?;
-    write_mode(&unit_dir.join("cordond.service"), unit.as_bytes(), 0o644)?;
+    options.install_unit("cordond.service", "cordond")?;
 
     let etc = under(Path::new("/etc/cordon"));
     let profiles = etc.join("profiles");

@@ -3,7 +3,8 @@
 //! * `setup` installs the Debian packages the tests and benchmarks need (as root), or names them.
 //! * `test` runs every test: unit and CLI tests, then the root-only end-to-end tests one at a time.
 //! * `demo` launches a command under a shipped profile and shows what is allowed and denied.
-//! * `install` puts cordon, cordond, the systemd unit, the config and the profiles in place.
+//! * `install` puts cordon, cordond, the systemd unit, the config and the profiles in place
+//!   (`--collector`: the central collector instead).
 //! * `bench` measures launch cost and syscall-heavy work against bare runs and bubblewrap,
 //!   then the eBPF side: connect() overhead, the event path, memory.
 
@@ -55,6 +56,10 @@ enum Task {
         /// Install the debug build (faster to build; for tests).
         #[arg(long)]
         debug: bool,
+        /// Install the central collector instead (cordon-collector, its unit, its config and
+        /// its system user), on the machine responders and hosts reach.
+        #[arg(long)]
+        collector: bool,
     },
     /// The loops the benchmarks time, bare or inside a sandbox (not for people).
     #[command(hide = true)]
@@ -75,11 +80,19 @@ fn main() -> Result<()> {
             prefix,
             destdir,
             debug,
-        } => install::run(&install::Options {
-            prefix,
-            destdir,
-            debug,
-        }),
+            collector,
+        } => {
+            let options = install::Options {
+                prefix,
+                destdir,
+                debug,
+            };
+            if collector {
+                install::collector(&options)
+            } else {
+                install::run(&options)
+            }
+        }
         Task::Helper { args } => bench_kernel::helper(&args),
     }
 }
