@@ -123,7 +123,20 @@ pub fn run(runs: usize, only: Option<&str>) -> Result<()> {
         None | Some("launch") => {}
         Some("kernel") => return write_result("kernel", &crate::bench_kernel::run(&cordon)?),
         Some("daemon") => return write_result("daemon", &crate::bench_daemon::run(&cordon)?),
-        Some(other) => bail!("no scenario {other:?} (launch, kernel, daemon)"),
+        Some("collector") => {
+            crate::run(
+                Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())).args([
+                    "build",
+                    "-q",
+                    "--release",
+                    "-p",
+                    "cordon-collector",
+                ]),
+            )?;
+            let collector = crate::target_dir().join("release/cordon-collector");
+            return write_result("collector", &crate::bench_collector::run(&collector)?);
+        }
+        Some(other) => bail!("no scenario {other:?} (launch, kernel, daemon, collector)"),
     }
     let dir = tempfile::Builder::new().prefix("cordon-bench-").tempdir()?;
     let ws = std::fs::canonicalize(dir.path())?.join("workspace");

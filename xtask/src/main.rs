@@ -9,6 +9,7 @@
 //!   then the eBPF side: connect() overhead, the event path, memory.
 
 mod bench;
+mod bench_collector;
 mod bench_daemon;
 mod bench_kernel;
 mod demo;
@@ -41,7 +42,7 @@ enum Task {
         /// Runs per measurement.
         #[arg(long, default_value_t = 200)]
         runs: usize,
-        /// Run one scenario alone: launch, kernel or daemon.
+        /// Run one scenario alone: launch, kernel, daemon or collector.
         #[arg(long, value_name = "SCENARIO")]
         only: Option<String>,
     },

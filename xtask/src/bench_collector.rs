@@ -1,0 +1,357 @@
+//! `cargo xtask bench --only collector`: the collector's ingest and queries, on SQLite and on
+//! PostgreSQL (a server of the benchmark's own, on loopback).
+//!
+//! * ingest: 100 simulated hosts, each with a host token of its own, post gzip batches of 500
+//!   distinct events from 8 client threads; events per second from the first post to the last
+//!   acknowledgment (every event must be reported stored).
+//! * query: the store is filled up to `CORDON_BENCH_EVENTS` events (default 10 million; each
+//!   host's 10 sandboxes, times spread over the last day), then the last hour of one sandbox is
+//!   asked for 50 times (HTTP included); p50 and p99.
+//! * footprint: the collector's RSS idle and its peak under load.
+//!
+//! The client threads share the machine's cores with the collector (and PostgreSQL).
+
+use std::io::Write as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, Context, Result};
+
+use crate::bench_daemon::{percentile, proc_field};
+
+const HOSTS: usize = 100;
+const SANDBOXES: usize = 10;
+const BATCH: usize = 500;
+const CLIENTS: usize = 8;
+/// Events of the throughput run.
+const INGEST_EVENTS: usize = 500_000;
+
+struct Server {
+    child: Child,
+    url: String,
+    config: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A PostgreSQL cluster of the benchmark's own, run as the `postgres` user.
+struct Postgres {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGQUIT,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn postgres(dir: &Path) -> Result<Postgres> {
+    let bin = std::fs::read_dir("/usr/lib/postgresql")
+        .context("PostgreSQL is not installed (Debian's postgresql)")?
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|b| b.join("postgres").is_file())
+        .max()
+        .context("no PostgreSQL server under /usr/lib/postgresql")?;
+    let user = nix::unistd::User::from_name("postgres")?.context("no postgres user")?;
+    let pgdir = dir.join("pg");
+    std::fs::create_dir_all(&pgdir)?;
+    nix::unistd::chown(&pgdir, Some(user.uid), Some(user.gid))?;
+    let data = pgdir.join("data");
+    let as_pg = |program: &str| {
+        let mut c = Command::new(bin.join(program));
+        c.uid(user.uid.as_raw())
+            .gid(user.gid.as_raw())
+            .current_dir(&pgdir);
+        c
+    };
+    let out = as_pg("initdb")
+        .arg("-D")
+        .arg(&data)
+        .args(["-U", "cordon", "--auth=trust", "-E", "UTF8"])
+        .output()?;
+    if !out.status.success() {
+        bail!("initdb: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let port = free_port()?;
+    // Durable as shipped (fsync on): the numbers are what a real deployment would see.
+    let child = as_pg("postgres")
+        .arg("-D")
+        .arg(&data)
+        .args(["-p", &port.to_string(), "-k"])
+        .arg(&pgdir)
+        .args([
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "shared_buffers=1GB",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let pg = Postgres {
+        child,
+        url: format!("postgres://cordon@127.0.0.1:{port}/postgres"),
+    };
+    let until = Instant::now() + Duration::from_secs(30);
+    while !Command::new(bin.join("pg_isready"))
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .output()?
+        .status
+        .success()
+    {
+        if Instant::now() > until {
+            bail!("PostgreSQL did not start");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(pg)
+}
+
+fn start(collector: &Path, dir: &Path, database_url: &str) -> Result<Server> {
+    let port = free_port()?;
+    let config = dir.join("collector.toml");
+    std::fs::write(
+        &config,
+        format!("listen = \"127.0.0.1:{port}\"\ndatabase_url = \"{database_url}\"\nretention = \"7d\"\n"),
+    )?;
+    let child = Command::new(collector)
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()?;
+    let server = Server {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        config,
+    };
+    let until = Instant::now() + Duration::from_secs(30);
+    while ureq::get(&format!("{}/healthz", server.url))
+        .call()
+        .is_err()
+    {
+        if Instant::now() > until {
+            bail!("the collector did not start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(server)
+}
+
+fn token(collector: &Path, config: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new(collector)
+        .arg("--config")
+        .arg(config)
+        .args(["token", "issue"])
+        .args(args)
+        .output()?;
+    if !out.status.success() {
+        bail!("token issue: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().to_string())
+}
+
+/// A gzip batch of `BATCH` events of `host`, numbered from `first`, times spread over the
+/// last day.
+fn batch(host: usize, first: u64, now: SystemTime) -> Result<Vec<u8>> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    write!(gz, "{{\"v\":1,\"host\":\"host-{host}\",\"events\":[")?;
+    for i in 0..BATCH as u64 {
+        let n = first + i;
+        let ago = Duration::from_millis((n * 7919) % 86_400_000);
+        let time = humantime::format_rfc3339_nanos(now - ago);
+        let sandbox = (n as usize / HOSTS) % SANDBOXES;
+        if i > 0 {
+            gz.write_all(b",")?;
+        }
+        write!(
+            gz,
+            "{{\"v\":1,\"id\":\"{:08x}-{:04x}-7000-8000-{:012x}\",\"time\":\"{time}\",\"sandbox\":\"agent-{host}-{sandbox}\",\"profile\":\"agent\",\"process\":{{\"pid\":{},\"ppid\":1,\"comm\":\"python3\",\"exe\":\"/usr/bin/python3.11\",\"uid\":1000}},\"kind\":\"file_denied\",\"path\":\"/home/dev/.ssh/id_{n}\",\"access\":\"fs.read_file\"}}",
+            host,
+            (n >> 48) as u16,
+            n & 0xffff_ffff_ffff,
+            1000 + sandbox
+        )?;
+    }
+    gz.write_all(b"]}")?;
+    Ok(gz.finish()?)
+}
+
+/// Posts `total` events (from event number `offset`) from `CLIENTS` threads; returns the
+/// seconds it took and the peak RSS of the collector.
+fn ingest(server: &Server, tokens: &Arc<Vec<String>>, offset: u64, total: usize) -> Result<f64> {
+    let batches = total / BATCH;
+    let next = Arc::new(AtomicUsize::new(0));
+    let stored = Arc::new(AtomicU64::new(0));
+    let now = SystemTime::now();
+    let started = Instant::now();
+    let mut threads = Vec::new();
+    for _ in 0..CLIENTS {
+        let (next, stored, tokens) = (Arc::clone(&next), Arc::clone(&stored), Arc::clone(tokens));
+        let url = format!("{}/api/v1/events", server.url);
+        threads.push(std::thread::spawn(move || -> Result<()> {
+            let agent = ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(120))
+                .build();
+            loop {
+                let b = next.fetch_add(1, Ordering::Relaxed);
+                if b >= batches {
+                    return Ok(());
+                }
+                let host = b % HOSTS;
+                let body = batch(host, offset + (b * BATCH) as u64, now)?;
+                let reply = agent
+                    .post(&url)
+                    .set("Authorization", &format!("Bearer {}", tokens[host]))
+                    .set("Content-Encoding", "gzip")
+                    .send_bytes(&body)
+                    .map_err(|e| anyhow::anyhow!("ingest: {e}"))?
+                    .into_string()?;
+                let reply: serde_json::Value = serde_json::from_str(&reply)?;
+                stored.fetch_add(reply["stored"].as_u64().unwrap_or(0), Ordering::Relaxed);
+            }
+        }));
+    }
+    for t in threads {
+        t.join()
+            .map_err(|_| anyhow::anyhow!("a client panicked"))??;
+    }
+    let took = started.elapsed().as_secs_f64();
+    let stored = stored.load(Ordering::Relaxed);
+    if stored != (batches * BATCH) as u64 {
+        bail!("{stored} of {} events were stored", batches * BATCH);
+    }
+    Ok(took)
+}
+
+fn one_store(
+    collector: &Path,
+    name: &str,
+    database_url: &str,
+    dir: &Path,
+    fill_to: usize,
+) -> Result<serde_json::Value> {
+    let server = start(collector, dir, database_url)?;
+    let pid = server.child.id();
+    let tokens: Arc<Vec<String>> = Arc::new(
+        (0..HOSTS)
+            .map(|h| {
+                let host = format!("host-{h}");
+                token(
+                    collector,
+                    &server.config,
+                    &["--name", &host, "--role", "host", "--host", &host],
+                )
+            })
+            .collect::<Result<_>>()?,
+    );
+    let viewer = token(
+        collector,
+        &server.config,
+        &["--name", "bench", "--role", "viewer"],
+    )?;
+    std::thread::sleep(Duration::from_secs(2));
+    let idle_rss = proc_field(pid, "VmRSS:");
+
+    let took = ingest(&server, &tokens, 0, INGEST_EVENTS)?;
+    let rate = INGEST_EVENTS as f64 / took;
+    let peak_rss = proc_field(pid, "VmHWM:");
+    println!("  {name}: {INGEST_EVENTS} events from {HOSTS} hosts in {took:.1} s: {rate:.0} events/s; RSS idle {} MiB, peak {} MiB", idle_rss / 1024, peak_rss / 1024);
+
+    // Fill up, in steps, then time the query.
+    let mut stored = INGEST_EVENTS;
+    let fill_started = Instant::now();
+    while stored < fill_to {
+        let step = (fill_to - stored).min(1_000_000);
+        ingest(&server, &tokens, stored as u64, step)?;
+        stored += step;
+        println!(
+            "  {name}: {stored} events stored ({:.0} s)",
+            fill_started.elapsed().as_secs_f64()
+        );
+    }
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(60))
+        .build();
+    let mut times = Vec::new();
+    let mut returned = 0usize;
+    for q in 0..50 {
+        let host = (q * 37) % HOSTS;
+        let sandbox = q % SANDBOXES;
+        let url = format!(
+            "{}/api/v1/events?host=host-{host}&sandbox=agent-{host}-{sandbox}&since=1h&limit=1000",
+            server.url
+        );
+        let started = Instant::now();
+        let page = agent
+            .get(&url)
+            .set("Authorization", &format!("Bearer {viewer}"))
+            .call()
+            .map_err(|e| anyhow::anyhow!("query: {e}"))?
+            .into_string()?;
+        let page: serde_json::Value = serde_json::from_str(&page)?;
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+        returned += page["events"].as_array().map_or(0, Vec::len);
+    }
+    times.sort_by(f64::total_cmp);
+    let (p50, p99) = (percentile(&times, 0.5), percentile(&times, 0.99));
+    println!(
+        "  {name}: the last hour of one sandbox among {stored} events: p50 {p50:.1} ms, p99 {p99:.1} ms ({} events per answer)",
+        returned / 50
+    );
+    Ok(serde_json::json!({
+        "store": name,
+        "hosts": HOSTS,
+        "ingest": { "events": INGEST_EVENTS, "batch": BATCH, "clients": CLIENTS, "seconds": took, "events_per_s": rate },
+        "query_last_hour_one_sandbox": { "stored": stored, "p50_ms": p50, "p99_ms": p99, "events_per_answer": returned / 50 },
+        "rss_kib": { "idle": idle_rss, "peak": proc_field(pid, "VmHWM:") },
+    }))
+}
+
+pub fn run(collector: &Path) -> Result<serde_json::Value> {
+    let fill_to: usize = std::env::var("CORDON_BENCH_EVENTS")
+        .ok()
+        .map(|v| v.parse())
+        .transpose()
+        .context("CORDON_BENCH_EVENTS: a number of events")?
+        .unwrap_or(10_000_000);
+    let dir = tempfile::Builder::new()
+        .prefix("cordon-bench-collector-")
+        .tempdir_in("/var/tmp")?;
+    println!("collector: {HOSTS} hosts, batches of {BATCH}, {CLIENTS} client threads");
+    let sqlite_dir = dir.path().join("sqlite");
+    std::fs::create_dir_all(&sqlite_dir)?;
+    let sqlite = one_store(
+        collector,
+        "sqlite",
+        &format!("sqlite://{}/collector.db", sqlite_dir.display()),
+        &sqlite_dir,
+        fill_to,
+    )?;
+    let pg = postgres(dir.path())?;
+    let pg_dir = dir.path().join("postgres");
+    std::fs::create_dir_all(&pg_dir)?;
+    let postgres = one_store(collector, "postgres", &pg.url, &pg_dir, fill_to)?;
+    Ok(serde_json::json!([sqlite, postgres]))
+}
