@@ -763,3 +763,127 @@ fn the_collector_unit_passes_systemd_analyze_verify() {
         "{config}"
     );
 }
+
+on_both_stores!(events_past_the_retention_are_deleted);
+fn events_past_the_retention_are_deleted(db: Db) {
+    let mut c = Collector::start(db, "retention = \"1h\"");
+    let host = c.token("web-1", "host", Some("web-1"));
+    let viewer = c.token("alice", "viewer", None);
+    let now = std::time::SystemTime::now();
+    let at = |ago: u64| humantime::format_rfc3339(now - Duration::from_secs(ago)).to_string();
+    let events = [
+        file_event(&id(1), "agent-1-0", "/old", &at(7200)),
+        file_event(&id(2), "agent-1-0", "/new", &at(60)),
+    ];
+    assert_eq!(
+        c.post_raw(
+            Some(&host),
+            "/api/v1/events",
+            &batch("web-1", &events),
+            true
+        )
+        .0,
+        200
+    );
+    assert_eq!(count(&c, &viewer), 2);
+    // The retention runs at start and every 10 minutes after.
+    c.stop();
+    c.run();
+    let left = c.all_events(&viewer, "");
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["path"], "/new");
+}
+
+#[test]
+fn the_collector_serves_https_when_given_a_certificate() {
+    if !require_root("the_collector_serves_https_when_given_a_certificate") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args([
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port = common::collector::free_port();
+    let config = dir.path().join("collector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndatabase_url = \"sqlite://{}/c.db\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            dir.path().display(),
+            cert.display(),
+            key.display()
+        ),
+    )
+    .expect("config");
+    let mut server = common::daemon::KillOnDrop(
+        std::process::Command::new(common::collector::collector_bin())
+            .arg("--config")
+            .arg(&config)
+            .spawn()
+            .expect("collector"),
+    );
+    let curl = |extra: &[&str]| {
+        std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "5"])
+            .args(extra)
+            .arg(format!("https://127.0.0.1:{port}/healthz"))
+            .output()
+            .expect("curl")
+    };
+    let until = Instant::now() + Duration::from_secs(20);
+    let answer = loop {
+        let out = curl(&["--cacert", cert.to_str().expect("utf-8")]);
+        if out.status.success() {
+            break String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        assert!(
+            server.0.try_wait().expect("wait").is_none(),
+            "the collector exited"
+        );
+        assert!(
+            Instant::now() < until,
+            "no HTTPS answer: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(answer, "ok\n");
+    // Without the certificate trusted, the client refuses it: it really is TLS.
+    assert!(!curl(&[]).status.success());
+    let plain = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "5"])
+        .arg(format!("http://127.0.0.1:{port}/healthz"))
+        .output()
+        .expect("curl");
+    assert!(
+        !String::from_utf8_lossy(&plain.stdout).contains("ok"),
+        "plain HTTP answered"
+    );
+}

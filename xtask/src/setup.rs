@@ -24,6 +24,9 @@ pub const TEST: &[&str] = &[
     "postgresql",
     "chromium",
     "chromium-driver",
+    // The HTTPS test makes a certificate and checks it with a client of its own.
+    "openssl",
+    "curl",
 ];
 /// The peers the benchmarks measure against.
 pub const BENCH: &[&str] = &["bubblewrap"];
