@@ -4,17 +4,18 @@
 //! `migrations/postgres`, which differ only in how the row counter is spelled.
 
 use std::path::Path;
+use std::str::FromStr as _;
 use std::time::{Duration, SystemTime};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{Any, AnyPool, Executor as _, Row as _};
+use sqlx::{Any, AnyPool, ConnectOptions as _, Executor as _, Row as _};
 
 use cordon_proto::collector::{Command, CommandResult, SandboxInfo};
 use cordon_proto::event::{Action, ActionResult, Event, What};
 
 use crate::auth::{Role, TokenInfo};
 
-/// Rows per `INSERT`: 10 values each, well under both databases' limit on parameters.
+/// Rows per `INSERT`: 9 values each, well under both databases' limit on parameters.
 const INSERT_CHUNK: usize = 400;
 
 #[derive(Debug, thiserror::Error)]
@@ -160,11 +161,18 @@ impl Store {
                         conn.execute("PRAGMA journal_mode = WAL").await?;
                         conn.execute("PRAGMA synchronous = NORMAL").await?;
                         conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        // Index pages stay in memory (64 MiB a connection, mapped reads), and
+                        // the WAL is folded into the database every 40 MB rather than 4 MB.
+                        conn.execute("PRAGMA cache_size = -65536").await?;
+                        conn.execute("PRAGMA mmap_size = 1073741824").await?;
+                        conn.execute("PRAGMA wal_autocheckpoint = 10000").await?;
                     }
                     Ok(())
                 })
             });
-        let pool = options.connect(&url).await?;
+        // A batch's insert is one long statement: never log its text.
+        let connect = sqlx::any::AnyConnectOptions::from_str(&url)?.disable_statement_logging();
+        let pool = options.connect_with(connect).await?;
         match backend {
             Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&pool).await?,
@@ -194,22 +202,26 @@ impl Store {
             );
             let mut rows = Vec::with_capacity(chunk.len());
             for (i, event) in chunk.iter().enumerate() {
-                let b = i * 9;
                 if i > 0 {
                     sql.push(',');
                 }
-                sql.push_str(&format!(
-                    "(${},${},${},${},${},${},${},${},${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7,
-                    b + 8,
-                    b + 9
-                ));
+                match self.backend {
+                    // SQLite finds a named parameter by a linear scan: with thousands of `$N`
+                    // in one statement that scan was half the collector's time. `?` is
+                    // positional.
+                    Backend::Sqlite => sql.push_str("(?,?,?,?,?,?,?,?,?)"),
+                    Backend::Postgres => {
+                        let b = i * 9;
+                        sql.push('(');
+                        for k in 1..=9 {
+                            if k > 1 {
+                                sql.push(',');
+                            }
+                            sql.push_str(&format!("${}", b + k));
+                        }
+                        sql.push(')');
+                    }
+                }
                 let body =
                     serde_json::to_string(event).map_err(|e| StoreError::Damaged(e.to_string()))?;
                 rows.push((event, body));

@@ -9,7 +9,8 @@
 //!   asked for 50 times (HTTP included); p50 and p99.
 //! * footprint: the collector's RSS idle and its peak under load.
 //!
-//! The client threads share the machine's cores with the collector (and PostgreSQL).
+//! The batches are made before the clock starts; the client threads that send them share
+//! the machine's cores with the collector (and PostgreSQL).
 
 use std::io::Write as _;
 use std::os::unix::process::CommandExt as _;
@@ -172,15 +173,24 @@ fn token(collector: &Path, config: &Path, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8(out.stdout)?.trim().to_string())
 }
 
-/// A gzip batch of `BATCH` events of `host`, numbered from `first`, times spread over the
-/// last day.
-fn batch(host: usize, first: u64, now: SystemTime) -> Result<Vec<u8>> {
+/// A gzip batch of `BATCH` events of `host`, numbered from `first`: times within the last
+/// second (as events arrive), or spread over the last day (`spread`, to fill the store for
+/// the query). Ids are UUIDv7 of the event's time, as cordond makes them.
+fn batch(host: usize, first: u64, now: SystemTime, spread: bool) -> Result<Vec<u8>> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     write!(gz, "{{\"v\":1,\"host\":\"host-{host}\",\"events\":[")?;
     for i in 0..BATCH as u64 {
         let n = first + i;
-        let ago = Duration::from_millis((n * 7919) % 86_400_000);
-        let time = humantime::format_rfc3339_nanos(now - ago);
+        let ago = if spread {
+            Duration::from_millis((n * 7919) % 86_400_000)
+        } else {
+            Duration::from_micros((BATCH as u64 - i) * 2)
+        };
+        let at = now - ago;
+        let ms = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let time = humantime::format_rfc3339_nanos(at);
         let sandbox = (n as usize / HOSTS) % SANDBOXES;
         if i > 0 {
             gz.write_all(b",")?;
@@ -188,8 +198,8 @@ fn batch(host: usize, first: u64, now: SystemTime) -> Result<Vec<u8>> {
         write!(
             gz,
             "{{\"v\":1,\"id\":\"{:08x}-{:04x}-7000-8000-{:012x}\",\"time\":\"{time}\",\"sandbox\":\"agent-{host}-{sandbox}\",\"profile\":\"agent\",\"process\":{{\"pid\":{},\"ppid\":1,\"comm\":\"python3\",\"exe\":\"/usr/bin/python3.11\",\"uid\":1000}},\"kind\":\"file_denied\",\"path\":\"/home/dev/.ssh/id_{n}\",\"access\":\"fs.read_file\"}}",
-            host,
-            (n >> 48) as u16,
+            ms >> 16,
+            ms & 0xffff,
             n & 0xffff_ffff_ffff,
             1000 + sandbox
         )?;
@@ -200,15 +210,28 @@ fn batch(host: usize, first: u64, now: SystemTime) -> Result<Vec<u8>> {
 
 /// Posts `total` events (from event number `offset`) from `CLIENTS` threads; returns the
 /// seconds it took and the peak RSS of the collector.
-fn ingest(server: &Server, tokens: &Arc<Vec<String>>, offset: u64, total: usize) -> Result<f64> {
+fn ingest(
+    server: &Server,
+    tokens: &Arc<Vec<String>>,
+    offset: u64,
+    total: usize,
+    spread: bool,
+) -> Result<f64> {
     let batches = total / BATCH;
     let next = Arc::new(AtomicUsize::new(0));
     let stored = Arc::new(AtomicU64::new(0));
     let now = SystemTime::now();
+    // Made before the clock starts: what is timed is the collector, not the making of JSON.
+    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
+        (0..batches)
+            .map(|b| batch(b % HOSTS, offset + (b * BATCH) as u64, now, spread))
+            .collect::<Result<_>>()?,
+    );
     let started = Instant::now();
     let mut threads = Vec::new();
     for _ in 0..CLIENTS {
         let (next, stored, tokens) = (Arc::clone(&next), Arc::clone(&stored), Arc::clone(tokens));
+        let bodies = Arc::clone(&bodies);
         let url = format!("{}/api/v1/events", server.url);
         threads.push(std::thread::spawn(move || -> Result<()> {
             let agent = ureq::AgentBuilder::new()
@@ -220,12 +243,11 @@ fn ingest(server: &Server, tokens: &Arc<Vec<String>>, offset: u64, total: usize)
                     return Ok(());
                 }
                 let host = b % HOSTS;
-                let body = batch(host, offset + (b * BATCH) as u64, now)?;
                 let reply = agent
                     .post(&url)
                     .set("Authorization", &format!("Bearer {}", tokens[host]))
                     .set("Content-Encoding", "gzip")
-                    .send_bytes(&body)
+                    .send_bytes(&bodies[b])
                     .map_err(|e| anyhow::anyhow!("ingest: {e}"))?
                     .into_string()?;
                 let reply: serde_json::Value = serde_json::from_str(&reply)?;
@@ -274,7 +296,7 @@ fn one_store(
     std::thread::sleep(Duration::from_secs(2));
     let idle_rss = proc_field(pid, "VmRSS:");
 
-    let took = ingest(&server, &tokens, 0, INGEST_EVENTS)?;
+    let took = ingest(&server, &tokens, 0, INGEST_EVENTS, false)?;
     let rate = INGEST_EVENTS as f64 / took;
     let peak_rss = proc_field(pid, "VmHWM:");
     println!("  {name}: {INGEST_EVENTS} events from {HOSTS} hosts in {took:.1} s: {rate:.0} events/s; RSS idle {} MiB, peak {} MiB", idle_rss / 1024, peak_rss / 1024);
@@ -284,7 +306,7 @@ fn one_store(
     let fill_started = Instant::now();
     while stored < fill_to {
         let step = (fill_to - stored).min(1_000_000);
-        ingest(&server, &tokens, stored as u64, step)?;
+        ingest(&server, &tokens, stored as u64, step, true)?;
         stored += step;
         println!(
             "  {name}: {stored} events stored ({:.0} s)",
