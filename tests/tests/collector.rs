@@ -740,21 +740,7 @@ fn the_collector_unit_passes_systemd_analyze_verify() {
     );
     let path = dir.path().join("cordon-collector.service");
     std::fs::write(&path, unit).expect("unit");
-    let out = std::process::Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&path)
-        .output()
-        .expect("systemd-analyze (Debian's systemd package)");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "systemd-analyze verify: {said}");
-    assert!(
-        !said.contains("cordon-collector.service"),
-        "warnings about the unit: {said}"
-    );
+    common::assert_unit_verifies(&path, None);
     // The default database is where the unit's StateDirectory is.
     let config =
         std::fs::read_to_string(common::repo().join("dist/collector.toml")).expect("config");

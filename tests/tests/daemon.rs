@@ -546,20 +546,5 @@ fn the_shipped_unit_passes_systemd_analyze_verify() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = std::process::Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&path)
-        .env("MANPATH", &man)
-        .output()
-        .expect("systemd-analyze (Debian's systemd package)");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "systemd-analyze verify: {said}");
-    assert!(
-        !said.contains("cordond.service"),
-        "warnings about the unit: {said}"
-    );
+    common::assert_unit_verifies(&path, Some(&man));
 }

@@ -242,3 +242,24 @@ pub fn only<'a>(events: &'a [serde_json::Value], kind: &str) -> &'a serde_json::
     assert_eq!(found.len(), 1, "expected one {kind} event: {events:?}");
     found[0]
 }
+
+/// `systemd-analyze verify UNIT` passes with nothing said about the unit (`man`: where the man
+/// pages its `Documentation=` names are).
+pub fn assert_unit_verifies(unit: &Path, man: Option<&Path>) {
+    let mut command = Command::new("systemd-analyze");
+    command.arg("verify").arg(unit);
+    if let Some(man) = man {
+        command.env("MANPATH", man);
+    }
+    let out = command
+        .output()
+        .expect("systemd-analyze (Debian's systemd package)");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "systemd-analyze verify: {said}");
+    let name = unit.file_name().and_then(OsStr::to_str).unwrap_or_default();
+    assert!(!said.contains(name), "warnings about the unit: {said}");
+}
