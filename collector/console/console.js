@@ -32,6 +32,8 @@ function stream(path, onEvent) {
         headers: { "Authorization": "Bearer " + token() },
         signal: controller.signal,
       });
+      if (response.status === 401) { signOut("Your token is not (or no longer) valid."); return; }
+      if (!response.ok) { throw new Error("the live stream was refused: " + response.status); }
       const reader = response.body.getReader();
       const decoder = new TextDecoder();
       let buffer = "";
@@ -49,7 +51,10 @@ function stream(path, onEvent) {
         }
       }
     } catch (e) {
-      if (e.name !== "AbortError") { console.warn("stream ended", e); }
+      if (e.name !== "AbortError") {
+        const feed = document.getElementById("feed");
+        if (feed) { feed.prepend(el("p", { class: "error" }, "Live feed stopped: " + e.message + " (reload to retry)")); }
+      }
     }
   })();
   return () => controller.abort();
@@ -255,8 +260,8 @@ async function route() {
   const view = document.getElementById("view");
   if (!token()) { return signOut(); }
   document.getElementById("sign-in").hidden = true;
-  const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
   try {
+    const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
     if (parts[0] === "host" && parts[2] === "sandbox") { await sandboxView(view, parts[1], parts[3]); }
     else if (parts[0] === "host") { await hostView(view, parts[1]); }
     else { await hostsView(view); }

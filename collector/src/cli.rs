@@ -140,9 +140,28 @@ async fn token(config: Config, cmd: TokenCmd) -> Result<()> {
             }
         }
         TokenCmd::Revoke { which } => {
-            for t in store.revoke_token(&which).await? {
-                println!("revoked {} ({}, {})", t.id, t.name, t.role);
-            }
+            // An id, or the name of exactly one live token.
+            let live: Vec<_> = store
+                .tokens()
+                .await?
+                .into_iter()
+                .filter(|t| t.revoked_ns.is_none() && (t.id == which || t.name == which))
+                .collect();
+            let id = match &live[..] {
+                [] => anyhow::bail!("no live token is named or numbered {which}"),
+                [one] => one.id.clone(),
+                several => anyhow::bail!(
+                    "{} live tokens are named {which}: revoke one by its id ({})",
+                    several.len(),
+                    several
+                        .iter()
+                        .map(|t| t.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            let t = store.revoke_token(&id).await?;
+            println!("revoked {} ({}, {})", t.id, t.name, t.role);
         }
     }
     Ok(())
@@ -170,9 +189,20 @@ async fn serve(config: Config) -> Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {}", config.listen))?;
             tracing::info!("listening on http://{}", listener.local_addr()?);
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await?;
+            // Live streams never end on their own: after the stop, requests get 5 s.
+            let stopped = Arc::new(tokio::sync::Notify::new());
+            let said = Arc::clone(&stopped);
+            let serving = axum::serve(listener, router).with_graceful_shutdown(async move {
+                shutdown.await;
+                said.notify_one();
+            });
+            tokio::select! {
+                served = serving => served?,
+                () = async {
+                    stopped.notified().await;
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                } => tracing::info!("stopped with streams still open"),
+            }
         }
         Some(tls) => {
             // One crypto provider for the whole process: ring (no C toolchain beyond cc).

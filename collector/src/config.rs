@@ -26,6 +26,9 @@ pub struct Config {
     pub command_ttl: Duration,
     /// Certificate chain and key (PEM): HTTPS when set.
     pub tls: Option<Tls>,
+    /// Serve plain HTTP on an address other than loopback (tokens then cross the network
+    /// in clear text: only behind a TLS-terminating proxy).
+    pub plain_http: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -45,6 +48,7 @@ struct File {
     max_body_bytes: Option<usize>,
     command_ttl: Option<String>,
     tls: Option<Tls>,
+    plain_http: Option<bool>,
 }
 
 impl Default for Config {
@@ -57,6 +61,7 @@ impl Default for Config {
             max_body_bytes: 16 << 20,
             command_ttl: Duration::from_secs(300),
             tls: None,
+            plain_http: false,
         }
     }
 }
@@ -138,8 +143,21 @@ impl Config {
             Some(v) => Ok(v),
             None => Ok(default),
         };
+        let listen = file.listen.unwrap_or(defaults.listen);
+        let plain_http = file.plain_http.unwrap_or(false);
+        if file.tls.is_none() && !listen.ip().is_loopback() && !plain_http {
+            return Err(at(
+                key("listen").map(|s| s..s),
+                format!(
+                    "listen = {listen} is reachable from other machines, and without [tls] every \
+                     token would cross the network in clear text: add [tls], or set \
+                     plain_http = true behind a TLS-terminating proxy"
+                ),
+            ));
+        }
         Ok(Self {
-            listen: file.listen.unwrap_or(defaults.listen),
+            listen,
+            plain_http,
             database_url,
             retention: duration("retention", file.retention, defaults.retention)?,
             max_batch_events: positive(
@@ -188,7 +206,7 @@ mod tests {
     #[test]
     fn every_field_is_read() {
         let c = parse(
-            "listen = \"0.0.0.0:9000\"\ndatabase_url = \"postgres://c@localhost/c\"\n\
+            "listen = \"[::1]:9000\"\ndatabase_url = \"postgres://c@localhost/c\"\n\
              retention = \"7d\"\nmax_batch_events = 5\nmax_body_bytes = 1000\n\
              command_ttl = \"1m\"\n[tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\n",
         )
@@ -211,6 +229,9 @@ mod tests {
         assert!(e.starts_with("collector.toml:2:1: retention:"), "{e}");
         let e = parse("database_url = \"mysql://x\"").unwrap_err();
         assert!(e.contains("1:1: database_url must start with"), "{e}");
+        let e = parse("listen = \"0.0.0.0:8086\"").unwrap_err();
+        assert!(e.contains("1:1: listen = 0.0.0.0:8086 is reachable"), "{e}");
+        assert!(parse("listen = \"0.0.0.0:8086\"\nplain_http = true").is_ok());
         let e = parse("max_batch_events = 0").unwrap_err();
         assert!(e.contains("must be above 0"), "{e}");
     }

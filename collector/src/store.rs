@@ -246,9 +246,10 @@ impl Store {
                 by_id.insert(row.try_get::<String, _>(1)?, row.try_get::<i64, _>(0)?);
             }
             for (event, body) in rows {
-                if let Some(seq) = by_id.get(&event.id.to_string()) {
+                // `remove`: an id twice in one batch was stored once.
+                if let Some(seq) = by_id.remove(&event.id.to_string()) {
                     stored.push(StoredEvent {
-                        seq: *seq,
+                        seq,
                         host: host.to_string(),
                         time_ns: ns(event.time),
                         body,
@@ -302,7 +303,7 @@ impl Store {
             let pattern = format!("%{}%", like_escape(&text.to_lowercase()));
             let p = sql.bind(Value::Text(pattern));
             sql.text
-                .push_str(&format!(" AND LOWER(subject) LIKE {p} ESCAPE '\\'"));
+                .push_str(&format!(" AND subject LIKE {p} ESCAPE '\\'"));
         }
         let (cmp, order) = if filter.oldest_first {
             (">", "ASC")
@@ -341,20 +342,23 @@ impl Store {
         rows.iter().map(stored_event).collect()
     }
 
-    pub async fn count_events(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) FROM events")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get::<i64, _>(0)?)
-    }
-
-    /// Deletes events older than `before`; returns how many went.
+    /// Deletes events older than `before`, 10 000 at a time (so that ingest is never kept
+    /// waiting long for SQLite's one writer); returns how many went.
     pub async fn expire_events(&self, before: SystemTime) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM events WHERE time_ns < $1")
+        let mut total = 0;
+        loop {
+            let done = sqlx::query(
+                "DELETE FROM events WHERE seq IN \
+                 (SELECT seq FROM events WHERE time_ns < $1 LIMIT 10000)",
+            )
             .bind(ns(before))
             .execute(&self.pool)
             .await?;
-        Ok(done.rows_affected())
+            total += done.rows_affected();
+            if done.rows_affected() == 0 {
+                return Ok(total);
+            }
+        }
     }
 
     /// Records a host's report of its sandboxes.
@@ -380,21 +384,34 @@ impl Store {
     }
 
     pub async fn hosts(&self) -> Result<Vec<HostRow>, StoreError> {
+        self.hosts_named(None).await
+    }
+
+    /// One host, if it has reported.
+    pub async fn host(&self, name: &str) -> Result<Option<HostRow>, StoreError> {
+        Ok(self.hosts_named(Some(name)).await?.pop())
+    }
+
+    async fn hosts_named(&self, name: Option<&str>) -> Result<Vec<HostRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT name, first_seen_ns, last_seen_ns, polled_ns, sandboxes FROM hosts ORDER BY name",
+            "SELECT name, first_seen_ns, last_seen_ns, polled_ns, sandboxes FROM hosts \
+             WHERE $1 IS NULL OR name = $1 ORDER BY name",
         )
+        .bind(name.map(str::to_string))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|r| {
+                let name: String = r.try_get(0)?;
                 let sandboxes: String = r.try_get(4)?;
                 Ok(HostRow {
-                    name: r.try_get(0)?,
+                    sandboxes: serde_json::from_str(&sandboxes).map_err(|e| {
+                        StoreError::Damaged(format!("the sandboxes of host {name}: {e}"))
+                    })?,
+                    name,
                     first_seen_ns: r.try_get(1)?,
                     last_seen_ns: r.try_get(2)?,
                     polled_ns: r.try_get(3)?,
-                    sandboxes: serde_json::from_str(&sandboxes)
-                        .map_err(|e| StoreError::Damaged(format!("sandboxes of a host: {e}")))?,
                 })
             })
             .collect()
@@ -406,13 +423,13 @@ impl Store {
         host: &str,
         since_ns: i64,
     ) -> Result<Vec<SeenSandbox>, StoreError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(&format!(
             "SELECT sandbox, profile, COUNT(*), \
-             SUM(CASE WHEN kind IN ('network_denied','dns_denied','syscall_denied','file_denied','other_denied') \
-                 THEN 1 ELSE 0 END), MAX(time_ns) \
-             FROM events WHERE host = $1 AND time_ns >= $2 GROUP BY sandbox, profile \
-             ORDER BY MAX(time_ns) DESC LIMIT 500",
-        )
+                 SUM(CASE WHEN kind IN ('{}') THEN 1 ELSE 0 END), MAX(time_ns) \
+                 FROM events WHERE host = $1 AND time_ns >= $2 GROUP BY sandbox, profile \
+                 ORDER BY MAX(time_ns) DESC LIMIT 500",
+            What::VIOLATIONS.join("','")
+        ))
         .bind(host)
         .bind(since_ns)
         .fetch_all(&self.pool)
@@ -468,20 +485,29 @@ impl Store {
         rows.iter().map(token_info).collect()
     }
 
-    /// Revokes the live tokens whose id or name is `which`; returns them.
-    pub async fn revoke_token(&self, which: &str) -> Result<Vec<TokenInfo>, StoreError> {
-        let rows = sqlx::query(
-            "UPDATE tokens SET revoked_ns = $1 WHERE (id = $2 OR name = $2) AND revoked_ns IS NULL \
+    /// Whether the token with this id is still live.
+    pub async fn token_is_live(&self, id: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT id FROM tokens WHERE id = $1 AND revoked_ns IS NULL")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Revokes the live token with this id; returns it.
+    pub async fn revoke_token(&self, id: &str) -> Result<TokenInfo, StoreError> {
+        let row = sqlx::query(
+            "UPDATE tokens SET revoked_ns = $1 WHERE id = $2 AND revoked_ns IS NULL \
              RETURNING id, name, role, host, created_ns, revoked_ns",
         )
         .bind(now_ns())
-        .bind(which)
-        .fetch_all(&self.pool)
+        .bind(id)
+        .fetch_optional(&self.pool)
         .await?;
-        if rows.is_empty() {
-            return Err(StoreError::NoToken(which.to_string()));
+        match row {
+            Some(row) => token_info(&row),
+            None => Err(StoreError::NoToken(id.to_string())),
         }
-        rows.iter().map(token_info).collect()
     }
 
     // Commands.
@@ -494,7 +520,7 @@ impl Store {
         .bind(&c.id)
         .bind(&c.host)
         .bind(&c.sandbox)
-        .bind(action_name(c.action))
+        .bind(c.action.as_str())
         .bind(&c.issued_by)
         .bind(c.issued_ns)
         .bind(c.expires_ns)
@@ -546,7 +572,8 @@ impl Store {
         };
         let done = sqlx::query(
             "UPDATE commands SET status = $1, done_ns = $2, error = $3, took_ms = $4 \
-             WHERE id = $5 AND host = $6 AND status = 'delivered'",
+             WHERE id = $5 AND host = $6 AND delivered_ns IS NOT NULL \
+             AND status IN ('delivered', 'expired')",
         )
         .bind(status)
         .bind(now_ns())
@@ -620,13 +647,22 @@ fn command_row(r: &AnyRow) -> Result<CommandRow, StoreError> {
 
 fn token_info(r: &AnyRow) -> Result<TokenInfo, StoreError> {
     let role: String = r.try_get(2)?;
+    let id: String = r.try_get(0)?;
+    let role = role
+        .parse::<Role>()
+        .map_err(|_| StoreError::Damaged(format!("token {id}: role {role:?}")))?;
+    let host: Option<String> = r.try_get(3)?;
+    // A host token without its host (or a person's with one) is refused, not guessed at.
+    if (role == Role::Host) != host.is_some() {
+        return Err(StoreError::Damaged(format!(
+            "token {id}: role {role} with host {host:?}"
+        )));
+    }
     Ok(TokenInfo {
-        id: r.try_get(0)?,
+        id,
         name: r.try_get(1)?,
-        role: role
-            .parse::<Role>()
-            .map_err(|_| StoreError::Damaged(format!("token role {role:?}")))?,
-        host: r.try_get(3)?,
+        role,
+        host,
         created_ns: r.try_get(4)?,
         revoked_ns: r.try_get(5)?,
     })
@@ -641,22 +677,13 @@ fn stored_event(r: &AnyRow) -> Result<StoredEvent, StoreError> {
     })
 }
 
-pub fn action_name(action: Action) -> &'static str {
-    match action {
-        Action::Isolate => "isolate",
-        Action::Release => "release",
-        Action::Freeze => "freeze",
-        Action::Thaw => "thaw",
-        Action::Kill => "kill",
-    }
-}
-
 fn parse_action(name: &str) -> Result<Action, StoreError> {
-    serde_json::from_value(serde_json::Value::String(name.to_string()))
-        .map_err(|_| StoreError::Damaged(format!("command action {name:?}")))
+    name.parse()
+        .map_err(|e| StoreError::Damaged(format!("a stored command: {e}")))
 }
 
-/// What free-text search looks in.
+/// What free-text search looks in, lowercased (the same way for both stores; SQLite's
+/// `LOWER` knows only ASCII).
 fn subject(event: &Event) -> String {
     let mut s = match &event.what {
         What::NetworkDenied {
@@ -680,7 +707,7 @@ fn subject(event: &Event) -> String {
             s.push_str(exe);
         }
     }
-    s
+    s.to_lowercase()
 }
 
 fn like_escape(text: &str) -> String {

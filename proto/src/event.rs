@@ -195,6 +195,29 @@ pub struct Burst {
 }
 
 impl What {
+    /// Every `kind` of the JSON form.
+    pub const KINDS: [&'static str; 11] = [
+        "network_denied",
+        "dns_denied",
+        "syscall_denied",
+        "file_denied",
+        "other_denied",
+        "exec",
+        "fork",
+        "exit",
+        "events_lost",
+        "contained",
+        "responder_action",
+    ];
+    /// The kinds that are violations (see [`What::is_violation`]).
+    pub const VIOLATIONS: [&'static str; 5] = [
+        "network_denied",
+        "dns_denied",
+        "syscall_denied",
+        "file_denied",
+        "other_denied",
+    ];
+
     /// The `kind` string of the JSON form.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -222,6 +245,36 @@ impl What {
                 | What::FileDenied { .. }
                 | What::OtherDenied { .. }
         )
+    }
+}
+
+impl Action {
+    /// The name of the JSON form (`isolate`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Isolate => "isolate",
+            Action::Release => "release",
+            Action::Freeze => "freeze",
+            Action::Thaw => "thaw",
+            Action::Kill => "kill",
+        }
+    }
+}
+
+impl std::str::FromStr for Action {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        [
+            Action::Isolate,
+            Action::Release,
+            Action::Freeze,
+            Action::Thaw,
+            Action::Kill,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
+        .ok_or_else(|| format!("unknown action {s:?}"))
     }
 }
 
@@ -515,6 +568,20 @@ mod schema_tests {
             .collect();
         let all = one_of_each();
         assert_eq!(kinds.len(), all.len(), "one schema kind per variant");
+        assert_eq!(kinds, What::KINDS, "What::KINDS is the schema's list");
+        for what in &all {
+            assert_eq!(
+                What::VIOLATIONS.contains(&what.kind()),
+                what.is_violation(),
+                "{}",
+                what.kind()
+            );
+        }
+        for action in ["isolate", "release", "freeze", "thaw", "kill"] {
+            let parsed: Action = action.parse().unwrap();
+            assert_eq!(parsed.as_str(), action);
+            assert_eq!(serde_json::to_value(parsed).unwrap(), action);
+        }
         for what in all {
             let mut event = Event::new("s-1-0", "s", SystemTime::now(), None, what);
             if event.what.is_violation() {

@@ -11,6 +11,7 @@
 //! Every error is JSON, `{"error": "..."}`, with a 4xx status that says whose fault it is.
 
 mod agents;
+pub use agents::read_body;
 mod console;
 mod read;
 mod respond;
@@ -121,6 +122,18 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+/// The most bytes of a person's request (a command, a new token).
+pub const SMALL_BODY: usize = 64 << 10;
+
+/// The host a host token speaks for.
+pub async fn authorize_host(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
+    let token = authorize(app, headers, Role::Host).await?;
+    // The store refuses a host token without its host; this is the second lock on that door.
+    token
+        .host
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "a host token without a host"))
+}
+
 /// The caller's token, if it may act as `needed`: 401 without a live token, 403 with one
 /// whose role is short of it.
 pub async fn authorize(
@@ -175,10 +188,10 @@ struct NewToken {
 async fn issue_token(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let admin = authorize(&app, &headers, Role::Admin).await?;
-    let new: NewToken = parse_json(&body)?;
+    let new: NewToken = parse_json(&read_body(body, &headers, SMALL_BODY).await?)?;
     let (info, secret) = auth::issue(&new.name, new.role, new.host.as_deref())
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     app.store.insert_token(&info, &auth::hash(&secret)).await?;
@@ -209,7 +222,7 @@ async fn revoke_token(
         }
         Err(crate::store::StoreError::NoToken(_)) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            format!("no live token is named or numbered {id}"),
+            format!("no live token has the id {id}"),
         )),
         Err(e) => Err(e.into()),
     }

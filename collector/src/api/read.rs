@@ -2,6 +2,7 @@
 //! sandboxes.
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -12,12 +13,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
-use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::{BroadcastStream, IntervalStream};
 use tokio_stream::StreamExt as _;
 
 use super::{authorize, ApiError, App};
 use crate::auth::Role;
 use crate::store::{self, Filter, StoredEvent};
+use cordon_proto::event::What;
 
 /// A host that has not polled for this long is shown as offline.
 const ONLINE_WITHIN: Duration = Duration::from_secs(90);
@@ -64,16 +66,7 @@ impl EventParams {
             host: nonempty(self.host),
             sandbox: nonempty(self.sandbox),
             profile: nonempty(self.profile),
-            kinds: self
-                .kind
-                .map(|k| {
-                    k.split(',')
-                        .map(str::trim)
-                        .filter(|k| !k.is_empty())
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            kinds: kinds(self.kind)?,
             since_ns: self
                 .since
                 .as_deref()
@@ -90,6 +83,24 @@ impl EventParams {
             limit: self.limit.unwrap_or(100).clamp(1, 1000),
         })
     }
+}
+
+/// A comma-separated list of kinds, each one the event schema names.
+fn kinds(text: Option<String>) -> Result<Vec<String>, ApiError> {
+    let mut out: Vec<String> = Vec::new();
+    for kind in text.iter().flat_map(|t| t.split(',')).map(str::trim) {
+        if kind.is_empty() || out.iter().any(|k| k == kind) {
+            continue;
+        }
+        if !What::KINDS.contains(&kind) {
+            return Err(ApiError::bad_request(format!(
+                "kind: {kind:?} is not one of {}",
+                What::KINDS.join(", ")
+            )));
+        }
+        out.push(kind.to_string());
+    }
+    Ok(out)
 }
 
 /// An RFC 3339 time or an age before now, in ns since the epoch.
@@ -165,21 +176,14 @@ pub struct StreamParams {
 /// `GET /api/v1/stream`: Server-Sent Events, one `event` per stored event (its `id` is the
 /// event's `seq`; a client that reconnects with `Last-Event-ID` gets what it missed, up to
 /// 10000 events). A client too slow to keep up gets an `event: lost` with how many it missed.
+/// The stream ends within seconds of its token's revocation.
 pub async fn stream(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Query(params): Query<StreamParams>,
 ) -> Result<Response, ApiError> {
-    authorize(&app, &headers, Role::Viewer).await?;
-    let kinds: Vec<String> = params
-        .kind
-        .map(|k| {
-            k.split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
+    let token = authorize(&app, &headers, Role::Viewer).await?;
+    let kinds = kinds(params.kind)?;
     let (host, sandbox) = (params.host, params.sandbox);
     let wanted = move |e: &StoredEvent| -> bool {
         host.as_ref().is_none_or(|h| *h == e.host)
@@ -200,6 +204,9 @@ pub async fn stream(
         Some(seq) => app.store.events_after(seq, 10_000).await?,
         None => Vec::new(),
     };
+    if missed.len() == 10_000 {
+        tracing::info!("a stream resumed after {last_seen:?} is given the first 10000 it missed");
+    }
     let replayed_to = missed.last().map(|e| e.seq).or(last_seen).unwrap_or(0);
     let wanted = Arc::new(wanted);
     let w = Arc::clone(&wanted);
@@ -216,9 +223,38 @@ pub async fn stream(
             .event("lost")
             .data(format!("{{\"missed\":{n}}}")))),
     });
-    Ok(Sse::new(replay.chain(live))
+    let revoked = watch_revocation(&app, token.id);
+    let ticks = IntervalStream::new(tokio::time::interval(Duration::from_secs(1)))
+        .map(move |_| Err(revoked.load(Ordering::Relaxed)));
+    // Events pass; a tick ends the stream once the token is revoked.
+    let events = replay
+        .chain(live)
+        .map(Ok)
+        .merge(ticks)
+        .take_while(|item| !matches!(item, Err(true)))
+        .filter_map(Result::ok);
+    Ok(Sse::new(events)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
+}
+
+/// A flag set once the token `id` is revoked (or can no longer be checked: a stream fails
+/// closed), checked every 5 s for as long as somebody holds the flag.
+fn watch_revocation(app: &App, id: String) -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let weak = Arc::downgrade(&flag);
+    let store = app.store.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let Some(flag) = weak.upgrade() else { return };
+            if !matches!(store.token_is_live(&id).await, Ok(true)) {
+                flag.store(true, Ordering::Relaxed);
+                return;
+            }
+        }
+    });
+    flag
 }
 
 fn sse(event: &StoredEvent) -> SseEvent {

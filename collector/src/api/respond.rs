@@ -30,10 +30,10 @@ pub struct NewCommand {
 pub async fn issue(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let responder = authorize(&app, &headers, Role::Responder).await?;
-    let new: NewCommand = parse_json(&body)?;
+    let new: NewCommand = parse_json(&super::read_body(body, &headers, super::SMALL_BODY).await?)?;
     if !auth::valid_name(&new.host) {
         return Err(ApiError::bad_request("host: not a host name"));
     }
@@ -51,7 +51,7 @@ pub async fn issue(
             }
         },
     };
-    if !app.store.hosts().await?.iter().any(|h| h.name == new.host) {
+    if app.store.host(&new.host).await?.is_none() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no host {:?} has reported to this collector", new.host),
@@ -75,7 +75,7 @@ pub async fn issue(
     tracing::info!(
         "{} queued {} of {} on {} ({})",
         responder.name,
-        store::action_name(command.action),
+        command.action.as_str(),
         command.sandbox,
         command.host,
         command.id
