@@ -662,7 +662,7 @@ pub fn peer_closed(socket: std::os::fd::BorrowedFd<'_>) -> bool {
     ) {
         Ok(0) => true,
         Ok(_) => false,
-        Err(nix::errno::Errno::EAGAIN) => false,
+        Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => false,
         Err(_) => true,
     }
 }

@@ -237,6 +237,13 @@ impl Config {
                         format!("collector url `{url}` is not an http:// or https:// URL"),
                     ));
                 }
+                if url.starts_with("http://") && !is_loopback_url(&url) {
+                    // The token and the commands would cross the network in clear text.
+                    return Err(invalid(
+                        span,
+                        format!("collector url `{url}`: plain http:// only to this machine (127.0.0.1, localhost, [::1]); use https://"),
+                    ));
+                }
                 let batch_max_events = match c.batch_max_events {
                     Some(n) if !(1..=10_000).contains(n.get_ref()) => {
                         return Err(invalid(
@@ -368,6 +375,20 @@ impl Config {
     }
 }
 
+/// Whether an `http://` URL names this machine.
+fn is_loopback_url(url: &str) -> bool {
+    let rest = url.trim_start_matches("http://");
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// `/etc/machine-id`, else the host name.
 fn default_host_id() -> String {
     std::fs::read_to_string("/etc/machine-id")
@@ -437,6 +458,18 @@ mod tests {
             e,
             "c.toml:2:13: spool.max_bytes is a number of bytes or a size like \"256M\" (at least 64 KiB)"
         );
+        let e = parse("[collector]\nurl = \"http://collector.example\"\n").unwrap_err();
+        assert!(e.contains("plain http:// only to this machine"), "{e}");
+        for local in [
+            "http://localhost:80",
+            "http://[::1]:9/x",
+            "http://127.0.0.2",
+        ] {
+            assert!(
+                parse(&format!("[collector]\nurl = \"{local}\"\n")).is_ok(),
+                "{local}"
+            );
+        }
         let e = parse("[collector]\nurl = \"ftp://x\"\n").unwrap_err();
         assert!(e.starts_with("c.toml:2:7: collector url `ftp://x`"), "{e}");
         let e = parse("[api]\nsokcet = \"/x\"\n").unwrap_err();

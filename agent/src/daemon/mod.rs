@@ -102,8 +102,13 @@ impl Daemon {
             }
         }
         if let Some(writer) = own.as_mut() {
-            if let Err(e) = writer.write_line(&line) {
-                tracing::error!("cannot spool an event: {e}");
+            match writer.write_line(&line) {
+                Ok(true) => {}
+                Ok(false) => tracing::error!(
+                    "the spool is full: cordond's own event ({}) was dropped",
+                    event.what.kind()
+                ),
+                Err(e) => tracing::error!("cannot spool an event: {e}"),
             }
         }
     }

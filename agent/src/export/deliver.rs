@@ -40,6 +40,8 @@ impl Collector {
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
+            // A redirect would turn the POST into a GET whose 2xx acknowledges nothing.
+            .redirects(0)
             .build();
         Self {
             agent,
