@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -29,8 +30,10 @@ impl Driver {
             );
         }
         let port = free_port();
+        // A process group of its own, so that the browsers it starts go with it.
         let child = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -69,7 +72,10 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
         let _ = self.child.wait();
     }
 }
@@ -246,7 +252,11 @@ fn a_responder_clicks_from_host_to_sandbox_and_isolates_it() {
     });
     // And the host really did it: cordond reports the sandbox isolated.
     assert_eq!(sandbox_of("isolated").as_deref(), Some(name.as_str()));
-    let actions = c.all_events(&responder, &format!("sandbox={name}&kind=responder_action"));
+    // Its record of who asked comes on its own way (the event path), so it is waited for.
+    let actions = common::wait_until("the responder action", Duration::from_secs(20), || {
+        let found = c.all_events(&responder, &format!("sandbox={name}&kind=responder_action"));
+        (!found.is_empty()).then_some(found)
+    });
     assert_eq!(actions.len(), 1, "{actions:?}");
     assert_eq!(actions[0]["actor"]["name"], "bob");
 }

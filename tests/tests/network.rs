@@ -39,6 +39,14 @@ fn an_allowed_host_name_resolves_and_connects() {
     assert_eq!(answer, "ok");
     assert!(of_kind(&events, "network_denied").is_empty(), "{events:?}");
     assert!(
+        !of_kind(&events, "exit").is_empty(),
+        "the run reported nothing: {events:?}"
+    );
+    assert!(
+        !dns.asked().is_empty(),
+        "the name was not looked up through the test's server"
+    );
+    assert!(
         dns.asked().iter().all(|n| n == "allowed.test"),
         "{:?}",
         dns.asked()

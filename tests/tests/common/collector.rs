@@ -307,9 +307,10 @@ impl Collector {
             for line in BufReader::new(response.into_reader()).lines() {
                 let Ok(line) = line else { return };
                 if let Some(data) = line.strip_prefix("data:") {
-                    let Ok(v) = serde_json::from_str(data.trim()) else {
-                        continue;
-                    };
+                    // A line that is not JSON reaches the test as such, and fails it there.
+                    let v = serde_json::from_str(data.trim()).unwrap_or_else(|e| {
+                        serde_json::json!({ "malformed stream line": data, "error": e.to_string() })
+                    });
                     if tx.send(v).is_err() {
                         return;
                     }

@@ -447,11 +447,7 @@ impl Daemon {
 
     /// Waits until `done` holds, polling; fails with `what` after `timeout`.
     pub fn wait_for(&self, what: &str, timeout: Duration, done: impl Fn() -> bool) {
-        let until = Instant::now() + timeout;
-        while !done() {
-            assert!(Instant::now() < until, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        super::wait_until(what, timeout, || done().then_some(()));
     }
 }
 

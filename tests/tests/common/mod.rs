@@ -213,10 +213,10 @@ pub fn cgroup2_mount() -> String {
         .into_owned()
 }
 
-/// Every event of a `--events` file.
+/// Every event of a `--events` file (which `cordon run` must have written).
 pub fn read_events(path: &std::path::Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
-        .unwrap_or_default()
+        .unwrap_or_else(|e| panic!("the events file {}: {e}", path.display()))
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad event line {l:?}: {e}")))
         .collect()
@@ -262,4 +262,23 @@ pub fn assert_unit_verifies(unit: &Path, man: Option<&Path>) {
     assert!(out.status.success(), "systemd-analyze verify: {said}");
     let name = unit.file_name().and_then(OsStr::to_str).unwrap_or_default();
     assert!(!said.contains(name), "warnings about the unit: {said}");
+}
+
+/// Polls `f` until it gives a value; fails with `what` after `timeout`.
+pub fn wait_until<T>(
+    what: &str,
+    timeout: std::time::Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
+    let until = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
