@@ -206,6 +206,22 @@ fn ingest_keeps_each_event_once_and_refuses_bad_input_whole(db: Db) {
             413,
             "over 65536 bytes",
         ),
+        (
+            "text with a NUL",
+            Some(&host),
+            batch(
+                "web-1",
+                &[file_event(
+                    &id(3000),
+                    "agent-1-0",
+                    "/etc/a\0b",
+                    "2026-11-26T10:00:02Z",
+                )],
+            ),
+            true,
+            400,
+            "NUL",
+        ),
     ];
     for (what, token, body, gzip, want, says) in cases {
         let (status, reply) = c.post_raw(token, "/api/v1/events", &body, gzip);
@@ -327,6 +343,7 @@ fn queries_filter_page_and_stream_live(db: Db) {
         "order=sideways",
         "cursor=abc",
         "colour=red",
+        "kind=exec,teleport",
     ] {
         let (status, reply) = c.get(Some(&viewer), &format!("/api/v1/events?{bad}"));
         assert_eq!(status, 400, "{bad}: {reply}");
@@ -440,12 +457,18 @@ fn each_role_may_do_its_part_only(db: Db) {
         "a listing shows a secret"
     );
     let carol_id = issued["info"]["id"].as_str().expect("id");
+    // Revoking ends what the token holds open, too: her live stream closes.
+    let carol_stream = c.stream(&carol, "");
     assert_eq!(
         c.delete(Some(&admin), &format!("/api/v1/tokens/{carol_id}"))
             .0,
         200
     );
     assert_eq!(c.get(Some(&carol), "/api/v1/whoami").0, 401);
+    match carol_stream.recv_timeout(Duration::from_secs(15)) {
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {}
+        other => panic!("the revoked token's stream is still open: {other:?}"),
+    }
     assert_eq!(
         c.post(
             Some(&admin),
