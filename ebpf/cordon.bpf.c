@@ -13,8 +13,8 @@
  *   raw tp sched_process_*   exec, fork and exit of the sandbox's processes become events
  *
  * A cgroup under cordon/ that is not registered in `sandboxes` gets no network: fail closed.
- * Events go to the sandbox's own ring buffer (`rings`), so one noisy sandbox cannot push
- * another one's events out; what does not fit is counted in `lost`.
+ * Events go to the sandbox's own ring buffer (the slot of `rings` its entry names), so one
+ * noisy sandbox cannot push another one's events out; what does not fit is counted in `lost`.
  */
 #include <linux/bpf.h>
 #include <linux/in.h>
@@ -97,20 +97,38 @@ struct {
 } lost SEC(".maps");
 
 /*
- * cgroup id -> that sandbox's BPF_MAP_TYPE_RINGBUF. Created by the loader before the programs
- * load (a map of maps needs an inner map as template), and adopted here by its pin.
+ * A pool of BPF_MAP_TYPE_RINGBUFs, by slot; a sandbox's entry names the one it holds. Every
+ * change to a map of maps waits for an RCU grace period (over 10 ms), so rings are created
+ * once and passed from sandbox to sandbox rather than made and removed for each. Created by
+ * the loader before the programs load (a map of maps needs an inner map as template), and
+ * adopted here by its pin.
  */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
 	__uint(max_entries, CORDON_MAX_SANDBOXES);
-	__type(key, __u64);
+	__type(key, __u32);
 	__type(value, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } rings SEC(".maps");
 
-static __always_inline struct cordon_event *reserve(__u64 cgroup_id, __u32 kind)
+/*
+ * Slot of `rings` -> the cgroup id of the sandbox holding it. Only user space reads and writes
+ * it: a sandbox claims a free slot by inserting its key (BPF_NOEXIST), so two launches never
+ * take the same ring.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CORDON_MAX_SANDBOXES);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ring_owners SEC(".maps");
+
+static __always_inline struct cordon_event *reserve(const struct cordon_sandbox *sb,
+						     __u64 cgroup_id, __u32 kind)
 {
-	void *ring = bpf_map_lookup_elem(&rings, &cgroup_id);
+	__u32 slot = sb->ring;
+	void *ring = bpf_map_lookup_elem(&rings, &slot);
 	struct cordon_event *e = ring ? bpf_ringbuf_reserve(ring, sizeof(*e), 0) : NULL;
 	if (!e) {
 		__u64 *count = bpf_map_lookup_elem(&lost, &cgroup_id);
@@ -152,11 +170,12 @@ static __always_inline __u8 proto_of(__u32 protocol)
 	       protocol == IPPROTO_UDP ? CORDON_PROTO_UDP : 0;
 }
 
-static __always_inline void deny_event(__u64 cgroup_id, __u16 family,
+static __always_inline void deny_event(const struct cordon_sandbox *sb, __u64 cgroup_id,
+				       __u16 family,
 				       const void *addr, __u32 addr_len, __u16 port, __u8 proto,
 				       __u8 reason)
 {
-	struct cordon_event *e = reserve(cgroup_id, CORDON_EVENT_NET_DENIED);
+	struct cordon_event *e = reserve(sb, cgroup_id, CORDON_EVENT_NET_DENIED);
 	if (!e)
 		return;
 	__builtin_memset(&e->net, 0, sizeof(e->net));
@@ -191,7 +210,7 @@ static __always_inline int egress4(struct bpf_sock_addr *ctx)
 	__u16 port = bpf_ntohs((__u16)ctx->user_port);
 	__u8 proto = proto_of(ctx->protocol);
 	if (sb->flags & CORDON_SANDBOX_ISOLATED) {
-		deny_event(cgroup_id, AF_INET, &ip, 4, port, proto, CORDON_NET_ISOLATED);
+		deny_event(sb, cgroup_id, AF_INET, &ip, 4, port, proto, CORDON_NET_ISOLATED);
 		return DENY;
 	}
 	if (port == DNS_PORT && proto == CORDON_PROTO_UDP && sb->dns_port4) {
@@ -214,7 +233,7 @@ static __always_inline int egress4(struct bpf_sock_addr *ctx)
 	__u8 reason = check_dest(bpf_map_lookup_elem(&dests4, &key), port, proto);
 	if (!reason)
 		return ALLOW;
-	deny_event(cgroup_id, AF_INET, &ip, 4, port, proto, reason);
+	deny_event(sb, cgroup_id, AF_INET, &ip, 4, port, proto, reason);
 	return DENY;
 }
 
@@ -228,7 +247,7 @@ static __always_inline int egress6(struct bpf_sock_addr *ctx)
 	__u16 port = bpf_ntohs((__u16)ctx->user_port);
 	__u8 proto = proto_of(ctx->protocol);
 	if (sb->flags & CORDON_SANDBOX_ISOLATED) {
-		deny_event(cgroup_id, AF_INET6, ip, 16, port, proto, CORDON_NET_ISOLATED);
+		deny_event(sb, cgroup_id, AF_INET6, ip, 16, port, proto, CORDON_NET_ISOLATED);
 		return DENY;
 	}
 	if (port == DNS_PORT && proto == CORDON_PROTO_UDP && sb->dns_port6) {
@@ -254,7 +273,7 @@ static __always_inline int egress6(struct bpf_sock_addr *ctx)
 	__u8 reason = check_dest(bpf_map_lookup_elem(&dests6, &key), port, proto);
 	if (!reason)
 		return ALLOW;
-	deny_event(cgroup_id, AF_INET6, ip, 16, port, proto, reason);
+	deny_event(sb, cgroup_id, AF_INET6, ip, 16, port, proto, reason);
 	return DENY;
 }
 
@@ -410,7 +429,7 @@ int cordon_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 		if (!matched)
 			return 0;
 	}
-	struct cordon_event *e = reserve(cgroup_id, CORDON_EVENT_SYSCALL_DENIED);
+	struct cordon_event *e = reserve(sb, cgroup_id, CORDON_EVENT_SYSCALL_DENIED);
 	if (!e)
 		return 0;
 	e->syscall.nr = (__s64)regs.orig_rax;
@@ -430,7 +449,7 @@ int cordon_exec(struct bpf_raw_tracepoint_args *ctx)
 	struct cordon_sandbox *sb = bpf_map_lookup_elem(&sandboxes, &cgroup_id);
 	if (!sb)
 		return 0;
-	struct cordon_event *e = reserve(cgroup_id, CORDON_EVENT_EXEC);
+	struct cordon_event *e = reserve(sb, cgroup_id, CORDON_EVENT_EXEC);
 	if (!e)
 		return 0;
 	struct linux_binprm *bprm = (struct linux_binprm *)ctx->args[2];
@@ -454,7 +473,7 @@ int cordon_fork(struct bpf_raw_tracepoint_args *ctx)
 	struct cordon_sandbox *sb = bpf_map_lookup_elem(&sandboxes, &cgroup_id);
 	if (!sb)
 		return 0;
-	struct cordon_event *e = reserve(cgroup_id, CORDON_EVENT_FORK);
+	struct cordon_event *e = reserve(sb, cgroup_id, CORDON_EVENT_FORK);
 	if (!e)
 		return 0;
 	e->fork.child_pid = tgid;
@@ -472,7 +491,7 @@ int cordon_exit(struct bpf_raw_tracepoint_args *ctx)
 	struct cordon_sandbox *sb = bpf_map_lookup_elem(&sandboxes, &cgroup_id);
 	if (!sb)
 		return 0;
-	struct cordon_event *e = reserve(cgroup_id, CORDON_EVENT_EXIT);
+	struct cordon_event *e = reserve(sb, cgroup_id, CORDON_EVENT_EXIT);
 	if (!e)
 		return 0;
 	struct task_struct *task = (struct task_struct *)ctx->args[0];

@@ -66,9 +66,12 @@ struct cordon_sandbox {
 	/* The sandbox's DNS resolver on 127.0.0.1 and [::1] (host byte order); 0: none. */
 	__u16 dns_port4;
 	__u16 dns_port6;
+	/* The slot of `rings` whose ring buffer the sandbox's events go to. */
+	__u32 ring;
 };
-#define CORDON_SANDBOX_SIZE 8
+#define CORDON_SANDBOX_SIZE 12
 #define CORDON_SANDBOX_OFF_DNS_PORT4 4
+#define CORDON_SANDBOX_OFF_RING 8
 
 /* Ports [lo, hi] for the protocols in `protos`. */
 struct cordon_port_range {
@@ -209,6 +212,7 @@ struct cordon_event {
 
 CORDON_ASSERT_SIZE(struct cordon_sandbox, CORDON_SANDBOX_SIZE);
 CORDON_ASSERT_OFF(struct cordon_sandbox, dns_port4, CORDON_SANDBOX_OFF_DNS_PORT4);
+CORDON_ASSERT_OFF(struct cordon_sandbox, ring, CORDON_SANDBOX_OFF_RING);
 CORDON_ASSERT_SIZE(struct cordon_port_range, CORDON_PORT_RANGE_SIZE);
 CORDON_ASSERT_SIZE(struct cordon_dest4_key, CORDON_DEST4_KEY_SIZE);
 CORDON_ASSERT_SIZE(struct cordon_dest6_key, CORDON_DEST6_KEY_SIZE);

@@ -119,9 +119,6 @@ enum Command {
     Isolate { sandbox: String },
     /// Undo `isolate`.
     Release { sandbox: String },
-    /// Remove what ended sandboxes left in the kernel's maps (run by `cordon run` itself).
-    #[command(name = "__sweep", hide = true)]
-    Sweep,
     /// Run one sandbox for cordond (which starts this; see `daemon::server`).
     #[command(name = "__worker", hide = true)]
     Worker,
@@ -263,7 +260,6 @@ pub fn main() -> ExitCode {
                 1,
             ),
         },
-        Command::Sweep => sweep_now(),
         Command::Worker => worker::main(),
         Command::Kill { sandbox } => act(socket, &sandbox, Action::Kill, out),
         Command::Freeze { sandbox } => act(socket, &sandbox, Action::Freeze, out),
@@ -585,7 +581,10 @@ where
             if let Err(e) = kernel.unregister(cgroup_id) {
                 eprintln!("cordon: warning: {e}");
             }
-            start_sweeper();
+            // What runs killed before they could clean up left behind.
+            if let Err(e) = sweep(kernel) {
+                eprintln!("cordon: warning: cannot sweep ended sandboxes: {e}");
+            }
         }
     }
     match exit {
@@ -627,39 +626,8 @@ fn open_kernel(policy: &Policy) -> Result<Option<Arc<Kernel>>, String> {
     }
 }
 
-/// Starts `cordon __sweep` in the background, without waiting for it: removing a ring
-/// buffer waits on the kernel (see `Kernel::sweep`), which the caller of `cordon run` should
-/// not. A sweep that does not happen now happens after the next sandbox.
-fn start_sweeper() {
-    use std::os::unix::process::CommandExt as _;
-    let Ok(exe) = std::env::current_exe() else {
-        return;
-    };
-    let spawned = std::process::Command::new(exe)
-        .arg("__sweep")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .process_group(0)
-        .spawn();
-    if let Err(e) = spawned {
-        tracing::warn!("cannot start the sweeper: {e}");
-    }
-}
-
-/// `cordon __sweep`: what [`start_sweeper`] runs.
-fn sweep_now() -> ExitCode {
-    match Kernel::open()
-        .map_err(|e| e.to_string())
-        .and_then(|k| sweep(&k))
-    {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(e) => fail(&e, 1),
-    }
-}
-
 /// Removes what ended sandboxes left behind: the empty cgroups of killed runs, then the map
-/// entries of every cgroup that is gone (ring buffers included).
+/// entries of every cgroup that is gone (their ring buffers go back to the pool).
 fn sweep(kernel: &Kernel) -> Result<usize, String> {
     let registered = kernel.registered().map_err(|e| e.to_string())?;
     let parent = crate::cgroup::sandboxes_dir().map_err(|e| e.to_string())?;
@@ -702,7 +670,7 @@ struct Registered {
     cgroup_id: u64,
     name: String,
     cgroup_events: PathBuf,
-    ring: aya::maps::RingBuf<aya::maps::MapData>,
+    ring: crate::ebpf::Ring,
     resolver: Option<Resolver>,
     audit: Option<crate::audit::AuditListener>,
 }
@@ -741,6 +709,7 @@ fn register(
         flags: 0,
         dns_port4,
         dns_port6,
+        ring: 0,
     };
     let dests = crate::network::static_dests(&policy.network);
     let syscalls = sandbox::seccomp::kernel_rules(&policy.syscalls);

@@ -9,15 +9,13 @@
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::net::IpAddr;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
-
-use aya::maps::{MapData, RingBuf};
 
 use crate::ebpf::{abi, Kernel};
 use crate::event::{Action, Event, NetReason, Process, Protocol, What};
@@ -207,7 +205,7 @@ pub struct Watch {
     pub cgroup_id: u64,
     /// The sandbox's `cgroup.events`, for freeze and thaw.
     pub cgroup_events: PathBuf,
-    pub ring: RingBuf<MapData>,
+    pub ring: crate::ebpf::Ring,
     /// Shared with the resolver: the name each allowed address was answered for.
     pub names: Arc<Mutex<HashMap<IpAddr, String>>>,
     /// Landlock's audit records, and the pid of the sandbox's init (whose domain they name).
@@ -327,17 +325,17 @@ fn watch_kernel(mut watch: Watch, reporter: &Reporter, stop: &Stop) {
     loop {
         let stopping = stop.is_stopped();
         if !stopping {
-            let fd = watch.ring.as_raw_fd();
-            // SAFETY: `fd` is the ring buffer's descriptor, open for as long as `watch` lives.
-            let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
             // The timeout is for the lost count and the containment state, checked between reads.
-            stop.wait(borrowed, Some(50));
+            stop.wait(watch.ring.as_fd(), Some(50));
         }
-        while let Some(record) = watch.ring.next() {
-            if let Some((time, process, what)) = decode(&record, &clock, &mut exes, &watch.names) {
+        let cgroup_id = watch.cgroup_id;
+        watch.ring.drain(|record| {
+            if let Some((time, process, what)) =
+                decode(record, cgroup_id, &clock, &mut exes, &watch.names)
+            {
                 reporter.report_at(time, process, what);
             }
-        }
+        });
         match watch.kernel.lost(watch.cgroup_id) {
             Ok(now) if now > lost => {
                 reporter.report(
@@ -411,6 +409,7 @@ impl Clock {
 
 fn decode(
     record: &[u8],
+    cgroup_id: u64,
     clock: &Clock,
     exes: &mut HashMap<u32, String>,
     names: &Mutex<HashMap<IpAddr, String>>,
@@ -424,6 +423,10 @@ fn decode(
         );
         return None;
     };
+    if header.cgroup_id != cgroup_id {
+        // Written by the ring's previous holder just before it let the ring go.
+        return None;
+    }
     let pid = header.pid;
     let kind = header.kind as usize;
     let what = match kind {

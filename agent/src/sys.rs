@@ -375,6 +375,37 @@ pub fn bpf_map_update<K, V>(
     bpf(aya_obj::generated::bpf_cmd::BPF_MAP_UPDATE_ELEM, &mut attr).map(drop)
 }
 
+/// Inserts `key` with `value` unless the map has the key already (`BPF_NOEXIST`): true when
+/// this call inserted it. Atomic, so processes can claim keys without another lock.
+pub fn bpf_map_insert<K, V>(
+    map: std::os::fd::BorrowedFd<'_>,
+    key: &K,
+    value: &V,
+) -> io::Result<bool> {
+    let mut attr = zeroed_attr();
+    // SAFETY: as in `bpf_map_update`.
+    unsafe {
+        let elem = &mut attr.__bindgen_anon_2;
+        elem.map_fd = map.as_raw_fd() as u32;
+        elem.key = key as *const K as u64;
+        elem.__bindgen_anon_1.value = value as *const V as u64;
+        elem.flags = u64::from(aya_obj::generated::BPF_NOEXIST);
+    }
+    match bpf(aya_obj::generated::bpf_cmd::BPF_MAP_UPDATE_ELEM, &mut attr) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens the map with kernel id `id` (`BPF_MAP_GET_FD_BY_ID`): what a lookup in a map of
+/// maps returns to user space.
+pub fn bpf_map_get_fd_by_id(id: u32) -> io::Result<OwnedFd> {
+    let mut attr = zeroed_attr();
+    attr.__bindgen_anon_6.__bindgen_anon_1.map_id = id;
+    bpf(aya_obj::generated::bpf_cmd::BPF_MAP_GET_FD_BY_ID, &mut attr).map(new_fd)
+}
+
 /// Pins a BPF object (map, program, link) at `path` on a bpffs (`BPF_OBJ_PIN`).
 pub fn bpf_obj_pin(fd: std::os::fd::BorrowedFd<'_>, path: &Path) -> io::Result<()> {
     let path = cstring(path)?;

@@ -186,3 +186,41 @@ fn landlock_denials_arrive_as_events_from_its_audit_records() {
     assert_eq!(denied["port"], 1);
     assert_eq!(denied["process"]["comm"], "probe");
 }
+
+#[test]
+fn a_ring_buffer_passed_on_carries_only_its_new_sandboxs_events() {
+    if !require_root("a_ring_buffer_passed_on_carries_only_its_new_sandboxs_events") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    // A floods its ring buffer and its `cordon run` is killed before reading it: A's ring is
+    // left full of unread records, and held by A's cgroup until a later run sweeps it.
+    let flood = f.dir.path().join("flood.jsonl");
+    let mut a = f
+        .command_with(
+            &["--quiet", "--events", &flood.to_string_lossy()],
+            &[&common::probe_bin().to_string_lossy(), "deny-loop", "100000000"],
+        )
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("cordon runs");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    a.kill().expect("kill cordon run");
+    a.wait().expect("reap cordon run");
+    // B ends by sweeping what A left, which puts A's ring back into the pool; C may get it.
+    assert_eq!(f.probe(&["keyctl"]), "err EPERM");
+    let n = 300;
+    let (answer, events) = f.probe_events(&["--quiet"], &["deny-each", &n.to_string()]);
+    assert_eq!(answer, format!("value {n}"));
+    let denied = of_kind(&events, "syscall_denied");
+    let mut seen: Vec<u64> = denied
+        .iter()
+        .map(|e| {
+            assert_eq!(e["syscall"], "keyctl", "a record of another sandbox: {e}");
+            e["args"][1].as_u64().expect("argument")
+        })
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..n).collect::<Vec<u64>>(), "every denial once, none else");
+    assert!(of_kind(&events, "events_lost").is_empty(), "{events:?}");
+}

@@ -43,6 +43,8 @@ pub struct Sandbox {
     pub flags: u32,
     pub dns_port4: u16,
     pub dns_port6: u16,
+    /// The slot of `rings` holding the sandbox's ring buffer.
+    pub ring: u32,
 }
 
 #[repr(C)]
@@ -207,6 +209,7 @@ const PAYLOAD_SIZE: usize = CORDON_EVENT_SIZE - CORDON_EVENT_OFF_PAYLOAD;
 const _: () = {
     assert!(size_of::<Sandbox>() == CORDON_SANDBOX_SIZE);
     assert!(offset_of!(Sandbox, dns_port4) == CORDON_SANDBOX_OFF_DNS_PORT4);
+    assert!(offset_of!(Sandbox, ring) == CORDON_SANDBOX_OFF_RING);
     assert!(size_of::<PortRange>() == CORDON_PORT_RANGE_SIZE);
     assert!(size_of::<Dest4Key>() == CORDON_DEST4_KEY_SIZE);
     assert!(size_of::<Dest6Key>() == CORDON_DEST6_KEY_SIZE);

@@ -12,16 +12,17 @@
 //! has no network at all (an unknown cgroup under `cordon/` is denied), never an open one.
 
 pub mod abi;
+pub mod ring;
 
 use std::net::IpAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use aya::maps::{Map, MapData, RingBuf};
 use aya::programs::Program;
 use aya_obj::generated::{bpf_attach_type, bpf_map_type};
 
 use crate::sys;
+pub use ring::Ring;
 
 /// The compiled programs (`ebpf/cordon.bpf.c`, built by `agent/build.rs`).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/cordon.bpf.o"));
@@ -44,8 +45,8 @@ pub enum EbpfError {
     MissingProgram(&'static str),
     #[error(transparent)]
     Cgroup(#[from] crate::cgroup::CgroupError),
-    #[error("cannot read a sandbox's ring buffer: {0}")]
-    Ring(#[from] aya::maps::MapError),
+    #[error("all {0} event ring buffers are in use")]
+    RingsExhausted(usize),
     #[error("{0}")]
     Policy(String),
 }
@@ -116,6 +117,7 @@ struct Maps {
     syscalls: OwnedFd,
     lost: OwnedFd,
     rings: OwnedFd,
+    ring_owners: OwnedFd,
 }
 
 /// The loaded (or adopted) programs and their maps.
@@ -218,6 +220,7 @@ impl Kernel {
                 syscalls: open("syscalls")?,
                 lost: open("lost")?,
                 rings: open("rings")?,
+                ring_owners: open("ring_owners")?,
             },
             dir,
             loaded,
@@ -234,26 +237,18 @@ impl Kernel {
         self.loaded
     }
 
-    /// Enters a sandbox into the maps: its destinations and denied syscalls first, then its
-    /// entry in `sandboxes`, which is what lets its traffic out. Returns its event ring buffer.
+    /// Enters a sandbox into the maps: a ring buffer of the pool, its destinations and
+    /// denied syscalls, then its entry in `sandboxes`, which is what lets its traffic out and
+    /// its events in. Returns its event ring buffer.
     pub fn register(
         &self,
         cgroup_id: u64,
-        sandbox: abi::Sandbox,
+        mut sandbox: abi::Sandbox,
         dests: &[(ipnet::IpNet, abi::Dest)],
         syscalls: &[(u32, abi::SyscallRule)],
-    ) -> Result<RingBuf<MapData>, EbpfError> {
-        let ring = sys::bpf_map_create(
-            bpf_map_type::BPF_MAP_TYPE_RINGBUF,
-            0,
-            0,
-            abi::CORDON_RING_BYTES as u32,
-            None,
-        )
-        .map_err(io("create a ring buffer"))?;
-        let ring_fd = std::os::fd::AsRawFd::as_raw_fd(&ring) as u32;
-        sys::bpf_map_update(self.maps.rings.as_fd(), &cgroup_id, &ring_fd)
-            .map_err(io("register the ring buffer"))?;
+    ) -> Result<Ring, EbpfError> {
+        let (slot, ring) = self.claim_ring(cgroup_id)?;
+        sandbox.ring = slot;
         sys::bpf_map_update(self.maps.lost.as_fd(), &cgroup_id, &0u64)
             .map_err(io("register the lost-event count"))?;
         for (net, dest) in dests {
@@ -269,8 +264,67 @@ impl Kernel {
                 .map_err(io("register a denied syscall"))?;
         }
         self.set_sandbox(cgroup_id, sandbox)?;
-        let data = MapData::from_fd(ring)?;
-        Ok(RingBuf::try_from(Map::RingBuf(data))?)
+        Ok(ring)
+    }
+
+    /// Claims the first free slot of the ring pool for `cgroup_id` and maps its ring, past
+    /// whatever the previous holder left unread. A slot never used gets a new ring: the only
+    /// time a launch waits for the kernel's RCU grace period (once per slot per boot).
+    fn claim_ring(&self, cgroup_id: u64) -> Result<(u32, Ring), EbpfError> {
+        for slot in 0..abi::CORDON_MAX_SANDBOXES as u32 {
+            if !sys::bpf_map_insert(self.maps.ring_owners.as_fd(), &slot, &cgroup_id)
+                .map_err(io("claim a ring buffer"))?
+            {
+                continue;
+            }
+            return match self.ring_at(slot) {
+                Ok(ring) => Ok((slot, ring)),
+                Err(e) => {
+                    let _ = sys::bpf_map_delete(self.maps.ring_owners.as_fd(), &slot);
+                    Err(e)
+                }
+            };
+        }
+        Err(EbpfError::RingsExhausted(abi::CORDON_MAX_SANDBOXES))
+    }
+
+    /// The ring of pool slot `slot`, created if the slot has none yet.
+    fn ring_at(&self, slot: u32) -> Result<Ring, EbpfError> {
+        let existing = sys::bpf_map_lookup::<u32, u32>(self.maps.rings.as_fd(), &slot)
+            .map_err(io("look up a ring buffer"))?;
+        let fd = match existing {
+            Some(id) => sys::bpf_map_get_fd_by_id(id).map_err(io("open a ring buffer"))?,
+            None => {
+                let fd = sys::bpf_map_create(
+                    bpf_map_type::BPF_MAP_TYPE_RINGBUF,
+                    0,
+                    0,
+                    abi::CORDON_RING_BYTES as u32,
+                    None,
+                )
+                .map_err(io("create a ring buffer"))?;
+                let raw = std::os::fd::AsRawFd::as_raw_fd(&fd) as u32;
+                sys::bpf_map_update(self.maps.rings.as_fd(), &slot, &raw)
+                    .map_err(io("add a ring buffer to the pool"))?;
+                fd
+            }
+        };
+        let mut ring = Ring::new(fd, abi::CORDON_RING_BYTES).map_err(io("map a ring buffer"))?;
+        ring.skip_all();
+        Ok(ring)
+    }
+
+    /// Gives the ring slots `cgroup_id` holds back to the pool.
+    fn release_rings(&self, cgroup_id: u64) -> Result<(), EbpfError> {
+        let owners = self.maps.ring_owners.as_fd();
+        for slot in sys::bpf_map_keys::<u32>(owners).map_err(io("list ring buffers"))? {
+            let owner = sys::bpf_map_lookup::<u32, u64>(owners, &slot)
+                .map_err(io("look up a ring buffer's holder"))?;
+            if owner == Some(cgroup_id) {
+                sys::bpf_map_delete(owners, &slot).map_err(io("release a ring buffer"))?;
+            }
+        }
+        Ok(())
     }
 
     fn set_sandbox(&self, cgroup_id: u64, sandbox: abi::Sandbox) -> Result<(), EbpfError> {
@@ -378,8 +432,8 @@ impl Kernel {
             .unwrap_or(0))
     }
 
-    /// Removes the entries of a sandbox, but for its ring buffer's (see [`Kernel::sweep`]).
-    /// Its cgroup, if it still had processes, would get no network at all from then on.
+    /// Removes the entries of a sandbox and gives its ring buffer back to the pool. Its
+    /// cgroup, if it still had processes, would get no network at all from then on.
     pub fn unregister(&self, cgroup_id: u64) -> Result<(), EbpfError> {
         sys::bpf_map_delete(self.maps.sandboxes.as_fd(), &cgroup_id)
             .map_err(io("unregister the sandbox"))?;
@@ -410,7 +464,7 @@ impl Kernel {
         }
         sys::bpf_map_delete(self.maps.lost.as_fd(), &cgroup_id)
             .map_err(io("remove the lost-event count"))?;
-        Ok(())
+        self.release_rings(cgroup_id)
     }
 
     /// Every cgroup id with entries in the maps. List these *before* the live cgroups that
@@ -419,26 +473,25 @@ impl Kernel {
     pub fn registered(&self) -> Result<Vec<u64>, EbpfError> {
         let mut ids: Vec<u64> =
             sys::bpf_map_keys(self.maps.lost.as_fd()).map_err(io("list sandboxes"))?;
-        ids.extend(
-            sys::bpf_map_keys::<u64>(self.maps.rings.as_fd()).map_err(io("list sandboxes"))?,
-        );
+        let owners = self.maps.ring_owners.as_fd();
+        for slot in sys::bpf_map_keys::<u32>(owners).map_err(io("list ring buffers"))? {
+            if let Some(id) = sys::bpf_map_lookup::<u32, u64>(owners, &slot)
+                .map_err(io("look up a ring buffer's holder"))?
+            {
+                ids.push(id);
+            }
+        }
         ids.sort_unstable();
         ids.dedup();
         Ok(ids)
     }
 
     /// Removes the entries of `registered` sandboxes whose cgroup is not `live` (gone, or a
-    /// `cordon run` killed before it could clean up), ring buffers last.
-    ///
-    /// [`Kernel::unregister`] leaves the ring buffer's entry for this: taking a map out of a
-    /// map of maps waits for an RCU grace period (about 15 ms here), which the end of every
-    /// sandbox should not pay. The sweep runs beside the next sandbox instead.
+    /// `cordon run` killed before it could clean up), and gives their rings back to the pool.
     pub fn sweep(&self, registered: &[u64], live: &[u64]) -> Result<usize, EbpfError> {
         let mut removed = 0;
         for &id in registered.iter().filter(|id| !live.contains(id)) {
             self.unregister(id)?;
-            sys::bpf_map_delete(self.maps.rings.as_fd(), &id)
-                .map_err(io("remove a ring buffer"))?;
             removed += 1;
         }
         Ok(removed)
@@ -463,8 +516,8 @@ fn load(dir: &Path) -> Result<(), EbpfError> {
     )
     .map_err(io("create a ring buffer"))?;
     let rings = sys::bpf_map_create(
-        bpf_map_type::BPF_MAP_TYPE_HASH_OF_MAPS,
-        8,
+        bpf_map_type::BPF_MAP_TYPE_ARRAY_OF_MAPS,
+        4,
         4,
         abi::CORDON_MAX_SANDBOXES as u32,
         Some(&template),
