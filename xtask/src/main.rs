@@ -5,13 +5,10 @@
 //! * `demo` launches a command under a shipped profile and shows what is allowed and denied.
 //! * `install` puts cordon, cordond, the systemd unit, the config and the profiles in place
 //!   (`--collector`: the central collector instead).
-//! * `bench` measures launch cost and syscall-heavy work against bare runs and bubblewrap,
-//!   then the eBPF side: connect() overhead, the event path, memory.
+//! * `bench` measures what Cordon costs beside bare runs, bubblewrap and firejail: launch,
+//!   real work, network, the violation pipeline, footprint (and, alone, the collector).
 
 mod bench;
-mod bench_collector;
-mod bench_daemon;
-mod bench_kernel;
 mod demo;
 mod install;
 mod setup;
@@ -37,12 +34,12 @@ enum Task {
     Test,
     /// Show a sandbox at work: a command under `coding-agent`, allowed and denied actions.
     Demo,
-    /// Measure Cordon against bare runs and bubblewrap; results go to bench/results/.
+    /// Measure Cordon against bare runs, bubblewrap and firejail; results go to bench/results/.
     Bench {
         /// Runs per measurement.
         #[arg(long, default_value_t = 200)]
         runs: usize,
-        /// Run one scenario alone: launch, kernel, daemon or collector.
+        /// Run one scenario alone: launch, work, network, pipeline, footprint or collector.
         #[arg(long, value_name = "SCENARIO")]
         only: Option<String>,
     },
@@ -94,7 +91,7 @@ fn main() -> Result<()> {
                 install::run(&options)
             }
         }
-        Task::Helper { args } => bench_kernel::helper(&args),
+        Task::Helper { args } => bench::helper(&args),
     }
 }
 

@@ -29,7 +29,7 @@ pub const TEST: &[&str] = &[
     "curl",
 ];
 /// The peers the benchmarks measure against.
-pub const BENCH: &[&str] = &["bubblewrap"];
+pub const BENCH: &[&str] = &["bubblewrap", "firejail", "git", "tar", "postgresql"];
 
 fn installed(package: &str) -> bool {
     Command::new("dpkg-query")

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 
-use crate::bench_daemon::{percentile, proc_field};
+use super::{percentile, proc_field};
 
 const HOSTS: usize = 100;
 const SANDBOXES: usize = 10;
@@ -31,8 +31,8 @@ const CLIENTS: usize = 8;
 /// Events of the throughput run.
 const INGEST_EVENTS: usize = 500_000;
 
-struct Server {
-    child: Child,
+pub struct Server {
+    pub child: Child,
     url: String,
     config: PathBuf,
 }
@@ -129,7 +129,13 @@ fn postgres(dir: &Path) -> Result<Postgres> {
     Ok(pg)
 }
 
-fn start(collector: &Path, dir: &Path, database_url: &str) -> Result<Server> {
+impl Server {
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+pub fn start(collector: &Path, dir: &Path, database_url: &str) -> Result<Server> {
     let port = free_port()?;
     let config = dir.join("collector.toml");
     std::fs::write(
@@ -210,7 +216,7 @@ fn batch(host: usize, first: u64, now: SystemTime, spread: bool) -> Result<Vec<u
 
 /// Posts `total` events (from event number `offset`) from `CLIENTS` threads; returns the
 /// seconds it took and the peak RSS of the collector.
-fn ingest(
+pub fn ingest(
     server: &Server,
     tokens: &Arc<Vec<String>>,
     offset: u64,
@@ -267,16 +273,9 @@ fn ingest(
     Ok(took)
 }
 
-fn one_store(
-    collector: &Path,
-    name: &str,
-    database_url: &str,
-    dir: &Path,
-    fill_to: usize,
-) -> Result<serde_json::Value> {
-    let server = start(collector, dir, database_url)?;
-    let pid = server.child.id();
-    let tokens: Arc<Vec<String>> = Arc::new(
+/// A host token for each of the `HOSTS` simulated hosts.
+pub fn host_tokens(collector: &Path, server: &Server) -> Result<Arc<Vec<String>>> {
+    Ok(Arc::new(
         (0..HOSTS)
             .map(|h| {
                 let host = format!("host-{h}");
@@ -287,7 +286,19 @@ fn one_store(
                 )
             })
             .collect::<Result<_>>()?,
-    );
+    ))
+}
+
+fn one_store(
+    collector: &Path,
+    name: &str,
+    database_url: &str,
+    dir: &Path,
+    fill_to: usize,
+) -> Result<serde_json::Value> {
+    let server = start(collector, dir, database_url)?;
+    let pid = server.child.id();
+    let tokens = host_tokens(collector, &server)?;
     let viewer = token(
         collector,
         &server.config,
@@ -351,7 +362,7 @@ fn one_store(
     }))
 }
 
-pub fn run(collector: &Path) -> Result<serde_json::Value> {
+pub fn run(collector: &Path) -> Result<super::Report> {
     let fill_to: usize = std::env::var("CORDON_BENCH_EVENTS")
         .ok()
         .map(|v| v.parse())
@@ -375,5 +386,24 @@ pub fn run(collector: &Path) -> Result<serde_json::Value> {
     let pg_dir = dir.path().join("postgres");
     std::fs::create_dir_all(&pg_dir)?;
     let postgres = one_store(collector, "postgres", &pg.url, &pg_dir, fill_to)?;
-    Ok(serde_json::json!([sqlite, postgres]))
+    let chart = super::chart::Chart {
+        title: "Collector ingest: 100 hosts, gzip batches of 500, 8 clients".into(),
+        unit: "events/s".into(),
+        groups: vec![super::chart::Group {
+            label: format!("{INGEST_EVENTS} events"),
+            bars: [&sqlite, &postgres]
+                .iter()
+                .map(|r| {
+                    (
+                        r["store"].as_str().unwrap_or("").to_string(),
+                        r["ingest"]["events_per_s"].as_f64().unwrap_or(0.0),
+                    )
+                })
+                .collect(),
+        }],
+    };
+    Ok(super::Report {
+        json: serde_json::json!([sqlite, postgres]),
+        chart: Some(chart),
+    })
 }

@@ -1,0 +1,413 @@
+//! `launch` and `work`: a command bare and under each sandbox, timed from spawn to exit.
+//!
+//! Subjects:
+//! * bare;
+//! * `cordon run --profile offline-tool` (for `work`, a profile extending it with the Rust
+//!   toolchain readable), locally (`--no-daemon`);
+//! * bubblewrap with the same view: read-only binds of /usr and /etc, the workspace
+//!   writable, a private /tmp, new namespaces of every kind, and the same seccomp programs
+//!   (exported by `cordon profile seccomp`);
+//! * `firejail --quiet` with its default profile (its own choice of restrictions).
+//!
+//! Work tasks run in a workspace the benchmark prepares before the clock starts: a copy of
+//! /usr/include committed to git, and a small crate. Each command runs through `bash -c` with
+//! pipefail, the
+//! same line for every subject. Firejail's default profile hides /root, where this machine's
+//! Rust toolchain lives, so it cannot run the `cargo build`; the table says so.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use super::chart::{Chart, Group};
+use super::{s, stats, Bins, Report, Stats};
+
+struct Subject {
+    name: &'static str,
+    /// The command line in front of the measured command (empty: bare).
+    prefix: Vec<String>,
+    /// Seccomp programs bubblewrap reads from inherited descriptors.
+    seccomp: Vec<PathBuf>,
+}
+
+impl Subject {
+    fn time_once(&self, command: &[String]) -> Result<f64> {
+        let files: Vec<File> = self
+            .seccomp
+            .iter()
+            .map(File::open)
+            .collect::<Result<_, _>>()?;
+        let mut argv = self.prefix.clone();
+        for f in &files {
+            // Let the child inherit the descriptor; bubblewrap reads it to EOF.
+            nix::fcntl::fcntl(
+                f,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+            )?;
+            argv.splice(
+                1..1,
+                ["--add-seccomp-fd".to_string(), f.as_raw_fd().to_string()],
+            );
+        }
+        argv.extend(command.iter().cloned());
+        let start = Instant::now();
+        let out = Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .with_context(|| format!("cannot run {}", self.name))?;
+        let elapsed = start.elapsed().as_secs_f64() * 1000.0;
+        if !out.status.success() {
+            bail!(
+                "{} failed: {} ({}): {}",
+                self.name,
+                out.status,
+                argv.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(elapsed)
+    }
+}
+
+/// The subjects, for a workspace `ws` and a cordon profile.
+fn subjects(bins: &Bins, ws: &Path, profile: &str, extra_ro: &[PathBuf]) -> Result<Vec<Subject>> {
+    // The seccomp programs cordon installs for offline-tool, for bubblewrap to load.
+    let out = ws.with_file_name("seccomp");
+    let exported = Command::new(&bins.cordon)
+        .args(["profile", "seccomp", "offline-tool", "--out"])
+        .arg(&out)
+        .output()
+        .context("cannot run cordon")?;
+    if !exported.status.success() {
+        bail!(
+            "cordon profile seccomp: {}",
+            String::from_utf8_lossy(&exported.stderr)
+        );
+    }
+    let seccomp = String::from_utf8_lossy(&exported.stdout)
+        .lines()
+        .map(PathBuf::from)
+        .collect();
+    let strings = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let mut bwrap = strings(&[
+        "bwrap",
+        "--unshare-all",
+        "--die-with-parent",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+        "--symlink",
+        "usr/bin",
+        "/bin",
+        "--symlink",
+        "usr/lib",
+        "/lib",
+        "--symlink",
+        "usr/lib64",
+        "/lib64",
+        "--ro-bind",
+        "/etc",
+        "/etc",
+        "--ro-bind",
+        "/sys/devices/system/cpu",
+        "/sys/devices/system/cpu",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/tmp",
+    ]);
+    for path in extra_ro {
+        bwrap.extend(["--ro-bind".into(), s(path), s(path)]);
+    }
+    bwrap.extend(["--bind".into(), s(ws), s(ws), "--chdir".into(), s(ws)]);
+    Ok(vec![
+        Subject {
+            name: "bare",
+            prefix: vec![],
+            seccomp: vec![],
+        },
+        Subject {
+            name: "cordon run",
+            prefix: vec![
+                s(&bins.cordon),
+                "run".into(),
+                "--no-daemon".into(),
+                "--quiet".into(),
+                "--profile".into(),
+                profile.into(),
+                "--workspace".into(),
+                s(ws),
+                "--".into(),
+            ],
+            seccomp: vec![],
+        },
+        Subject {
+            name: "bwrap",
+            prefix: bwrap,
+            seccomp,
+        },
+        Subject {
+            name: "firejail",
+            prefix: strings(&["firejail", "--quiet"]),
+            seccomp: vec![],
+        },
+    ])
+}
+
+/// A task's results: per subject, its stats or why it could not run.
+struct Task {
+    title: String,
+    runs: usize,
+    results: Vec<(&'static str, Result<Stats, String>)>,
+}
+
+/// Times `command` under every subject, round-robin, after `warmup` rounds. A subject that
+/// fails the task is reported with its error and left out of the rounds that follow.
+fn measure(
+    title: &str,
+    subjects: &[Subject],
+    command: &[String],
+    warmup: usize,
+    runs: usize,
+) -> Task {
+    let mut failed: Vec<Option<String>> = subjects.iter().map(|_| None).collect();
+    let mut samples: Vec<Vec<f64>> = subjects.iter().map(|_| Vec::new()).collect();
+    for round in 0..warmup + runs {
+        for (i, subject) in subjects.iter().enumerate() {
+            if failed[i].is_some() {
+                continue;
+            }
+            match subject.time_once(command) {
+                Ok(ms) if round >= warmup => samples[i].push(ms),
+                Ok(_) => {}
+                Err(e) => failed[i] = Some(e.to_string()),
+            }
+        }
+    }
+    let results = subjects
+        .iter()
+        .zip(samples)
+        .zip(failed)
+        .map(|((subject, samples), failed)| {
+            let result = match failed {
+                Some(e) => Err(e),
+                None => Ok(stats(samples)),
+            };
+            (subject.name, result)
+        })
+        .collect();
+    Task {
+        title: title.to_string(),
+        runs,
+        results,
+    }
+}
+
+fn report(tasks: &[Task], chart_title: &str) -> Report {
+    let mut json = Vec::new();
+    let mut groups = Vec::new();
+    for task in tasks {
+        println!("\n{} ({} runs each)", task.title, task.runs);
+        println!(
+            "  {:<12} {:>10} {:>10} {:>12} {:>8}",
+            "", "median ms", "p90 ms", "overhead ms", "ratio"
+        );
+        let bare = match &task.results[0].1 {
+            Ok(st) => st.median,
+            Err(_) => f64::NAN,
+        };
+        let mut bars = Vec::new();
+        for (name, result) in &task.results {
+            match result {
+                Ok(st) => {
+                    println!(
+                        "  {:<12} {:>10.2} {:>10.2} {:>12.2} {:>8.3}",
+                        name,
+                        st.median,
+                        st.p90,
+                        st.median - bare,
+                        st.median / bare
+                    );
+                    bars.push((name.to_string(), st.median));
+                    json.push(serde_json::json!({
+                        "scenario": task.title, "subject": name, "runs": task.runs,
+                        "median_ms": st.median, "p90_ms": st.p90,
+                        "overhead_ms": st.median - bare, "ratio": st.median / bare,
+                    }));
+                }
+                Err(e) => {
+                    println!("  {name:<12} could not run it: {e}");
+                    json.push(serde_json::json!({
+                        "scenario": task.title, "subject": name, "error": e,
+                    }));
+                }
+            }
+        }
+        groups.push(Group {
+            label: task.title.clone(),
+            bars,
+        });
+    }
+    Report {
+        json: serde_json::Value::Array(json),
+        chart: Some(Chart {
+            title: chart_title.into(),
+            unit: "ms".into(),
+            groups,
+        }),
+    }
+}
+
+fn workspace(name: &str) -> Result<(tempfile::TempDir, PathBuf)> {
+    let dir = super::scratch(name)?;
+    let ws = std::fs::canonicalize(dir.path())?.join("workspace");
+    std::fs::create_dir_all(&ws)?;
+    Ok((dir, ws))
+}
+
+/// `bash -c` with pipefail: a pipeline fails when any part of it does.
+fn sh(line: String) -> Vec<String> {
+    vec![
+        "/bin/bash".into(),
+        "-c".into(),
+        format!("set -o pipefail; {line}"),
+    ]
+}
+
+/// `/bin/true`, bare and under each sandbox: what starting a sandbox costs.
+pub fn launch(bins: &Bins, runs: usize) -> Result<Report> {
+    let (_dir, ws) = workspace("launch")?;
+    let subjects = subjects(bins, &ws, "offline-tool", &[])?;
+    let task = measure(
+        "launch: /bin/true",
+        &subjects,
+        &["/bin/true".to_string()],
+        10,
+        runs,
+    );
+    Ok(report(&[task], "Starting a sandbox: /bin/true, median"))
+}
+
+/// Syscall-heavy real work, bare and under each sandbox.
+pub fn work(bins: &Bins, runs: usize) -> Result<Report> {
+    let (dir, ws) = workspace("work")?;
+    let q = |p: &Path| format!("'{}'", p.display());
+
+    // A tree of ~5 000 headers, committed to git.
+    let tree = ws.join("tree");
+    crate::run(Command::new("cp").args(["-a", "/usr/include"]).arg(&tree))?;
+    let git = |args: &[&str]| -> Result<()> {
+        crate::run(
+            Command::new("git")
+                .arg("-C")
+                .arg(&tree)
+                .args(["-c", "user.name=bench", "-c", "user.email=bench@invalid"])
+                .args(args),
+        )
+    };
+    git(&["init", "-q"])?;
+    git(&["add", "-A"])?;
+    git(&["commit", "-q", "-m", "tree"])?;
+    let files = walk_count(&tree)?;
+
+    // A small crate: a library of 40 modules and a binary, no dependencies.
+    let krate = ws.join("crate");
+    std::fs::create_dir_all(krate.join("src"))?;
+    std::fs::write(
+        krate.join("Cargo.toml"),
+        "[package]\nname = \"small\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    )?;
+    let mut lib = String::new();
+    for m in 0..40 {
+        lib.push_str(&format!(
+            "pub mod m{m} {{\n    pub fn f(x: u64) -> u64 {{ (0..x).map(|i| i * {m} + 1).sum() }}\n    \
+             pub struct S{m} {{ pub v: Vec<String> }}\n    impl S{m} {{ pub fn join(&self) -> String {{ self.v.join(\",\") }} }}\n}}\n"
+        ));
+    }
+    std::fs::write(krate.join("src/lib.rs"), lib)?;
+    std::fs::write(
+        krate.join("src/main.rs"),
+        "fn main() { println!(\"{}\", small::m3::f(10)); }\n",
+    )?;
+    let sysroot = PathBuf::from(
+        String::from_utf8(
+            Command::new("rustc")
+                .args(["--print", "sysroot"])
+                .output()
+                .context("rustc")?
+                .stdout,
+        )?
+        .trim(),
+    );
+    let cargo_home = ws.join("cargo-home");
+    std::fs::create_dir_all(&cargo_home)?;
+
+    // Cordon's profile for this: offline-tool, and the toolchain readable.
+    let profile = dir.path().join("work.toml");
+    std::fs::write(
+        &profile,
+        format!(
+            "[profile]\nname = \"bench-work\"\nextends = [\"offline-tool\"]\n[filesystem]\nread = [\"{r}\"]\nexec = [\"{r}\"]\n",
+            r = sysroot.display()
+        ),
+    )?;
+    let subjects = subjects(bins, &ws, &s(&profile), std::slice::from_ref(&sysroot))?;
+
+    let tasks = [
+        (
+            "find /usr -type f | wc -l".to_string(),
+            sh("find /usr -type f | wc -l".into()),
+        ),
+        (
+            format!("tar c of {files} files to a pipe"),
+            sh(format!("tar cf - -C {} . | wc -c", q(&tree))),
+        ),
+        (
+            format!("git status ({files} files)"),
+            sh(format!("git -C {} status --porcelain", q(&tree))),
+        ),
+        (
+            "cargo build of a small crate (clean)".into(),
+            sh(format!(
+                "cd {k} && rm -rf target && CARGO_HOME={h} RUSTC={r}/bin/rustc PATH={r}/bin:/usr/bin:/bin {r}/bin/cargo build -q --offline",
+                k = q(&krate),
+                h = q(&cargo_home),
+                r = sysroot.display()
+            )),
+        ),
+    ];
+    let mut measured = Vec::new();
+    for (title, command) in &tasks {
+        let runs = if title.starts_with("cargo") {
+            runs.min(5)
+        } else {
+            runs
+        };
+        measured.push(measure(title, &subjects, command, 1, runs));
+    }
+    Ok(report(&measured, "Real work under each sandbox, median"))
+}
+
+/// Regular files under `dir`, `.git` left out.
+fn walk_count(dir: &Path) -> Result<usize> {
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() && entry.file_name() != ".git" {
+            n += walk_count(&entry.path())?;
+        } else if kind.is_file() {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
