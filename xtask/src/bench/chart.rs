@@ -126,7 +126,10 @@ mod tests {
         // The largest bar spans the whole width left for bars; the other is half of it.
         let span = WIDTH - LABEL - VALUE;
         assert!(svg.contains(&format!(r#"width="{span:.1}""#)), "{svg}");
-        assert!(svg.contains(&format!(r#"width="{:.1}""#, span / 2.0)), "{svg}");
+        assert!(
+            svg.contains(&format!(r#"width="{:.1}""#, span / 2.0)),
+            "{svg}"
+        );
         assert!(svg.contains("2.00 ms"));
     }
 }

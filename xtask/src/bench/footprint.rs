@@ -20,9 +20,9 @@ fn watch<T>(pid: u32, during: impl FnOnce() -> Result<T>) -> Result<(T, f64, u64
     let ticks = cpu_ticks(pid);
     let started = Instant::now();
     let value = during()?;
-    let cpu = (cpu_ticks(pid) - ticks) as f64 / ticks_per_second()
-        / started.elapsed().as_secs_f64()
-        * 100.0;
+    let cpu =
+        (cpu_ticks(pid) - ticks) as f64 / ticks_per_second() / started.elapsed().as_secs_f64()
+            * 100.0;
     Ok((value, cpu, proc_field(pid, "VmRSS:")))
 }
 

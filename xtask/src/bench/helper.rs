@@ -81,7 +81,11 @@ pub fn helper(args: &[String]) -> Result<()> {
                     bail!("not an answer to query {i}");
                 }
                 if answer[3] & 0x0f != 0 || answer[6..8] != [0, 1] {
-                    bail!("query {i} was answered with rcode {} and {} records", answer[3] & 0x0f, answer[7]);
+                    bail!(
+                        "query {i} was answered with rcode {} and {} records",
+                        answer[3] & 0x0f,
+                        answer[7]
+                    );
                 }
             }
             times.sort_by(f64::total_cmp);

@@ -11,9 +11,8 @@
 //!
 //! Work tasks run in a workspace the benchmark prepares before the clock starts: a copy of
 //! /usr/include committed to git, and a small crate. Each command runs through `bash -c` with
-//! pipefail, the
-//! same line for every subject. Firejail's default profile hides /root, where this machine's
-//! Rust toolchain lives, so it cannot run the `cargo build`; the table says so.
+//! pipefail, the same line for every subject. Firejail's default profile hides /root, where
+//! this machine's Rust toolchain lives, so it cannot run the `cargo build`; the table says so.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
