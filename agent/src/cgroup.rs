@@ -44,15 +44,36 @@ pub fn mount_point(mountinfo: &Path, fstype: &str) -> Result<Option<PathBuf>, Cg
         path: mountinfo.to_path_buf(),
         source,
     })?;
-    Ok(text
-        .lines()
+    Ok(mount_point_in(&text, fstype))
+}
+
+/// [`mount_point`] in this process's `/proc/self/mountinfo`, read once per process (the
+/// kernel formats every mount for each read, which a launch would otherwise pay twice).
+pub fn host_mount_point(fstype: &str) -> Result<Option<PathBuf>, CgroupError> {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text = match TEXT.get() {
+        Some(text) => text,
+        None => {
+            let path = Path::new("/proc/self/mountinfo");
+            let read = std::fs::read_to_string(path).map_err(|source| CgroupError::Mountinfo {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            TEXT.get_or_init(|| read)
+        }
+    };
+    Ok(mount_point_in(text, fstype))
+}
+
+fn mount_point_in(text: &str, fstype: &str) -> Option<PathBuf> {
+    text.lines()
         .find_map(|line| {
             // "36 25 0:30 / /sys/fs/cgroup rw,... shared:9 - cgroup2 cgroup2 rw"
             let (fields, after) = line.split_once(" - ")?;
             let found = after.split(' ').next()?;
             (found == fstype).then(|| fields.split(' ').nth(4).map(unescape))?
         })
-        .map(PathBuf::from))
+        .map(PathBuf::from)
 }
 
 /// Where cgroup v2 is mounted, from a mountinfo file (`/proc/self/mountinfo`).
@@ -61,9 +82,15 @@ pub fn find_mount(mountinfo: &Path) -> Result<PathBuf, CgroupError> {
         .ok_or_else(|| CgroupError::NotMounted(mountinfo.to_path_buf()))
 }
 
+/// Where cgroup v2 is mounted on this host.
+pub fn host_mount() -> Result<PathBuf, CgroupError> {
+    host_mount_point("cgroup2")?
+        .ok_or_else(|| CgroupError::NotMounted(PathBuf::from("/proc/self/mountinfo")))
+}
+
 /// `<cgroup2>/cordon`: the parent of every sandbox's cgroup, where the eBPF programs attach.
 pub fn sandboxes_dir() -> Result<PathBuf, CgroupError> {
-    Ok(find_mount(Path::new("/proc/self/mountinfo"))?.join(PARENT))
+    Ok(host_mount()?.join(PARENT))
 }
 
 /// The controllers the cgroup v2 hierarchy at `root` offers (`cgroup.controllers`): on a

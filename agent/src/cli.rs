@@ -572,20 +572,28 @@ where
             );
         }
     }
+    // What runs killed before they could clean up left behind, swept while this one runs.
+    let sweeper = kernel.as_ref().map(|kernel| {
+        let kernel = Arc::clone(kernel);
+        std::thread::spawn(move || sweep(&kernel))
+    });
     let exit = running.wait();
     if let Some((monitor, cgroup_id)) = monitor {
         if let Err(e) = monitor.finish() {
             eprintln!("cordon: cannot write the sandbox's events: {e}");
         }
         if let Some(kernel) = &kernel {
-            if let Err(e) = kernel.unregister(cgroup_id) {
+            let nrs: Vec<u32> = sandbox::seccomp::kernel_rules(&policy.syscalls)
+                .iter()
+                .map(|(nr, _)| *nr)
+                .collect();
+            if let Err(e) = kernel.unregister(cgroup_id, Some(&nrs)) {
                 eprintln!("cordon: warning: {e}");
             }
-            // What runs killed before they could clean up left behind.
-            if let Err(e) = sweep(kernel) {
-                eprintln!("cordon: warning: cannot sweep ended sandboxes: {e}");
-            }
         }
+    }
+    if let Some(Ok(Err(e))) = sweeper.map(std::thread::JoinHandle::join) {
+        eprintln!("cordon: warning: cannot sweep ended sandboxes: {e}");
     }
     match exit {
         Ok(Exit::Code(c)) => ExitStatus::Code(exit_u8(c)),
@@ -723,7 +731,7 @@ fn register(
             audit,
         }),
         Err(e) => {
-            let _ = kernel.unregister(cgroup_id);
+            let _ = kernel.unregister(cgroup_id, None);
             Err(e.to_string())
         }
     }

@@ -142,17 +142,12 @@ fn halves(cgroup_id: u64) -> (u32, u32) {
     (cgroup_id as u32, (cgroup_id >> 32) as u32)
 }
 
-/// FNV-1a: a stable name for this build of the programs.
-fn tag(bytes: &[u8]) -> String {
-    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    format!("{hash:016x}")
-}
+// `TAG`: a stable name for this build of the programs (a hash of the object, by build.rs).
+include!(concat!(env!("OUT_DIR"), "/bpf_tag.rs"));
 
 /// Where bpffs is mounted; mounts it at `/sys/fs/bpf` when it is not.
 pub fn bpffs() -> Result<PathBuf, EbpfError> {
-    if let Some(path) = crate::cgroup::mount_point(Path::new("/proc/self/mountinfo"), "bpf")? {
+    if let Some(path) = crate::cgroup::host_mount_point("bpf")? {
         return Ok(path);
     }
     let path = PathBuf::from("/sys/fs/bpf");
@@ -196,7 +191,7 @@ impl Kernel {
     }
 
     fn open_locked(base: &Path, reload: bool) -> Result<Self, EbpfError> {
-        let dir = base.join(tag(OBJECT));
+        let dir = base.join(TAG);
         let links = dir.join("links");
         let complete = PROGRAMS.iter().all(|(name, _)| links.join(name).exists());
         let loaded = reload || !complete;
@@ -434,7 +429,10 @@ impl Kernel {
 
     /// Removes the entries of a sandbox and gives its ring buffer back to the pool. Its
     /// cgroup, if it still had processes, would get no network at all from then on.
-    pub fn unregister(&self, cgroup_id: u64) -> Result<(), EbpfError> {
+    ///
+    /// `syscalls` are the numbers of the denied syscalls it was registered with, when known;
+    /// otherwise the whole map is searched (entries of every sandbox: slower).
+    pub fn unregister(&self, cgroup_id: u64, syscalls: Option<&[u32]>) -> Result<(), EbpfError> {
         sys::bpf_map_delete(self.maps.sandboxes.as_fd(), &cgroup_id)
             .map_err(io("unregister the sandbox"))?;
         let (lo, hi) = halves(cgroup_id);
@@ -454,13 +452,24 @@ impl Kernel {
                     .map_err(io("remove a destination"))?;
             }
         }
-        for key in sys::bpf_map_keys::<abi::SyscallKey>(self.maps.syscalls.as_fd())
-            .map_err(io("list syscalls"))?
-        {
-            if key.cgroup_id == cgroup_id {
-                sys::bpf_map_delete(self.maps.syscalls.as_fd(), &key)
-                    .map_err(io("remove a syscall rule"))?;
-            }
+        let keys: Vec<abi::SyscallKey> = match syscalls {
+            Some(nrs) => nrs
+                .iter()
+                .map(|&nr| abi::SyscallKey {
+                    cgroup_id,
+                    nr,
+                    pad: 0,
+                })
+                .collect(),
+            None => sys::bpf_map_keys::<abi::SyscallKey>(self.maps.syscalls.as_fd())
+                .map_err(io("list syscalls"))?
+                .into_iter()
+                .filter(|key| key.cgroup_id == cgroup_id)
+                .collect(),
+        };
+        for key in keys {
+            sys::bpf_map_delete(self.maps.syscalls.as_fd(), &key)
+                .map_err(io("remove a syscall rule"))?;
         }
         sys::bpf_map_delete(self.maps.lost.as_fd(), &cgroup_id)
             .map_err(io("remove the lost-event count"))?;
@@ -491,7 +500,7 @@ impl Kernel {
     pub fn sweep(&self, registered: &[u64], live: &[u64]) -> Result<usize, EbpfError> {
         let mut removed = 0;
         for &id in registered.iter().filter(|id| !live.contains(id)) {
-            self.unregister(id)?;
+            self.unregister(id, None)?;
             removed += 1;
         }
         Ok(removed)
@@ -599,8 +608,10 @@ mod tests {
     }
 
     #[test]
-    fn the_tag_is_stable_and_depends_on_the_bytes() {
-        assert_eq!(tag(b"a"), tag(b"a"));
-        assert_ne!(tag(b"a"), tag(b"b"));
+    fn the_tag_names_this_object() {
+        let hash = OBJECT.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        assert_eq!(TAG, format!("{hash:016x}"));
     }
 }

@@ -165,7 +165,7 @@ where
         memory: policy.process.max_memory,
     };
     if !limits.needs().is_empty() {
-        let root = crate::cgroup::find_mount(Path::new("/proc/self/mountinfo"))?;
+        let root = crate::cgroup::host_mount()?;
         let offered = crate::cgroup::controllers(&root)?;
         for (controller, field) in limits.needs() {
             if offered.iter().any(|o| o == controller) {
@@ -461,7 +461,7 @@ impl Launch {
     fn create_cgroup(&self) -> Result<SandboxCgroup, LaunchError> {
         static LAUNCHED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = LAUNCHED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let root = crate::cgroup::find_mount(Path::new("/proc/self/mountinfo"))?;
+        let root = crate::cgroup::host_mount()?;
         let name = format!("{}-{}-{n}", self.policy.name, std::process::id());
         Ok(SandboxCgroup::create(&root, &name, &self.limits())?)
     }

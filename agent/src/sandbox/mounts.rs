@@ -96,7 +96,7 @@ pub struct MountPlan {
 
 /// Works out the mounts for a policy against the host tree at `root` (`/` in production).
 pub fn plan(fs: &FsPolicy, root: &Path) -> MountPlan {
-    let host = Host { root };
+    let host = Host::new(root);
     let mut plan = MountPlan::default();
     let tmp = PathBuf::from(SANDBOX_TMP);
     let proc = PathBuf::from("/proc");
@@ -308,17 +308,60 @@ pub fn plan(fs: &FsPolicy, root: &Path) -> MountPlan {
 }
 
 /// Looks at the host tree below `root`, resolving symlinks as if `root` were `/`.
+///
+/// What each path is gets looked up once: the rules of a profile share their leading
+/// directories (`/etc`, the home), and a launch should not `lstat` them again for each.
 struct Host<'a> {
     root: &'a Path,
+    seen: std::cell::RefCell<std::collections::HashMap<PathBuf, Option<Entry>>>,
 }
 
-impl Host<'_> {
+/// What `lstat` found at a path.
+#[derive(Debug, Clone, Copy)]
+enum Entry {
+    Symlink,
+    Dir,
+    Other,
+}
+
+impl<'a> Host<'a> {
+    fn new(root: &'a Path) -> Self {
+        Self {
+            root,
+            seen: Default::default(),
+        }
+    }
+
     fn real(&self, path: &Path) -> PathBuf {
         self.root.join(path.strip_prefix("/").unwrap_or(path))
     }
 
+    /// What is at `path` (not following a final symlink); `None` if nothing is.
+    fn entry(&self, path: &Path) -> Option<Entry> {
+        if let Some(found) = self.seen.borrow().get(path) {
+            return *found;
+        }
+        let found = std::fs::symlink_metadata(self.real(path)).ok().map(|meta| {
+            let kind = meta.file_type();
+            if kind.is_symlink() {
+                Entry::Symlink
+            } else if kind.is_dir() {
+                Entry::Dir
+            } else {
+                Entry::Other
+            }
+        });
+        self.seen.borrow_mut().insert(path.to_path_buf(), found);
+        found
+    }
+
     fn kind(&self, path: &Path) -> Kind {
-        if self.real(path).is_dir() {
+        let dir = match self.entry(path) {
+            Some(Entry::Dir) => true,
+            Some(Entry::Symlink) => self.real(path).is_dir(),
+            Some(Entry::Other) | None => false,
+        };
+        if dir {
             Kind::Dir
         } else {
             Kind::File
@@ -347,8 +390,7 @@ impl Host<'_> {
                 continue;
             }
             let candidate = resolved.join(&part);
-            let meta = std::fs::symlink_metadata(self.real(&candidate)).ok()?;
-            if !meta.file_type().is_symlink() {
+            if !matches!(self.entry(&candidate)?, Entry::Symlink) {
                 resolved = candidate;
                 continue;
             }
