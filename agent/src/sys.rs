@@ -363,16 +363,7 @@ pub fn bpf_map_update<K, V>(
     key: &K,
     value: &V,
 ) -> io::Result<()> {
-    let mut attr = zeroed_attr();
-    // SAFETY: writing plain integers into the element member of a zeroed union; `key` and
-    // `value` outlive the call, and the map's key and value sizes are the sizes of K and V.
-    unsafe {
-        let elem = &mut attr.__bindgen_anon_2;
-        elem.map_fd = map.as_raw_fd() as u32;
-        elem.key = key as *const K as u64;
-        elem.__bindgen_anon_1.value = value as *const V as u64;
-    }
-    bpf(aya_obj::generated::bpf_cmd::BPF_MAP_UPDATE_ELEM, &mut attr).map(drop)
+    map_update(map, key, value, aya_obj::generated::BPF_ANY)
 }
 
 /// Inserts `key` with `value` unless the map has the key already (`BPF_NOEXIST`): true when
@@ -382,20 +373,30 @@ pub fn bpf_map_insert<K, V>(
     key: &K,
     value: &V,
 ) -> io::Result<bool> {
+    match map_update(map, key, value, aya_obj::generated::BPF_NOEXIST) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn map_update<K, V>(
+    map: std::os::fd::BorrowedFd<'_>,
+    key: &K,
+    value: &V,
+    flags: u32,
+) -> io::Result<()> {
     let mut attr = zeroed_attr();
-    // SAFETY: as in `bpf_map_update`.
+    // SAFETY: writing plain integers into the element member of a zeroed union; `key` and
+    // `value` outlive the call, and the map's key and value sizes are the sizes of K and V.
     unsafe {
         let elem = &mut attr.__bindgen_anon_2;
         elem.map_fd = map.as_raw_fd() as u32;
         elem.key = key as *const K as u64;
         elem.__bindgen_anon_1.value = value as *const V as u64;
-        elem.flags = u64::from(aya_obj::generated::BPF_NOEXIST);
+        elem.flags = u64::from(flags);
     }
-    match bpf(aya_obj::generated::bpf_cmd::BPF_MAP_UPDATE_ELEM, &mut attr) {
-        Ok(_) => Ok(true),
-        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(false),
-        Err(e) => Err(e),
-    }
+    bpf(aya_obj::generated::bpf_cmd::BPF_MAP_UPDATE_ELEM, &mut attr).map(drop)
 }
 
 /// Opens the map with kernel id `id` (`BPF_MAP_GET_FD_BY_ID`): what a lookup in a map of
