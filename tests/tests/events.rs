@@ -199,7 +199,11 @@ fn a_ring_buffer_passed_on_carries_only_its_new_sandboxs_events() {
     let mut a = f
         .command_with(
             &["--quiet", "--events", &flood.to_string_lossy()],
-            &[&common::probe_bin().to_string_lossy(), "deny-loop", "100000000"],
+            &[
+                &common::probe_bin().to_string_lossy(),
+                "deny-loop",
+                "100000000",
+            ],
         )
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -221,6 +225,10 @@ fn a_ring_buffer_passed_on_carries_only_its_new_sandboxs_events() {
         })
         .collect();
     seen.sort_unstable();
-    assert_eq!(seen, (0..n).collect::<Vec<u64>>(), "every denial once, none else");
+    assert_eq!(
+        seen,
+        (0..n).collect::<Vec<u64>>(),
+        "every denial once, none else"
+    );
     assert!(of_kind(&events, "events_lost").is_empty(), "{events:?}");
 }
