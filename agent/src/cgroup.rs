@@ -47,22 +47,26 @@ pub fn mount_point(mountinfo: &Path, fstype: &str) -> Result<Option<PathBuf>, Cg
     Ok(mount_point_in(&text, fstype))
 }
 
-/// [`mount_point`] in this process's `/proc/self/mountinfo`, read once per process (the
-/// kernel formats every mount for each read, which a launch would otherwise pay twice).
+/// [`mount_point`] in this process's `/proc/self/mountinfo`. The text is kept: a launch looks
+/// up two file systems, and the kernel formats every mount for each read. A file system not
+/// in the kept text is looked for in a fresh read (it may have been mounted since, as
+/// `ebpf::bpffs` does in a long-running cordond).
 pub fn host_mount_point(fstype: &str) -> Result<Option<PathBuf>, CgroupError> {
-    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let text = match TEXT.get() {
-        Some(text) => text,
-        None => {
-            let path = Path::new("/proc/self/mountinfo");
-            let read = std::fs::read_to_string(path).map_err(|source| CgroupError::Mountinfo {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            TEXT.get_or_init(|| read)
-        }
-    };
-    Ok(mount_point_in(text, fstype))
+    static TEXT: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+    let mut text = TEXT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(found) = text.as_deref().and_then(|t| mount_point_in(t, fstype)) {
+        return Ok(Some(found));
+    }
+    let path = Path::new("/proc/self/mountinfo");
+    let read = std::fs::read_to_string(path).map_err(|source| CgroupError::Mountinfo {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let found = mount_point_in(&read, fstype);
+    *text = Some(read);
+    Ok(found)
 }
 
 fn mount_point_in(text: &str, fstype: &str) -> Option<PathBuf> {

@@ -548,20 +548,30 @@ where
     let monitor = match (&kernel, registered) {
         (Some(kernel), Some(registered)) => {
             let init_pid = running.pid.as_raw() as u32;
+            let cgroup_id = registered.cgroup_id;
             match start_monitor(kernel, policy, registered, init_pid, &options) {
                 Ok(m) => Some(m),
                 Err(e) => {
                     eprintln!("cordon: cannot watch the sandbox: {e}");
-                    return fail_running(running);
+                    return fail_running(running, || unregister(kernel, policy, cgroup_id));
                 }
             }
         }
         _ => None,
     };
+    // Once the sandbox has ended: its last events read, its entries and ring given back.
+    let ended = || {
+        if let (Some((monitor, cgroup_id)), Some(kernel)) = (monitor, &kernel) {
+            if let Err(e) = monitor.finish() {
+                eprintln!("cordon: cannot write the sandbox's events: {e}");
+            }
+            unregister(kernel, policy, cgroup_id);
+        }
+    };
     if let Some(control) = options.control {
         if let Err(e) = worker::relay(control, &running) {
             eprintln!("cordon: cannot follow the caller's connection: {e}");
-            return fail_running(running);
+            return fail_running(running, ended);
         }
     }
     if let Some(e) = &running.enforcement {
@@ -577,21 +587,7 @@ where
         let kernel = Arc::clone(kernel);
         std::thread::spawn(move || sweep(&kernel))
     });
-    let exit = running.wait();
-    if let Some((monitor, cgroup_id)) = monitor {
-        if let Err(e) = monitor.finish() {
-            eprintln!("cordon: cannot write the sandbox's events: {e}");
-        }
-        if let Some(kernel) = &kernel {
-            let nrs: Vec<u32> = sandbox::seccomp::kernel_rules(&policy.syscalls)
-                .iter()
-                .map(|(nr, _)| *nr)
-                .collect();
-            if let Err(e) = kernel.unregister(cgroup_id, Some(&nrs)) {
-                eprintln!("cordon: warning: {e}");
-            }
-        }
-    }
+    let exit = running.wait_and(ended);
     if let Some(Ok(Err(e))) = sweeper.map(std::thread::JoinHandle::join) {
         eprintln!("cordon: warning: cannot sweep ended sandboxes: {e}");
     }
@@ -787,12 +783,25 @@ fn start_monitor(
 }
 
 /// Ends a sandbox that runs but cannot be watched: unwatched is not how it was asked to run.
-fn fail_running(running: sandbox::Running) -> ExitStatus {
+/// `ended` runs as in [`sandbox::Running::wait_and`].
+fn fail_running(running: sandbox::Running, ended: impl FnOnce()) -> ExitStatus {
     if let Some(cgroup) = running.cgroup() {
         let _ = cgroup.kill();
     }
-    let _ = running.wait();
+    let _ = running.wait_and(ended);
     ExitStatus::Code(exit_u8(sandbox::EXIT_SETUP_FAILED))
+}
+
+/// Takes an ended sandbox out of the eBPF maps (its syscall rules by key) and gives its
+/// ring buffer back to the pool.
+fn unregister(kernel: &Kernel, policy: &Policy, cgroup_id: u64) {
+    let nrs: Vec<u32> = sandbox::seccomp::kernel_rules(&policy.syscalls)
+        .iter()
+        .map(|(nr, _)| *nr)
+        .collect();
+    if let Err(e) = kernel.unregister(cgroup_id, Some(&nrs)) {
+        eprintln!("cordon: warning: {e}");
+    }
 }
 
 /// Ends this process with the same signal that ended the sandboxed one, so callers see

@@ -310,7 +310,12 @@ impl Kernel {
     }
 
     /// Gives the ring slots `cgroup_id` holds back to the pool.
+    ///
+    /// Under a lock: the holder is looked up, then deleted, and two processes releasing the
+    /// same sandbox (its run and a sweep) must not see it hold a slot that one of them has
+    /// already released and a new sandbox claimed. Claims need no lock (`BPF_NOEXIST`).
     fn release_rings(&self, cgroup_id: u64) -> Result<(), EbpfError> {
+        let _lock = lock(&self.dir)?;
         let owners = self.maps.ring_owners.as_fd();
         for slot in sys::bpf_map_keys::<u32>(owners).map_err(io("list ring buffers"))? {
             let owner = sys::bpf_map_lookup::<u32, u64>(owners, &slot)
@@ -433,24 +438,46 @@ impl Kernel {
     /// `syscalls` are the numbers of the denied syscalls it was registered with, when known;
     /// otherwise the whole map is searched (entries of every sandbox: slower).
     pub fn unregister(&self, cgroup_id: u64, syscalls: Option<&[u32]>) -> Result<(), EbpfError> {
-        sys::bpf_map_delete(self.maps.sandboxes.as_fd(), &cgroup_id)
-            .map_err(io("unregister the sandbox"))?;
+        // Every entry is tried, and the ring given back, whatever failed before it: the first
+        // error is the one returned.
+        let mut first = None;
+        let mut keep = |result: Result<(), EbpfError>| {
+            if let Err(e) = result {
+                first.get_or_insert(e);
+            }
+        };
+        keep(
+            sys::bpf_map_delete(self.maps.sandboxes.as_fd(), &cgroup_id)
+                .map_err(io("unregister the sandbox")),
+        );
         let (lo, hi) = halves(cgroup_id);
-        for key in sys::bpf_map_keys::<abi::Dest4Key>(self.maps.dests4.as_fd())
-            .map_err(io("list destinations"))?
-        {
-            if (key.cgroup_lo, key.cgroup_hi) == (lo, hi) {
-                sys::bpf_map_delete(self.maps.dests4.as_fd(), &key)
-                    .map_err(io("remove a destination"))?;
+        match sys::bpf_map_keys::<abi::Dest4Key>(self.maps.dests4.as_fd()) {
+            Ok(keys) => {
+                for key in keys
+                    .iter()
+                    .filter(|k| (k.cgroup_lo, k.cgroup_hi) == (lo, hi))
+                {
+                    keep(
+                        sys::bpf_map_delete(self.maps.dests4.as_fd(), key)
+                            .map_err(io("remove a destination")),
+                    );
+                }
             }
+            Err(e) => keep(Err(io("list destinations")(e))),
         }
-        for key in sys::bpf_map_keys::<abi::Dest6Key>(self.maps.dests6.as_fd())
-            .map_err(io("list destinations"))?
-        {
-            if (key.cgroup_lo, key.cgroup_hi) == (lo, hi) {
-                sys::bpf_map_delete(self.maps.dests6.as_fd(), &key)
-                    .map_err(io("remove a destination"))?;
+        match sys::bpf_map_keys::<abi::Dest6Key>(self.maps.dests6.as_fd()) {
+            Ok(keys) => {
+                for key in keys
+                    .iter()
+                    .filter(|k| (k.cgroup_lo, k.cgroup_hi) == (lo, hi))
+                {
+                    keep(
+                        sys::bpf_map_delete(self.maps.dests6.as_fd(), key)
+                            .map_err(io("remove a destination")),
+                    );
+                }
             }
+            Err(e) => keep(Err(io("list destinations")(e))),
         }
         let keys: Vec<abi::SyscallKey> = match syscalls {
             Some(nrs) => nrs
@@ -461,19 +488,29 @@ impl Kernel {
                     pad: 0,
                 })
                 .collect(),
-            None => sys::bpf_map_keys::<abi::SyscallKey>(self.maps.syscalls.as_fd())
-                .map_err(io("list syscalls"))?
-                .into_iter()
-                .filter(|key| key.cgroup_id == cgroup_id)
-                .collect(),
+            None => match sys::bpf_map_keys::<abi::SyscallKey>(self.maps.syscalls.as_fd()) {
+                Ok(keys) => keys
+                    .into_iter()
+                    .filter(|key| key.cgroup_id == cgroup_id)
+                    .collect(),
+                Err(e) => {
+                    keep(Err(io("list syscalls")(e)));
+                    Vec::new()
+                }
+            },
         };
         for key in keys {
-            sys::bpf_map_delete(self.maps.syscalls.as_fd(), &key)
-                .map_err(io("remove a syscall rule"))?;
+            keep(
+                sys::bpf_map_delete(self.maps.syscalls.as_fd(), &key)
+                    .map_err(io("remove a syscall rule")),
+            );
         }
-        sys::bpf_map_delete(self.maps.lost.as_fd(), &cgroup_id)
-            .map_err(io("remove the lost-event count"))?;
-        self.release_rings(cgroup_id)
+        keep(
+            sys::bpf_map_delete(self.maps.lost.as_fd(), &cgroup_id)
+                .map_err(io("remove the lost-event count")),
+        );
+        keep(self.release_rings(cgroup_id));
+        first.map_or(Ok(()), Err)
     }
 
     /// Every cgroup id with entries in the maps. List these *before* the live cgroups that

@@ -140,8 +140,10 @@ impl Ring {
                 }
                 let len = (header & !(BUSY_BIT | DISCARD_BIT)) as usize;
                 if len > self.mask + 1 - HEADER_BYTES {
-                    // Not a header the kernel wrote: stop rather than read past the ring.
-                    tracing::error!("a ring buffer record claims {len} bytes; reading stopped");
+                    // Not a header the kernel wrote: never read past the ring; pass over
+                    // everything committed so far rather than stop here for good.
+                    tracing::error!("a ring buffer record claims {len} bytes; records skipped");
+                    self.skip_all();
                     return read;
                 }
                 if header & DISCARD_BIT == 0 {

@@ -713,7 +713,15 @@ impl Running {
     ///
     /// SIGINT and SIGQUIT typed at a terminal already reach the whole foreground process
     /// group, the command included, so only the ones sent by another process are relayed.
-    pub fn wait(mut self) -> Result<Exit, LaunchError> {
+    pub fn wait(self) -> Result<Exit, LaunchError> {
+        self.wait_and(|| {})
+    }
+
+    /// [`Running::wait`], calling `ended` once the sandbox's init is gone and before its
+    /// cgroup is removed: while the cgroup exists, no other `cordon run` takes the sandbox
+    /// for one that ended (see `Kernel::sweep`), so `ended` can still drain its events and
+    /// give its entries back.
+    pub fn wait_and(mut self, ended: impl FnOnce()) -> Result<Exit, LaunchError> {
         let init_status = loop {
             match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) => {}
@@ -734,6 +742,7 @@ impl Running {
             }
         };
         self.restore_mask();
+        ended();
         self.remove_cgroup();
         let init_status = init_status?;
         // Init is gone, so the pipe holds everything it and the command said.
