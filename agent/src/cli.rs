@@ -588,8 +588,10 @@ where
         std::thread::spawn(move || sweep(&kernel))
     });
     let exit = running.wait_and(ended);
-    if let Some(Ok(Err(e))) = sweeper.map(std::thread::JoinHandle::join) {
-        eprintln!("cordon: warning: cannot sweep ended sandboxes: {e}");
+    match sweeper.map(std::thread::JoinHandle::join) {
+        Some(Ok(Err(e))) => eprintln!("cordon: warning: cannot sweep ended sandboxes: {e}"),
+        Some(Err(_)) => eprintln!("cordon: warning: the sweep of ended sandboxes panicked"),
+        Some(Ok(Ok(_))) | None => {}
     }
     match exit {
         Ok(Exit::Code(c)) => ExitStatus::Code(exit_u8(c)),

@@ -451,59 +451,35 @@ impl Kernel {
                 .map_err(io("unregister the sandbox")),
         );
         let (lo, hi) = halves(cgroup_id);
-        match sys::bpf_map_keys::<abi::Dest4Key>(self.maps.dests4.as_fd()) {
-            Ok(keys) => {
-                for key in keys
-                    .iter()
-                    .filter(|k| (k.cgroup_lo, k.cgroup_hi) == (lo, hi))
-                {
+        keep(delete_where::<abi::Dest4Key>(
+            self.maps.dests4.as_fd(),
+            |k| (k.cgroup_lo, k.cgroup_hi) == (lo, hi),
+            "destinations",
+        ));
+        keep(delete_where::<abi::Dest6Key>(
+            self.maps.dests6.as_fd(),
+            |k| (k.cgroup_lo, k.cgroup_hi) == (lo, hi),
+            "destinations",
+        ));
+        match syscalls {
+            Some(nrs) => {
+                for &nr in nrs {
+                    let key = abi::SyscallKey {
+                        cgroup_id,
+                        nr,
+                        pad: 0,
+                    };
                     keep(
-                        sys::bpf_map_delete(self.maps.dests4.as_fd(), key)
-                            .map_err(io("remove a destination")),
+                        sys::bpf_map_delete(self.maps.syscalls.as_fd(), &key)
+                            .map_err(io("remove a syscall rule")),
                     );
                 }
             }
-            Err(e) => keep(Err(io("list destinations")(e))),
-        }
-        match sys::bpf_map_keys::<abi::Dest6Key>(self.maps.dests6.as_fd()) {
-            Ok(keys) => {
-                for key in keys
-                    .iter()
-                    .filter(|k| (k.cgroup_lo, k.cgroup_hi) == (lo, hi))
-                {
-                    keep(
-                        sys::bpf_map_delete(self.maps.dests6.as_fd(), key)
-                            .map_err(io("remove a destination")),
-                    );
-                }
-            }
-            Err(e) => keep(Err(io("list destinations")(e))),
-        }
-        let keys: Vec<abi::SyscallKey> = match syscalls {
-            Some(nrs) => nrs
-                .iter()
-                .map(|&nr| abi::SyscallKey {
-                    cgroup_id,
-                    nr,
-                    pad: 0,
-                })
-                .collect(),
-            None => match sys::bpf_map_keys::<abi::SyscallKey>(self.maps.syscalls.as_fd()) {
-                Ok(keys) => keys
-                    .into_iter()
-                    .filter(|key| key.cgroup_id == cgroup_id)
-                    .collect(),
-                Err(e) => {
-                    keep(Err(io("list syscalls")(e)));
-                    Vec::new()
-                }
-            },
-        };
-        for key in keys {
-            keep(
-                sys::bpf_map_delete(self.maps.syscalls.as_fd(), &key)
-                    .map_err(io("remove a syscall rule")),
-            );
+            None => keep(delete_where::<abi::SyscallKey>(
+                self.maps.syscalls.as_fd(),
+                |k| k.cgroup_id == cgroup_id,
+                "syscall rules",
+            )),
         }
         keep(
             sys::bpf_map_delete(self.maps.lost.as_fd(), &cgroup_id)
@@ -542,6 +518,23 @@ impl Kernel {
         }
         Ok(removed)
     }
+}
+
+/// Deletes every key of `map` that `ours` picks (the entries of one sandbox, found by a scan
+/// of all sandboxes' keys); tries them all and returns the first failure.
+fn delete_where<K: Copy>(
+    map: BorrowedFd<'_>,
+    ours: impl Fn(&K) -> bool,
+    what: &str,
+) -> Result<(), EbpfError> {
+    let mut first = None;
+    let keys = sys::bpf_map_keys::<K>(map).map_err(io(format!("list {what}")))?;
+    for key in keys.iter().filter(|k| ours(k)) {
+        if let Err(e) = sys::bpf_map_delete(map, key) {
+            first.get_or_insert(io(format!("remove {what}"))(e));
+        }
+    }
+    first.map_or(Ok(()), Err)
 }
 
 /// Loads the object, attaches every program and pins maps and links under `dir`.

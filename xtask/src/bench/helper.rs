@@ -37,12 +37,7 @@ pub fn helper(args: &[String]) -> Result<()> {
                 // SAFETY: unshare takes a flags integer and touches no memory; the sandbox's
                 // seccomp filter refuses it, which is the point.
                 unsafe { nix::libc::unshare(nix::libc::CLONE_NEWUSER) };
-                if rate > 0 && i % 100 == 99 {
-                    let due = Duration::from_nanos((i + 1) * 1_000_000_000 / rate);
-                    if let Some(wait) = due.checked_sub(start.elapsed()) {
-                        std::thread::sleep(wait);
-                    }
-                }
+                pace(i, rate, start);
             }
         }
         // Distinct denied calls (keyctl(0, i, 0)): no two fold into one burst.
@@ -53,12 +48,7 @@ pub fn helper(args: &[String]) -> Result<()> {
                 // SAFETY: keyctl with integer arguments touches no memory of ours; the
                 // sandbox's seccomp filter refuses it, which is the point.
                 unsafe { nix::libc::syscall(nix::libc::SYS_keyctl, 0, i, 0) };
-                if rate > 0 && i % 100 == 99 {
-                    let due = Duration::from_nanos((i + 1) * 1_000_000_000 / rate);
-                    if let Some(wait) = due.checked_sub(start.elapsed()) {
-                        std::thread::sleep(wait);
-                    }
-                }
+                pace(i, rate, start);
             }
         }
         // N lookups of NAME (type A) from SERVER, one at a time: prints the median and the
@@ -100,6 +90,17 @@ pub fn helper(args: &[String]) -> Result<()> {
     }
     println!("{}", start.elapsed().as_nanos());
     Ok(())
+}
+
+/// Every 100 calls, sleeps until call `i` is due at `rate` per second since `start`
+/// (0: no pacing).
+fn pace(i: u64, rate: u64, start: Instant) {
+    if rate > 0 && i % 100 == 99 {
+        let due = Duration::from_nanos((i + 1) * 1_000_000_000 / rate);
+        if let Some(wait) = due.checked_sub(start.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
 }
 
 /// A DNS query for the A record of `name`, with recursion desired.
