@@ -102,6 +102,10 @@ fn serve(daemon: &Daemon, mut stream: UnixStream) {
         } else {
             "permission denied: you are not in a group cordond's configuration names"
         };
+        // The request is read first, and dropped: a client still writing it when the
+        // connection closed would see EPIPE, not why it was refused.
+        let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
+        let _ = read_request(&stream);
         send(&mut stream, &api::error_line(why));
         return;
     }
