@@ -386,6 +386,8 @@ static __always_inline int condition_matches(const struct cordon_syscall_conditi
 	__u64 arg = args[c->arg & 7];
 	if (c->op == CORDON_ARG_ANY_BIT)
 		return (arg & c->mask) != 0;
+	if (c->op == CORDON_ARG_NOT_IN)
+		return (__u32)arg >= 64 || !(c->mask & (1ULL << ((__u32)arg & 63)));
 	if (c->op == CORDON_ARG_ONE_OF) {
 #pragma unroll
 		for (int i = 0; i < CORDON_MAX_ARG_VALUES; i++) {

@@ -55,6 +55,7 @@
 /* struct cordon_syscall_condition.op */
 #define CORDON_ARG_ANY_BIT 1
 #define CORDON_ARG_ONE_OF 2
+#define CORDON_ARG_NOT_IN 3
 
 /*
  * One sandbox: the value of `sandboxes`, keyed by cgroup id (__u64). Written only by the
@@ -121,7 +122,10 @@ struct cordon_syscall_key {
 };
 #define CORDON_SYSCALL_KEY_SIZE 16
 
-/* Denied when (op ANY_BIT) arg & mask != 0, or (op ONE_OF) (__u32)arg is one of values. */
+/*
+ * Denied when (op ANY_BIT) arg & mask != 0, (op ONE_OF) (__u32)arg is one of values, or
+ * (op NOT_IN) arg is not a number below 64 whose bit mask has set.
+ */
 struct cordon_syscall_condition {
 	__u32 op;
 	__u32 arg;
@@ -132,7 +136,10 @@ struct cordon_syscall_condition {
 };
 #define CORDON_SYSCALL_CONDITION_SIZE 56
 
-/* Value of `syscalls`: what seccomp answers, and when. No condition: always denied. */
+/*
+ * Value of `syscalls`: what seccomp answers, and when: denied when any condition matches;
+ * no condition: always denied.
+ */
 struct cordon_syscall_rule {
 	/* The errno seccomp returns (the call's return value is -errno). */
 	__s32 errno_value;

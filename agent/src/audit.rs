@@ -11,7 +11,8 @@
 //! ```
 //!
 //! The 1424 record names a Landlock domain once, with the pid of the process that created
-//! it: a sandbox's init. That is how the denials of one sandbox are told from the others.
+//! it: a sandbox's init, or the command init started (which enters a domain of its own,
+//! nested in init's). That is how the denials of one sandbox are told from the others.
 
 use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -20,7 +21,7 @@ use std::time::{Duration, SystemTime};
 use nix::sys::socket::{self, AddressFamily, NetlinkAddr, SockFlag, SockProtocol, SockType};
 
 use crate::ebpf::abi::Plain;
-use crate::event::{NetReason, Process, Protocol, What};
+use crate::event::{LossReason, NetReason, Process, Protocol, What};
 use crate::monitor::Reporter;
 
 const AUDIT_GET: u16 = 1000;
@@ -33,6 +34,8 @@ const AUDIT_STATUS_ENABLED: u32 = 1;
 /// The read-only multicast group every audit record is copied to.
 const AUDIT_NLGRP_READLOG: u32 = 1;
 const NLMSG_HDRLEN: usize = 16;
+/// How often a listener checks that it still gets the records.
+const CHANNEL_CHECK: Duration = Duration::from_secs(1);
 
 /// `struct audit_status` of `<linux/audit.h>`, as far as Cordon uses it.
 #[repr(C)]
@@ -151,15 +154,58 @@ impl AuditListener {
         Ok(Self { socket })
     }
 
-    /// Reports the Landlock denials of the sandbox whose init is `init_pid`, until `stop`.
-    pub fn watch(self, init_pid: u32, reporter: &Reporter, stop: &crate::monitor::Stop) {
+    /// Whether this listener still gets every audit record: a member of the read-only group,
+    /// with kernel auditing on. Rejoins the group and turns auditing back on when not, and
+    /// returns false then (denials in between may not have been recorded).
+    fn restore_channel(&self) -> bool {
+        let mut intact = true;
+        match crate::sys::netlink_groups(self.socket.as_fd()) {
+            Ok(groups) if groups & (1 << (AUDIT_NLGRP_READLOG - 1)) != 0 => {}
+            Ok(_) => {
+                intact = false;
+                tracing::error!("the audit listener was taken off the audit group; rejoining");
+                if let Err(e) = crate::sys::netlink_join(self.socket.as_fd(), AUDIT_NLGRP_READLOG) {
+                    tracing::error!("cannot rejoin the audit group: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("cannot check the audit listener: {e}"),
+        }
+        match enable() {
+            Ok(true) => {
+                intact = false;
+                tracing::error!(
+                    "kernel auditing was turned off while a sandbox ran; turned it on again"
+                );
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!("cannot check that kernel auditing is on: {e}"),
+        }
+        intact
+    }
+
+    /// Reports the Landlock denials of the sandbox whose domains the processes `creators`
+    /// created (its init and its command), until `stop`.
+    pub fn watch(self, creators: Vec<u32>, reporter: &Reporter, stop: &crate::monitor::Stop) {
         let mut sandbox = Sandbox {
-            init_pid,
+            creators,
             domains: HashSet::new(),
             pending: HashMap::new(),
         };
         let mut buf = vec![0u8; 65536];
+        let mut checked = std::time::Instant::now();
         loop {
+            if checked.elapsed() >= CHANNEL_CHECK {
+                checked = std::time::Instant::now();
+                if !self.restore_channel() {
+                    reporter.report(
+                        None,
+                        What::EventsLost {
+                            count: 1,
+                            reason: LossReason::AuditDetached,
+                        },
+                    );
+                }
+            }
             let stopping = stop.is_stopped();
             // While stopping, only what is already queued is read.
             let timeout = if stopping { 0u16 } else { 50 };
@@ -211,8 +257,9 @@ struct Pending {
 }
 
 struct Sandbox {
-    init_pid: u32,
-    /// The Landlock domains created by this sandbox's init.
+    /// The processes that created the sandbox's Landlock domains.
+    creators: Vec<u32>,
+    /// The Landlock domains created by this sandbox's init and command.
     domains: HashSet<String>,
     pending: HashMap<u64, Pending>,
 }
@@ -232,7 +279,9 @@ impl Sandbox {
             AUDIT_LANDLOCK_DOMAIN => {
                 let f = fields(rest);
                 let ours = f.get("status").map(String::as_str) == Some("allocated")
-                    && f.get("pid").and_then(|p| p.parse::<u32>().ok()) == Some(self.init_pid);
+                    && f.get("pid")
+                        .and_then(|p| p.parse::<u32>().ok())
+                        .is_some_and(|p| self.creators.contains(&p));
                 if let (true, Some(domain)) = (ours, f.get("domain")) {
                     self.domains.insert(domain.clone());
                 }

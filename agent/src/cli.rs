@@ -547,9 +547,13 @@ where
     };
     let monitor = match (&kernel, registered) {
         (Some(kernel), Some(registered)) => {
-            let init_pid = running.pid.as_raw() as u32;
+            let creators = [Some(running.pid), running.command]
+                .into_iter()
+                .flatten()
+                .map(|p| p.as_raw() as u32)
+                .collect();
             let cgroup_id = registered.cgroup_id;
-            match start_monitor(kernel, policy, registered, init_pid, &options) {
+            match start_monitor(kernel, policy, registered, creators, &options) {
                 Ok(m) => Some(m),
                 Err(e) => {
                     eprintln!("cordon: cannot watch the sandbox: {e}");
@@ -739,7 +743,7 @@ fn start_monitor(
     kernel: &Arc<Kernel>,
     policy: &Policy,
     registered: Registered,
-    init_pid: u32,
+    creators: Vec<u32>,
     options: &RunOptions,
 ) -> Result<(Monitor, u64), String> {
     let sink = Sink {
@@ -777,7 +781,7 @@ fn start_monitor(
         cgroup_events: registered.cgroup_events,
         ring: registered.ring,
         names,
-        audit: registered.audit.map(|a| (a, init_pid)),
+        audit: registered.audit.map(|a| (a, creators)),
     };
     let monitor =
         Monitor::start(watch, reporter, writer, stop, threads).map_err(|e| e.to_string())?;

@@ -208,8 +208,9 @@ pub struct Watch {
     pub ring: crate::ebpf::Ring,
     /// Shared with the resolver: the name each allowed address was answered for.
     pub names: Arc<Mutex<HashMap<IpAddr, String>>>,
-    /// Landlock's audit records, and the pid of the sandbox's init (whose domain they name).
-    pub audit: Option<(crate::audit::AuditListener, u32)>,
+    /// Landlock's audit records, and the pids of the sandbox's init and command (whose
+    /// domains they name).
+    pub audit: Option<(crate::audit::AuditListener, Vec<u32>)>,
 }
 
 pub struct Monitor {
@@ -276,13 +277,13 @@ impl Monitor {
     ) -> std::io::Result<Self> {
         let mut threads = extra;
         let mut watch = watch;
-        if let Some((listener, init_pid)) = watch.audit.take() {
+        if let Some((listener, creators)) = watch.audit.take() {
             let stop = Arc::clone(&stop);
             let reporter = reporter.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name("cordon-audit".into())
-                    .spawn(move || listener.watch(init_pid, &reporter, &stop))?,
+                    .spawn(move || listener.watch(creators, &reporter, &stop))?,
             );
         }
         let thread_stop = Arc::clone(&stop);
@@ -336,6 +337,17 @@ fn watch_kernel(mut watch: Watch, reporter: &Reporter, stop: &Stop) {
                 reporter.report_at(time, process, what);
             }
         });
+        let tampered = watch.ring.take_tampered();
+        if tampered > 0 {
+            tracing::error!("the sandbox's event ring was moved by another process");
+            reporter.report(
+                None,
+                What::EventsLost {
+                    count: tampered,
+                    reason: crate::event::LossReason::RingTampered,
+                },
+            );
+        }
         match watch.kernel.lost(watch.cgroup_id) {
             Ok(now) if now > lost => {
                 reporter.report(

@@ -147,6 +147,8 @@ pub struct FsPolicy {
     pub deny: Vec<PathBuf>,
     /// Paths kept read-only even inside writable trees.
     pub read_only: Vec<PathBuf>,
+    /// Bytes the private `/tmp` may hold.
+    pub tmp_size: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -159,6 +161,8 @@ pub struct NetPolicy {
     /// Where the sandbox may connect (eBPF); `connect_ports` appear here as rules for any
     /// address. Everything else is denied.
     pub egress: Vec<EgressRule>,
+    /// Socket families the sandbox may create (seccomp refuses every other one).
+    pub socket_families: Vec<String>,
 }
 
 impl NetPolicy {
@@ -207,7 +211,8 @@ impl Destination {
 #[derive(Debug, Clone, Serialize)]
 pub struct SyscallPolicy {
     pub action: SyscallAction,
-    /// Denied syscalls, sorted by number.
+    /// Denied syscalls, sorted by number. A syscall may have several rules: it is denied
+    /// when any of them matches.
     pub deny: Vec<SyscallRule>,
 }
 
@@ -228,6 +233,8 @@ pub enum ArgCondition {
     AnyBit { arg: u8, mask: u64 },
     /// Denied when the low 32 bits of `arg` equal one of `values`.
     OneOf { arg: u8, values: &'static [u64] },
+    /// Denied unless `arg` is a number below 64 whose bit `allowed` has set (`1 << arg`).
+    NotIn { arg: u8, allowed: u64 },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -272,6 +279,10 @@ const DEFAULT_PRESET: Preset = &[
     ("ptrace", None),
     ("process_vm_readv", None),
     ("process_vm_writev", None),
+    // Reach into another process: copy its descriptors, compare them, advise on its memory.
+    ("pidfd_getfd", None),
+    ("kcmp", None),
+    ("process_madvise", None),
     ("mount", None),
     ("umount2", None),
     ("pivot_root", None),
@@ -400,6 +411,18 @@ pub fn compile(profile: &Profile, ctx: &Context) -> Result<Policy, Diagnostic> {
     }
 
     let network = network(profile)?;
+    let mut syscalls = syscalls(profile)?;
+    // The family check belongs to `socket` like the preset's own check of it; a profile
+    // that allows `socket` outright takes both out.
+    let socket_allowed = profile.syscall_allow.iter().any(|a| a.value == "socket");
+    if let (false, Some(rule)) = (socket_allowed, socket_family_rule(&network)) {
+        syscalls.deny.push(rule);
+        syscalls.deny.sort_by_key(|r| r.nr);
+    }
+    let tmp_size = match &profile.tmp_size {
+        Some(size) => memory_size("tmp_size", size)?,
+        None => DEFAULT_TMP_SIZE,
+    };
 
     Ok(Policy {
         name: profile.name.clone(),
@@ -414,9 +437,10 @@ pub fn compile(profile: &Profile, ctx: &Context) -> Result<Policy, Diagnostic> {
             rules,
             deny,
             read_only,
+            tmp_size,
         },
         network,
-        syscalls: syscalls(profile)?,
+        syscalls,
         process: process(profile)?,
     })
 }
@@ -586,10 +610,79 @@ fn network(profile: &Profile) -> Result<NetPolicy, Diagnostic> {
         .collect();
     connect_tcp.sort_unstable();
     connect_tcp.dedup();
+    let mut socket_families: Vec<String> = ALWAYS_FAMILIES.iter().map(|f| f.to_string()).collect();
+    for item in &profile.socket_families {
+        let name = item.value.to_ascii_lowercase();
+        if SOCKET_FAMILIES.iter().all(|(n, _)| *n != name) {
+            let hint = closest(&name, SOCKET_FAMILIES.iter().map(|(n, _)| *n))
+                .map(|m| format!("; did you mean `{m}`?"))
+                .unwrap_or_default();
+            return Err(item.loc.error(format!(
+                "unknown socket family `{}` (known: {}){hint}",
+                item.value,
+                SOCKET_FAMILIES
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        if !socket_families.contains(&name) {
+            socket_families.push(name);
+        }
+    }
     Ok(NetPolicy {
         connect_tcp,
         bind_tcp: ports(&profile.bind_ports)?,
         egress,
+        socket_families,
+    })
+}
+
+/// Socket families every sandbox may create: what ordinary programs need (glibc asks
+/// netlink for the host's addresses when it resolves names).
+const ALWAYS_FAMILIES: &[&str] = &["unix", "inet", "inet6", "netlink"];
+
+/// Socket families by name (`AF_*` of `<sys/socket.h>`), for `[network] socket_families`.
+const SOCKET_FAMILIES: &[(&str, i32)] = &[
+    ("unix", libc::AF_UNIX),
+    ("inet", libc::AF_INET),
+    ("inet6", libc::AF_INET6),
+    ("netlink", libc::AF_NETLINK),
+    ("packet", libc::AF_PACKET),
+    ("key", libc::AF_KEY),
+    ("alg", libc::AF_ALG),
+    ("vsock", libc::AF_VSOCK),
+    ("can", libc::AF_CAN),
+    ("bluetooth", libc::AF_BLUETOOTH),
+    ("tipc", libc::AF_TIPC),
+    ("rds", libc::AF_RDS),
+    ("xdp", libc::AF_XDP),
+    ("smc", 43),
+    ("kcm", 41),
+    ("qipcrtr", 42),
+    ("mctp", 45),
+    ("x25", libc::AF_X25),
+    ("ax25", libc::AF_AX25),
+    ("llc", libc::AF_LLC),
+    ("pppox", libc::AF_PPPOX),
+    ("rxrpc", libc::AF_RXRPC),
+    ("appletalk", libc::AF_APPLETALK),
+    ("ipx", libc::AF_IPX),
+];
+
+/// The seccomp rule that keeps `socket()` to the policy's families.
+fn socket_family_rule(net: &NetPolicy) -> Option<SyscallRule> {
+    let nr = Sysno::from_str("socket").ok()?;
+    let allowed = net
+        .socket_families
+        .iter()
+        .filter_map(|name| SOCKET_FAMILIES.iter().find(|(n, _)| n == name))
+        .fold(0u64, |mask, (_, af)| mask | 1u64 << af);
+    Some(SyscallRule {
+        name: "socket".into(),
+        nr: nr.id(),
+        when: Some(ArgCondition::NotIn { arg: 0, allowed }),
     })
 }
 
@@ -825,7 +918,11 @@ fn process(profile: &Profile) -> Result<ProcessPolicy, Diagnostic> {
                 .ok_or_else(|| max.loc.error("max_processes must be a positive number"))?,
         ),
     };
-    let max_memory = profile.max_memory.as_ref().map(memory_size).transpose()?;
+    let max_memory = profile
+        .max_memory
+        .as_ref()
+        .map(|m| memory_size("max_memory", m))
+        .transpose()?;
     Ok(ProcessPolicy {
         env_keep,
         set_env,
@@ -835,14 +932,18 @@ fn process(profile: &Profile) -> Result<ProcessPolicy, Diagnostic> {
     })
 }
 
-/// The smallest `max_memory`: less cannot even start a shell.
+/// The smallest `max_memory` or `tmp_size`: less cannot even start a shell.
 const MIN_MEMORY: u64 = 1 << 20;
 
-/// `4096`, `"512K"`, `"512M"`, `"2G"`, `"1T"` (powers of 1024) in bytes.
-fn memory_size(item: &Located<crate::profile::MemorySize>) -> Result<u64, Diagnostic> {
+/// The private `/tmp`'s size when the profile does not say.
+pub const DEFAULT_TMP_SIZE: u64 = 1 << 30;
+
+/// `4096`, `"512K"`, `"512M"`, `"2G"`, `"1T"` (powers of 1024) in bytes; `field` names the
+/// setting in errors.
+fn memory_size(field: &str, item: &Located<crate::profile::MemorySize>) -> Result<u64, Diagnostic> {
     let bad = || {
         item.loc.error(format!(
-            "max_memory is a number of bytes or a size like \"512M\" or \"2G\" (at least {} MiB)",
+            "{field} is a number of bytes or a size like \"512M\" or \"2G\" (at least {} MiB)",
             MIN_MEMORY >> 20
         ))
     };

@@ -130,19 +130,40 @@ pub fn attach_mount_tree(tree: &OwnedFd, target: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
-/// Marks every descriptor from `first` up as close-on-exec, so nothing leaks into the sandbox.
-pub fn cloexec_from(first: u32) -> io::Result<()> {
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on descriptors; it
-    // touches no memory.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    })?;
+/// Closes every descriptor but 0, 1, 2 and those in `keep`: what a sandbox's init does
+/// first, so nothing the caller or the supervisor had open is left for the sandbox to take.
+pub fn close_all_but(keep: &[std::os::fd::RawFd]) -> io::Result<()> {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter_map(|fd| u32::try_from(*fd).ok())
+        .collect();
+    keep.extend([0, 1, 2]);
+    keep.sort_unstable();
+    keep.dedup();
+    let mut first = 0u32;
+    for kept in keep.iter().copied().chain([u32::MAX]) {
+        if kept > first {
+            // SAFETY: close_range closes descriptors in a range; it touches no memory, and
+            // the descriptors it closes are owned by nothing that runs after it in init
+            // (init keeps only `keep`).
+            check(unsafe { libc::syscall(libc::SYS_close_range, first, kept - 1, 0) })?;
+        }
+        first = kept.saturating_add(1);
+    }
     Ok(())
+}
+
+/// The only child of `parent` (both as seen from this PID namespace), from
+/// `/proc/PID/task/PID/children`; `None` when it has none or several.
+pub fn only_child(parent: nix::unistd::Pid) -> Option<nix::unistd::Pid> {
+    let list = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).ok()?;
+    let mut children = list
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok());
+    match (children.next(), children.next()) {
+        (Some(child), None) => Some(nix::unistd::Pid::from_raw(child)),
+        _ => None,
+    }
 }
 
 /// Sets the process's securebits (`prctl(PR_SET_SECUREBITS)`); needs CAP_SETPCAP.
@@ -681,6 +702,46 @@ pub fn detach_with_fds(
             place_fds(&fds)
         });
     }
+}
+
+/// The multicast groups (1 to 32) a netlink socket is a member of, as a bit mask
+/// (`NETLINK_LIST_MEMBERSHIPS`; bit n-1 for group n).
+pub fn netlink_groups(socket: std::os::fd::BorrowedFd<'_>) -> io::Result<u32> {
+    use std::os::fd::AsRawFd as _;
+    const NETLINK_LIST_MEMBERSHIPS: libc::c_int = 9;
+    let mut groups = 0u32;
+    let mut len = std::mem::size_of::<u32>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `groups`, a u32 that lives
+    // through the call, and stores the length it wrote into `len`.
+    let ret = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_NETLINK,
+            NETLINK_LIST_MEMBERSHIPS,
+            (&mut groups as *mut u32).cast(),
+            &mut len,
+        )
+    };
+    check(ret.into())?;
+    Ok(groups)
+}
+
+/// Joins a netlink socket to multicast group `group` (`NETLINK_ADD_MEMBERSHIP`).
+pub fn netlink_join(socket: std::os::fd::BorrowedFd<'_>, group: u32) -> io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    const NETLINK_ADD_MEMBERSHIP: libc::c_int = 1;
+    // SAFETY: the kernel reads a u32 from `group`, which lives through the call.
+    let ret = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_NETLINK,
+            NETLINK_ADD_MEMBERSHIP,
+            (&group as *const u32).cast(),
+            std::mem::size_of::<u32>() as libc::socklen_t,
+        )
+    };
+    check(ret.into())?;
+    Ok(())
 }
 
 /// Whether the peer of a stream socket has closed its end (without reading anything).

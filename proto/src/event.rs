@@ -159,6 +159,12 @@ pub enum LossReason {
     #[default]
     RingFull,
     SpoolFull,
+    /// The sandbox's ring buffer was steered by a process other than its reader: records
+    /// may have been skipped unseen (`count` is how many times, not how many records).
+    RingTampered,
+    /// The listener for Landlock's audit records was taken off the audit group, or kernel
+    /// auditing was turned off: denials may have gone unrecorded (`count` as above).
+    AuditDetached,
 }
 
 /// Who asked for a responder action.
@@ -298,8 +304,14 @@ impl Event {
         }
     }
 
-    /// One line for a person reading `cordon run`'s stderr.
+    /// One line for a person reading `cordon run`'s stderr. What a sandboxed process chose
+    /// (its name, a path, a domain) may hold terminal escape sequences, so every control
+    /// and bidirectional-formatting character is shown escaped (see [`terminal_safe`]).
     pub fn summary(&self) -> String {
+        terminal_safe(&self.raw_summary())
+    }
+
+    fn raw_summary(&self) -> String {
         let who = self
             .process
             .as_ref()
@@ -356,6 +368,11 @@ impl Event {
                 LossReason::SpoolFull => {
                     format!("{count} events lost: the spool on disk was full")
                 }
+                LossReason::RingTampered => {
+                    "events may have been lost: another process moved the sandbox's event ring"
+                        .to_string()
+                }
+                LossReason::AuditDetached => "events may have been lost: the audit listener was cut off (or auditing turned off); restored".to_string(),
             },
             What::Contained { action } => format!("responder action took effect: {action:?}"),
             What::ResponderAction {
@@ -380,6 +397,22 @@ impl Event {
             }
         }
     }
+}
+
+/// `text` with every character that could steer a terminal shown as an escape instead:
+/// control characters (C0, DEL, C1: `\u{1b}[2J` stays text) and the invisible
+/// bidirectional overrides that make a line read other than it is.
+pub fn terminal_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || bidi {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A UUIDv7 for an event at `time`. One context for the process keeps ids unique and
@@ -442,6 +475,33 @@ pub mod rfc3339 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_summary_never_carries_terminal_controls_a_process_chose() {
+        let event = Event::new(
+            "s",
+            "p",
+            SystemTime::now(),
+            Some(Process {
+                pid: 7,
+                ppid: 1,
+                comm: "\u{1b}[2J\u{1b}[31mx".into(),
+                exe: None,
+                uid: 0,
+            }),
+            What::FileDenied {
+                path: "/w/\u{202e}txt.exe\n\u{9b}31m".into(),
+                access: "fs.read_file".into(),
+            },
+        );
+        let line = event.summary();
+        assert!(
+            !line.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "{line:?}"
+        );
+        assert!(line.contains("\\u{1b}[2J"), "{line}");
+        assert!(line.contains("\\u{202e}txt.exe\\n"), "{line}");
+    }
 
     #[test]
     fn an_event_round_trips_through_its_json_form() {

@@ -130,7 +130,12 @@ fn signals_to_processes_outside_the_sandbox_are_refused() {
     // The sandbox has its own PID namespace: processes outside cannot even be named
     // (and Landlock's signal scoping would refuse them if they could).
     assert_eq!(f.probe(&["kill", &outside.id().to_string()]), "err ESRCH");
-    assert_eq!(f.probe(&["signal0", "1"]), "ok", "its own init is inside");
+    // Nor can its own init (PID 1), whose Landlock domain encloses the command's.
+    assert_eq!(
+        f.probe(&["signal0", "1"]),
+        "err EPERM",
+        "init is the supervisor's"
+    );
     assert!(
         outside.try_wait().expect("try_wait").is_none(),
         "the outside process must survive"

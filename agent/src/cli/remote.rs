@@ -256,10 +256,11 @@ fn readable(event: &crate::event::Event) -> String {
             )
         })
         .unwrap_or_default();
-    format!(
+    let line = format!(
         "{time} {:<32} {:<16} {}{repeat}",
         event.sandbox,
         event.what.kind(),
         event.summary()
-    )
+    );
+    crate::event::terminal_safe(&line)
 }

@@ -6,6 +6,11 @@
 //! starts from the positions the kernel holds, never from zero, and [`Ring::skip_all`]
 //! passes over what a previous holder left unread.
 //!
+//! Only the reader moves the consumer position. A position it did not write means another
+//! process holds the ring's descriptor and steered it (to hide records, or to stall the
+//! reader): [`Ring::take_tampered`] says so, and reading goes on from what the kernel has
+//! committed.
+//!
 //! The layout is the kernel's (`kernel/bpf/ringbuf.c`): a read-write page with the consumer
 //! position, then a read-only page with the producer position, then the data pages, mapped
 //! twice in a row so that a record never wraps. Each record starts with an 8-byte header
@@ -73,6 +78,10 @@ pub struct Ring {
     producer: Mapping,
     page: usize,
     mask: usize,
+    /// The consumer position this reader last wrote.
+    last: usize,
+    /// How many times the consumer position was found moved by someone else.
+    tampered: u64,
 }
 
 impl Ring {
@@ -89,13 +98,30 @@ impl Ring {
             .map_err(|_| io::Error::other("no page size"))?;
         let consumer = Mapping::new(fd.as_fd(), page, 0, true)?;
         let producer = Mapping::new(fd.as_fd(), page + 2 * bytes, page, false)?;
-        Ok(Self {
+        let mut ring = Self {
             fd,
             consumer,
             producer,
             page,
             mask: bytes - 1,
-        })
+            last: 0,
+            tampered: 0,
+        };
+        ring.last = ring.consumer_pos().load(Ordering::Acquire);
+        Ok(ring)
+    }
+
+    /// How many times the consumer position was moved by another process since the last
+    /// call (each time, records may have been skipped unseen).
+    pub fn take_tampered(&mut self) -> u64 {
+        std::mem::take(&mut self.tampered)
+    }
+
+    fn set_consumer(&mut self, pos: usize) {
+        // SeqCst pairs with the kernel's check of the consumer position after it commits:
+        // either it sees this position, or the next read sees its record.
+        self.consumer_pos().store(pos, Ordering::SeqCst);
+        self.last = pos;
     }
 
     fn consumer_pos(&self) -> &AtomicUsize {
@@ -121,13 +147,20 @@ impl Ring {
     /// Passes over every record committed so far (a previous holder's leftovers).
     pub fn skip_all(&mut self) {
         let producer = self.producer_pos().load(Ordering::Acquire);
-        self.consumer_pos().store(producer, Ordering::SeqCst);
+        self.set_consumer(producer);
     }
 
     /// Calls `f` with each committed record, in order, until none is ready; returns how many.
     pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
         let mut read = 0;
         let mut pos = self.consumer_pos().load(Ordering::Acquire);
+        if pos != self.last {
+            // Someone else moved it: trust neither their position nor the records behind
+            // it (the kernel reserved space against it); go on from what is committed now.
+            self.tampered += 1;
+            self.skip_all();
+            pos = self.last;
+        }
         loop {
             let producer = self.producer_pos().load(Ordering::Acquire);
             if pos == producer {
@@ -158,9 +191,7 @@ impl Ring {
                     read += 1;
                 }
                 pos = pos.wrapping_add((HEADER_BYTES + len).next_multiple_of(8));
-                // SeqCst pairs with the kernel's check of the consumer position after it
-                // commits: either it sees this position, or the next read sees its record.
-                self.consumer_pos().store(pos, Ordering::SeqCst);
+                self.set_consumer(pos);
             }
         }
     }

@@ -159,6 +159,7 @@ mod tests {
             connect_tcp: vec![],
             bind_tcp: vec![],
             egress: rules,
+            socket_families: vec![],
         }
     }
 

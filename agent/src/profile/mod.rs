@@ -278,6 +278,12 @@ impl Chain {
             extend_unique(&mut p.exec, located(fs.exec));
             extend_unique(&mut p.deny, located(fs.deny));
             extend_unique(&mut p.read_only, located(fs.read_only));
+            if let Some(size) = fs.tmp_size {
+                p.tmp_size = Some(Located {
+                    loc: at(size.span()),
+                    value: size.into_inner(),
+                });
+            }
             let ports = |items: Vec<toml::Spanned<u16>>| -> Vec<Located<u16>> {
                 items
                     .into_iter()
@@ -289,6 +295,10 @@ impl Chain {
             };
             extend_unique(&mut p.connect_ports, ports(file.network.connect_ports));
             extend_unique(&mut p.bind_ports, ports(file.network.bind_ports));
+            extend_unique(
+                &mut p.socket_families,
+                located(file.network.socket_families),
+            );
             for rule in file.network.egress {
                 let loc = at(rule.span());
                 let rule = rule.into_inner();
@@ -384,9 +394,11 @@ pub struct Profile {
     pub exec: Vec<Located<String>>,
     pub deny: Vec<Located<String>>,
     pub read_only: Vec<Located<String>>,
+    pub tmp_size: Option<Located<schema::MemorySize>>,
     pub connect_ports: Vec<Located<u16>>,
     pub bind_ports: Vec<Located<u16>>,
     pub egress: Vec<Egress>,
+    pub socket_families: Vec<Located<String>>,
     pub syscall_preset: Option<Located<String>>,
     pub syscall_deny: Vec<Located<String>>,
     pub syscall_allow: Vec<Located<String>>,
@@ -414,9 +426,11 @@ impl Default for Profile {
             exec: Vec::new(),
             deny: Vec::new(),
             read_only: Vec::new(),
+            tmp_size: None,
             connect_ports: Vec::new(),
             bind_ports: Vec::new(),
             egress: Vec::new(),
+            socket_families: Vec::new(),
             syscall_preset: None,
             syscall_deny: Vec::new(),
             syscall_allow: Vec::new(),

@@ -74,6 +74,9 @@ pub struct FilesystemSection {
     /// Paths kept read-only inside writable trees (`{workspace}/.git/config`).
     #[serde(default)]
     pub read_only: Vec<Spanned<String>>,
+    /// Size of the private `/tmp` (a tmpfs): bytes, or "512M", "2G".
+    #[serde(default)]
+    pub tmp_size: Option<Spanned<MemorySize>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -86,6 +89,9 @@ pub struct NetworkSection {
     /// Where the sandbox may connect, by host name or address prefix.
     #[serde(default)]
     pub egress: Vec<Spanned<EgressRule>>,
+    /// Socket families the sandbox may create beyond unix, inet, inet6 and netlink.
+    #[serde(default)]
+    pub socket_families: Vec<Spanned<String>>,
 }
 
 /// `{ host = "pypi.org", ports = [443] }` or `{ cidr = "10.0.0.0/8", ports = [5432], proto = "tcp" }`.

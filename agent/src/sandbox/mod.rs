@@ -12,12 +12,25 @@
 //! 3. `no_new_privs`, then user, groups and capabilities ([`identity`]);
 //! 4. the Landlock ruleset is enforced, then seccomp ([`seccomp`]).
 //!
-//! Then init forks the command, which inherits every restriction and execs, and stays as
-//! its reaper: it relays signals to the command, reaps orphans, and reports how the command
-//! ended. When init exits, the kernel kills whatever is left in the namespace, so nothing
-//! started in a sandbox outlives it. Init reports over a close-on-exec pipe: what was
-//! enforced, that the command runs, the step that failed, and the command's end.
-//! Nothing here runs in a multi-threaded process.
+//! Then init forks the command, which inherits every restriction, enters a Landlock domain
+//! of its own nested in init's, and execs. Init stays as its reaper: it relays signals to
+//! the command, reaps orphans, and reports how the command ended. When init exits, the
+//! kernel kills whatever is left in the namespace, so nothing started in a sandbox outlives
+//! it. Init reports over a close-on-exec socket: what was enforced, that the command runs,
+//! the step that failed, and the command's end. Nothing here runs in a multi-threaded
+//! process.
+//!
+//! **The boundary.** The command and everything it starts can reach nothing of the
+//! supervisor, by construction:
+//! * init closes every descriptor it inherited but its status socket and the pidfd it
+//!   watches its parent with (the caller's open files, the event ring, the audit socket, the
+//!   resolver's sockets stay with `cordon run`, outside the sandbox's namespaces);
+//! * init is not dumpable once it has dropped its privileges, and the command runs in a
+//!   Landlock domain nested in init's: Landlock refuses a nested domain `ptrace` access to
+//!   its parent domain, so `pidfd_getfd`, `/proc/1/{environ,mem,fd}` and signals to init
+//!   all fail, and the sandbox's procfs (`hidepid=ptraceable`) does not even list init;
+//! * `pidfd_getfd`, `kcmp`, `process_madvise`, `ptrace` and `process_vm_*` are in the
+//!   default deny list besides.
 
 pub mod identity;
 pub mod landlock;
@@ -26,8 +39,9 @@ pub mod seccomp;
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
@@ -207,10 +221,12 @@ where
 
     // The private /tmp holds none of the host's files, so a workspace below host /tmp is
     // visible only through a bind of its own.
+    let tmp = Path::new(crate::policy::SANDBOX_TMP);
     let visible = |p: &Path| {
-        plan.grants
-            .iter()
-            .any(|g| g.path != Path::new(crate::policy::SANDBOX_TMP) && p.starts_with(&g.path))
+        plan.grants.iter().any(|g| {
+            let through_tmp = p.starts_with(tmp) && !(g.path.starts_with(tmp) && g.path != tmp);
+            !through_tmp && p.starts_with(&g.path)
+        })
     };
     let cwd = if visible(&policy.workspace) {
         policy.workspace.clone()
@@ -354,11 +370,14 @@ fn watched_signals() -> SigSet {
 pub struct Running {
     /// The sandbox's init, as seen from the caller's PID namespace.
     pub pid: Pid,
+    /// The command init started, as seen from the caller's PID namespace (it creates the
+    /// Landlock domain the command's denials are logged under).
+    pub command: Option<Pid>,
     /// The sandbox's cgroup; removed when the sandbox has ended.
     cgroup: Option<SandboxCgroup>,
     /// What Landlock enforces; always set once [`Launch::spawn`] returns.
     pub enforcement: Option<Enforcement>,
-    status: BufReader<std::fs::File>,
+    status: BufReader<UnixStream>,
     program: String,
     old_mask: SigSet,
     watched: SigSet,
@@ -379,8 +398,9 @@ impl Launch {
         register: impl FnOnce(&SandboxCgroup) -> Result<T, String>,
     ) -> Result<(Running, T), LaunchError> {
         // Everything that can fail comes first, so a failure leaves the caller as it was.
-        let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(|e| os("create the status pipe")(e.into()))?;
+        // A socket, not a pipe: init waits on it for the parent to learn the command's pid.
+        let (read_end, write_end) =
+            std::os::unix::net::UnixStream::pair().map_err(os("create the status socket"))?;
         // Inherited by init, which cannot see this process from inside its PID namespace.
         let parent = sys::pidfd_open(Pid::this()).map_err(os("open a pidfd for this process"))?;
         let cgroup = self.create_cgroup()?;
@@ -425,9 +445,10 @@ impl Launch {
         drop(parent);
         let mut running = Running {
             pid: init,
+            command: None,
             cgroup: Some(cgroup),
             enforcement: None,
-            status: BufReader::new(std::fs::File::from(read_end)),
+            status: BufReader::new(read_end),
             program: String::from_utf8_lossy(self.argv[0].as_bytes()).into_owned(),
             old_mask,
             watched,
@@ -436,7 +457,14 @@ impl Launch {
             match running.next_message() {
                 Some(Message::Enforced(e)) => running.enforcement = Some(e),
                 Some(Message::Running) if running.enforcement.is_some() => {
-                    return Ok((running, registered))
+                    // Init waits for this answer before it reaps anything, so the command
+                    // is still its child (a zombie at worst) while its pid is looked up.
+                    running.command = sys::only_child(init);
+                    if let Err(e) = running.status.get_mut().write_all(b"\n") {
+                        running.reap();
+                        return Err(os("answer the sandbox's init")(e));
+                    }
+                    return Ok((running, registered));
                 }
                 Some(Message::Failed {
                     stage,
@@ -479,10 +507,10 @@ impl Launch {
     }
 
     /// The sandbox's init: sets everything up, starts the command, reaps. Never returns.
-    fn init(&self, parent: &OwnedFd, status: OwnedFd, mask: &SigSet) -> ! {
-        let mut status = std::fs::File::from(status);
+    fn init(&self, parent: &OwnedFd, status: UnixStream, mask: &SigSet) -> ! {
+        let mut status = status;
         let code = match self.setup(parent, &mut status) {
-            Ok(()) => match self.start_command(mask, &mut status) {
+            Ok(ruleset) => match self.start_command(mask, &mut status, ruleset) {
                 Ok(command) => self.reap_until_exit(command, &mut status),
                 Err(m) => send(&mut status, &m),
             },
@@ -493,7 +521,13 @@ impl Launch {
         unsafe { libc::_exit(code) }
     }
 
-    fn setup(&self, parent: &OwnedFd, status: &mut std::fs::File) -> Result<(), Message> {
+    /// Builds the sandbox around init; returns the Landlock ruleset the command enters as a
+    /// domain of its own.
+    fn setup(
+        &self,
+        parent: &OwnedFd,
+        status: &mut UnixStream,
+    ) -> Result<::landlock::RulesetCreated, Message> {
         let die_with_parent = || -> nix::Result<()> {
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
             if sys::has_exited(parent) {
@@ -502,7 +536,10 @@ impl Launch {
             Ok(())
         };
         die_with_parent().map_err(|e| failed(Stage::ParentDeath)(&e))?;
-        sys::cloexec_from(3).map_err(|e| failed(Stage::Init)(&e))?;
+        // Nothing the caller or `cordon run` had open stays in the sandbox: not the caller's
+        // files, not the event ring, the audit socket or the resolver's sockets.
+        sys::close_all_but(&[parent.as_raw_fd(), status.as_raw_fd()])
+            .map_err(|e| failed(Stage::Init)(&e))?;
         for signal in RELAYED.iter().chain([&Signal::SIGCHLD]) {
             sys::catch_for_sigwait(*signal).map_err(|e| failed(Stage::Init)(&e))?;
         }
@@ -521,27 +558,55 @@ impl Launch {
             .map_err(|e| failed(Stage::Identity)(&e))?;
         // Changing credentials clears the parent-death signal.
         die_with_parent().map_err(|e| failed(Stage::ParentDeath)(&e))?;
+        // Not dumpable: no process without CAP_SYS_PTRACE may read init's memory or
+        // descriptors, whatever its uid (changing credentials may have reset this).
+        nix::sys::prctl::set_dumpable(false).map_err(|e| failed(Stage::Init)(&e))?;
+        let command_ruleset = ruleset
+            .try_clone()
+            .map_err(|e| failed(Stage::Landlock)(&e))?;
         let enforcement = landlock::enforce(ruleset, self.policy.compat)
             .map_err(|e| failed(Stage::Landlock)(&e))?;
         seccomp::install(&self.filters).map_err(|e| failed(Stage::Seccomp)(&e))?;
         write_message(status, &Message::Enforced(enforcement))
             .map_err(|e| failed(Stage::Report)(&e))?;
-        Ok(())
+        Ok(command_ruleset)
     }
 
-    /// Forks the command: it restores the caller's signal state and execs.
-    fn start_command(&self, mask: &SigSet, status: &mut std::fs::File) -> Result<Pid, Message> {
-        // SAFETY: init is single-threaded; the child only resets signals and execs.
+    /// Forks the command: it enters a Landlock domain of its own (nested in init's, so it
+    /// cannot reach init), restores the caller's signal state and execs. Returns once the
+    /// parent has taken note of the command's pid.
+    fn start_command(
+        &self,
+        mask: &SigSet,
+        status: &mut UnixStream,
+        ruleset: ::landlock::RulesetCreated,
+    ) -> Result<Pid, Message> {
+        // SAFETY: init is single-threaded; the child only restricts itself, resets signals
+        // and execs.
         match unsafe { nix::unistd::fork() }.map_err(|e| failed(Stage::Fork)(&e))? {
             ForkResult::Parent { child } => {
+                drop(ruleset);
                 write_message(status, &Message::Running).map_err(|e| failed(Stage::Report)(&e))?;
-                Ok(child)
+                let mut ack = [0u8; 1];
+                match std::io::Read::read(status, &mut ack) {
+                    Ok(1) => Ok(child),
+                    Ok(_) => Err(failed(Stage::Report)(&"the parent went away")),
+                    Err(e) => Err(failed(Stage::Report)(&e)),
+                }
             }
             ForkResult::Child => {
-                let _ = sys::default_action(Signal::SIGPIPE);
-                let _ =
-                    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(mask), None);
-                let failure = self.exec();
+                let failure = match landlock::enforce(ruleset, self.policy.compat) {
+                    Ok(_) => {
+                        let _ = sys::default_action(Signal::SIGPIPE);
+                        let _ = nix::sys::signal::pthread_sigmask(
+                            SigmaskHow::SIG_SETMASK,
+                            Some(mask),
+                            None,
+                        );
+                        self.exec()
+                    }
+                    Err(e) => failed(Stage::Landlock)(&e),
+                };
                 let code = exit_code_for(&failure);
                 let _ = write_message(status, &failure);
                 // SAFETY: as in `init`.
@@ -552,7 +617,7 @@ impl Launch {
 
     /// Relays signals to the command and reaps every process until the command ends;
     /// returns init's exit code after reporting how the command ended.
-    fn reap_until_exit(&self, command: Pid, status: &mut std::fs::File) -> i32 {
+    fn reap_until_exit(&self, command: Pid, status: &mut UnixStream) -> i32 {
         let watched = watched_signals();
         loop {
             loop {
@@ -623,7 +688,7 @@ fn refuse_executable_memfds() -> std::io::Result<()> {
     std::fs::write(knob, "2")
 }
 
-fn write_message(status: &mut std::fs::File, message: &Message) -> std::io::Result<()> {
+fn write_message(status: &mut UnixStream, message: &Message) -> std::io::Result<()> {
     let line = serde_json::to_string(message).map_err(std::io::Error::other)?;
     writeln!(status, "{line}")
 }
@@ -643,12 +708,12 @@ fn exit_code_for(message: &Message) -> i32 {
 }
 
 /// Reports a failure and returns the exit code init ends with.
-fn send(status: &mut std::fs::File, message: &Message) -> i32 {
+fn send(status: &mut UnixStream, message: &Message) -> i32 {
     let _ = write_message(status, message);
     exit_code_for(message)
 }
 
-fn send_exit(status: &mut std::fs::File, exit: Exit) -> i32 {
+fn send_exit(status: &mut UnixStream, exit: Exit) -> i32 {
     let _ = write_message(status, &Message::Exited(exit));
     0
 }

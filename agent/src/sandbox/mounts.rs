@@ -39,8 +39,12 @@ pub enum MountOp {
         kind: Kind,
         access: Access,
     },
-    /// The private `/tmp`; `exec` leaves it without `noexec`.
-    Tmpfs { path: PathBuf, exec: bool },
+    /// The private `/tmp` of `size` bytes; `exec` leaves it without `noexec`.
+    Tmpfs {
+        path: PathBuf,
+        exec: bool,
+        size: u64,
+    },
     /// A fresh procfs for the sandbox's PID namespace, read-only.
     Proc { path: PathBuf },
     /// A symlink the host has on the way to a listed path (`/bin -> usr/bin`).
@@ -161,6 +165,7 @@ pub fn plan(fs: &FsPolicy, root: &Path) -> MountPlan {
     plan.ops.push(MountOp::Tmpfs {
         path: tmp.clone(),
         exec: tmp_exec,
+        size: fs.tmp_size,
     });
     if let Some(access) = tmp_access {
         plan.grants.push(Grant {
@@ -168,6 +173,15 @@ pub fn plan(fs: &FsPolicy, root: &Path) -> MountPlan {
             kind: Kind::Dir,
             access,
         });
+    }
+    // A bind of a tree holding /proc (`read = ["/"]`) would show the host's procfs, every
+    // host process in it: /proc is always a fresh procfs of the sandbox's own.
+    if proc_access.is_none() {
+        proc_access = binds
+            .iter()
+            .filter(|(b, _)| proc.starts_with(b))
+            .map(|(_, (_, a))| *a)
+            .next();
     }
     if let Some(access) = proc_access {
         plan.ops.push(MountOp::Proc { path: proc.clone() });
@@ -496,13 +510,14 @@ pub fn apply(plan: &MountPlan, staging: &Path) -> Result<(), MountError> {
                     sys::attach_mount_tree(tree, &target).map_err(mount_err)?;
                 }
             }
-            MountOp::Tmpfs { exec, .. } => {
+            MountOp::Tmpfs { exec, size, .. } => {
                 let target = target(Kind::Dir)?;
                 let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
                 if !exec {
                     flags |= MsFlags::MS_NOEXEC;
                 }
-                tmpfs(&sys::fd_path(&target), flags, "mode=1777", op.path())?;
+                let options = format!("mode=1777,size={size}");
+                tmpfs(&sys::fd_path(&target), flags, &options, op.path())?;
             }
             MountOp::Proc { .. } => {
                 let target = target(Kind::Dir)?;
@@ -510,12 +525,15 @@ pub fn apply(plan: &MountPlan, staging: &Path) -> Result<(), MountError> {
                     | MsFlags::MS_NOSUID
                     | MsFlags::MS_NODEV
                     | MsFlags::MS_NOEXEC;
+                // `hidepid=ptraceable`: a process the caller may not ptrace is not listed (for
+                // every caller, root too), so the command, in a Landlock domain nested in init's,
+                // never sees init.
                 mount(
                     Some("proc"),
                     &sys::fd_path(&target),
                     Some("proc"),
                     flags,
-                    None::<&str>,
+                    Some("hidepid=ptraceable"),
                 )
                 .map_err(|e| mount_err(e.into()))?;
             }
@@ -648,6 +666,7 @@ mod tests {
         write: false,
         exec: true,
     };
+    const TMP: u64 = 64 << 20;
 
     fn host() -> tempfile::TempDir {
         let t = tempfile::tempdir().unwrap();
@@ -678,6 +697,7 @@ mod tests {
                 .collect(),
             deny: deny.iter().map(PathBuf::from).collect(),
             read_only: vec![],
+            tmp_size: TMP,
         }
     }
 
@@ -769,7 +789,8 @@ mod tests {
             plan.ops,
             [MountOp::Tmpfs {
                 path: "/tmp".into(),
-                exec: false
+                exec: false,
+                size: TMP
             }]
         );
         assert_eq!(plan.notes.len(), 2, "{:?}", plan.notes);
@@ -782,7 +803,8 @@ mod tests {
         assert!(
             without.ops.contains(&MountOp::Tmpfs {
                 path: "/tmp".into(),
-                exec: false
+                exec: false,
+                size: TMP
             }) && without.grants.is_empty()
         );
         let with = plan(&fs(&[("/tmp", RW)], &[]), h.path());
@@ -879,7 +901,8 @@ mod tests {
         }));
         assert!(plan.ops.contains(&MountOp::Tmpfs {
             path: "/tmp".into(),
-            exec: false
+            exec: false,
+            size: TMP
         }));
         let rwx = Access {
             read: true,
@@ -889,7 +912,8 @@ mod tests {
         let plan = super::plan(&fs(&[("/tmp", rwx)], &[]), h.path());
         assert!(plan.ops.contains(&MountOp::Tmpfs {
             path: "/tmp".into(),
-            exec: true
+            exec: true,
+            size: TMP
         }));
     }
 

@@ -76,19 +76,28 @@ impl Filters {
 pub const DENY_ERRNO: i32 = libc::EPERM;
 
 /// The same deny list for the eBPF program that reports seccomp's denials (it sees a denied
-/// call at `sys_exit`, failing with [`DENY_ERRNO`]): one entry per syscall number.
+/// call at `sys_exit`, failing with [`DENY_ERRNO`]): one entry per syscall number, whose
+/// conditions are the rules of that syscall (denied when any matches; none: always).
 pub fn kernel_rules(policy: &SyscallPolicy) -> Vec<(u32, crate::ebpf::abi::SyscallRule)> {
     use crate::ebpf::abi::{self, Plain};
     let mut out: BTreeMap<u32, abi::SyscallRule> = BTreeMap::new();
+    // Syscalls denied whatever their arguments: their entry keeps no condition.
+    let mut always = std::collections::BTreeSet::new();
     for rule in &policy.deny {
         let Ok(nr) = u32::try_from(rule.nr) else {
             continue;
         };
-        let mut entry = abi::SyscallRule::zeroed();
-        entry.errno_value = DENY_ERRNO;
+        let entry = out.entry(nr).or_insert_with(|| {
+            let mut entry = abi::SyscallRule::zeroed();
+            entry.errno_value = DENY_ERRNO;
+            entry
+        });
         let mut condition = abi::SyscallCondition::zeroed();
         match rule.when {
-            None => {}
+            None => {
+                always.insert(nr);
+                continue;
+            }
             Some(ArgCondition::AnyBit { arg, mask }) => {
                 condition.op = abi::CORDON_ARG_ANY_BIT as u32;
                 condition.arg = arg.into();
@@ -101,13 +110,22 @@ pub fn kernel_rules(policy: &SyscallPolicy) -> Vec<(u32, crate::ebpf::abi::Sysca
                 condition.values[..n].copy_from_slice(&values[..n]);
                 condition.nvalues = n as u32;
             }
+            Some(ArgCondition::NotIn { arg, allowed }) => {
+                condition.op = abi::CORDON_ARG_NOT_IN as u32;
+                condition.arg = arg.into();
+                condition.mask = allowed;
+            }
         }
-        if rule.when.is_some() {
-            entry.conditions[0] = condition;
-            entry.nconditions = 1;
+        let n = entry.nconditions as usize;
+        if n < abi::CORDON_MAX_ARG_CONDITIONS {
+            entry.conditions[n] = condition;
+            entry.nconditions += 1;
         }
-        // Like the seccomp filter, the last rule for a syscall is the one that counts.
-        out.insert(nr, entry);
+    }
+    for nr in always {
+        if let Some(entry) = out.get_mut(&nr) {
+            entry.nconditions = 0;
+        }
     }
     out.into_iter().collect()
 }
@@ -123,40 +141,58 @@ pub fn compile(policy: &SyscallPolicy) -> Result<Filters, SeccompError> {
     if policy.deny.is_empty() {
         return Ok(Filters { guard, deny: None });
     }
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    // Each syscall's rules, OR'ed; `None` once a rule denies it whatever its arguments (an
+    // empty chain is seccompiler's "always").
+    let mut rules: BTreeMap<i64, Option<Vec<SeccompRule>>> = BTreeMap::new();
     for rule in &policy.deny {
         let err = |source| SeccompError::Rule {
             syscall: rule.name.clone(),
             source,
         };
-        let chain = match rule.when {
-            None => Vec::new(),
-            Some(ArgCondition::AnyBit { arg, mask }) => (0..64)
-                .map(|bit| 1u64 << bit)
-                .filter(|bit| mask & bit != 0)
-                .map(|bit| {
-                    let cond = SeccompCondition::new(
-                        arg,
-                        SeccompCmpArgLen::Dword,
-                        SeccompCmpOp::MaskedEq(bit),
-                        bit,
-                    )?;
-                    SeccompRule::new(vec![cond])
-                })
-                .collect::<Result<_, _>>()
-                .map_err(err)?,
-            Some(ArgCondition::OneOf { arg, values }) => values
-                .iter()
-                .map(|v| {
-                    let cond =
-                        SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, *v)?;
-                    SeccompRule::new(vec![cond])
-                })
-                .collect::<Result<_, _>>()
-                .map_err(err)?,
+        let cond = |arg, op, value| {
+            SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value).map_err(err)
         };
-        rules.insert(i64::from(rule.nr), chain);
+        let chain = match rule.when {
+            None => None,
+            Some(ArgCondition::AnyBit { arg, mask }) => Some(
+                (0..64)
+                    .map(|bit| 1u64 << bit)
+                    .filter(|bit| mask & bit != 0)
+                    .map(|bit| {
+                        SeccompRule::new(vec![cond(arg, SeccompCmpOp::MaskedEq(bit), bit)?])
+                            .map_err(err)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            Some(ArgCondition::OneOf { arg, values }) => Some(
+                values
+                    .iter()
+                    .map(|v| SeccompRule::new(vec![cond(arg, SeccompCmpOp::Eq, *v)?]).map_err(err))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            // Denied when the argument differs from every allowed number: one rule whose
+            // conditions all hold.
+            Some(ArgCondition::NotIn { arg, allowed }) => {
+                let conditions = (0..64u64)
+                    .filter(|n| allowed & (1 << n) != 0)
+                    .map(|n| cond(arg, SeccompCmpOp::Ne, n))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Some(vec![SeccompRule::new(conditions).map_err(err)?])
+            }
+        };
+        let entry = rules
+            .entry(i64::from(rule.nr))
+            .or_insert_with(|| Some(Vec::new()));
+        match (entry.as_mut(), chain) {
+            (Some(have), Some(more)) => have.extend(more),
+            (_, None) => *entry = None,
+            (None, Some(_)) => {}
+        }
     }
+    let rules: BTreeMap<i64, Vec<SeccompRule>> = rules
+        .into_iter()
+        .map(|(nr, chain)| (nr, chain.unwrap_or_default()))
+        .collect();
     let on_match = match policy.action {
         SyscallAction::Errno => SeccompAction::Errno(DENY_ERRNO as u32),
         SyscallAction::Kill => SeccompAction::KillProcess,

@@ -4,6 +4,8 @@
 //! can assert the exact errno of a denial. Prefixes `fork`, `setsid` and `reexec` run the
 //! rest of the command line in a child, a new session, or a fresh exec of the probe.
 
+mod steal;
+
 use std::ffi::CString;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
@@ -392,6 +394,101 @@ fn act(args: &[String]) -> Outcome {
             std::thread::sleep(std::time::Duration::from_secs(arg(0).parse().unwrap_or(1)));
             Outcome::Ok
         }
+        "sleep-ms" => {
+            std::thread::sleep(std::time::Duration::from_millis(
+                arg(0).parse().unwrap_or_else(|_| usage()),
+            ));
+            act(&rest[1..])
+        }
+        // What a process can read: `value` is the text, NULs shown as spaces.
+        "cat" => match std::fs::read(arg(0)) {
+            Ok(bytes) => Outcome::Value(
+                String::from_utf8_lossy(&bytes)
+                    .replace('\0', " ")
+                    .trim()
+                    .to_string(),
+            ),
+            Err(e) => io(Err(e)),
+        },
+        // This process's own descriptors above 2 (`value` lists them, `none` when none).
+        "fds" => {
+            let mut open: Vec<String> = std::fs::read_dir("/proc/self/fd")
+                .map(|d| {
+                    d.flatten()
+                        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                        .filter(|n| *n > 2)
+                        .filter_map(|n| {
+                            let link = std::fs::read_link(format!("/proc/self/fd/{n}")).ok()?;
+                            // The directory being listed is not one of them.
+                            (!link.starts_with("/proc")).then(|| format!("{n}={}", link.display()))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            open.sort();
+            Outcome::Value(if open.is_empty() {
+                "none".into()
+            } else {
+                open.join(" ")
+            })
+        }
+        // A socket of family N (`socket(N, SOCK_STREAM, 0)`; 40 is AF_VSOCK).
+        "socket-family" => syscall(
+            libc::SYS_socket,
+            arg(0).parse().unwrap_or_else(|_| usage()),
+            libc::SOCK_STREAM.into(),
+            0,
+        ),
+        // Fills DIR with 1 MiB files until the file system refuses; `value` is how many
+        // MiB fit (the files are removed again).
+        "fill" => {
+            let dir = std::path::Path::new(arg(0));
+            let chunk = vec![0u8; 1 << 20];
+            let mut written = 0u64;
+            let failure = loop {
+                let path = dir.join(format!("fill-{written}"));
+                if let Err(e) = std::fs::write(&path, &chunk) {
+                    let _ = std::fs::remove_file(&path);
+                    break e;
+                }
+                written += 1;
+                if written > 64 << 10 {
+                    break std::io::Error::other("no limit met");
+                }
+            };
+            for n in 0..written {
+                let _ = std::fs::remove_file(dir.join(format!("fill-{n}")));
+            }
+            match failure.raw_os_error() {
+                Some(libc::ENOSPC) => Outcome::Value(format!("{written} MiB")),
+                _ => io(Err(failure)),
+            }
+        }
+        // The processes /proc lists (`value`: how many).
+        "proc-count" => match std::fs::read_dir("/proc") {
+            Ok(d) => Outcome::Value(
+                d.flatten()
+                    .filter(|e| {
+                        e.file_name()
+                            .to_str()
+                            .is_some_and(|n| n.parse::<u32>().is_ok())
+                    })
+                    .count()
+                    .to_string(),
+            ),
+            Err(e) => io(Err(e)),
+        },
+        "pidfd-getfd" => steal::read_one(
+            pid(arg(0)).as_raw(),
+            arg(1).parse().unwrap_or_else(|_| usage()),
+        ),
+        "steal-all" => steal::list(pid(arg(0)).as_raw()),
+        "ring-stall" => steal::ring_stall(
+            pid(arg(0)).as_raw(),
+            arg(1).parse().unwrap_or_else(|_| usage()),
+        ),
+        "audit-drop" => steal::audit_drop(pid(arg(0)).as_raw()),
+        "udp-via" => steal::udp_via(pid(arg(0)).as_raw(), arg(1)),
         _ => usage(),
     }
 }

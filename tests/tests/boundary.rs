@@ -1,0 +1,463 @@
+//! The boundary between a sandboxed command and its supervisor: the sandbox's init, `cordon
+//! run`, and the channels its events travel on. Each test is the attack, run inside a
+//! sandbox, with a twin that runs the same attack where nothing confines it and shows that
+//! it works there, so no test passes because the attack itself is broken.
+
+mod common;
+
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{of_kind, probe_bin, require_root, wait_until, Fixture};
+
+/// The `probe` run directly, with no sandbox: the attacker's twin.
+fn unconfined(args: &[&str]) -> String {
+    let out = Command::new(probe_bin())
+        .args(args)
+        .output()
+        .expect("probe runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The only child of `pid`, once it has one.
+fn child_of(pid: u32) -> u32 {
+    wait_until(&format!("a child of {pid}"), Duration::from_secs(5), || {
+        let list = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+        let mut children = list.split_whitespace();
+        match (children.next(), children.next()) {
+            (Some(c), None) => c.parse().ok(),
+            _ => None,
+        }
+    })
+}
+
+/// Opens `path` as descriptor 7 of the command `cmd` will start (the caller's open file that
+/// no rule of the profile names).
+fn with_fd7(cmd: &mut Command, path: &std::path::Path) {
+    let file = std::fs::File::open(path).expect("open the secret");
+    let raw = file.as_raw_fd();
+    // SAFETY: between fork and exec the closure calls only dup2, which is async-signal-safe;
+    // `file` stays open in the parent until the child has been spawned.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(raw, 7) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    // Kept open until the process exits: the child needs it only until its exec.
+    std::mem::forget(file);
+}
+
+/// A sandbox running `probe ARGS`, started in the background.
+struct Background {
+    child: Child,
+    /// Its `--events` file, when it has one.
+    events: Option<std::path::PathBuf>,
+}
+
+impl Background {
+    fn start(f: &Fixture, options: &[&str], args: &[&str]) -> Self {
+        let mut argv = vec![probe_bin().to_string_lossy().into_owned()];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        let child = f
+            .command_with(options, &argv)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cordon runs");
+        Background {
+            child,
+            events: None,
+        }
+    }
+
+    /// [`Background::start`] with `--events`; waits until its init runs, and returns it
+    /// with `cordon run`'s pid.
+    fn watched(f: &Fixture, args: &[&str]) -> (Self, String) {
+        let events = f.dir.path().join("events.jsonl");
+        let option = events.to_string_lossy().into_owned();
+        let mut sandbox = Self::start(f, &["--events", &option], args);
+        sandbox.events = Some(events);
+        let _ = sandbox.init_pid();
+        let cordon = sandbox.cordon_pid().to_string();
+        (sandbox, cordon)
+    }
+
+    /// [`Background::finish`], with every event of a [`Background::watched`] run.
+    fn finish_events(mut self) -> (String, Vec<serde_json::Value>) {
+        let events = self.events.take().expect("a watched sandbox");
+        let (answer, _) = self.finish();
+        (answer, common::read_events(&events))
+    }
+
+    fn cordon_pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The sandbox's init, from the host.
+    fn init_pid(&self) -> u32 {
+        child_of(self.cordon_pid())
+    }
+
+    /// The probe's answer and `cordon run`'s stderr, once it has ended.
+    fn finish(self) -> (String, String) {
+        let out = self.child.wait_with_output().expect("wait");
+        let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !answer.is_empty(),
+            "the probe said nothing; status {}, stderr: {err}",
+            out.status
+        );
+        (answer, err)
+    }
+}
+
+#[test]
+fn the_command_cannot_copy_a_descriptor_of_init() {
+    if !require_root("the_command_cannot_copy_a_descriptor_of_init") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    let secret = f.dir.path().join("caller-secret.txt");
+    std::fs::write(&secret, "the caller's secret").expect("secret");
+
+    // The twin: a process holding the file as descriptor 7; an unconfined process of the
+    // same user copies it with pidfd_getfd and reads it.
+    let mut holder = Command::new(probe_bin());
+    holder.args(["sleep", "5"]);
+    with_fd7(&mut holder, &secret);
+    let mut holder = holder.spawn().expect("holder");
+    assert_eq!(
+        unconfined(&["pidfd-getfd", &holder.id().to_string(), "7"]),
+        "value the caller's secret"
+    );
+    let _ = holder.kill();
+    let _ = holder.wait();
+
+    // The attack: `cordon run` started with the file as descriptor 7; inside, the command
+    // tries every descriptor of init (PID 1), under the default deny list and with
+    // pidfd_getfd taken out of it, so that Landlock and init's own state must hold alone.
+    for extra in ["", "[syscalls]\nallow = [\"pidfd_getfd\", \"kcmp\"]\n"] {
+        let f = Fixture::new("coding-agent", extra);
+        let mut argv = vec![probe_bin().to_string_lossy().into_owned()];
+        argv.extend(["pidfd-getfd", "1", "7"].map(String::from));
+        let mut cmd = f.command(&argv);
+        with_fd7(&mut cmd, &secret);
+        let out = cmd.output().expect("cordon runs");
+        let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert_eq!(answer, "err EPERM", "profile extra {extra:?}");
+        assert_eq!(
+            f.probe(&["steal-all", "1"]),
+            "err EPERM",
+            "no descriptor of init can be taken (extra {extra:?})"
+        );
+        // Nor did the command inherit the caller's descriptor.
+        let mut argv = vec![probe_bin().to_string_lossy().into_owned()];
+        argv.push("fds".into());
+        let mut cmd = f.command(&argv);
+        with_fd7(&mut cmd, &secret);
+        let out = cmd.output().expect("cordon runs");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "value none");
+    }
+}
+
+#[test]
+fn init_holds_nothing_but_its_status_socket_and_its_parent() {
+    if !require_root("init_holds_nothing_but_its_status_socket_and_its_parent") {
+        return;
+    }
+    // A sandbox with network rules, so `cordon run` holds the event ring, the audit socket
+    // and the resolver's sockets while the command runs.
+    let f = Fixture::new(
+        "coding-agent",
+        "[network]\negress = [{ host = \"example.test\", ports = [443] }]\n",
+    );
+    let secret = f.dir.path().join("caller-secret.txt");
+    std::fs::write(&secret, "the caller's secret").expect("secret");
+    let mut argv = vec![probe_bin().to_string_lossy().into_owned()];
+    argv.extend(["sleep", "2"].map(String::from));
+    let mut cmd = f.command(&argv);
+    with_fd7(&mut cmd, &secret);
+    let mut run = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cordon runs");
+    let cordon = run.id();
+    let init = child_of(cordon);
+    let _command = child_of(init);
+    let fds = |pid: u32| -> Vec<String> {
+        let mut links: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .expect("fd dir")
+            .flatten()
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .map(|l| l.to_string_lossy().into_owned())
+            .collect();
+        links.sort();
+        links
+    };
+    let supervisor = fds(cordon);
+    let init_fds = fds(init);
+    let _ = run.wait();
+    // The twin: the supervisor does hold the channels (a ring buffer map, sockets) and the
+    // caller's file.
+    assert!(
+        supervisor.iter().any(|l| l.contains("bpf-map")),
+        "{supervisor:?}"
+    );
+    assert!(
+        supervisor
+            .iter()
+            .filter(|l| l.starts_with("socket:"))
+            .count()
+            >= 2,
+        "{supervisor:?}"
+    );
+    assert!(
+        supervisor.iter().any(|l| l.ends_with("caller-secret.txt")),
+        "{supervisor:?}"
+    );
+    // Init: stdin, stdout, stderr, its status socket and the pidfd of its parent. Nothing
+    // else: not the caller's file, no map, no audit or resolver socket.
+    assert_eq!(init_fds.len(), 5, "{init_fds:?}");
+    assert_eq!(
+        init_fds
+            .iter()
+            .filter(|l| l.starts_with("socket:") || l.contains("pidfd"))
+            .count(),
+        2,
+        "{init_fds:?}"
+    );
+    assert!(!init_fds
+        .iter()
+        .any(|l| l.contains("bpf") || l.contains("secret")));
+}
+
+#[test]
+fn the_command_cannot_read_inits_environment_or_command_line() {
+    if !require_root("the_command_cannot_read_inits_environment_or_command_line") {
+        return;
+    }
+    // The twin: the environment and command line of a process of the same user, unconfined.
+    let mut holder = Command::new(probe_bin())
+        .args(["sleep", "5"])
+        .env("GITHUB_TOKEN", "ghp_twin_secret")
+        .spawn()
+        .expect("holder");
+    let environ = unconfined(&["cat", &format!("/proc/{}/environ", holder.id())]);
+    assert!(
+        environ.contains("GITHUB_TOKEN=ghp_twin_secret"),
+        "{environ}"
+    );
+    let _ = holder.kill();
+    let _ = holder.wait();
+
+    let f = Fixture::new("coding-agent", "");
+    let run = |args: &[&str]| -> String {
+        let mut argv = vec![probe_bin().to_string_lossy().into_owned()];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        let out = f
+            .command(&argv)
+            .env("GITHUB_TOKEN", "ghp_caller_secret")
+            .output()
+            .expect("cordon runs");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    // Init is not listed in the sandbox's /proc at all; the command sees itself.
+    for path in [
+        "/proc/1/environ",
+        "/proc/1/cmdline",
+        "/proc/1/status",
+        "/proc/1/maps",
+    ] {
+        assert_eq!(run(&["cat", path]), "err ENOENT", "{path}");
+    }
+    let me = run(&["cat", "/proc/self/cmdline"]);
+    assert!(me.contains("cat /proc/self/cmdline"), "{me}");
+    let environ = run(&["cat", "/proc/self/environ"]);
+    assert!(!environ.contains("ghp_caller_secret"), "{environ}");
+}
+
+#[test]
+fn the_command_cannot_signal_init() {
+    if !require_root("the_command_cannot_signal_init") {
+        return;
+    }
+    // The twin: an unconfined process signals a process of its own user.
+    let mut holder = Command::new(probe_bin())
+        .args(["sleep", "5"])
+        .spawn()
+        .expect("holder");
+    assert_eq!(unconfined(&["signal0", &holder.id().to_string()]), "ok");
+    let _ = holder.kill();
+    let _ = holder.wait();
+
+    let f = Fixture::new("coding-agent", "");
+    let (answer, events) = f.probe_events(&[], &["kill", "1"]);
+    assert_eq!(answer, "err EPERM");
+    let denied = of_kind(&events, "other_denied");
+    assert!(
+        denied.iter().any(|e| e["blockers"]
+            .as_str()
+            .unwrap_or("")
+            .contains("scope.signal")),
+        "the refused signal is reported: {events:?}"
+    );
+}
+
+#[test]
+fn a_steered_event_ring_is_detected_and_reported() {
+    if !require_root("a_steered_event_ring_is_detected_and_reported") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    // The command waits, then makes 20 denied calls while the attacker stalls the ring.
+    let (sandbox, cordon) = Background::watched(&f, &["sleep-ms", "700", "deny-each", "20"]);
+    // The attack, from outside (as root, unconfined: inside, no descriptor of the
+    // supervisor can be had, see above): for 1.5 s, keep the consumer position a page
+    // ahead of the producer's, where the kernel refuses every new record.
+    let steered = unconfined(&["ring-stall", &cordon, "1500"]);
+    assert_eq!(steered, "value steered 1", "the attack itself works");
+    let (answer, all) = sandbox.finish_events();
+    assert_eq!(answer, "value 20");
+    let lost = of_kind(&all, "events_lost");
+    assert!(
+        lost.iter().any(|e| e["reason"] == "ring_tampered"),
+        "a steered ring is reported: {all:?}"
+    );
+    // Nothing went silently: each denial is an event, or counted as lost.
+    let seen = common::occurrences(&of_kind(&all, "syscall_denied"));
+    let counted: u64 = lost
+        .iter()
+        .filter(|e| e["reason"] == "ring_full")
+        .map(|e| e["count"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(
+        seen + counted >= 20,
+        "{seen} seen, {counted} counted: {all:?}"
+    );
+}
+
+#[test]
+fn an_audit_listener_taken_off_its_group_is_reported_and_rejoined() {
+    if !require_root("an_audit_listener_taken_off_its_group_is_reported_and_rejoined") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    // A file denial 2.5 s in (Landlock refuses to list /dev, which the profile does not
+    // grant): after the attack, and after the listener has noticed it.
+    let (sandbox, cordon) = Background::watched(&f, &["sleep-ms", "2500", "list", "/dev"]);
+    let dropped = unconfined(&["audit-drop", &cordon]);
+    assert!(
+        dropped.starts_with("value dropped"),
+        "the attack works: {dropped}"
+    );
+    let (answer, all) = sandbox.finish_events();
+    assert_eq!(answer, "err EACCES");
+    assert!(
+        of_kind(&all, "events_lost")
+            .iter()
+            .any(|e| e["reason"] == "audit_detached"),
+        "the cut is reported: {all:?}"
+    );
+    assert!(
+        of_kind(&all, "file_denied")
+            .iter()
+            .any(|e| e["path"] == "/dev"),
+        "denials after it are reported again: {all:?}"
+    );
+}
+
+#[test]
+fn the_resolvers_socket_is_no_way_past_egress() {
+    if !require_root("the_resolvers_socket_is_no_way_past_egress") {
+        return;
+    }
+    let listener = std::net::UdpSocket::bind("127.0.0.1:0").expect("listener");
+    listener
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let target = listener.local_addr().expect("addr").to_string();
+    // Egress by name, so the sandbox gets a resolver whose sockets `cordon run` holds.
+    let f = Fixture::new(
+        "coding-agent",
+        "[network]\negress = [{ host = \"example.test\", ports = [443] }]\n",
+    );
+
+    // Inside: no socket of the supervisor can be had, and its own datagram is refused.
+    let sandbox = Background::start(&f, &[], &["udp-via", "1", &target]);
+    let (answer, _) = sandbox.finish();
+    assert_eq!(answer, "err EPERM");
+    let (answer, events) = f.probe_events(&[], &["udp-send", &target]);
+    assert_eq!(answer, "err EPERM");
+    assert!(!of_kind(&events, "network_denied").is_empty(), "{events:?}");
+
+    // The twin: from outside, the resolver's socket held by `cordon run` reaches the host
+    // listener, past every rule of the sandbox.
+    let sandbox = Background::start(&f, &[], &["sleep", "2"]);
+    let cordon = sandbox.cordon_pid().to_string();
+    let _ = sandbox.init_pid();
+    let sent = unconfined(&["udp-via", &cordon, &target]);
+    assert!(sent.starts_with("value sent"), "{sent}");
+    let mut buf = [0u8; 16];
+    let (n, _) = listener.recv_from(&mut buf).expect("the datagram arrived");
+    assert_eq!(&buf[..n], b"probe");
+    let _ = sandbox.finish();
+}
+
+#[test]
+fn only_the_usual_socket_families_can_be_created() {
+    if !require_root("only_the_usual_socket_families_can_be_created") {
+        return;
+    }
+    const AF_VSOCK: &str = "40";
+    // The twin: unconfined, a vsock socket (on a VM, CID 2 is the hypervisor's host).
+    assert_eq!(unconfined(&["socket-family", AF_VSOCK]), "ok");
+    // Inside, even a sandbox with no network at all: refused and reported.
+    let f = Fixture::new("offline-tool", "");
+    let (answer, events) = f.probe_events(&[], &["socket-family", AF_VSOCK]);
+    assert_eq!(answer, "err EPERM");
+    let denied = common::only(&events, "syscall_denied");
+    assert_eq!(denied["syscall"], "socket");
+    // The usual ones still work, and a profile may name more.
+    assert_eq!(f.probe(&["socket-family", "1"]), "ok", "unix");
+    assert_eq!(f.probe(&["socket-family", "10"]), "ok", "inet6");
+    let f = Fixture::new("offline-tool", "[network]\nsocket_families = [\"vsock\"]\n");
+    assert_eq!(f.probe(&["socket-family", AF_VSOCK]), "ok");
+}
+
+#[test]
+fn proc_is_the_sandboxs_own_even_under_a_tree_that_holds_the_hosts() {
+    if !require_root("proc_is_the_sandboxs_own_even_under_a_tree_that_holds_the_hosts") {
+        return;
+    }
+    // The twin: the host's /proc lists every host process.
+    let host: u64 = unconfined(&["proc-count"])
+        .trim_start_matches("value ")
+        .parse()
+        .expect("a count");
+    assert!(host > 10, "{host}");
+    let f = Fixture::new("base", "[filesystem]\nread = [\"/\"]\n");
+    let inside = f.probe(&["proc-count"]);
+    // The probe alone: init is hidden from it, nothing of the host is there.
+    assert_eq!(inside, "value 1");
+}
+
+#[test]
+fn the_private_tmp_has_a_size() {
+    if !require_root("the_private_tmp_has_a_size") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "[filesystem]\ntmp_size = \"16M\"\n");
+    // A few KiB go to the file system's own bookkeeping.
+    let answer = f.probe(&["fill", "/tmp"]);
+    assert!(
+        answer == "value 15 MiB" || answer == "value 16 MiB",
+        "{answer}"
+    );
+}
