@@ -147,6 +147,11 @@ pub struct FsPolicy {
     pub deny: Vec<PathBuf>,
     /// Paths kept read-only even inside writable trees.
     pub read_only: Vec<PathBuf>,
+    /// Denied and read-only paths written with a trailing `/`: directories, created as such
+    /// when they do not exist (see `sandbox::mounts::placeholders`).
+    pub dirs: Vec<PathBuf>,
+    /// Work trees of git repositories whose metadata stays read-only (`sandbox::repos`).
+    pub repositories: Vec<PathBuf>,
     /// Bytes the private `/tmp` may hold.
     pub tmp_size: u64,
 }
@@ -391,6 +396,19 @@ pub fn compile(profile: &Profile, ctx: &Context) -> Result<Policy, Diagnostic> {
             .then(a.path.cmp(&b.path))
     });
     let mut deny = Vec::new();
+    let mut dirs = Vec::new();
+    for item in profile.deny.iter().chain(&profile.read_only) {
+        if item.value.ends_with('/') {
+            dirs.push(vars.path(item)?);
+        }
+    }
+    let mut repositories = Vec::new();
+    for item in &profile.repositories {
+        let path = vars.path(item)?;
+        if !repositories.contains(&path) {
+            repositories.push(path);
+        }
+    }
     for item in &profile.deny {
         let path = vars.path(item)?;
         if path == Path::new("/") {
@@ -437,6 +455,8 @@ pub fn compile(profile: &Profile, ctx: &Context) -> Result<Policy, Diagnostic> {
             rules,
             deny,
             read_only,
+            dirs,
+            repositories,
             tmp_size,
         },
         network,
@@ -1004,6 +1024,79 @@ mod tests {
             Ok(_) => panic!("expected an error containing {needle:?}"),
             Err(msg) => assert!(msg.contains(needle), "{msg}"),
         }
+    }
+
+    #[test]
+    fn socket_families_are_the_usual_four_plus_those_named_and_checked_by_seccomp() {
+        let p = compile_text("[profile]\nname = \"p\"\n").unwrap();
+        assert_eq!(
+            p.network.socket_families,
+            ["unix", "inet", "inet6", "netlink"]
+        );
+        let socket = |p: &Policy| -> Vec<Option<ArgCondition>> {
+            p.syscalls
+                .deny
+                .iter()
+                .filter(|r| r.name == "socket")
+                .map(|r| r.when)
+                .collect()
+        };
+        let usual = (1u64 << libc::AF_UNIX)
+            | (1 << libc::AF_INET)
+            | (1 << libc::AF_INET6)
+            | (1 << libc::AF_NETLINK);
+        // The preset's MPTCP check stays beside the family check: denied when either matches.
+        let rules = socket(&p);
+        assert_eq!(rules.len(), 2, "{rules:?}");
+        assert!(rules.contains(&Some(ArgCondition::NotIn {
+            arg: 0,
+            allowed: usual
+        })));
+        let p = compile_text(
+            "[profile]\nname = \"p\"\n[network]\nsocket_families = [\"vsock\", \"VSOCK\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            p.network.socket_families.last().map(String::as_str),
+            Some("vsock")
+        );
+        assert_eq!(p.network.socket_families.len(), 5);
+        assert!(socket(&p).contains(&Some(ArgCondition::NotIn {
+            arg: 0,
+            allowed: usual | 1 << libc::AF_VSOCK
+        })));
+        expect_err(
+            "[profile]\nname = \"p\"\n[network]\nsocket_families = [\"vsok\"]\n",
+            "unknown socket family `vsok`",
+        );
+        // Allowing `socket` takes every check of it out.
+        let p =
+            compile_text("[profile]\nname = \"p\"\n[syscalls]\nallow = [\"socket\"]\n").unwrap();
+        assert!(socket(&p).is_empty());
+    }
+
+    #[test]
+    fn tmp_size_has_a_default_and_takes_units() {
+        let p = compile_text("[profile]\nname = \"p\"\n").unwrap();
+        assert_eq!(p.filesystem.tmp_size, DEFAULT_TMP_SIZE);
+        let p =
+            compile_text("[profile]\nname = \"p\"\n[filesystem]\ntmp_size = \"64M\"\n").unwrap();
+        assert_eq!(p.filesystem.tmp_size, 64 << 20);
+        expect_err(
+            "[profile]\nname = \"p\"\n[filesystem]\ntmp_size = \"lots\"\n",
+            "tmp_size is a number of bytes",
+        );
+    }
+
+    #[test]
+    fn protected_entries_with_a_trailing_slash_are_directories() {
+        let p = compile_text(
+            "[profile]\nname = \"p\"\n[filesystem]\nwrite = [\"{workspace}\"]\ndeny = [\"{workspace}/.secrets/\", \"{workspace}/.env\"]\nrepositories = [\"{workspace}\"]\n",
+        )
+        .unwrap();
+        assert_eq!(p.filesystem.dirs, [PathBuf::from("/work/ws/.secrets")]);
+        assert_eq!(p.filesystem.deny.len(), 2);
+        assert_eq!(p.filesystem.repositories, [PathBuf::from("/work/ws")]);
     }
 
     #[test]

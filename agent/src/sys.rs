@@ -704,6 +704,47 @@ pub fn detach_with_fds(
     }
 }
 
+/// Creates `path` empty (a directory, or a file of mode 0644) with any missing parent
+/// directories, following no symlink on the way: what stands in for a protected path the
+/// sandbox must not create. `Ok(false)` when something is there already.
+pub fn create_placeholder(path: &Path, dir: bool) -> io::Result<bool> {
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::Mode;
+    let parts: Vec<&std::ffi::OsStr> = path
+        .components()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    let Some((last, parents)) = parts.split_last() else {
+        return Ok(false);
+    };
+    let walk = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let mut at = nix::fcntl::open("/", walk, Mode::empty())?;
+    for part in parents {
+        at = match nix::fcntl::openat(&at, *part, walk, Mode::empty()) {
+            Err(nix::errno::Errno::ENOENT) => {
+                nix::sys::stat::mkdirat(&at, *part, Mode::from_bits_truncate(0o755))?;
+                nix::fcntl::openat(&at, *part, walk, Mode::empty())?
+            }
+            other => other?,
+        };
+    }
+    let made = if dir {
+        nix::sys::stat::mkdirat(&at, *last, Mode::from_bits_truncate(0o755)).map(drop)
+    } else {
+        let flags =
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        nix::fcntl::openat(&at, *last, flags, Mode::from_bits_truncate(0o644)).map(drop)
+    };
+    match made {
+        Ok(()) => Ok(true),
+        Err(nix::errno::Errno::EEXIST) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The multicast groups (1 to 32) a netlink socket is a member of, as a bit mask
 /// (`NETLINK_LIST_MEMBERSHIPS`; bit n-1 for group n).
 pub fn netlink_groups(socket: std::os::fd::BorrowedFd<'_>) -> io::Result<u32> {

@@ -85,23 +85,27 @@ fn a_file_written_into_the_workspace_cannot_be_executed_unless_exec_allows_it() 
 }
 
 #[test]
-fn git_hooks_under_a_writable_workspace_are_not_writable() {
-    if !require_root("git_hooks_under_a_writable_workspace_are_not_writable") {
+fn git_metadata_under_a_writable_workspace_is_read_only() {
+    if !require_root("git_metadata_under_a_writable_workspace_is_read_only") {
         return;
     }
     let f = Fixture::new("coding-agent", "");
     std::fs::create_dir_all(f.workspace.join(".git/hooks")).expect("hooks");
+    std::fs::write(f.workspace.join(".git/config"), "[core]\n").expect("config");
     assert_eq!(
         f.probe(&["write", &f.path(".git/hooks/pre-commit")]),
-        "err EACCES"
+        "err EROFS"
     );
-    assert_eq!(f.probe(&["write", &f.path(".git/config")]), "ok");
-    // Renaming .git (to recreate hooks elsewhere) is refused: it is pinned as a mount point.
+    assert_eq!(f.probe(&["write", &f.path(".git/config")]), "err EROFS");
+    assert_eq!(f.probe(&["write", &f.path(".git/commondir")]), "err EROFS");
+    assert_eq!(f.probe(&["read", &f.path(".git/config")]), "ok");
+    // Renaming .git (to put another in its place) is refused: it is a mount point.
     assert_eq!(
-        f.probe(&["rename", &f.path(".git"), &f.path(".git2")]),
+        f.probe(&["rename", &f.path(".git"), &f.path("moved")]),
         "err EBUSY"
     );
-    assert!(!f.workspace.join(".git/hooks/pre-commit").exists());
+    // The rest of the workspace stays writable.
+    assert_eq!(f.probe(&["write", &f.path("notes.txt")]), "ok");
 }
 
 #[test]
@@ -198,9 +202,13 @@ fn a_deny_path_reached_through_a_symlink_in_a_writable_tree_refuses_to_start() {
     if !require_root("a_deny_path_reached_through_a_symlink_in_a_writable_tree_refuses_to_start") {
         return;
     }
-    let f = Fixture::new("coding-agent", "");
-    std::fs::create_dir_all(f.workspace.join(".git/real-hooks")).expect("hooks");
-    std::os::unix::fs::symlink("real-hooks", f.workspace.join(".git/hooks")).expect("link");
+    let f = Fixture::new(
+        "coding-agent",
+        "[filesystem]\ndeny = [\"{workspace}/data/secret\"]\n",
+    );
+    std::fs::create_dir_all(f.workspace.join("real")).expect("real");
+    std::fs::write(f.workspace.join("real/secret"), "s").expect("secret");
+    std::os::unix::fs::symlink("real", f.workspace.join("data")).expect("link");
     let out = f.run(&["/usr/bin/true"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(125), "{err}");

@@ -278,6 +278,7 @@ impl Chain {
             extend_unique(&mut p.exec, located(fs.exec));
             extend_unique(&mut p.deny, located(fs.deny));
             extend_unique(&mut p.read_only, located(fs.read_only));
+            extend_unique(&mut p.repositories, located(fs.repositories));
             if let Some(size) = fs.tmp_size {
                 p.tmp_size = Some(Located {
                     loc: at(size.span()),
@@ -394,6 +395,7 @@ pub struct Profile {
     pub exec: Vec<Located<String>>,
     pub deny: Vec<Located<String>>,
     pub read_only: Vec<Located<String>>,
+    pub repositories: Vec<Located<String>>,
     pub tmp_size: Option<Located<schema::MemorySize>>,
     pub connect_ports: Vec<Located<u16>>,
     pub bind_ports: Vec<Located<u16>>,
@@ -426,6 +428,7 @@ impl Default for Profile {
             exec: Vec::new(),
             deny: Vec::new(),
             read_only: Vec::new(),
+            repositories: Vec::new(),
             tmp_size: None,
             connect_ports: Vec::new(),
             bind_ports: Vec::new(),

@@ -74,6 +74,9 @@ pub struct FilesystemSection {
     /// Paths kept read-only inside writable trees (`{workspace}/.git/config`).
     #[serde(default)]
     pub read_only: Vec<Spanned<String>>,
+    /// Git repositories (work trees) whose metadata stays read-only (`{workspace}`).
+    #[serde(default)]
+    pub repositories: Vec<Spanned<String>>,
     /// Size of the private `/tmp` (a tmpfs): bytes, or "512M", "2G".
     #[serde(default)]
     pub tmp_size: Option<Spanned<MemorySize>>,

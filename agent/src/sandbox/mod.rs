@@ -35,6 +35,7 @@
 pub mod identity;
 pub mod landlock;
 pub mod mounts;
+pub mod repos;
 pub mod seccomp;
 
 use std::ffi::{CString, OsStr, OsString};
@@ -159,16 +160,30 @@ where
         }
     }
 
+    // Protected paths the sandbox could create are made empty first, as the sandbox's user.
+    let (missing, problems) = mounts::placeholders(&policy.filesystem, Path::new("/"));
+    let mut unmade = problems;
+    if !missing.is_empty() {
+        match make_placeholders(&missing, policy) {
+            Ok(made) => warnings.extend(made.iter().map(|p| {
+                format!(
+                    "created an empty {} so that the sandbox cannot create it",
+                    p.display()
+                )
+            })),
+            Err(e) => unmade.push(e),
+        }
+    }
     let plan = mounts::plan(&policy.filesystem, Path::new("/"));
     notes.extend(plan.notes.iter().cloned());
     warnings.extend(plan.warnings.iter().cloned());
-    if !plan.unenforceable.is_empty() {
+    unmade.extend(plan.unenforceable.iter().cloned());
+    unmade.dedup();
+    if !unmade.is_empty() {
         match policy.compat {
-            Compat::Strict => {
-                return Err(LaunchError::Unenforceable(plan.unenforceable.join("; ")))
-            }
+            Compat::Strict => return Err(LaunchError::Unenforceable(unmade.join("; "))),
             Compat::BestEffort => warnings.extend(
-                plan.unenforceable
+                unmade
                     .iter()
                     .map(|u| format!("compat = \"best-effort\": not enforced: {u}")),
             ),
@@ -250,6 +265,50 @@ where
         notes,
         warnings,
     })
+}
+
+/// Creates each missing protected path, with the file rights of the sandbox's user (so
+/// it is theirs, and made only where they may write); returns the paths it made.
+fn make_placeholders(
+    missing: &[(PathBuf, mounts::Kind)],
+    policy: &Policy,
+) -> Result<Vec<PathBuf>, String> {
+    let identity = &policy.identity;
+    let (uid, gid, groups) = sys::set_fs_identity(identity.uid, identity.gid, &identity.groups)
+        .map_err(|e| format!("cannot take the sandbox user's file rights: {e}"))?;
+    let mut made = Vec::new();
+    let mut result = Ok(());
+    // With a capability that passes over file permissions, the sandbox could create what
+    // its user cannot.
+    let passes_permissions = policy.process.capabilities.iter().any(|c| {
+        matches!(
+            c.as_str(),
+            "CAP_DAC_OVERRIDE" | "CAP_DAC_READ_SEARCH" | "CAP_FOWNER"
+        )
+    });
+    for (path, kind) in missing {
+        match sys::create_placeholder(path, *kind == mounts::Kind::Dir) {
+            Ok(true) => made.push(path.clone()),
+            Ok(false) => {}
+            // Where the sandbox's user may not create it, neither may the sandbox.
+            Err(e)
+                if !passes_permissions
+                    && matches!(
+                        e.raw_os_error(),
+                        Some(libc::EACCES | libc::EPERM | libc::EROFS)
+                    ) => {}
+            Err(e) => {
+                result = Err(format!(
+                    "{} does not exist and cannot be created empty to keep the sandbox from creating it: {e}",
+                    path.display()
+                ));
+                break;
+            }
+        }
+    }
+    sys::set_fs_identity(uid, gid, &groups)
+        .map_err(|e| format!("cannot give the sandbox user's file rights back: {e}"))?;
+    result.map(|()| made)
 }
 
 /// The environment inside the sandbox: the caller's variables the policy keeps, then the

@@ -125,7 +125,23 @@ pub fn plan(fs: &FsPolicy, root: &Path) -> MountPlan {
     // A denied path inside another one is already covered.
     let outer: Vec<PathBuf> = denied.iter().map(|d| d.1.clone()).collect();
     denied.retain(|d| !outer.iter().any(|o| o != &d.1 && d.1.starts_with(o)));
-    let read_only = resolve_all(&fs.read_only, "read_only", &mut plan);
+    // The metadata of every protected repository stays read-only, like `read_only` paths.
+    let mut read_only_paths = fs.read_only.clone();
+    for repo in &fs.repositories {
+        match super::repos::protected(root, repo) {
+            Ok(found) => read_only_paths.extend(
+                found
+                    .into_iter()
+                    .map(|p| p.path)
+                    .filter(|p| !fs.read_only.contains(p)),
+            ),
+            Err(e) => plan.unenforceable.push(format!(
+                "the git metadata of {} cannot be protected: {e}",
+                repo.display()
+            )),
+        }
+    }
+    let read_only = resolve_all(&read_only_paths, "read_only", &mut plan);
 
     let mut binds: BTreeMap<PathBuf, (Kind, Access)> = BTreeMap::new();
     let mut links: Vec<(PathBuf, PathBuf)> = Vec::new();
@@ -289,9 +305,10 @@ pub fn plan(fs: &FsPolicy, root: &Path) -> MountPlan {
             });
         }
     }
-    // A protected path that does not exist yet cannot be covered; inside a writable tree the
-    // sandbox could create it.
-    for (what, paths) in [("deny", &fs.deny), ("read_only", &fs.read_only)] {
+    // A protected path that does not exist cannot be covered; inside a writable tree the
+    // sandbox could create it. `placeholders` has them made first, so this is what could
+    // not be made.
+    for (what, paths) in [("deny", &fs.deny), ("read_only", &read_only_paths)] {
         for listed in paths {
             if host.resolve(listed).is_some() {
                 continue;
@@ -319,6 +336,53 @@ pub fn plan(fs: &FsPolicy, root: &Path) -> MountPlan {
     });
     plan.ops.dedup();
     plan
+}
+
+/// Protected paths (denied, read-only, repositories' metadata) that do not exist inside a
+/// tree the sandbox may write: the sandbox could create them, so they are created empty on
+/// the host before it starts and covered like the others. Directories for repositories'
+/// metadata and entries written with a trailing `/`, files otherwise. The second list says
+/// what cannot be protected at all.
+pub fn placeholders(fs: &FsPolicy, root: &Path) -> (Vec<(PathBuf, Kind)>, Vec<String>) {
+    let tmp = Path::new(SANDBOX_TMP);
+    let writable = |p: &Path| {
+        fs.rules
+            .iter()
+            .any(|r| r.access.write && r.path != tmp && p.starts_with(&r.path))
+            && !fs.deny.iter().any(|d| d != p && p.starts_with(d))
+    };
+    let exists =
+        |p: &Path| std::fs::symlink_metadata(root.join(p.strip_prefix("/").unwrap_or(p))).is_ok();
+    let mut out: Vec<(PathBuf, Kind)> = Vec::new();
+    let mut problems = Vec::new();
+    let mut add = |path: PathBuf, kind: Kind| {
+        if writable(&path) && !out.iter().any(|(p, _)| *p == path) {
+            out.push((path, kind));
+        }
+    };
+    for path in fs.deny.iter().chain(&fs.read_only) {
+        if !exists(path) {
+            let kind = if fs.dirs.contains(path) {
+                Kind::Dir
+            } else {
+                Kind::File
+            };
+            add(path.clone(), kind);
+        }
+    }
+    for repo in &fs.repositories {
+        match super::repos::protected(root, repo) {
+            Ok(found) => found
+                .into_iter()
+                .filter(|p| p.create)
+                .for_each(|p| add(p.path, Kind::Dir)),
+            Err(e) => problems.push(format!(
+                "the git metadata of {} cannot be protected: {e}",
+                repo.display()
+            )),
+        }
+    }
+    (out, problems)
 }
 
 /// Looks at the host tree below `root`, resolving symlinks as if `root` were `/`.
@@ -697,6 +761,8 @@ mod tests {
                 .collect(),
             deny: deny.iter().map(PathBuf::from).collect(),
             read_only: vec![],
+            dirs: vec![],
+            repositories: vec![],
             tmp_size: TMP,
         }
     }
@@ -890,6 +956,59 @@ mod tests {
         );
         assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
         assert!(plan.warnings[0].contains("/ws/.env"));
+    }
+
+    #[test]
+    fn missing_protected_paths_in_writable_trees_become_placeholders() {
+        let h = host();
+        let mut policy = fs(
+            &[("/ws", RW), ("/home/dev", R)],
+            &["/ws/.env", "/home/dev/.aws"],
+        );
+        // `read_only = ["{workspace}/conf/"]` (a directory) and one that exists.
+        policy.read_only = vec!["/ws/conf".into(), "/ws/.git/hooks".into()];
+        policy.dirs = vec!["/ws/conf".into()];
+        policy.repositories = vec!["/ws".into(), "/home/dev/src".into()];
+        let (made, problems) = placeholders(&policy, h.path());
+        assert!(problems.is_empty(), "{problems:?}");
+        // Not the home's: the sandbox cannot write there. Not what exists (.git/hooks).
+        assert_eq!(
+            made,
+            [
+                (PathBuf::from("/ws/.env"), Kind::File),
+                ("/ws/conf".into(), Kind::Dir)
+            ]
+        );
+        // A work tree with no .git gets one.
+        std::fs::remove_dir_all(h.path().join("ws/.git")).unwrap();
+        let (made, _) = placeholders(&policy, h.path());
+        assert!(
+            made.contains(&(PathBuf::from("/ws/.git"), Kind::Dir)),
+            "{made:?}"
+        );
+    }
+
+    #[test]
+    fn a_repositorys_git_dir_is_bound_read_only() {
+        let h = host();
+        let mut policy = fs(&[("/ws", RW)], &[]);
+        policy.repositories = vec!["/ws".into()];
+        let plan = plan(&policy, h.path());
+        assert!(plan.ops.contains(&MountOp::Bind {
+            path: "/ws/.git".into(),
+            kind: Kind::Dir,
+            access: R
+        }));
+    }
+
+    #[test]
+    fn a_tree_holding_proc_still_gets_a_fresh_procfs() {
+        let h = host();
+        std::fs::create_dir_all(h.path().join("proc")).unwrap();
+        let plan = plan(&fs(&[("/", R)], &[]), h.path());
+        assert!(plan.ops.contains(&MountOp::Proc {
+            path: "/proc".into()
+        }));
     }
 
     #[test]

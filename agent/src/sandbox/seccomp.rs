@@ -322,6 +322,44 @@ mod tests {
     }
 
     #[test]
+    fn several_rules_of_one_syscall_are_all_kept_and_an_unconditional_one_wins() {
+        use crate::ebpf::abi;
+        let mptcp = Some(ArgCondition::OneOf {
+            arg: 2,
+            values: &[262],
+        });
+        let families = Some(ArgCondition::NotIn {
+            arg: 0,
+            allowed: 0b110,
+        });
+        let policy = SyscallPolicy {
+            action: SyscallAction::Errno,
+            deny: vec![rule("socket", mptcp), rule("socket", families)],
+        };
+        let rules: std::collections::HashMap<u32, abi::SyscallRule> =
+            kernel_rules(&policy).into_iter().collect();
+        let socket = rules[&(libc::SYS_socket as u32)];
+        assert_eq!(socket.nconditions, 2);
+        assert_eq!(socket.conditions[1].op, abi::CORDON_ARG_NOT_IN as u32);
+        assert_eq!(socket.conditions[1].mask, 0b110);
+        // One Ne per allowed family, in one rule, beside the MPTCP rule.
+        let deny = compile(&policy).unwrap().deny.unwrap();
+        let ne_checks = deny
+            .iter()
+            .filter(|i| i.code == BPF_JEQ_K && (i.k == 1 || i.k == 2))
+            .count();
+        assert!(ne_checks >= 2, "{deny:?}");
+
+        let policy = SyscallPolicy {
+            action: SyscallAction::Errno,
+            deny: vec![rule("socket", mptcp), rule("socket", None)],
+        };
+        let rules: std::collections::HashMap<u32, abi::SyscallRule> =
+            kernel_rules(&policy).into_iter().collect();
+        assert_eq!(rules[&(libc::SYS_socket as u32)].nconditions, 0);
+    }
+
+    #[test]
     fn an_empty_deny_list_still_installs_the_guard() {
         let f = compile(&SyscallPolicy {
             action: SyscallAction::Errno,
