@@ -770,6 +770,7 @@ fn start_monitor(
             upstreams,
             names: Arc::clone(&names),
             reporter: reporter.clone(),
+            host_addresses: crate::network::resolver::host_addresses(),
         };
         threads = resolver
             .serve(answering, Arc::clone(&stop))

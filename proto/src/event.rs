@@ -94,10 +94,16 @@ pub enum What {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         domain: Option<String>,
     },
-    /// A DNS query for a name no rule allows; the sandbox got REFUSED.
+    /// A DNS query the sandbox's resolver refused (the sandbox got REFUSED): a name no rule
+    /// allows, an answer pointing into the host or its networks, or not a host name at all.
     DnsDenied {
         domain: String,
         query_type: String,
+        #[serde(default)]
+        reason: DnsReason,
+        /// For `rebind`: the answered address that was refused.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        address: Option<IpAddr>,
     },
     /// A syscall the sandbox's seccomp filter denied.
     SyscallDenied {
@@ -150,6 +156,20 @@ pub enum What {
         error: Option<String>,
         took_ms: u64,
     },
+}
+
+/// Why the sandbox's resolver refused a query.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DnsReason {
+    /// No egress rule names it.
+    #[default]
+    NotAllowed,
+    /// The answer points at a loopback, link-local, private, unspecified or multicast
+    /// address, or one of the host's own, that no `cidr` rule names (DNS rebinding).
+    Rebind,
+    /// The name is not a host name (letters, digits, `-` and `_` in labels of at most 63).
+    BadName,
 }
 
 /// Why events were lost.
@@ -341,10 +361,21 @@ impl Event {
                 };
                 format!("{who}: connection to {address}:{port}/{proto}{name} denied: {why}")
             }
-            What::DnsDenied { domain, query_type } => {
-                format!(
-                    "{who}: DNS query for {domain} ({query_type}) refused: no egress rule names it"
-                )
+            What::DnsDenied {
+                domain,
+                query_type,
+                reason,
+                address,
+            } => {
+                let why = match (reason, address) {
+                    (DnsReason::NotAllowed, _) => "no egress rule names it".to_string(),
+                    (DnsReason::Rebind, Some(a)) => format!(
+                        "its answer {a} points into the host or its networks, and no cidr rule names it"
+                    ),
+                    (DnsReason::Rebind, None) => "its answer points into the host or its networks".into(),
+                    (DnsReason::BadName, _) => "not a host name".into(),
+                };
+                format!("{who}: DNS query for {domain} ({query_type}) refused: {why}")
             }
             What::SyscallDenied { syscall, errno, .. } => {
                 let err = nix::errno::Errno::from_raw(*errno);
@@ -570,6 +601,14 @@ mod schema_tests {
             What::DnsDenied {
                 domain: "evil.test".into(),
                 query_type: "A".into(),
+                reason: DnsReason::NotAllowed,
+                address: None,
+            },
+            What::DnsDenied {
+                domain: "rebind.test".into(),
+                query_type: "A".into(),
+                reason: DnsReason::Rebind,
+                address: Some("127.0.0.1".parse().unwrap()),
             },
             What::SyscallDenied {
                 nr: 272,

@@ -21,6 +21,10 @@ fn egress(rules: &str) -> String {
     format!("[network]\negress = [\n{rules}\n]\n")
 }
 
+/// A rule naming loopback (UDP to the discard port), so the test server's answers on
+/// 127.0.0.0/8 and ::1 are not refused as DNS rebinding, without opening any TCP port there.
+const LOOPBACK_NAMED: &str = "{ cidr = \"127.0.0.0/8\", ports = [9], proto = \"udp\" },\n{ cidr = \"::1/128\", ports = [9], proto = \"udp\" },";
+
 #[test]
 fn an_allowed_host_name_resolves_and_connects() {
     if !require_root("an_allowed_host_name_resolves_and_connects") {
@@ -30,7 +34,9 @@ fn an_allowed_host_name_resolves_and_connects() {
     let dns = TestDns::start(&[("allowed.test", &["127.0.0.2"])]);
     let f = Fixture::new(
         "base",
-        &egress(&format!("{{ host = \"allowed.test\", ports = [{port}] }},")),
+        &egress(&format!(
+            "{{ host = \"allowed.test\", ports = [{port}] }},\n{LOOPBACK_NAMED}"
+        )),
     );
     let options = dns.option();
     let (answer, _) = f.probe_events(&options, &["resolve", "allowed.test"]);
@@ -92,7 +98,9 @@ fn a_direct_connect_to_an_address_never_resolved_is_denied_and_reported() {
     let dns = TestDns::start(&[("allowed.test", &["127.0.0.2"])]);
     let f = Fixture::new(
         "base",
-        &egress(&format!("{{ host = \"allowed.test\", ports = [{port}] }},")),
+        &egress(&format!(
+            "{{ host = \"allowed.test\", ports = [{port}] }},\n{LOOPBACK_NAMED}"
+        )),
     );
     let options = dns.option();
     // The very address the allowed name resolves to, but this sandbox never asked for it.
@@ -162,7 +170,9 @@ fn ipv6_names_and_prefixes_are_enforced_too() {
     let dns = TestDns::start(&[("v6.test", &["::1"])]);
     let f = Fixture::new(
         "base",
-        &egress(&format!("{{ host = \"v6.test\", ports = [{port}] }},")),
+        &egress(&format!(
+            "{{ host = \"v6.test\", ports = [{port}] }},\n{LOOPBACK_NAMED}"
+        )),
     );
     let options = dns.option();
     let (answer, _) = f.probe_events(&options, &["connect", &format!("v6.test:{port}")]);
@@ -221,4 +231,138 @@ fn connect_ports_allow_any_address_on_those_ports_only() {
         f.probe(&["udp-send", &format!("127.0.0.2:{port}")]),
         "err EPERM"
     );
+}
+
+/// The test server, asked directly by an unconfined process: what it answers `name` with.
+fn asked_directly(dns: &TestDns, name: &str) -> String {
+    let out = std::process::Command::new(common::probe_bin())
+        .args(["dns-query", &dns.addr.to_string(), name])
+        .output()
+        .expect("probe");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn an_answer_pointing_into_the_host_is_refused_as_dns_rebinding() {
+    if !require_root("an_answer_pointing_into_the_host_is_refused_as_dns_rebinding") {
+        return;
+    }
+    let port = listen("127.0.0.1:0");
+    let dns = TestDns::start(&[
+        ("evil.allowed.test", &["127.0.0.1"]),
+        ("meta.allowed.test", &["169.254.169.254"]),
+        ("lan.allowed.test", &["10.1.2.3"]),
+    ]);
+    let f = Fixture::new(
+        "base",
+        &egress(&format!(
+            "{{ host = \"*.allowed.test\", ports = [{port}] }},"
+        )),
+    );
+    for (name, address) in [
+        ("evil.allowed.test", "127.0.0.1"),
+        ("meta.allowed.test", "169.254.169.254"),
+        ("lan.allowed.test", "10.1.2.3"),
+    ] {
+        // The twin: the server does answer with the address inside.
+        assert_eq!(
+            asked_directly(&dns, name),
+            format!("value No Error {address}")
+        );
+        let (answer, events) = f.probe_events(&dns.option(), &["resolve", name]);
+        assert!(answer.starts_with("err"), "{name}: {answer}");
+        let denied = only(&events, "dns_denied");
+        assert_eq!(denied["reason"], "rebind", "{events:?}");
+        assert_eq!(denied["address"], address);
+    }
+    // The address was never entered: the host's loopback stays closed.
+    let (answer, _) = f.probe_events(&dns.option(), &["connect", &format!("127.0.0.1:{port}")]);
+    assert_eq!(answer, "err EPERM");
+    // A cidr rule naming the range lets such answers through.
+    let f = Fixture::new(
+        "base",
+        &egress(&format!(
+            "{{ host = \"*.allowed.test\", ports = [{port}] }},\n{LOOPBACK_NAMED}"
+        )),
+    );
+    let (answer, _) = f.probe_events(
+        &dns.option(),
+        &["connect", &format!("evil.allowed.test:{port}")],
+    );
+    assert_eq!(answer, "ok");
+}
+
+#[test]
+fn only_the_records_of_the_name_asked_are_passed_on_and_allowed() {
+    if !require_root("only_the_records_of_the_name_asked_are_passed_on_and_allowed") {
+        return;
+    }
+    let port = listen("127.0.0.2:0");
+    let dns = TestDns::start(&[
+        ("mixed.test", &["127.0.0.2", "other.test=127.0.0.3"]),
+        ("alias.test", &["cname=mixed.test"]),
+    ]);
+    // The twin: the server's answer carries a record of another owner.
+    assert_eq!(
+        asked_directly(&dns, "mixed.test"),
+        "value No Error 127.0.0.2 127.0.0.3"
+    );
+    let f = Fixture::new(
+        "base",
+        &egress(&format!(
+            "{{ host = \"mixed.test\", ports = [{port}] }},\n{{ host = \"alias.test\", ports = [{port}] }},\n{LOOPBACK_NAMED}"
+        )),
+    );
+    let options = dns.option();
+    assert_eq!(
+        f.probe_with(&options, &["resolve", "mixed.test"]),
+        "value 127.0.0.2"
+    );
+    // Through a CNAME chain the target's records are kept.
+    assert_eq!(
+        f.probe_with(&options, &["resolve", "alias.test"]),
+        "value 127.0.0.2"
+    );
+    // The other owner's address was not entered.
+    let (answer, _) = f.probe_events(&options, &["connect", &format!("127.0.0.3:{port}")]);
+    assert_eq!(answer, "err EPERM");
+}
+
+#[test]
+fn upstream_gets_the_resolvers_own_query_and_odd_names_are_refused() {
+    if !require_root("upstream_gets_the_resolvers_own_query_and_odd_names_are_refused") {
+        return;
+    }
+    let dns = TestDns::start(&[("allowed.test", &["127.0.0.2"])]);
+    let smuggled = |raw: &[Vec<u8>]| raw.iter().any(|q| q.windows(8).any(|w| w == b"smuggled"));
+    // The twin: a query sent straight to the server arrives with what it carried.
+    assert!(asked_directly(&dns, "allowed.test").starts_with("value No Error"));
+    assert!(smuggled(&dns.raw()));
+    let dns = TestDns::start(&[("allowed.test", &["127.0.0.2"])]);
+    let f = Fixture::new(
+        "base",
+        &egress(&format!(
+            "{{ host = \"allowed.test\", ports = [443] }},\n{LOOPBACK_NAMED}"
+        )),
+    );
+    let options = dns.option();
+    // Any server on port 53 is the sandbox's resolver.
+    assert_eq!(
+        f.probe_with(&options, &["dns-query", "127.0.0.53:53", "allowed.test"]),
+        "value No Error 127.0.0.2"
+    );
+    assert_eq!(dns.asked(), ["allowed.test"]);
+    assert!(
+        !smuggled(&dns.raw()),
+        "the sandbox's bytes reached the upstream"
+    );
+    // A label no host name has: refused, reported, never forwarded.
+    let (answer, events) = f.probe_events(
+        &options,
+        &["dns-query", "127.0.0.53:53", "a b\u{1b}[2J.allowed.test"],
+    );
+    assert_eq!(answer, "value Query Refused");
+    let denied = only(&events, "dns_denied");
+    assert_eq!(denied["reason"], "bad_name");
+    assert_eq!(dns.asked(), ["allowed.test"]);
 }

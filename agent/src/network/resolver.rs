@@ -2,10 +2,15 @@
 //! addresses to port 53 here (127.0.0.1 or [::1], this resolver's ports), whatever server it
 //! meant, and make the answer look like it came from that server.
 //!
-//! A name no rule allows gets REFUSED and a `dns_denied` event. An allowed one is forwarded
-//! to the host's resolvers, and every address of the answer is entered into the sandbox's
-//! allow map, with the rule's ports and the answer's time to live, *before* the answer is
-//! passed on: by the time the sandbox can connect, the kernel lets it.
+//! A name no rule allows gets REFUSED and a `dns_denied` event; so does a query for what is
+//! not a host name. For an allowed one the resolver builds a query of its own (the
+//! sandbox's bytes never leave the host) and sends it to the host's resolvers. Of the
+//! answer it keeps only the records of the name asked and its CNAME chain; if one of their
+//! addresses points into the host or its networks (loopback, link-local, private,
+//! unspecified, multicast, the host's own addresses) and no `cidr` rule names it, the query
+//! is refused as DNS rebinding. Every address kept is entered into the sandbox's allow map,
+//! with the rule's ports and the answer's time to live, *before* the answer is passed on:
+//! by the time the sandbox can connect, the kernel lets it.
 
 use std::collections::HashMap;
 use std::io;
@@ -13,11 +18,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::RData;
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use crate::ebpf::Kernel;
-use crate::event::What;
+use crate::event::{DnsReason, What};
 use crate::monitor::Reporter;
 use crate::policy::NetPolicy;
 
@@ -45,6 +50,8 @@ pub struct Answering {
     /// Which name each allowed address was answered for, so a later denial can name it.
     pub names: Arc<Mutex<HashMap<IpAddr, String>>>,
     pub reporter: Reporter,
+    /// The host's own addresses, which no answer may point the sandbox at.
+    pub host_addresses: Vec<IpAddr>,
 }
 
 impl Resolver {
@@ -131,6 +138,9 @@ impl Answering {
     /// The reply to one query; `None` for a datagram that is not a DNS query at all.
     pub fn answer(&self, query: &[u8]) -> Option<Vec<u8>> {
         let message = Message::from_vec(query).ok()?;
+        if message.metadata.message_type != MessageType::Query {
+            return None;
+        }
         let id = message.metadata.id;
         let op_code = message.metadata.op_code;
         let reply = |code: ResponseCode| {
@@ -141,39 +151,71 @@ impl Answering {
         let [question] = message.queries.as_slice() else {
             return reply(ResponseCode::FormErr);
         };
-        let name = question
-            .name()
-            .to_ascii()
-            .trim_end_matches('.')
-            .to_ascii_lowercase();
-        if !crate::network::name_allowed(&self.policy, &name) {
+        if op_code != OpCode::Query || question.query_class() != DNSClass::IN {
+            return reply(ResponseCode::NotImp);
+        }
+        let query_type = question.query_type();
+        let refuse = |domain: String, reason: DnsReason, address: Option<IpAddr>| {
             self.reporter.report(
                 None,
                 What::DnsDenied {
-                    domain: name,
-                    query_type: question.query_type().to_string(),
+                    domain,
+                    query_type: query_type.to_string(),
+                    reason,
+                    address,
                 },
             );
-            return reply(ResponseCode::Refused);
+            reply(ResponseCode::Refused)
+        };
+        let Some(name) = host_name(question.name()) else {
+            let shown =
+                String::from_utf8_lossy(&question.name().to_ascii().into_bytes()).into_owned();
+            return refuse(shown, DnsReason::BadName, None);
+        };
+        if !crate::network::name_allowed(&self.policy, &name) {
+            return refuse(name, DnsReason::NotAllowed, None);
         }
-        match self.forward(query, id) {
-            Ok((raw, answer)) => {
-                if let Err(e) = self.allow_answers(&name, &answer) {
-                    // Passing on an answer the kernel would not let the sandbox use helps nobody.
-                    tracing::warn!("cannot allow the addresses of {name}: {e}");
-                    return reply(ResponseCode::ServFail);
-                }
-                Some(raw)
-            }
+        let answer = match self.forward(&name, query_type) {
+            Ok(answer) => answer,
             Err(e) => {
                 tracing::warn!("no upstream DNS server answered for {name}: {e}");
-                reply(ResponseCode::ServFail)
+                return reply(ResponseCode::ServFail);
             }
+        };
+        let records = records_of(&name, query_type, &answer.answers);
+        let addresses = records.iter().filter_map(address_of);
+        if let Some(inside) = addresses.clone().find(|a| self.points_inside(*a)) {
+            return refuse(name, DnsReason::Rebind, Some(inside));
         }
+        if let Err(e) = self.allow_answers(&name, &records) {
+            // Passing on an answer the kernel would not let the sandbox use helps nobody.
+            tracing::warn!("cannot allow the addresses of {name}: {e}");
+            return reply(ResponseCode::ServFail);
+        }
+        let mut out = Message::response(id, op_code);
+        out.metadata.recursion_desired = message.metadata.recursion_desired;
+        out.metadata.recursion_available = true;
+        out.metadata.response_code = answer.metadata.response_code;
+        out.add_query(question.clone());
+        out.add_answers(records);
+        out.to_vec().ok()
     }
 
-    /// Sends the query to each upstream in turn; the first matching answer wins.
-    fn forward(&self, query: &[u8], id: u16) -> io::Result<(Vec<u8>, Message)> {
+    /// Asks each upstream in turn, with a query of the resolver's own; the first answer to
+    /// it (its id and its question) wins.
+    fn forward(&self, name: &str, query_type: RecordType) -> io::Result<Message> {
+        let bad = |e: hickory_proto::ProtoError| io::Error::new(io::ErrorKind::InvalidData, e);
+        let mut ask = Message::query();
+        ask.metadata.recursion_desired = true;
+        let question = Query::query(
+            Name::from_ascii(format!("{name}.")).map_err(bad)?,
+            query_type,
+        );
+        ask.add_query(question.clone());
+        let mut edns = hickory_proto::op::Edns::new();
+        edns.set_max_payload(1232);
+        ask.set_edns(edns);
+        let bytes = ask.to_vec().map_err(bad)?;
         let mut last = io::Error::new(
             io::ErrorKind::NotFound,
             "no upstream DNS server is configured",
@@ -183,20 +225,25 @@ impl Answering {
                 SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
                 SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
             };
-            let attempt = (|| -> io::Result<(Vec<u8>, Message)> {
+            let attempt = (|| -> io::Result<Message> {
                 let socket = UdpSocket::bind(local)?;
                 socket.connect(upstream)?;
                 socket.set_read_timeout(Some(UPSTREAM_TIMEOUT))?;
-                socket.send(query)?;
+                socket.send(&bytes)?;
                 let mut buf = vec![0u8; 65535];
                 loop {
                     let len = socket.recv(&mut buf)?;
                     let Ok(answer) = Message::from_vec(&buf[..len]) else {
                         continue;
                     };
-                    if answer.metadata.id == id {
-                        buf.truncate(len);
-                        return Ok((buf, answer));
+                    let same_question = answer.queries.len() == 1
+                        && answer.queries[0].query_type() == query_type
+                        && answer.queries[0].name() == question.name();
+                    if answer.metadata.id == ask.metadata.id
+                        && answer.metadata.message_type == MessageType::Response
+                        && same_question
+                    {
+                        return Ok(answer);
                     }
                 }
             })();
@@ -208,12 +255,20 @@ impl Answering {
         Err(last)
     }
 
-    fn allow_answers(&self, name: &str, answer: &Message) -> Result<(), crate::ebpf::EbpfError> {
-        for record in &answer.answers {
-            let addr = match &record.data {
-                RData::A(a) => IpAddr::V4(a.0),
-                RData::AAAA(a) => IpAddr::V6(a.0),
-                _ => continue,
+    /// Whether an answered address points into the host or its networks, with no `cidr`
+    /// rule naming it (a rule for every address names nothing in particular).
+    fn points_inside(&self, addr: IpAddr) -> bool {
+        let named = self.policy.egress.iter().any(|r| match &r.to {
+            crate::policy::Destination::Cidr(net) => net.prefix_len() > 0 && net.contains(&addr),
+            crate::policy::Destination::Host(_) => false,
+        });
+        !named && (internal(addr) || self.host_addresses.contains(&addr))
+    }
+
+    fn allow_answers(&self, name: &str, records: &[Record]) -> Result<(), crate::ebpf::EbpfError> {
+        for record in records {
+            let Some(addr) = address_of(record) else {
+                continue;
             };
             let ttl = Duration::from_secs(record.ttl.into()).clamp(MIN_TTL, MAX_TTL);
             let expires = crate::network::monotonic_ns() + ttl.as_nanos() as u64;
@@ -234,9 +289,195 @@ impl Answering {
     }
 }
 
+/// The name as a host name (lower case, no final dot), or `None` when a label holds
+/// anything but letters, digits, `-` and `_`, is empty or longer than 63 bytes, or the
+/// name is longer than 253.
+fn host_name(name: &Name) -> Option<String> {
+    let mut out = String::new();
+    for label in name.iter() {
+        if label.is_empty()
+            || label.len() > 63
+            || !label
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+        {
+            return None;
+        }
+        if !out.is_empty() {
+            out.push('.');
+        }
+        out.push_str(&String::from_utf8_lossy(label).to_ascii_lowercase());
+    }
+    (!out.is_empty() && out.len() <= 253).then_some(out)
+}
+
+fn owner(record: &Record) -> String {
+    record
+        .name
+        .to_ascii()
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
+}
+
+/// The records of `name` and its CNAME chain: CNAMEs along it, and records of the asked
+/// type owned by a name on it. Records of any other owner are dropped.
+fn records_of(name: &str, query_type: RecordType, answers: &[Record]) -> Vec<Record> {
+    let mut chain = vec![name.to_owned()];
+    // A chain longer than the answer is a loop.
+    for _ in 0..answers.len() {
+        let next = answers.iter().find_map(|r| match &r.data {
+            RData::CNAME(target) if chain.contains(&owner(r)) => {
+                let target = target
+                    .0
+                    .to_ascii()
+                    .trim_end_matches('.')
+                    .to_ascii_lowercase();
+                (!chain.contains(&target)).then_some(target)
+            }
+            _ => None,
+        });
+        match next {
+            Some(target) => chain.push(target),
+            None => break,
+        }
+    }
+    answers
+        .iter()
+        .filter(|r| chain.contains(&owner(r)))
+        .filter(|r| r.record_type() == query_type || r.record_type() == RecordType::CNAME)
+        .cloned()
+        .collect()
+}
+
+fn address_of(record: &Record) -> Option<IpAddr> {
+    match &record.data {
+        RData::A(a) => Some(IpAddr::V4(a.0)),
+        RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+        _ => None,
+    }
+}
+
+/// Loopback, link-local (cloud metadata at 169.254.169.254 among them), private (RFC 1918,
+/// shared 100.64/10, unique local fc00::/7), unspecified, "this network", broadcast and
+/// multicast addresses, IPv4 ones also written as IPv6.
+pub fn internal(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => {
+            let [first, second, ..] = a.octets();
+            a.is_loopback()
+                || a.is_private()
+                || a.is_link_local()
+                || a.is_unspecified()
+                || a.is_broadcast()
+                || a.is_multicast()
+                || first == 0
+                || (first == 100 && second & 0xc0 == 64)
+        }
+        IpAddr::V6(a) => {
+            let top = a.segments()[0];
+            a.is_loopback()
+                || a.is_unspecified()
+                || a.is_multicast()
+                || top & 0xfe00 == 0xfc00
+                || top & 0xffc0 == 0xfe80
+                || a.to_ipv4_mapped()
+                    .is_some_and(|v4| internal(IpAddr::V4(v4)))
+        }
+    }
+}
+
+/// The addresses of the host's interfaces.
+pub fn host_addresses() -> Vec<IpAddr> {
+    let Ok(interfaces) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    interfaces
+        .filter_map(|i| {
+            let addr = i.address?;
+            if let Some(v4) = addr.as_sockaddr_in() {
+                return Some(IpAddr::V4(v4.ip()));
+            }
+            addr.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn a(owner: &str, addr: &str) -> Record {
+        let v4: Ipv4Addr = addr.parse().unwrap();
+        Record::from_rdata(Name::from_ascii(owner).unwrap(), 60, RData::A(v4.into()))
+    }
+
+    fn cname(owner: &str, target: &str) -> Record {
+        Record::from_rdata(
+            Name::from_ascii(owner).unwrap(),
+            60,
+            RData::CNAME(hickory_proto::rr::rdata::CNAME(
+                Name::from_ascii(target).unwrap(),
+            )),
+        )
+    }
+
+    #[test]
+    fn only_the_name_asked_and_its_cname_chain_are_kept() {
+        let answers = vec![
+            cname("www.example.com.", "edge.cdn.test."),
+            a("edge.cdn.test.", "192.0.2.1"),
+            a("unrelated.test.", "192.0.2.66"),
+            cname("loop.test.", "www.example.com."),
+        ];
+        let kept = records_of("www.example.com", RecordType::A, &answers);
+        let owners: Vec<String> = kept.iter().map(owner).collect();
+        assert_eq!(owners, ["www.example.com", "edge.cdn.test"]);
+        // A loop ends.
+        let looped = vec![cname("a.test.", "b.test."), cname("b.test.", "a.test.")];
+        assert_eq!(records_of("a.test", RecordType::A, &looped).len(), 2);
+    }
+
+    #[test]
+    fn host_names_are_letters_digits_hyphens_and_underscores() {
+        let name = |labels: &[&[u8]]| Name::from_labels(labels.iter().copied()).unwrap();
+        assert_eq!(
+            host_name(&name(&[b"Pypi", b"org"])).as_deref(),
+            Some("pypi.org")
+        );
+        assert_eq!(
+            host_name(&name(&[b"_acme-challenge", b"x", b"test"])).as_deref(),
+            Some("_acme-challenge.x.test")
+        );
+        assert_eq!(host_name(&name(&[b"a b", b"test"])), None);
+        assert_eq!(host_name(&name(&[b"\x1b[2J", b"test"])), None);
+        assert_eq!(host_name(&Name::root()), None);
+    }
+
+    #[test]
+    fn addresses_inside_the_host_or_its_networks_are_told_apart() {
+        for inside in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(internal(inside.parse().unwrap()), "{inside}");
+        }
+        for outside in ["192.0.2.1", "8.8.8.8", "2001:db8::1", "::ffff:8.8.8.8"] {
+            assert!(!internal(outside.parse().unwrap()), "{outside}");
+        }
+    }
 
     #[test]
     fn upstreams_are_the_nameservers_of_resolv_conf() {

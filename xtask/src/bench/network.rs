@@ -33,7 +33,13 @@ fn dns_server() -> Result<()> {
             if len < 12 {
                 continue;
             }
-            let mut reply = buf[..len].to_vec();
+            // The header and the question only (not the query's EDNS record).
+            let mut end = 12;
+            while end < len && buf[end] != 0 {
+                end += 1 + usize::from(buf[end]);
+            }
+            let question_end = (end + 5).min(len);
+            let mut reply = buf[..question_end].to_vec();
             reply[2] = 0x81; // QR, RD
             reply[3] = 0x80; // RA, no error
             reply[6..8].copy_from_slice(&[0, 1]); // one answer
