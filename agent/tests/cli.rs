@@ -65,7 +65,7 @@ fn check_points_at_each_kind_of_mistake() {
         "p.toml",
         &format!("{head}[filesystem]\nraed = [\"/usr\"]\n"),
     );
-    check_fails(&f, "4:1", "unknown field `raed`, expected one of `read`, `write`, `exec`, `deny`, `read_only`; did you mean `read`?");
+    check_fails(&f, "4:1", "unknown field `raed`, expected one of `read`, `write`, `exec`, `deny`, `read_only`, `repositories`, `tmp_size`; did you mean `read`?");
     let f = write(
         d,
         "p.toml",
