@@ -6,6 +6,11 @@
 //! is, and removed when the sandbox ends. Freezing and killing act on the whole cgroup
 //! (`cgroup.freeze`, `cgroup.kill`). The hierarchy is found in `/proc/self/mountinfo`: it is
 //! `/sys/fs/cgroup` on plain systemd hosts and `/sys/fs/cgroup/unified` on hybrid ones.
+//!
+//! On a hybrid host cgroup v1 may hold the `pids` and `memory` controllers, which v2 then
+//! cannot offer. A limit whose controller only v1 has gets a v1 cgroup of the same name
+//! (`<v1 mount>/cordon/<name>`, `pids.max`, `memory.limit_in_bytes`), which the sandbox's
+//! init joins first thing, before it runs anything else.
 
 use std::fs::File;
 use std::io;
@@ -105,6 +110,42 @@ pub fn controllers(root: &Path) -> Result<Vec<String>, CgroupError> {
     Ok(text.split_whitespace().map(String::from).collect())
 }
 
+/// Where cgroup v1 mounts the hierarchy that holds `controller`, from a mountinfo text.
+fn v1_mount_in(text: &str, controller: &str) -> Option<PathBuf> {
+    text.lines()
+        .find_map(|line| {
+            // "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory"
+            let (fields, after) = line.split_once(" - ")?;
+            let mut after = after.split(' ');
+            (after.next()? == "cgroup").then_some(())?;
+            let options = after.nth(1)?;
+            options
+                .split(',')
+                .any(|o| o == controller)
+                .then(|| fields.split(' ').nth(4).map(unescape))?
+        })
+        .map(PathBuf::from)
+}
+
+/// Where this host's cgroup v1 mounts the hierarchy that holds `controller`, if it does.
+pub fn host_v1_mount(controller: &str) -> Result<Option<PathBuf>, CgroupError> {
+    let path = Path::new("/proc/self/mountinfo");
+    let text = std::fs::read_to_string(path).map_err(|source| CgroupError::Mountinfo {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(v1_mount_in(&text, controller))
+}
+
+/// Where a limit is enforced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hierarchy {
+    /// By the cgroup v2 hierarchy the sandbox's cgroup is in.
+    V2,
+    /// By the cgroup v1 hierarchy mounted here (a hybrid host).
+    V1(PathBuf),
+}
+
 /// Resource limits of one sandbox.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Limits {
@@ -115,6 +156,25 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// For each limit, its controller, the profile field that asks for it, and where this
+    /// host can enforce it (`None`: nowhere).
+    pub fn placement(
+        &self,
+        v2_root: &Path,
+    ) -> Result<Vec<(&'static str, &'static str, Option<Hierarchy>)>, CgroupError> {
+        let offered = controllers(v2_root)?;
+        let mut out = Vec::new();
+        for (controller, field) in self.needs() {
+            let at = if offered.iter().any(|o| o == controller) {
+                Some(Hierarchy::V2)
+            } else {
+                host_v1_mount(controller)?.map(Hierarchy::V1)
+            };
+            out.push((controller, field, at));
+        }
+        Ok(out)
+    }
+
     /// The controller each limit needs, with the profile field that asks for it.
     pub fn needs(&self) -> Vec<(&'static str, &'static str)> {
         let mut out = Vec::new();
@@ -157,6 +217,9 @@ fn unescape(field: &str) -> String {
 pub struct SandboxCgroup {
     path: PathBuf,
     dir: OwnedFd,
+    /// cgroup v1 cgroups holding the limits v2 cannot (see the module docs), with their
+    /// `cgroup.procs` open for the sandbox's init to join.
+    v1: Vec<(PathBuf, OwnedFd)>,
 }
 
 impl SandboxCgroup {
@@ -187,7 +250,58 @@ impl SandboxCgroup {
         let path = parent.join(name);
         std::fs::create_dir(&path).map_err(io_err("create", &path))?;
         let dir = File::open(&path).map_err(io_err("open", &path))?.into();
-        let cgroup = Self { path, dir };
+        let mut cgroup = Self {
+            path,
+            dir,
+            v1: Vec::new(),
+        };
+        let apply_v1 = |cgroup: &mut Self| -> Result<(), CgroupError> {
+            for (controller, _) in limits.needs() {
+                if used.contains(&controller) {
+                    continue;
+                }
+                let Some(mount) = host_v1_mount(controller)? else {
+                    continue;
+                };
+                let parent = mount.join(PARENT);
+                match std::fs::create_dir(&parent) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(io_err("create", &parent)(e)),
+                }
+                let dir = parent.join(name);
+                std::fs::create_dir(&dir).map_err(io_err("create", &dir))?;
+                let procs = dir.join("cgroup.procs");
+                let joined = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&procs)
+                    .map_err(io_err("open", &procs));
+                cgroup.v1.push((dir.clone(), joined?.into()));
+                let write = |file: &str, value: &str| {
+                    let path = dir.join(file);
+                    std::fs::write(&path, value).map_err(io_err("write", &path))
+                };
+                match (controller, limits.processes, limits.memory) {
+                    ("pids", Some(max), _) => write("pids.max", &max.to_string())?,
+                    ("memory", _, Some(max)) => {
+                        write("memory.limit_in_bytes", &max.to_string())?;
+                        // Memory and swap together, where swap is accounted: no swap.
+                        if dir.join("memory.memsw.limit_in_bytes").exists() {
+                            write("memory.memsw.limit_in_bytes", &max.to_string())?;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Ok(())
+        };
+        if let Err(e) = apply_v1(&mut cgroup) {
+            for (dir, _) in cgroup.v1.drain(..) {
+                let _ = std::fs::remove_dir(&dir);
+            }
+            let _ = std::fs::remove_dir(&cgroup.path);
+            return Err(e);
+        }
         let apply = || -> Result<(), CgroupError> {
             if let (Some(max), true) = (limits.processes, used.contains(&"pids")) {
                 cgroup.write("pids.max", &max.to_string())?;
@@ -202,10 +316,22 @@ impl SandboxCgroup {
             Ok(())
         };
         if let Err(e) = apply() {
+            for (dir, _) in cgroup.v1.drain(..) {
+                let _ = std::fs::remove_dir(&dir);
+            }
             let _ = std::fs::remove_dir(&cgroup.path);
             return Err(e);
         }
         Ok(cgroup)
+    }
+
+    /// Moves the calling process into the sandbox's cgroup v1 cgroups, if it has any: the
+    /// first thing the sandbox's init does.
+    pub fn join_v1(&self) -> io::Result<()> {
+        for (_, procs) in &self.v1 {
+            nix::unistd::write(procs, b"0")?;
+        }
+        Ok(())
     }
 
     /// An existing sandbox's cgroup, by its directory (for responders' actions).
@@ -214,6 +340,7 @@ impl SandboxCgroup {
         Ok(Self {
             path: path.to_path_buf(),
             dir,
+            v1: Vec::new(),
         })
     }
 
@@ -299,6 +426,10 @@ impl SandboxCgroup {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
+        // Its processes are gone, so its v1 cgroups are empty too.
+        for (dir, _) in &self.v1 {
+            std::fs::remove_dir(dir).map_err(io_err("remove", dir))?;
+        }
         std::fs::remove_dir(&self.path).map_err(io_err("remove", &self.path))
     }
 }
@@ -332,6 +463,24 @@ mod tests {
         let none = dir.path().join("none");
         std::fs::write(&none, "22 1 0:21 / /proc rw - proc proc rw\n").unwrap();
         assert!(matches!(find_mount(&none), Err(CgroupError::NotMounted(_))));
+    }
+
+    #[test]
+    fn a_v1_hierarchy_is_found_by_its_controller() {
+        let text = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n\
+                    35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n\
+                    39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids\n\
+                    36 31 0:33 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
+                    41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            v1_mount_in(text, "pids"),
+            Some(PathBuf::from("/sys/fs/cgroup/pids"))
+        );
+        assert_eq!(
+            v1_mount_in(text, "cpuacct"),
+            Some(PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"))
+        );
+        assert_eq!(v1_mount_in(text, "blkio"), None);
     }
 
     #[test]

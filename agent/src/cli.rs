@@ -654,11 +654,26 @@ fn sweep(kernel: &Kernel) -> Result<usize, String> {
             live.push(std::os::linux::fs::MetadataExt::st_ino(&meta));
         }
     }
+    // The cgroup v1 cgroups of killed runs (limits on a hybrid host): empty once their
+    // processes are gone, so removing them fails while anything is left.
+    for controller in ["pids", "memory"] {
+        let Ok(Some(mount)) = crate::cgroup::host_v1_mount(controller) else {
+            continue;
+        };
+        let Ok(entries) = std::fs::read_dir(mount.join(crate::cgroup::PARENT)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if run_ended(&entry.path()) {
+                let _ = std::fs::remove_dir(entry.path());
+            }
+        }
+    }
     kernel.sweep(&registered, &live).map_err(|e| e.to_string())
 }
 
-/// An empty sandbox cgroup (`<profile>-<pid>-<n>`) whose `cordon run` is no longer alive.
-fn orphaned(cgroup: &std::path::Path) -> bool {
+/// Whether the `cordon run` that named a sandbox cgroup `<profile>-<pid>-<n>` is gone.
+fn run_ended(cgroup: &std::path::Path) -> bool {
     let name = cgroup
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -667,12 +682,15 @@ fn orphaned(cgroup: &std::path::Path) -> bool {
     let (Some(_n), Some(pid)) = (parts.next(), parts.next()) else {
         return false;
     };
-    let Ok(pid) = pid.parse::<u32>() else {
-        return false;
-    };
+    pid.parse::<u32>()
+        .is_ok_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// An empty sandbox cgroup (`<profile>-<pid>-<n>`) whose `cordon run` is no longer alive.
+fn orphaned(cgroup: &std::path::Path) -> bool {
     let empty = std::fs::read_to_string(cgroup.join("cgroup.events"))
         .is_ok_and(|e| e.lines().any(|l| l == "populated 0"));
-    empty && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    empty && run_ended(cgroup)
 }
 
 /// What registering a sandbox set up before it was forked.

@@ -195,15 +195,13 @@ where
     };
     if !limits.needs().is_empty() {
         let root = crate::cgroup::host_mount()?;
-        let offered = crate::cgroup::controllers(&root)?;
-        for (controller, field) in limits.needs() {
-            if offered.iter().any(|o| o == controller) {
+        for (controller, field, at) in limits.placement(&root)? {
+            if at.is_some() {
                 continue;
             }
             let why = format!(
-                "{field} needs the cgroup v2 `{controller}` controller, which this host does not offer in {} (it offers: {}; on a hybrid host cgroup v1 may hold it)",
-                root.display(),
-                if offered.is_empty() { "none".to_string() } else { offered.join(" ") }
+                "{field} needs the `{controller}` cgroup controller, which neither cgroup v2 (in {}) nor cgroup v1 offers on this host",
+                root.display()
             );
             match policy.compat {
                 Compat::Strict => return Err(LaunchError::Unenforceable(why)),
@@ -498,7 +496,7 @@ impl Launch {
         };
         let Some(init) = forked else {
             drop(read_end);
-            self.init(&parent, write_end, &old_mask)
+            self.init(&parent, write_end, &old_mask, &cgroup)
         };
         drop(write_end);
         drop(parent);
@@ -566,9 +564,22 @@ impl Launch {
     }
 
     /// The sandbox's init: sets everything up, starts the command, reaps. Never returns.
-    fn init(&self, parent: &OwnedFd, status: UnixStream, mask: &SigSet) -> ! {
+    fn init(
+        &self,
+        parent: &OwnedFd,
+        status: UnixStream,
+        mask: &SigSet,
+        cgroup: &SandboxCgroup,
+    ) -> ! {
         let mut status = status;
-        let code = match self.setup(parent, &mut status) {
+        // Into the cgroup v1 cgroups holding limits v2 cannot, before anything else runs.
+        let code = match cgroup
+            .join_v1()
+            .map_err(|e| {
+                failed(Stage::Init)(&format!("joining the sandbox's cgroup v1 cgroups: {e}"))
+            })
+            .and_then(|()| self.setup(parent, &mut status))
+        {
             Ok(ruleset) => match self.start_command(mask, &mut status, ruleset) {
                 Ok(command) => self.reap_until_exit(command, &mut status),
                 Err(m) => send(&mut status, &m),
