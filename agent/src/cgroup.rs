@@ -146,6 +146,16 @@ pub enum Hierarchy {
     V1(PathBuf),
 }
 
+/// Where one limit of a sandbox can be enforced on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub controller: &'static str,
+    /// The profile field that asks for it.
+    pub field: &'static str,
+    /// `None`: nowhere.
+    pub at: Option<Hierarchy>,
+}
+
 /// Resource limits of one sandbox.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Limits {
@@ -156,12 +166,8 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// For each limit, its controller, the profile field that asks for it, and where this
-    /// host can enforce it (`None`: nowhere).
-    pub fn placement(
-        &self,
-        v2_root: &Path,
-    ) -> Result<Vec<(&'static str, &'static str, Option<Hierarchy>)>, CgroupError> {
+    /// Where this host can enforce each limit.
+    pub fn placement(&self, v2_root: &Path) -> Result<Vec<Placement>, CgroupError> {
         let offered = controllers(v2_root)?;
         let mut out = Vec::new();
         for (controller, field) in self.needs() {
@@ -170,7 +176,11 @@ impl Limits {
             } else {
                 host_v1_mount(controller)?.map(Hierarchy::V1)
             };
-            out.push((controller, field, at));
+            out.push(Placement {
+                controller,
+                field,
+                at,
+            });
         }
         Ok(out)
     }

@@ -195,7 +195,12 @@ where
     };
     if !limits.needs().is_empty() {
         let root = crate::cgroup::host_mount()?;
-        for (controller, field, at) in limits.placement(&root)? {
+        for crate::cgroup::Placement {
+            controller,
+            field,
+            at,
+        } in limits.placement(&root)?
+        {
             if at.is_some() {
                 continue;
             }
