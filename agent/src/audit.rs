@@ -210,14 +210,27 @@ impl AuditListener {
             // While stopping, only what is already queued is read.
             let timeout = if stopping { 0u16 } else { 50 };
             if stop.wait(self.socket.as_fd(), Some(timeout)) {
-                while let Ok(len) = socket::recv(
-                    self.socket.as_raw_fd(),
-                    &mut buf,
-                    socket::MsgFlags::MSG_DONTWAIT,
-                ) {
-                    for (kind, body) in messages(&buf[..len]) {
-                        let text = String::from_utf8_lossy(body);
-                        sandbox.record(kind, text.trim_end_matches('\0'), reporter);
+                loop {
+                    match socket::recv(
+                        self.socket.as_raw_fd(),
+                        &mut buf,
+                        socket::MsgFlags::MSG_DONTWAIT,
+                    ) {
+                        Ok(len) => {
+                            for (kind, body) in messages(&buf[..len]) {
+                                let text = String::from_utf8_lossy(body);
+                                sandbox.record(kind, text.trim_end_matches('\0'), reporter);
+                            }
+                        }
+                        // The socket's buffer overflowed: records were dropped by the kernel.
+                        Err(nix::errno::Errno::ENOBUFS) => reporter.report(
+                            None,
+                            What::EventsLost {
+                                count: 1,
+                                reason: LossReason::AuditOverrun,
+                            },
+                        ),
+                        Err(_) => break,
                     }
                 }
                 continue;

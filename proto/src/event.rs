@@ -185,6 +185,9 @@ pub enum LossReason {
     /// The listener for Landlock's audit records was taken off the audit group, or kernel
     /// auditing was turned off: denials may have gone unrecorded (`count` as above).
     AuditDetached,
+    /// The audit listener's socket overflowed in a burst: the kernel dropped records
+    /// (`count` is how many times).
+    AuditOverrun,
 }
 
 /// Who asked for a responder action.
@@ -404,6 +407,10 @@ impl Event {
                         .to_string()
                 }
                 LossReason::AuditDetached => "events may have been lost: the audit listener was cut off (or auditing turned off); restored".to_string(),
+                LossReason::AuditOverrun => {
+                    "events lost: a burst of audit records overflowed the listener's socket"
+                        .to_string()
+                }
             },
             What::Contained { action } => format!("responder action took effect: {action:?}"),
             What::ResponderAction {
