@@ -606,12 +606,6 @@ mod schema_tests {
                 domain: Some("example.com".into()),
             },
             What::DnsDenied {
-                domain: "evil.test".into(),
-                query_type: "A".into(),
-                reason: DnsReason::NotAllowed,
-                address: None,
-            },
-            What::DnsDenied {
                 domain: "rebind.test".into(),
                 query_type: "A".into(),
                 reason: DnsReason::Rebind,
