@@ -214,7 +214,7 @@ fn report(tasks: &[Task], chart_title: &str) -> Report {
     for task in tasks {
         println!("\n{} ({} runs each)", task.title, task.runs);
         println!(
-            "  {:<12} {:>10} {:>10} {:>12} {:>8}",
+            "  {:<18} {:>10} {:>10} {:>12} {:>8}",
             "", "median ms", "p90 ms", "overhead ms", "ratio"
         );
         let bare = match &task.results[0].1 {
@@ -226,7 +226,7 @@ fn report(tasks: &[Task], chart_title: &str) -> Report {
             match result {
                 Ok(st) => {
                     println!(
-                        "  {:<12} {:>10.2} {:>10.2} {:>12.2} {:>8.3}",
+                        "  {:<18} {:>10.2} {:>10.2} {:>12.2} {:>8.3}",
                         name,
                         st.median,
                         st.p90,
@@ -241,7 +241,7 @@ fn report(tasks: &[Task], chart_title: &str) -> Report {
                     }));
                 }
                 Err(e) => {
-                    println!("  {name:<12} could not run it: {e}");
+                    println!("  {name:<18} could not run it: {e}");
                     json.push(serde_json::json!({
                         "scenario": task.title, "subject": name, "error": e,
                     }));
@@ -274,10 +274,20 @@ fn sh(line: String) -> Vec<String> {
     vec!["/bin/bash".into(), "-c".into(), line]
 }
 
+/// `offline-tool` without its process and memory limits: on a hybrid host (cgroup v1 holding
+/// `pids` and `memory`) joining the limits' v1 cgroups costs an RCU grace period per launch,
+/// which bubblewrap (no limits) does not pay; this subject shows the rest apart.
+const NO_LIMITS: &str = "[profile]\nname = \"offline-tool-no-limits\"\nextends = [\"base\"]\n\n[filesystem]\nread = [\"{workspace}\"]\nwrite = [\"{workspace}\", \"{tmp}\"]\nrepositories = [\"{workspace}\"]\n\n[syscalls]\ndeny = [\"io_uring_setup\", \"io_uring_enter\", \"io_uring_register\"]\n";
+
 /// `/bin/true`, bare and under each sandbox: what starting a sandbox costs.
 pub fn launch(bins: &Bins, runs: usize) -> Result<Report> {
-    let (_dir, ws) = workspace("launch")?;
-    let subjects = subjects(bins, &ws, "offline-tool", &[])?;
+    let (dir, ws) = workspace("launch")?;
+    let no_limits = dir.path().join("offline-tool-no-limits.toml");
+    std::fs::write(&no_limits, NO_LIMITS)?;
+    let mut unlimited = subjects(bins, &ws, &s(&no_limits), &[])?.swap_remove(1);
+    unlimited.name = "cordon, no limits";
+    let mut subjects = subjects(bins, &ws, "offline-tool", &[])?;
+    subjects.insert(2, unlimited);
     let task = measure(
         "launch: /bin/true",
         &subjects,
