@@ -31,6 +31,11 @@ const AUDIT_EOE: u16 = 1320;
 const AUDIT_LANDLOCK_ACCESS: u16 = 1423;
 const AUDIT_LANDLOCK_DOMAIN: u16 = 1424;
 const AUDIT_STATUS_ENABLED: u32 = 1;
+const AUDIT_STATUS_BACKLOG_LIMIT: u32 = 4;
+/// The kernel's queue of audit records waiting for a reader: big enough that a burst of
+/// denials (or a sandbox flooding records from a Landlock domain of its own) is not dropped
+/// at the default of 64.
+const BACKLOG_LIMIT: u32 = 8192;
 /// The read-only multicast group every audit record is copied to.
 const AUDIT_NLGRP_READLOG: u32 = 1;
 const NLMSG_HDRLEN: usize = 16;
@@ -124,11 +129,19 @@ pub fn enable_logged() {
     }
 }
 
-/// Turns kernel auditing on when it is off (Landlock only logs denials when it is on).
-/// Returns whether it was off.
+/// Turns kernel auditing on when it is off (Landlock only logs denials when it is on), and
+/// raises the queue of records waiting for a reader to [`BACKLOG_LIMIT`] when it is below.
+/// Returns whether auditing was off.
 pub fn enable() -> std::io::Result<bool> {
-    let status = request(AUDIT_GET, &AuditStatus::default())?
-        .ok_or_else(|| std::io::Error::other("the kernel did not answer AUDIT_GET"))?;
+    let status = status()?;
+    if status.backlog_limit < BACKLOG_LIMIT {
+        let set = AuditStatus {
+            mask: AUDIT_STATUS_BACKLOG_LIMIT,
+            backlog_limit: BACKLOG_LIMIT,
+            ..AuditStatus::default()
+        };
+        request(AUDIT_SET, &set)?;
+    }
     if status.enabled != 0 {
         return Ok(false);
     }
@@ -139,6 +152,12 @@ pub fn enable() -> std::io::Result<bool> {
     };
     request(AUDIT_SET, &set)?;
     Ok(true)
+}
+
+/// The kernel's audit status (AUDIT_GET).
+fn status() -> std::io::Result<AuditStatus> {
+    request(AUDIT_GET, &AuditStatus::default())?
+        .ok_or_else(|| std::io::Error::other("the kernel did not answer AUDIT_GET"))
 }
 
 impl AuditListener {
@@ -154,10 +173,12 @@ impl AuditListener {
         Ok(Self { socket })
     }
 
-    /// Whether this listener still gets every audit record: a member of the read-only group,
-    /// with kernel auditing on. Rejoins the group and turns auditing back on when not, and
-    /// returns false then (denials in between may not have been recorded).
-    fn restore_channel(&self) -> bool {
+    /// Checks that this listener still gets every audit record: a member of the read-only
+    /// group, with kernel auditing on; rejoins the group and turns auditing back on when
+    /// not, and says so with `events_lost` (`audit_detached`). Records the kernel dropped
+    /// since the last check (its `lost` counter, host-wide: a burst, or a flood from a
+    /// sandbox's own Landlock domain, fills the queue) are reported as `audit_overrun`.
+    fn check_channel(&self, lost: &mut Option<u32>, reporter: &Reporter) {
         let mut intact = true;
         match crate::sys::netlink_groups(self.socket.as_fd()) {
             Ok(groups) if groups & (1 << (AUDIT_NLGRP_READLOG - 1)) != 0 => {}
@@ -180,7 +201,28 @@ impl AuditListener {
             Ok(false) => {}
             Err(e) => tracing::warn!("cannot check that kernel auditing is on: {e}"),
         }
-        intact
+        if !intact {
+            reporter.report(
+                None,
+                What::EventsLost {
+                    count: 1,
+                    reason: LossReason::AuditDetached,
+                },
+            );
+        }
+        if let Ok(now) = status().map(|s| s.lost) {
+            if let Some(before) = lost.replace(now) {
+                if now > before {
+                    reporter.report(
+                        None,
+                        What::EventsLost {
+                            count: u64::from(now - before),
+                            reason: LossReason::AuditOverrun,
+                        },
+                    );
+                }
+            }
+        }
     }
 
     /// Reports the Landlock denials of the sandbox whose domains the processes `creators`
@@ -192,19 +234,13 @@ impl AuditListener {
             pending: HashMap::new(),
         };
         let mut buf = vec![0u8; 65536];
+        let mut lost = None;
+        self.check_channel(&mut lost, reporter);
         let mut checked = std::time::Instant::now();
         loop {
             if checked.elapsed() >= CHANNEL_CHECK {
                 checked = std::time::Instant::now();
-                if !self.restore_channel() {
-                    reporter.report(
-                        None,
-                        What::EventsLost {
-                            count: 1,
-                            reason: LossReason::AuditDetached,
-                        },
-                    );
-                }
+                self.check_channel(&mut lost, reporter);
             }
             let stopping = stop.is_stopped();
             // While stopping, only what is already queued is read.
@@ -237,6 +273,8 @@ impl AuditListener {
             }
             sandbox.flush_stale(reporter);
             if stopping {
+                // What the kernel dropped until the end counts too.
+                self.check_channel(&mut lost, reporter);
                 sandbox.flush_all(reporter);
                 return;
             }

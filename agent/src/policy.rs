@@ -359,7 +359,26 @@ const DEFAULT_PRESET: Preset = &[
             values: TTY_INJECTION_IOCTLS,
         }),
     ),
+    // The sandbox's init (PID 1 inside) shares the command's uid: without these, the command
+    // could change its limits or scheduling (and so end or starve its own supervision).
+    ("prlimit64", INIT_AS_ARG0),
+    ("sched_setaffinity", INIT_AS_ARG0),
+    ("sched_setscheduler", INIT_AS_ARG0),
+    ("sched_setparam", INIT_AS_ARG0),
+    ("sched_setattr", INIT_AS_ARG0),
+    ("setpriority", INIT_AS_ARG1),
+    ("ioprio_set", INIT_AS_ARG1),
 ];
+
+/// A call naming process 1 (the sandbox's init) in its first or second argument.
+const INIT_AS_ARG0: Option<ArgCondition> = Some(ArgCondition::OneOf {
+    arg: 0,
+    values: &[1],
+});
+const INIT_AS_ARG1: Option<ArgCondition> = Some(ArgCondition::OneOf {
+    arg: 1,
+    values: &[1],
+});
 
 pub(crate) const PRESETS: &[(&str, Preset)] = &[("default", DEFAULT_PRESET), ("none", &[])];
 

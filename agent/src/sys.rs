@@ -704,8 +704,8 @@ pub fn detach_with_fds(
     }
 }
 
-/// Creates `path` empty (a directory, or a file of mode 0644) with any missing parent
-/// directories, following no symlink on the way: what stands in for a protected path the
+/// Creates `path` empty (a directory of mode 0700, or a file of mode 0600) with any missing
+/// parent directories (0755), following no symlink on the way: what stands in for a protected path the
 /// sandbox must not create. `Ok(false)` when something is there already.
 pub fn create_placeholder(path: &Path, dir: bool) -> io::Result<bool> {
     use nix::fcntl::OFlag;
@@ -732,11 +732,11 @@ pub fn create_placeholder(path: &Path, dir: bool) -> io::Result<bool> {
         };
     }
     let made = if dir {
-        nix::sys::stat::mkdirat(&at, *last, Mode::from_bits_truncate(0o755)).map(drop)
+        nix::sys::stat::mkdirat(&at, *last, Mode::from_bits_truncate(0o700)).map(drop)
     } else {
         let flags =
             OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        nix::fcntl::openat(&at, *last, flags, Mode::from_bits_truncate(0o644)).map(drop)
+        nix::fcntl::openat(&at, *last, flags, Mode::from_bits_truncate(0o600)).map(drop)
     };
     match made {
         Ok(()) => Ok(true),

@@ -185,8 +185,8 @@ pub enum LossReason {
     /// The listener for Landlock's audit records was taken off the audit group, or kernel
     /// auditing was turned off: denials may have gone unrecorded (`count` as above).
     AuditDetached,
-    /// The audit listener's socket overflowed in a burst: the kernel dropped records
-    /// (`count` is how many times).
+    /// Audit records were dropped: the kernel's queue (its `lost` counter, host-wide, so
+    /// perhaps records of other processes) or the listener's socket overflowed in a burst.
     AuditOverrun,
 }
 
@@ -407,10 +407,9 @@ impl Event {
                         .to_string()
                 }
                 LossReason::AuditDetached => "events may have been lost: the audit listener was cut off (or auditing turned off); restored".to_string(),
-                LossReason::AuditOverrun => {
-                    "events lost: a burst of audit records overflowed the listener's socket"
-                        .to_string()
-                }
+                LossReason::AuditOverrun => format!(
+                    "events may have been lost: {count} audit records were dropped (a burst overflowed the kernel's queue or the listener)"
+                ),
             },
             What::Contained { action } => format!("responder action took effect: {action:?}"),
             What::ResponderAction {

@@ -461,3 +461,55 @@ fn the_private_tmp_has_a_size() {
         "{answer}"
     );
 }
+
+#[test]
+fn the_command_cannot_change_inits_limits_or_scheduling() {
+    if !require_root("the_command_cannot_change_inits_limits_or_scheduling") {
+        return;
+    }
+    let script = |pid: &str| {
+        format!(
+            "import resource, os\n\
+             for name, call in [('prlimit', lambda: resource.prlimit({pid}, resource.RLIMIT_NOFILE, (3, 3))),\n\
+                                ('affinity', lambda: os.sched_setaffinity({pid}, {{0}})),\n\
+                                ('priority', lambda: os.setpriority(os.PRIO_PROCESS, {pid}, 19))]:\n\
+             \x20   try:\n\
+             \x20       call(); print(name, 'changed')\n\
+             \x20   except OSError as e:\n\
+             \x20       print(name, 'refused', e.errno)\n"
+        )
+    };
+    // The twin: a process of the same user changes another's limits and scheduling.
+    let mut holder = Command::new(probe_bin())
+        .args(["sleep", "5"])
+        .spawn()
+        .expect("holder");
+    let out = Command::new("python3")
+        .args(["-c", &script(&holder.id().to_string())])
+        .output()
+        .expect("python3");
+    let said = String::from_utf8_lossy(&out.stdout);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(said.matches("changed").count(), 3, "{said}");
+
+    let f = Fixture::new("coding-agent", "");
+    let events = f.dir.path().join("events.jsonl");
+    let out = f
+        .command_with(
+            &["--events", &events.to_string_lossy()],
+            &["python3", "-c", &script("1")],
+        )
+        .output()
+        .expect("cordon runs");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(said.matches("refused 1").count(), 3, "{said}");
+    let all = common::read_events(&events);
+    let denied: Vec<&str> = of_kind(&all, "syscall_denied")
+        .iter()
+        .filter_map(|e| e["syscall"].as_str())
+        .collect();
+    for syscall in ["prlimit64", "sched_setaffinity", "setpriority"] {
+        assert!(denied.contains(&syscall), "{syscall}: {all:?}");
+    }
+}

@@ -124,6 +124,43 @@ fn plants() -> Vec<Plant> {
             ),
         ),
         p(
+            "a hooks directory in the work tree (core.hooksPath)",
+            |f| {
+                repo(f);
+                std::fs::create_dir_all(f.workspace.join(".githooks")).expect("hooks");
+                ok(f, &f.workspace, &["config", "core.hooksPath", ".githooks"]);
+            },
+            "printf '#!/bin/sh\\ntouch MARK\\n' > .githooks/pre-commit && chmod +x .githooks/pre-commit".into(),
+        ),
+        p(
+            "a config file the repository's config includes",
+            |f| {
+                repo(f);
+                std::fs::write(f.workspace.join("team.gitconfig"), "").expect("include");
+                ok(f, &f.workspace, &["config", "include.path", "../team.gitconfig"]);
+            },
+            format!("{FSMONITOR} >> team.gitconfig"),
+        ),
+        p(
+            "a hook that is a symlink into the work tree",
+            |f| {
+                repo(f);
+                let scripts = f.workspace.join("scripts");
+                std::fs::create_dir_all(&scripts).expect("scripts");
+                std::fs::write(scripts.join("pre-commit"), "#!/bin/sh\n").expect("hook");
+                ok(f, &f.workspace, &["update-index", "--chmod=+x", "--add", "scripts/pre-commit"]);
+                let _ = Command::new("chmod")
+                    .args(["+x"])
+                    .arg(scripts.join("pre-commit"))
+                    .status();
+                let hooks = f.workspace.join(".git/hooks");
+                std::fs::create_dir_all(&hooks).expect("hooks");
+                std::os::unix::fs::symlink("../../scripts/pre-commit", hooks.join("pre-commit"))
+                    .expect("link");
+            },
+            "printf '#!/bin/sh\\ntouch MARK\\n' > scripts/pre-commit".into(),
+        ),
+        p(
             "a repository where there was none",
             |_| {},
             format!("git init -q && {FSMONITOR} >> .git/config"),

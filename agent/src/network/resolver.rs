@@ -358,12 +358,14 @@ fn address_of(record: &Record) -> Option<IpAddr> {
 }
 
 /// Loopback, link-local (cloud metadata at 169.254.169.254 among them), private (RFC 1918,
-/// shared 100.64/10, unique local fc00::/7), unspecified, "this network", broadcast and
-/// multicast addresses, IPv4 ones also written as IPv6.
+/// shared 100.64/10, unique local fc00::/7), unspecified, "this network", broadcast,
+/// multicast and reserved (240/4, 198.18/15 benchmarking, 192.0.0/24 protocol assignments)
+/// addresses; and IPv4 ones written as IPv6 in any of the usual ways (mapped `::ffff:`,
+/// compatible `::a.b.c.d`, NAT64 `64:ff9b::/96`, 6to4 `2002::/16`).
 pub fn internal(addr: IpAddr) -> bool {
     match addr {
         IpAddr::V4(a) => {
-            let [first, second, ..] = a.octets();
+            let [first, second, third, _] = a.octets();
             a.is_loopback()
                 || a.is_private()
                 || a.is_link_local()
@@ -371,17 +373,28 @@ pub fn internal(addr: IpAddr) -> bool {
                 || a.is_broadcast()
                 || a.is_multicast()
                 || first == 0
+                || first >= 240
                 || (first == 100 && second & 0xc0 == 64)
+                || (first == 198 && second & 0xfe == 18)
+                || (first == 192 && second == 0 && third == 0)
         }
         IpAddr::V6(a) => {
-            let top = a.segments()[0];
+            let s = a.segments();
+            let embedded = |hi: u16, lo: u16| {
+                let [a, b] = hi.to_be_bytes();
+                let [c, d] = lo.to_be_bytes();
+                internal(IpAddr::V4(Ipv4Addr::new(a, b, c, d)))
+            };
             a.is_loopback()
                 || a.is_unspecified()
                 || a.is_multicast()
-                || top & 0xfe00 == 0xfc00
-                || top & 0xffc0 == 0xfe80
+                || s[0] & 0xfe00 == 0xfc00
+                || s[0] & 0xffc0 == 0xfe80
                 || a.to_ipv4_mapped()
                     .is_some_and(|v4| internal(IpAddr::V4(v4)))
+                || (s[..6] == [0; 6] && embedded(s[6], s[7]))
+                || (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] && embedded(s[6], s[7]))
+                || (s[0] == 0x2002 && embedded(s[1], s[2]))
         }
     }
 }
@@ -471,10 +484,23 @@ mod tests {
             "fd00::1",
             "ff02::1",
             "::ffff:127.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::7f00:1",
+            "2002:7f00:1::1",
+            "240.0.0.1",
+            "198.18.0.1",
+            "192.0.0.8",
         ] {
             assert!(internal(inside.parse().unwrap()), "{inside}");
         }
-        for outside in ["192.0.2.1", "8.8.8.8", "2001:db8::1", "::ffff:8.8.8.8"] {
+        for outside in [
+            "192.0.2.1",
+            "8.8.8.8",
+            "2001:db8::1",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+        ] {
             assert!(!internal(outside.parse().unwrap()), "{outside}");
         }
     }

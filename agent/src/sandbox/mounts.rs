@@ -372,10 +372,10 @@ pub fn placeholders(fs: &FsPolicy, root: &Path) -> (Vec<(PathBuf, Kind)>, Vec<St
     }
     for repo in &fs.repositories {
         match super::repos::protected(root, repo) {
-            Ok(found) => found
-                .into_iter()
-                .filter(|p| p.create)
-                .for_each(|p| add(p.path, Kind::Dir)),
+            Ok(found) => found.into_iter().filter(|p| p.create).for_each(|p| {
+                let kind = if p.dir { Kind::Dir } else { Kind::File };
+                add(p.path, kind)
+            }),
             Err(e) => problems.push(format!(
                 "the git metadata of {} cannot be protected: {e}",
                 repo.display()

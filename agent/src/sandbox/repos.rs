@@ -13,7 +13,11 @@
 //! * the `.git` of each submodule the index records (a gitlink), or the submodule's
 //!   directory when it is not checked out, so no `.git` can be planted there;
 //! * a `.git` that does not exist yet: it is created empty before the sandbox starts (git
-//!   takes an empty `.git` for no repository at all), so the sandbox cannot make one.
+//!   takes an empty `.git` for no repository at all), so the sandbox cannot make one;
+//! * what the repository's config points back at: the `core.hooksPath` directory, the
+//!   files `include.path` and `includeIf.*.path` name (followed), and the targets of
+//!   symlinked hooks, wherever they are (a hooks directory in the work tree, as husky keeps
+//!   it, is the sandbox's to write otherwise).
 //!
 //! Everything here reads the host tree below `root` (`/` in production), so tests can point
 //! it at a temporary tree.
@@ -24,8 +28,10 @@ use std::path::{Component, Path, PathBuf};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Protected {
     pub path: PathBuf,
-    /// It does not exist: created as an empty directory before the sandbox starts.
+    /// It does not exist: created empty before the sandbox starts.
     pub create: bool,
+    /// A directory (else a file), when it is created.
+    pub dir: bool,
 }
 
 /// Why a repository's metadata could not be worked out (and so cannot be protected).
@@ -57,6 +63,7 @@ fn collect(
         out.push(Protected {
             path: dot_git,
             create: true,
+            dir: true,
         });
         return Ok(());
     };
@@ -74,9 +81,12 @@ fn collect(
         gitdir
     };
     // A linked worktree's shared metadata lives in the directory `commondir` names.
-    if let Ok(common) = std::fs::read_to_string(host(root, &gitdir.join("commondir"))) {
-        push(out, absolute(&gitdir, Path::new(common.trim_end())));
+    let mut common = gitdir.clone();
+    if let Ok(named) = std::fs::read_to_string(host(root, &gitdir.join("commondir"))) {
+        common = absolute(&gitdir, Path::new(named.trim_end()));
+        push(out, common.clone());
     }
+    config_paths(root, worktree, &common, out);
     if depth >= MAX_DEPTH {
         return Ok(());
     }
@@ -107,7 +117,11 @@ fn collect(
             // Not checked out: the directory itself, so no `.git` can appear in it.
             let create = std::fs::symlink_metadata(host(root, &sub)).is_err();
             if !out.iter().any(|p| p.path == sub) {
-                out.push(Protected { path: sub, create });
+                out.push(Protected {
+                    path: sub,
+                    create,
+                    dir: true,
+                });
             }
         }
     }
@@ -119,8 +133,110 @@ fn push(out: &mut Vec<Protected>, path: PathBuf) {
         out.push(Protected {
             path,
             create: false,
+            dir: false,
         });
     }
+}
+
+/// `path`, or, when it does not exist, the same marked to be created (`dir` or a file).
+fn push_maybe_missing(root: &Path, out: &mut Vec<Protected>, path: PathBuf, dir: bool) {
+    if out.iter().any(|p| p.path == path) {
+        return;
+    }
+    let create = std::fs::symlink_metadata(host(root, &path)).is_err();
+    out.push(Protected { path, create, dir });
+}
+
+/// What the config in `common` (and the files it includes) points back at: the hooks
+/// directory `core.hooksPath` names (relative to the work tree, where hooks run), included
+/// files (relative to the including file), and the targets of symlinked hooks.
+fn config_paths(root: &Path, worktree: &Path, common: &Path, out: &mut Vec<Protected>) {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let expand = |value: &str, base: &Path| -> Option<PathBuf> {
+        match value.strip_prefix("~/") {
+            Some(rest) => home.as_ref().map(|h| h.join(rest)),
+            None => Some(absolute(base, Path::new(value))),
+        }
+    };
+    let mut hooks = common.join("hooks");
+    let mut files = vec![common.join("config")];
+    let mut seen = 0;
+    while let Some(file) = files.pop() {
+        seen += 1;
+        if seen > 16 {
+            break;
+        }
+        let Ok(text) = std::fs::read_to_string(host(root, &file)) else {
+            continue;
+        };
+        let dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
+        for (section, key, value) in config_entries(&text) {
+            match (section.as_str(), key.as_str()) {
+                ("core", "hookspath") => {
+                    if let Some(path) = expand(&value, worktree) {
+                        push_maybe_missing(root, out, path.clone(), true);
+                        hooks = path;
+                    }
+                }
+                ("include" | "includeif", "path") => {
+                    if let Some(path) = expand(&value, &dir) {
+                        push_maybe_missing(root, out, path.clone(), false);
+                        files.push(path);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    // A hook that is a symlink runs whatever its target holds.
+    if let Ok(entries) = std::fs::read_dir(host(root, &hooks)) {
+        for entry in entries.flatten() {
+            if let Ok(target) = std::fs::read_link(entry.path()) {
+                let path = absolute(&hooks, &target);
+                push_maybe_missing(root, out, path, false);
+            }
+        }
+    }
+}
+
+/// The `(section, key, value)` entries of a git config file, section and key in lower
+/// case (subsections dropped), values unquoted. Enough of the format for the keys above.
+fn config_entries(text: &str) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let mut section = String::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix('[') {
+            let name = rest.split([']', ' ', '"', '.']).next().unwrap_or("");
+            section = name.to_ascii_lowercase();
+            // `[section] key = value` on one line.
+            let Some((_, after)) = rest.split_once(']') else {
+                continue;
+            };
+            if let Some(entry) = entry(after.trim()) {
+                out.push((section.clone(), entry.0, entry.1));
+            }
+            continue;
+        }
+        if let Some(entry) = entry(line) {
+            out.push((section.clone(), entry.0, entry.1));
+        }
+    }
+    out
+}
+
+fn entry(line: &str) -> Option<(String, String)> {
+    if line.starts_with(['#', ';']) || line.is_empty() {
+        return None;
+    }
+    let (key, value) = line.split_once('=')?;
+    let mut value = value.trim();
+    // A comment after the value, outside quotes.
+    if !value.starts_with('"') {
+        value = value.split([';', '#']).next().unwrap_or("").trim();
+    }
+    let value = value.trim_matches('"');
+    Some((key.trim().to_ascii_lowercase(), value.to_string()))
 }
 
 fn host(root: &Path, path: &Path) -> PathBuf {
@@ -335,11 +451,13 @@ mod tests {
             [
                 Protected {
                     path: "/ws/.git".into(),
-                    create: false
+                    create: false,
+                    dir: false
                 },
                 Protected {
                     path: "/ws/vendor/lib".into(),
-                    create: true
+                    create: true,
+                    dir: true
                 },
             ]
         );
@@ -365,6 +483,59 @@ mod tests {
     }
 
     #[test]
+    fn what_the_config_points_back_at_is_protected() {
+        let t = repo_with_gitlink("2");
+        let ws = t.path().join("ws");
+        git(&ws, &["config", "core.hooksPath", ".husky"]);
+        git(&ws, &["config", "include.path", "../shared.gitconfig"]);
+        std::fs::write(
+            ws.join("shared.gitconfig"),
+            "[includeIf \"gitdir:/x/\"]\n\tpath = more.gitconfig ; comment\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(ws.join(".git/hooks")).unwrap();
+        std::os::unix::fs::symlink("../../scripts/pre-commit", ws.join(".git/hooks/pre-commit"))
+            .unwrap();
+        let got = protected(t.path(), Path::new("/ws")).expect("protected");
+        let find = |p: &str| got.iter().find(|g| g.path == Path::new(p)).cloned();
+        assert_eq!(
+            find("/ws/.husky"),
+            Some(Protected {
+                path: "/ws/.husky".into(),
+                create: true,
+                dir: true
+            })
+        );
+        assert_eq!(find("/ws/shared.gitconfig").map(|p| p.create), Some(false));
+        assert_eq!(
+            find("/ws/more.gitconfig").map(|p| (p.create, p.dir)),
+            Some((true, false))
+        );
+        // The hooks directory is .husky now: the symlink in .git/hooks is not used, so it
+        // is not followed; point hooksPath back and it is.
+        git(&ws, &["config", "--unset", "core.hooksPath"]);
+        let got = protected(t.path(), Path::new("/ws")).expect("protected");
+        assert!(
+            got.iter()
+                .any(|g| g.path == Path::new("/ws/scripts/pre-commit")),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn config_entries_are_read_case_blind_and_unquoted() {
+        let text = "[core]\n\tHooksPath = \"hooks dir\"\n[include]\n path = a.cfg # c\n[includeIf \"onbranch:main\"] path = b.cfg\n";
+        assert_eq!(
+            config_entries(text),
+            [
+                ("core".into(), "hookspath".into(), "hooks dir".into()),
+                ("include".into(), "path".into(), "a.cfg".into()),
+                ("includeif".into(), "path".into(), "b.cfg".into()),
+            ]
+        );
+    }
+
+    #[test]
     fn a_missing_git_dir_is_created_empty() {
         let t = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(t.path().join("ws")).expect("ws");
@@ -372,7 +543,8 @@ mod tests {
             protected(t.path(), Path::new("/ws")).expect("protected"),
             [Protected {
                 path: "/ws/.git".into(),
-                create: true
+                create: true,
+                dir: true
             }]
         );
     }
