@@ -133,7 +133,11 @@ pub fn enable_logged() {
 /// raises the queue of records waiting for a reader to [`BACKLOG_LIMIT`] when it is below.
 /// Returns whether auditing was off.
 pub fn enable() -> std::io::Result<bool> {
-    let status = status()?;
+    enable_from(&status()?)
+}
+
+/// [`enable`], given the status the kernel last reported.
+fn enable_from(status: &AuditStatus) -> std::io::Result<bool> {
     if status.backlog_limit < BACKLOG_LIMIT {
         let set = AuditStatus {
             mask: AUDIT_STATUS_BACKLOG_LIMIT,
@@ -191,14 +195,18 @@ impl AuditListener {
             }
             Err(e) => tracing::warn!("cannot check the audit listener: {e}"),
         }
-        match enable() {
-            Ok(true) => {
-                intact = false;
-                tracing::error!(
-                    "kernel auditing was turned off while a sandbox ran; turned it on again"
-                );
-            }
-            Ok(false) => {}
+        let now = status();
+        match &now {
+            Ok(current) => match enable_from(current) {
+                Ok(true) => {
+                    intact = false;
+                    tracing::error!(
+                        "kernel auditing was turned off while a sandbox ran; turned it on again"
+                    );
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!("cannot turn kernel auditing back on: {e}"),
+            },
             Err(e) => tracing::warn!("cannot check that kernel auditing is on: {e}"),
         }
         if !intact {
@@ -210,7 +218,7 @@ impl AuditListener {
                 },
             );
         }
-        if let Ok(now) = status().map(|s| s.lost) {
+        if let Ok(now) = now.map(|s| s.lost) {
             if let Some(before) = lost.replace(now) {
                 if now > before {
                     reporter.report(

@@ -436,11 +436,15 @@ impl SandboxCgroup {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        // Its processes are gone, so its v1 cgroups are empty too.
-        for (dir, _) in &self.v1 {
-            std::fs::remove_dir(dir).map_err(io_err("remove", dir))?;
-        }
-        std::fs::remove_dir(&self.path).map_err(io_err("remove", &self.path))
+        // Its processes are gone, so its v1 cgroups are empty too. Each is removed even when
+        // another cannot be; the first failure is returned (a sweep takes what is left).
+        let v1: Vec<Result<(), CgroupError>> = self
+            .v1
+            .iter()
+            .map(|(dir, _)| std::fs::remove_dir(dir).map_err(io_err("remove", dir)))
+            .collect();
+        let v2 = std::fs::remove_dir(&self.path).map_err(io_err("remove", &self.path));
+        v1.into_iter().collect::<Result<Vec<()>, _>>().and(v2)
     }
 }
 

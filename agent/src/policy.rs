@@ -152,6 +152,8 @@ pub struct FsPolicy {
     pub dirs: Vec<PathBuf>,
     /// Work trees of git repositories whose metadata stays read-only (`sandbox::repos`).
     pub repositories: Vec<PathBuf>,
+    /// The sandbox user's home: what `~/` means in the git config files those read.
+    pub home: PathBuf,
     /// Bytes the private `/tmp` may hold.
     pub tmp_size: u64,
 }
@@ -447,6 +449,7 @@ pub fn compile(profile: &Profile, ctx: &Context) -> Result<Policy, Diagnostic> {
         }
     }
 
+    let home = identity.home.clone();
     let network = network(profile)?;
     let mut syscalls = syscalls(profile)?;
     // The family check belongs to `socket` like the preset's own check of it; a profile
@@ -476,6 +479,7 @@ pub fn compile(profile: &Profile, ctx: &Context) -> Result<Policy, Diagnostic> {
             read_only,
             dirs,
             repositories,
+            home: home.clone(),
             tmp_size,
         },
         network,

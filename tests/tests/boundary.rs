@@ -21,6 +21,30 @@ fn unconfined(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// An unconfined process of the same user for a twin to act on (`configure` adds to its
+/// command); killed when dropped.
+struct Target(Child);
+
+impl Target {
+    fn start(configure: impl FnOnce(&mut Command)) -> Self {
+        let mut cmd = Command::new(probe_bin());
+        cmd.args(["sleep", "5"]);
+        configure(&mut cmd);
+        Target(cmd.spawn().expect("a target process"))
+    }
+
+    fn pid(&self) -> String {
+        self.0.id().to_string()
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The only child of `pid`, once it has one.
 fn child_of(pid: u32) -> u32 {
     wait_until(&format!("a child of {pid}"), Duration::from_secs(5), || {
@@ -128,16 +152,12 @@ fn the_command_cannot_copy_a_descriptor_of_init() {
 
     // The twin: a process holding the file as descriptor 7; an unconfined process of the
     // same user copies it with pidfd_getfd and reads it.
-    let mut holder = Command::new(probe_bin());
-    holder.args(["sleep", "5"]);
-    with_fd7(&mut holder, &secret);
-    let mut holder = holder.spawn().expect("holder");
+    let holder = Target::start(|cmd| with_fd7(cmd, &secret));
     assert_eq!(
-        unconfined(&["pidfd-getfd", &holder.id().to_string(), "7"]),
+        unconfined(&["pidfd-getfd", &holder.pid(), "7"]),
         "value the caller's secret"
     );
-    let _ = holder.kill();
-    let _ = holder.wait();
+    drop(holder);
 
     // The attack: `cordon run` started with the file as descriptor 7; inside, the command
     // tries every descriptor of init (PID 1), under the default deny list and with
@@ -244,18 +264,15 @@ fn the_command_cannot_read_inits_environment_or_command_line() {
         return;
     }
     // The twin: the environment and command line of a process of the same user, unconfined.
-    let mut holder = Command::new(probe_bin())
-        .args(["sleep", "5"])
-        .env("GITHUB_TOKEN", "ghp_twin_secret")
-        .spawn()
-        .expect("holder");
-    let environ = unconfined(&["cat", &format!("/proc/{}/environ", holder.id())]);
+    let holder = Target::start(|cmd| {
+        cmd.env("GITHUB_TOKEN", "ghp_twin_secret");
+    });
+    let environ = unconfined(&["cat", &format!("/proc/{}/environ", holder.pid())]);
     assert!(
         environ.contains("GITHUB_TOKEN=ghp_twin_secret"),
         "{environ}"
     );
-    let _ = holder.kill();
-    let _ = holder.wait();
+    drop(holder);
 
     let f = Fixture::new("coding-agent", "");
     let run = |args: &[&str]| -> String {
@@ -289,13 +306,9 @@ fn the_command_cannot_signal_init() {
         return;
     }
     // The twin: an unconfined process signals a process of its own user.
-    let mut holder = Command::new(probe_bin())
-        .args(["sleep", "5"])
-        .spawn()
-        .expect("holder");
-    assert_eq!(unconfined(&["signal0", &holder.id().to_string()]), "ok");
-    let _ = holder.kill();
-    let _ = holder.wait();
+    let holder = Target::start(|_| {});
+    assert_eq!(unconfined(&["signal0", &holder.pid()]), "ok");
+    drop(holder);
 
     let f = Fixture::new("coding-agent", "");
     let (answer, events) = f.probe_events(&[], &["kill", "1"]);
@@ -480,17 +493,13 @@ fn the_command_cannot_change_inits_limits_or_scheduling() {
         )
     };
     // The twin: a process of the same user changes another's limits and scheduling.
-    let mut holder = Command::new(probe_bin())
-        .args(["sleep", "5"])
-        .spawn()
-        .expect("holder");
+    let holder = Target::start(|_| {});
     let out = Command::new("python3")
-        .args(["-c", &script(&holder.id().to_string())])
+        .args(["-c", &script(&holder.pid())])
         .output()
         .expect("python3");
     let said = String::from_utf8_lossy(&out.stdout);
-    let _ = holder.kill();
-    let _ = holder.wait();
+    drop(holder);
     assert_eq!(said.matches("changed").count(), 3, "{said}");
 
     let f = Fixture::new("coding-agent", "");

@@ -176,7 +176,15 @@ fn attack(plant: &Plant, confined: bool) -> bool {
     let marker = f.dir.path().join("planted-program-ran");
     let script = plant.script.replace("MARK", &marker.to_string_lossy());
     if confined {
-        let _ = f.run(&["/bin/sh", "-c", &script]);
+        // The plant may fail part way (that is the point); the sandbox must have run it.
+        let out = f.run(&["/bin/sh", "-c", &format!("({script}); echo ran")]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).lines().last(),
+            Some("ran"),
+            "{}: the sandbox did not run the plant: {}",
+            plant.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
     } else {
         let out = Command::new("/bin/sh")
             .args(["-c", &script])

@@ -521,7 +521,18 @@ impl Launch {
                 Some(Message::Running) if running.enforcement.is_some() => {
                     // Init waits for this answer before it reaps anything, so the command
                     // is still its child (a zombie at worst) while its pid is looked up.
+                    // Without it the command's Landlock denials could not be told apart
+                    // as this sandbox's: unwatched is not how it was asked to run.
                     running.command = sys::only_child(init);
+                    if running.command.is_none() {
+                        running.reap();
+                        return Err(LaunchError::Child {
+                            stage: Stage::Fork.to_string(),
+                            message: format!(
+                                "cannot find the command among the children of the sandbox's init ({init})"
+                            ),
+                        });
+                    }
                     if let Err(e) = running.status.get_mut().write_all(b"\n") {
                         running.reap();
                         return Err(os("answer the sandbox's init")(e));

@@ -128,7 +128,7 @@ pub fn plan(fs: &FsPolicy, root: &Path) -> MountPlan {
     // The metadata of every protected repository stays read-only, like `read_only` paths.
     let mut read_only_paths = fs.read_only.clone();
     for repo in &fs.repositories {
-        match super::repos::protected(root, repo) {
+        match super::repos::protected(root, repo, &fs.home) {
             Ok(found) => read_only_paths.extend(
                 found
                     .into_iter()
@@ -371,7 +371,7 @@ pub fn placeholders(fs: &FsPolicy, root: &Path) -> (Vec<(PathBuf, Kind)>, Vec<St
         }
     }
     for repo in &fs.repositories {
-        match super::repos::protected(root, repo) {
+        match super::repos::protected(root, repo, &fs.home) {
             Ok(found) => found.into_iter().filter(|p| p.create).for_each(|p| {
                 let kind = if p.dir { Kind::Dir } else { Kind::File };
                 add(p.path, kind)
@@ -763,6 +763,7 @@ mod tests {
             read_only: vec![],
             dirs: vec![],
             repositories: vec![],
+            home: "/home/dev".into(),
             tmp_size: TMP,
         }
     }

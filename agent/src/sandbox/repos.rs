@@ -44,16 +44,18 @@ pub enum RepoError {
 /// Submodules inside submodules are followed this deep.
 const MAX_DEPTH: usize = 4;
 
-/// What of the repository whose work tree is `repo` must stay read-only.
-pub fn protected(root: &Path, repo: &Path) -> Result<Vec<Protected>, RepoError> {
+/// What of the repository whose work tree is `repo` must stay read-only; `home` is what
+/// `~/` means in its config files.
+pub fn protected(root: &Path, repo: &Path, home: &Path) -> Result<Vec<Protected>, RepoError> {
     let mut out = Vec::new();
-    collect(root, repo, 0, &mut out)?;
+    collect(root, repo, home, 0, &mut out)?;
     Ok(out)
 }
 
 fn collect(
     root: &Path,
     worktree: &Path,
+    home: &Path,
     depth: usize,
     out: &mut Vec<Protected>,
 ) -> Result<(), RepoError> {
@@ -86,7 +88,7 @@ fn collect(
         common = absolute(&gitdir, Path::new(named.trim_end()));
         push(out, common.clone());
     }
-    config_paths(root, worktree, &common, out);
+    config_paths(root, worktree, &common, home, out);
     if depth >= MAX_DEPTH {
         return Ok(());
     }
@@ -112,7 +114,7 @@ fn collect(
             continue;
         };
         if std::fs::symlink_metadata(host(root, &sub.join(".git"))).is_ok() {
-            collect(root, &sub, depth + 1, out)?;
+            collect(root, &sub, home, depth + 1, out)?;
         } else {
             // Not checked out: the directory itself, so no `.git` can appear in it.
             let create = std::fs::symlink_metadata(host(root, &sub)).is_err();
@@ -150,12 +152,17 @@ fn push_maybe_missing(root: &Path, out: &mut Vec<Protected>, path: PathBuf, dir:
 /// What the config in `common` (and the files it includes) points back at: the hooks
 /// directory `core.hooksPath` names (relative to the work tree, where hooks run), included
 /// files (relative to the including file), and the targets of symlinked hooks.
-fn config_paths(root: &Path, worktree: &Path, common: &Path, out: &mut Vec<Protected>) {
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    let expand = |value: &str, base: &Path| -> Option<PathBuf> {
+fn config_paths(
+    root: &Path,
+    worktree: &Path,
+    common: &Path,
+    home: &Path,
+    out: &mut Vec<Protected>,
+) {
+    let expand = |value: &str, base: &Path| -> PathBuf {
         match value.strip_prefix("~/") {
-            Some(rest) => home.as_ref().map(|h| h.join(rest)),
-            None => Some(absolute(base, Path::new(value))),
+            Some(rest) => home.join(rest),
+            None => absolute(base, Path::new(value)),
         }
     };
     let mut hooks = common.join("hooks");
@@ -173,16 +180,14 @@ fn config_paths(root: &Path, worktree: &Path, common: &Path, out: &mut Vec<Prote
         for (section, key, value) in config_entries(&text) {
             match (section.as_str(), key.as_str()) {
                 ("core", "hookspath") => {
-                    if let Some(path) = expand(&value, worktree) {
-                        push_maybe_missing(root, out, path.clone(), true);
-                        hooks = path;
-                    }
+                    let path = expand(&value, worktree);
+                    push_maybe_missing(root, out, path.clone(), true);
+                    hooks = path;
                 }
                 ("include" | "includeif", "path") => {
-                    if let Some(path) = expand(&value, &dir) {
-                        push_maybe_missing(root, out, path.clone(), false);
-                        files.push(path);
-                    }
+                    let path = expand(&value, &dir);
+                    push_maybe_missing(root, out, path.clone(), false);
+                    files.push(path);
                 }
                 _ => {}
             }
@@ -445,7 +450,7 @@ mod tests {
     #[test]
     fn the_git_dir_and_an_unchecked_out_submodule_are_protected() {
         let t = repo_with_gitlink("4");
-        let got = protected(t.path(), Path::new("/ws")).expect("protected");
+        let got = protected(t.path(), Path::new("/ws"), Path::new("/home/dev")).expect("protected");
         assert_eq!(
             got,
             [
@@ -470,7 +475,7 @@ mod tests {
         std::fs::create_dir_all(&sub).expect("sub");
         std::fs::write(sub.join(".git"), "gitdir: ../../.git/modules/lib\n").expect("gitfile");
         std::fs::create_dir_all(t.path().join("ws/.git/modules/lib")).expect("modules");
-        let got = protected(t.path(), Path::new("/ws")).expect("protected");
+        let got = protected(t.path(), Path::new("/ws"), Path::new("/home/dev")).expect("protected");
         let paths: Vec<_> = got.iter().map(|p| p.path.clone()).collect();
         assert_eq!(
             paths,
@@ -496,7 +501,7 @@ mod tests {
         std::fs::create_dir_all(ws.join(".git/hooks")).unwrap();
         std::os::unix::fs::symlink("../../scripts/pre-commit", ws.join(".git/hooks/pre-commit"))
             .unwrap();
-        let got = protected(t.path(), Path::new("/ws")).expect("protected");
+        let got = protected(t.path(), Path::new("/ws"), Path::new("/home/dev")).expect("protected");
         let find = |p: &str| got.iter().find(|g| g.path == Path::new(p)).cloned();
         assert_eq!(
             find("/ws/.husky"),
@@ -514,7 +519,7 @@ mod tests {
         // The hooks directory is .husky now: the symlink in .git/hooks is not used, so it
         // is not followed; point hooksPath back and it is.
         git(&ws, &["config", "--unset", "core.hooksPath"]);
-        let got = protected(t.path(), Path::new("/ws")).expect("protected");
+        let got = protected(t.path(), Path::new("/ws"), Path::new("/home/dev")).expect("protected");
         assert!(
             got.iter()
                 .any(|g| g.path == Path::new("/ws/scripts/pre-commit")),
@@ -540,7 +545,7 @@ mod tests {
         let t = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(t.path().join("ws")).expect("ws");
         assert_eq!(
-            protected(t.path(), Path::new("/ws")).expect("protected"),
+            protected(t.path(), Path::new("/ws"), Path::new("/home/dev")).expect("protected"),
             [Protected {
                 path: "/ws/.git".into(),
                 create: true,
