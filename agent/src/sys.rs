@@ -153,17 +153,23 @@ pub fn close_all_but(keep: &[std::os::fd::RawFd]) -> io::Result<()> {
     Ok(())
 }
 
-/// The only child of `parent` (both as seen from this PID namespace), from
-/// `/proc/PID/task/PID/children`; `None` when it has none or several.
-pub fn only_child(parent: nix::unistd::Pid) -> Option<nix::unistd::Pid> {
+/// The child of `parent` (as seen from this PID namespace) that is `ns_pid` in its own,
+/// innermost PID namespace: from `/proc/PID/task/PID/children` and each child's `NSpid`.
+pub fn child_by_ns_pid(parent: nix::unistd::Pid, ns_pid: i32) -> Option<nix::unistd::Pid> {
     let list = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).ok()?;
-    let mut children = list
-        .split_whitespace()
-        .filter_map(|p| p.parse::<i32>().ok());
-    match (children.next(), children.next()) {
-        (Some(child), None) => Some(nix::unistd::Pid::from_raw(child)),
-        _ => None,
-    }
+    list.split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+        .find(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/status")).is_ok_and(|status| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("NSpid:"))
+                    .and_then(|ids| ids.split_whitespace().last())
+                    .and_then(|id| id.parse::<i32>().ok())
+                    == Some(ns_pid)
+            })
+        })
+        .map(nix::unistd::Pid::from_raw)
 }
 
 /// Sets the process's securebits (`prctl(PR_SET_SECUREBITS)`); needs CAP_SETPCAP.

@@ -522,3 +522,41 @@ fn the_command_cannot_change_inits_limits_or_scheduling() {
         assert!(denied.contains(&syscall), "{syscall}: {all:?}");
     }
 }
+
+#[test]
+fn a_command_that_leaves_an_orphan_at_once_still_runs_watched() {
+    if !require_root("a_command_that_leaves_an_orphan_at_once_still_runs_watched") {
+        return;
+    }
+    // `(... &)`: the subshell exits at once and its child becomes init's, beside the command
+    // init waits to report; the command is found by its pid, not as init's only child, and
+    // its domain's denials (the orphan's too) are reported.
+    let f = Fixture::new("coding-agent", "");
+    let probe = probe_bin().to_string_lossy().into_owned();
+    for _ in 0..5 {
+        let events = f.dir.path().join("orphan.jsonl");
+        let _ = std::fs::remove_file(&events);
+        let out = f
+            .command_with(
+                &["--events", &events.to_string_lossy()],
+                &[
+                    "/bin/sh",
+                    "-c",
+                    &format!("({probe} list /dev &); exec {probe} sleep-ms 300 fds"),
+                ],
+            )
+            .output()
+            .expect("cordon runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let all = common::read_events(&events);
+        let denied = of_kind(&all, "file_denied");
+        assert!(
+            denied.iter().any(|e| e["path"] == "/dev"),
+            "the orphan's denial is reported: {all:?}"
+        );
+    }
+}

@@ -391,7 +391,10 @@ pub enum Exit {
 #[derive(Debug, Serialize, Deserialize)]
 enum Message {
     Enforced(Enforcement),
-    Running,
+    /// The command runs, as this pid in the sandbox's PID namespace.
+    Running {
+        command: i32,
+    },
     Failed {
         stage: Stage,
         message: String,
@@ -518,12 +521,14 @@ impl Launch {
         loop {
             match running.next_message() {
                 Some(Message::Enforced(e)) => running.enforcement = Some(e),
-                Some(Message::Running) if running.enforcement.is_some() => {
+                Some(Message::Running { command }) if running.enforcement.is_some() => {
                     // Init waits for this answer before it reaps anything, so the command
-                    // is still its child (a zombie at worst) while its pid is looked up.
+                    // is still its child (a zombie at worst) while its pid is looked up;
+                    // orphans the command left may be init's children too by then, so it
+                    // is found by the pid init knows it by.
                     // Without it the command's Landlock denials could not be told apart
                     // as this sandbox's: unwatched is not how it was asked to run.
-                    running.command = sys::only_child(init);
+                    running.command = sys::child_by_ns_pid(init, command);
                     if running.command.is_none() {
                         running.reap();
                         return Err(LaunchError::Child {
@@ -547,7 +552,7 @@ impl Launch {
                     running.reap();
                     return Err(running.failure(stage, message, errno));
                 }
-                Some(Message::Running | Message::Exited(_)) | None => {
+                Some(Message::Running { .. } | Message::Exited(_)) | None => {
                     running.reap();
                     return Err(LaunchError::Child {
                         stage: "setup".into(),
@@ -672,7 +677,10 @@ impl Launch {
         match unsafe { nix::unistd::fork() }.map_err(|e| failed(Stage::Fork)(&e))? {
             ForkResult::Parent { child } => {
                 drop(ruleset);
-                write_message(status, &Message::Running).map_err(|e| failed(Stage::Report)(&e))?;
+                let running = Message::Running {
+                    command: child.as_raw(),
+                };
+                write_message(status, &running).map_err(|e| failed(Stage::Report)(&e))?;
                 let mut ack = [0u8; 1];
                 match std::io::Read::read(status, &mut ack) {
                     Ok(1) => Ok(child),
@@ -906,7 +914,7 @@ impl Running {
                     message,
                     errno,
                 } => result = Some(Err(self.failure(stage, message, errno))),
-                Message::Enforced(_) | Message::Running => {}
+                Message::Enforced(_) | Message::Running { .. } => {}
             }
         }
         match (result, init_status) {
