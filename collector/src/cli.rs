@@ -93,7 +93,7 @@ fn run(args: Args) -> Result<()> {
         match args.command.unwrap_or(Cmd::Serve) {
             Cmd::Serve => serve(config).await,
             Cmd::Check => {
-                Store::open(&config.database_url).await?;
+                Store::open(&config.database_url, config.sqlite_synchronous).await?;
                 println!("configuration and database are fine");
                 Ok(())
             }
@@ -103,7 +103,7 @@ fn run(args: Args) -> Result<()> {
 }
 
 async fn token(config: Config, cmd: TokenCmd) -> Result<()> {
-    let store = Store::open(&config.database_url).await?;
+    let store = Store::open(&config.database_url, config.sqlite_synchronous).await?;
     match cmd {
         TokenCmd::Issue { name, role, host } => {
             let (info, secret) = auth::issue(&name, role, host.as_deref())?;
@@ -168,12 +168,17 @@ async fn token(config: Config, cmd: TokenCmd) -> Result<()> {
 }
 
 async fn serve(config: Config) -> Result<()> {
-    let store = Store::open(&config.database_url)
+    let store = Store::open(&config.database_url, config.sqlite_synchronous)
         .await
         .with_context(|| format!("cannot open the database {}", redact(&config.database_url)))?;
+    let tls = match &config.tls {
+        Some(tls) => Some(crate::serve::tls_acceptor(&tls.cert, &tls.key)?),
+        None => None,
+    };
     let app = App::new(store, config.clone());
     tokio::spawn(maintain(Arc::clone(&app)));
-    let router = api::router(app);
+    tokio::spawn(api::watch_revocations(Arc::clone(&app)));
+    let router = api::router(Arc::clone(&app));
     let shutdown = async {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -183,53 +188,12 @@ async fn serve(config: Config) -> Result<()> {
         }
         tracing::info!("stopping");
     };
-    match &config.tls {
-        None => {
-            let listener = tokio::net::TcpListener::bind(config.listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", config.listen))?;
-            tracing::info!("listening on http://{}", listener.local_addr()?);
-            // Live streams never end on their own: after the stop, requests get 5 s.
-            let stopped = Arc::new(tokio::sync::Notify::new());
-            let said = Arc::clone(&stopped);
-            let serving = axum::serve(listener, router).with_graceful_shutdown(async move {
-                shutdown.await;
-                said.notify_one();
-            });
-            tokio::select! {
-                served = serving => served?,
-                () = async {
-                    stopped.notified().await;
-                    tokio::time::sleep(Duration::from_secs(5)).await;
-                } => tracing::info!("stopped with streams still open"),
-            }
-        }
-        Some(tls) => {
-            // One crypto provider for the whole process: ring (no C toolchain beyond cc).
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
-                .await
-                .with_context(|| {
-                    format!(
-                        "cannot read the TLS certificate {} or key {}",
-                        tls.cert.display(),
-                        tls.key.display()
-                    )
-                })?;
-            let handle = axum_server::Handle::new();
-            let h = handle.clone();
-            tokio::spawn(async move {
-                shutdown.await;
-                h.graceful_shutdown(Some(Duration::from_secs(5)));
-            });
-            tracing::info!("listening on https://{}", config.listen);
-            axum_server::bind_rustls(config.listen, rustls)
-                .handle(handle)
-                .serve(router.into_make_service())
-                .await
-                .with_context(|| format!("cannot serve on {}", config.listen))?;
-        }
-    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!("listening on {scheme}://{}", listener.local_addr()?);
+    crate::serve::serve(app, listener, router, tls, shutdown).await;
     Ok(())
 }
 

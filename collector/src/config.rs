@@ -24,11 +24,55 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// How long a command waits for its host before it expires.
     pub command_ttl: Duration,
+    /// The most bytes of one event as stored: longer text is cut, with a marker.
+    pub max_event_bytes: usize,
+    /// The most bytes of one page of events: the page ends early, its `next` goes on.
+    pub max_response_bytes: usize,
+    /// How far ahead of the collector's clock an event's time may be; later ones are stored
+    /// at the time they arrived (the host's time kept beside it).
+    pub clock_skew: Duration,
+    /// SQLite's `synchronous`: `full` (the default), `normal` or `extra`.
+    pub sqlite_synchronous: Synchronous,
+    /// Open connections in total, and from one client address.
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    /// How long a client may take to send a request's headers, its body, and how long a
+    /// connection may sit idle between requests.
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// Live streams in total, and for one token.
+    pub max_streams: usize,
+    pub max_streams_per_token: usize,
     /// Certificate chain and key (PEM): HTTPS when set.
     pub tls: Option<Tls>,
     /// Serve plain HTTP on an address other than loopback (tokens then cross the network
     /// in clear text: only behind a TLS-terminating proxy).
     pub plain_http: bool,
+}
+
+/// How hard SQLite makes sure a commit is on disk before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Synchronous {
+    /// Every commit is on disk before the host hears "stored": an acknowledged event
+    /// survives a power failure. The default for a security record.
+    Full,
+    /// The WAL is synced at checkpoints only: faster, and a power failure may take the
+    /// last commits (which their hosts were told were stored, and deleted).
+    Normal,
+    /// Full, and the directory too after each WAL reset.
+    Extra,
+}
+
+impl Synchronous {
+    pub fn pragma(self) -> &'static str {
+        match self {
+            Self::Full => "FULL",
+            Self::Normal => "NORMAL",
+            Self::Extra => "EXTRA",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -47,6 +91,17 @@ struct File {
     max_batch_events: Option<usize>,
     max_body_bytes: Option<usize>,
     command_ttl: Option<String>,
+    max_event_bytes: Option<usize>,
+    max_response_bytes: Option<usize>,
+    clock_skew: Option<String>,
+    sqlite_synchronous: Option<Synchronous>,
+    max_connections: Option<usize>,
+    max_connections_per_client: Option<usize>,
+    header_timeout: Option<String>,
+    body_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_streams: Option<usize>,
+    max_streams_per_token: Option<usize>,
     tls: Option<Tls>,
     plain_http: Option<bool>,
 }
@@ -60,6 +115,17 @@ impl Default for Config {
             max_batch_events: 10_000,
             max_body_bytes: 16 << 20,
             command_ttl: Duration::from_secs(300),
+            max_event_bytes: 64 << 10,
+            max_response_bytes: 8 << 20,
+            clock_skew: Duration::from_secs(300),
+            sqlite_synchronous: Synchronous::Full,
+            max_connections: 1024,
+            max_connections_per_client: 64,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_streams: 256,
+            max_streams_per_token: 8,
             tls: None,
             plain_http: false,
         }
@@ -171,6 +237,43 @@ impl Config {
                 defaults.max_body_bytes,
             )?,
             command_ttl: duration("command_ttl", file.command_ttl, defaults.command_ttl)?,
+            max_event_bytes: positive(
+                "max_event_bytes",
+                file.max_event_bytes,
+                defaults.max_event_bytes,
+            )?,
+            max_response_bytes: positive(
+                "max_response_bytes",
+                file.max_response_bytes,
+                defaults.max_response_bytes,
+            )?,
+            clock_skew: duration("clock_skew", file.clock_skew, defaults.clock_skew)?,
+            sqlite_synchronous: file
+                .sqlite_synchronous
+                .unwrap_or(defaults.sqlite_synchronous),
+            max_connections: positive(
+                "max_connections",
+                file.max_connections,
+                defaults.max_connections,
+            )?,
+            max_connections_per_client: positive(
+                "max_connections_per_client",
+                file.max_connections_per_client,
+                defaults.max_connections_per_client,
+            )?,
+            header_timeout: duration(
+                "header_timeout",
+                file.header_timeout,
+                defaults.header_timeout,
+            )?,
+            body_timeout: duration("body_timeout", file.body_timeout, defaults.body_timeout)?,
+            idle_timeout: duration("idle_timeout", file.idle_timeout, defaults.idle_timeout)?,
+            max_streams: positive("max_streams", file.max_streams, defaults.max_streams)?,
+            max_streams_per_token: positive(
+                "max_streams_per_token",
+                file.max_streams_per_token,
+                defaults.max_streams_per_token,
+            )?,
             tls: file.tls,
         })
     }
@@ -208,13 +311,29 @@ mod tests {
         let c = parse(
             "listen = \"[::1]:9000\"\ndatabase_url = \"postgres://c@localhost/c\"\n\
              retention = \"7d\"\nmax_batch_events = 5\nmax_body_bytes = 1000\n\
-             command_ttl = \"1m\"\n[tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\n",
+             command_ttl = \"1m\"\nmax_event_bytes = 4096\nmax_response_bytes = 100000\n\
+             clock_skew = \"1m\"\nsqlite_synchronous = \"normal\"\nmax_connections = 9\n\
+             max_connections_per_client = 3\nheader_timeout = \"2s\"\nbody_timeout = \"3s\"\n\
+             idle_timeout = \"4s\"\nmax_streams = 7\nmax_streams_per_token = 2\n[tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\n",
         )
         .unwrap();
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.retention, Duration::from_secs(7 * 86400));
         assert_eq!(c.max_batch_events, 5);
         assert_eq!(c.command_ttl, Duration::from_secs(60));
+        assert_eq!((c.max_event_bytes, c.max_response_bytes), (4096, 100_000));
+        assert_eq!(c.clock_skew, Duration::from_secs(60));
+        assert_eq!(c.sqlite_synchronous, Synchronous::Normal);
+        assert_eq!((c.max_connections, c.max_connections_per_client), (9, 3));
+        assert_eq!(
+            (c.header_timeout, c.body_timeout, c.idle_timeout),
+            (
+                Duration::from_secs(2),
+                Duration::from_secs(3),
+                Duration::from_secs(4)
+            )
+        );
+        assert_eq!((c.max_streams, c.max_streams_per_token), (7, 2));
         assert_eq!(c.tls.unwrap().key, PathBuf::from("/k.pem"));
     }
 
@@ -234,5 +353,7 @@ mod tests {
         assert!(parse("listen = \"0.0.0.0:8086\"\nplain_http = true").is_ok());
         let e = parse("max_batch_events = 0").unwrap_err();
         assert!(e.contains("must be above 0"), "{e}");
+        let e = parse("sqlite_synchronous = \"off\"").unwrap_err();
+        assert!(e.contains("unknown variant `off`"), "{e}");
     }
 }

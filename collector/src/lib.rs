@@ -4,11 +4,17 @@
 //! * [`config`]: the configuration file.
 //! * [`store`]: SQLite or PostgreSQL (events, hosts, tokens, commands).
 //! * [`auth`]: tokens and roles.
+//! * [`ingest`]: what becomes of a host's batch before it is stored.
 //! * [`api`]: the HTTP API (ingest, queries, the live stream, commands) and the web console.
+//! * [`serve`]: the server under it, with every connection bounded.
+//! * [`metrics`]: the collector's own health, for Prometheus.
 //! * [`cli`]: `cordon-collector serve | check | token ...`.
 
 pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod ingest;
+pub mod metrics;
+pub mod serve;
 pub mod store;

@@ -11,9 +11,11 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, ConnectOptions as _, Executor as _, Row as _};
 
 use cordon_proto::collector::{Command, CommandResult, SandboxInfo};
-use cordon_proto::event::{Action, ActionResult, Event, What};
+use cordon_proto::event::{Action, ActionResult, What};
 
 use crate::auth::{Role, TokenInfo};
+use crate::config::Synchronous;
+use crate::ingest::{clean, NewEvent, SetAside};
 
 /// Rows per `INSERT`: 9 values each, well under both databases' limit on parameters.
 const INSERT_CHUNK: usize = 400;
@@ -52,6 +54,9 @@ pub enum Backend {
 pub struct StoredEvent {
     pub seq: i64,
     pub host: String,
+    pub sandbox: String,
+    pub kind: String,
+    /// The event's time as stored (clamped: see [`crate::ingest`]).
     pub time_ns: i64,
     /// The event's JSON.
     pub body: String,
@@ -82,6 +87,20 @@ pub struct HostRow {
     pub last_seen_ns: i64,
     pub polled_ns: Option<i64>,
     pub sandboxes: Vec<SandboxInfo>,
+    /// Events of this host the collector set aside.
+    pub rejected: i64,
+}
+
+/// An event the collector set aside.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RejectedRow {
+    pub host: String,
+    pub received_ns: i64,
+    pub event_id: Option<String>,
+    pub reason: String,
+    pub detail: String,
+    /// The start of what the host sent.
+    pub excerpt: String,
 }
 
 /// A sandbox seen in a host's events.
@@ -122,7 +141,7 @@ pub fn ns(time: SystemTime) -> i64 {
 
 impl Store {
     /// Opens (creating when needed) the database at `url` and brings its schema up to date.
-    pub async fn open(url: &str) -> Result<Self, StoreError> {
+    pub async fn open(url: &str, synchronous: Synchronous) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -156,10 +175,13 @@ impl Store {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        // WAL lets readers go on while a batch is written; NORMAL syncs at
-                        // checkpoints, which WAL keeps safe against corruption.
+                        // WAL lets readers go on while a batch is written. `synchronous`:
+                        // see the configuration (FULL unless ops chose otherwise).
                         conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute(
+                            format!("PRAGMA synchronous = {}", synchronous.pragma()).as_str(),
+                        )
+                        .await?;
                         conn.execute("PRAGMA busy_timeout = 10000").await?;
                         // Index pages stay in memory (64 MiB a connection, mapped reads), and
                         // the WAL is folded into the database every 40 MB rather than 4 MB.
@@ -185,12 +207,14 @@ impl Store {
         Ok(())
     }
 
-    /// Stores a host's batch in one transaction: all of it or, on error, none. Events
-    /// already stored (by id) are skipped; returns the ones that were new.
+    /// Stores a host's batch in one transaction: all of it or, on error, none. Events the
+    /// host sent before (by id) are skipped; returns the ones that were new. The events set
+    /// aside are kept in `rejected`, for people to look at.
     pub async fn insert_events(
         &self,
         host: &str,
-        events: &[Event],
+        events: &[NewEvent],
+        set_aside: &[SetAside],
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let received = now_ns();
         let mut tx = self.pool.begin().await?;
@@ -200,8 +224,7 @@ impl Store {
                 "INSERT INTO events (id, host, sandbox, profile, kind, time_ns, received_ns, \
                  subject, body) VALUES ",
             );
-            let mut rows = Vec::with_capacity(chunk.len());
-            for (i, event) in chunk.iter().enumerate() {
+            for i in 0..chunk.len() {
                 if i > 0 {
                     sql.push(',');
                 }
@@ -222,40 +245,53 @@ impl Store {
                         sql.push(')');
                     }
                 }
-                let body =
-                    serde_json::to_string(event).map_err(|e| StoreError::Damaged(e.to_string()))?;
-                rows.push((event, body));
             }
-            sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING seq, id");
+            sql.push_str(" ON CONFLICT (host, id) DO NOTHING RETURNING seq, id");
             let mut query = sqlx::query::<Any>(&sql);
-            for (event, body) in &rows {
+            for event in chunk {
                 query = query
-                    .bind(event.id.to_string())
+                    .bind(event.id.as_str())
                     .bind(host)
-                    .bind(&event.sandbox)
-                    .bind(&event.profile)
-                    .bind(event.what.kind())
-                    .bind(ns(event.time))
+                    .bind(event.sandbox.as_str())
+                    .bind(event.profile.as_str())
+                    .bind(event.kind)
+                    .bind(event.time_ns)
                     .bind(received)
-                    .bind(subject(event))
-                    .bind(body.as_str());
+                    .bind(event.subject.as_str())
+                    .bind(event.body.as_str());
             }
             let new = query.fetch_all(&mut *tx).await?;
             let mut by_id = std::collections::HashMap::with_capacity(new.len());
             for row in &new {
                 by_id.insert(row.try_get::<String, _>(1)?, row.try_get::<i64, _>(0)?);
             }
-            for (event, body) in rows {
+            for event in chunk {
                 // `remove`: an id twice in one batch was stored once.
-                if let Some(seq) = by_id.remove(&event.id.to_string()) {
+                if let Some(seq) = by_id.remove(&event.id) {
                     stored.push(StoredEvent {
                         seq,
                         host: host.to_string(),
-                        time_ns: ns(event.time),
-                        body,
+                        sandbox: event.sandbox.clone(),
+                        kind: event.kind.to_string(),
+                        time_ns: event.time_ns,
+                        body: event.body.clone(),
                     });
                 }
             }
+        }
+        for aside in set_aside {
+            sqlx::query(
+                "INSERT INTO rejected (host, received_ns, event_id, reason, detail, excerpt) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(host)
+            .bind(received)
+            .bind(aside.rejected.id.clone())
+            .bind(aside.rejected.reason.as_str())
+            .bind(clean(&aside.rejected.detail))
+            .bind(aside.excerpt.as_str())
+            .execute(&mut *tx)
+            .await?;
         }
         sqlx::query(
             "INSERT INTO hosts (name, first_seen_ns, last_seen_ns, sandboxes) VALUES ($1, $2, $2, '[]') \
@@ -270,9 +306,42 @@ impl Store {
         Ok(stored)
     }
 
-    /// One page of events matching `filter`.
-    pub async fn events(&self, filter: &Filter) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut sql = Sql::new("SELECT seq, host, time_ns, body FROM events WHERE 1 = 1");
+    /// The events set aside from `host` (every host's when `None`), newest first.
+    pub async fn rejected(
+        &self,
+        host: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RejectedRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT host, received_ns, event_id, reason, detail, excerpt FROM rejected \
+             WHERE $1 IS NULL OR host = $1 ORDER BY seq DESC LIMIT $2",
+        )
+        .bind(host.map(str::to_string))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RejectedRow {
+                    host: r.try_get(0)?,
+                    received_ns: r.try_get(1)?,
+                    event_id: r.try_get(2)?,
+                    reason: r.try_get(3)?,
+                    detail: r.try_get(4)?,
+                    excerpt: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// One page of events matching `filter`: up to `filter.limit` events, ending early
+    /// once their bodies pass `max_bytes` (always at least one event, when there is one).
+    pub async fn events(
+        &self,
+        filter: &Filter,
+        max_bytes: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut sql = Sql::new(&format!("{EVENT_COLUMNS} WHERE 1 = 1"));
         if let Some(host) = &filter.host {
             sql.and("host = ", Value::Text(host.clone()));
         }
@@ -322,8 +391,19 @@ impl Store {
         sql.text.push_str(&format!(
             " ORDER BY time_ns {order}, seq {order} LIMIT {limit}"
         ));
-        let rows = sql.query().fetch_all(&self.pool).await?;
-        rows.iter().map(stored_event).collect()
+        // Row by row, so that a page of large events is cut off before it is all in memory.
+        let mut rows = sql.query().fetch(&self.pool);
+        let mut page = Vec::new();
+        let mut bytes = 0;
+        while let Some(row) = tokio_stream::StreamExt::next(&mut rows).await {
+            let event = stored_event(&row?)?;
+            bytes += event.body.len();
+            page.push(event);
+            if bytes >= max_bytes {
+                break;
+            }
+        }
+        Ok(page)
     }
 
     /// Events stored after `seq`, oldest first (for a stream that reconnects).
@@ -332,9 +412,9 @@ impl Store {
         seq: i64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows = sqlx::query::<Any>(
-            "SELECT seq, host, time_ns, body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
-        )
+        let rows = sqlx::query::<Any>(&format!(
+            "{EVENT_COLUMNS} WHERE seq > $1 ORDER BY seq LIMIT $2"
+        ))
         .bind(seq)
         .bind(limit as i64)
         .fetch_all(&self.pool)
@@ -394,7 +474,8 @@ impl Store {
 
     async fn hosts_named(&self, name: Option<&str>) -> Result<Vec<HostRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT name, first_seen_ns, last_seen_ns, polled_ns, sandboxes FROM hosts \
+            "SELECT name, first_seen_ns, last_seen_ns, polled_ns, sandboxes, \
+             (SELECT COUNT(*) FROM rejected WHERE rejected.host = hosts.name) FROM hosts \
              WHERE $1 IS NULL OR name = $1 ORDER BY name",
         )
         .bind(name.map(str::to_string))
@@ -412,6 +493,7 @@ impl Store {
                     first_seen_ns: r.try_get(1)?,
                     last_seen_ns: r.try_get(2)?,
                     polled_ns: r.try_get(3)?,
+                    rejected: r.try_get(5)?,
                 })
             })
             .collect()
@@ -494,6 +576,21 @@ impl Store {
         Ok(row.is_some())
     }
 
+    /// The ids of tokens revoked at or after `since_ns`, and the latest revocation time.
+    pub async fn revoked_since(&self, since_ns: i64) -> Result<(Vec<String>, i64), StoreError> {
+        let rows = sqlx::query("SELECT id, revoked_ns FROM tokens WHERE revoked_ns >= $1")
+            .bind(since_ns)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut latest = since_ns;
+        let mut ids = Vec::with_capacity(rows.len());
+        for row in &rows {
+            ids.push(row.try_get::<String, _>(0)?);
+            latest = latest.max(row.try_get::<i64, _>(1)?);
+        }
+        Ok((ids, latest))
+    }
+
     /// Revokes the live token with this id; returns it.
     pub async fn revoke_token(&self, id: &str) -> Result<TokenInfo, StoreError> {
         let row = sqlx::query(
@@ -529,16 +626,24 @@ impl Store {
         Ok(())
     }
 
-    /// Hands the host its queued commands that have not expired, marking them delivered.
-    pub async fn deliver_commands(&self, host: &str) -> Result<Vec<Command>, StoreError> {
+    /// Hands the host its queued commands that have not expired, marking them delivered,
+    /// if the token `token_id` that asks is still live: checked in the same statement, so a
+    /// poll whose token was revoked while it waited gets nothing.
+    pub async fn deliver_commands(
+        &self,
+        host: &str,
+        token_id: &str,
+    ) -> Result<Vec<Command>, StoreError> {
         let now = now_ns();
         let rows = sqlx::query(
             "UPDATE commands SET status = 'delivered', delivered_ns = $1 \
              WHERE host = $2 AND status = 'queued' AND expires_ns > $1 \
+             AND EXISTS (SELECT 1 FROM tokens WHERE id = $3 AND revoked_ns IS NULL) \
              RETURNING id, sandbox, action, issued_by, issued_ns",
         )
         .bind(now)
         .bind(host)
+        .bind(token_id)
         .fetch_all(&self.pool)
         .await?;
         let mut commands = rows
@@ -668,46 +773,22 @@ fn token_info(r: &AnyRow) -> Result<TokenInfo, StoreError> {
     })
 }
 
+const EVENT_COLUMNS: &str = "SELECT seq, host, sandbox, kind, time_ns, body FROM events";
+
 fn stored_event(r: &AnyRow) -> Result<StoredEvent, StoreError> {
     Ok(StoredEvent {
         seq: r.try_get(0)?,
         host: r.try_get(1)?,
-        time_ns: r.try_get(2)?,
-        body: r.try_get(3)?,
+        sandbox: r.try_get(2)?,
+        kind: r.try_get(3)?,
+        time_ns: r.try_get(4)?,
+        body: r.try_get(5)?,
     })
 }
 
 fn parse_action(name: &str) -> Result<Action, StoreError> {
     name.parse()
         .map_err(|e| StoreError::Damaged(format!("a stored command: {e}")))
-}
-
-/// What free-text search looks in, lowercased (the same way for both stores; SQLite's
-/// `LOWER` knows only ASCII).
-fn subject(event: &Event) -> String {
-    let mut s = match &event.what {
-        What::NetworkDenied {
-            address,
-            port,
-            domain,
-            ..
-        } => format!("{address}:{port} {}", domain.as_deref().unwrap_or("")),
-        What::DnsDenied { domain, .. } => domain.clone(),
-        What::SyscallDenied { syscall, .. } => syscall.clone(),
-        What::FileDenied { path, .. } => path.clone(),
-        What::OtherDenied { blockers, detail } => format!("{blockers} {detail}"),
-        What::Exec { filename } => filename.clone(),
-        _ => String::new(),
-    };
-    if let Some(p) = &event.process {
-        s.push(' ');
-        s.push_str(&p.comm);
-        if let Some(exe) = &p.exe {
-            s.push(' ');
-            s.push_str(exe);
-        }
-    }
-    s.to_lowercase()
 }
 
 fn like_escape(text: &str) -> String {

@@ -11,17 +11,23 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-use cordon_proto::collector::{Batch, Poll, PollReply, PROTOCOL_VERSION};
-use cordon_proto::event::SCHEMA_VERSION;
+use std::time::SystemTime;
 
-use super::{authorize_host, parse_json, ApiError, App};
+use cordon_proto::collector::{ErrorCode, IngestReply, Poll, PollReply, PROTOCOL_VERSION};
+
+use super::{authorize, authorize_host, parse_json, ApiError, App};
+use crate::auth::Role;
+use crate::ingest::{self, RawBatch};
 
 /// The longest a poll may wait for a command.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 /// The most bytes of a poll (a host's sandboxes and results).
 const MAX_POLL_BYTES: usize = 4 << 20;
 
-/// `POST /api/v1/events`: a host's batch, stored whole or not at all.
+/// `POST /api/v1/events`: a host's batch. Each event is read on its own (see
+/// [`crate::ingest`]): the ones the collector cannot take are set aside and named in the
+/// reply, the rest stored in one transaction. The batch as a whole is refused only when it is
+/// not a batch (with a [`ErrorCode`] that tells the host whether splitting it would help).
 pub async fn ingest(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -29,21 +35,16 @@ pub async fn ingest(
 ) -> Result<Response, ApiError> {
     let host = authorize_host(&app, &headers).await?;
     let limit = app.config.max_body_bytes;
-    let raw = read_body(body, &headers, limit).await?;
-    // PostgreSQL's text holds no NUL: refused here for both stores, rather than a batch that
-    // one store takes and the other fails on forever.
-    if raw.windows(6).any(|w| w == br"\u0000") {
-        return Err(ApiError::bad_request(
-            "event text may not hold NUL (\\u0000)",
-        ));
-    }
-    let batch: Batch = serde_json::from_slice(&raw)
-        .map_err(|e| ApiError::bad_request(format!("malformed batch: {e}")))?;
+    let raw = read_body(body, &headers, limit, app.config.body_timeout).await?;
+    let batch: RawBatch = serde_json::from_slice(&raw).map_err(|e| {
+        ApiError::bad_request(format!("malformed batch: {e}")).code(ErrorCode::MalformedBatch)
+    })?;
     if batch.v != PROTOCOL_VERSION {
         return Err(ApiError::bad_request(format!(
             "batch version {} is not supported (this collector reads {PROTOCOL_VERSION})",
             batch.v
-        )));
+        ))
+        .code(ErrorCode::BatchVersion));
     }
     if batch.host != host {
         return Err(ApiError::new(
@@ -59,41 +60,71 @@ pub async fn ingest(
                 batch.events.len(),
                 app.config.max_batch_events
             ),
-        ));
+        )
+        .code(ErrorCode::TooManyEvents));
     }
-    if let Some((i, e)) = batch
-        .events
-        .iter()
-        .enumerate()
-        .find(|(_, e)| e.v != SCHEMA_VERSION)
-    {
-        return Err(ApiError::bad_request(format!(
-            "event {i} ({}) has schema version {}; this collector reads {SCHEMA_VERSION}",
-            e.id, e.v
-        )));
+    let limits = ingest::Limits {
+        max_event_bytes: app.config.max_event_bytes,
+        clock_skew: app.config.clock_skew,
+    };
+    let admitted = ingest::admit(&batch.events, SystemTime::now(), limits);
+    for aside in &admitted.set_aside {
+        tracing::warn!(
+            "host {host:?}: event {} ({:?}) set aside: {}: {:?}",
+            aside.rejected.index,
+            aside.rejected.id,
+            aside.rejected.reason.as_str(),
+            aside.rejected.detail
+        );
+        app.metrics.rejected(aside.rejected.reason);
     }
-    let stored = app.store.insert_events(&batch.host, &batch.events).await?;
-    let duplicates = batch.events.len() - stored.len();
-    let count = stored.len();
-    for event in stored {
+    let started = std::time::Instant::now();
+    let stored = app
+        .store
+        .insert_events(&host, &admitted.events, &admitted.set_aside)
+        .await?;
+    app.metrics.stored(stored.len(), started.elapsed());
+    let reply = IngestReply {
+        stored: stored.len(),
+        duplicates: admitted.events.len() - stored.len(),
+        rejected: admitted.set_aside.into_iter().map(|a| a.rejected).collect(),
+        truncated: admitted.truncated,
+    };
+    if !stored.is_empty() {
         // No receiver is not an error: nobody is watching.
-        let _ = app.live.send(Arc::new(event));
+        let _ = app.live.send(Arc::new(stored));
     }
-    Ok(Json(serde_json::json!({ "stored": count, "duplicates": duplicates })).into_response())
+    Ok(Json(reply).into_response())
 }
 
 /// The body, decompressed when it says it is gzip, refused with 413 past `limit` bytes
 /// either way (a small body can inflate to a huge one).
-pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Vec<u8>, ApiError> {
+/// The whole body must arrive within `timeout` (a client that trickles it is cut off).
+pub async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Vec<u8>, ApiError> {
     let too_big = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("the request body is over {limit} bytes"),
         )
+        .code(ErrorCode::BodyTooLarge)
     };
-    let bytes = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| too_big())?;
+    let bytes = match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(read) => read.map_err(|_| too_big())?,
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {}",
+                    humantime::format_duration(timeout)
+                ),
+            ))
+        }
+    };
     let encoding = headers
         .get(axum::http::header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -105,7 +136,10 @@ pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<
             flate2::read::GzDecoder::new(&bytes[..])
                 .take(limit as u64 + 1)
                 .read_to_end(&mut out)
-                .map_err(|e| ApiError::bad_request(format!("the gzip body is damaged: {e}")))?;
+                .map_err(|e| {
+                    ApiError::bad_request(format!("the gzip body is damaged: {e}"))
+                        .code(ErrorCode::MalformedBatch)
+                })?;
             if out.len() > limit {
                 return Err(too_big());
             }
@@ -134,8 +168,11 @@ pub async fn poll(
     Query(params): Query<PollParams>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let host = authorize_host(&app, &headers).await?;
-    let raw = read_body(body, &headers, MAX_POLL_BYTES).await?;
+    let token = authorize(&app, &headers, Role::Host).await?;
+    let host = super::host_of(&token)?;
+    // Told at once when the token is revoked while the poll waits.
+    let mut revoked = app.revocations.subscribe();
+    let raw = read_body(body, &headers, MAX_POLL_BYTES, app.config.body_timeout).await?;
     let poll: Poll = parse_json(&raw)?;
     if poll.v != PROTOCOL_VERSION {
         return Err(ApiError::bad_request(format!(
@@ -152,26 +189,41 @@ pub async fn poll(
     for result in &poll.results {
         if !app.store.finish_command(&host, result).await? {
             tracing::warn!(
-                "{host} reported command {} which was not waiting for a result",
+                "{host} reported command {:?} which was not waiting for a result",
                 result.id
             );
         }
     }
     app.store.report_host(&host, &poll.sandboxes).await?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(params.wait).min(MAX_WAIT);
+    // Answered before the connection would count as idle.
+    let longest = MAX_WAIT.min(
+        app.config
+            .idle_timeout
+            .saturating_sub(Duration::from_secs(5)),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(params.wait).min(longest);
     let bell = app.bell(&host);
     loop {
         // Listen before looking, so a command queued in between still rings.
         let rung = bell.notified();
         tokio::pin!(rung);
         rung.as_mut().enable();
-        let commands = app.store.deliver_commands(&host).await?;
+        let commands = app.store.deliver_commands(&host, &token.id).await?;
         if !commands.is_empty() || tokio::time::Instant::now() >= deadline {
             return Ok(Json(PollReply { commands }).into_response());
         }
         tokio::select! {
             () = rung => {}
             () = tokio::time::sleep_until(deadline) => {}
+            gone = revoked.recv() => match gone {
+                Ok(id) if id != token.id => {}
+                // This token, or revocations missed: the store says which.
+                _ if app.store.token_is_live(&token.id).await? => {}
+                _ => return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "the token was revoked",
+                )),
+            },
         }
     }
 }

@@ -3,12 +3,15 @@
 //! | endpoint | role |
 //! |---|---|
 //! | `POST /api/v1/events`, `POST /api/v1/agent/poll` ([`agents`]) | host |
-//! | `GET /api/v1/events`, `/stream`, `/hosts`, `/hosts/{host}/sandboxes`, `/commands` ([`read`]) | viewer |
+//! | `GET /api/v1/events`, `/stream`, `/hosts`, `/hosts/{host}/sandboxes`, `/hosts/{host}/rejected`, `/commands` ([`read`]) | viewer |
 //! | `POST /api/v1/commands` ([`respond`]) | responder |
 //! | `GET|POST /api/v1/tokens`, `DELETE /api/v1/tokens/{id}` | admin |
+//! | `GET /metrics` | viewer |
 //! | `GET /`, `/console.js`, `/console.css` ([`console`]), `/healthz` | anyone |
 //!
-//! Every error is JSON, `{"error": "..."}`, with a 4xx status that says whose fault it is.
+//! Every error is JSON, `{"error": "...", "code": "..."}` ([`ErrorReply`]), with a 4xx status
+//! that says whose fault it is; [`json_errors`] makes it so for what axum itself refuses (an
+//! unknown method, a malformed query) too.
 
 mod agents;
 pub use agents::read_body;
@@ -18,6 +21,7 @@ mod respond;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -27,16 +31,26 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use tokio::sync::{broadcast, Notify};
 
+use cordon_proto::collector::{ErrorCode, ErrorReply};
+
 use crate::auth::{self, Role, TokenInfo};
 use crate::config::Config;
+use crate::metrics::{Metrics, Refusal};
 use crate::store::{Store, StoredEvent};
 
 /// What every request handler shares.
 pub struct App {
     pub store: Store,
     pub config: Config,
-    /// Events as they are stored, for the live streams.
-    pub live: broadcast::Sender<Arc<StoredEvent>>,
+    /// Each batch's new events as they are stored, for the live streams: one message a
+    /// batch, so the cost of a batch does not grow with the number of streams.
+    pub live: broadcast::Sender<Arc<Vec<StoredEvent>>>,
+    /// The ids of tokens as they are revoked (here, or by `cordon-collector token revoke`,
+    /// seen by [`watch_revocations`]): waiting polls and open streams end at once.
+    pub revocations: broadcast::Sender<String>,
+    pub metrics: Metrics,
+    /// Open streams per token id.
+    streams: Mutex<HashMap<String, usize>>,
     /// Hosts waiting in a poll, woken when a command for them is queued.
     waiting: Mutex<HashMap<String, Arc<Notify>>>,
 }
@@ -46,8 +60,48 @@ impl App {
         Arc::new(Self {
             store,
             config,
-            live: broadcast::channel(16_384).0,
+            live: broadcast::channel(1024).0,
+            revocations: broadcast::channel(256).0,
+            metrics: Metrics::default(),
+            streams: Mutex::new(HashMap::new()),
             waiting: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A place for one more stream of `token`, within both limits; given back on drop.
+    pub fn open_stream(self: &Arc<Self>, token: &str) -> Result<StreamSlot, ApiError> {
+        let mut streams = self
+            .streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let total: usize = streams.values().sum();
+        let refuse = |why: Refusal, message: String| {
+            self.metrics.refused(why);
+            Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, message))
+        };
+        if total >= self.config.max_streams {
+            return refuse(
+                Refusal::Streams,
+                format!(
+                    "the collector serves {} live streams already (max_streams)",
+                    self.config.max_streams
+                ),
+            );
+        }
+        let mine = streams.entry(token.to_string()).or_default();
+        if *mine >= self.config.max_streams_per_token {
+            return refuse(
+                Refusal::TokenStreams,
+                format!("this token has {mine} live streams open already (max_streams_per_token)"),
+            );
+        }
+        *mine += 1;
+        self.metrics
+            .streams
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(StreamSlot {
+            app: Arc::clone(self),
+            token: token.to_string(),
         })
     }
 
@@ -61,9 +115,57 @@ impl App {
     }
 }
 
+/// A live stream's place under the limits, given back when the stream ends.
+pub struct StreamSlot {
+    app: Arc<App>,
+    token: String,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut streams = self
+            .app
+            .streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = streams.get_mut(&self.token) {
+            *n -= 1;
+            if *n == 0 {
+                streams.remove(&self.token);
+            }
+        }
+        self.app
+            .metrics
+            .streams
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Tells [`App::revocations`] of tokens revoked by another process (the CLI writes the
+/// store directly), checking once a second: one query for the whole collector, whatever the
+/// number of streams and polls.
+pub async fn watch_revocations(app: Arc<App>) {
+    let mut since = crate::store::now_ns();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        match app.store.revoked_since(since).await {
+            Ok((ids, latest)) => {
+                since = latest.max(since);
+                for id in ids {
+                    let _ = app.revocations.send(id);
+                }
+            }
+            Err(e) => tracing::warn!("cannot check for revoked tokens: {e}"),
+        }
+    }
+}
+
 pub fn router(app: Arc<App>) -> Router {
+    let errors = axum::middleware::from_fn_with_state(Arc::clone(&app), json_errors);
     Router::new()
         .route("/healthz", get(health))
+        .route("/metrics", get(metrics))
         .route(
             cordon_proto::collector::INGEST_PATH,
             post(agents::ingest).get(read::events),
@@ -72,6 +174,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/stream", get(read::stream))
         .route("/api/v1/hosts", get(read::hosts))
         .route("/api/v1/hosts/{host}/sandboxes", get(read::sandboxes))
+        .route("/api/v1/hosts/{host}/rejected", get(read::rejected))
         .route("/api/v1/commands", post(respond::issue).get(respond::list))
         .route("/api/v1/commands/{id}", get(respond::one))
         .route("/api/v1/whoami", get(whoami))
@@ -79,7 +182,48 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/tokens/{id}", delete(revoke_token))
         .merge(console::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .layer(errors)
         .with_state(app)
+}
+
+/// Makes every error answer JSON, including the ones axum writes itself (405, a query or
+/// path it cannot read: plain text), and counts refusals for the metrics.
+async fn json_errors(
+    State(app): State<Arc<App>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
+        app.metrics.refused(Refusal::of_status(status.as_u16()));
+    }
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        text
+    };
+    let mut error = ApiError::new(status, message).into_response();
+    // Headers axum set for the client (`Allow` on a 405) stay.
+    for (name, value) in &parts.headers {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            error.headers_mut().insert(name, value.clone());
+        }
+    }
+    error
 }
 
 /// An error answer: a status and a message for the caller.
@@ -87,6 +231,7 @@ pub fn router(app: Arc<App>) -> Router {
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    code: Option<ErrorCode>,
 }
 
 impl ApiError {
@@ -94,11 +239,18 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            code: None,
         }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// With a code a program can act on.
+    pub fn code(mut self, code: ErrorCode) -> Self {
+        self.code = Some(code);
+        self
     }
 }
 
@@ -106,7 +258,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
             self.status,
-            Json(serde_json::json!({ "error": self.message })),
+            Json(ErrorReply {
+                error: self.message,
+                code: self.code,
+            }),
         )
             .into_response()
     }
@@ -127,10 +282,15 @@ pub const SMALL_BODY: usize = 64 << 10;
 
 /// The host a host token speaks for.
 pub async fn authorize_host(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
-    let token = authorize(app, headers, Role::Host).await?;
-    // The store refuses a host token without its host; this is the second lock on that door.
+    host_of(&authorize(app, headers, Role::Host).await?)
+}
+
+/// The host of a host token. The store refuses a host token without its host; this is the
+/// second lock on that door.
+pub fn host_of(token: &TokenInfo) -> Result<String, ApiError> {
     token
         .host
+        .clone()
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "a host token without a host"))
 }
 
@@ -166,6 +326,19 @@ async fn health(State(app): State<Arc<App>>) -> Result<&'static str, ApiError> {
     Ok("ok\n")
 }
 
+/// `GET /metrics`: the collector's health in the Prometheus text format.
+async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    authorize(&app, &headers, Role::Viewer).await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        app.metrics.render(),
+    )
+        .into_response())
+}
+
 async fn whoami(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, ApiError> {
     let token = authorize(&app, &headers, Role::Viewer).await?;
     Ok(Json(token).into_response())
@@ -191,12 +364,13 @@ async fn issue_token(
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let admin = authorize(&app, &headers, Role::Admin).await?;
-    let new: NewToken = parse_json(&read_body(body, &headers, SMALL_BODY).await?)?;
+    let new: NewToken =
+        parse_json(&read_body(body, &headers, SMALL_BODY, app.config.body_timeout).await?)?;
     let (info, secret) = auth::issue(&new.name, new.role, new.host.as_deref())
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     app.store.insert_token(&info, &auth::hash(&secret)).await?;
     tracing::info!(
-        "{} issued the {} token {} ({})",
+        "{:?} issued the {} token {:?} ({})",
         admin.name,
         info.role,
         info.name,
@@ -217,12 +391,13 @@ async fn revoke_token(
     let admin = authorize(&app, &headers, Role::Admin).await?;
     match app.store.revoke_token(&id).await {
         Ok(revoked) => {
-            tracing::info!("{} revoked the token {id}", admin.name);
+            tracing::info!("{:?} revoked the token {id:?}", admin.name);
+            let _ = app.revocations.send(revoked.id.clone());
             Ok(Json(serde_json::json!({ "revoked": revoked })).into_response())
         }
         Err(crate::store::StoreError::NoToken(_)) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            format!("no live token has the id {id}"),
+            format!("no live token has the id {id:?}"),
         )),
         Err(e) => Err(e.into()),
     }

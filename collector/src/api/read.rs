@@ -2,7 +2,6 @@
 //! sandboxes.
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -12,12 +11,11 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
-use tokio_stream::wrappers::{BroadcastStream, IntervalStream};
-use tokio_stream::StreamExt as _;
+use tokio::sync::broadcast;
 
 use super::{authorize, ApiError, App};
 use crate::auth::Role;
+use crate::metrics::Refusal;
 use crate::store::{self, Filter, StoredEvent};
 use cordon_proto::event::What;
 
@@ -135,7 +133,9 @@ fn render(event: &StoredEvent) -> String {
     }
 }
 
-/// `GET /api/v1/events`: `{"events": [...], "next": CURSOR|null}`.
+/// `GET /api/v1/events`: `{"events": [...], "next": CURSOR|null}`; pass `next` back as
+/// `cursor` for the following page. A page ends early, `next` set, once its events pass
+/// `max_response_bytes`.
 pub async fn events(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -143,9 +143,12 @@ pub async fn events(
 ) -> Result<Response, ApiError> {
     authorize(&app, &headers, Role::Viewer).await?;
     let filter = params.filter()?;
-    let page = app.store.events(&filter).await?;
+    let max_bytes = app.config.max_response_bytes;
+    let page = app.store.events(&filter, max_bytes).await?;
+    let full =
+        page.len() == filter.limit || page.iter().map(|e| e.body.len()).sum::<usize>() >= max_bytes;
     let next = match page.last() {
-        Some(last) if page.len() == filter.limit => format!("\"{}.{}\"", last.time_ns, last.seq),
+        Some(last) if full => format!("\"{}.{}\"", last.time_ns, last.seq),
         _ => "null".into(),
     };
     let mut body = String::from("{\"events\":[");
@@ -175,8 +178,10 @@ pub struct StreamParams {
 
 /// `GET /api/v1/stream`: Server-Sent Events, one `event` per stored event (its `id` is the
 /// event's `seq`; a client that reconnects with `Last-Event-ID` gets what it missed, up to
-/// 10000 events). A client too slow to keep up gets an `event: lost` with how many it missed.
-/// The stream ends within seconds of its token's revocation.
+/// 10000 events). A client too slow to keep up is sent `event: lost` and the stream ends (it
+/// may reconnect with `Last-Event-ID`): the collector never waits for it. At most
+/// `max_streams` streams, `max_streams_per_token` per token (429 past either). The stream
+/// ends at once when its token is revoked.
 pub async fn stream(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -184,18 +189,16 @@ pub async fn stream(
 ) -> Result<Response, ApiError> {
     let token = authorize(&app, &headers, Role::Viewer).await?;
     let kinds = kinds(params.kind)?;
+    let slot = app.open_stream(&token.id)?;
     let (host, sandbox) = (params.host, params.sandbox);
     let wanted = move |e: &StoredEvent| -> bool {
         host.as_ref().is_none_or(|h| *h == e.host)
-            && (sandbox.is_none() && kinds.is_empty() || {
-                // sandbox and kind are inside the event's JSON.
-                let v: serde_json::Value = serde_json::from_str(&e.body).unwrap_or_default();
-                sandbox.as_ref().is_none_or(|s| v["sandbox"] == *s.as_str())
-                    && (kinds.is_empty() || kinds.iter().any(|k| v["kind"] == *k.as_str()))
-            })
+            && sandbox.as_ref().is_none_or(|s| *s == e.sandbox)
+            && (kinds.is_empty() || kinds.contains(&e.kind))
     };
     // Subscribe first, then replay: nothing falls between the two.
-    let live = BroadcastStream::new(app.live.subscribe());
+    let mut live = app.live.subscribe();
+    let mut revoked = app.revocations.subscribe();
     let last_seen: Option<i64> = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -207,55 +210,57 @@ pub async fn stream(
     if missed.len() == 10_000 {
         tracing::info!("a stream resumed after {last_seen:?} is given the first 10000 it missed");
     }
-    let replayed_to = missed.last().map(|e| e.seq).or(last_seen).unwrap_or(0);
-    let wanted = Arc::new(wanted);
-    let w = Arc::clone(&wanted);
-    let replay = tokio_stream::iter(
-        missed
-            .into_iter()
-            .filter(move |e| w(e))
-            .map(|e| Ok(sse(&e))),
-    );
-    let live = live.filter_map(move |item| match item {
-        Ok(e) if e.seq > replayed_to && wanted(&e) => Some(Ok::<_, Infallible>(sse(&e))),
-        Ok(_) => None,
-        Err(BroadcastStreamRecvError::Lagged(n)) => Some(Ok(SseEvent::default()
-            .event("lost")
-            .data(format!("{{\"missed\":{n}}}")))),
+    let mut sent_to = missed.last().map(|e| e.seq).or(last_seen).unwrap_or(0);
+    // What the connection has not written yet; past this, the client is too slow.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<SseEvent, Infallible>>(STREAM_BACKLOG);
+    for event in missed.iter().filter(|e| wanted(e)) {
+        if tx.try_send(Ok(sse(event))).is_err() {
+            break;
+        }
+    }
+    let store = app.store.clone();
+    let metrics = Arc::clone(&app);
+    tokio::spawn(async move {
+        let _slot = slot;
+        loop {
+            tokio::select! {
+                batch = live.recv() => match batch {
+                    Ok(batch) => {
+                        for event in batch.iter().filter(|e| e.seq > sent_to && wanted(e)) {
+                            if tx.try_send(Ok(sse(event))).is_err() {
+                                metrics.metrics.refused(Refusal::SlowStream);
+                                return;
+                            }
+                        }
+                        sent_to = batch.last().map_or(sent_to, |e| e.seq.max(sent_to));
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        metrics.metrics.refused(Refusal::SlowStream);
+                        let lost = SseEvent::default()
+                            .event("lost")
+                            .data(format!("{{\"missed_batches\":{n}}}"));
+                        let _ = tx.try_send(Ok(lost));
+                        return;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                gone = revoked.recv() => match gone {
+                    Ok(id) if id != token.id => {}
+                    // This token, or revocations missed: the store says which.
+                    _ if matches!(store.token_is_live(&token.id).await, Ok(true)) => {}
+                    _ => return,
+                },
+                () = tx.closed() => return,
+            }
+        }
     });
-    let revoked = watch_revocation(&app, token.id);
-    let ticks = IntervalStream::new(tokio::time::interval(Duration::from_secs(1)))
-        .map(move |_| Err(revoked.load(Ordering::Relaxed)));
-    // Events pass; a tick ends the stream once the token is revoked.
-    let events = replay
-        .chain(live)
-        .map(Ok)
-        .merge(ticks)
-        .take_while(|item| !matches!(item, Err(true)))
-        .filter_map(Result::ok);
-    Ok(Sse::new(events)
+    Ok(Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
 }
 
-/// A flag set once the token `id` is revoked (or can no longer be checked: a stream fails
-/// closed), checked every 5 s for as long as somebody holds the flag.
-fn watch_revocation(app: &App, id: String) -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let weak = Arc::downgrade(&flag);
-    let store = app.store.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            let Some(flag) = weak.upgrade() else { return };
-            if !matches!(store.token_is_live(&id).await, Ok(true)) {
-                flag.store(true, Ordering::Relaxed);
-                return;
-            }
-        }
-    });
-    flag
-}
+/// Events a stream may have waiting to be written before its client counts as too slow.
+const STREAM_BACKLOG: usize = 4096;
 
 fn sse(event: &StoredEvent) -> SseEvent {
     SseEvent::default()
@@ -317,4 +322,24 @@ pub async fn sandboxes(
         Json(serde_json::json!({ "host": host, "live": row.sandboxes, "seen": seen }))
             .into_response(),
     )
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RejectedParams {
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/hosts/{host}/rejected`: the host's events the collector set aside, newest
+/// first: when, why, and the start of what was sent.
+pub async fn rejected(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(host): Path<String>,
+    Query(params): Query<RejectedParams>,
+) -> Result<Response, ApiError> {
+    authorize(&app, &headers, Role::Viewer).await?;
+    let limit = params.limit.unwrap_or(100).clamp(1, 1000);
+    let rejected = app.store.rejected(Some(&host), limit).await?;
+    Ok(Json(serde_json::json!({ "host": host, "rejected": rejected })).into_response())
 }

@@ -33,7 +33,9 @@ pub async fn issue(
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let responder = authorize(&app, &headers, Role::Responder).await?;
-    let new: NewCommand = parse_json(&super::read_body(body, &headers, super::SMALL_BODY).await?)?;
+    let new: NewCommand = parse_json(
+        &super::read_body(body, &headers, super::SMALL_BODY, app.config.body_timeout).await?,
+    )?;
     if !auth::valid_name(&new.host) {
         return Err(ApiError::bad_request("host: not a host name"));
     }
@@ -73,7 +75,7 @@ pub async fn issue(
     };
     app.store.queue_command(&command).await?;
     tracing::info!(
-        "{} queued {} of {} on {} ({})",
+        "{:?} queued {} of {} on {} ({})",
         responder.name,
         command.action.as_str(),
         command.sandbox,

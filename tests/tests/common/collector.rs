@@ -237,6 +237,15 @@ impl Collector {
         answer(self.request("GET", token, path).call())
     }
 
+    /// GET: the status and the body as text.
+    pub fn get_text(&self, token: Option<&str>, path: &str) -> (u16, String) {
+        match self.request("GET", token, path).call() {
+            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+            Err(ureq::Error::Status(status, r)) => (status, r.into_string().unwrap_or_default()),
+            Err(e) => panic!("GET {path}: {e}"),
+        }
+    }
+
     /// POST a JSON body.
     pub fn post(
         &self,

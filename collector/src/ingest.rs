@@ -1,0 +1,396 @@
+//! What the collector makes of a host's batch before it is stored: each event read on its
+//! own, so that one the collector cannot take is set aside (and named in the reply) while the
+//! rest of the batch is stored.
+//!
+//! * Text is text, whatever its characters: a NUL (which PostgreSQL's `text` cannot hold) stays
+//!   escaped in the event's JSON and becomes U+FFFD only in the columns queries filter on.
+//! * An event over `max_event_bytes` has its longest strings cut, each with a marker saying
+//!   how many bytes went; one still over the limit (thousands of fields) is set aside.
+//! * An event dated beyond the collector's clock plus `clock_skew` is stored at the time it
+//!   arrived, with the host's time kept as `host_time`.
+
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use cordon_proto::collector::{RejectReason, Rejected};
+use cordon_proto::event::{Event, What, SCHEMA_VERSION};
+
+use crate::store::ns;
+
+/// The most bytes of a set-aside event kept for people to look at.
+const EXCERPT_BYTES: usize = 4096;
+
+/// A batch as it arrives: its events not yet read.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBatch<'a> {
+    pub v: u32,
+    pub host: String,
+    #[serde(borrow)]
+    pub events: Vec<&'a RawValue>,
+}
+
+/// An event ready for the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub id: String,
+    pub sandbox: String,
+    pub profile: String,
+    pub kind: &'static str,
+    /// The event's time, clamped to the time it arrived plus the allowed skew.
+    pub time_ns: i64,
+    /// Lowercased text that free-text search looks in.
+    pub subject: String,
+    /// The event's JSON.
+    pub body: String,
+}
+
+/// An event set aside: why, and the start of what was sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetAside {
+    pub rejected: Rejected,
+    pub excerpt: String,
+}
+
+/// What became of a batch's events.
+#[derive(Debug, Default)]
+pub struct Admitted {
+    pub events: Vec<NewEvent>,
+    pub set_aside: Vec<SetAside>,
+    /// Events whose text was cut to fit.
+    pub truncated: usize,
+}
+
+/// The limits an event is held to.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_event_bytes: usize,
+    pub clock_skew: Duration,
+}
+
+/// Reads each event of `events`, received at `received`.
+pub fn admit(events: &[&RawValue], received: SystemTime, limits: Limits) -> Admitted {
+    let latest = ns(received)
+        .saturating_add(i64::try_from(limits.clock_skew.as_nanos()).unwrap_or(i64::MAX));
+    let mut out = Admitted::default();
+    for (index, raw) in events.iter().enumerate() {
+        let text = raw.get();
+        let set_aside = |reason: RejectReason, detail: String, id: Option<String>| SetAside {
+            rejected: Rejected {
+                index,
+                id,
+                reason,
+                detail,
+            },
+            excerpt: excerpt(text),
+        };
+        let (event, cut) = match read_event(text, limits.max_event_bytes) {
+            Ok(read) => read,
+            Err((reason, detail)) => {
+                out.set_aside.push(set_aside(reason, detail, id_of(text)));
+                continue;
+            }
+        };
+        if event.v != SCHEMA_VERSION {
+            out.set_aside.push(set_aside(
+                RejectReason::SchemaVersion,
+                format!(
+                    "schema version {}; this collector reads {SCHEMA_VERSION}",
+                    event.v
+                ),
+                Some(event.id.to_string()),
+            ));
+            continue;
+        }
+        out.truncated += usize::from(cut);
+        out.events.push(new_event(event, ns(received), latest));
+    }
+    out
+}
+
+/// The event in `text`, its long strings cut when it is over `max_bytes`; whether any was.
+fn read_event(text: &str, max_bytes: usize) -> Result<(Event, bool), (RejectReason, String)> {
+    let malformed = |e: serde_json::Error| (RejectReason::Malformed, e.to_string());
+    if text.len() <= max_bytes {
+        return Ok((serde_json::from_str(text).map_err(malformed)?, false));
+    }
+    let mut value: serde_json::Value = serde_json::from_str(text).map_err(malformed)?;
+    let mut size = text.len();
+    // The longest string first, cut to what still fits, until the event fits; a marker
+    // says how much went. Bounded: each pass shortens one string for good.
+    while size > max_bytes {
+        let Some(longest) = longest_string(&mut value) else {
+            break;
+        };
+        let len = longest.len();
+        let over = size - max_bytes;
+        // Past the marker's own length, and never below a useful start.
+        let keep = len.saturating_sub(over + 64).max(256.min(len / 2));
+        if keep >= len {
+            break;
+        }
+        let cut = floor_char_boundary(longest, keep);
+        let marker = format!("…[{} bytes cut]", len - cut);
+        longest.truncate(cut);
+        longest.push_str(&marker);
+        let resized = serde_json::to_string(&value).map_or(usize::MAX, |s| s.len());
+        if resized >= size {
+            break;
+        }
+        size = resized;
+    }
+    if size > max_bytes {
+        return Err((
+            RejectReason::TooBig,
+            format!(
+                "{} bytes, over the limit of {max_bytes} even with its text cut",
+                text.len()
+            ),
+        ));
+    }
+    Ok((serde_json::from_value(value).map_err(malformed)?, true))
+}
+
+/// The longest string anywhere in `value` (keys aside).
+fn longest_string(value: &mut serde_json::Value) -> Option<&mut String> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Some(s),
+        Value::Array(items) => items
+            .iter_mut()
+            .filter_map(longest_string)
+            .max_by_key(|s| s.len()),
+        Value::Object(map) => map
+            .values_mut()
+            .filter_map(longest_string)
+            .max_by_key(|s| s.len()),
+        _ => None,
+    }
+}
+
+fn floor_char_boundary(s: &str, at: usize) -> usize {
+    (0..=at.min(s.len()))
+        .rev()
+        .find(|i| s.is_char_boundary(*i))
+        .unwrap_or(0)
+}
+
+/// The `id` of what may not be an event, if it has a readable one.
+fn id_of(text: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Id {
+        id: Option<serde_json::Value>,
+    }
+    let id = serde_json::from_str::<Id>(text).ok()?.id?;
+    let id = id.as_str()?;
+    Some(clean(&id.chars().take(64).collect::<String>()))
+}
+
+fn excerpt(text: &str) -> String {
+    clean(&text[..floor_char_boundary(text, EXCERPT_BYTES)])
+}
+
+/// `text` without NUL, which PostgreSQL's `text` cannot hold.
+pub fn clean(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
+}
+
+fn new_event(mut event: Event, received_ns: i64, latest_ns: i64) -> NewEvent {
+    let time_ns = ns(event.time);
+    let host_time = (time_ns > latest_ns).then_some(event.time);
+    if host_time.is_some() {
+        event.time =
+            SystemTime::UNIX_EPOCH + Duration::from_nanos(u64::try_from(received_ns).unwrap_or(0));
+    }
+    // Serializing the agent's own type cannot fail: it has no maps with other keys than
+    // strings, and no floats.
+    let mut body = serde_json::to_string(&event).unwrap_or_else(|_| "{}".into());
+    if let Some(original) = host_time {
+        let original = humantime::format_rfc3339_nanos(original).to_string();
+        body = format!("{{\"host_time\":\"{original}\",{}", &body[1..]);
+    }
+    NewEvent {
+        id: event.id.to_string(),
+        sandbox: clean(&event.sandbox),
+        profile: clean(&event.profile),
+        kind: event.what.kind(),
+        time_ns: ns(event.time),
+        subject: clean(&subject(&event)),
+        body,
+    }
+}
+
+/// What free-text search looks in, lowercased (the same way for both stores; SQLite's
+/// `LOWER` knows only ASCII).
+fn subject(event: &Event) -> String {
+    let mut s = match &event.what {
+        What::NetworkDenied {
+            address,
+            port,
+            domain,
+            ..
+        } => format!("{address}:{port} {}", domain.as_deref().unwrap_or("")),
+        What::DnsDenied { domain, .. } => domain.clone(),
+        What::SyscallDenied { syscall, .. } => syscall.clone(),
+        What::FileDenied { path, .. } => path.clone(),
+        What::OtherDenied { blockers, detail } => format!("{blockers} {detail}"),
+        What::Exec { filename } => filename.clone(),
+        _ => String::new(),
+    };
+    if let Some(p) = &event.process {
+        s.push(' ');
+        s.push_str(&p.comm);
+        if let Some(exe) = &p.exe {
+            s.push(' ');
+            s.push_str(exe);
+        }
+    }
+    s.to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const LIMITS: Limits = Limits {
+        max_event_bytes: 2048,
+        clock_skew: Duration::from_secs(300),
+    };
+
+    fn file_event(id: &str, path: &str, time: &str) -> serde_json::Value {
+        json!({
+            "v": SCHEMA_VERSION, "id": id, "time": time, "sandbox": "agent-1-0",
+            "profile": "agent", "kind": "file_denied", "path": path,
+            "access": "fs.read_file",
+            "process": {"pid": 7, "ppid": 1, "comm": "cat", "uid": 1000}
+        })
+    }
+
+    fn admit_all(events: &[serde_json::Value], now: SystemTime) -> Admitted {
+        let texts: Vec<String> = events.iter().map(|e| e.to_string()).collect();
+        let raw: Vec<Box<RawValue>> = texts
+            .iter()
+            .map(|t| RawValue::from_string(t.clone()).unwrap())
+            .collect();
+        let refs: Vec<&RawValue> = raw.iter().map(|r| &**r).collect();
+        admit(&refs, now, LIMITS)
+    }
+
+    fn id(n: u8) -> String {
+        format!("019abc00-0000-7000-8000-0000000000{n:02x}")
+    }
+
+    const NOW: &str = "2026-11-29T10:00:00Z";
+
+    fn now() -> SystemTime {
+        humantime::parse_rfc3339(NOW).unwrap()
+    }
+
+    #[test]
+    fn a_bad_event_is_set_aside_and_the_rest_admitted() {
+        let mut unknown = file_event(&id(2), "/x", NOW);
+        unknown["kind"] = json!("teleport");
+        let mut newer = file_event(&id(3), "/x", NOW);
+        newer["v"] = json!(SCHEMA_VERSION + 1);
+        let a = admit_all(
+            &[
+                file_event(&id(1), "/a", NOW),
+                unknown,
+                newer,
+                json!("not an object"),
+                file_event(&id(4), "/b", NOW),
+            ],
+            now(),
+        );
+        let ids: Vec<_> = a.events.iter().map(|e| e.id.clone()).collect();
+        assert_eq!(ids, vec![id(1), id(4)]);
+        let aside: Vec<_> = a
+            .set_aside
+            .iter()
+            .map(|s| (s.rejected.index, s.rejected.reason, s.rejected.id.clone()))
+            .collect();
+        assert_eq!(
+            aside,
+            vec![
+                (1, RejectReason::Malformed, Some(id(2))),
+                (2, RejectReason::SchemaVersion, Some(id(3))),
+                (3, RejectReason::Malformed, None),
+            ]
+        );
+        assert!(a.set_aside[0].rejected.detail.contains("teleport"));
+    }
+
+    #[test]
+    fn nul_and_its_spelling_are_text_kept_in_the_body_and_cleaned_in_columns() {
+        let mut e = file_event(&id(1), "/etc/a\0b", NOW);
+        e["process"]["comm"] = json!("\\u0000");
+        e["sandbox"] = json!("agent\0-1-0");
+        let a = admit_all(&[e], now());
+        assert!(a.set_aside.is_empty());
+        let stored = &a.events[0];
+        assert_eq!(stored.sandbox, "agent\u{FFFD}-1-0");
+        assert!(!stored.subject.contains('\0'));
+        let body: serde_json::Value = serde_json::from_str(&stored.body).unwrap();
+        assert_eq!(body["path"], "/etc/a\0b", "the body keeps the text as sent");
+        assert_eq!(body["process"]["comm"], "\\u0000");
+        assert!(!stored.body.contains('\0'), "a NUL stays escaped in JSON");
+    }
+
+    #[test]
+    fn long_text_is_cut_with_a_marker_and_a_pile_of_fields_set_aside() {
+        let long = format!("/{}", "x".repeat(100_000));
+        let a = admit_all(&[file_event(&id(1), &long, NOW)], now());
+        assert_eq!((a.events.len(), a.truncated), (1, 1));
+        assert!(
+            a.events[0].body.len() <= LIMITS.max_event_bytes,
+            "{}",
+            a.events[0].body.len()
+        );
+        let body: serde_json::Value = serde_json::from_str(&a.events[0].body).unwrap();
+        let path = body["path"].as_str().unwrap();
+        assert!(path.starts_with("/xxx"), "{path}");
+        assert!(path.ends_with(" bytes cut]"), "{path}");
+        // Multi-byte characters are cut between characters.
+        let wide = "é".repeat(5000);
+        let a = admit_all(&[file_event(&id(2), &wide, NOW)], now());
+        assert_eq!(a.events.len(), 1);
+        // A thousand short fields cannot be cut to fit.
+        let mut many = file_event(&id(3), "/x", NOW);
+        for i in 0..1000 {
+            many[format!("extra{i}")] = json!("short");
+        }
+        let a = admit_all(&[many], now());
+        assert_eq!(a.set_aside[0].rejected.reason, RejectReason::TooBig);
+        assert!(a.set_aside[0].excerpt.len() <= EXCERPT_BYTES);
+    }
+
+    #[test]
+    fn a_time_far_ahead_is_clamped_and_the_hosts_kept() {
+        let a = admit_all(
+            &[
+                file_event(&id(1), "/a", "2099-01-01T00:00:00Z"),
+                file_event(&id(2), "/b", "2026-11-29T10:04:00Z"),
+            ],
+            now(),
+        );
+        assert_eq!(a.events[0].time_ns, ns(now()));
+        let body: serde_json::Value = serde_json::from_str(&a.events[0].body).unwrap();
+        let time = |v: &serde_json::Value| humantime::parse_rfc3339(v.as_str().unwrap()).unwrap();
+        assert_eq!(
+            time(&body["host_time"]),
+            humantime::parse_rfc3339("2099-01-01T00:00:00Z").unwrap()
+        );
+        assert_eq!(time(&body["time"]), now());
+        // Within the skew: as sent.
+        let body: serde_json::Value = serde_json::from_str(&a.events[1].body).unwrap();
+        assert_eq!(a.events[1].time_ns, ns(time(&body["time"])));
+        assert_eq!(
+            time(&body["time"]),
+            humantime::parse_rfc3339("2026-11-29T10:04:00Z").unwrap()
+        );
+        assert!(body.get("host_time").is_none());
+    }
+}
