@@ -1058,3 +1058,147 @@ fn the_collector_serves_https_when_given_a_certificate() {
         "the collector exited"
     );
 }
+
+/// The attack that stopped a host's reporting for good: an event the collector refuses
+/// (here: larger, alone, than the collector takes) sat at the head of cordond's queue and was
+/// sent again forever. Now cordond halves the batch until the event at fault is alone, sets
+/// that one aside (kept in the spool's `refused/events.jsonl`, counted in `cordon status`), and the
+/// events behind it flow. The twin: a process named `\u0000` (six characters), which made
+/// the old collector refuse whole batches, is stored like any other.
+#[test]
+fn an_event_refused_even_alone_is_set_aside_and_the_ones_behind_it_delivered() {
+    if !require_root("an_event_refused_even_alone_is_set_aside_and_the_ones_behind_it_delivered") {
+        return;
+    }
+    // Small enough that batches of a few events are refused too, and must be split.
+    let c = Collector::start(Db::Sqlite, "max_body_bytes = 2000");
+    let viewer = c.token("alice", "viewer", None);
+    let mut d = c.host("e2e-host");
+    // A profile that may read three deep directories: their parents are in the sandbox's
+    // view (the way to them), not readable, so listing one is a Landlock denial that names
+    // it. One of them has a path that alone is over the collector's limit.
+    let deep = d.dir.path().join("deep");
+    let long: std::path::PathBuf = (0..10).map(|i| format!("{i}{}", "d".repeat(240))).collect();
+    let leaves = [
+        deep.join("before/1/2/3/4/5/6/leaf"),
+        deep.join("long").join(&long).join("leaf"),
+        deep.join("after/1/2/3/4/5/6/leaf"),
+    ];
+    for leaf in &leaves {
+        std::fs::create_dir_all(leaf).expect("deep dirs");
+    }
+    std::fs::write(
+        d.dir.path().join("profiles/deep-agent.toml"),
+        format!(
+            "[profile]\nname = \"deep-agent\"\nextends = [\"test-agent\"]\n\n[filesystem]\nread = {:?}\n",
+            leaves.iter().map(|l| l.display().to_string()).collect::<Vec<_>>()
+        ),
+    )
+    .expect("profile");
+    // The probe again, under the name that poisoned batches.
+    // (Not `join`: clippy reads the backslash as a Windows separator.)
+    let named = std::path::PathBuf::from(format!("{}/\\u0000", d.bin.display()));
+    std::fs::copy(d.bin.join("probe"), &named).expect("copy probe");
+    d.start();
+    let parents = |leaf: &std::path::Path| -> Vec<String> {
+        leaf.ancestors()
+            .skip(1)
+            .take(6)
+            .map(|p| p.display().to_string())
+            .collect()
+    };
+    let (before, after) = (parents(&leaves[0]), parents(&leaves[2]));
+    let refused_path = leaves[1].parent().expect("parent").display().to_string();
+    let probe = d.bin.join("probe").display().to_string();
+    let mut script: Vec<String> = before
+        .iter()
+        .map(|p| format!("'{}' list '{p}'", named.display()))
+        .collect();
+    script.push(format!("'{probe}' list '{refused_path}'"));
+    script.extend(after.iter().map(|p| format!("'{probe}' list '{p}'")));
+    let out = d
+        .cordon(
+            0,
+            0,
+            &[
+                "run",
+                "--quiet",
+                "-p",
+                "deep-agent",
+                "--",
+                "/bin/sh",
+                "-c",
+                &script.join("; "),
+            ],
+        )
+        .output()
+        .expect("cordon run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.matches("err EACCES").count(),
+        13,
+        "every listing is refused: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Every denial but the refused one reaches the collector, in spite of the one before.
+    let wanted: Vec<String> = before.iter().chain(&after).cloned().collect();
+    let until = Instant::now() + Duration::from_secs(60);
+    let stored = loop {
+        let stored = c.all_events(&viewer, "host=e2e-host&kind=file_denied");
+        let paths: Vec<&str> = stored.iter().filter_map(|e| e["path"].as_str()).collect();
+        if wanted.iter().all(|w| paths.contains(&w.as_str())) {
+            break stored;
+        }
+        assert!(
+            Instant::now() < until,
+            "the denials behind the refused one did not arrive: {paths:?}; the collector has {:?}; the journal {:?}",
+            c.all_events(&viewer, "").iter().map(|e| e["kind"].clone()).collect::<Vec<_>>(),
+            common::daemon::read_jsonl(&d.journal).iter().map(|e| (e["kind"].clone(), e["path"].clone())).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let named_events = stored
+        .iter()
+        .filter(|e| e["process"]["comm"] == "\\u0000")
+        .count();
+    assert_eq!(named_events, 6, "{stored:?}");
+    assert!(
+        !stored
+            .iter()
+            .any(|e| e["path"].as_str().is_some_and(|p| p.contains("dddd"))),
+        "the refused event is not at the collector"
+    );
+    // Set aside on the host, whole, and counted.
+    let refused =
+        std::fs::read_to_string(d.spool.join("refused/events.jsonl")).unwrap_or_else(|e| {
+            panic!(
+                "refused/events.jsonl: {e}; the journal has {:?}",
+                common::daemon::read_jsonl(&d.journal)
+                    .iter()
+                    .filter(|e| e["kind"] == "file_denied")
+                    .map(|e| e["path"].as_str().map(str::len))
+                    .collect::<Vec<_>>()
+            )
+        });
+    let refused: Vec<serde_json::Value> = refused
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["event"]["path"], refused_path);
+    assert!(
+        refused[0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("413"),
+        "{refused:?}"
+    );
+    let status = d
+        .cordon(0, 0, &["status", "--json"])
+        .output()
+        .expect("status");
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status JSON");
+    assert_eq!(status["collector"]["refused"], 1, "{status}");
+    assert!(status["collector"]["last_error"].is_null(), "{status}");
+}

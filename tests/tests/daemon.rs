@@ -1,13 +1,15 @@
 //! cordond end to end: sd_notify, sandboxes for a user who is not root, the control API's
-//! rights, and every event reaching a collector exactly once (after dedupe by id) through a
-//! collector outage and a SIGKILL of cordond.
+//! rights and its limits against a flood of connections, and every event reaching a collector
+//! exactly once (after dedupe by id) through a collector outage and a SIGKILL of cordond.
 
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead as _, Write as _};
+use std::io::{BufRead as _, Read as _, Write as _};
 use std::os::unix::net::{UnixDatagram, UnixStream};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::daemon::{CollectorStandIn, Daemon, NOBODY, NOGROUP};
 use common::require_root;
@@ -558,4 +560,341 @@ fn the_shipped_unit_passes_systemd_analyze_verify() {
         String::from_utf8_lossy(&out.stderr)
     );
     common::assert_unit_verifies(&path, Some(&man));
+}
+
+/// Connects `n` times to `socket` as `uid` and `gid`, with no supplementary groups.
+///
+/// The kernel takes a unix socket's peer credentials (`SO_PEERCRED`, `SO_PEERGROUPS`) from the
+/// thread that connects, and the raw set*id syscalls change only the calling thread (glibc's
+/// wrappers change every thread of the process). So a thread of this root test that becomes
+/// `uid` connects as a process of that user would, and the test keeps the connections to
+/// trickle on and to read what cordond answers each.
+fn connect_as(socket: &std::path::Path, uid: u32, gid: u32, n: usize) -> Vec<UnixStream> {
+    let socket = socket.to_path_buf();
+    std::thread::spawn(move || {
+        // SAFETY: raw setgroups (an empty list, no pointer read), setresgid and setresuid take
+        // integers and change only this thread's credentials; the thread ends after connecting.
+        let became = unsafe {
+            libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) == 0
+                && libc::syscall(libc::SYS_setresgid, gid, gid, gid) == 0
+                && libc::syscall(libc::SYS_setresuid, uid, uid, uid) == 0
+        };
+        assert!(
+            became,
+            "cannot become uid {uid}: {}",
+            std::io::Error::last_os_error()
+        );
+        (0..n)
+            .map(|i| {
+                UnixStream::connect(&socket)
+                    .unwrap_or_else(|e| panic!("connection {i} as uid {uid}: {e}"))
+            })
+            .collect()
+    })
+    .join()
+    .expect("the connecting thread")
+}
+
+/// What became of one trickling connection.
+#[derive(Debug, Clone, Default)]
+struct Fate {
+    /// What cordond sent on it.
+    reply: String,
+    /// Bytes of the never-ending request sent on it.
+    sent: usize,
+    /// When cordond closed it.
+    closed: Option<Instant>,
+}
+
+/// Connections that each send a request a byte a second and never end it (the attack that
+/// held cordond's socket sent one every 5 s, under its 10 s per-read timeout), until cordond
+/// closes them; a thread of its own, so that the test asks cordond things meanwhile.
+struct Trickle {
+    started: Instant,
+    fates: Arc<Mutex<Vec<Fate>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Trickle {
+    fn start(conns: Vec<UnixStream>) -> Self {
+        for c in &conns {
+            c.set_nonblocking(true).expect("nonblocking");
+        }
+        let started = Instant::now();
+        let fates = Arc::new(Mutex::new(vec![Fate::default(); conns.len()]));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (fates, stop) = (Arc::clone(&fates), Arc::clone(&stop));
+            std::thread::spawn(move || trickle(conns, &fates, &stop, started))
+        };
+        Self {
+            started,
+            fates,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn fates(&self) -> Vec<Fate> {
+        self.fates.lock().expect("lock").clone()
+    }
+
+    /// Waits until `n` connections are closed (and no more), and returns what became of each.
+    fn wait_closed(&self, n: usize, timeout: Duration) -> Vec<Fate> {
+        let fates = common::wait_until(
+            &format!("cordond to close {n} connections"),
+            timeout,
+            || {
+                let fates = self.fates();
+                (fates.iter().filter(|f| f.closed.is_some()).count() >= n).then_some(fates)
+            },
+        );
+        let closed = fates.iter().filter(|f| f.closed.is_some()).count();
+        assert_eq!(closed, n, "{fates:?}");
+        fates
+    }
+}
+
+impl Drop for Trickle {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn trickle(
+    mut conns: Vec<UnixStream>,
+    fates: &Mutex<Vec<Fate>>,
+    stop: &AtomicBool,
+    started: Instant,
+) {
+    // Bounded: cordond must have closed every one long before.
+    let until = started + Duration::from_secs(60);
+    let mut next_byte = started;
+    while !stop.load(Ordering::SeqCst) && Instant::now() < until {
+        let send = Instant::now() >= next_byte;
+        if send {
+            next_byte += Duration::from_secs(1);
+        }
+        let mut fates = fates.lock().expect("lock");
+        for (conn, fate) in conns.iter_mut().zip(fates.iter_mut()) {
+            if fate.closed.is_some() {
+                continue;
+            }
+            let mut buf = [0u8; 4096];
+            loop {
+                match conn.read(&mut buf) {
+                    Ok(0) => fate.closed = Some(Instant::now()),
+                    Ok(n) => {
+                        fate.reply.push_str(&String::from_utf8_lossy(&buf[..n]));
+                        continue;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    // ECONNRESET: closed with a byte of ours unread, after its reply.
+                    Err(_) => fate.closed = Some(Instant::now()),
+                }
+                break;
+            }
+            if send && fate.closed.is_none() {
+                // A failed write is seen as the close on the next read.
+                if let Ok(n) = conn.write(b" ") {
+                    fate.sent += n;
+                }
+            }
+        }
+        if fates.iter().all(|f| f.closed.is_some()) {
+            return;
+        }
+        drop(fates);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `cordon ARGS` as `uid`, which must answer within 2 s; its output.
+fn answered(d: &Daemon, uid: u32, gid: u32, args: &[&str]) -> std::process::Output {
+    let asked = Instant::now();
+    let out = d.cordon(uid, gid, args).output().expect("cordon");
+    let took = asked.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "`cordon {}` as uid {uid} took {took:?}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn succeeded(out: &std::process::Output) -> bool {
+    if !out.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    }
+    out.status.success()
+}
+
+#[test]
+fn a_user_who_floods_the_socket_is_capped_and_cut_off_while_root_and_others_are_answered() {
+    if !require_root(
+        "a_user_who_floods_the_socket_is_capped_and_cut_off_while_root_and_others_are_answered",
+    ) {
+        return;
+    }
+    let mut d = Daemon::new("");
+    d.append_config("viewer_groups = [\"daemon\"]\n");
+    d.start();
+    // A sandbox for root to contain while the attack lasts.
+    let mut sandbox = common::daemon::KillOnDrop(
+        d.probe_command(0, 0, true, &["sleep", "60"])
+            .spawn()
+            .expect("cordon run"),
+    );
+    let name = common::wait_until("the sandbox in ps", Duration::from_secs(10), || {
+        let list = json_of(&d.cordon(0, 0, &["ps", "--json"]).output().expect("ps"));
+        list.as_array()?
+            .iter()
+            .find(|s| s["profile"] == "test-agent")
+            .and_then(|s| s["name"].as_str())
+            .map(str::to_string)
+    });
+
+    // The attack: 200 connections from nobody, each trickling its request.
+    let attack = Trickle::start(connect_as(&d.socket, NOBODY, NOGROUP, 200));
+    // All but 32 are refused at once, with the reason; the rest are served, and trickle on.
+    let fates = attack.wait_closed(168, Duration::from_secs(5));
+    for (i, f) in fates.iter().enumerate() {
+        match f.closed {
+            Some(closed) => {
+                assert!(
+                    f.reply
+                        .contains("too many connections from uid 65534 (at most 32)"),
+                    "connection {i}: {f:?}"
+                );
+                assert!(closed - attack.started < Duration::from_secs(3), "{f:?}");
+            }
+            None => assert_eq!(f.reply, "", "connection {i} is being served"),
+        }
+    }
+
+    // Meanwhile root lists, reads status and kills; a viewer lists; a user in no group is
+    // told no; each at once.
+    let ps = answered(&d, 0, 0, &["ps", "--json"]);
+    assert!(succeeded(&ps));
+    assert!(json_of(&ps).to_string().contains(&name), "{}", json_of(&ps));
+    let status = answered(&d, 0, 0, &["status", "--json"]);
+    assert!(succeeded(&status));
+    assert_eq!(json_of(&status)["host_id"], "e2e-host");
+    let viewer = answered(&d, 1, 1, &["ps", "--json"]);
+    assert!(succeeded(&viewer), "uid 1 is in daemon, a viewer group");
+    assert!(json_of(&viewer).to_string().contains(&name));
+    let stranger = answered(&d, 2, 2, &["ps"]);
+    assert!(!stranger.status.success());
+    let stderr = String::from_utf8_lossy(&stranger.stderr);
+    assert!(
+        stderr.contains("permission denied: uid 2 may not read sandboxes"),
+        "{stderr}"
+    );
+    let kill = answered(&d, 0, 0, &["kill", &name]);
+    assert!(succeeded(&kill));
+    // All of that while the 32 still held their connections.
+    let open = attack.fates().iter().filter(|f| f.closed.is_none()).count();
+    assert_eq!(open, 32, "the attack was still on");
+    let ended = common::wait_until("the killed sandbox to end", Duration::from_secs(5), || {
+        sandbox.0.try_wait().expect("wait")
+    });
+    assert!(!ended.success(), "killed, not ended by itself: {ended:?}");
+
+    // The 32 are cut off at the request's deadline, a byte a second notwithstanding.
+    let fates = attack.wait_closed(200, Duration::from_secs(20));
+    let cut: Vec<&Fate> = fates
+        .iter()
+        .filter(|f| !f.reply.contains("too many connections"))
+        .collect();
+    assert_eq!(cut.len(), 32);
+    for f in cut {
+        assert!(f.reply.contains("no complete request within 10s"), "{f:?}");
+        let after = f.closed.expect("closed") - attack.started;
+        assert!(
+            after >= Duration::from_secs(9) && after < Duration::from_secs(15),
+            "cut off after {after:?}"
+        );
+        assert!(f.sent >= 8, "it kept sending: {f:?}");
+    }
+
+    // Their places were given back: nobody gets 32 answers again.
+    for mut conn in connect_as(&d.socket, NOBODY, NOGROUP, 32) {
+        conn.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        conn.write_all(b"{\"op\":\"ps\"}\n").expect("request");
+        let mut line = String::new();
+        std::io::BufReader::new(conn)
+            .read_line(&mut line)
+            .expect("a reply");
+        assert!(
+            line.contains("permission denied: uid 65534 may not read sandboxes"),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn when_many_users_fill_the_socket_root_and_responders_still_get_in() {
+    if !require_root("when_many_users_fill_the_socket_root_and_responders_still_get_in") {
+        return;
+    }
+    let mut d = Daemon::new("");
+    d.append_config("viewer_groups = [\"daemon\"]\nresponder_groups = [\"nogroup\"]\n");
+    d.start();
+
+    // Nine users, 32 trickling connections each: the first eight fill the general pool (256).
+    let mut conns = Vec::new();
+    for uid in 60_001..=60_009 {
+        conns.extend(connect_as(&d.socket, uid, uid, 32));
+    }
+    let attack = Trickle::start(conns);
+    let fates = attack.wait_closed(32, Duration::from_secs(5));
+    for (i, f) in fates.iter().enumerate() {
+        if i < 256 {
+            assert!(f.closed.is_none(), "connection {i} is being served: {f:?}");
+        } else {
+            assert!(f.reply.contains("cordond is busy"), "connection {i}: {f:?}");
+            assert!(
+                f.reply
+                    .contains("the rest are kept for root and responders"),
+                "{f:?}"
+            );
+        }
+    }
+
+    // Root and a responder (nobody, in nogroup) get in, from the reserve.
+    let ps = answered(&d, 0, 0, &["ps", "--json"]);
+    assert!(succeeded(&ps));
+    assert!(succeeded(&answered(&d, 0, 0, &["status", "--json"])));
+    let responder = answered(&d, NOBODY, NOGROUP, &["ps", "--json"]);
+    assert!(succeeded(&responder), "a responder lists from the reserve");
+    assert!(json_of(&responder).is_array());
+    // A viewer is told at once that cordond is busy, not left hanging.
+    let viewer = answered(&d, 1, 1, &["ps"]);
+    assert!(!viewer.status.success());
+    let stderr = String::from_utf8_lossy(&viewer.stderr);
+    assert!(stderr.contains("cordond is busy"), "{stderr}");
+    let open = attack.fates().iter().filter(|f| f.closed.is_none()).count();
+    assert_eq!(open, 256, "the attack was still on");
+
+    // Once the deadline has cut the attack off, the viewer is served again.
+    let fates = attack.wait_closed(288, Duration::from_secs(20));
+    assert!(
+        fates[..256]
+            .iter()
+            .all(|f| f.reply.contains("no complete request within 10s")),
+        "{:?}",
+        &fates[..4]
+    );
+    let viewer = answered(&d, 1, 1, &["ps", "--json"]);
+    assert!(
+        succeeded(&viewer),
+        "the viewer is served once there is room"
+    );
 }

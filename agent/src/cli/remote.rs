@@ -170,8 +170,16 @@ pub fn status(mut client: Client, out: Output) -> ExitCode {
         if k["audit"] == true { "on" } else { "off" }
     );
     let c = &status["collector"];
+    let count = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let undeliverable = match (count(&c["rejected"]), count(&c["refused"])) {
+        (0, 0) => String::new(),
+        (rejected, refused) => format!(
+            ", {rejected} set aside by the collector, {refused} refused (kept in the spool's \
+             refused/events.jsonl)"
+        ),
+    };
     println!(
-        "collector   {} ({}), {} delivered, last {}{}",
+        "collector   {} ({}), {} delivered{undeliverable}, last {}{}",
         s(&c["url"]),
         s(&c["state"]),
         s(&c["delivered"]),

@@ -4,7 +4,8 @@
 //!   `Content-Encoding: gzip`, `Authorization: Bearer <token>`, with the body
 //!   `{"v":1,"host":"<host_id>","events":[<event>, ...]}`. Any 2xx acknowledges the whole
 //!   batch; the collector dedupes by event id, so a batch sent again after a lost answer is
-//!   harmless.
+//!   harmless. The answer names the events the collector set aside ([`IngestReply`]); a
+//!   refusal says whether it is about what the batch holds ([`DeliverError::about_content`]).
 //! * Commands: `POST <url>/api/v1/agent/poll?wait=S` with the host's sandboxes and the
 //!   results of the commands it ran; the answer holds the commands queued for it.
 //!
@@ -13,12 +14,18 @@
 use std::io::Write as _;
 use std::time::Duration;
 
-use cordon_proto::collector::{Poll, PollReply, INGEST_PATH, POLL_PATH};
+use cordon_proto::collector::{
+    ErrorCode, ErrorReply, IngestReply, Poll, PollReply, INGEST_PATH, POLL_PATH,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeliverError {
     #[error("the collector answered {status}: {body}")]
-    Status { status: u16, body: String },
+    Status {
+        status: u16,
+        body: String,
+        code: Option<ErrorCode>,
+    },
     #[error("cannot reach the collector: {0}")]
     Transport(String),
     #[error("cannot compress the batch: {0}")]
@@ -53,7 +60,7 @@ impl Collector {
     }
 
     /// Posts one batch of event lines (each one JSON object).
-    pub fn post(&self, events: &[Vec<u8>]) -> Result<(), DeliverError> {
+    pub fn post(&self, events: &[Vec<u8>]) -> Result<IngestReply, DeliverError> {
         let body = batch_body(&self.host, events).map_err(DeliverError::Compress)?;
         let mut request = self
             .agent
@@ -64,7 +71,13 @@ impl Collector {
         if let Some(token) = &self.token {
             request = request.set("Authorization", &format!("Bearer {token}"));
         }
-        request.send_bytes(&body).map(drop).map_err(failed)
+        let response = request.send_bytes(&body).map_err(failed)?;
+        let text = response
+            .into_string()
+            .map_err(|e| DeliverError::Transport(e.to_string()))?;
+        // A 2xx stored the batch whatever its body says; one this cordond cannot read
+        // (an older collector's) names nothing set aside.
+        Ok(serde_json::from_str(&text).unwrap_or_default())
     }
 
     /// Reports the host's sandboxes and command results, and waits up to `wait` for
@@ -87,16 +100,24 @@ impl Collector {
     }
 }
 
+impl DeliverError {
+    /// Whether the collector refused the batch for what it holds, so that a smaller batch
+    /// (in the end, one event alone) would be answered differently. Everything else (no
+    /// answer, 401, 403, 429, 5xx, a version the collector does not read) is about the
+    /// collector or this host's credentials: tried again later, nothing dropped.
+    pub fn about_content(&self) -> bool {
+        matches!(self, Self::Status { code: Some(code), .. } if code.is_about_content())
+    }
+}
+
 fn failed(error: ureq::Error) -> DeliverError {
     match error {
         ureq::Error::Status(status, response) => {
-            let body: String = response
-                .into_string()
-                .unwrap_or_default()
-                .chars()
-                .take(300)
-                .collect();
-            DeliverError::Status { status, body }
+            let text = response.into_string().unwrap_or_default();
+            let reply = serde_json::from_str::<ErrorReply>(&text).ok();
+            let code = reply.as_ref().and_then(|r| r.code);
+            let body = reply.map_or(text, |r| r.error).chars().take(300).collect();
+            DeliverError::Status { status, body, code }
         }
         ureq::Error::Transport(t) => DeliverError::Transport(t.to_string()),
     }

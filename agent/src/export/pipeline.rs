@@ -5,7 +5,11 @@
 //!   collector when one is configured).
 //! * The delivery thread sends batches to the collector, oldest first, and moves its cursor
 //!   only after the collector acknowledged; on failure it retries the same batch with
-//!   exponential backoff and jitter.
+//!   exponential backoff and jitter. A refusal of what the batch holds (not a batch, too
+//!   large) is not retried as is: the batch is halved until the event at fault is alone, and
+//!   that one is set aside in `<spool>/refused/events.jsonl` (it is in the journal too) and counted,
+//!   so that one bad event never holds back the ones behind it. Events the collector itself
+//!   set aside while storing the rest are counted as `rejected`.
 //!
 //! Each thread keeps a cursor (a byte offset) per spool file; both are saved to
 //! `<spool>/cursors.json` (written to a temporary file and renamed) after every step, so a
@@ -30,6 +34,10 @@ use crate::daemon::config::Config;
 pub type SharedConfig = Arc<RwLock<Arc<Config>>>;
 
 const CURSORS_FILE: &str = "cursors.json";
+/// Where events the collector refused alone are kept (below the spool directory, apart
+/// from its files), up to [`REFUSED_MAX_BYTES`].
+pub const REFUSED_FILE: &str = "refused/events.jsonl";
+const REFUSED_MAX_BYTES: u64 = 16 << 20;
 /// Most lines the journal thread moves from one file in one step.
 const JOURNAL_STEP: usize = 20_000;
 /// Largest batch body before compression.
@@ -71,6 +79,10 @@ pub struct Stats {
     /// Events counted as lost by `events_lost` events, by reason.
     pub lost_ring: AtomicU64,
     pub lost_spool: AtomicU64,
+    /// Events the collector set aside while it stored the rest of their batch.
+    pub rejected: AtomicU64,
+    /// Events the collector refused even alone: set aside here.
+    pub refused: AtomicU64,
     pub by_kind: Mutex<BTreeMap<String, u64>>,
     pub last_delivery: Mutex<Option<SystemTime>>,
     pub last_error: Mutex<Option<String>>,
@@ -444,6 +456,9 @@ pub fn journal_thread(pipeline: &Pipeline, config: &SharedConfig) {
 /// The delivery thread, until the stop.
 pub fn delivery_thread(pipeline: &Pipeline, config: &SharedConfig) {
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
+    // Events in the next batch: halved while the collector refuses what a batch holds,
+    // doubled back after each success.
+    let mut size = usize::MAX;
     let mut client: Option<(String, Option<String>, String, Collector)> = None;
     while !pipeline.stopped() {
         let cfg = config.read().map(|c| Arc::clone(&c)).ok();
@@ -471,7 +486,7 @@ pub fn delivery_thread(pipeline: &Pipeline, config: &SharedConfig) {
         let Some((_, _, _, collector)) = client.as_ref() else {
             continue;
         };
-        let (lines, ends) = pipeline.next_batch(settings.batch_max_events);
+        let (lines, ends) = pipeline.next_batch(size.min(settings.batch_max_events));
         if ends.is_empty() {
             pipeline.nap(Duration::from_millis(200));
             continue;
@@ -482,9 +497,35 @@ pub fn delivery_thread(pipeline: &Pipeline, config: &SharedConfig) {
             continue;
         }
         match collector.post(&lines) {
-            Ok(()) => {
-                pipeline.ack(&ends, lines.len());
+            Ok(reply) => {
+                for rejected in &reply.rejected {
+                    tracing::warn!(
+                        "the collector set aside event {} of a batch ({:?}): {}: {}",
+                        rejected.index,
+                        rejected.id,
+                        rejected.reason.as_str(),
+                        rejected.detail
+                    );
+                }
+                pipeline
+                    .stats
+                    .rejected
+                    .fetch_add(reply.rejected.len() as u64, Ordering::Relaxed);
+                pipeline.ack(&ends, lines.len().saturating_sub(reply.rejected.len()));
+                size = size.saturating_mul(2);
                 backoff.reset();
+            }
+            Err(e) if e.about_content() && lines.len() > 1 => {
+                tracing::info!(
+                    "the collector refused a batch of {} events ({e}); sending halves",
+                    lines.len()
+                );
+                size = lines.len() / 2;
+            }
+            Err(e) if e.about_content() => {
+                // This one event is refused alone: kept here, and the ones behind it go on.
+                pipeline.set_aside(&lines[0], &e.to_string());
+                pipeline.ack(&ends, 0);
             }
             Err(e) => {
                 pipeline.fail(&e.to_string());
@@ -509,6 +550,36 @@ impl Pipeline {
         }
         if let Ok(mut e) = self.stats.last_error.lock() {
             *e = None;
+        }
+    }
+
+    /// Keeps an event the collector refused alone in [`REFUSED_FILE`] (while it is under
+    /// [`REFUSED_MAX_BYTES`]; the journal has every event anyway), and counts it.
+    fn set_aside(&self, line: &[u8], error: &str) {
+        use std::io::Write as _;
+        self.stats.refused.fetch_add(1, Ordering::Relaxed);
+        let event = String::from_utf8_lossy(line);
+        tracing::error!("the collector refuses an event even alone; set aside: {error}: {event}");
+        let path = self.dir.join(REFUSED_FILE);
+        if path.metadata().is_ok_and(|m| m.len() >= REFUSED_MAX_BYTES) {
+            return;
+        }
+        let record = serde_json::json!({
+            "refused": humantime::format_rfc3339(SystemTime::now()).to_string(),
+            "error": error,
+            "event": serde_json::from_slice::<serde_json::Value>(line)
+                .unwrap_or_else(|_| serde_json::Value::String(event.into_owned())),
+        });
+        let written = std::fs::create_dir_all(self.dir.join("refused"))
+            .and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+            })
+            .and_then(|mut f| writeln!(f, "{record}"));
+        if let Err(e) = written {
+            tracing::error!("cannot write {}: {e}", path.display());
         }
     }
 
