@@ -129,11 +129,12 @@ async function hostsView(view) {
     el("td", {}, hostLink(h.name)),
     el("td", {}, state(h.online ? "online" : "offline")),
     el("td", {}, String(h.sandboxes.length)),
-    el("td", {}, ago(h.last_seen_ns))));
+    el("td", {}, ago(h.last_seen_ns)),
+    el("td", { class: h.rejected ? "violation" : "" }, String(h.rejected || 0))));
   const feed = el("tbody", { id: "feed-rows" });
   view.replaceChildren(
     el("h1", {}, "Hosts"),
-    table(["Host", "State", "Sandboxes", "Last seen"], rows, "No host has reported yet."),
+    table(["Host", "State", "Sandboxes", "Last seen", "Events set aside"], rows, "No host has reported yet."),
     el("h2", {}, "Live violations"),
     el("div", { id: "feed" }, el("table", {}, el("thead", {}, el("tr", {}, ["Time", "Host", "Sandbox", "Who", "What"].map((h) => el("th", {}, h)))), feed)));
   stopStream = stream("/api/v1/stream?kind=" + VIOLATIONS.join(","), (e) => {
@@ -149,10 +150,14 @@ async function hostsView(view) {
 
 async function hostView(view, host) {
   document.getElementById("crumbs").replaceChildren(el("a", { href: "#/" }, "Hosts"), " / ", host);
-  const [data, { commands }] = await Promise.all([
+  const [data, { commands }, { rejected }] = await Promise.all([
     api("/api/v1/hosts/" + encodeURIComponent(host) + "/sandboxes"),
     api("/api/v1/commands?limit=20&host=" + encodeURIComponent(host)),
+    api("/api/v1/hosts/" + encodeURIComponent(host) + "/rejected?limit=20"),
   ]);
+  const aside = rejected.map((r) => el("tr", {},
+    el("td", {}, when(r.received_ns)), el("td", {}, r.reason), el("td", {}, r.event_id || ""),
+    el("td", {}, r.detail), el("td", {}, el("code", {}, r.excerpt.slice(0, 200)))));
   const live = data.live.map((s) => el("tr", {},
     el("td", {}, sandboxLink(host, s.name)), el("td", {}, s.profile), el("td", {}, String(s.procs)),
     el("td", {}, state(s.state)), el("td", {}, state(s.network))));
@@ -166,7 +171,10 @@ async function hostView(view, host) {
     el("h2", {}, "Sandboxes in the last day's events"),
     table(["Sandbox", "Profile", "Events", "Violations", "Last event"], seen, "No events from this host in the last day."),
     el("h2", {}, "Commands"),
-    commandTable(commands));
+    commandTable(commands),
+    el("h2", {}, "Events set aside"),
+    table(["Received", "Reason", "Event id", "Why", "What was sent"], aside,
+      "The collector has stored every event this host sent."));
 }
 
 function commandTable(commands) {

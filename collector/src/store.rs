@@ -436,9 +436,15 @@ impl Store {
             .await?;
             total += done.rows_affected();
             if done.rows_affected() == 0 {
-                return Ok(total);
+                break;
             }
         }
+        // Set-aside events go by the time they arrived (their own may be anything).
+        sqlx::query("DELETE FROM rejected WHERE received_ns < $1")
+            .bind(ns(before))
+            .execute(&self.pool)
+            .await?;
+        Ok(total)
     }
 
     /// Records a host's report of its sandboxes.
@@ -682,9 +688,9 @@ impl Store {
         )
         .bind(status)
         .bind(now_ns())
-        .bind(result.error.clone())
+        .bind(result.error.as_deref().map(clean))
         .bind(i64::try_from(result.took_ms).unwrap_or(i64::MAX))
-        .bind(&result.id)
+        .bind(clean(&result.id))
         .bind(host)
         .execute(&self.pool)
         .await?;

@@ -59,7 +59,11 @@ impl EventParams {
                 ApiError::bad_request("cursor: not one this collector handed out")
             })?),
         };
-        let nonempty = |v: Option<String>| v.filter(|s| !s.is_empty());
+        // (A NUL cannot be in a stored column: see `ingest::clean`.)
+        let nonempty = |v: Option<String>| {
+            v.filter(|s| !s.is_empty())
+                .map(|s| crate::ingest::clean(&s))
+        };
         Ok(Filter {
             host: nonempty(self.host),
             sandbox: nonempty(self.sandbox),
