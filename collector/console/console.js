@@ -24,36 +24,52 @@ async function api(path, options = {}) {
 }
 
 // Server-Sent Events over fetch (EventSource cannot send the token header).
+// The live stream. The collector ends a stream that falls behind (after `event: lost`) or
+// has replayed a page of what was missed; this reconnects with the last event's id, so nothing
+// is skipped. Refused (429: too many streams), it says so and tries again later.
 function stream(path, onEvent) {
   const controller = new AbortController();
-  (async () => {
-    try {
-      const response = await fetch(path, {
-        headers: { "Authorization": "Bearer " + token() },
-        signal: controller.signal,
-      });
-      if (response.status === 401) { signOut("Your token is not (or no longer) valid."); return; }
-      if (!response.ok) { throw new Error("the live stream was refused: " + response.status); }
-      const reader = response.body.getReader();
-      const decoder = new TextDecoder();
-      let buffer = "";
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) { return; }
-        buffer += decoder.decode(value, { stream: true });
-        let end;
-        while ((end = buffer.indexOf("\n\n")) >= 0) {
-          const block = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5)).join("\n");
-          const kind = (block.split("\n").find((l) => l.startsWith("event:")) || "event:message").slice(6).trim();
-          if (data && kind === "message") { onEvent(JSON.parse(data)); }
-        }
+  let lastId = null;
+  const say = (text) => {
+    const feed = document.getElementById("feed");
+    if (feed) { feed.prepend(el("p", { class: "error" }, text)); }
+  };
+  const once = async () => {
+    const headers = { "Authorization": "Bearer " + token() };
+    if (lastId !== null) { headers["Last-Event-ID"] = lastId; }
+    const response = await fetch(path, { headers, signal: controller.signal });
+    if (response.status === 401) { signOut("Your token is not (or no longer) valid."); return false; }
+    if (response.status === 429) { say("Live feed: " + (await response.json()).error + "; trying again in 10 s."); return 10000; }
+    if (!response.ok) { throw new Error("the live stream was refused: " + response.status); }
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) { return 1000; }
+      buffer += decoder.decode(value, { stream: true });
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end).split("\n");
+        buffer = buffer.slice(end + 2);
+        const data = block.filter((l) => l.startsWith("data:")).map((l) => l.slice(5)).join("\n");
+        const kind = (block.find((l) => l.startsWith("event:")) || "event:message").slice(6).trim();
+        const id = block.find((l) => l.startsWith("id:"));
+        if (id) { lastId = id.slice(3).trim(); }
+        if (data && kind === "message") { onEvent(JSON.parse(data)); }
       }
-    } catch (e) {
-      if (e.name !== "AbortError") {
-        const feed = document.getElementById("feed");
-        if (feed) { feed.prepend(el("p", { class: "error" }, "Live feed stopped: " + e.message + " (reload to retry)")); }
+    }
+  };
+  (async () => {
+    for (;;) {
+      try {
+        const wait = await once();
+        if (wait === false) { return; }
+        await new Promise((resolve) => setTimeout(resolve, wait));
+      } catch (e) {
+        if (e.name === "AbortError") { return; }
+        say("Live feed stopped: " + e.message + " (reload to retry)");
+        return;
       }
     }
   })();

@@ -519,3 +519,60 @@ fn every_error_is_json() {
         );
     }
 }
+
+#[test]
+fn a_stream_that_missed_much_is_replayed_a_page_at_a_time() {
+    if !require_root("a_stream_that_missed_much_is_replayed_a_page_at_a_time") {
+        return;
+    }
+    use std::io::BufRead as _;
+    let c = Collector::start(Db::Sqlite, "");
+    let host = c.token("web-1", "host", Some("web-1"));
+    let viewer = c.token("alice", "viewer", None);
+    for b in 0..5u64 {
+        let events: Vec<_> = (0..1000)
+            .map(|i| file_event(&id(b * 1000 + i), "agent-1-0", "/x", "2026-11-29T00:00:00Z"))
+            .collect();
+        let (status, reply) = c.post_raw(
+            Some(&host),
+            "/api/v1/events",
+            &batch("web-1", &events),
+            true,
+        );
+        assert_eq!(status, 200, "{reply}");
+    }
+    // Reconnecting from the start, as a client that saw nothing would: each answer is one
+    // page that ends with where to go on from, until the client has caught up.
+    let mut last = "0".to_string();
+    let mut seen = 0;
+    let mut pages = 0;
+    for _ in 0..10 {
+        let response = ureq::get(&format!("{}/api/v1/stream?kind=exec", c.url))
+            .set("Authorization", &format!("Bearer {viewer}"))
+            .set("Last-Event-ID", &last)
+            .timeout(Duration::from_secs(3))
+            .call()
+            .expect("stream");
+        let mut ended_with_more = false;
+        for line in std::io::BufReader::new(response.into_reader()).lines() {
+            let Ok(line) = line else { break };
+            if let Some(id) = line.strip_prefix("id:") {
+                last = id.trim().to_string();
+            }
+            if line.starts_with("data:") && !line.contains("\"more\"") {
+                seen += 1;
+            }
+            if line == "event: replay" || line == "event:replay" {
+                ended_with_more = true;
+            }
+        }
+        if !ended_with_more {
+            // Caught up: this one stayed open for live events, until the client gave up.
+            break;
+        }
+        pages += 1;
+    }
+    // Nothing was wanted (no exec events), and still each page told where to go on from.
+    assert_eq!(seen, 0);
+    assert_eq!((pages, last.as_str()), (2, "4096"));
+}

@@ -181,8 +181,9 @@ pub struct StreamParams {
 }
 
 /// `GET /api/v1/stream`: Server-Sent Events, one `event` per stored event (its `id` is the
-/// event's `seq`; a client that reconnects with `Last-Event-ID` gets what it missed, up to
-/// 10000 events). A client too slow to keep up is sent `event: lost` and the stream ends (it
+/// event's `seq`; a client that reconnects with `Last-Event-ID` gets what it missed, a page
+/// of [`REPLAY_PAGE`] at a time: past one page, the stream ends after `event: replay` with the
+/// id to reconnect from). A client too slow to keep up is sent `event: lost` and the stream ends (it
 /// may reconnect with `Last-Event-ID`): the collector never waits for it. At most
 /// `max_streams` streams, `max_streams_per_token` per token (429 past either). The stream
 /// ends at once when its token is revoked.
@@ -208,19 +209,26 @@ pub async fn stream(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
     let missed = match last_seen {
-        Some(seq) => app.store.events_after(seq, 10_000).await?,
+        Some(seq) => app.store.events_after(seq, REPLAY_PAGE).await?,
         None => Vec::new(),
     };
-    if missed.len() == 10_000 {
-        tracing::info!("a stream resumed after {last_seen:?} is given the first 10000 it missed");
-    }
     let mut sent_to = missed.last().map(|e| e.seq).or(last_seen).unwrap_or(0);
     // What the connection has not written yet; past this, the client is too slow.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<SseEvent, Infallible>>(STREAM_BACKLOG);
     for event in missed.iter().filter(|e| wanted(e)) {
-        if tx.try_send(Ok(sse(event))).is_err() {
-            break;
-        }
+        // Cannot fail: a page of the replay is half the backlog.
+        let _ = tx.try_send(Ok(sse(event)));
+    }
+    if missed.len() == REPLAY_PAGE {
+        // More was missed than one page: this one ends here, with the id to go on from
+        // (even when no event of the page was wanted), and the client reconnects.
+        let more = SseEvent::default()
+            .event("replay")
+            .id(sent_to.to_string())
+            .data("{\"more\":true}");
+        let _ = tx.try_send(Ok(more));
+        drop(slot);
+        return Ok(Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx)).into_response());
     }
     let store = app.store.clone();
     let metrics = Arc::clone(&app);
@@ -265,6 +273,8 @@ pub async fn stream(
 
 /// Events a stream may have waiting to be written before its client counts as too slow.
 const STREAM_BACKLOG: usize = 4096;
+/// Missed events replayed at once to a stream that reconnects.
+const REPLAY_PAGE: usize = STREAM_BACKLOG / 2;
 
 fn sse(event: &StoredEvent) -> SseEvent {
     SseEvent::default()
