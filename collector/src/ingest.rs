@@ -22,9 +22,9 @@ use crate::store::ns;
 /// The most bytes of a set-aside event kept for people to look at.
 const EXCERPT_BYTES: usize = 4096;
 
-/// A batch as it arrives: its events not yet read.
+/// A batch as it arrives: its events not yet read. Fields a newer cordond may add are
+/// ignored: refusing them would make every batch of that cordond look malformed.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawBatch<'a> {
     pub v: u32,
     pub host: String,
@@ -110,64 +110,93 @@ pub fn admit(events: &[&RawValue], received: SystemTime, limits: Limits) -> Admi
     out
 }
 
+/// Room for the marker that ends a cut string (`…[N bytes cut]`).
+const MARKER: usize = 32;
+/// A cut string keeps at least this much of its start.
+const MIN_KEEP: usize = 64;
+/// The most bytes of `detail` kept for people (it may quote what was sent).
+const DETAIL_BYTES: usize = 256;
+
 /// The event in `text`, its long strings cut when it is over `max_bytes`; whether any was.
+/// Linear in the size of `text`: read as the event type first (fields it does not know are
+/// dropped there), then its own strings cut, in one pass, to one common length that fits.
 fn read_event(text: &str, max_bytes: usize) -> Result<(Event, bool), (RejectReason, String)> {
-    let malformed = |e: serde_json::Error| (RejectReason::Malformed, e.to_string());
-    if text.len() <= max_bytes {
-        return Ok((serde_json::from_str(text).map_err(malformed)?, false));
+    let malformed = |e: serde_json::Error| (RejectReason::Malformed, short(&e.to_string()));
+    let event: Event = serde_json::from_str(text).map_err(malformed)?;
+    if text.len() <= max_bytes || json_len(&event) <= max_bytes {
+        return Ok((event, false));
     }
-    let mut value: serde_json::Value = serde_json::from_str(text).map_err(malformed)?;
-    let mut size = text.len();
-    // The longest string first, cut to what still fits, until the event fits; a marker
-    // says how much went. Bounded: each pass shortens one string for good.
-    while size > max_bytes {
-        let Some(longest) = longest_string(&mut value) else {
-            break;
+    let mut value = serde_json::to_value(&event).map_err(malformed)?;
+    // A few rounds at most: escapes make a string longer in JSON than in memory.
+    let mut size = json_len(&value);
+    for _ in 0..4 {
+        let mut strings = Vec::new();
+        strings_of(&mut value, &mut strings);
+        let lens: Vec<usize> = strings.iter().map(|s| s.len()).collect();
+        // What cutting every string to `keep` saves; the largest `keep` that saves enough.
+        let saved = |keep: usize| -> usize {
+            lens.iter()
+                .filter(|len| **len > keep + MARKER)
+                .map(|len| len - keep - MARKER)
+                .sum()
         };
-        let len = longest.len();
-        let over = size - max_bytes;
-        // Past the marker's own length, and never below a useful start.
-        let keep = len.saturating_sub(over + 64).max(256.min(len / 2));
-        if keep >= len {
+        let over = size.saturating_sub(max_bytes);
+        let (mut low, mut high) = (MIN_KEEP, lens.iter().copied().max().unwrap_or(0));
+        if saved(low) < over {
             break;
         }
-        let cut = floor_char_boundary(longest, keep);
-        let marker = format!("…[{} bytes cut]", len - cut);
-        longest.truncate(cut);
-        longest.push_str(&marker);
-        let resized = serde_json::to_string(&value).map_or(usize::MAX, |s| s.len());
-        if resized >= size {
-            break;
+        while low < high {
+            let mid = (low + high).div_ceil(2);
+            if saved(mid) >= over {
+                low = mid;
+            } else {
+                high = mid - 1;
+            }
         }
-        size = resized;
+        for s in strings {
+            if s.len() > low + MARKER {
+                let cut = floor_char_boundary(s, low);
+                let marker = format!("…[{} bytes cut]", s.len() - cut);
+                s.truncate(cut);
+                s.push_str(&marker);
+            }
+        }
+        size = json_len(&value);
+        if size <= max_bytes {
+            return Ok((serde_json::from_value(value).map_err(malformed)?, true));
+        }
     }
-    if size > max_bytes {
-        return Err((
-            RejectReason::TooBig,
-            format!(
-                "{} bytes, over the limit of {max_bytes} even with its text cut",
-                text.len()
-            ),
-        ));
-    }
-    Ok((serde_json::from_value(value).map_err(malformed)?, true))
+    Err((
+        RejectReason::TooBig,
+        format!(
+            "{} bytes, over the limit of {max_bytes} even with its text cut",
+            text.len()
+        ),
+    ))
 }
 
-/// The longest string anywhere in `value` (keys aside).
-fn longest_string(value: &mut serde_json::Value) -> Option<&mut String> {
+/// The length of `value` as JSON.
+fn json_len<T: serde::Serialize>(value: &T) -> usize {
+    serde_json::to_string(value).map_or(usize::MAX, |s| s.len())
+}
+
+/// Every string in `value` (keys aside).
+fn strings_of<'a>(value: &'a mut serde_json::Value, out: &mut Vec<&'a mut String>) {
     use serde_json::Value;
     match value {
-        Value::String(s) => Some(s),
-        Value::Array(items) => items
-            .iter_mut()
-            .filter_map(longest_string)
-            .max_by_key(|s| s.len()),
-        Value::Object(map) => map
-            .values_mut()
-            .filter_map(longest_string)
-            .max_by_key(|s| s.len()),
-        _ => None,
+        Value::String(s) => out.push(s),
+        Value::Array(items) => items.iter_mut().for_each(|v| strings_of(v, out)),
+        Value::Object(map) => map.values_mut().for_each(|v| strings_of(v, out)),
+        _ => {}
     }
+}
+
+/// `text` cut to [`DETAIL_BYTES`].
+fn short(text: &str) -> String {
+    if text.len() <= DETAIL_BYTES {
+        return text.to_string();
+    }
+    format!("{}…", &text[..floor_char_boundary(text, DETAIL_BYTES)])
 }
 
 fn floor_char_boundary(s: &str, at: usize) -> usize {
@@ -340,7 +369,7 @@ mod tests {
     }
 
     #[test]
-    fn long_text_is_cut_with_a_marker_and_a_pile_of_fields_set_aside() {
+    fn long_text_is_cut_with_a_marker_and_unknown_fields_dropped() {
         let long = format!("/{}", "x".repeat(100_000));
         let a = admit_all(&[file_event(&id(1), &long, NOW)], now());
         assert_eq!((a.events.len(), a.truncated), (1, 1));
@@ -357,12 +386,29 @@ mod tests {
         let wide = "é".repeat(5000);
         let a = admit_all(&[file_event(&id(2), &wide, NOW)], now());
         assert_eq!(a.events.len(), 1);
-        // A thousand short fields cannot be cut to fit.
+        // Fields the event type does not have are dropped, not cut: thousands of them cost
+        // one linear read (they once cost a pass each).
         let mut many = file_event(&id(3), "/x", NOW);
-        for i in 0..1000 {
-            many[format!("extra{i}")] = json!("short");
+        for i in 0..100_000 {
+            many[format!("extra{i}")] = json!("padding padding padding");
         }
+        let started = std::time::Instant::now();
         let a = admit_all(&[many], now());
+        assert_eq!((a.events.len(), a.truncated), (1, 0));
+        assert!(!a.events[0].body.contains("extra"));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        // An event that cannot fit even with its text cut to a stub is set aside.
+        let tiny = Limits {
+            max_event_bytes: 200,
+            ..LIMITS
+        };
+        let text = file_event(&id(4), &long, NOW).to_string();
+        let raw = RawValue::from_string(text).unwrap();
+        let a = admit(&[&*raw], now(), tiny);
         assert_eq!(a.set_aside[0].rejected.reason, RejectReason::TooBig);
         assert!(a.set_aside[0].excerpt.len() <= EXCERPT_BYTES);
     }

@@ -2,7 +2,10 @@
 //! hold it. Every connection is bounded:
 //!
 //! * admission: at most `max_connections` open, and `max_connections_per_client` from one
-//!   address; a client over either is answered 503 and closed at once, never queued;
+//!   address; a client over either is answered 503 and closed at once, never queued. A
+//!   connection stops counting against its address once a request on it carries a live token
+//!   ([`Connection::trust`]): hosts behind one NAT, or people behind one proxy, are bounded by
+//!   the total and their tokens' own limits, while anonymous clients are bounded per address;
 //! * TLS: the handshake must end within `header_timeout`;
 //! * a request's headers must arrive within `header_timeout` (hyper's timer, which also
 //!   runs while a kept-alive connection waits for its next request), its body within
@@ -15,14 +18,13 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::time::{Instant, Sleep};
@@ -44,7 +46,6 @@ pub async fn serve(
 ) {
     let clients = Arc::new(Mutex::new(HashMap::<IpAddr, usize>::new()));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let service = TowerToHyperService::new(router);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -69,12 +70,23 @@ pub async fn serve(
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
             .header_read_timeout(config.header_timeout);
-        let service = service.clone();
+        let connection = Arc::new(slot);
+        let service = {
+            let (router, connection) = (router.clone(), Arc::clone(&connection));
+            hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(Arc::clone(&connection));
+                let mut router = router.clone();
+                async move {
+                    tower_service::Service::call(&mut router, request.map(axum::body::Body::new))
+                        .await
+                }
+            })
+        };
         let handshake = config.header_timeout;
         let tls = tls.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let _slot = slot;
+            let _connection = connection;
             let served = match tls {
                 None => {
                     let conn = http.serve_connection(TokioIo::new(io), service);
@@ -110,13 +122,41 @@ pub async fn serve(
 }
 
 /// A connection's place under the limits, given back when it closes.
-struct Slot {
+pub struct Connection {
     app: Arc<App>,
     clients: Arc<Mutex<HashMap<IpAddr, usize>>>,
     ip: IpAddr,
+    /// Whether it still counts against its address.
+    anonymous: AtomicBool,
 }
 
-impl Slot {
+type Slot = Connection;
+
+impl Connection {
+    /// A request on this connection carried a live token: it no longer counts against its
+    /// address (only against the total).
+    pub fn is_anonymous(&self) -> bool {
+        self.anonymous.load(Ordering::Relaxed)
+    }
+
+    pub fn trust(&self) {
+        if self.anonymous.swap(false, Ordering::Relaxed) {
+            self.leave_address();
+        }
+    }
+
+    fn leave_address(&self) {
+        let mut open = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
     fn take(
         app: &Arc<App>,
         clients: &Arc<Mutex<HashMap<IpAddr, usize>>>,
@@ -141,21 +181,15 @@ impl Slot {
             app: Arc::clone(app),
             clients: Arc::clone(clients),
             ip: peer.ip(),
+            anonymous: AtomicBool::new(true),
         })
     }
 }
 
-impl Drop for Slot {
+impl Drop for Connection {
     fn drop(&mut self) {
-        let mut open = self
-            .clients
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(n) = open.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.ip);
-            }
+        if *self.anonymous.get_mut() {
+            self.leave_address();
         }
         self.app.metrics.connections.fetch_sub(1, Ordering::Relaxed);
     }

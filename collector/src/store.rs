@@ -406,20 +406,28 @@ impl Store {
         Ok(page)
     }
 
-    /// Events stored after `seq`, oldest first (for a stream that reconnects).
+    /// Events stored after `seq`, oldest first (for a stream that reconnects): up to
+    /// `limit`, ending early once their bodies pass `max_bytes`.
     pub async fn events_after(
         &self,
         seq: i64,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows = sqlx::query::<Any>(&format!(
-            "{EVENT_COLUMNS} WHERE seq > $1 ORDER BY seq LIMIT $2"
-        ))
-        .bind(seq)
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(stored_event).collect()
+        let sql = format!("{EVENT_COLUMNS} WHERE seq > $1 ORDER BY seq LIMIT $2");
+        let query = sqlx::query::<Any>(&sql).bind(seq).bind(limit as i64);
+        let mut rows = query.fetch(&self.pool);
+        let mut page = Vec::new();
+        let mut bytes = 0;
+        while let Some(row) = tokio_stream::StreamExt::next(&mut rows).await {
+            let event = stored_event(&row?)?;
+            bytes += event.body.len();
+            page.push(event);
+            if bytes >= max_bytes {
+                break;
+            }
+        }
+        Ok(page)
     }
 
     /// Deletes events older than `before`, 10 000 at a time (so that ingest is never kept
@@ -582,19 +590,14 @@ impl Store {
         Ok(row.is_some())
     }
 
-    /// The ids of tokens revoked at or after `since_ns`, and the latest revocation time.
-    pub async fn revoked_since(&self, since_ns: i64) -> Result<(Vec<String>, i64), StoreError> {
-        let rows = sqlx::query("SELECT id, revoked_ns FROM tokens WHERE revoked_ns >= $1")
-            .bind(since_ns)
+    /// The ids of every revoked token.
+    pub async fn revoked_ids(&self) -> Result<std::collections::HashSet<String>, StoreError> {
+        let rows = sqlx::query("SELECT id FROM tokens WHERE revoked_ns IS NOT NULL")
             .fetch_all(&self.pool)
             .await?;
-        let mut latest = since_ns;
-        let mut ids = Vec::with_capacity(rows.len());
-        for row in &rows {
-            ids.push(row.try_get::<String, _>(0)?);
-            latest = latest.max(row.try_get::<i64, _>(1)?);
-        }
-        Ok((ids, latest))
+        rows.iter()
+            .map(|row| Ok(row.try_get::<String, _>(0)?))
+            .collect()
     }
 
     /// Revokes the live token with this id; returns it.

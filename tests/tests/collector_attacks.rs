@@ -329,7 +329,16 @@ fn streams_are_bounded_and_a_slow_one_is_ended_not_waited_for() {
         assert!(Instant::now() < until, "the slow stream was not ended");
         std::thread::sleep(Duration::from_millis(100));
     }
-    // Its place is free again: Dave may stream now.
+    // Its connection, which never reads, is closed once nothing moved on it for idle_timeout,
+    // and its place under the limits is free again: Dave may stream now.
+    let until = Instant::now() + Duration::from_secs(20);
+    while metric(&c, &dave, "cordon_collector_streams") > 3.0 {
+        assert!(
+            Instant::now() < until,
+            "the ended stream still holds its place"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let dave_stream = c.stream(&dave, "");
     let (status, reply) = c.post_raw(
         Some(&host),
@@ -350,11 +359,57 @@ fn streams_are_bounded_and_a_slow_one_is_ended_not_waited_for() {
         .recv_timeout(Duration::from_secs(10))
         .expect("dave's stream");
     assert_eq!(last["path"], "/last");
-    // And the connection that never read is closed once nothing moved on it for idle_timeout.
     assert!(
         closed_within(&mut slow, Duration::from_secs(15)).is_some(),
         "the unread stream's connection is still open"
     );
+}
+
+#[test]
+fn a_stream_gets_every_event_of_batches_stored_at_once() {
+    if !require_root("a_stream_gets_every_event_of_batches_stored_at_once") {
+        return;
+    }
+    let c = Collector::start(Db::Sqlite, "");
+    let viewer = c.token("alice", "viewer", None);
+    let live = c.stream(&viewer, "");
+    std::thread::sleep(Duration::from_millis(300));
+    // Eight hosts post at once: their batches commit and reach the streams in any order.
+    let posters: Vec<_> = (0..8u64)
+        .map(|h| {
+            let name = format!("web-{h}");
+            let token = c.token(&name, "host", Some(&name));
+            let url = c.url.clone();
+            std::thread::spawn(move || {
+                for b in 0..20u64 {
+                    let events: Vec<_> = (0..100)
+                        .map(|i| {
+                            file_event(
+                                &id(h * 1_000_000 + b * 1000 + i),
+                                "agent-1-0",
+                                "/x",
+                                "2026-11-29T00:00:00Z",
+                            )
+                        })
+                        .collect();
+                    let answer = ureq::post(&format!("{url}/api/v1/events"))
+                        .set("Authorization", &format!("Bearer {token}"))
+                        .send_bytes(&batch(&name, &events));
+                    assert!(answer.is_ok(), "{answer:?}");
+                }
+            })
+        })
+        .collect();
+    for p in posters {
+        p.join().expect("poster");
+    }
+    let mut got = 0;
+    while got < 16_000 {
+        match live.recv_timeout(Duration::from_secs(10)) {
+            Ok(_) => got += 1,
+            Err(_) => panic!("the stream got {got} of 16000 events"),
+        }
+    }
 }
 
 #[test]
@@ -483,6 +538,35 @@ fn big_events_are_cut_at_ingest_and_a_page_stops_at_its_byte_limit() {
     );
     // The rest is there, page after page.
     assert_eq!(c.all_events(&viewer, "sandbox=agent-1-0").len(), 40);
+
+    // 16 MB of padding in fields no event has (54 KB gzipped): read once and dropped, while
+    // the collector goes on answering (cutting it field by field once cost hours of CPU).
+    let mut padded = file_event(&id(1000), "agent-1-0", "/padded", "2026-11-29T00:00:00Z");
+    padded["padding"] = json!(vec!["p".repeat(80); 190_000]);
+    let started = Instant::now();
+    let (url, token) = (c.url.clone(), host.clone());
+    let body = batch("web-1", &[padded]);
+    let posting = std::thread::spawn(move || {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&body).expect("gzip");
+        ureq::post(&format!("{url}/api/v1/events"))
+            .set("Authorization", &format!("Bearer {token}"))
+            .set("Content-Encoding", "gzip")
+            .send_bytes(&gz.finish().expect("gzip"))
+            .map(|r| r.into_string().unwrap_or_default())
+            .map_err(|e| e.to_string())
+    });
+    assert_eq!(c.get(None, "/healthz").0, 200);
+    let reply = posting.join().expect("post");
+    assert!(
+        reply.as_ref().is_ok_and(|r| r.contains("\"stored\":1")),
+        "{reply:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]

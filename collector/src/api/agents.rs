@@ -4,7 +4,7 @@ use std::io::Read as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,12 +17,15 @@ use cordon_proto::collector::{ErrorCode, IngestReply, Poll, PollReply, PROTOCOL_
 
 use super::{authorize, authorize_host, parse_json, ApiError, App};
 use crate::auth::Role;
+use crate::config::Config;
 use crate::ingest::{self, RawBatch};
 
 /// The longest a poll may wait for a command.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 /// The most bytes of a poll (a host's sandboxes and results).
 const MAX_POLL_BYTES: usize = 4 << 20;
+/// The most command results one poll reports (each was a command delivered to the host).
+const MAX_RESULTS: usize = 1000;
 
 /// `POST /api/v1/events`: a host's batch. Each event is read on its own (see
 /// [`crate::ingest`]): the ones the collector cannot take are set aside and named in the
@@ -35,47 +38,33 @@ pub async fn ingest(
 ) -> Result<Response, ApiError> {
     let host = authorize_host(&app, &headers).await?;
     let limit = app.config.max_body_bytes;
-    let raw = read_body(body, &headers, limit, app.config.body_timeout).await?;
-    let batch: RawBatch = serde_json::from_slice(&raw).map_err(|e| {
-        ApiError::bad_request(format!("malformed batch: {e}")).code(ErrorCode::MalformedBatch)
-    })?;
-    if batch.v != PROTOCOL_VERSION {
-        return Err(ApiError::bad_request(format!(
-            "batch version {} is not supported (this collector reads {PROTOCOL_VERSION})",
-            batch.v
-        ))
-        .code(ErrorCode::BatchVersion));
-    }
-    if batch.host != host {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!("this token speaks for host {host:?}, not {:?}", batch.host),
-        ));
-    }
-    if batch.events.len() > app.config.max_batch_events {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the batch has {} events; at most {} are taken at once",
-                batch.events.len(),
-                app.config.max_batch_events
-            ),
-        )
-        .code(ErrorCode::TooManyEvents));
-    }
-    let limits = ingest::Limits {
-        max_event_bytes: app.config.max_event_bytes,
-        clock_skew: app.config.clock_skew,
-    };
-    let admitted = ingest::admit(&batch.events, SystemTime::now(), limits);
-    for aside in &admitted.set_aside {
+    let raw = read_raw(body, limit, app.config.body_timeout).await?;
+    // Inflating, parsing and admitting a batch is CPU work of up to `max_body_bytes`: done
+    // off the async threads (which keep serving everyone else), a few batches at a time.
+    let _permit = app
+        .work
+        .acquire()
+        .await
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping"))?;
+    let (config, who) = (app.config.clone(), host.clone());
+    let admitted = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        let raw = decode(&raw, &headers, limit)?;
+        read_batch(&raw, &who, &config)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    if let Some(first) = admitted.set_aside.first() {
+        // One line a batch, however many it set aside.
         tracing::warn!(
-            "host {host:?}: event {} ({:?}) set aside: {}: {:?}",
-            aside.rejected.index,
-            aside.rejected.id,
-            aside.rejected.reason.as_str(),
-            aside.rejected.detail
+            "host {host:?}: {} event(s) of a batch set aside; the first, event {} ({:?}): {}: {:?}",
+            admitted.set_aside.len(),
+            first.rejected.index,
+            first.rejected.id,
+            first.rejected.reason.as_str(),
+            first.rejected.detail
         );
+    }
+    for aside in &admitted.set_aside {
         app.metrics.rejected(aside.rejected.reason);
     }
     let started = std::time::Instant::now();
@@ -97,34 +86,79 @@ pub async fn ingest(
     Ok(Json(reply).into_response())
 }
 
+/// The batch in `raw` from `host`, its events admitted (see [`crate::ingest`]), or why the
+/// batch as a whole is refused.
+fn read_batch(raw: &[u8], host: &str, config: &Config) -> Result<ingest::Admitted, ApiError> {
+    let batch: RawBatch = serde_json::from_slice(raw).map_err(|e| {
+        ApiError::bad_request(format!("malformed batch: {e}")).code(ErrorCode::MalformedBatch)
+    })?;
+    if batch.v != PROTOCOL_VERSION {
+        return Err(ApiError::bad_request(format!(
+            "batch version {} is not supported (this collector reads {PROTOCOL_VERSION})",
+            batch.v
+        ))
+        .code(ErrorCode::BatchVersion));
+    }
+    if batch.host != host {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("this token speaks for host {host:?}, not {:?}", batch.host),
+        ));
+    }
+    if batch.events.len() > config.max_batch_events {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the batch has {} events; at most {} are taken at once",
+                batch.events.len(),
+                config.max_batch_events
+            ),
+        )
+        .code(ErrorCode::TooManyEvents));
+    }
+    let limits = ingest::Limits {
+        max_event_bytes: config.max_event_bytes,
+        clock_skew: config.clock_skew,
+    };
+    Ok(ingest::admit(&batch.events, SystemTime::now(), limits))
+}
+
 /// The body, decompressed when it says it is gzip, refused with 413 past `limit` bytes
-/// either way (a small body can inflate to a huge one).
-/// The whole body must arrive within `timeout` (a client that trickles it is cut off).
+/// either way (a small body can inflate to a huge one). The whole body must arrive within
+/// `timeout` (a client that trickles it is cut off).
 pub async fn read_body(
     body: Body,
     headers: &HeaderMap,
     limit: usize,
     timeout: Duration,
 ) -> Result<Vec<u8>, ApiError> {
-    let too_big = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the request body is over {limit} bytes"),
-        )
-        .code(ErrorCode::BodyTooLarge)
-    };
-    let bytes = match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
-        Ok(read) => read.map_err(|_| too_big())?,
-        Err(_) => {
-            return Err(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "the request body did not arrive within {}",
-                    humantime::format_duration(timeout)
-                ),
-            ))
-        }
-    };
+    decode(&read_raw(body, limit, timeout).await?, headers, limit)
+}
+
+/// The body as sent, refused past `limit` bytes or `timeout`.
+async fn read_raw(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, ApiError> {
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(read) => read.map_err(|_| too_big(limit)),
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {}",
+                humantime::format_duration(timeout)
+            ),
+        )),
+    }
+}
+
+fn too_big(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request body is over {limit} bytes"),
+    )
+    .code(ErrorCode::BodyTooLarge)
+}
+
+/// `bytes` decompressed when the headers say gzip, at most `limit` bytes of it.
+fn decode(bytes: &[u8], headers: &HeaderMap, limit: usize) -> Result<Vec<u8>, ApiError> {
     let encoding = headers
         .get(axum::http::header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -133,7 +167,7 @@ pub async fn read_body(
         "identity" => Ok(bytes.to_vec()),
         "gzip" => {
             let mut out = Vec::new();
-            flate2::read::GzDecoder::new(&bytes[..])
+            flate2::read::GzDecoder::new(bytes)
                 .take(limit as u64 + 1)
                 .read_to_end(&mut out)
                 .map_err(|e| {
@@ -141,7 +175,7 @@ pub async fn read_body(
                         .code(ErrorCode::MalformedBatch)
                 })?;
             if out.len() > limit {
-                return Err(too_big());
+                return Err(too_big(limit));
             }
             Ok(out)
         }
@@ -173,6 +207,13 @@ pub async fn poll(
     // Told at once when the token is revoked while the poll waits.
     let mut revoked = app.revocations.subscribe();
     let raw = read_body(body, &headers, MAX_POLL_BYTES, app.config.body_timeout).await?;
+    // Revoked before the subscription above: seen now.
+    if !app.store.token_is_live(&token.id).await? {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unknown or revoked token",
+        ));
+    }
     let poll: Poll = parse_json(&raw)?;
     if poll.v != PROTOCOL_VERSION {
         return Err(ApiError::bad_request(format!(
@@ -186,7 +227,13 @@ pub async fn poll(
             format!("this token speaks for host {host:?}, not {:?}", poll.host),
         ));
     }
-    for result in &poll.results {
+    if poll.results.len() > MAX_RESULTS {
+        tracing::warn!(
+            "{host} reported {} command results at once; the first {MAX_RESULTS} are taken",
+            poll.results.len()
+        );
+    }
+    for result in poll.results.iter().take(MAX_RESULTS) {
         if !app.store.finish_command(&host, result).await? {
             tracing::warn!(
                 "{host} reported command {:?} which was not waiting for a result",

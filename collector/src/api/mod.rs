@@ -49,6 +49,8 @@ pub struct App {
     /// seen by [`watch_revocations`]): waiting polls and open streams end at once.
     pub revocations: broadcast::Sender<String>,
     pub metrics: Metrics,
+    /// Batches being inflated, parsed and admitted at once (CPU and memory).
+    pub work: tokio::sync::Semaphore,
     /// Open streams per token id.
     streams: Mutex<HashMap<String, usize>>,
     /// Hosts waiting in a poll, woken when a command for them is queued.
@@ -63,6 +65,9 @@ impl App {
             live: broadcast::channel(1024).0,
             revocations: broadcast::channel(256).0,
             metrics: Metrics::default(),
+            work: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
+            ),
             streams: Mutex::new(HashMap::new()),
             waiting: Mutex::new(HashMap::new()),
         })
@@ -143,18 +148,21 @@ impl Drop for StreamSlot {
 
 /// Tells [`App::revocations`] of tokens revoked by another process (the CLI writes the
 /// store directly), checking once a second: one query for the whole collector, whatever the
-/// number of streams and polls.
+/// number of streams and polls. It compares the set of revoked tokens with the last one it
+/// saw, so neither clocks nor a revocation that waited on a lock can hide one.
 pub async fn watch_revocations(app: Arc<App>) {
-    let mut since = crate::store::now_ns();
+    let mut known: Option<std::collections::HashSet<String>> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        match app.store.revoked_since(since).await {
-            Ok((ids, latest)) => {
-                since = latest.max(since);
-                for id in ids {
-                    let _ = app.revocations.send(id);
+        match app.store.revoked_ids().await {
+            Ok(now) => {
+                if let Some(before) = &known {
+                    for id in now.difference(before) {
+                        let _ = app.revocations.send(id.clone());
+                    }
                 }
+                known = Some(now);
             }
             Err(e) => tracing::warn!("cannot check for revoked tokens: {e}"),
         }
@@ -163,6 +171,7 @@ pub async fn watch_revocations(app: Arc<App>) {
 
 pub fn router(app: Arc<App>) -> Router {
     let errors = axum::middleware::from_fn_with_state(Arc::clone(&app), json_errors);
+    let trust = axum::middleware::from_fn_with_state(Arc::clone(&app), trust_tokens);
     Router::new()
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
@@ -182,6 +191,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/tokens/{id}", delete(revoke_token))
         .merge(console::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .layer(trust)
         .layer(errors)
         .with_state(app)
 }
@@ -301,17 +311,7 @@ pub async fn authorize(
     headers: &HeaderMap,
     needed: Role,
 ) -> Result<TokenInfo, ApiError> {
-    let secret = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "no bearer token"))?;
-    let token = app
-        .store
-        .token_by_hash(&auth::hash(secret))
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown or revoked token"))?;
+    let token = authenticate(app, headers).await?;
     if !token.role.allows(needed) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -319,6 +319,44 @@ pub async fn authorize(
         ));
     }
     Ok(token)
+}
+
+/// The caller's live token: 401 without one.
+async fn authenticate(app: &App, headers: &HeaderMap) -> Result<TokenInfo, ApiError> {
+    let secret = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "no bearer token"))?;
+    app.store
+        .token_by_hash(&auth::hash(secret))
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown or revoked token"))
+}
+
+/// Lets the connection of a request that carries a live token stop counting against its
+/// address (see [`crate::serve`]): checked once per connection.
+async fn trust_tokens(
+    State(app): State<Arc<App>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let connection = request
+        .extensions()
+        .get::<Arc<crate::serve::Connection>>()
+        .filter(|c| c.is_anonymous())
+        .cloned();
+    if let Some(connection) = connection {
+        if request
+            .headers()
+            .contains_key(axum::http::header::AUTHORIZATION)
+            && authenticate(&app, request.headers()).await.is_ok()
+        {
+            connection.trust();
+        }
+    }
+    next.run(request).await
 }
 
 async fn health(State(app): State<Arc<App>>) -> Result<&'static str, ApiError> {

@@ -2,11 +2,12 @@
 //! sandboxes.
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -204,54 +205,85 @@ pub async fn stream(
     // Subscribe first, then replay: nothing falls between the two.
     let mut live = app.live.subscribe();
     let mut revoked = app.revocations.subscribe();
+    // Revoked between the check above and the subscription: seen now.
+    if !app.store.token_is_live(&token.id).await? {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unknown or revoked token",
+        ));
+    }
     let last_seen: Option<i64> = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
     let missed = match last_seen {
-        Some(seq) => app.store.events_after(seq, REPLAY_PAGE).await?,
+        Some(seq) => {
+            app.store
+                .events_after(seq, REPLAY_PAGE, STREAM_BACKLOG_BYTES / 2)
+                .await?
+        }
         None => Vec::new(),
     };
-    let mut sent_to = missed.last().map(|e| e.seq).or(last_seen).unwrap_or(0);
-    // What the connection has not written yet; past this, the client is too slow.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<SseEvent, Infallible>>(STREAM_BACKLOG);
-    for event in missed.iter().filter(|e| wanted(e)) {
-        // Cannot fail: a page of the replay is half the backlog.
-        let _ = tx.try_send(Ok(sse(event)));
+    let replay_full = missed.len() == REPLAY_PAGE
+        || missed.iter().map(|e| e.body.len()).sum::<usize>() >= STREAM_BACKLOG_BYTES / 2;
+    // What the connection has not written yet, in events and bytes; past either, the client
+    // is too slow. The stream's place under the limits goes with the connection's answer.
+    let (tx, rx) = tokio::sync::mpsc::channel::<(SseEvent, usize)>(STREAM_BACKLOG);
+    let backlog = Arc::new(AtomicUsize::new(0));
+    let feed = Feed {
+        tx,
+        backlog: Arc::clone(&backlog),
+    };
+    let taken = backlog;
+    let body = tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+        move |(event, bytes)| {
+            let _slot = &slot;
+            taken.fetch_sub(bytes, Ordering::Relaxed);
+            Ok::<_, Infallible>(event)
+        },
+    );
+    let mut replayed = std::collections::HashSet::with_capacity(missed.len());
+    for event in &missed {
+        replayed.insert(event.seq);
+        if wanted(event) {
+            // Cannot fail: the replay is at most half the backlog.
+            feed.send(sse(event), event.body.len());
+        }
     }
-    if missed.len() == REPLAY_PAGE {
-        // More was missed than one page: this one ends here, with the id to go on from
+    if replay_full {
+        // More was missed than one page: this answer ends here, with the id to go on from
         // (even when no event of the page was wanted), and the client reconnects.
+        let last = missed.last().map_or(0, |e| e.seq);
         let more = SseEvent::default()
             .event("replay")
-            .id(sent_to.to_string())
+            .id(last.to_string())
             .data("{\"more\":true}");
-        let _ = tx.try_send(Ok(more));
-        drop(slot);
-        return Ok(Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx)).into_response());
+        feed.send(more, 0);
+        return Ok(Sse::new(body).into_response());
     }
     let store = app.store.clone();
     let metrics = Arc::clone(&app);
     tokio::spawn(async move {
-        let _slot = slot;
         loop {
             tokio::select! {
                 batch = live.recv() => match batch {
                     Ok(batch) => {
-                        for event in batch.iter().filter(|e| e.seq > sent_to && wanted(e)) {
-                            if tx.try_send(Ok(sse(event))).is_err() {
+                        // Batches may come out of order (each is sent once its own
+                        // transaction committed): only what the replay sent is skipped.
+                        for event in batch.iter().filter(|e| !replayed.contains(&e.seq) && wanted(e)) {
+                            if !feed.send(sse(event), event.body.len()) {
                                 metrics.metrics.refused(Refusal::SlowStream);
                                 return;
                             }
                         }
-                        sent_to = batch.last().map_or(sent_to, |e| e.seq.max(sent_to));
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         metrics.metrics.refused(Refusal::SlowStream);
                         let lost = SseEvent::default()
                             .event("lost")
                             .data(format!("{{\"missed_batches\":{n}}}"));
-                        let _ = tx.try_send(Ok(lost));
+                        feed.send(lost, 0);
                         return;
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
@@ -262,17 +294,37 @@ pub async fn stream(
                     _ if matches!(store.token_is_live(&token.id).await, Ok(true)) => {}
                     _ => return,
                 },
-                () = tx.closed() => return,
+                () = feed.tx.closed() => return,
             }
         }
     });
-    Ok(Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx))
+    Ok(Sse::new(body)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
 }
 
+/// The sending end of a stream: refuses an event once the client has too much unread.
+struct Feed {
+    tx: tokio::sync::mpsc::Sender<(SseEvent, usize)>,
+    /// Bytes sent and not yet taken by the connection.
+    backlog: Arc<AtomicUsize>,
+}
+
+impl Feed {
+    /// Queues `event` of `bytes`; false when the client is too far behind (or gone).
+    fn send(&self, event: SseEvent, bytes: usize) -> bool {
+        if self.backlog.load(Ordering::Relaxed) + bytes > STREAM_BACKLOG_BYTES {
+            return false;
+        }
+        self.backlog.fetch_add(bytes, Ordering::Relaxed);
+        self.tx.try_send((event, bytes)).is_ok()
+    }
+}
+
 /// Events a stream may have waiting to be written before its client counts as too slow.
 const STREAM_BACKLOG: usize = 4096;
+/// Bytes of events a stream may have waiting (events are up to `max_event_bytes` each).
+const STREAM_BACKLOG_BYTES: usize = 4 << 20;
 /// Missed events replayed at once to a stream that reconnects.
 const REPLAY_PAGE: usize = STREAM_BACKLOG / 2;
 
