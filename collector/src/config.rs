@@ -267,7 +267,17 @@ impl Config {
                 defaults.header_timeout,
             )?,
             body_timeout: duration("body_timeout", file.body_timeout, defaults.body_timeout)?,
-            idle_timeout: duration("idle_timeout", file.idle_timeout, defaults.idle_timeout)?,
+            idle_timeout: match duration("idle_timeout", file.idle_timeout, defaults.idle_timeout)?
+            {
+                // Polls wait half of it and streams send a keep-alive at half of it.
+                short if short < Duration::from_secs(2) => {
+                    return Err(at(
+                        key("idle_timeout").map(|s| s..s),
+                        "idle_timeout must be at least 2s".into(),
+                    ))
+                }
+                idle => idle,
+            },
             max_streams: positive("max_streams", file.max_streams, defaults.max_streams)?,
             max_streams_per_token: positive(
                 "max_streams_per_token",
@@ -353,6 +363,8 @@ mod tests {
         assert!(parse("listen = \"0.0.0.0:8086\"\nplain_http = true").is_ok());
         let e = parse("max_batch_events = 0").unwrap_err();
         assert!(e.contains("must be above 0"), "{e}");
+        let e = parse("idle_timeout = \"1s\"").unwrap_err();
+        assert!(e.contains("1:1: idle_timeout must be at least 2s"), "{e}");
         let e = parse("sqlite_synchronous = \"off\"").unwrap_err();
         assert!(e.contains("unknown variant `off`"), "{e}");
     }

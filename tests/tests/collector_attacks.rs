@@ -582,6 +582,8 @@ fn every_error_is_json() {
         ("GET", "/api/v1/events?next=1.2", 400),
         ("GET", "/api/v1/nothing", 404),
         ("PUT", "/api/v1/hosts", 405),
+        ("GET", "/api/v1/hosts/web%00-1/rejected", 400),
+        ("GET", "/api/v1/events?host=a%00b", 400),
     ] {
         let answer = ureq::request(method, &format!("{}{path}", c.url))
             .set("Authorization", &format!("Bearer {viewer}"))

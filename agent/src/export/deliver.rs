@@ -28,6 +28,8 @@ pub enum DeliverError {
     },
     #[error("cannot reach the collector: {0}")]
     Transport(String),
+    #[error("the collector did not answer in time: {0}")]
+    Timeout(String),
     #[error("cannot compress the batch: {0}")]
     Compress(#[source] std::io::Error),
     #[error("the collector's answer is not one this cordond reads: {0}")]
@@ -108,6 +110,21 @@ impl DeliverError {
     pub fn about_content(&self) -> bool {
         matches!(self, Self::Status { code: Some(code), .. } if code.is_about_content())
     }
+
+    /// Whether a smaller batch might go through where this one did not: a refusal of its
+    /// content, or of its size or time by anything on the way (a proxy's 413 without the
+    /// collector's code, a 408, no answer in time). Only [`Self::about_content`] lets an
+    /// event be set aside.
+    pub fn about_size(&self) -> bool {
+        self.about_content()
+            || matches!(
+                self,
+                Self::Status {
+                    status: 408 | 413,
+                    ..
+                } | Self::Timeout(_)
+            )
+    }
 }
 
 fn failed(error: ureq::Error) -> DeliverError {
@@ -119,7 +136,21 @@ fn failed(error: ureq::Error) -> DeliverError {
             let body = reply.map_or(text, |r| r.error).chars().take(300).collect();
             DeliverError::Status { status, body, code }
         }
-        ureq::Error::Transport(t) => DeliverError::Transport(t.to_string()),
+        ureq::Error::Transport(t) => {
+            let timed_out = std::error::Error::source(&t)
+                .and_then(|e| e.downcast_ref::<std::io::Error>())
+                .is_some_and(|e| {
+                    matches!(
+                        e.kind(),
+                        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                    )
+                });
+            if timed_out {
+                DeliverError::Timeout(t.to_string())
+            } else {
+                DeliverError::Transport(t.to_string())
+            }
+        }
     }
 }
 
@@ -143,6 +174,44 @@ pub fn batch_body(host: &str, events: &[Vec<u8>]) -> std::io::Result<Vec<u8>> {
 mod tests {
     use super::*;
     use std::io::Read as _;
+
+    #[test]
+    fn only_a_coded_refusal_of_content_sets_an_event_aside() {
+        let status = |status, code| DeliverError::Status {
+            status,
+            body: String::new(),
+            code,
+        };
+        // The collector says the batch holds what it will not take: split, then set aside.
+        for code in [
+            ErrorCode::MalformedBatch,
+            ErrorCode::BodyTooLarge,
+            ErrorCode::TooManyEvents,
+        ] {
+            let e = status(413, Some(code));
+            assert!(e.about_content() && e.about_size(), "{code:?}");
+        }
+        // Size or time refused on the way (a proxy, a timeout): split, never set aside.
+        for e in [
+            status(413, None),
+            status(408, None),
+            DeliverError::Timeout("read".into()),
+        ] {
+            assert!(e.about_size() && !e.about_content(), "{e}");
+        }
+        // Credentials, load, versions, outages: retried as they are.
+        for e in [
+            status(401, None),
+            status(403, None),
+            status(429, None),
+            status(503, None),
+            status(400, Some(ErrorCode::BatchVersion)),
+            status(400, Some(ErrorCode::Other)),
+            DeliverError::Transport("refused".into()),
+        ] {
+            assert!(!e.about_size() && !e.about_content(), "{e}");
+        }
+    }
 
     #[test]
     fn a_batch_is_gzipped_json_with_the_host_and_every_event() {

@@ -42,6 +42,9 @@ const REFUSED_MAX_BYTES: u64 = 16 << 20;
 const JOURNAL_STEP: usize = 20_000;
 /// Largest batch body before compression.
 const BATCH_BYTES: usize = 4 << 20;
+/// Events refused alone in a row that are set aside; past this, they wait (see
+/// [`delivery_thread`]).
+const MAX_LONE_REFUSALS: u32 = 8;
 
 /// What the pipeline reads of an event line.
 #[derive(Deserialize)]
@@ -459,6 +462,10 @@ pub fn delivery_thread(pipeline: &Pipeline, config: &SharedConfig) {
     // Events in the next batch: halved while the collector refuses what a batch holds,
     // doubled back after each success.
     let mut size = usize::MAX;
+    // Events refused alone since the last batch the collector took: past a few, the fault
+    // is not in the events (a collector set below one event, a middlebox that mangles
+    // bodies), and they are kept and retried, never set aside by the thousand.
+    let mut lone_refusals = 0;
     let mut client: Option<(String, Option<String>, String, Collector)> = None;
     while !pipeline.stopped() {
         let cfg = config.read().map(|c| Arc::clone(&c)).ok();
@@ -513,17 +520,19 @@ pub fn delivery_thread(pipeline: &Pipeline, config: &SharedConfig) {
                     .fetch_add(reply.rejected.len() as u64, Ordering::Relaxed);
                 pipeline.ack(&ends, lines.len().saturating_sub(reply.rejected.len()));
                 size = size.saturating_mul(2);
+                lone_refusals = 0;
                 backoff.reset();
             }
-            Err(e) if e.about_content() && lines.len() > 1 => {
+            Err(e) if e.about_size() && lines.len() > 1 => {
                 tracing::info!(
                     "the collector refused a batch of {} events ({e}); sending halves",
                     lines.len()
                 );
                 size = lines.len() / 2;
             }
-            Err(e) if e.about_content() => {
+            Err(e) if e.about_content() && lone_refusals < MAX_LONE_REFUSALS => {
                 // This one event is refused alone: kept here, and the ones behind it go on.
+                lone_refusals += 1;
                 pipeline.set_aside(&lines[0], &e.to_string());
                 pipeline.ack(&ends, 0);
             }

@@ -335,13 +335,18 @@ async fn authenticate(app: &App, headers: &HeaderMap) -> Result<TokenInfo, ApiEr
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown or revoked token"))
 }
 
-/// Lets the connection of a request that carries a live token stop counting against its
-/// address (see [`crate::serve`]): checked once per connection.
+/// Before every handler: a URL with a NUL (`%00`, which no name or id holds and PostgreSQL's
+/// text cannot) is refused; the connection of a request that carries a live token stops
+/// counting against its address (see [`crate::serve`]), checked once per connection.
 async fn trust_tokens(
     State(app): State<Arc<App>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    let url = request.uri().to_string();
+    if url.contains("%00") || url.contains('\0') {
+        return ApiError::bad_request("a NUL (%00) in the URL").into_response();
+    }
     let connection = request
         .extensions()
         .get::<Arc<crate::serve::Connection>>()

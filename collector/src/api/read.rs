@@ -298,8 +298,10 @@ pub async fn stream(
             }
         }
     });
+    // A keep-alive well within the idle timeout, so a quiet stream is not taken for a dead one.
+    let keep_alive = Duration::from_secs(15).min(app.config.idle_timeout / 2);
     Ok(Sse::new(body)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .keep_alive(KeepAlive::new().interval(keep_alive))
         .into_response())
 }
 
