@@ -39,7 +39,10 @@ pub enum StoreError {
 
 #[derive(Clone)]
 pub struct Store {
+    /// Hosts' writes and polls, and token checks.
     pool: AnyPool,
+    /// Viewers' queries of events, hosts and commands.
+    reads: AnyPool,
     pub backend: Backend,
 }
 
@@ -170,36 +173,50 @@ impl Store {
                 url.push_str("?mode=rwc");
             }
         }
-        let options = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // WAL lets readers go on while a batch is written. `synchronous`:
-                        // see the configuration (FULL unless ops chose otherwise).
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute(
-                            format!("PRAGMA synchronous = {}", synchronous.pragma()).as_str(),
-                        )
-                        .await?;
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
-                        // Index pages stay in memory (64 MiB a connection, mapped reads), and
-                        // the WAL is folded into the database every 40 MB rather than 4 MB.
-                        conn.execute("PRAGMA cache_size = -65536").await?;
-                        conn.execute("PRAGMA mmap_size = 1073741824").await?;
-                        conn.execute("PRAGMA wal_autocheckpoint = 10000").await?;
-                    }
-                    Ok(())
+        let options = |connections: u32| {
+            AnyPoolOptions::new()
+                .max_connections(connections)
+                .after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        if backend == Backend::Sqlite {
+                            // WAL lets readers go on while a batch is written. `synchronous`:
+                            // see the configuration (FULL unless ops chose otherwise).
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute(
+                                format!("PRAGMA synchronous = {}", synchronous.pragma()).as_str(),
+                            )
+                            .await?;
+                            conn.execute("PRAGMA busy_timeout = 10000").await?;
+                            // Index pages stay in memory (64 MiB a connection, mapped reads), and
+                            // the WAL is folded into the database every 40 MB rather than 4 MB.
+                            conn.execute("PRAGMA cache_size = -65536").await?;
+                            conn.execute("PRAGMA mmap_size = 1073741824").await?;
+                            conn.execute("PRAGMA wal_autocheckpoint = 10000").await?;
+                        }
+                        Ok(())
+                    })
                 })
-            });
+        };
         // A batch's insert is one long statement: never log its text.
         let connect = sqlx::any::AnyConnectOptions::from_str(&url)?.disable_statement_logging();
-        let pool = options.connect_with(connect).await?;
+        let sqlite = backend == Backend::Sqlite;
+        let pool = options(if sqlite { 4 } else { 16 })
+            .connect_with(connect.clone())
+            .await?;
         match backend {
             Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&pool).await?,
         }
-        Ok(Self { pool, backend })
+        // People's queries have connections of their own, and only a few: a viewer's
+        // searches wait for each other, never for (or in front of) ingest, polls and tokens.
+        let reads = options(if sqlite { 2 } else { 4 })
+            .connect_with(connect)
+            .await?;
+        Ok(Self {
+            pool,
+            reads,
+            backend,
+        })
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -318,7 +335,7 @@ impl Store {
         )
         .bind(host.map(str::to_string))
         .bind(limit as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.iter()
             .map(|r| {
@@ -392,7 +409,7 @@ impl Store {
             " ORDER BY time_ns {order}, seq {order} LIMIT {limit}"
         ));
         // Row by row, so that a page of large events is cut off before it is all in memory.
-        let mut rows = sql.query().fetch(&self.pool);
+        let mut rows = sql.query().fetch(&self.reads);
         let mut page = Vec::new();
         let mut bytes = 0;
         while let Some(row) = tokio_stream::StreamExt::next(&mut rows).await {
@@ -416,7 +433,7 @@ impl Store {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let sql = format!("{EVENT_COLUMNS} WHERE seq > $1 ORDER BY seq LIMIT $2");
         let query = sqlx::query::<Any>(&sql).bind(seq).bind(limit as i64);
-        let mut rows = query.fetch(&self.pool);
+        let mut rows = query.fetch(&self.reads);
         let mut page = Vec::new();
         let mut bytes = 0;
         while let Some(row) = tokio_stream::StreamExt::next(&mut rows).await {
@@ -493,7 +510,7 @@ impl Store {
              WHERE $1 IS NULL OR name = $1 ORDER BY name",
         )
         .bind(name.map(str::to_string))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.iter()
             .map(|r| {
@@ -528,7 +545,7 @@ impl Store {
         ))
         .bind(host)
         .bind(since_ns)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.iter()
             .map(|r| {
@@ -715,7 +732,7 @@ impl Store {
     pub async fn command(&self, id: &str) -> Result<Option<CommandRow>, StoreError> {
         let row = sqlx::query(&format!("{COMMAND_COLUMNS} WHERE id = $1"))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?;
         row.as_ref().map(command_row).transpose()
     }
@@ -732,7 +749,7 @@ impl Store {
         let l = sql.bind(Value::Int(limit as i64));
         sql.text
             .push_str(&format!(" ORDER BY issued_ns DESC LIMIT {l}"));
-        let rows = sql.query().fetch_all(&self.pool).await?;
+        let rows = sql.query().fetch_all(&self.reads).await?;
         rows.iter().map(command_row).collect()
     }
 }

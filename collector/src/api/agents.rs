@@ -81,7 +81,8 @@ pub async fn ingest(
     };
     if !stored.is_empty() {
         // No receiver is not an error: nobody is watching.
-        let _ = app.live.send(Arc::new(stored));
+        let live = stored.iter().map(super::read::LiveEvent::of).collect();
+        let _ = app.live.send(Arc::new(live));
     }
     Ok(Json(reply).into_response())
 }

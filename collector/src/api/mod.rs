@@ -36,7 +36,7 @@ use cordon_proto::collector::{ErrorCode, ErrorReply};
 use crate::auth::{self, Role, TokenInfo};
 use crate::config::Config;
 use crate::metrics::{Metrics, Refusal};
-use crate::store::{Store, StoredEvent};
+use crate::store::Store;
 
 /// What every request handler shares.
 pub struct App {
@@ -44,7 +44,7 @@ pub struct App {
     pub config: Config,
     /// Each batch's new events as they are stored, for the live streams: one message a
     /// batch, so the cost of a batch does not grow with the number of streams.
-    pub live: broadcast::Sender<Arc<Vec<StoredEvent>>>,
+    pub live: broadcast::Sender<Arc<Vec<read::LiveEvent>>>,
     /// The ids of tokens as they are revoked (here, or by `cordon-collector token revoke`,
     /// seen by [`watch_revocations`]): waiting polls and open streams end at once.
     pub revocations: broadcast::Sender<String>,
@@ -62,7 +62,10 @@ impl App {
         Arc::new(Self {
             store,
             config,
-            live: broadcast::channel(1024).0,
+            // Batches kept for streams that are a little behind; a stream further behind is
+            // ended (it reconnects and is replayed from the store). Bounded memory: at most
+            // this many batches are held.
+            live: broadcast::channel(64).0,
             revocations: broadcast::channel(256).0,
             metrics: Metrics::default(),
             work: tokio::sync::Semaphore::new(

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -197,10 +197,10 @@ pub async fn stream(
     let kinds = kinds(params.kind)?;
     let slot = app.open_stream(&token.id)?;
     let (host, sandbox) = (params.host, params.sandbox);
-    let wanted = move |e: &StoredEvent| -> bool {
-        host.as_ref().is_none_or(|h| *h == e.host)
-            && sandbox.as_ref().is_none_or(|s| *s == e.sandbox)
-            && (kinds.is_empty() || kinds.contains(&e.kind))
+    let wanted = move |host_: &str, sandbox_: &str, kind: &str| -> bool {
+        host.as_ref().is_none_or(|h| h == host_)
+            && sandbox.as_ref().is_none_or(|s| s == sandbox_)
+            && (kinds.is_empty() || kinds.iter().any(|k| k == kind))
     };
     // Subscribe first, then replay: nothing falls between the two.
     let mut live = app.live.subscribe();
@@ -228,40 +228,51 @@ pub async fn stream(
         || missed.iter().map(|e| e.body.len()).sum::<usize>() >= STREAM_BACKLOG_BYTES / 2;
     // What the connection has not written yet, in events and bytes; past either, the client
     // is too slow. The stream's place under the limits goes with the connection's answer.
-    let (tx, rx) = tokio::sync::mpsc::channel::<(SseEvent, usize)>(STREAM_BACKLOG);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(STREAM_BACKLOG + 1);
     let backlog = Arc::new(AtomicUsize::new(0));
     let feed = Feed {
         tx,
         backlog: Arc::clone(&backlog),
     };
-    let taken = backlog;
     let body = tokio_stream::StreamExt::map(
         tokio_stream::wrappers::ReceiverStream::new(rx),
-        move |(event, bytes)| {
+        move |frame| {
             let _slot = &slot;
-            taken.fetch_sub(bytes, Ordering::Relaxed);
-            Ok::<_, Infallible>(event)
+            backlog.fetch_sub(frame.len(), Ordering::Relaxed);
+            Ok::<_, Infallible>(frame)
         },
     );
+    let answer = |body| {
+        (
+            [
+                (axum::http::header::CONTENT_TYPE, "text/event-stream"),
+                (axum::http::header::CACHE_CONTROL, "no-cache"),
+            ],
+            axum::body::Body::from_stream(body),
+        )
+            .into_response()
+    };
     let mut replayed = std::collections::HashSet::with_capacity(missed.len());
     for event in &missed {
         replayed.insert(event.seq);
-        if wanted(event) {
+        if wanted(&event.host, &event.sandbox, &event.kind) {
             // Cannot fail: the replay is at most half the backlog.
-            feed.send(sse(event), event.body.len());
+            feed.send(LiveEvent::of(event).frame);
         }
     }
     if replay_full {
         // More was missed than one page: this answer ends here, with the id to go on from
         // (even when no event of the page was wanted), and the client reconnects.
         let last = missed.last().map_or(0, |e| e.seq);
-        let more = SseEvent::default()
-            .event("replay")
-            .id(last.to_string())
-            .data("{\"more\":true}");
-        feed.send(more, 0);
-        return Ok(Sse::new(body).into_response());
+        feed.last_word(format!(
+            "event: replay\nid: {last}\ndata: {{\"more\":true}}\n\n"
+        ));
+        return Ok(answer(body));
     }
+    // A keep-alive well within the idle timeout, so a quiet stream is not taken for a dead one.
+    let mut keep_alive =
+        tokio::time::interval(Duration::from_secs(15).min(app.config.idle_timeout / 2));
+    keep_alive.tick().await;
     let store = app.store.clone();
     let metrics = Arc::clone(&app);
     tokio::spawn(async move {
@@ -271,19 +282,20 @@ pub async fn stream(
                     Ok(batch) => {
                         // Batches may come out of order (each is sent once its own
                         // transaction committed): only what the replay sent is skipped.
-                        for event in batch.iter().filter(|e| !replayed.contains(&e.seq) && wanted(e)) {
-                            if !feed.send(sse(event), event.body.len()) {
+                        let fresh = batch.iter().filter(|e| {
+                            !replayed.contains(&e.seq) && wanted(&e.host, &e.sandbox, &e.kind)
+                        });
+                        for event in fresh {
+                            if !feed.send(event.frame.clone()) {
                                 metrics.metrics.refused(Refusal::SlowStream);
+                                feed.last_word(LOST.into());
                                 return;
                             }
                         }
                     }
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
                         metrics.metrics.refused(Refusal::SlowStream);
-                        let lost = SseEvent::default()
-                            .event("lost")
-                            .data(format!("{{\"missed_batches\":{n}}}"));
-                        feed.send(lost, 0);
+                        feed.last_word(LOST.into());
                         return;
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
@@ -294,32 +306,48 @@ pub async fn stream(
                     _ if matches!(store.token_is_live(&token.id).await, Ok(true)) => {}
                     _ => return,
                 },
+                _ = keep_alive.tick() => {
+                    if !feed.send(Bytes::from_static(b": keep-alive\n\n")) {
+                        metrics.metrics.refused(Refusal::SlowStream);
+                        feed.last_word(LOST.into());
+                        return;
+                    }
+                }
                 () = feed.tx.closed() => return,
             }
         }
     });
-    // A keep-alive well within the idle timeout, so a quiet stream is not taken for a dead one.
-    let keep_alive = Duration::from_secs(15).min(app.config.idle_timeout / 2);
-    Ok(Sse::new(body)
-        .keep_alive(KeepAlive::new().interval(keep_alive))
-        .into_response())
+    Ok(answer(body))
 }
 
-/// The sending end of a stream: refuses an event once the client has too much unread.
+/// The last word to a stream that fell behind: reconnect with the last id seen.
+const LOST: &str = "event: lost\ndata: {\"reconnect\":true}\n\n";
+
+/// The sending end of a stream: refuses a frame once the client has too much unread.
 struct Feed {
-    tx: tokio::sync::mpsc::Sender<(SseEvent, usize)>,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
     /// Bytes sent and not yet taken by the connection.
     backlog: Arc<AtomicUsize>,
 }
 
 impl Feed {
-    /// Queues `event` of `bytes`; false when the client is too far behind (or gone).
-    fn send(&self, event: SseEvent, bytes: usize) -> bool {
-        if self.backlog.load(Ordering::Relaxed) + bytes > STREAM_BACKLOG_BYTES {
+    /// Queues `frame`; false when the client is too far behind (or gone). One place is
+    /// always left for [`Feed::last_word`].
+    fn send(&self, frame: Bytes) -> bool {
+        if self.backlog.load(Ordering::Relaxed) + frame.len() > STREAM_BACKLOG_BYTES
+            || self.tx.capacity() <= 1
+        {
             return false;
         }
-        self.backlog.fetch_add(bytes, Ordering::Relaxed);
-        self.tx.try_send((event, bytes)).is_ok()
+        self.backlog.fetch_add(frame.len(), Ordering::Relaxed);
+        self.tx.try_send(frame).is_ok()
+    }
+
+    /// The frame a stream ends with, past every limit.
+    fn last_word(&self, frame: String) {
+        let frame = Bytes::from(frame);
+        self.backlog.fetch_add(frame.len(), Ordering::Relaxed);
+        let _ = self.tx.try_send(frame);
     }
 }
 
@@ -330,10 +358,27 @@ const STREAM_BACKLOG_BYTES: usize = 4 << 20;
 /// Missed events replayed at once to a stream that reconnects.
 const REPLAY_PAGE: usize = STREAM_BACKLOG / 2;
 
-fn sse(event: &StoredEvent) -> SseEvent {
-    SseEvent::default()
-        .id(event.seq.to_string())
-        .data(render(event))
+/// A stored event as the live streams send it: rendered once, whatever the number of
+/// streams, and shared by all of them.
+pub struct LiveEvent {
+    seq: i64,
+    host: String,
+    sandbox: String,
+    kind: String,
+    /// The whole Server-Sent Event: `id: SEQ`, `data: JSON`, a blank line.
+    frame: Bytes,
+}
+
+impl LiveEvent {
+    pub fn of(event: &StoredEvent) -> Self {
+        Self {
+            seq: event.seq,
+            host: event.host.clone(),
+            sandbox: event.sandbox.clone(),
+            kind: event.kind.clone(),
+            frame: Bytes::from(format!("id: {}\ndata: {}\n\n", event.seq, render(event))),
+        }
+    }
 }
 
 /// `GET /api/v1/hosts`: every host, whether it polls, and its sandboxes as it last reported.
