@@ -24,12 +24,16 @@ use anyhow::{bail, Context, Result};
 
 use super::{percentile, proc_field};
 
-const HOSTS: usize = 100;
+pub(super) const HOSTS: usize = 100;
 const SANDBOXES: usize = 10;
-const BATCH: usize = 500;
-const CLIENTS: usize = 8;
+pub(super) const BATCH: usize = 500;
+pub(super) const CLIENTS: usize = 8;
 /// Events of the throughput run.
 const INGEST_EVENTS: usize = 500_000;
+/// A batch answered 503 (a connection cap reached) is sent again after `BUSY_PAUSE`, up to
+/// `BUSY_TRIES` times.
+const BUSY_PAUSE: Duration = Duration::from_millis(250);
+const BUSY_TRIES: usize = 40;
 
 pub struct Server {
     pub child: Child,
@@ -133,20 +137,36 @@ impl Server {
     pub fn url(&self) -> &str {
         &self.url
     }
+
+    pub(super) fn config(&self) -> &Path {
+        &self.config
+    }
 }
 
 pub fn start(collector: &Path, dir: &Path, database_url: &str) -> Result<Server> {
+    start_with(collector, dir, database_url, "", Stdio::inherit())
+}
+
+/// [`start`], with more lines for its config file (`extra`) and its stderr sent to `stderr`.
+pub(super) fn start_with(
+    collector: &Path,
+    dir: &Path,
+    database_url: &str,
+    extra: &str,
+    stderr: Stdio,
+) -> Result<Server> {
     let port = free_port()?;
     let config = dir.join("collector.toml");
     std::fs::write(
         &config,
-        format!("listen = \"127.0.0.1:{port}\"\ndatabase_url = \"{database_url}\"\nretention = \"7d\"\n"),
+        format!("listen = \"127.0.0.1:{port}\"\ndatabase_url = \"{database_url}\"\nretention = \"7d\"\n{extra}"),
     )?;
     let child = Command::new(collector)
         .arg("--config")
         .arg(&config)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
+        .stderr(stderr)
         .spawn()?;
     let server = Server {
         child,
@@ -166,7 +186,7 @@ pub fn start(collector: &Path, dir: &Path, database_url: &str) -> Result<Server>
     Ok(server)
 }
 
-fn token(collector: &Path, config: &Path, args: &[&str]) -> Result<String> {
+pub(super) fn token(collector: &Path, config: &Path, args: &[&str]) -> Result<String> {
     let out = Command::new(collector)
         .arg("--config")
         .arg(config)
@@ -214,8 +234,9 @@ fn batch(host: usize, first: u64, now: SystemTime, spread: bool) -> Result<Vec<u
     Ok(gz.finish()?)
 }
 
-/// Posts `total` events (from event number `offset`) from `CLIENTS` threads; returns the
-/// seconds it took and the peak RSS of the collector.
+/// Posts `total` events (from event number `offset`) from `CLIENTS` threads (a batch answered
+/// 503, a connection cap reached, is sent again after `BUSY_PAUSE`); returns the
+/// seconds it took.
 pub fn ingest(
     server: &Server,
     tokens: &Arc<Vec<String>>,
@@ -223,9 +244,31 @@ pub fn ingest(
     total: usize,
     spread: bool,
 ) -> Result<f64> {
+    Ok(ingest_timed(server, tokens, offset, total, spread)?.seconds)
+}
+
+/// What an [`ingest`] took.
+pub(super) struct Ingested {
+    /// From the first post to the last answer.
+    pub seconds: f64,
+    /// Each batch's POST, answer read, in milliseconds, sorted (503s and pauses included).
+    pub batch_ms: Vec<f64>,
+    /// POSTs answered 503 (a connection cap) and sent again.
+    pub busy: usize,
+}
+
+/// [`ingest`], with the time of each batch's POST.
+pub(super) fn ingest_timed(
+    server: &Server,
+    tokens: &Arc<Vec<String>>,
+    offset: u64,
+    total: usize,
+    spread: bool,
+) -> Result<Ingested> {
     let batches = total / BATCH;
     let next = Arc::new(AtomicUsize::new(0));
     let stored = Arc::new(AtomicU64::new(0));
+    let busy = Arc::new(AtomicUsize::new(0));
     let now = SystemTime::now();
     // Made before the clock starts: what is timed is the collector, not the making of JSON.
     let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
@@ -237,40 +280,62 @@ pub fn ingest(
     let mut threads = Vec::new();
     for _ in 0..CLIENTS {
         let (next, stored, tokens) = (Arc::clone(&next), Arc::clone(&stored), Arc::clone(tokens));
-        let bodies = Arc::clone(&bodies);
+        let (bodies, busy) = (Arc::clone(&bodies), Arc::clone(&busy));
         let url = format!("{}/api/v1/events", server.url);
-        threads.push(std::thread::spawn(move || -> Result<()> {
+        threads.push(std::thread::spawn(move || -> Result<Vec<f64>> {
             let agent = ureq::AgentBuilder::new()
                 .timeout(Duration::from_secs(120))
                 .build();
+            let mut batch_ms = Vec::new();
             loop {
                 let b = next.fetch_add(1, Ordering::Relaxed);
                 if b >= batches {
-                    return Ok(());
+                    return Ok(batch_ms);
                 }
                 let host = b % HOSTS;
-                let reply = agent
-                    .post(&url)
-                    .set("Authorization", &format!("Bearer {}", tokens[host]))
-                    .set("Content-Encoding", "gzip")
-                    .send_bytes(&bodies[b])
-                    .map_err(|e| anyhow::anyhow!("ingest: {e}"))?
-                    .into_string()?;
+                let posted = Instant::now();
+                let mut tries = 0;
+                let reply = loop {
+                    let sent = agent
+                        .post(&url)
+                        .set("Authorization", &format!("Bearer {}", tokens[host]))
+                        .set("Content-Encoding", "gzip")
+                        .send_bytes(&bodies[b]);
+                    match sent {
+                        // Turned away at a connection cap: again later, as cordond does.
+                        Err(ureq::Error::Status(503, _)) if tries < BUSY_TRIES => {
+                            tries += 1;
+                            busy.fetch_add(1, Ordering::Relaxed);
+                            std::thread::sleep(BUSY_PAUSE);
+                        }
+                        sent => break sent.map_err(|e| anyhow::anyhow!("ingest: {e}"))?,
+                    }
+                }
+                .into_string()?;
+                batch_ms.push(posted.elapsed().as_secs_f64() * 1000.0);
                 let reply: serde_json::Value = serde_json::from_str(&reply)?;
                 stored.fetch_add(reply["stored"].as_u64().unwrap_or(0), Ordering::Relaxed);
             }
         }));
     }
+    let mut batch_ms = Vec::with_capacity(batches);
     for t in threads {
-        t.join()
-            .map_err(|_| anyhow::anyhow!("a client panicked"))??;
+        batch_ms.extend(
+            t.join()
+                .map_err(|_| anyhow::anyhow!("a client panicked"))??,
+        );
     }
-    let took = started.elapsed().as_secs_f64();
+    let seconds = started.elapsed().as_secs_f64();
     let stored = stored.load(Ordering::Relaxed);
     if stored != (batches * BATCH) as u64 {
         bail!("{stored} of {} events were stored", batches * BATCH);
     }
-    Ok(took)
+    batch_ms.sort_by(f64::total_cmp);
+    Ok(Ingested {
+        seconds,
+        batch_ms,
+        busy: busy.load(Ordering::Relaxed),
+    })
 }
 
 /// A host token for each of the `HOSTS` simulated hosts.

@@ -13,7 +13,9 @@
 //! * `pipeline`: denials at a fixed rate, from the kernel to a collector ([`pipeline`]);
 //! * `footprint`: cordond, `cordon run` and the collector, idle and under load ([`footprint`]);
 //! * `collector`: the collector's ingest and queries on SQLite and PostgreSQL ([`collector`];
-//!   long, so only with `--only collector`).
+//!   long, so only with `--only collector`);
+//! * `soak`: the collector's ingest quiet and while it is attacked: idle connections, live
+//!   streams, hostile batches ([`soak`]; only with `--only soak`).
 //!
 //! Commands compared with each other are interleaved round-robin, so drift hits all alike.
 //! Nothing here asserts a time: the numbers are reported, and the README shows them.
@@ -25,6 +27,7 @@ mod helper;
 mod launch;
 mod network;
 mod pipeline;
+mod soak;
 
 use std::fs::File;
 use std::io::Write as _;
@@ -43,10 +46,11 @@ const SCENARIOS: &[&str] = &[
     "pipeline",
     "footprint",
     "collector",
+    "soak",
 ];
 
 /// Scenarios a run without `--only` skips (they take long).
-const ONLY_ALONE: &[&str] = &["collector"];
+const ONLY_ALONE: &[&str] = &["collector", "soak"];
 
 pub fn run(runs: usize, only: Option<&str>) -> Result<()> {
     if let Some(name) = only {
@@ -90,6 +94,7 @@ pub fn run(runs: usize, only: Option<&str>) -> Result<()> {
             "pipeline" => pipeline::run(&bins)?,
             "footprint" => footprint::run(&bins)?,
             "collector" => collector::run(&bins.collector)?,
+            "soak" => soak::run(&bins.collector)?,
             _ => unreachable!("every scenario is matched"),
         };
         report.write(name)?;
