@@ -662,3 +662,36 @@ fn a_stream_that_missed_much_is_replayed_a_page_at_a_time() {
     assert_eq!(seen, 0);
     assert_eq!((pages, last.as_str()), (2, "4096"));
 }
+
+#[test]
+fn what_hosts_and_people_name_is_logged_escaped() {
+    if !require_root("what_hosts_and_people_name_is_logged_escaped") {
+        return;
+    }
+    let c = Collector::start_logged("");
+    let host = c.token("web-1", "host", Some("web-1"));
+    let admin = c.token("root", "admin", None);
+    // A host reports a command id that would forge a line of the collector's log.
+    let forged = "x\n2026-11-29T00:00:00Z  INFO cordon_collector: FORGED";
+    let (status, reply) = c.post(
+        Some(&host),
+        "/api/v1/agent/poll?wait=0",
+        &json!({"v": 1, "host": "web-1", "sandboxes": [],
+                "results": [{"id": forged, "result": "done", "took_ms": 1}]}),
+    );
+    assert_eq!(status, 200, "{reply}");
+    // So does a person, through a token's name.
+    let (status, reply) = c.post(
+        Some(&admin),
+        "/api/v1/tokens",
+        &json!({"name": "eve\n2026-11-29T00:00:00Z  INFO cordon_collector: FORGED", "role": "viewer"}),
+    );
+    assert!(status == 201 || status == 400, "{status} {reply}");
+    let log = c.log();
+    assert!(log.contains("which was not waiting for a result"), "{log}");
+    assert!(
+        !log.lines().any(|l| l.starts_with("2026-11-29T00:00:00Z")),
+        "a forged line:\n{log}"
+    );
+    assert!(log.contains("x\\n2026-11-29"), "the id, escaped:\n{log}");
+}

@@ -140,6 +140,8 @@ pub struct Collector {
     pub db: Db,
     child: Option<Child>,
     _postgres: Option<Postgres>,
+    /// Where its stderr goes, when not to the test's own.
+    log: Option<PathBuf>,
 }
 
 pub fn collector_bin() -> PathBuf {
@@ -172,9 +174,28 @@ impl Collector {
             db,
             child: None,
             _postgres: postgres,
+            log: None,
         };
         c.run();
         c
+    }
+
+    /// A collector on SQLite whose log the test reads ([`Collector::log`]).
+    pub fn start_logged(extra: &str) -> Self {
+        let mut c = Self::start(Db::Sqlite, extra);
+        c.stop();
+        c.log = Some(c.dir.path().join("collector.log"));
+        c.run();
+        c
+    }
+
+    /// What the collector logged (see [`Collector::start_logged`]).
+    pub fn log(&self) -> String {
+        let path = self
+            .log
+            .as_ref()
+            .expect("a collector started with start_logged");
+        std::fs::read_to_string(path).expect("the collector's log")
     }
 
     /// Starts the server and waits until it answers.
@@ -184,7 +205,17 @@ impl Collector {
             .arg("--config")
             .arg(&self.config)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(match &self.log {
+                Some(path) => Stdio::from(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .expect("log file"),
+                ),
+                None => Stdio::inherit(),
+            })
+            .env("NO_COLOR", "1")
             .spawn()
             .expect("cordon-collector starts");
         self.child = Some(child);
