@@ -19,6 +19,8 @@ use crate::ingest::{clean, NewEvent, SetAside};
 
 /// Rows per `INSERT`: 9 values each, well under both databases' limit on parameters.
 const INSERT_CHUNK: usize = 400;
+/// Set-aside events without a readable id kept from one batch.
+const ANONYMOUS_REJECTS: usize = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -296,10 +298,18 @@ impl Store {
                 }
             }
         }
-        for aside in set_aside {
+        // Set-aside events with an id are kept once (a batch sent again adds none); of those
+        // without one (not even an object), a few a batch: they are counted all the same.
+        let without_id = set_aside.iter().filter(|a| a.rejected.id.is_none());
+        let kept = set_aside
+            .iter()
+            .filter(|a| a.rejected.id.is_some())
+            .chain(without_id.take(ANONYMOUS_REJECTS));
+        for aside in kept {
             sqlx::query(
                 "INSERT INTO rejected (host, received_ns, event_id, reason, detail, excerpt) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (host, event_id, reason) WHERE event_id IS NOT NULL DO NOTHING",
             )
             .bind(host)
             .bind(received)

@@ -387,6 +387,14 @@ fn a_bad_event_is_set_aside_and_the_rest_of_its_batch_stored(db: Db) {
         "{reply}"
     );
     assert_eq!(count(&c, &viewer), 8);
+    // Its set-aside events are not kept twice.
+    let (_, hosts) = c.get(Some(&viewer), "/api/v1/hosts");
+    let web1 = hosts["hosts"]
+        .as_array()
+        .and_then(|h| h.iter().find(|h| h["name"] == "web-1"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(web1["rejected"], 2, "{hosts}");
 }
 
 on_both_stores!(queries_filter_page_and_stream_live);
