@@ -68,8 +68,11 @@ pub async fn serve(
         let config = &app.config;
         let io = Stalled::new(stream, config.idle_timeout);
         let mut http = hyper::server::conn::http1::Builder::new();
+        // A request's head (line and headers) fits in 64 KiB or is refused with 431: what one
+        // connection may make the collector hold before it knows who is asking.
         http.timer(TokioTimer::new())
-            .header_read_timeout(config.header_timeout);
+            .header_read_timeout(config.header_timeout)
+            .max_header_size(64 << 10);
         let connection = Arc::new(slot);
         let service = {
             let (router, connection) = (router.clone(), Arc::clone(&connection));

@@ -604,6 +604,15 @@ fn every_error_is_json() {
             "{method} {path}: {body}"
         );
     }
+    // A head over 64 KiB is refused by the HTTP layer before any of it is kept.
+    let mut s = connect_from(&c, Ipv4Addr::LOCALHOST);
+    let _ = write!(
+        s,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(100 << 10)
+    );
+    let answer = closed_within(&mut s, Duration::from_secs(10)).expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
 }
 
 #[test]
