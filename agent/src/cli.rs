@@ -11,19 +11,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
 use crate::api::client::{socket_path, Client};
 use crate::api::ExitStatus;
-use crate::ebpf::Kernel;
 use crate::event::Action;
 use crate::expect;
-use crate::monitor::{Monitor, Sink, Watch};
-use crate::network::resolver::{Answering, Resolver};
 use crate::policy::{self, Context, Policy};
 use crate::profile::{self, SearchPath};
 use crate::sandbox::{self, Exit};
+use crate::session::{self, Notice, SessionError};
 
 /// Directory searched for profiles after `--profile-path` and `CORDON_PROFILE_PATH`.
 pub const SYSTEM_PROFILE_DIR: &str = "/etc/cordon/profiles";
@@ -210,20 +205,25 @@ pub fn main() -> ExitCode {
                     Err(e) => return fail(&e, exit_u8(sandbox::EXIT_SETUP_FAILED)),
                 }
             }
-            let options = RunOptions {
+            let options = session::Options {
                 events,
-                spool: None,
                 quiet,
                 dns_upstream,
-                verbose: cli.verbose,
-                control: None,
                 enable_audit: true,
+                ..session::Options::default()
             };
             let policy = match resolve(&search, &profile, workspace) {
                 Ok(p) => p,
                 Err(msg) => return fail(&msg, exit_u8(sandbox::EXIT_SETUP_FAILED)),
             };
-            exit_like(launch(&policy, &command, std::env::vars_os(), options))
+            let ended = session::run(
+                &policy,
+                &command,
+                std::env::vars_os(),
+                options,
+                &mut say(cli.verbose),
+            );
+            exit_like(run_status(ended))
         }
         Command::Ps => match daemon(socket) {
             Ok(client) => contain::ps(client, out),
@@ -496,111 +496,24 @@ fn export_seccomp(
     Ok(written)
 }
 
-struct RunOptions {
-    events: Option<PathBuf>,
-    spool: Option<crate::export::spool::SpoolConfig>,
-    quiet: bool,
-    dns_upstream: Vec<std::net::SocketAddr>,
-    verbose: u8,
-    /// The connection of the client cordond runs this sandbox for: signals come in on it
-    /// (and its end kills the sandbox).
-    control: Option<std::os::unix::net::UnixStream>,
-    /// Turn kernel auditing on when it is off (for Landlock's denial records).
-    enable_audit: bool,
-}
-
-/// Failing before the sandbox ran: the message, and the setup exit code.
-fn setup_failed(message: &str, code: i32) -> ExitStatus {
-    eprintln!("cordon: {message}");
-    ExitStatus::Code(exit_u8(code))
-}
-
-/// Runs `command` in a sandbox under `policy`, watches it, and returns how it ended.
-fn launch<I>(policy: &Policy, command: &[OsString], env: I, options: RunOptions) -> ExitStatus
-where
-    I: IntoIterator<Item = (OsString, OsString)>,
-{
-    let verbose = options.verbose;
-    let kernel = match open_kernel(policy) {
-        Ok(k) => k,
-        Err(msg) => return setup_failed(&msg, sandbox::EXIT_SETUP_FAILED),
-    };
-    let launch = match sandbox::prepare(policy, command, env) {
-        Ok(l) => l,
-        Err(e) => return setup_failed(&e.to_string(), e.exit_code()),
-    };
-    for warning in &launch.warnings {
-        eprintln!("cordon: warning: {warning}");
-    }
-    if verbose > 0 {
-        for note in &launch.notes {
-            eprintln!("cordon: note: {note}");
-        }
-    }
-    let spawned = launch.spawn_with(|cgroup| match &kernel {
-        Some(kernel) => register(kernel, policy, cgroup, options.enable_audit).map(Some),
-        None => Ok(None),
-    });
-    let (running, registered) = match spawned {
-        Ok(r) => r,
-        Err(e) => return setup_failed(&e.to_string(), e.exit_code()),
-    };
-    let monitor = match (&kernel, registered) {
-        (Some(kernel), Some(registered)) => {
-            let creators = [Some(running.pid), running.command]
-                .into_iter()
-                .flatten()
-                .map(|p| p.as_raw() as u32)
-                .collect();
-            let cgroup_id = registered.cgroup_id;
-            match start_monitor(kernel, policy, registered, creators, &options) {
-                Ok(m) => Some(m),
-                Err(e) => {
-                    eprintln!("cordon: cannot watch the sandbox: {e}");
-                    return fail_running(running, || unregister(kernel, policy, cgroup_id));
-                }
-            }
-        }
-        _ => None,
-    };
-    // Once the sandbox has ended: its last events read, its entries and ring given back.
-    let ended = || {
-        if let (Some((monitor, cgroup_id)), Some(kernel)) = (monitor, &kernel) {
-            if let Err(e) = monitor.finish() {
-                eprintln!("cordon: cannot write the sandbox's events: {e}");
-            }
-            unregister(kernel, policy, cgroup_id);
-        }
-    };
-    if let Some(control) = options.control {
-        if let Err(e) = worker::relay(control, &running) {
-            eprintln!("cordon: cannot follow the caller's connection: {e}");
-            return fail_running(running, ended);
-        }
-    }
-    if let Some(e) = &running.enforcement {
-        if e.status != sandbox::landlock::Status::Fully {
-            eprintln!(
-                "cordon: warning: compat = \"best-effort\": Landlock is {} enforced on this kernel (ABI {})",
-                e.status, launch.kernel_abi
-            );
-        }
-    }
-    // What runs killed before they could clean up left behind, swept while this one runs.
-    let sweeper = kernel.as_ref().map(|kernel| {
-        let kernel = Arc::clone(kernel);
-        std::thread::spawn(move || sweep(&kernel))
-    });
-    let exit = running.wait_and(ended);
-    match sweeper.map(std::thread::JoinHandle::join) {
-        Some(Ok(Err(e))) => eprintln!("cordon: warning: cannot sweep ended sandboxes: {e}"),
-        Some(Err(_)) => eprintln!("cordon: warning: the sweep of ended sandboxes panicked"),
-        Some(Ok(Ok(_))) | None => {}
-    }
-    match exit {
+/// How a sandbox run through [`session::run`] ended, as this process's exit status.
+fn run_status(ended: Result<Exit, SessionError>) -> ExitStatus {
+    match ended {
         Ok(Exit::Code(c)) => ExitStatus::Code(exit_u8(c)),
         Ok(Exit::Signal(signo)) => ExitStatus::Signal(signo),
-        Err(e) => setup_failed(&e.to_string(), sandbox::EXIT_SETUP_FAILED),
+        Err(e) => {
+            eprintln!("cordon: {e}");
+            ExitStatus::Code(exit_u8(e.exit_code()))
+        }
+    }
+}
+
+/// Shows what a session has to say: warnings always, notes with `-v`.
+fn say(verbose: u8) -> impl FnMut(Notice) {
+    move |notice| match notice {
+        Notice::Warning(w) => eprintln!("cordon: warning: {w}"),
+        Notice::Note(n) if verbose > 0 => eprintln!("cordon: note: {n}"),
+        Notice::Note(_) => {}
     }
 }
 
@@ -613,219 +526,6 @@ fn exit_like(status: ExitStatus) -> ExitCode {
             Ok(signal) => die_like(signal),
             Err(_) => ExitCode::from(exit_u8(128 + signo)),
         },
-    }
-}
-
-/// The eBPF programs, loaded or adopted. Without them a profile that allows some network
-/// cannot be enforced (refused under `strict`), and no kernel event is reported.
-fn open_kernel(policy: &Policy) -> Result<Option<Arc<Kernel>>, String> {
-    match Kernel::open() {
-        Ok(kernel) => Ok(Some(Arc::new(kernel))),
-        Err(e) if !policy.network.offline() && policy.compat == profile::Compat::Strict => Err(format!(
-            "compat = \"strict\" refuses to run: the profile's network rules need Cordon's eBPF programs, which cannot be loaded: {e}"
-        )),
-        Err(e) => {
-            let lost = if policy.network.offline() {
-                "no kernel events will be reported"
-            } else {
-                "compat = \"best-effort\": only Landlock's TCP port rules apply (any address, UDP open), and no kernel events will be reported"
-            };
-            eprintln!("cordon: warning: cannot load Cordon's eBPF programs ({e}); {lost}");
-            Ok(None)
-        }
-    }
-}
-
-/// Removes what ended sandboxes left behind: the empty cgroups of killed runs, then the map
-/// entries of every cgroup that is gone (their ring buffers go back to the pool).
-fn sweep(kernel: &Kernel) -> Result<usize, String> {
-    let registered = kernel.registered().map_err(|e| e.to_string())?;
-    let parent = crate::cgroup::sandboxes_dir().map_err(|e| e.to_string())?;
-    let mut live = Vec::new();
-    for entry in std::fs::read_dir(&parent)
-        .map_err(|e| e.to_string())?
-        .flatten()
-    {
-        let path = entry.path();
-        if orphaned(&path) && std::fs::remove_dir(&path).is_ok() {
-            continue;
-        }
-        if let Ok(meta) = entry.metadata() {
-            live.push(std::os::linux::fs::MetadataExt::st_ino(&meta));
-        }
-    }
-    // The cgroup v1 cgroups of killed runs (limits on a hybrid host): empty once their
-    // processes are gone, so removing them fails while anything is left.
-    for controller in ["pids", "memory"] {
-        let Ok(Some(mount)) = crate::cgroup::host_v1_mount(controller) else {
-            continue;
-        };
-        let Ok(entries) = std::fs::read_dir(mount.join(crate::cgroup::PARENT)) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            if run_ended(&entry.path()) {
-                let _ = std::fs::remove_dir(entry.path());
-            }
-        }
-    }
-    kernel.sweep(&registered, &live).map_err(|e| e.to_string())
-}
-
-/// Whether the `cordon run` that named a sandbox cgroup `<profile>-<pid>-<n>` is gone.
-fn run_ended(cgroup: &std::path::Path) -> bool {
-    let name = cgroup
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut parts = name.rsplit('-');
-    let (Some(_n), Some(pid)) = (parts.next(), parts.next()) else {
-        return false;
-    };
-    pid.parse::<u32>()
-        .is_ok_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
-}
-
-/// An empty sandbox cgroup (`<profile>-<pid>-<n>`) whose `cordon run` is no longer alive.
-fn orphaned(cgroup: &std::path::Path) -> bool {
-    let empty = std::fs::read_to_string(cgroup.join("cgroup.events"))
-        .is_ok_and(|e| e.lines().any(|l| l == "populated 0"));
-    empty && run_ended(cgroup)
-}
-
-/// What registering a sandbox set up before it was forked.
-struct Registered {
-    cgroup_id: u64,
-    name: String,
-    cgroup_events: PathBuf,
-    ring: crate::ebpf::Ring,
-    resolver: Option<Resolver>,
-    audit: Option<crate::audit::AuditListener>,
-}
-
-/// A listener for Landlock's denial records, with kernel auditing turned on if it was off.
-/// Without it, file denials are not reported (the sandbox still enforces them).
-fn landlock_audit(enable: bool) -> Option<crate::audit::AuditListener> {
-    if enable {
-        crate::audit::enable_logged();
-    }
-    match crate::audit::AuditListener::open() {
-        Ok(listener) => Some(listener),
-        Err(e) => {
-            eprintln!("cordon: warning: cannot read audit records ({e}); file denials will not be reported");
-            None
-        }
-    }
-}
-
-/// Enters the sandbox into the eBPF maps, with its resolver's ports when it has network.
-fn register(
-    kernel: &Kernel,
-    policy: &Policy,
-    cgroup: &crate::cgroup::SandboxCgroup,
-    enable_audit: bool,
-) -> Result<Registered, String> {
-    let cgroup_id = cgroup.id().map_err(|e| e.to_string())?;
-    let resolver = if policy.network.offline() {
-        None
-    } else {
-        Some(Resolver::bind().map_err(|e| format!("cannot open the sandbox's DNS resolver: {e}"))?)
-    };
-    let (dns_port4, dns_port6) = resolver.as_ref().map_or((0, 0), Resolver::ports);
-    let audit = landlock_audit(enable_audit);
-    let entry = crate::ebpf::abi::Sandbox {
-        flags: 0,
-        dns_port4,
-        dns_port6,
-        ring: 0,
-    };
-    let dests = crate::network::static_dests(&policy.network);
-    let syscalls = sandbox::seccomp::kernel_rules(&policy.syscalls);
-    match kernel.register(cgroup_id, entry, &dests, &syscalls) {
-        Ok(ring) => Ok(Registered {
-            cgroup_id,
-            name: cgroup.name(),
-            cgroup_events: cgroup.path().join("cgroup.events"),
-            ring,
-            resolver,
-            audit,
-        }),
-        Err(e) => {
-            let _ = kernel.unregister(cgroup_id, None);
-            Err(e.to_string())
-        }
-    }
-}
-
-fn start_monitor(
-    kernel: &Arc<Kernel>,
-    policy: &Policy,
-    registered: Registered,
-    creators: Vec<u32>,
-    options: &RunOptions,
-) -> Result<(Monitor, u64), String> {
-    let sink = Sink {
-        json: options.events.clone(),
-        stderr: !options.quiet,
-        spool: options.spool.clone(),
-    };
-    let (reporter, writer) = Monitor::reporter(&registered.name, &policy.name, sink)
-        .map_err(|e| format!("cannot open the event log: {e}"))?;
-    let stop = crate::monitor::Stop::new().map_err(|e| e.to_string())?;
-    let names = Arc::new(Mutex::new(HashMap::new()));
-    let mut threads = Vec::new();
-    if let Some(resolver) = registered.resolver {
-        let upstreams = if options.dns_upstream.is_empty() {
-            let conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-            crate::network::resolver::upstreams_from(&conf)
-        } else {
-            options.dns_upstream.clone()
-        };
-        let answering = Answering {
-            kernel: Arc::clone(kernel),
-            cgroup_id: registered.cgroup_id,
-            policy: policy.network.clone(),
-            upstreams,
-            names: Arc::clone(&names),
-            reporter: reporter.clone(),
-            host_addresses: crate::network::resolver::host_addresses(),
-        };
-        threads = resolver
-            .serve(answering, Arc::clone(&stop))
-            .map_err(|e| format!("cannot start the DNS resolver: {e}"))?;
-    }
-    let watch = Watch {
-        kernel: Arc::clone(kernel),
-        cgroup_id: registered.cgroup_id,
-        cgroup_events: registered.cgroup_events,
-        ring: registered.ring,
-        names,
-        audit: registered.audit.map(|a| (a, creators)),
-    };
-    let monitor =
-        Monitor::start(watch, reporter, writer, stop, threads).map_err(|e| e.to_string())?;
-    Ok((monitor, registered.cgroup_id))
-}
-
-/// Ends a sandbox that runs but cannot be watched: unwatched is not how it was asked to run.
-/// `ended` runs as in [`sandbox::Running::wait_and`].
-fn fail_running(running: sandbox::Running, ended: impl FnOnce()) -> ExitStatus {
-    if let Some(cgroup) = running.cgroup() {
-        let _ = cgroup.kill();
-    }
-    let _ = running.wait_and(ended);
-    ExitStatus::Code(exit_u8(sandbox::EXIT_SETUP_FAILED))
-}
-
-/// Takes an ended sandbox out of the eBPF maps (its syscall rules by key) and gives its
-/// ring buffer back to the pool.
-fn unregister(kernel: &Kernel, policy: &Policy, cgroup_id: u64) {
-    let nrs: Vec<u32> = sandbox::seccomp::kernel_rules(&policy.syscalls)
-        .iter()
-        .map(|(nr, _)| *nr)
-        .collect();
-    if let Err(e) = kernel.unregister(cgroup_id, Some(&nrs)) {
-        eprintln!("cordon: warning: {e}");
     }
 }
 

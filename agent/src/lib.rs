@@ -10,6 +10,8 @@
 //! * [`profile`] reads profile files, follows `extends`, and reports errors as `FILE:LINE:COL`.
 //! * [`policy`] is the one in-memory form every enforcement layer is compiled from.
 //! * [`sandbox`] turns a [`policy::Policy`] into kernel state in a forked child and runs the command.
+//! * [`session`] is the life of one sandbox (kernel side registered, watched, waited for,
+//!   cleaned up), for `cordon run` and cordond's worker alike.
 //! * [`ebpf`], [`network`], [`audit`] and [`monitor`] load the kernel side and watch a sandbox.
 //! * [`event`] is the one event type; [`export`] carries events on (spool, journal, collector).
 //! * [`contain`] lists sandboxes and acts on them (kill, freeze, isolate, ...).
@@ -30,6 +32,7 @@ pub mod network;
 pub mod policy;
 pub mod profile;
 pub mod sandbox;
+pub mod session;
 pub mod sys;
 
 /// The one event type lives in `cordon-proto`, shared with the collector.

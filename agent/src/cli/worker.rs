@@ -9,17 +9,17 @@
 //! once started: the sandbox stays watched if cordond stops.
 
 use std::ffi::OsString;
-use std::io::{BufRead as _, Write as _};
+use std::io::Write as _;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::api::{Caller, ExitStatus, RunEnd, RunSignal, WorkerJob};
+use crate::api::{Caller, ExitStatus, RunEnd, WorkerJob};
 use crate::policy::{Context, Policy};
 use crate::profile::SearchPath;
 use crate::sandbox;
 
-use super::{exit_u8, launch, RunOptions};
+use super::{exit_u8, run_status, say};
+use crate::session;
 
 pub fn main() -> ExitCode {
     let job = match read_job() {
@@ -76,12 +76,11 @@ fn run(job: WorkerJob, control: &UnixStream) -> ExitStatus {
         Ok(c) => c,
         Err(e) => return failed(&format!("cannot follow the caller's connection: {e}")),
     };
-    let options = RunOptions {
+    let options = session::Options {
         events: None,
         spool: Some(job.spool.clone()),
         quiet: job.run.quiet,
         dns_upstream: job.dns_upstream.clone(),
-        verbose: 0,
         control: Some(control),
         enable_audit: job.audit,
     };
@@ -91,7 +90,7 @@ fn run(job: WorkerJob, control: &UnixStream) -> ExitStatus {
         .env
         .iter()
         .map(|(k, v)| (OsString::from(k), OsString::from(v)));
-    launch(&policy, &command, env, options)
+    run_status(session::run(&policy, &command, env, options, &mut say(0)))
 }
 
 /// The policy, resolved the way `cordon run` resolves it, in the caller's context.
@@ -208,37 +207,4 @@ fn access_words(access: &crate::policy::Access) -> String {
         words.push("exec");
     }
     words.join("+")
-}
-
-/// Follows the caller's connection while the sandbox runs: signals it sends go to the
-/// sandbox's init; when it goes away (the caller died), the sandbox is killed.
-pub(super) fn relay(control: UnixStream, running: &sandbox::Running) -> std::io::Result<()> {
-    let init = running.pid;
-    let cgroup: Option<PathBuf> = running.cgroup().map(|c| c.path().to_path_buf());
-    std::thread::Builder::new()
-        .name("cordon-caller".into())
-        .spawn(move || {
-            let mut reader = std::io::BufReader::new(control);
-            let mut line = Vec::new();
-            loop {
-                line.clear();
-                match reader.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        if let Ok(RunSignal { signal }) = serde_json::from_slice(&line) {
-                            if let Ok(signal) = nix::sys::signal::Signal::try_from(signal) {
-                                let _ = nix::sys::signal::kill(init, signal);
-                            }
-                        }
-                    }
-                }
-            }
-            // The caller is gone: nobody is left to see the sandbox's output or wait for it.
-            if let Some(path) = cgroup {
-                if let Ok(cgroup) = crate::cgroup::SandboxCgroup::open(&path) {
-                    let _ = cgroup.kill();
-                }
-            }
-        })?;
-    Ok(())
 }

@@ -1,0 +1,431 @@
+//! The life of one sandbox, for `cordon run` and cordond's worker alike: the eBPF programs
+//! loaded (or adopted), the sandbox prepared, entered into the eBPF maps before its first
+//! process exists, forked, watched (events, DNS, Landlock's audit records), waited for, and
+//! taken out of the maps again; what killed runs left behind is swept meanwhile.
+//!
+//! It prints nothing: what it has to say goes to the caller's [`Notice`] handler, and how it
+//! failed is a [`SessionError`] with the exit code to end with.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::BufRead as _;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use crate::api::RunSignal;
+use crate::ebpf::Kernel;
+use crate::monitor::{Monitor, Sink, Watch};
+use crate::network::resolver::{Answering, Resolver};
+use crate::policy::Policy;
+use crate::profile;
+use crate::sandbox::{self, Exit, LaunchError};
+
+/// How a session runs, besides its policy and command.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// A JSON-lines file to append the sandbox's events to.
+    pub events: Option<PathBuf>,
+    /// cordond's spool, for its journal and the collector.
+    pub spool: Option<crate::export::spool::SpoolConfig>,
+    /// No denial lines on stderr.
+    pub quiet: bool,
+    /// DNS servers the sandbox's resolver asks (default: `/etc/resolv.conf`'s).
+    pub dns_upstream: Vec<std::net::SocketAddr>,
+    /// The connection of the client cordond runs this sandbox for: signals come in on it
+    /// (and its end kills the sandbox).
+    pub control: Option<UnixStream>,
+    /// Turn kernel auditing on when it is off (for Landlock's denial records).
+    pub enable_audit: bool,
+}
+
+/// What a session tells its caller on the way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// Something the user should know: the sandbox runs, with less than asked for.
+    Warning(String),
+    /// Detail, for `-v`.
+    Note(String),
+}
+
+/// Why a session did not run its command to the end.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// Cordon's eBPF programs are needed and cannot be loaded.
+    #[error("{0}")]
+    Kernel(String),
+    /// The sandbox could not be made, or its command not started.
+    #[error(transparent)]
+    Launch(#[from] LaunchError),
+    /// The sandbox ran but could not be watched: it was ended, since unwatched is not how it
+    /// was asked to run.
+    #[error("cannot watch the sandbox: {0}")]
+    Unwatched(String),
+}
+
+impl SessionError {
+    /// The exit code to end with.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Launch(e) => e.exit_code(),
+            Self::Kernel(_) | Self::Unwatched(_) => sandbox::EXIT_SETUP_FAILED,
+        }
+    }
+}
+
+/// Runs `command` in a sandbox under `policy`, watches it, and returns how it ended.
+pub fn run<I>(
+    policy: &Policy,
+    command: &[OsString],
+    env: I,
+    options: Options,
+    say: &mut dyn FnMut(Notice),
+) -> Result<Exit, SessionError>
+where
+    I: IntoIterator<Item = (OsString, OsString)>,
+{
+    let kernel = open_kernel(policy, say)?;
+    let launch = sandbox::prepare(policy, command, env)?;
+    for warning in &launch.warnings {
+        say(Notice::Warning(warning.clone()));
+    }
+    for note in &launch.notes {
+        say(Notice::Note(note.clone()));
+    }
+    let mut audit_warning = None;
+    let (running, registered) = launch.spawn_with(|cgroup| match &kernel {
+        Some(kernel) => {
+            let audit = landlock_audit(options.enable_audit).map_err(|e| {
+                audit_warning = Some(e);
+            });
+            register(kernel, policy, cgroup, audit.ok()).map(Some)
+        }
+        None => Ok(None),
+    })?;
+    if let Some(e) = audit_warning {
+        say(Notice::Warning(format!(
+            "cannot read audit records ({e}); file denials will not be reported"
+        )));
+    }
+    let monitor = match (&kernel, registered) {
+        (Some(kernel), Some(registered)) => {
+            let creators = [Some(running.pid), running.command]
+                .into_iter()
+                .flatten()
+                .map(|p| p.as_raw() as u32)
+                .collect();
+            let cgroup_id = registered.cgroup_id;
+            match start_monitor(kernel, policy, registered, creators, &options) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    end_unwatched(running, || unregister(kernel, policy, cgroup_id, say));
+                    return Err(SessionError::Unwatched(e));
+                }
+            }
+        }
+        _ => None,
+    };
+    // Once the sandbox has ended: its last events read, its entries and ring given back.
+    let mut unwritten = None;
+    let mut unregistered = None;
+    let ended = || {
+        if let (Some((monitor, cgroup_id)), Some(kernel)) = (monitor, &kernel) {
+            if let Err(e) = monitor.finish() {
+                unwritten = Some(e.to_string());
+            }
+            unregistered = kernel
+                .unregister(cgroup_id, Some(&rule_numbers(policy)))
+                .err()
+                .map(|e| e.to_string());
+        }
+    };
+    if let Some(control) = options.control {
+        if let Err(e) = relay(control, &running) {
+            end_unwatched(running, ended);
+            return Err(SessionError::Unwatched(format!(
+                "cannot follow the caller's connection: {e}"
+            )));
+        }
+    }
+    if let Some(e) = &running.enforcement {
+        if e.status != sandbox::landlock::Status::Fully {
+            say(Notice::Warning(format!(
+                "compat = \"best-effort\": Landlock is {} enforced on this kernel (ABI {})",
+                e.status, launch.kernel_abi
+            )));
+        }
+    }
+    // What runs killed before they could clean up left behind, swept while this one runs.
+    let sweeper = kernel.as_ref().map(|kernel| {
+        let kernel = Arc::clone(kernel);
+        std::thread::spawn(move || sweep(&kernel))
+    });
+    let exit = running.wait_and(ended);
+    if let Some(e) = unwritten {
+        say(Notice::Warning(format!(
+            "cannot write the sandbox's events: {e}"
+        )));
+    }
+    if let Some(e) = unregistered {
+        say(Notice::Warning(e));
+    }
+    match sweeper.map(std::thread::JoinHandle::join) {
+        Some(Ok(Err(e))) => say(Notice::Warning(format!(
+            "cannot sweep ended sandboxes: {e}"
+        ))),
+        Some(Err(_)) => say(Notice::Warning(
+            "the sweep of ended sandboxes panicked".into(),
+        )),
+        Some(Ok(Ok(_))) | None => {}
+    }
+    Ok(exit?)
+}
+
+/// The eBPF programs, loaded or adopted. Without them a profile that allows some network
+/// cannot be enforced (refused under `strict`), and no kernel event is reported.
+fn open_kernel(
+    policy: &Policy,
+    say: &mut dyn FnMut(Notice),
+) -> Result<Option<Arc<Kernel>>, SessionError> {
+    match Kernel::open() {
+        Ok(kernel) => Ok(Some(Arc::new(kernel))),
+        Err(e) if !policy.network.offline() && policy.compat == profile::Compat::Strict => {
+            Err(SessionError::Kernel(format!(
+                "compat = \"strict\" refuses to run: the profile's network rules need Cordon's eBPF programs, which cannot be loaded: {e}"
+            )))
+        }
+        Err(e) => {
+            let lost = if policy.network.offline() {
+                "no kernel events will be reported"
+            } else {
+                "compat = \"best-effort\": only Landlock's TCP port rules apply (any address, UDP open), and no kernel events will be reported"
+            };
+            say(Notice::Warning(format!(
+                "cannot load Cordon's eBPF programs ({e}); {lost}"
+            )));
+            Ok(None)
+        }
+    }
+}
+
+/// Removes what ended sandboxes left behind: the empty cgroups of killed runs, then the map
+/// entries of every cgroup that is gone (their ring buffers go back to the pool).
+fn sweep(kernel: &Kernel) -> Result<usize, String> {
+    let registered = kernel.registered().map_err(|e| e.to_string())?;
+    let parent = crate::cgroup::sandboxes_dir().map_err(|e| e.to_string())?;
+    let mut live = Vec::new();
+    for entry in std::fs::read_dir(&parent)
+        .map_err(|e| e.to_string())?
+        .flatten()
+    {
+        let path = entry.path();
+        if orphaned(&path) && std::fs::remove_dir(&path).is_ok() {
+            continue;
+        }
+        if let Ok(meta) = entry.metadata() {
+            live.push(std::os::linux::fs::MetadataExt::st_ino(&meta));
+        }
+    }
+    // The cgroup v1 cgroups of killed runs (limits on a hybrid host): empty once their
+    // processes are gone, so removing them fails while anything is left.
+    for controller in ["pids", "memory"] {
+        let Ok(Some(mount)) = crate::cgroup::host_v1_mount(controller) else {
+            continue;
+        };
+        let Ok(entries) = std::fs::read_dir(mount.join(crate::cgroup::PARENT)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if run_ended(&entry.path()) {
+                let _ = std::fs::remove_dir(entry.path());
+            }
+        }
+    }
+    kernel.sweep(&registered, &live).map_err(|e| e.to_string())
+}
+
+/// Whether the `cordon run` that named a sandbox cgroup `<profile>-<pid>-<n>` is gone.
+fn run_ended(cgroup: &std::path::Path) -> bool {
+    let name = cgroup
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut parts = name.rsplit('-');
+    let (Some(_n), Some(pid)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    pid.parse::<u32>()
+        .is_ok_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// An empty sandbox cgroup (`<profile>-<pid>-<n>`) whose `cordon run` is no longer alive.
+fn orphaned(cgroup: &std::path::Path) -> bool {
+    let empty = std::fs::read_to_string(cgroup.join("cgroup.events"))
+        .is_ok_and(|e| e.lines().any(|l| l == "populated 0"));
+    empty && run_ended(cgroup)
+}
+
+/// What registering a sandbox set up before it was forked.
+struct Registered {
+    cgroup_id: u64,
+    name: String,
+    cgroup_events: PathBuf,
+    ring: crate::ebpf::Ring,
+    resolver: Option<Resolver>,
+    audit: Option<crate::audit::AuditListener>,
+}
+
+/// A listener for Landlock's denial records, with kernel auditing turned on if it was off.
+/// Without it, file denials are not reported (the sandbox still enforces them).
+fn landlock_audit(enable: bool) -> std::io::Result<crate::audit::AuditListener> {
+    if enable {
+        crate::audit::enable_logged();
+    }
+    crate::audit::AuditListener::open()
+}
+
+/// Enters the sandbox into the eBPF maps, with its resolver's ports when it has network.
+fn register(
+    kernel: &Kernel,
+    policy: &Policy,
+    cgroup: &crate::cgroup::SandboxCgroup,
+    audit: Option<crate::audit::AuditListener>,
+) -> Result<Registered, String> {
+    let cgroup_id = cgroup.id().map_err(|e| e.to_string())?;
+    let resolver = if policy.network.offline() {
+        None
+    } else {
+        Some(Resolver::bind().map_err(|e| format!("cannot open the sandbox's DNS resolver: {e}"))?)
+    };
+    let (dns_port4, dns_port6) = resolver.as_ref().map_or((0, 0), Resolver::ports);
+    let entry = crate::ebpf::abi::Sandbox {
+        flags: 0,
+        dns_port4,
+        dns_port6,
+        ring: 0,
+    };
+    let dests = crate::network::static_dests(&policy.network);
+    let syscalls = sandbox::seccomp::kernel_rules(&policy.syscalls);
+    match kernel.register(cgroup_id, entry, &dests, &syscalls) {
+        Ok(ring) => Ok(Registered {
+            cgroup_id,
+            name: cgroup.name(),
+            cgroup_events: cgroup.path().join("cgroup.events"),
+            ring,
+            resolver,
+            audit,
+        }),
+        Err(e) => {
+            let _ = kernel.unregister(cgroup_id, None);
+            Err(e.to_string())
+        }
+    }
+}
+
+fn start_monitor(
+    kernel: &Arc<Kernel>,
+    policy: &Policy,
+    registered: Registered,
+    creators: Vec<u32>,
+    options: &Options,
+) -> Result<(Monitor, u64), String> {
+    let sink = Sink {
+        json: options.events.clone(),
+        stderr: !options.quiet,
+        spool: options.spool.clone(),
+    };
+    let (reporter, writer) = Monitor::reporter(&registered.name, &policy.name, sink)
+        .map_err(|e| format!("cannot open the event log: {e}"))?;
+    let stop = crate::monitor::Stop::new().map_err(|e| e.to_string())?;
+    let names = Arc::new(Mutex::new(HashMap::new()));
+    let mut threads = Vec::new();
+    if let Some(resolver) = registered.resolver {
+        let upstreams = if options.dns_upstream.is_empty() {
+            let conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            crate::network::resolver::upstreams_from(&conf)
+        } else {
+            options.dns_upstream.clone()
+        };
+        let answering = Answering {
+            kernel: Arc::clone(kernel),
+            cgroup_id: registered.cgroup_id,
+            policy: policy.network.clone(),
+            upstreams,
+            names: Arc::clone(&names),
+            reporter: reporter.clone(),
+            host_addresses: crate::network::resolver::host_addresses(),
+        };
+        threads = resolver
+            .serve(answering, Arc::clone(&stop))
+            .map_err(|e| format!("cannot start the DNS resolver: {e}"))?;
+    }
+    let watch = Watch {
+        kernel: Arc::clone(kernel),
+        cgroup_id: registered.cgroup_id,
+        cgroup_events: registered.cgroup_events,
+        ring: registered.ring,
+        names,
+        audit: registered.audit.map(|a| (a, creators)),
+    };
+    let monitor =
+        Monitor::start(watch, reporter, writer, stop, threads).map_err(|e| e.to_string())?;
+    Ok((monitor, registered.cgroup_id))
+}
+
+/// Ends a sandbox that runs but cannot be watched. `ended` runs as in
+/// [`sandbox::Running::wait_and`].
+fn end_unwatched(running: sandbox::Running, ended: impl FnOnce()) {
+    if let Some(cgroup) = running.cgroup() {
+        let _ = cgroup.kill();
+    }
+    let _ = running.wait_and(ended);
+}
+
+/// The syscall numbers of the policy's kernel rules: the keys its entries are removed by.
+fn rule_numbers(policy: &Policy) -> Vec<u32> {
+    sandbox::seccomp::kernel_rules(&policy.syscalls)
+        .iter()
+        .map(|(nr, _)| *nr)
+        .collect()
+}
+
+/// Takes an ended sandbox out of the eBPF maps (its syscall rules by key) and gives its
+/// ring buffer back to the pool.
+fn unregister(kernel: &Kernel, policy: &Policy, cgroup_id: u64, say: &mut dyn FnMut(Notice)) {
+    if let Err(e) = kernel.unregister(cgroup_id, Some(&rule_numbers(policy))) {
+        say(Notice::Warning(e.to_string()));
+    }
+}
+
+/// Follows the caller's connection while the sandbox runs: signals it sends go to the
+/// sandbox's init; when it goes away (the caller died), the sandbox is killed.
+fn relay(control: UnixStream, running: &sandbox::Running) -> std::io::Result<()> {
+    let init = running.pid;
+    let cgroup: Option<PathBuf> = running.cgroup().map(|c| c.path().to_path_buf());
+    std::thread::Builder::new()
+        .name("cordon-caller".into())
+        .spawn(move || {
+            let mut reader = std::io::BufReader::new(control);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match reader.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        if let Ok(RunSignal { signal }) = serde_json::from_slice(&line) {
+                            if let Ok(signal) = nix::sys::signal::Signal::try_from(signal) {
+                                let _ = nix::sys::signal::kill(init, signal);
+                            }
+                        }
+                    }
+                }
+            }
+            // The caller is gone: nobody is left to see the sandbox's output or wait for it.
+            if let Some(path) = cgroup {
+                if let Ok(cgroup) = crate::cgroup::SandboxCgroup::open(&path) {
+                    let _ = cgroup.kill();
+                }
+            }
+        })?;
+    Ok(())
+}
