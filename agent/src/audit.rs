@@ -22,7 +22,7 @@ use nix::sys::socket::{self, AddressFamily, NetlinkAddr, SockFlag, SockProtocol,
 
 use crate::ebpf::abi::Plain;
 use crate::event::{LossReason, NetReason, Process, Protocol, What};
-use crate::monitor::Reporter;
+use crate::report::{Reporter, Stop};
 
 const AUDIT_GET: u16 = 1000;
 const AUDIT_SET: u16 = 1001;
@@ -235,7 +235,7 @@ impl AuditListener {
 
     /// Reports the Landlock denials of the sandbox whose domains the processes `creators`
     /// created (its init and its command), until `stop`.
-    pub fn watch(self, creators: Vec<u32>, reporter: &Reporter, stop: &crate::monitor::Stop) {
+    pub fn watch(self, creators: Vec<u32>, reporter: &Reporter, stop: &Stop) {
         let mut sandbox = Sandbox {
             creators,
             domains: HashSet::new(),

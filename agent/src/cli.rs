@@ -20,9 +20,6 @@ use crate::profile::{self, SearchPath};
 use crate::sandbox::{self, Exit};
 use crate::session::{self, Notice, SessionError};
 
-/// Directory searched for profiles after `--profile-path` and `CORDON_PROFILE_PATH`.
-pub const SYSTEM_PROFILE_DIR: &str = "/etc/cordon/profiles";
-
 #[derive(Debug, Parser)]
 #[command(
     name = "cordon",
@@ -348,7 +345,7 @@ fn search_path(extra: &[PathBuf]) -> SearchPath {
     if let Some(env) = std::env::var_os("CORDON_PROFILE_PATH") {
         dirs.extend(std::env::split_paths(&env).filter(|p| !p.as_os_str().is_empty()));
     }
-    dirs.push(PathBuf::from(SYSTEM_PROFILE_DIR));
+    dirs.push(PathBuf::from(profile::SYSTEM_PROFILE_DIR));
     SearchPath::new(dirs)
 }
 

@@ -12,7 +12,8 @@
 //! * [`sandbox`] turns a [`policy::Policy`] into kernel state in a forked child and runs the command.
 //! * [`session`] is the life of one sandbox (kernel side registered, watched, waited for,
 //!   cleaned up), for `cordon run` and cordond's worker alike.
-//! * [`ebpf`], [`network`], [`audit`] and [`monitor`] load the kernel side and watch a sandbox.
+//! * [`ebpf`], [`network`], [`audit`] and [`monitor`] load the kernel side and watch a sandbox;
+//!   [`report`] is what every watcher holds (where events go, when to stop).
 //! * [`event`] is the one event type; [`export`] carries events on (spool, journal, collector).
 //! * [`contain`] lists sandboxes and acts on them (kill, freeze, isolate, ...).
 //! * [`daemon`] is cordond; [`api`] its socket protocol and who may do what; [`cli`] is `cordon`.
@@ -31,6 +32,7 @@ pub mod monitor;
 pub mod network;
 pub mod policy;
 pub mod profile;
+pub mod report;
 pub mod sandbox;
 pub mod session;
 pub mod sys;

@@ -11,7 +11,6 @@ use std::io::Write as _;
 use std::net::IpAddr;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -21,77 +20,7 @@ use crate::ebpf::{abi, Kernel};
 use crate::event::{Action, Event, NetReason, Process, Protocol, What};
 use crate::export::burst::Bursts;
 use crate::export::spool::{SpoolConfig, SpoolWriter};
-
-/// Tells every watching thread to finish, at once: each polls `fd()` beside its own
-/// descriptor, and `stop()` closes the pipe's write end, which wakes them all.
-pub struct Stop {
-    flag: AtomicBool,
-    reader: std::io::PipeReader,
-    writer: Mutex<Option<std::io::PipeWriter>>,
-}
-
-impl Stop {
-    pub fn new() -> std::io::Result<Arc<Self>> {
-        let (reader, writer) = std::io::pipe()?;
-        Ok(Arc::new(Self {
-            flag: AtomicBool::new(false),
-            reader,
-            writer: Mutex::new(Some(writer)),
-        }))
-    }
-
-    pub fn stop(&self) {
-        self.flag.store(true, Ordering::SeqCst);
-        if let Ok(mut writer) = self.writer.lock() {
-            writer.take();
-        }
-    }
-
-    pub fn is_stopped(&self) -> bool {
-        self.flag.load(Ordering::SeqCst)
-    }
-
-    /// Waits until `fd` is readable, the stop comes, or `timeout_ms` passes (never, when
-    /// `None`); returns whether `fd` is readable.
-    pub fn wait(&self, fd: std::os::fd::BorrowedFd<'_>, timeout_ms: Option<u16>) -> bool {
-        let mut fds = [
-            nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN),
-            nix::poll::PollFd::new(self.reader.as_fd(), nix::poll::PollFlags::POLLIN),
-        ];
-        let timeout = timeout_ms.map_or(nix::poll::PollTimeout::NONE, nix::poll::PollTimeout::from);
-        match nix::poll::poll(&mut fds, timeout) {
-            Ok(n) if n > 0 => fds[0].revents().is_some_and(|r| {
-                r.intersects(nix::poll::PollFlags::POLLIN | nix::poll::PollFlags::POLLERR)
-            }),
-            _ => false,
-        }
-    }
-}
-
-/// Hands events of one sandbox to the writer.
-#[derive(Clone)]
-pub struct Reporter {
-    sandbox: Arc<str>,
-    profile: Arc<str>,
-    tx: mpsc::Sender<Event>,
-}
-
-impl Reporter {
-    pub fn report(&self, process: Option<Process>, what: What) {
-        self.report_at(SystemTime::now(), process, what);
-    }
-
-    pub(crate) fn report_at(&self, time: SystemTime, process: Option<Process>, what: What) {
-        // The writer only goes away after every reporter: a send cannot fail before that.
-        let _ = self.tx.send(Event::new(
-            &self.sandbox,
-            &self.profile,
-            time,
-            process,
-            what,
-        ));
-    }
-}
+pub use crate::report::{Reporter, Stop};
 
 /// Where events go.
 #[derive(Debug, Default)]
@@ -258,11 +187,7 @@ impl Monitor {
                 }
                 outputs.finish()
             })?;
-        let reporter = Reporter {
-            sandbox: sandbox.into(),
-            profile: profile.into(),
-            tx,
-        };
+        let reporter = Reporter::new(sandbox, profile, tx);
         Ok((reporter, writer))
     }
 

@@ -122,7 +122,7 @@ pub fn issue(
         name: name.to_string(),
         role,
         host: host.map(str::to_string),
-        created_ns: crate::store::now_ns(),
+        created_ns: crate::clock::now_ns(),
         revoked_ns: None,
     };
     Ok((info, format!("{PREFIX}{}", hex(&secret))))

@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 use cordon_proto::collector::{RejectReason, Rejected};
 use cordon_proto::event::{Event, What, SCHEMA_VERSION};
 
-use crate::store::ns;
+use crate::clock::ns;
 
 /// The most bytes of a set-aside event kept for people to look at.
 const EXCERPT_BYTES: usize = 4096;

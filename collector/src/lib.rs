@@ -1,7 +1,7 @@
 //! cordon-collector: the central service every host's cordond reports to, and responders
 //! act through.
 //!
-//! * [`config`]: the configuration file.
+//! * [`config`]: the configuration file; [`clock`]: times as the store keeps them.
 //! * [`store`]: SQLite or PostgreSQL (events, hosts, tokens, commands).
 //! * [`auth`]: tokens and roles.
 //! * [`ingest`]: what becomes of a host's batch before it is stored.
@@ -13,6 +13,7 @@
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod ingest;
 pub mod metrics;

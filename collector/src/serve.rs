@@ -4,7 +4,7 @@
 //! * admission: at most `max_connections` open, and `max_connections_per_client` from one
 //!   address; a client over either is answered 503 and closed at once, never queued. A
 //!   connection stops counting against its address once a request on it carries a live token
-//!   ([`Connection::trust`]): hosts behind one NAT, or people behind one proxy, are bounded by
+//!   ([`Vouched::trust`]): hosts behind one NAT, or people behind one proxy, are bounded by
 //!   the total and their tokens' own limits, while anonymous clients are bounded per address;
 //! * TLS: the handshake must end within `header_timeout`;
 //! * a request's headers must arrive within `header_timeout` (hyper's timer, which also
@@ -29,7 +29,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::time::{Instant, Sleep};
 
-use crate::api::App;
+use crate::api::{App, Vouched};
 use crate::metrics::Refusal;
 
 /// What a connection turned away is told, in the few bytes the socket takes at once.
@@ -60,7 +60,7 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let Some(slot) = Slot::take(&app, &clients, peer) else {
+        let Some(slot) = Connection::take(&app, &clients, peer) else {
             let _ = stream.try_write(BUSY);
             continue;
         };
@@ -77,7 +77,8 @@ pub async fn serve(
         let service = {
             let (router, connection) = (router.clone(), Arc::clone(&connection));
             hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(Arc::clone(&connection));
+                let vouched: Arc<dyn Vouched> = Arc::clone(&connection) as _;
+                request.extensions_mut().insert(vouched);
                 let mut router = router.clone();
                 async move {
                     tower_service::Service::call(&mut router, request.map(axum::body::Body::new))
@@ -133,21 +134,21 @@ pub struct Connection {
     anonymous: AtomicBool,
 }
 
-type Slot = Connection;
-
-impl Connection {
-    /// A request on this connection carried a live token: it no longer counts against its
-    /// address (only against the total).
-    pub fn is_anonymous(&self) -> bool {
+impl Vouched for Connection {
+    fn is_anonymous(&self) -> bool {
         self.anonymous.load(Ordering::Relaxed)
     }
 
-    pub fn trust(&self) {
+    /// A request on this connection carried a live token: it no longer counts against its
+    /// address (only against the total).
+    fn trust(&self) {
         if self.anonymous.swap(false, Ordering::Relaxed) {
             self.leave_address();
         }
     }
+}
 
+impl Connection {
     fn leave_address(&self) {
         let mut open = self
             .clients

@@ -135,14 +135,7 @@ pub struct CommandRow {
     pub took_ms: Option<i64>,
 }
 
-pub fn now_ns() -> i64 {
-    ns(SystemTime::now())
-}
-
-pub fn ns(time: SystemTime) -> i64 {
-    time.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
+pub use crate::clock::{now_ns, ns};
 
 impl Store {
     /// Opens (creating when needed) the database at `url` and brings its schema up to date.

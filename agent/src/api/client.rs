@@ -28,7 +28,7 @@ pub fn socket_path(explicit: Option<&Path>) -> PathBuf {
     explicit
         .map(Path::to_path_buf)
         .or_else(|| std::env::var_os("CORDON_SOCKET").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(crate::daemon::config::DEFAULT_SOCKET))
+        .unwrap_or_else(|| PathBuf::from(super::DEFAULT_SOCKET))
 }
 
 pub struct Client {

@@ -29,6 +29,9 @@ use crate::event::Action;
 /// The longest request line accepted (a `run` carries the caller's environment).
 pub const MAX_REQUEST: usize = 1 << 20;
 
+/// Where cordond listens unless its configuration says otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/cordon/cordon.sock";
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {

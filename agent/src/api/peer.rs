@@ -9,8 +9,6 @@
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 
-use crate::daemon::config::Api;
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
     pub uid: u32,
@@ -86,9 +84,14 @@ pub struct Groups {
 }
 
 impl Groups {
-    /// Looks the names up; names that do not exist on this host are returned to be warned
-    /// about (they grant nothing).
-    pub fn resolve(api: &Api) -> (Self, Vec<String>) {
+    /// Looks the names up (the viewer, responder and run groups cordond's configuration
+    /// names); names that do not exist on this host are returned to be warned about (they
+    /// grant nothing).
+    pub fn resolve(
+        viewer_groups: &[String],
+        responder_groups: &[String],
+        run_groups: &[String],
+    ) -> (Self, Vec<String>) {
         let mut missing = Vec::new();
         let mut lookup = |names: &[String]| -> Vec<u32> {
             names
@@ -102,12 +105,12 @@ impl Groups {
                 })
                 .collect()
         };
-        let viewers = lookup(&api.viewer_groups);
-        let responders = lookup(&api.responder_groups);
-        let runners = if api.run_groups.is_empty() {
+        let viewers = lookup(viewer_groups);
+        let responders = lookup(responder_groups);
+        let runners = if run_groups.is_empty() {
             None
         } else {
-            Some(lookup(&api.run_groups))
+            Some(lookup(run_groups))
         };
         (
             Self {

@@ -44,7 +44,7 @@ use toml::Spanned;
 use crate::profile::{Diagnostic, Loc, Source};
 
 pub const DEFAULT_PATH: &str = "/etc/cordon/cordon.toml";
-pub const DEFAULT_SOCKET: &str = "/run/cordon/cordon.sock";
+pub use crate::api::DEFAULT_SOCKET;
 
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -343,7 +343,7 @@ impl Config {
             profile_path: file
                 .profiles
                 .path
-                .unwrap_or_else(|| vec![PathBuf::from(crate::cli::SYSTEM_PROFILE_DIR)]),
+                .unwrap_or_else(|| vec![PathBuf::from(crate::profile::SYSTEM_PROFILE_DIR)]),
             audit: file.audit.enabled.unwrap_or(true),
             api: Api {
                 socket,

@@ -26,9 +26,41 @@ use nix::sys::signal::{SigSet, Signal};
 use crate::api::peer::Groups;
 use crate::ebpf::Kernel;
 use crate::event::{Event, What};
-use crate::export::pipeline::{self, Pipeline, SharedConfig};
+use crate::export::pipeline::{self, Destination, Pipeline};
 use crate::export::spool::{SpoolConfig, SpoolWriter};
 use config::Config;
+
+/// The configuration as the daemon holds it: replaced whole on reload.
+pub type SharedConfig = Arc<RwLock<Arc<Config>>>;
+
+/// The pipeline's threads read the configuration as it is at each step.
+impl pipeline::Settings for RwLock<Arc<Config>> {
+    fn journal(&self) -> (PathBuf, u64, u32) {
+        let cfg = self
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (
+            cfg.journal_path.clone(),
+            cfg.journal_max_bytes,
+            cfg.journal_keep,
+        )
+    }
+
+    fn collector(&self) -> Option<Destination> {
+        let cfg = Arc::clone(
+            &self
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let collector = cfg.collector.as_ref()?;
+        Some(Destination {
+            url: collector.url.clone(),
+            token: cfg.collector_token().map_err(|e| e.to_string()),
+            host_id: cfg.host_id.clone(),
+            batch_max_events: collector.batch_max_events,
+        })
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(name = "cordond", version, about = "Cordon's per-host service")]
@@ -199,7 +231,11 @@ fn serve(config: Config, path: &std::path::Path) -> Result<(), String> {
     }
     let pipeline = Pipeline::open(&config.spool_dir)
         .map_err(|e| format!("cannot open the spool {}: {e}", config.spool_dir.display()))?;
-    let (groups, missing) = Groups::resolve(&config.api);
+    let (groups, missing) = Groups::resolve(
+        &config.api.viewer_groups,
+        &config.api.responder_groups,
+        &config.api.run_groups,
+    );
     warn_missing(&missing);
     let listener = server::bind(&config.api.socket)?;
     let cordon = std::env::current_exe()
@@ -228,14 +264,14 @@ fn serve(config: Config, path: &std::path::Path) -> Result<(), String> {
         let (p, c) = (Arc::clone(&pipeline), Arc::clone(&daemon.config));
         threads.push(spawn(
             "journal",
-            Box::new(move || pipeline::journal_thread(&p, &c)),
+            Box::new(move || pipeline::journal_thread(&p, &*c)),
         )?);
     }
     {
         let (p, c) = (Arc::clone(&pipeline), Arc::clone(&daemon.config));
         threads.push(spawn(
             "delivery",
-            Box::new(move || pipeline::delivery_thread(&p, &c)),
+            Box::new(move || pipeline::delivery_thread(&p, &*c)),
         )?);
     }
     {
@@ -335,7 +371,11 @@ fn reload(daemon: &Daemon, path: &std::path::Path) {
             if new.metrics != old.metrics {
                 tracing::warn!("metrics.listen changed: the new address is used after a restart");
             }
-            let (groups, missing) = Groups::resolve(&new.api);
+            let (groups, missing) = Groups::resolve(
+                &new.api.viewer_groups,
+                &new.api.responder_groups,
+                &new.api.run_groups,
+            );
             warn_missing(&missing);
             if let Ok(mut g) = daemon.groups.write() {
                 *g = groups;

@@ -20,7 +20,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -28,10 +28,24 @@ use serde::{Deserialize, Serialize};
 use super::deliver::Collector;
 use super::journal::Journal;
 use super::spool;
-use crate::daemon::config::Config;
+/// What the pipeline's threads read of cordond's configuration, again before each step
+/// (cordond may reload it meanwhile).
+pub trait Settings: Send + Sync {
+    /// The journal: its path, the most bytes of one file, how many files are kept.
+    fn journal(&self) -> (PathBuf, u64, u32);
+    /// Where events are delivered, when a collector is configured.
+    fn collector(&self) -> Option<Destination>;
+}
 
-/// The configuration as the daemon holds it: replaced whole on reload.
-pub type SharedConfig = Arc<RwLock<Arc<Config>>>;
+/// A collector to deliver to.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    pub url: String,
+    /// The host token, or why it cannot be read.
+    pub token: Result<Option<String>, String>,
+    pub host_id: String,
+    pub batch_max_events: usize,
+}
 
 const CURSORS_FILE: &str = "cursors.json";
 /// Where events the collector refused alone are kept (below the spool directory, apart
@@ -416,16 +430,10 @@ fn file_name(path: &Path) -> String {
 }
 
 /// The journal thread, until the stop; then it drains what is left.
-pub fn journal_thread(pipeline: &Pipeline, config: &SharedConfig) {
+pub fn journal_thread(pipeline: &Pipeline, settings: &dyn Settings) {
     let mut open: Option<(PathBuf, u64, u32, Journal)> = None;
     loop {
-        let cfg = config.read().map(|c| Arc::clone(&c)).ok();
-        let Some(cfg) = cfg else { return };
-        let wanted = (
-            cfg.journal_path.clone(),
-            cfg.journal_max_bytes,
-            cfg.journal_keep,
-        );
+        let wanted = settings.journal();
         let reopen = open
             .as_ref()
             .is_none_or(|(p, m, k, _)| (p, *m, *k) != (&wanted.0, wanted.1, wanted.2));
@@ -446,7 +454,7 @@ pub fn journal_thread(pipeline: &Pipeline, config: &SharedConfig) {
             continue;
         };
         let moved = pipeline.journal_step(journal);
-        pipeline.clean(cfg.collector.is_some());
+        pipeline.clean(settings.collector().is_some());
         if moved == 0 {
             if pipeline.stopped() {
                 return;
@@ -457,7 +465,7 @@ pub fn journal_thread(pipeline: &Pipeline, config: &SharedConfig) {
 }
 
 /// The delivery thread, until the stop.
-pub fn delivery_thread(pipeline: &Pipeline, config: &SharedConfig) {
+pub fn delivery_thread(pipeline: &Pipeline, settings: &dyn Settings) {
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
     // Events in the next batch: halved while the collector refuses what a batch holds,
     // doubled back after each success.
@@ -468,32 +476,30 @@ pub fn delivery_thread(pipeline: &Pipeline, config: &SharedConfig) {
     let mut lone_refusals = 0;
     let mut client: Option<(String, Option<String>, String, Collector)> = None;
     while !pipeline.stopped() {
-        let cfg = config.read().map(|c| Arc::clone(&c)).ok();
-        let Some(cfg) = cfg else { return };
-        let Some(settings) = &cfg.collector else {
+        let Some(to) = settings.collector() else {
             client = None;
             pipeline.nap(Duration::from_millis(500));
             continue;
         };
-        let token = match cfg.collector_token() {
+        let token = match to.token {
             Ok(t) => t,
             Err(e) => {
-                pipeline.fail(&e.to_string());
+                pipeline.fail(&e);
                 pipeline.nap(backoff.next());
                 continue;
             }
         };
         let same = client
             .as_ref()
-            .is_some_and(|(u, t, h, _)| *u == settings.url && *t == token && *h == cfg.host_id);
+            .is_some_and(|(u, t, h, _)| *u == to.url && *t == token && *h == to.host_id);
         if !same {
-            let collector = Collector::new(&settings.url, token.clone(), &cfg.host_id);
-            client = Some((settings.url.clone(), token, cfg.host_id.clone(), collector));
+            let collector = Collector::new(&to.url, token.clone(), &to.host_id);
+            client = Some((to.url.clone(), token, to.host_id.clone(), collector));
         }
         let Some((_, _, _, collector)) = client.as_ref() else {
             continue;
         };
-        let (lines, ends) = pipeline.next_batch(size.min(settings.batch_max_events));
+        let (lines, ends) = pipeline.next_batch(size.min(to.batch_max_events));
         if ends.is_empty() {
             pipeline.nap(Duration::from_millis(200));
             continue;

@@ -23,8 +23,8 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use crate::ebpf::Kernel;
 use crate::event::{DnsReason, What};
-use crate::monitor::Reporter;
 use crate::policy::NetPolicy;
+use crate::report::{Reporter, Stop};
 
 /// Shortest time an answered address stays allowed, whatever the answer's TTL: programs
 /// connect a moment after resolving, and many cache answers for a while.
@@ -72,7 +72,7 @@ impl Resolver {
     pub fn serve(
         self,
         answering: Answering,
-        stop: Arc<crate::monitor::Stop>,
+        stop: Arc<Stop>,
     ) -> io::Result<Vec<std::thread::JoinHandle<()>>> {
         let answering = Arc::new(answering);
         let mut threads = Vec::new();
@@ -103,7 +103,7 @@ pub fn upstreams_from(resolv_conf: &str) -> Vec<SocketAddr> {
         .collect()
 }
 
-fn serve_socket(socket: &UdpSocket, answering: &Answering, stop: &crate::monitor::Stop) {
+fn serve_socket(socket: &UdpSocket, answering: &Answering, stop: &Stop) {
     let mut buf = [0u8; 4096];
     while !stop.is_stopped() {
         if !stop.wait(std::os::fd::AsFd::as_fd(socket), None) {

@@ -20,6 +20,10 @@ pub use schema::{Compat, MemorySize, Mode, Proto, SyscallAction};
 
 use schema::ProfileFile;
 
+/// Directory searched for profiles after `--profile-path` and `CORDON_PROFILE_PATH` (and
+/// cordond's default profile path).
+pub const SYSTEM_PROFILE_DIR: &str = "/etc/cordon/profiles";
+
 /// Profiles shipped with Cordon, compiled into the binary so `cordon` works from anywhere.
 pub const BUILTIN: &[(&str, &str)] = &[
     ("base", include_str!("../../../profiles/base.toml")),

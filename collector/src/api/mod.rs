@@ -338,6 +338,15 @@ async fn authenticate(app: &App, headers: &HeaderMap) -> Result<TokenInfo, ApiEr
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown or revoked token"))
 }
 
+/// What the server puts on each request: the connection it came on, which a live token
+/// vouches for (see [`crate::serve`]).
+pub trait Vouched: Send + Sync {
+    /// Whether no request on it has shown a live token yet.
+    fn is_anonymous(&self) -> bool;
+    /// A request on it showed a live token.
+    fn trust(&self);
+}
+
 /// Before every handler: a URL with a NUL (`%00`, which no name or id holds and PostgreSQL's
 /// text cannot) is refused; the connection of a request that carries a live token stops
 /// counting against its address (see [`crate::serve`]), checked once per connection.
@@ -352,7 +361,7 @@ async fn trust_tokens(
     }
     let connection = request
         .extensions()
-        .get::<Arc<crate::serve::Connection>>()
+        .get::<Arc<dyn Vouched>>()
         .filter(|c| c.is_anonymous())
         .cloned();
     if let Some(connection) = connection {
