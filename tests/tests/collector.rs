@@ -10,9 +10,25 @@ use common::collector::{batch, file_event, Collector, Db};
 use common::require_root;
 use serde_json::json;
 
-/// One test per store: `NAME::sqlite` and `NAME::postgres`.
+/// One test per store: `NAME::sqlite` and `NAME::postgres`. The SQLite one needs no root
+/// unless the test runs a cordond too (`on_both_stores!(NAME, root)`); the PostgreSQL one
+/// runs its server as the `postgres` user, which takes root.
 macro_rules! on_both_stores {
     ($name:ident) => {
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name(super::Db::Sqlite);
+            }
+            #[test]
+            fn postgres() {
+                if super::require_root(concat!(stringify!($name), "::postgres")) {
+                    super::$name(super::Db::Postgres);
+                }
+            }
+        }
+    };
+    ($name:ident, root) => {
         mod $name {
             #[test]
             fn sqlite() {
@@ -721,7 +737,10 @@ fn a_command_reaches_its_host_once_and_expires_unanswered(db: Db) {
     assert_eq!(listed["commands"].as_array().expect("commands").len(), 1);
 }
 
-on_both_stores!(a_responder_at_the_collector_sees_a_hosts_violations_and_isolates_its_sandbox);
+on_both_stores!(
+    a_responder_at_the_collector_sees_a_hosts_violations_and_isolates_its_sandbox,
+    root
+);
 fn a_responder_at_the_collector_sees_a_hosts_violations_and_isolates_its_sandbox(db: Db) {
     use std::io::BufRead as _;
     use std::process::Stdio;
@@ -964,9 +983,6 @@ fn events_past_the_retention_are_deleted(db: Db) {
 
 #[test]
 fn the_collector_serves_https_when_given_a_certificate() {
-    if !require_root("the_collector_serves_https_when_given_a_certificate") {
-        return;
-    }
     let dir = tempfile::tempdir().expect("temp dir");
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     let out = std::process::Command::new("openssl")

@@ -1,7 +1,8 @@
 //! The collector under hostile clients: nobody can hold it, fill it or outlast a revocation.
 //! Each attack runs against the real `cordon-collector` on loopback (attackers from
 //! 127.0.0.2 and up, honest clients from 127.0.0.1), with its twin: the honest client is
-//! served while the attack lasts.
+//! served while the attack lasts. On SQLite, and needing no root: any user's `cargo test`
+//! runs them.
 
 mod common;
 
@@ -10,7 +11,6 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::collector::{batch, file_event, Collector, Db};
-use common::require_root;
 use serde_json::json;
 
 fn id(n: u64) -> String {
@@ -81,9 +81,6 @@ fn metric(c: &Collector, token: &str, line: &str) -> f64 {
 
 #[test]
 fn a_slowloris_is_capped_and_cut_off_while_honest_clients_are_served() {
-    if !require_root("a_slowloris_is_capped_and_cut_off_while_honest_clients_are_served") {
-        return;
-    }
     let c = Collector::start(
         Db::Sqlite,
         "header_timeout = \"2s\"\nbody_timeout = \"2s\"\nmax_connections_per_client = 20\nmax_connections = 70",
@@ -239,9 +236,6 @@ fn a_slowloris_is_capped_and_cut_off_while_honest_clients_are_served() {
 
 #[test]
 fn streams_are_bounded_and_a_slow_one_is_ended_not_waited_for() {
-    if !require_root("streams_are_bounded_and_a_slow_one_is_ended_not_waited_for") {
-        return;
-    }
     let c = Collector::start(
         Db::Sqlite,
         "max_streams = 4\nmax_streams_per_token = 2\nidle_timeout = \"3s\"",
@@ -367,9 +361,6 @@ fn streams_are_bounded_and_a_slow_one_is_ended_not_waited_for() {
 
 #[test]
 fn a_stream_gets_every_event_of_batches_stored_at_once() {
-    if !require_root("a_stream_gets_every_event_of_batches_stored_at_once") {
-        return;
-    }
     let c = Collector::start(Db::Sqlite, "");
     let viewer = c.token("alice", "viewer", None);
     let live = c.stream(&viewer, "");
@@ -414,9 +405,6 @@ fn a_stream_gets_every_event_of_batches_stored_at_once() {
 
 #[test]
 fn revocation_ends_a_waiting_poll_and_an_open_stream_at_once() {
-    if !require_root("revocation_ends_a_waiting_poll_and_an_open_stream_at_once") {
-        return;
-    }
     let c = Collector::start(Db::Sqlite, "");
     let host = c.token("web-1", "host", Some("web-1"));
     let viewer = c.token("alice", "viewer", None);
@@ -494,9 +482,6 @@ fn revocation_ends_a_waiting_poll_and_an_open_stream_at_once() {
 
 #[test]
 fn big_events_are_cut_at_ingest_and_a_page_stops_at_its_byte_limit() {
-    if !require_root("big_events_are_cut_at_ingest_and_a_page_stops_at_its_byte_limit") {
-        return;
-    }
     let c = Collector::start(Db::Sqlite, "max_response_bytes = 300000");
     let host = c.token("web-1", "host", Some("web-1"));
     let viewer = c.token("alice", "viewer", None);
@@ -571,9 +556,6 @@ fn big_events_are_cut_at_ingest_and_a_page_stops_at_its_byte_limit() {
 
 #[test]
 fn every_error_is_json() {
-    if !require_root("every_error_is_json") {
-        return;
-    }
     let c = Collector::start(Db::Sqlite, "");
     let viewer = c.token("alice", "viewer", None);
     for (method, path, want) in [
@@ -617,9 +599,6 @@ fn every_error_is_json() {
 
 #[test]
 fn a_stream_that_missed_much_is_replayed_a_page_at_a_time() {
-    if !require_root("a_stream_that_missed_much_is_replayed_a_page_at_a_time") {
-        return;
-    }
     use std::io::BufRead as _;
     let c = Collector::start(Db::Sqlite, "");
     let host = c.token("web-1", "host", Some("web-1"));
@@ -674,9 +653,6 @@ fn a_stream_that_missed_much_is_replayed_a_page_at_a_time() {
 
 #[test]
 fn what_hosts_and_people_name_is_logged_escaped() {
-    if !require_root("what_hosts_and_people_name_is_logged_escaped") {
-        return;
-    }
     let c = Collector::start_logged("");
     let host = c.token("web-1", "host", Some("web-1"));
     let admin = c.token("root", "admin", None);
