@@ -2,7 +2,6 @@
 //! test starts (and stops) itself, and a small HTTP client for its API.
 
 use std::io::{BufRead as _, BufReader, Write as _};
-use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -17,119 +16,11 @@ pub enum Db {
     Postgres,
 }
 
-/// A PostgreSQL server of the test's own: a fresh cluster in a temporary directory, on a
-/// free loopback port, run as the `postgres` user (it refuses root). Stopped on drop.
-pub struct Postgres {
-    _dir: tempfile::TempDir,
-    child: Child,
-    pub port: u16,
-}
+pub use cordon_testkit::Postgres;
 
-/// The newest PostgreSQL's `bin` directory (Debian's `postgresql` package).
-fn postgres_bin() -> PathBuf {
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("PostgreSQL is not installed: `cargo xtask setup` installs Debian's postgresql")
-        .flatten()
-        .filter_map(|e| {
-            let v = e.file_name().to_str()?.parse().ok()?;
-            Some((v, e.path().join("bin")))
-        })
-        .filter(|(_, bin)| bin.join("postgres").is_file())
-        .collect();
-    versions.sort();
-    versions
-        .pop()
-        .expect("no PostgreSQL server under /usr/lib/postgresql")
-        .1
-}
-
-impl Postgres {
-    pub fn start() -> Self {
-        let user = nix::unistd::User::from_name("postgres")
-            .expect("passwd")
-            .expect("the postgres user (from Debian's postgresql package)");
-        let dir = tempfile::Builder::new()
-            .prefix("cordon-pg-")
-            .tempdir_in("/var/tmp")
-            .expect("temp dir");
-        nix::unistd::chown(dir.path(), Some(user.uid), Some(user.gid)).expect("chown");
-        let data = dir.path().join("data");
-        let bin = postgres_bin();
-        let as_postgres = |program: &str| {
-            let mut c = Command::new(bin.join(program));
-            c.uid(user.uid.as_raw())
-                .gid(user.gid.as_raw())
-                .current_dir(dir.path());
-            c
-        };
-        let out = as_postgres("initdb")
-            .args([
-                "-D",
-                data.to_str().expect("utf-8"),
-                "-U",
-                "cordon",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-            ])
-            .output()
-            .expect("initdb runs");
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let port = free_port();
-        let child = as_postgres("postgres")
-            .args(["-D", data.to_str().expect("utf-8"), "-p", &port.to_string()])
-            .args(["-k", dir.path().to_str().expect("utf-8")])
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("postgres starts");
-        let pg = Self {
-            _dir: dir,
-            child,
-            port,
-        };
-        let until = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = Command::new(bin.join("pg_isready"))
-                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "cordon"])
-                .output()
-                .expect("pg_isready runs");
-            if ready.status.success() {
-                break;
-            }
-            assert!(Instant::now() < until, "PostgreSQL did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        pg
-    }
-
-    pub fn url(&self) -> String {
-        format!("postgres://cordon@127.0.0.1:{}/postgres", self.port)
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        // SIGQUIT: PostgreSQL's immediate shutdown.
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGQUIT,
-        );
-        let _ = self.child.wait();
-    }
-}
-
+/// A loopback port nobody listens on now.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    cordon_testkit::free_port().expect("a free port")
 }
 
 /// A running `cordon-collector`.
@@ -155,7 +46,9 @@ impl Collector {
             .prefix("cordon-collector-")
             .tempdir_in("/var/tmp")
             .expect("temp dir");
-        let postgres = (db == Db::Postgres).then(Postgres::start);
+        // No fsync: durability buys a test nothing.
+        let postgres = (db == Db::Postgres)
+            .then(|| Postgres::start(&["fsync=off"]).expect("PostgreSQL starts"));
         let database_url = match &postgres {
             Some(pg) => pg.url(),
             None => format!("sqlite://{}/store/collector.db", dir.path().display()),

@@ -13,7 +13,6 @@
 //! the machine's cores with the collector (and PostgreSQL).
 
 use std::io::Write as _;
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -48,89 +47,14 @@ impl Drop for Server {
     }
 }
 
-/// A PostgreSQL cluster of the benchmark's own, run as the `postgres` user.
-struct Postgres {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGQUIT,
-        );
-        let _ = self.child.wait();
-    }
-}
-
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    cordon_testkit::free_port().map_err(anyhow::Error::msg)
 }
 
-fn postgres(dir: &Path) -> Result<Postgres> {
-    let bin = std::fs::read_dir("/usr/lib/postgresql")
-        .context("PostgreSQL is not installed (Debian's postgresql)")?
-        .flatten()
-        .map(|e| e.path().join("bin"))
-        .filter(|b| b.join("postgres").is_file())
-        .max()
-        .context("no PostgreSQL server under /usr/lib/postgresql")?;
-    let user = nix::unistd::User::from_name("postgres")?.context("no postgres user")?;
-    let pgdir = dir.join("pg");
-    std::fs::create_dir_all(&pgdir)?;
-    nix::unistd::chown(&pgdir, Some(user.uid), Some(user.gid))?;
-    let data = pgdir.join("data");
-    let as_pg = |program: &str| {
-        let mut c = Command::new(bin.join(program));
-        c.uid(user.uid.as_raw())
-            .gid(user.gid.as_raw())
-            .current_dir(&pgdir);
-        c
-    };
-    let out = as_pg("initdb")
-        .arg("-D")
-        .arg(&data)
-        .args(["-U", "cordon", "--auth=trust", "-E", "UTF8"])
-        .output()?;
-    if !out.status.success() {
-        bail!("initdb: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let port = free_port()?;
-    // Durable as shipped (fsync on): the numbers are what a real deployment would see.
-    let child = as_pg("postgres")
-        .arg("-D")
-        .arg(&data)
-        .args(["-p", &port.to_string(), "-k"])
-        .arg(&pgdir)
-        .args([
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "shared_buffers=1GB",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let pg = Postgres {
-        child,
-        url: format!("postgres://cordon@127.0.0.1:{port}/postgres"),
-    };
-    let until = Instant::now() + Duration::from_secs(30);
-    while !Command::new(bin.join("pg_isready"))
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .output()?
-        .status
-        .success()
-    {
-        if Instant::now() > until {
-            bail!("PostgreSQL did not start");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(pg)
+/// A PostgreSQL server of the benchmark's own, durable as shipped (fsync on): the numbers
+/// are what a real deployment would see.
+fn postgres() -> Result<cordon_testkit::Postgres> {
+    cordon_testkit::Postgres::start(&["shared_buffers=1GB"]).map_err(anyhow::Error::msg)
 }
 
 impl Server {
@@ -447,10 +371,10 @@ pub fn run(collector: &Path) -> Result<super::Report> {
         &sqlite_dir,
         fill_to,
     )?;
-    let pg = postgres(dir.path())?;
+    let pg = postgres()?;
     let pg_dir = dir.path().join("postgres");
     std::fs::create_dir_all(&pg_dir)?;
-    let postgres = one_store(collector, "postgres", &pg.url, &pg_dir, fill_to)?;
+    let postgres = one_store(collector, "postgres", &pg.url(), &pg_dir, fill_to)?;
     let chart = super::chart::Chart {
         title: "Collector ingest: 100 hosts, gzip batches of 500, 8 clients".into(),
         unit: "events/s".into(),
