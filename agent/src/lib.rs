@@ -7,8 +7,9 @@
 //!     Policy --sandbox::launch--> child: mount namespace, Landlock, seccomp, execve
 //! ```
 //!
-//! * [`profile`] reads profile files, follows `extends`, and reports errors as `FILE:LINE:COL`.
-//! * [`policy`] is the one in-memory form every enforcement layer is compiled from.
+//! * [`profile`] reads profile files, follows `extends`, and reports errors as `FILE:LINE:COL`;
+//!   [`policy`] is the one in-memory form every enforcement layer is compiled from. Both live
+//!   in the `cordon-policy` crate, which needs no kernel and no eBPF toolchain.
 //! * [`sandbox`] turns a [`policy::Policy`] into kernel state in a forked child and runs the command.
 //! * [`session`] is the life of one sandbox (kernel side registered, watched, waited for,
 //!   cleaned up), for `cordon run` and cordond's worker alike.
@@ -30,12 +31,11 @@ pub mod expect;
 pub mod export;
 pub mod monitor;
 pub mod network;
-pub mod policy;
-pub mod profile;
 pub mod report;
 pub mod sandbox;
 pub mod session;
 pub mod sys;
 
 /// The one event type lives in `cordon-proto`, shared with the collector.
+pub use cordon_policy::{policy, profile};
 pub use cordon_proto::event;

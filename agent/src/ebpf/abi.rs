@@ -208,6 +208,7 @@ const PAYLOAD_SIZE: usize = CORDON_EVENT_SIZE - CORDON_EVENT_OFF_PAYLOAD;
 
 const _: () = {
     assert!(size_of::<Sandbox>() == CORDON_SANDBOX_SIZE);
+    assert!(cordon_policy::policy::MAX_PORT_RANGES == CORDON_MAX_PORT_RANGES);
     assert!(offset_of!(Sandbox, dns_port4) == CORDON_SANDBOX_OFF_DNS_PORT4);
     assert!(offset_of!(Sandbox, ring) == CORDON_SANDBOX_OFF_RING);
     assert!(size_of::<PortRange>() == CORDON_PORT_RANGE_SIZE);

@@ -14,6 +14,11 @@ use syscalls::Sysno;
 
 use crate::profile::{closest, Compat, Diagnostic, Located, Mode, Profile, SyscallAction};
 
+/// The most port ranges one destination rule may hold: the size of the eBPF programs'
+/// per-destination array (`CORDON_MAX_PORT_RANGES` in `ebpf/cordon.h`; the `cordon` crate
+/// checks at compile time that the two agree).
+pub const MAX_PORT_RANGES: usize = 8;
+
 /// The Landlock ABI a sandbox needs unless its profile asks for more: ABI 6 brings the
 /// signal and abstract-unix-socket scoping every sandbox relies on.
 pub const DEFAULT_LANDLOCK_ABI: u32 = 6;
@@ -277,11 +282,11 @@ const IPPROTO_MPTCP: u64 = 262;
 )]
 const TTY_INJECTION_IOCTLS: &[u64] = &[libc::TIOCSTI as u64, libc::TIOCLINUX as u64];
 
+/// A syscall preset: names, each denied always (`None`) or when its arguments match.
+pub type Preset = &'static [(&'static str, Option<ArgCondition>)];
+
 /// The `default` preset: syscalls that reach past a sandbox, load code into the kernel, or
 /// change the machine. `clone3` is answered with ENOSYS separately (see `sandbox::seccomp`).
-/// A syscall preset: names, each denied always (`None`) or when its arguments match.
-pub(crate) type Preset = &'static [(&'static str, Option<ArgCondition>)];
-
 const DEFAULT_PRESET: Preset = &[
     ("ptrace", None),
     ("process_vm_readv", None),
@@ -382,7 +387,8 @@ const INIT_AS_ARG1: Option<ArgCondition> = Some(ArgCondition::OneOf {
     values: &[1],
 });
 
-pub(crate) const PRESETS: &[(&str, Preset)] = &[("default", DEFAULT_PRESET), ("none", &[])];
+/// The presets a profile's `[syscalls] preset` may name.
+pub const PRESETS: &[(&str, Preset)] = &[("default", DEFAULT_PRESET), ("none", &[])];
 
 /// Resolves a merged profile against a context into a policy, or says where it is wrong.
 pub fn compile(profile: &Profile, ctx: &Context) -> Result<Policy, Diagnostic> {
@@ -750,10 +756,10 @@ fn egress_rule(rule: &crate::profile::Egress) -> Result<EgressRule, Diagnostic> 
                 .error("an egress rule needs `ports`, for example ports = [443]"))
         }
     };
-    if ports.len() > crate::ebpf::abi::CORDON_MAX_PORT_RANGES {
+    if ports.len() > MAX_PORT_RANGES {
         return Err(rule.loc.error(format!(
             "an egress rule allows at most {} ports; split it into several rules",
-            crate::ebpf::abi::CORDON_MAX_PORT_RANGES
+            MAX_PORT_RANGES
         )));
     }
     let proto = rule.proto.unwrap_or(crate::profile::Proto::Any);
