@@ -36,6 +36,6 @@ pub mod sandbox;
 pub mod session;
 pub mod sys;
 
-/// The one event type lives in `cordon-proto`, shared with the collector.
 pub use cordon_policy::{policy, profile};
+/// The one event type lives in `cordon-proto`, shared with the collector.
 pub use cordon_proto::event;

@@ -20,7 +20,7 @@ use crate::ebpf::{abi, Kernel};
 use crate::event::{Action, Event, NetReason, Process, Protocol, What};
 use crate::export::burst::Bursts;
 use crate::export::spool::{SpoolConfig, SpoolWriter};
-pub use crate::report::{Reporter, Stop};
+use crate::report::{Reporter, Stop};
 
 /// Where events go.
 #[derive(Debug, Default)]

@@ -10,8 +10,9 @@ use std::time::SystemTime;
 
 use crate::event::{Event, Process, What};
 
-/// Tells every watching thread to finish, at once: each polls `fd()` beside its own
-/// descriptor, and `stop()` closes the pipe's write end, which wakes them all.
+/// Tells every watching thread to finish, at once: each waits in [`Stop::wait`] on its own
+/// descriptor and the stop's pipe, and `stop()` closes the pipe's write end, which wakes
+/// them all.
 pub struct Stop {
     flag: AtomicBool,
     reader: std::io::PipeReader,

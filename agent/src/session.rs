@@ -61,6 +61,12 @@ pub enum SessionError {
     /// was asked to run.
     #[error("cannot watch the sandbox: {0}")]
     Unwatched(String),
+    /// cordond's worker could not follow its caller's connection: the sandbox was ended.
+    #[error("cannot follow the caller's connection: {0}")]
+    CallerGone(#[source] std::io::Error),
+    /// The sandbox's end could not be read.
+    #[error(transparent)]
+    Wait(LaunchError),
 }
 
 impl SessionError {
@@ -68,7 +74,9 @@ impl SessionError {
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Launch(e) => e.exit_code(),
-            Self::Kernel(_) | Self::Unwatched(_) => sandbox::EXIT_SETUP_FAILED,
+            Self::Kernel(_) | Self::Unwatched(_) | Self::CallerGone(_) | Self::Wait(_) => {
+                sandbox::EXIT_SETUP_FAILED
+            }
         }
     }
 }
@@ -92,20 +100,17 @@ where
     for note in &launch.notes {
         say(Notice::Note(note.clone()));
     }
-    let mut audit_warning = None;
     let (running, registered) = launch.spawn_with(|cgroup| match &kernel {
-        Some(kernel) => {
-            let audit = landlock_audit(options.enable_audit).map_err(|e| {
-                audit_warning = Some(e);
-            });
-            register(kernel, policy, cgroup, audit.ok()).map(Some)
-        }
+        Some(kernel) => register(kernel, policy, cgroup, options.enable_audit, say).map(Some),
         None => Ok(None),
     })?;
-    if let Some(e) = audit_warning {
-        say(Notice::Warning(format!(
-            "cannot read audit records ({e}); file denials will not be reported"
-        )));
+    if let Some(e) = &running.enforcement {
+        if e.status != sandbox::landlock::Status::Fully {
+            say(Notice::Warning(format!(
+                "compat = \"best-effort\": Landlock is {} enforced on this kernel (ABI {})",
+                e.status, launch.kernel_abi
+            )));
+        }
     }
     let monitor = match (&kernel, registered) {
         (Some(kernel), Some(registered)) => {
@@ -126,33 +131,20 @@ where
         _ => None,
     };
     // Once the sandbox has ended: its last events read, its entries and ring given back.
-    let mut unwritten = None;
-    let mut unregistered = None;
     let ended = || {
         if let (Some((monitor, cgroup_id)), Some(kernel)) = (monitor, &kernel) {
             if let Err(e) = monitor.finish() {
-                unwritten = Some(e.to_string());
+                say(Notice::Warning(format!(
+                    "cannot write the sandbox's events: {e}"
+                )));
             }
-            unregistered = kernel
-                .unregister(cgroup_id, Some(&rule_numbers(policy)))
-                .err()
-                .map(|e| e.to_string());
+            unregister(kernel, policy, cgroup_id, say);
         }
     };
     if let Some(control) = options.control {
         if let Err(e) = relay(control, &running) {
             end_unwatched(running, ended);
-            return Err(SessionError::Unwatched(format!(
-                "cannot follow the caller's connection: {e}"
-            )));
-        }
-    }
-    if let Some(e) = &running.enforcement {
-        if e.status != sandbox::landlock::Status::Fully {
-            say(Notice::Warning(format!(
-                "compat = \"best-effort\": Landlock is {} enforced on this kernel (ABI {})",
-                e.status, launch.kernel_abi
-            )));
+            return Err(SessionError::CallerGone(e));
         }
     }
     // What runs killed before they could clean up left behind, swept while this one runs.
@@ -160,15 +152,7 @@ where
         let kernel = Arc::clone(kernel);
         std::thread::spawn(move || sweep(&kernel))
     });
-    let exit = running.wait_and(ended);
-    if let Some(e) = unwritten {
-        say(Notice::Warning(format!(
-            "cannot write the sandbox's events: {e}"
-        )));
-    }
-    if let Some(e) = unregistered {
-        say(Notice::Warning(e));
-    }
+    let exit = running.wait_and(ended).map_err(SessionError::Wait);
     match sweeper.map(std::thread::JoinHandle::join) {
         Some(Ok(Err(e))) => say(Notice::Warning(format!(
             "cannot sweep ended sandboxes: {e}"
@@ -178,7 +162,7 @@ where
         )),
         Some(Ok(Ok(_))) | None => {}
     }
-    Ok(exit?)
+    exit
 }
 
 /// The eBPF programs, loaded or adopted. Without them a profile that allows some network
@@ -289,7 +273,8 @@ fn register(
     kernel: &Kernel,
     policy: &Policy,
     cgroup: &crate::cgroup::SandboxCgroup,
-    audit: Option<crate::audit::AuditListener>,
+    enable_audit: bool,
+    say: &mut dyn FnMut(Notice),
 ) -> Result<Registered, String> {
     let cgroup_id = cgroup.id().map_err(|e| e.to_string())?;
     let resolver = if policy.network.offline() {
@@ -298,6 +283,15 @@ fn register(
         Some(Resolver::bind().map_err(|e| format!("cannot open the sandbox's DNS resolver: {e}"))?)
     };
     let (dns_port4, dns_port6) = resolver.as_ref().map_or((0, 0), Resolver::ports);
+    let audit = match landlock_audit(enable_audit) {
+        Ok(listener) => Some(listener),
+        Err(e) => {
+            say(Notice::Warning(format!(
+                "cannot read audit records ({e}); file denials will not be reported"
+            )));
+            None
+        }
+    };
     let entry = crate::ebpf::abi::Sandbox {
         flags: 0,
         dns_port4,
@@ -336,7 +330,7 @@ fn start_monitor(
     };
     let (reporter, writer) = Monitor::reporter(&registered.name, &policy.name, sink)
         .map_err(|e| format!("cannot open the event log: {e}"))?;
-    let stop = crate::monitor::Stop::new().map_err(|e| e.to_string())?;
+    let stop = crate::report::Stop::new().map_err(|e| e.to_string())?;
     let names = Arc::new(Mutex::new(HashMap::new()));
     let mut threads = Vec::new();
     if let Some(resolver) = registered.resolver {
@@ -381,18 +375,14 @@ fn end_unwatched(running: sandbox::Running, ended: impl FnOnce()) {
     let _ = running.wait_and(ended);
 }
 
-/// The syscall numbers of the policy's kernel rules: the keys its entries are removed by.
-fn rule_numbers(policy: &Policy) -> Vec<u32> {
-    sandbox::seccomp::kernel_rules(&policy.syscalls)
-        .iter()
-        .map(|(nr, _)| *nr)
-        .collect()
-}
-
 /// Takes an ended sandbox out of the eBPF maps (its syscall rules by key) and gives its
 /// ring buffer back to the pool.
 fn unregister(kernel: &Kernel, policy: &Policy, cgroup_id: u64, say: &mut dyn FnMut(Notice)) {
-    if let Err(e) = kernel.unregister(cgroup_id, Some(&rule_numbers(policy))) {
+    let rule_numbers: Vec<u32> = sandbox::seccomp::kernel_rules(&policy.syscalls)
+        .iter()
+        .map(|(nr, _)| *nr)
+        .collect();
+    if let Err(e) = kernel.unregister(cgroup_id, Some(&rule_numbers)) {
         say(Notice::Warning(e.to_string()));
     }
 }

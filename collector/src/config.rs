@@ -10,6 +10,9 @@ use serde::Deserialize;
 
 pub const DEFAULT_PATH: &str = "/etc/cordon/collector.toml";
 
+/// The most `max_event_bytes` may be (1 MiB).
+pub const MAX_EVENT_BYTES: usize = 1 << 20;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Where the HTTP(S) API and the console listen.
@@ -237,11 +240,21 @@ impl Config {
                 defaults.max_body_bytes,
             )?,
             command_ttl: duration("command_ttl", file.command_ttl, defaults.command_ttl)?,
-            max_event_bytes: positive(
+            max_event_bytes: match positive(
                 "max_event_bytes",
                 file.max_event_bytes,
                 defaults.max_event_bytes,
-            )?,
+            )? {
+                // A live stream holds at most 4 MiB unwritten, and replays half of it: an
+                // event must fit in a replay.
+                big if big > MAX_EVENT_BYTES => {
+                    return Err(at(
+                        key("max_event_bytes").map(|s| s..s),
+                        format!("max_event_bytes must be at most {MAX_EVENT_BYTES}"),
+                    ))
+                }
+                bytes => bytes,
+            },
             max_response_bytes: positive(
                 "max_response_bytes",
                 file.max_response_bytes,

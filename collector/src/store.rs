@@ -135,7 +135,7 @@ pub struct CommandRow {
     pub took_ms: Option<i64>,
 }
 
-pub use crate::clock::{now_ns, ns};
+use crate::clock::{now_ns, ns};
 
 impl Store {
     /// Opens (creating when needed) the database at `url` and brings its schema up to date.

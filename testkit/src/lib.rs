@@ -57,12 +57,15 @@ impl Postgres {
         for setting in settings {
             server.args(["-c", setting]);
         }
+        let log = dir.path().join("postgres.log");
+        let log_file = std::fs::File::create(&log)
+            .map_err(|e| format!("cannot create {}: {e}", log.display()))?;
         let child = server
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log_file)
             .spawn()
             .map_err(|e| format!("cannot start postgres: {e}"))?;
-        let pg = Self {
+        let mut pg = Self {
             child,
             port,
             _dir: dir,
@@ -75,6 +78,10 @@ impl Postgres {
                 .map_err(|e| format!("cannot run pg_isready: {e}"))?;
             if ready.status.success() {
                 return Ok(pg);
+            }
+            if let Ok(Some(status)) = pg.child.try_wait() {
+                let said = std::fs::read_to_string(&log).unwrap_or_default();
+                return Err(format!("postgres exited ({status}): {}", said.trim()));
             }
             if Instant::now() > until {
                 return Err("PostgreSQL did not start within 30 s".into());

@@ -44,7 +44,7 @@ use toml::Spanned;
 use crate::profile::{Diagnostic, Loc, Source};
 
 pub const DEFAULT_PATH: &str = "/etc/cordon/cordon.toml";
-pub use crate::api::DEFAULT_SOCKET;
+use crate::api::DEFAULT_SOCKET;
 
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq)]

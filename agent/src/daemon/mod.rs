@@ -60,6 +60,13 @@ impl pipeline::Settings for RwLock<Arc<Config>> {
             batch_max_events: collector.batch_max_events,
         })
     }
+
+    fn delivers(&self) -> bool {
+        let cfg = self
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cfg.collector.is_some()
+    }
 }
 
 #[derive(Debug, Parser)]

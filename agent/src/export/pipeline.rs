@@ -33,8 +33,10 @@ use super::spool;
 pub trait Settings: Send + Sync {
     /// The journal: its path, the most bytes of one file, how many files are kept.
     fn journal(&self) -> (PathBuf, u64, u32);
-    /// Where events are delivered, when a collector is configured.
+    /// Where events are delivered, when a collector is configured (its token read now).
     fn collector(&self) -> Option<Destination>;
+    /// Whether a collector is configured (cheap: nothing is read).
+    fn delivers(&self) -> bool;
 }
 
 /// A collector to deliver to.
@@ -454,7 +456,7 @@ pub fn journal_thread(pipeline: &Pipeline, settings: &dyn Settings) {
             continue;
         };
         let moved = pipeline.journal_step(journal);
-        pipeline.clean(settings.collector().is_some());
+        pipeline.clean(settings.delivers());
         if moved == 0 {
             if pipeline.stopped() {
                 return;

@@ -40,7 +40,9 @@ pub async fn ingest(
     let limit = app.config.max_body_bytes;
     let raw = read_raw(body, limit, app.config.body_timeout).await?;
     // Inflating, parsing and admitting a batch is CPU work of up to `max_body_bytes`: done
-    // off the async threads (which keep serving everyone else), a few batches at a time.
+    // off the async threads (which keep serving everyone else), a few batches at a time; the
+    // permit is held until the batch is stored, which bounds the memory of batches in flight
+    // too.
     let _permit = app
         .work
         .acquire()

@@ -17,7 +17,7 @@ use tokio::sync::broadcast;
 use super::{authorize, ApiError, App};
 use crate::auth::Role;
 use crate::metrics::Refusal;
-use crate::store::{self, Filter, StoredEvent};
+use crate::store::{Filter, StoredEvent};
 use cordon_proto::event::What;
 
 /// A host that has not polled for this long is shown as offline.
@@ -109,10 +109,10 @@ fn kinds(text: Option<String>) -> Result<Vec<String>, ApiError> {
 /// An RFC 3339 time or an age before now, in ns since the epoch.
 pub fn parse_time(name: &str, text: &str) -> Result<i64, ApiError> {
     if let Ok(t) = humantime::parse_rfc3339_weak(text) {
-        return Ok(store::ns(t));
+        return Ok(crate::clock::ns(t));
     }
     match humantime::parse_duration(text) {
-        Ok(age) => Ok(store::ns(
+        Ok(age) => Ok(crate::clock::ns(
             SystemTime::now()
                 .checked_sub(age)
                 .unwrap_or(SystemTime::UNIX_EPOCH),
@@ -203,8 +203,8 @@ pub async fn stream(
             && (kinds.is_empty() || kinds.iter().any(|k| k == kind))
     };
     // Subscribe first, then replay: nothing falls between the two.
-    let mut live = app.live.subscribe();
-    let mut revoked = app.revocations.subscribe();
+    let live = app.live.subscribe();
+    let revoked = app.revocations.subscribe();
     // Revoked between the check above and the subscription: seen now.
     if !app.store.token_is_live(&token.id).await? {
         return Err(ApiError::new(
@@ -269,55 +269,67 @@ pub async fn stream(
         ));
         return Ok(answer(body));
     }
+    tokio::spawn(pump(
+        Arc::clone(&app),
+        feed,
+        live,
+        revoked,
+        token.id,
+        replayed,
+        wanted,
+    ));
+    Ok(answer(body))
+}
+
+/// Feeds a stream the live events it wants until its client is gone or too slow (then it
+/// ends with `event: lost`), or its token is revoked.
+async fn pump(
+    app: Arc<App>,
+    feed: Feed,
+    mut live: broadcast::Receiver<Arc<Vec<LiveEvent>>>,
+    mut revoked: broadcast::Receiver<String>,
+    token: String,
+    replayed: std::collections::HashSet<i64>,
+    wanted: impl Fn(&str, &str, &str) -> bool,
+) {
     // A keep-alive well within the idle timeout, so a quiet stream is not taken for a dead one.
     let mut keep_alive =
         tokio::time::interval(Duration::from_secs(15).min(app.config.idle_timeout / 2));
     keep_alive.tick().await;
-    let store = app.store.clone();
-    let metrics = Arc::clone(&app);
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                batch = live.recv() => match batch {
-                    Ok(batch) => {
-                        // Batches may come out of order (each is sent once its own
-                        // transaction committed): only what the replay sent is skipped.
-                        let fresh = batch.iter().filter(|e| {
-                            !replayed.contains(&e.seq) && wanted(&e.host, &e.sandbox, &e.kind)
-                        });
-                        for event in fresh {
-                            if !feed.send(event.frame.clone()) {
-                                metrics.metrics.refused(Refusal::SlowStream);
-                                feed.last_word(LOST.into());
-                                return;
-                            }
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        metrics.metrics.refused(Refusal::SlowStream);
-                        feed.last_word(LOST.into());
-                        return;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                },
-                gone = revoked.recv() => match gone {
-                    Ok(id) if id != token.id => {}
-                    // This token, or revocations missed: the store says which.
-                    _ if matches!(store.token_is_live(&token.id).await, Ok(true)) => {}
-                    _ => return,
-                },
-                _ = keep_alive.tick() => {
-                    if !feed.send(Bytes::from_static(b": keep-alive\n\n")) {
-                        metrics.metrics.refused(Refusal::SlowStream);
-                        feed.last_word(LOST.into());
-                        return;
+    let too_slow = loop {
+        tokio::select! {
+            batch = live.recv() => match batch {
+                Ok(batch) => {
+                    // Batches may come out of order (each is sent once its own transaction
+                    // committed): only what the replay sent is skipped.
+                    let mut fresh = batch.iter().filter(|e| {
+                        !replayed.contains(&e.seq) && wanted(&e.host, &e.sandbox, &e.kind)
+                    });
+                    if !fresh.all(|event| feed.send(event.frame.clone())) {
+                        break true;
                     }
                 }
-                () = feed.tx.closed() => return,
+                Err(broadcast::error::RecvError::Lagged(_)) => break true,
+                Err(broadcast::error::RecvError::Closed) => break false,
+            },
+            gone = revoked.recv() => match gone {
+                Ok(id) if id != token => {}
+                // This token, or revocations missed: the store says which.
+                _ if matches!(app.store.token_is_live(&token).await, Ok(true)) => {}
+                _ => break false,
+            },
+            _ = keep_alive.tick() => {
+                if !feed.send(Bytes::from_static(b": keep-alive\n\n")) {
+                    break true;
+                }
             }
+            () = feed.tx.closed() => break false,
         }
-    });
-    Ok(answer(body))
+    };
+    if too_slow {
+        app.metrics.refused(Refusal::SlowStream);
+        feed.last_word(LOST.into());
+    }
 }
 
 /// The last word to a stream that fell behind: reconnect with the last id seen.
@@ -384,7 +396,7 @@ impl LiveEvent {
 /// `GET /api/v1/hosts`: every host, whether it polls, and its sandboxes as it last reported.
 pub async fn hosts(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, ApiError> {
     authorize(&app, &headers, Role::Viewer).await?;
-    let now = store::now_ns();
+    let now = crate::clock::now_ns();
     let within = i64::try_from(ONLINE_WITHIN.as_nanos()).unwrap_or(i64::MAX);
     let hosts: Vec<serde_json::Value> = app
         .store

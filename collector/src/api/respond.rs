@@ -65,7 +65,7 @@ pub async fn issue(
         sandbox: new.sandbox,
         action: new.action,
         issued_by: responder.name.clone(),
-        issued_ns: store::now_ns(),
+        issued_ns: crate::clock::now_ns(),
         expires_ns: store::expiry(ttl),
         status: "queued".into(),
         delivered_ns: None,

@@ -2,7 +2,7 @@
 //!
 //! A profile is named either by a file path (anything containing `/` or ending in `.toml`)
 //! or by a name looked up in the search path: each directory in turn (`NAME.toml`), then
-//! the profiles built into this binary (the ones in the repository's `profiles/`).
+//! the profiles built in (the repository's `profiles/`, compiled into this crate).
 //! `extends` entries are looked up in the extending file's own directory first.
 //!
 //! The result is a [`Profile`]: the whole chain merged, every value still carrying the place
