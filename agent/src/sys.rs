@@ -493,6 +493,55 @@ pub fn bpf_raw_tracepoint_open(
     .map(new_fd)
 }
 
+/// The id of the BPF link after `id` in the kernel's list (`BPF_LINK_GET_NEXT_ID`), `None`
+/// past the last.
+pub fn bpf_link_next_id(id: u32) -> io::Result<Option<u32>> {
+    let mut attr = zeroed_attr();
+    attr.__bindgen_anon_6.__bindgen_anon_1.start_id = id;
+    match bpf(aya_obj::generated::bpf_cmd::BPF_LINK_GET_NEXT_ID, &mut attr) {
+        // SAFETY: the kernel wrote `next_id` of the union member this command uses.
+        Ok(_) => Ok(Some(unsafe { attr.__bindgen_anon_6.next_id })),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens the BPF link with kernel id `id` (`BPF_LINK_GET_FD_BY_ID`).
+pub fn bpf_link_get_fd_by_id(id: u32) -> io::Result<OwnedFd> {
+    let mut attr = zeroed_attr();
+    attr.__bindgen_anon_6.__bindgen_anon_1.link_id = id;
+    bpf(
+        aya_obj::generated::bpf_cmd::BPF_LINK_GET_FD_BY_ID,
+        &mut attr,
+    )
+    .map(new_fd)
+}
+
+/// What the kernel says of a BPF link (`BPF_OBJ_GET_INFO_BY_FD`).
+pub fn bpf_link_info(
+    link: std::os::fd::BorrowedFd<'_>,
+) -> io::Result<aya_obj::generated::bpf_link_info> {
+    // SAFETY: bpf_link_info is plain integers and unions of them; all-zero is valid.
+    let mut info: aya_obj::generated::bpf_link_info = unsafe { std::mem::zeroed() };
+    let mut attr = zeroed_attr();
+    attr.info.bpf_fd = link.as_raw_fd() as u32;
+    attr.info.info_len = std::mem::size_of_val(&info) as u32;
+    attr.info.info = std::ptr::addr_of_mut!(info) as u64;
+    bpf(
+        aya_obj::generated::bpf_cmd::BPF_OBJ_GET_INFO_BY_FD,
+        &mut attr,
+    )?;
+    Ok(info)
+}
+
+/// Detaches a BPF link from its hook (`BPF_LINK_DETACH`): its program stops running there,
+/// whoever still holds or pins the link.
+pub fn bpf_link_detach(link: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    let mut attr = zeroed_attr();
+    attr.link_detach.link_fd = link.as_raw_fd() as u32;
+    bpf(aya_obj::generated::bpf_cmd::BPF_LINK_DETACH, &mut attr).map(drop)
+}
+
 /// Removes `key` from a map (`BPF_MAP_DELETE_ELEM`); a missing key is not an error.
 pub fn bpf_map_delete<K>(map: std::os::fd::BorrowedFd<'_>, key: &K) -> io::Result<()> {
     let mut attr = zeroed_attr();

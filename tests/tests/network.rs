@@ -366,3 +366,65 @@ fn upstream_gets_the_resolvers_own_query_and_odd_names_are_refused() {
     assert_eq!(denied["reason"], "bad_name");
     assert_eq!(dns.asked(), ["allowed.test"]);
 }
+
+/// The bpffs holding Cordon's pins covered by another bpffs mount: the next run finds no
+/// pins and loads a second set of programs. The first set, still attached to the same
+/// cgroup and knowing none of the new sandboxes, once refused all their connections without
+/// an event. The loader now asks the kernel what runs on its hooks and detaches stale
+/// copies; and when the cover goes, the first set's pins are back but their links are
+/// detached: that set is not adopted but loaded afresh.
+#[test]
+fn a_covered_bpffs_leaves_no_stale_programs_refusing_connections() {
+    if !require_root("a_covered_bpffs_leaves_no_stale_programs_refusing_connections") {
+        return;
+    }
+    let port = listen("127.0.0.2:0");
+    let f = Fixture::new(
+        "base",
+        &egress(&format!(
+            "{{ cidr = \"127.0.0.2/32\", ports = [{port}], proto = \"tcp\" }}"
+        )),
+    );
+    let allowed = format!("127.0.0.2:{port}");
+    let denied = format!("127.0.0.3:{port}");
+    let enforced = |when: &str| {
+        let (answer, events) = f.probe_events(&[], &["connect", &allowed]);
+        assert_eq!(answer, "ok", "{when}: the allowed connection: {events:?}");
+        let (answer, events) = f.probe_events(&[], &["connect", &denied]);
+        assert_eq!(answer, "err EPERM", "{when}: the denied connection");
+        let reported = of_kind(&events, "network_denied");
+        assert!(
+            reported.iter().any(|e| e["address"] == "127.0.0.3"),
+            "{when}: the denial is reported: {events:?}"
+        );
+    };
+    enforced("before");
+
+    // The bpffs Cordon pins in (the first mounted; /sys/fs/bpf here), covered.
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let bpffs = mountinfo
+        .lines()
+        .find_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            (right.split(' ').next()? == "bpf")
+                .then(|| left.split(' ').nth(4).map(str::to_string))?
+        })
+        .expect("a bpffs is mounted (cordon mounts one when none is)");
+    let covered = std::process::Command::new("mount")
+        .args(["-t", "bpf", "bpf", &bpffs])
+        .status()
+        .expect("mount");
+    assert!(covered.success(), "cannot cover {bpffs}");
+    struct Uncover(String);
+    impl Drop for Uncover {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let cover = Uncover(bpffs);
+    enforced("with the pins covered");
+
+    // The cover gone: the first set's pins are back, their links detached.
+    drop(cover);
+    enforced("with the pins uncovered");
+}

@@ -169,6 +169,16 @@ pub fn status(mut client: Client, out: Output) -> ExitCode {
             .unwrap_or_default(),
         if k["audit"] == true { "on" } else { "off" }
     );
+    if let Some(stale) = k["stale_programs"]["Ok"]
+        .as_array()
+        .filter(|s| !s.is_empty())
+    {
+        println!(
+            "            warning: {} stale copies of Cordon's eBPF programs are attached (they refuse \
+             connections of sandboxes they do not know; the next `cordon run` detaches them)",
+            stale.len()
+        );
+    }
     let c = &status["collector"];
     let count = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
     let undeliverable = match (count(&c["rejected"]), count(&c["refused"])) {

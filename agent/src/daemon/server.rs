@@ -559,6 +559,9 @@ fn status(daemon: &Daemon) -> serde_json::Value {
         "kernel": {
             "landlock_abi": crate::sys::landlock_abi(),
             "ebpf": match &daemon.kernel { Ok(_) => "loaded".to_string(), Err(e) => format!("not loaded: {e}") },
+            // Copies of Cordon's programs attached beside the set in use: they would refuse
+            // the connections of sandboxes they do not know (the next `cordon run` detaches them).
+            "stale_programs": daemon.kernel.as_ref().ok().map(|k| k.stale_programs().map_err(|e| e.to_string())),
             "cgroup2": cgroup2.map(|p| p.display().to_string()),
             "controllers": controllers,
             "audit": cfg.audit,

@@ -12,6 +12,7 @@
 //! has no network at all (an unknown cgroup under `cordon/` is denied), never an open one.
 
 pub mod abi;
+mod links;
 pub mod ring;
 
 use std::net::IpAddr;
@@ -165,6 +166,14 @@ pub fn bpffs() -> Result<PathBuf, EbpfError> {
     Ok(path)
 }
 
+/// The id of the cgroup at `path` (the inode number of its directory).
+fn cgroup_id(path: &Path) -> Result<u64, EbpfError> {
+    use std::os::linux::fs::MetadataExt as _;
+    std::fs::metadata(path)
+        .map(|m| m.st_ino())
+        .map_err(io(format!("stat {}", path.display())))
+}
+
 /// An exclusive `flock` on a directory, so two processes never load at the same time.
 fn lock(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, EbpfError> {
     let file = std::fs::File::open(dir).map_err(io(format!("open {}", dir.display())))?;
@@ -193,12 +202,37 @@ impl Kernel {
     fn open_locked(base: &Path, reload: bool) -> Result<Self, EbpfError> {
         let dir = base.join(TAG);
         let links = dir.join("links");
-        let complete = PROGRAMS.iter().all(|(name, _)| links.join(name).exists());
+        let parent_dir = crate::cgroup::sandboxes_dir()?;
+        std::fs::create_dir_all(&parent_dir)
+            .map_err(io(format!("create {}", parent_dir.display())))?;
+        let parent = cgroup_id(&parent_dir)?;
+        // The set in use is the one pinned here, every link of it still attached.
+        let mut ours = Vec::new();
+        let mut complete = true;
+        for (name, _) in PROGRAMS {
+            match links::pinned(&links.join(name), parent) {
+                Ok((id, true)) => ours.push(id),
+                Ok((_, false)) | Err(_) => complete = false,
+            }
+        }
         let loaded = reload || !complete;
         if loaded {
+            ours.clear();
             if dir.exists() {
                 std::fs::remove_dir_all(&dir).map_err(io(format!("remove {}", dir.display())))?;
             }
+        }
+        // Any other copy of Cordon's programs on its hooks is stale (its pins covered or
+        // removed): it would refuse the connections of sandboxes it does not know.
+        let detached = links::detach_others(links::cordon_links(parent)?, &ours);
+        if !detached.is_empty() {
+            tracing::warn!(
+                "detached {} stale Cordon eBPF program(s) whose pins could not be seen ({})",
+                detached.len(),
+                detached.join(", ")
+            );
+        }
+        if loaded {
             load(&dir)?;
             remove_other_builds(base, &dir);
         }
@@ -220,6 +254,24 @@ impl Kernel {
             dir,
             loaded,
         })
+    }
+
+    /// Cordon's programs attached to its hooks that are not the set in use (the names; none
+    /// unless something detached or covered pins since this process opened the programs).
+    pub fn stale_programs(&self) -> Result<Vec<String>, EbpfError> {
+        let parent = cgroup_id(&crate::cgroup::sandboxes_dir()?)?;
+        let links_dir = self.dir.join("links");
+        let ours: Vec<u32> = PROGRAMS
+            .iter()
+            .filter_map(|(name, _)| links::pinned(&links_dir.join(name), parent).ok())
+            .filter(|(_, attached)| *attached)
+            .map(|(id, _)| id)
+            .collect();
+        Ok(links::cordon_links(parent)?
+            .into_iter()
+            .filter(|l| !ours.contains(&l.id))
+            .map(|l| l.program)
+            .collect())
     }
 
     /// The pin directory of the programs in use.
