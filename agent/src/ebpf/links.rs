@@ -4,7 +4,9 @@
 //! are removed by hand), the programs stay attached, and a process that finds no pins loads
 //! and attaches a second set. The first set, knowing none of the new sandboxes, would then
 //! refuse their connections without an event. So the loader asks the kernel which links run
-//! Cordon's programs on Cordon's hooks, and detaches those that are not the set it uses.
+//! Cordon's programs on Cordon's cgroup, and detaches those that are not the set it uses.
+//! (Links on raw tracepoints cannot be detached, and need not be: a stale copy acts only for
+//! the sandboxes in its own maps, which no new sandbox enters. It is gone with its pins.)
 
 use std::os::fd::{AsFd as _, OwnedFd};
 
@@ -23,8 +25,7 @@ pub(super) struct Link {
     pub fd: OwnedFd,
 }
 
-/// Every link running one of Cordon's programs (by name) on the cgroup `parent` or on a raw
-/// tracepoint.
+/// Every link running one of Cordon's programs (by name) on the cgroup `parent`.
 pub(super) fn cordon_links(parent: u64) -> Result<Vec<Link>, EbpfError> {
     let names: std::collections::HashMap<u32, String> = aya::programs::loaded_programs()
         .filter_map(Result::ok)
@@ -43,12 +44,9 @@ pub(super) fn cordon_links(parent: u64) -> Result<Vec<Link>, EbpfError> {
         let Some(program) = names.get(&info.prog_id) else {
             continue;
         };
-        let on_our_hook = if info.type_ == bpf_link_type::BPF_LINK_TYPE_CGROUP as u32 {
+        let on_our_hook = info.type_ == bpf_link_type::BPF_LINK_TYPE_CGROUP as u32
             // SAFETY: the kernel fills the `cgroup` member for cgroup links.
-            unsafe { info.__bindgen_anon_1.cgroup.cgroup_id == parent }
-        } else {
-            info.type_ == bpf_link_type::BPF_LINK_TYPE_RAW_TRACEPOINT as u32
-        };
+            && unsafe { info.__bindgen_anon_1.cgroup.cgroup_id == parent };
         if on_our_hook {
             links.push(Link {
                 id,
