@@ -228,7 +228,9 @@ impl Collector {
         }
     }
 
-    /// The live stream: each event of `/api/v1/stream?QUERY` arrives on the receiver.
+    /// The live stream: each event of `/api/v1/stream?QUERY` arrives on the receiver. The
+    /// collector subscribes the stream before it answers: every event stored after this
+    /// returns arrives.
     pub fn stream(&self, token: &str, query: &str) -> mpsc::Receiver<serde_json::Value> {
         let response = self
             .request("GET", Some(token), &format!("/api/v1/stream?{query}"))
