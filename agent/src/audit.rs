@@ -20,7 +20,8 @@ use std::time::{Duration, SystemTime};
 
 use nix::sys::socket::{self, AddressFamily, NetlinkAddr, SockFlag, SockProtocol, SockType};
 
-use crate::ebpf::abi::Plain;
+use crate::ebpf::abi::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
 use crate::event::{LossReason, NetReason, Process, Protocol, What};
 use crate::report::{Reporter, Stop};
 
@@ -44,7 +45,7 @@ const CHANNEL_CHECK: Duration = Duration::from_secs(1);
 
 /// `struct audit_status` of `<linux/audit.h>`, as far as Cordon uses it.
 #[repr(C)]
-#[derive(Default, Clone, Copy)]
+#[derive(Default, Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
 struct AuditStatus {
     mask: u32,
     enabled: u32,
@@ -58,10 +59,6 @@ struct AuditStatus {
     backlog_wait_time: u32,
     backlog_wait_time_actual: u32,
 }
-
-// SAFETY: AuditStatus is repr(C), made of u32s only, so it has no padding and every bit
-// pattern is a valid value.
-unsafe impl Plain for AuditStatus {}
 
 /// A listener on the audit multicast group, opened before the sandbox starts.
 #[derive(Debug)]
@@ -108,7 +105,10 @@ fn request(kind: u16, status: &AuditStatus) -> std::io::Result<Option<AuditStatu
                     return Ok(None);
                 }
             } else if msg_type == AUDIT_GET {
-                if let Some(status) = AuditStatus::read_from(body) {
+                if let Some(status) = AuditStatus::read_from_prefix(body)
+                    .ok()
+                    .map(|(status, _)| status)
+                {
                     return Ok(Some(status));
                 }
             }

@@ -351,7 +351,7 @@ fn decode(
     exes: &mut HashMap<u32, String>,
     names: &Mutex<HashMap<IpAddr, String>>,
 ) -> Option<(SystemTime, Option<Process>, What)> {
-    use abi::Plain;
+    use abi::FromBytes as _;
     let Some((header, payload)) = abi::split_event(record) else {
         // The programs and this mirror come from one header: a short record is a bug.
         tracing::warn!(
@@ -368,7 +368,7 @@ fn decode(
     let kind = header.kind as usize;
     let what = match kind {
         abi::CORDON_EVENT_NET_DENIED => {
-            let net = abi::Net::read_from(payload)?;
+            let net = abi::Net::read_from_prefix(payload).ok()?.0;
             let address = if usize::from(net.family) == 10 {
                 IpAddr::from(net.addr)
             } else {
@@ -394,7 +394,7 @@ fn decode(
             }
         }
         abi::CORDON_EVENT_SYSCALL_DENIED => {
-            let call = abi::Syscall::read_from(payload)?;
+            let call = abi::Syscall::read_from_prefix(payload).ok()?.0;
             let name = usize::try_from(call.nr)
                 .ok()
                 .and_then(syscalls::Sysno::new)
@@ -407,13 +407,13 @@ fn decode(
             }
         }
         abi::CORDON_EVENT_EXEC => {
-            let exec = abi::Exec::read_from(payload)?;
+            let exec = abi::Exec::read_from_prefix(payload).ok()?.0;
             let filename = abi::c_str(&exec.filename);
             exes.insert(pid, filename.clone());
             What::Exec { filename }
         }
         abi::CORDON_EVENT_FORK => {
-            let fork = abi::Fork::read_from(payload)?;
+            let fork = abi::Fork::read_from_prefix(payload).ok()?.0;
             if let Some(exe) = exes.get(&pid).cloned() {
                 exes.insert(fork.child_pid, exe);
             }
@@ -422,7 +422,7 @@ fn decode(
             }
         }
         abi::CORDON_EVENT_EXIT => {
-            let exit = abi::Exit::read_from(payload)?;
+            let exit = abi::Exit::read_from_prefix(payload).ok()?.0;
             let status = exit.exit_code as i32;
             let signal = status & 0x7f;
             if signal != 0 {

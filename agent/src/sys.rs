@@ -6,8 +6,10 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 fn cstring(path: &Path) -> io::Result<CString> {
     CString::new(path.as_os_str().as_bytes())
@@ -385,7 +387,7 @@ pub fn bpf_map_create(
 }
 
 /// Sets `key` to `value` in a map (`BPF_MAP_UPDATE_ELEM`, any flag).
-pub fn bpf_map_update<K, V>(
+pub fn bpf_map_update<K: IntoBytes + Immutable, V: IntoBytes + Immutable>(
     map: std::os::fd::BorrowedFd<'_>,
     key: &K,
     value: &V,
@@ -395,7 +397,7 @@ pub fn bpf_map_update<K, V>(
 
 /// Inserts `key` with `value` unless the map has the key already (`BPF_NOEXIST`): true when
 /// this call inserted it. Atomic, so processes can claim keys without another lock.
-pub fn bpf_map_insert<K, V>(
+pub fn bpf_map_insert<K: IntoBytes + Immutable, V: IntoBytes + Immutable>(
     map: std::os::fd::BorrowedFd<'_>,
     key: &K,
     value: &V,
@@ -407,7 +409,7 @@ pub fn bpf_map_insert<K, V>(
     }
 }
 
-fn map_update<K, V>(
+fn map_update<K: IntoBytes + Immutable, V: IntoBytes + Immutable>(
     map: std::os::fd::BorrowedFd<'_>,
     key: &K,
     value: &V,
@@ -543,7 +545,10 @@ pub fn bpf_link_detach(link: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
 }
 
 /// Removes `key` from a map (`BPF_MAP_DELETE_ELEM`); a missing key is not an error.
-pub fn bpf_map_delete<K>(map: std::os::fd::BorrowedFd<'_>, key: &K) -> io::Result<()> {
+pub fn bpf_map_delete<K: IntoBytes + Immutable>(
+    map: std::os::fd::BorrowedFd<'_>,
+    key: &K,
+) -> io::Result<()> {
     let mut attr = zeroed_attr();
     // SAFETY: writing plain integers into the element member of a zeroed union; `key`
     // outlives the call and has the map's key size.
@@ -559,11 +564,12 @@ pub fn bpf_map_delete<K>(map: std::os::fd::BorrowedFd<'_>, key: &K) -> io::Resul
 }
 
 /// The value of `key` in a map (`BPF_MAP_LOOKUP_ELEM`), `None` when absent.
-pub fn bpf_map_lookup<K, V: Copy>(
+pub fn bpf_map_lookup<K: IntoBytes + Immutable, V: FromBytes>(
     map: std::os::fd::BorrowedFd<'_>,
     key: &K,
 ) -> io::Result<Option<V>> {
-    let mut value = std::mem::MaybeUninit::<V>::uninit();
+    // Any bytes the kernel writes are a `V` (`FromBytes`): no uninitialized state to track.
+    let mut value = V::new_zeroed();
     let mut attr = zeroed_attr();
     // SAFETY: writing plain integers into the element member of a zeroed union; `key` and
     // `value` outlive the call and have the map's key and value sizes.
@@ -571,36 +577,35 @@ pub fn bpf_map_lookup<K, V: Copy>(
         let elem = &mut attr.__bindgen_anon_2;
         elem.map_fd = map.as_raw_fd() as u32;
         elem.key = key as *const K as u64;
-        elem.__bindgen_anon_1.value = value.as_mut_ptr() as u64;
+        elem.__bindgen_anon_1.value = std::ptr::addr_of_mut!(value) as u64;
     }
     match bpf(aya_obj::generated::bpf_cmd::BPF_MAP_LOOKUP_ELEM, &mut attr) {
-        // SAFETY: the kernel filled all `size_of::<V>()` bytes of `value`.
-        Ok(_) => Ok(Some(unsafe { value.assume_init() })),
+        Ok(_) => Ok(Some(value)),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
         Err(e) => Err(e),
     }
 }
 
 /// Every key of a map (`BPF_MAP_GET_NEXT_KEY` from the start).
-pub fn bpf_map_keys<K: Copy>(map: std::os::fd::BorrowedFd<'_>) -> io::Result<Vec<K>> {
+pub fn bpf_map_keys<K: FromBytes + IntoBytes + Immutable + Copy>(
+    map: std::os::fd::BorrowedFd<'_>,
+) -> io::Result<Vec<K>> {
     let mut keys = Vec::new();
     let mut previous: Option<K> = None;
     loop {
-        let mut next = std::mem::MaybeUninit::<K>::uninit();
+        let mut next = K::new_zeroed();
         let mut attr = zeroed_attr();
         // SAFETY: as in `bpf_map_lookup`; a zero `key` pointer asks for the first key.
         unsafe {
             let elem = &mut attr.__bindgen_anon_2;
             elem.map_fd = map.as_raw_fd() as u32;
             elem.key = previous.as_ref().map_or(0, |k| k as *const K as u64);
-            elem.__bindgen_anon_1.next_key = next.as_mut_ptr() as u64;
+            elem.__bindgen_anon_1.next_key = std::ptr::addr_of_mut!(next) as u64;
         }
         match bpf(aya_obj::generated::bpf_cmd::BPF_MAP_GET_NEXT_KEY, &mut attr) {
             Ok(_) => {
-                // SAFETY: the kernel filled all `size_of::<K>()` bytes of `next`.
-                let key = unsafe { next.assume_init() };
-                keys.push(key);
-                previous = Some(key);
+                keys.push(next);
+                previous = Some(next);
             }
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(keys),
             Err(e) => return Err(e),

@@ -6,39 +6,17 @@
 
 include!(concat!(env!("OUT_DIR"), "/abi_consts.rs"));
 
+pub use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
+
 use std::mem::{offset_of, size_of};
 
-/// Marks a struct as plain bytes: every bit pattern is a valid value, there is no padding
-/// the compiler could leave uninitialized (each struct spells out its `pad` fields), and it
-/// can be handed to or read from the kernel as is.
-///
-/// # Safety
-/// Only for `#[repr(C)]` structs of integers and arrays of integers without implicit padding.
-pub unsafe trait Plain: Copy + 'static {
-    /// The value's bytes, as the kernel reads them.
-    fn as_bytes(&self) -> &[u8] {
-        // SAFETY: `Self: Plain` has no padding, so all `size_of::<Self>()` bytes are
-        // initialized, and the slice borrows `self`.
-        unsafe { std::slice::from_raw_parts((self as *const Self).cast::<u8>(), size_of::<Self>()) }
-    }
-
-    /// A value read from the start of `bytes`, or `None` when there are too few.
-    fn read_from(bytes: &[u8]) -> Option<Self> {
-        (bytes.len() >= size_of::<Self>()).then(|| {
-            // SAFETY: the length is checked, any bit pattern is a valid `Self`, and an
-            // unaligned read copies without assuming alignment.
-            unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Self>()) }
-        })
-    }
-
-    fn zeroed() -> Self {
-        // SAFETY: all-zero is a valid value of a `Plain` type.
-        unsafe { std::mem::zeroed() }
-    }
-}
+// Every struct below is `#[repr(C)]`, made of integers and integer arrays with explicit
+// padding fields: zerocopy's derives check at compile time that there is no other padding
+// and that every bit pattern is a value, so they can be handed to and read from the kernel
+// as bytes without an `unsafe` of our own.
 
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct Sandbox {
     pub flags: u32,
     pub dns_port4: u16,
@@ -48,7 +26,7 @@ pub struct Sandbox {
 }
 
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct PortRange {
     pub lo: u16,
     pub hi: u16,
@@ -57,7 +35,7 @@ pub struct PortRange {
 }
 
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct Dest4Key {
     pub prefixlen: u32,
     pub cgroup_lo: u32,
@@ -66,7 +44,7 @@ pub struct Dest4Key {
 }
 
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct Dest6Key {
     pub prefixlen: u32,
     pub cgroup_lo: u32,
@@ -75,7 +53,7 @@ pub struct Dest6Key {
 }
 
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct Dest {
     pub expires_ns: u64,
     pub nranges: u32,
@@ -84,7 +62,7 @@ pub struct Dest {
 }
 
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct SyscallKey {
     pub cgroup_id: u64,
     pub nr: u32,
@@ -92,7 +70,7 @@ pub struct SyscallKey {
 }
 
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct SyscallCondition {
     pub op: u32,
     pub arg: u32,
@@ -103,7 +81,7 @@ pub struct SyscallCondition {
 }
 
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct SyscallRule {
     pub errno_value: i32,
     pub nconditions: u32,
@@ -111,7 +89,7 @@ pub struct SyscallRule {
 }
 
 #[repr(C)]
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct DnsOrigin {
     pub addr: [u8; 16],
     pub port: u16,
@@ -120,7 +98,7 @@ pub struct DnsOrigin {
 }
 
 #[repr(C)]
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct Net {
     pub family: u16,
     pub port: u16,
@@ -131,7 +109,7 @@ pub struct Net {
 }
 
 #[repr(C)]
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct Syscall {
     pub nr: i64,
     pub ret: i64,
@@ -139,26 +117,26 @@ pub struct Syscall {
 }
 
 #[repr(C)]
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct Exec {
     pub filename: [u8; CORDON_EXE_LEN],
 }
 
 #[repr(C)]
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct Fork {
     pub child_pid: u32,
 }
 
 #[repr(C)]
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct Exit {
     pub exit_code: u32,
 }
 
 /// The header of a ring-buffer record; the payload that follows depends on `kind`.
 #[repr(C)]
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct EventHeader {
     pub time_ns: u64,
     pub cgroup_id: u64,
@@ -170,38 +148,6 @@ pub struct EventHeader {
     pub pad: u32,
     pub comm: [u8; 16],
 }
-
-// SAFETY: every type below is `#[repr(C)]`, made only of integers and integer arrays, with
-// explicit padding fields: the size checks that follow would fail if the compiler added any.
-unsafe impl Plain for Sandbox {}
-// SAFETY: as above.
-unsafe impl Plain for PortRange {}
-// SAFETY: as above.
-unsafe impl Plain for Dest4Key {}
-// SAFETY: as above.
-unsafe impl Plain for Dest6Key {}
-// SAFETY: as above.
-unsafe impl Plain for Dest {}
-// SAFETY: as above.
-unsafe impl Plain for SyscallKey {}
-// SAFETY: as above.
-unsafe impl Plain for SyscallCondition {}
-// SAFETY: as above.
-unsafe impl Plain for SyscallRule {}
-// SAFETY: as above.
-unsafe impl Plain for DnsOrigin {}
-// SAFETY: as above.
-unsafe impl Plain for Net {}
-// SAFETY: as above.
-unsafe impl Plain for Syscall {}
-// SAFETY: as above.
-unsafe impl Plain for Exec {}
-// SAFETY: as above.
-unsafe impl Plain for Fork {}
-// SAFETY: as above.
-unsafe impl Plain for Exit {}
-// SAFETY: as above.
-unsafe impl Plain for EventHeader {}
 
 /// The largest payload of `struct cordon_event`'s union.
 const PAYLOAD_SIZE: usize = CORDON_EVENT_SIZE - CORDON_EVENT_OFF_PAYLOAD;
@@ -237,7 +183,7 @@ pub fn split_event(record: &[u8]) -> Option<(EventHeader, &[u8])> {
     if record.len() < CORDON_EVENT_SIZE {
         return None;
     }
-    let header = EventHeader::read_from(record)?;
+    let header = EventHeader::read_from_prefix(record).ok()?.0;
     Some((header, &record[CORDON_EVENT_OFF_PAYLOAD..CORDON_EVENT_SIZE]))
 }
 

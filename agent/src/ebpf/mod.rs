@@ -574,7 +574,7 @@ impl Kernel {
 
 /// Deletes every key of `map` that `ours` picks (the entries of one sandbox, found by a scan
 /// of all sandboxes' keys); tries them all and returns the first failure.
-fn delete_where<K: Copy>(
+fn delete_where<K: abi::FromBytes + abi::IntoBytes + abi::Immutable + Copy>(
     map: BorrowedFd<'_>,
     ours: impl Fn(&K) -> bool,
     what: &str,

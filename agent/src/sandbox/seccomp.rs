@@ -79,7 +79,7 @@ pub const DENY_ERRNO: i32 = libc::EPERM;
 /// call at `sys_exit`, failing with [`DENY_ERRNO`]): one entry per syscall number, whose
 /// conditions are the rules of that syscall (denied when any matches; none: always).
 pub fn kernel_rules(policy: &SyscallPolicy) -> Vec<(u32, crate::ebpf::abi::SyscallRule)> {
-    use crate::ebpf::abi::{self, Plain};
+    use crate::ebpf::abi::{self, FromZeros as _};
     let mut out: BTreeMap<u32, abi::SyscallRule> = BTreeMap::new();
     // Syscalls denied whatever their arguments: their entry keeps no condition.
     let mut always = std::collections::BTreeSet::new();
@@ -88,11 +88,11 @@ pub fn kernel_rules(policy: &SyscallPolicy) -> Vec<(u32, crate::ebpf::abi::Sysca
             continue;
         };
         let entry = out.entry(nr).or_insert_with(|| {
-            let mut entry = abi::SyscallRule::zeroed();
+            let mut entry = abi::SyscallRule::new_zeroed();
             entry.errno_value = DENY_ERRNO;
             entry
         });
-        let mut condition = abi::SyscallCondition::zeroed();
+        let mut condition = abi::SyscallCondition::new_zeroed();
         match rule.when {
             None => {
                 always.insert(nr);
