@@ -18,9 +18,9 @@ const DEADLINE: Duration = Duration::from_secs(2);
 pub use cordon_proto::collector::SandboxInfo;
 
 /// Every sandbox on this host, by name.
-pub fn list() -> Result<Vec<SandboxInfo>, String> {
+/// `kernel`: Cordon's eBPF programs, when they are loaded (for each sandbox's network state).
+pub fn list(kernel: Option<&Kernel>) -> Result<Vec<SandboxInfo>, String> {
     let dir = cgroup::sandboxes_dir().map_err(|e| e.to_string())?;
-    let kernel = Kernel::open().ok();
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .map(|entries| {
             entries
@@ -44,7 +44,7 @@ pub fn list() -> Result<Vec<SandboxInfo>, String> {
         } else {
             "running"
         };
-        let network = match (&kernel, sandbox.id()) {
+        let network = match (kernel, sandbox.id()) {
             (Some(k), Ok(id)) => match k.sandbox(id) {
                 Ok(Some(s)) if s.flags & crate::ebpf::abi::CORDON_SANDBOX_ISOLATED as u32 != 0 => {
                     "isolated"
@@ -97,7 +97,7 @@ pub enum ContainError {
 }
 
 /// Acts on the sandbox `name`; returns how long the kernel took.
-pub fn act(name: &str, action: Action) -> Result<Duration, ContainError> {
+pub fn act(kernel: Option<&Kernel>, name: &str, action: Action) -> Result<Duration, ContainError> {
     if name.is_empty() || name.contains('/') || name.starts_with('.') {
         return Err(ContainError::BadName);
     }
@@ -120,7 +120,7 @@ pub fn act(name: &str, action: Action) -> Result<Duration, ContainError> {
     match action {
         Action::Kill => {
             // Recorded first, so the sandbox's watcher can say who ended it.
-            if let (Ok(kernel), Ok(id)) = (Kernel::open(), sandbox.id()) {
+            if let (Some(kernel), Ok(id)) = (kernel, sandbox.id()) {
                 let _ = kernel.mark_killed(id);
             }
             sandbox.kill().map_err(|e| kernel_err(&e))?;
@@ -138,7 +138,9 @@ pub fn act(name: &str, action: Action) -> Result<Duration, ContainError> {
             until("thawed", &|| !sandbox.is_frozen().unwrap_or(true))?;
         }
         Action::Isolate | Action::Release => {
-            let kernel = Kernel::open().map_err(|e| kernel_err(&e))?;
+            let kernel = kernel.ok_or_else(|| {
+                ContainError::Kernel("Cordon's eBPF programs are not loaded".into())
+            })?;
             let id = sandbox.id().map_err(|e| kernel_err(&e))?;
             kernel
                 .set_isolated(id, action == Action::Isolate)

@@ -354,6 +354,11 @@ fn bpf(
     check(ret)
 }
 
+fn zeroed_map_info() -> aya_obj::generated::bpf_map_info {
+    // SAFETY: bpf_map_info is plain integers and arrays of them; all-zero is valid.
+    unsafe { std::mem::zeroed() }
+}
+
 fn zeroed_attr() -> aya_obj::generated::bpf_attr {
     // SAFETY: bpf_attr is a union of plain integer structs; all-zero is the value the kernel
     // expects in every field a command does not use.
@@ -534,6 +539,20 @@ pub fn bpf_link_info(
         &mut attr,
     )?;
     Ok(info)
+}
+
+/// The kernel's id of a BPF map (`BPF_OBJ_GET_INFO_BY_FD`).
+pub fn bpf_map_id(map: std::os::fd::BorrowedFd<'_>) -> io::Result<u32> {
+    let mut info = zeroed_map_info();
+    let mut attr = zeroed_attr();
+    attr.info.bpf_fd = map.as_raw_fd() as u32;
+    attr.info.info_len = std::mem::size_of_val(&info) as u32;
+    attr.info.info = std::ptr::addr_of_mut!(info) as u64;
+    bpf(
+        aya_obj::generated::bpf_cmd::BPF_OBJ_GET_INFO_BY_FD,
+        &mut attr,
+    )?;
+    Ok(info.id)
 }
 
 /// Detaches a BPF link from its hook (`BPF_LINK_DETACH`): its program stops running there,

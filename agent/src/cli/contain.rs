@@ -22,7 +22,7 @@ pub fn ps(daemon: Option<Client>, out: Output) -> ExitCode {
                 serde_json::from_value::<Vec<SandboxInfo>>(v["sandboxes"].clone())
                     .map_err(|e| format!("cordond sent an unreadable list: {e}"))
             }),
-        None => contain::list(),
+        None => contain::list(crate::ebpf::Kernel::open().ok().as_ref()),
     };
     let list = match list {
         Ok(l) => l,
@@ -63,7 +63,7 @@ pub fn act(daemon: Option<Client>, name: &str, action: Action, out: Output) -> E
             })
             .map(|v| v["took_ms"].as_u64().unwrap_or(0))
             .map_err(|e| e.to_string()),
-        None => contain::act(name, action)
+        None => contain::act(crate::ebpf::Kernel::open().ok().as_ref(), name, action)
             .map(|took| took.as_millis() as u64)
             .map_err(|e| format!("{name}: {e}")),
     };

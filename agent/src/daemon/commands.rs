@@ -49,7 +49,7 @@ pub fn poll_thread(daemon: &Daemon) {
         let poll = Poll {
             v: PROTOCOL_VERSION,
             host: cfg.host_id.clone(),
-            sandboxes: crate::contain::list().unwrap_or_default(),
+            sandboxes: crate::contain::list(daemon.kernel().ok().as_deref()).unwrap_or_default(),
             results: std::mem::take(&mut results),
         };
         match collector.poll(&poll, WAIT) {

@@ -87,7 +87,8 @@ pub struct Daemon {
     pub pipeline: Arc<Pipeline>,
     /// The daemon's own events (responder actions).
     own: Mutex<Option<SpoolWriter>>,
-    kernel: Result<Arc<Kernel>, String>,
+    /// Cordon's eBPF programs, opened at start (see [`Daemon::kernel`]).
+    kernel: Mutex<Result<Arc<Kernel>, String>>,
     started: Instant,
     started_at: SystemTime,
     /// `cordon`, beside this executable: what sandboxes are run with.
@@ -155,6 +156,22 @@ impl Daemon {
 
 impl Daemon {
     /// Acts on a sandbox for `actor` and records the action as a `responder_action` event.
+    /// Cordon's eBPF programs, opened once and reused; opened again when another build's
+    /// `cordon run` replaced the pinned maps since (writing to the old ones would miss).
+    pub fn kernel(&self) -> Result<Arc<Kernel>, String> {
+        let mut kernel = self
+            .kernel
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Ok(k) = &*kernel {
+            if !k.is_current() {
+                tracing::info!("Cordon's eBPF maps were replaced; opening the new ones");
+                *kernel = Kernel::open().map(Arc::new).map_err(|e| e.to_string());
+            }
+        }
+        kernel.clone()
+    }
+
     pub fn act(
         &self,
         sandbox: &str,
@@ -162,7 +179,7 @@ impl Daemon {
         actor: crate::event::Actor,
     ) -> Result<Duration, crate::contain::ContainError> {
         let started = Instant::now();
-        let result = crate::contain::act(sandbox, action);
+        let result = crate::contain::act(self.kernel().ok().as_deref(), sandbox, action);
         let took_ms = started.elapsed().as_millis() as u64;
         // A bad name is not an action on a sandbox: nothing to record.
         if !matches!(result, Err(crate::contain::ContainError::BadName)) {
@@ -253,7 +270,7 @@ fn serve(config: Config, path: &std::path::Path) -> Result<(), String> {
         groups: RwLock::new(groups),
         pipeline: Arc::clone(&pipeline),
         own: Mutex::new(None),
-        kernel,
+        kernel: Mutex::new(kernel),
         started: Instant::now(),
         started_at: SystemTime::now(),
         cordon,
@@ -353,7 +370,7 @@ fn serve(config: Config, path: &std::path::Path) -> Result<(), String> {
 }
 
 fn kernel_state(daemon: &Daemon) -> String {
-    match &daemon.kernel {
+    match daemon.kernel() {
         Ok(_) => "eBPF programs loaded".into(),
         Err(e) => format!("eBPF programs NOT loaded: {e}"),
     }

@@ -375,7 +375,7 @@ fn serve(daemon: &Daemon, mut stream: UnixStream, peer: &Peer, rights: Rights, s
     };
     match request {
         Request::Ps(_) if rights.view => {
-            let reply = match crate::contain::list() {
+            let reply = match crate::contain::list(daemon.kernel().ok().as_deref()) {
                 Ok(list) => api::ok_line(json!({ "sandboxes": list })),
                 Err(e) => api::error_line(&e),
             };
@@ -541,7 +541,9 @@ fn status(daemon: &Daemon) -> serde_json::Value {
         .ok()
         .and_then(|t| *t)
         .map(|t| humantime::format_rfc3339_millis(t).to_string());
-    let sandboxes = crate::contain::list().map(|l| l.len()).unwrap_or(0);
+    let sandboxes = crate::contain::list(daemon.kernel().ok().as_deref())
+        .map(|l| l.len())
+        .unwrap_or(0);
     let cgroup2 = crate::cgroup::sandboxes_dir()
         .ok()
         .and_then(|d| d.parent().map(Path::to_path_buf));
@@ -558,10 +560,10 @@ fn status(daemon: &Daemon) -> serde_json::Value {
         "uptime_s": daemon.started.elapsed().as_secs(),
         "kernel": {
             "landlock_abi": crate::sys::landlock_abi(),
-            "ebpf": match &daemon.kernel { Ok(_) => "loaded".to_string(), Err(e) => format!("not loaded: {e}") },
+            "ebpf": match daemon.kernel() { Ok(_) => "loaded".to_string(), Err(e) => format!("not loaded: {e}") },
             // Copies of Cordon's programs attached beside the set in use: they would refuse
             // the connections of sandboxes they do not know (the next `cordon run` detaches them).
-            "stale_programs": daemon.kernel.as_ref().ok().map(|k| k.stale_programs().map_err(|e| e.to_string())),
+            "stale_programs": daemon.kernel().ok().map(|k| k.stale_programs().map_err(|e| e.to_string())),
             "cgroup2": cgroup2.map(|p| p.display().to_string()),
             "controllers": controllers,
             "audit": cfg.audit,
@@ -783,14 +785,16 @@ fn metrics_text(daemon: &Daemon) -> String {
         "Sandboxes running on this host.",
         &[(
             String::new(),
-            crate::contain::list().map(|l| l.len() as u64).unwrap_or(0),
+            crate::contain::list(daemon.kernel().ok().as_deref())
+                .map(|l| l.len() as u64)
+                .unwrap_or(0),
         )],
     );
     metric(
         "cordon_ebpf_loaded",
         "gauge",
         "Whether Cordon's eBPF programs are loaded (1) or not (0).",
-        &[(String::new(), u64::from(daemon.kernel.is_ok()))],
+        &[(String::new(), u64::from(daemon.kernel().is_ok()))],
     );
     out
 }

@@ -256,6 +256,15 @@ impl Kernel {
         })
     }
 
+    /// Whether these are still the maps pinned for this build: another build's `cordon run`
+    /// may have replaced them (and unpinned these) since they were opened.
+    pub fn is_current(&self) -> bool {
+        let pinned = sys::bpf_obj_get(&self.dir.join("maps").join("sandboxes"))
+            .and_then(|fd| sys::bpf_map_id(fd.as_fd()));
+        let ours = sys::bpf_map_id(self.maps.sandboxes.as_fd());
+        matches!((pinned, ours), (Ok(a), Ok(b)) if a == b)
+    }
+
     /// Cordon's programs attached to its hooks that are not the set in use (the names; none
     /// unless something detached or covered pins since this process opened the programs).
     pub fn stale_programs(&self) -> Result<Vec<String>, EbpfError> {
