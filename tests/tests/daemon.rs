@@ -898,3 +898,101 @@ fn when_many_users_fill_the_socket_root_and_responders_still_get_in() {
         "the viewer is served once there is room"
     );
 }
+
+/// cordond keeps its handle on the eBPF maps, and must notice when another run replaced the
+/// pinned set (here: the bpffs covered by another mount, so the next run loads a second set
+/// and detaches the first): an isolate written to the old maps would miss the sandbox.
+#[test]
+fn cordond_isolates_through_the_maps_in_use_after_another_run_replaced_them() {
+    if !require_root("cordond_isolates_through_the_maps_in_use_after_another_run_replaced_them") {
+        return;
+    }
+    let server = std::net::TcpListener::bind("127.0.0.2:0").expect("listen");
+    let port = server.local_addr().expect("addr").port();
+    std::thread::spawn(move || for _ in server.incoming() {});
+    let mut d = Daemon::new("");
+    std::fs::write(
+        d.dir.path().join("profiles/net-agent.toml"),
+        format!(
+            "[profile]\nname = \"net-agent\"\nextends = [\"test-agent\"]\n\n[network]\negress = [{{ cidr = \"127.0.0.2/32\", ports = [{port}], proto = \"tcp\" }}]\n"
+        ),
+    )
+    .expect("profile");
+    d.start();
+    // cordond has opened the programs; now their pins are covered.
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let bpffs = mountinfo
+        .lines()
+        .find_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            (right.split(' ').next()? == "bpf")
+                .then(|| left.split(' ').nth(4).map(str::to_string))?
+        })
+        .expect("a bpffs is mounted");
+    assert!(std::process::Command::new("mount")
+        .args(["-t", "bpf", "bpf", &bpffs])
+        .status()
+        .expect("mount")
+        .success());
+    struct Uncover(String);
+    impl Drop for Uncover {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _cover = Uncover(bpffs);
+
+    let flag = d.workspace.join("go");
+    let probe = d.bin.join("probe");
+    let script = format!(
+        "{p} connect 127.0.0.2:{port}; while [ ! -e {f} ]; do sleep 0.02; done; {p} connect 127.0.0.2:{port}",
+        p = probe.display(),
+        f = flag.display()
+    );
+    let mut sandbox = common::daemon::KillOnDrop(
+        d.cordon(
+            0,
+            0,
+            &[
+                "run",
+                "--quiet",
+                "-p",
+                "net-agent",
+                "--",
+                "/bin/sh",
+                "-c",
+                &script,
+            ],
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("cordon run"),
+    );
+    let stdout = sandbox.0.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let first = lines.next().and_then(Result::ok);
+    assert_eq!(first.as_deref(), Some("ok"), "the first connection");
+    let list = json_of(&d.cordon(0, 0, &["ps", "--json"]).output().expect("ps"));
+    let name = list
+        .as_array()
+        .and_then(|l| l.iter().find(|s| s["profile"] == "net-agent"))
+        .and_then(|s| s["name"].as_str())
+        .expect("the sandbox in ps")
+        .to_string();
+    let out = d
+        .cordon(0, 0, &["isolate", &name])
+        .output()
+        .expect("isolate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&flag, "").expect("flag");
+    let second = lines.next().and_then(Result::ok);
+    assert_eq!(
+        second.as_deref(),
+        Some("err EPERM"),
+        "the connection after the isolate"
+    );
+}
