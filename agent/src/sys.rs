@@ -354,11 +354,6 @@ fn bpf(
     check(ret)
 }
 
-fn zeroed_map_info() -> aya_obj::generated::bpf_map_info {
-    // SAFETY: bpf_map_info is plain integers and arrays of them; all-zero is valid.
-    unsafe { std::mem::zeroed() }
-}
-
 fn zeroed_attr() -> aya_obj::generated::bpf_attr {
     // SAFETY: bpf_attr is a union of plain integer structs; all-zero is the value the kernel
     // expects in every field a command does not use.
@@ -529,30 +524,27 @@ pub fn bpf_link_info(
     link: std::os::fd::BorrowedFd<'_>,
 ) -> io::Result<aya_obj::generated::bpf_link_info> {
     // SAFETY: bpf_link_info is plain integers and unions of them; all-zero is valid.
-    let mut info: aya_obj::generated::bpf_link_info = unsafe { std::mem::zeroed() };
+    obj_info(link, unsafe { std::mem::zeroed() })
+}
+
+/// The kernel's id of a BPF map (`BPF_OBJ_GET_INFO_BY_FD`).
+pub fn bpf_map_id(map: std::os::fd::BorrowedFd<'_>) -> io::Result<u32> {
+    // SAFETY: bpf_map_info is plain integers and arrays of them; all-zero is valid.
+    let info: aya_obj::generated::bpf_map_info = obj_info(map, unsafe { std::mem::zeroed() })?;
+    Ok(info.id)
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD` into `info`, a zeroed `bpf_*_info` of the object's kind.
+fn obj_info<T>(object: std::os::fd::BorrowedFd<'_>, mut info: T) -> io::Result<T> {
     let mut attr = zeroed_attr();
-    attr.info.bpf_fd = link.as_raw_fd() as u32;
-    attr.info.info_len = std::mem::size_of_val(&info) as u32;
+    attr.info.bpf_fd = object.as_raw_fd() as u32;
+    attr.info.info_len = std::mem::size_of::<T>() as u32;
     attr.info.info = std::ptr::addr_of_mut!(info) as u64;
     bpf(
         aya_obj::generated::bpf_cmd::BPF_OBJ_GET_INFO_BY_FD,
         &mut attr,
     )?;
     Ok(info)
-}
-
-/// The kernel's id of a BPF map (`BPF_OBJ_GET_INFO_BY_FD`).
-pub fn bpf_map_id(map: std::os::fd::BorrowedFd<'_>) -> io::Result<u32> {
-    let mut info = zeroed_map_info();
-    let mut attr = zeroed_attr();
-    attr.info.bpf_fd = map.as_raw_fd() as u32;
-    attr.info.info_len = std::mem::size_of_val(&info) as u32;
-    attr.info.info = std::ptr::addr_of_mut!(info) as u64;
-    bpf(
-        aya_obj::generated::bpf_cmd::BPF_OBJ_GET_INFO_BY_FD,
-        &mut attr,
-    )?;
-    Ok(info.id)
 }
 
 /// Detaches a BPF link from its hook (`BPF_LINK_DETACH`): its program stops running there,

@@ -411,19 +411,7 @@ impl Store {
         sql.text.push_str(&format!(
             " ORDER BY time_ns {order}, seq {order} LIMIT {limit}"
         ));
-        // Row by row, so that a page of large events is cut off before it is all in memory.
-        let mut rows = sql.query().fetch(&self.reads);
-        let mut page = Vec::new();
-        let mut bytes = 0;
-        while let Some(row) = tokio_stream::StreamExt::next(&mut rows).await {
-            let event = stored_event(&row?)?;
-            bytes += event.body.len();
-            page.push(event);
-            if bytes >= max_bytes {
-                break;
-            }
-        }
-        Ok(page)
+        page_of(sql.query().fetch(&self.reads), max_bytes).await
     }
 
     /// Events stored after `seq`, oldest first (for a stream that reconnects): up to
@@ -436,18 +424,7 @@ impl Store {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let sql = format!("{EVENT_COLUMNS} WHERE seq > $1 ORDER BY seq LIMIT $2");
         let query = sqlx::query::<Any>(&sql).bind(seq).bind(limit as i64);
-        let mut rows = query.fetch(&self.reads);
-        let mut page = Vec::new();
-        let mut bytes = 0;
-        while let Some(row) = tokio_stream::StreamExt::next(&mut rows).await {
-            let event = stored_event(&row?)?;
-            bytes += event.body.len();
-            page.push(event);
-            if bytes >= max_bytes {
-                break;
-            }
-        }
-        Ok(page)
+        page_of(query.fetch(&self.reads), max_bytes).await
     }
 
     /// Deletes events older than `before`, 10 000 at a time (so that ingest is never kept
@@ -800,6 +777,26 @@ fn token_info(r: &AnyRow) -> Result<TokenInfo, StoreError> {
         created_ns: r.try_get(4)?,
         revoked_ns: r.try_get(5)?,
     })
+}
+
+/// The events of `rows` (of [`EVENT_COLUMNS`]) until their bodies pass `max_bytes` (at least
+/// one, when there is one). Row by row, so a page of large events is cut off before it is
+/// all in memory.
+async fn page_of(
+    mut rows: impl tokio_stream::Stream<Item = Result<AnyRow, sqlx::Error>> + Unpin,
+    max_bytes: usize,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut page = Vec::new();
+    let mut bytes = 0;
+    while let Some(row) = tokio_stream::StreamExt::next(&mut rows).await {
+        let event = stored_event(&row?)?;
+        bytes += event.body.len();
+        page.push(event);
+        if bytes >= max_bytes {
+            break;
+        }
+    }
+    Ok(page)
 }
 
 const EVENT_COLUMNS: &str = "SELECT seq, host, sandbox, kind, time_ns, body FROM events";

@@ -920,27 +920,7 @@ fn cordond_isolates_through_the_maps_in_use_after_another_run_replaced_them() {
     .expect("profile");
     d.start();
     // cordond has opened the programs; now their pins are covered.
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    let bpffs = mountinfo
-        .lines()
-        .find_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            (right.split(' ').next()? == "bpf")
-                .then(|| left.split(' ').nth(4).map(str::to_string))?
-        })
-        .expect("a bpffs is mounted");
-    assert!(std::process::Command::new("mount")
-        .args(["-t", "bpf", "bpf", &bpffs])
-        .status()
-        .expect("mount")
-        .success());
-    struct Uncover(String);
-    impl Drop for Uncover {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _cover = Uncover(bpffs);
+    let _cover = common::CoveredBpffs::new();
 
     let flag = d.workspace.join("go");
     let probe = d.bin.join("probe");

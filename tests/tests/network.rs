@@ -400,28 +400,8 @@ fn a_covered_bpffs_leaves_no_stale_programs_refusing_connections() {
     };
     enforced("before");
 
-    // The bpffs Cordon pins in (the first mounted; /sys/fs/bpf here), covered.
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    let bpffs = mountinfo
-        .lines()
-        .find_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            (right.split(' ').next()? == "bpf")
-                .then(|| left.split(' ').nth(4).map(str::to_string))?
-        })
-        .expect("a bpffs is mounted (cordon mounts one when none is)");
-    let covered = std::process::Command::new("mount")
-        .args(["-t", "bpf", "bpf", &bpffs])
-        .status()
-        .expect("mount");
-    assert!(covered.success(), "cannot cover {bpffs}");
-    struct Uncover(String);
-    impl Drop for Uncover {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let cover = Uncover(bpffs);
+    // The bpffs Cordon pins in, covered.
+    let cover = common::CoveredBpffs::new();
     enforced("with the pins covered");
 
     // The cover gone: the first set's pins are back, their links detached.

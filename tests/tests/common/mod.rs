@@ -282,3 +282,33 @@ pub fn wait_until<T>(
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// The first bpffs mounted (where Cordon pins), covered by a fresh bpffs until this is
+/// dropped: what Cordon sees when its pins are hidden while its programs stay attached.
+pub struct CoveredBpffs(String);
+
+impl CoveredBpffs {
+    pub fn new() -> Self {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        let bpffs = mountinfo
+            .lines()
+            .find_map(|l| {
+                let (left, right) = l.split_once(" - ")?;
+                let bpf = right.split(' ').next()? == "bpf";
+                bpf.then(|| left.split(' ').nth(4).map(str::to_string))?
+            })
+            .expect("a bpffs is mounted (cordon mounts one when none is)");
+        let covered = std::process::Command::new("mount")
+            .args(["-t", "bpf", "bpf", &bpffs])
+            .status()
+            .expect("mount");
+        assert!(covered.success(), "cannot cover {bpffs}");
+        Self(bpffs)
+    }
+}
+
+impl Drop for CoveredBpffs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
