@@ -527,6 +527,29 @@ pub fn bpf_link_info(
     obj_info(link, unsafe { std::mem::zeroed() })
 }
 
+/// The name a loaded BPF program was given (cut by the kernel to 15 bytes), by its id
+/// (`BPF_PROG_GET_FD_BY_ID`, `BPF_OBJ_GET_INFO_BY_FD`). Not aya's `ProgramInfo`: reading
+/// one probes the kernel's features by loading test programs, half a millisecond per process.
+pub fn bpf_prog_name(id: u32) -> io::Result<String> {
+    let mut attr = zeroed_attr();
+    attr.__bindgen_anon_6.__bindgen_anon_1.prog_id = id;
+    let program = bpf(
+        aya_obj::generated::bpf_cmd::BPF_PROG_GET_FD_BY_ID,
+        &mut attr,
+    )
+    .map(new_fd)?;
+    // SAFETY: bpf_prog_info is plain integers and arrays of them; all-zero is valid.
+    let info: aya_obj::generated::bpf_prog_info =
+        obj_info(std::os::fd::AsFd::as_fd(&program), unsafe { std::mem::zeroed() })?;
+    let name: Vec<u8> = info
+        .name
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    Ok(String::from_utf8_lossy(&name).into_owned())
+}
+
 /// The kernel's id of a BPF map (`BPF_OBJ_GET_INFO_BY_FD`).
 pub fn bpf_map_id(map: std::os::fd::BorrowedFd<'_>) -> io::Result<u32> {
     // SAFETY: bpf_map_info is plain integers and arrays of them; all-zero is valid.

@@ -27,11 +27,6 @@ pub(super) struct Link {
 
 /// Every link running one of Cordon's programs (by name) on the cgroup `parent`.
 pub(super) fn cordon_links(parent: u64) -> Result<Vec<Link>, EbpfError> {
-    let names: std::collections::HashMap<u32, String> = aya::programs::loaded_programs()
-        .filter_map(Result::ok)
-        .filter_map(|p| Some((p.id(), p.name_as_str()?.to_string())))
-        .filter(|(_, name)| is_cordons(name))
-        .collect();
     let mut links = Vec::new();
     let mut id = 0;
     while let Some(next) = sys::bpf_link_next_id(id).map_err(io("list the kernel's BPF links"))? {
@@ -41,18 +36,18 @@ pub(super) fn cordon_links(parent: u64) -> Result<Vec<Link>, EbpfError> {
             continue;
         };
         let info = sys::bpf_link_info(fd.as_fd()).map_err(io(format!("read BPF link {id}")))?;
-        let Some(program) = names.get(&info.prog_id) else {
-            continue;
-        };
         let on_our_hook = info.type_ == bpf_link_type::BPF_LINK_TYPE_CGROUP as u32
             // SAFETY: the kernel fills the `cgroup` member for cgroup links.
             && unsafe { info.__bindgen_anon_1.cgroup.cgroup_id == parent };
-        if on_our_hook {
-            links.push(Link {
-                id,
-                program: program.clone(),
-                fd,
-            });
+        if !on_our_hook {
+            continue;
+        }
+        // Unloaded since, or not ours to open: not one to worry about.
+        let Ok(program) = sys::bpf_prog_name(info.prog_id) else {
+            continue;
+        };
+        if is_cordons(&program) {
+            links.push(Link { id, program, fd });
         }
     }
     Ok(links)
