@@ -92,7 +92,6 @@ pub fn run<I>(
 where
     I: IntoIterator<Item = (OsString, OsString)>,
 {
-    let kernel = open_kernel(policy, say)?;
     let launch = sandbox::prepare(policy, command, env)?;
     for warning in &launch.warnings {
         say(Notice::Warning(warning.clone()));
@@ -100,9 +99,14 @@ where
     for note in &launch.notes {
         say(Notice::Note(note.clone()));
     }
-    let (running, registered) = launch.spawn_with(|cgroup| match &kernel {
-        Some(kernel) => register(kernel, policy, cgroup, options.enable_audit, say).map(Some),
-        None => Ok(None),
+    // The eBPF side is set up while init builds the sandbox: the command starts after.
+    let (running, (kernel, registered)) = launch.spawn_with(|cgroup| {
+        let Some(kernel) = open_kernel(policy, say)? else {
+            return Ok((None, None));
+        };
+        let registered = register(&kernel, policy, cgroup, options.enable_audit, say)
+            .map_err(LaunchError::Register)?;
+        Ok::<_, SessionError>((Some(kernel), Some(registered)))
     })?;
     if let Some(e) = &running.enforcement {
         if e.status != sandbox::landlock::Status::Fully {

@@ -452,30 +452,25 @@ impl Launch {
     /// Forks into the sandbox's namespaces, sets the sandbox up there and starts the
     /// command. Returns once the command runs, or the setup failed.
     pub fn spawn(&self) -> Result<Running, LaunchError> {
-        self.spawn_with(|_| Ok(())).map(|(running, ())| running)
+        self.spawn_with(|_| Ok::<_, LaunchError>(())).map(|(running, ())| running)
     }
 
-    /// [`Launch::spawn`], calling `register` with the sandbox's cgroup once it exists and
-    /// before any process is in it (to enter the cgroup into the eBPF maps). An error from
-    /// `register` stops the launch.
-    pub fn spawn_with<T>(
+    /// [`Launch::spawn`], calling `register` with the sandbox's cgroup while init builds the
+    /// sandbox (to enter the cgroup into the eBPF maps, and to open what watches it). Init
+    /// starts the command only once `register` has returned: until then the cgroup holds
+    /// init alone, which runs no code but Cordon's. An error from `register` stops the launch.
+    pub fn spawn_with<T, E: From<LaunchError>>(
         &self,
-        register: impl FnOnce(&SandboxCgroup) -> Result<T, String>,
-    ) -> Result<(Running, T), LaunchError> {
+        register: impl FnOnce(&SandboxCgroup) -> Result<T, E>,
+    ) -> Result<(Running, T), E> {
         // Everything that can fail comes first, so a failure leaves the caller as it was.
-        // A socket, not a pipe: init waits on it for the parent to learn the command's pid.
+        // A socket, not a pipe: init waits on it for the word to start the command, and for
+        // the parent to learn the command's pid.
         let (read_end, write_end) =
             std::os::unix::net::UnixStream::pair().map_err(os("create the status socket"))?;
         // Inherited by init, which cannot see this process from inside its PID namespace.
         let parent = sys::pidfd_open(Pid::this()).map_err(os("open a pidfd for this process"))?;
         let cgroup = self.create_cgroup()?;
-        let registered = match register(&cgroup) {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = cgroup.remove();
-                return Err(LaunchError::Register(e));
-            }
-        };
         let mut namespaces = sys::SANDBOX_NAMESPACES;
         if self.offline() {
             namespaces |= sys::NETWORK_NAMESPACE;
@@ -492,14 +487,14 @@ impl Launch {
             Some(&mut old_mask),
         ) {
             let _ = cgroup.remove();
-            return Err(os("block signals")(e.into()));
+            return Err(os("block signals")(e.into()).into());
         }
         let forked = match sys::fork_into_namespaces(namespaces, cgroup.fd()) {
             Ok(f) => f,
             Err(e) => {
                 restore(&old_mask);
                 let _ = cgroup.remove();
-                return Err(os("fork the sandbox")(e));
+                return Err(os("fork the sandbox")(e).into());
             }
         };
         let Some(init) = forked else {
@@ -508,6 +503,8 @@ impl Launch {
         };
         drop(write_end);
         drop(parent);
+        // While init builds the sandbox.
+        let registered = register(&cgroup);
         let mut running = Running {
             pid: init,
             command: None,
@@ -518,49 +515,17 @@ impl Launch {
             old_mask,
             watched,
         };
-        loop {
-            match running.next_message() {
-                Some(Message::Enforced(e)) => running.enforcement = Some(e),
-                Some(Message::Running { command }) if running.enforcement.is_some() => {
-                    // Init waits for this answer before it reaps anything, so the command
-                    // is still its child (a zombie at worst) while its pid is looked up;
-                    // orphans the command left may be init's children too by then, so it
-                    // is found by the pid init knows it by.
-                    // Without it the command's Landlock denials could not be told apart
-                    // as this sandbox's: unwatched is not how it was asked to run.
-                    running.command = sys::child_by_ns_pid(init, command);
-                    if running.command.is_none() {
-                        running.reap();
-                        return Err(LaunchError::Child {
-                            stage: Stage::Fork.to_string(),
-                            message: format!(
-                                "cannot find the command among the children of the sandbox's init ({init})"
-                            ),
-                        });
-                    }
-                    if let Err(e) = running.status.get_mut().write_all(b"\n") {
-                        running.reap();
-                        return Err(os("answer the sandbox's init")(e));
-                    }
-                    return Ok((running, registered));
-                }
-                Some(Message::Failed {
-                    stage,
-                    message,
-                    errno,
-                }) => {
-                    running.reap();
-                    return Err(running.failure(stage, message, errno));
-                }
-                Some(Message::Running { .. } | Message::Exited(_)) | None => {
-                    running.reap();
-                    return Err(LaunchError::Child {
-                        stage: "setup".into(),
-                        message: "the sandbox ended or started its command without reporting what it enforces".into(),
-                    });
-                }
+        let registered = match registered {
+            Ok(r) => r,
+            Err(e) => {
+                running.reap();
+                return Err(e);
             }
-        }
+        };
+        // Init may have failed and gone meanwhile: what it reported is read next.
+        let _ = running.status.get_mut().write_all(b"\n");
+        running.until_command_runs()?;
+        Ok((running, registered))
     }
 
     /// `<cgroup2>/cordon/<profile>-<pid>-<n>`: one per sandbox, named for operators.
@@ -663,15 +628,17 @@ impl Launch {
         Ok(command_ruleset)
     }
 
-    /// Forks the command: it enters a Landlock domain of its own (nested in init's, so it
-    /// cannot reach init), restores the caller's signal state and execs. Returns once the
-    /// parent has taken note of the command's pid.
+    /// Forks the command once the parent says the sandbox is registered: it enters a
+    /// Landlock domain of its own (nested in init's, so it cannot reach init), restores the
+    /// caller's signal state and execs. Returns once the parent has taken note of the
+    /// command's pid.
     fn start_command(
         &self,
         mask: &SigSet,
         status: &mut UnixStream,
         ruleset: ::landlock::RulesetCreated,
     ) -> Result<Pid, Message> {
+        read_word(status)?;
         // SAFETY: init is single-threaded; the child only restricts itself, resets signals
         // and execs.
         match unsafe { nix::unistd::fork() }.map_err(|e| failed(Stage::Fork)(&e))? {
@@ -681,12 +648,8 @@ impl Launch {
                     command: child.as_raw(),
                 };
                 write_message(status, &running).map_err(|e| failed(Stage::Report)(&e))?;
-                let mut ack = [0u8; 1];
-                match std::io::Read::read(status, &mut ack) {
-                    Ok(1) => Ok(child),
-                    Ok(_) => Err(failed(Stage::Report)(&"the parent went away")),
-                    Err(e) => Err(failed(Stage::Report)(&e)),
-                }
+                read_word(status)?;
+                Ok(child)
             }
             ForkResult::Child => {
                 let failure = match landlock::enforce(ruleset, self.policy.compat) {
@@ -782,6 +745,16 @@ fn refuse_executable_memfds() -> std::io::Result<()> {
     std::fs::write(knob, "2")
 }
 
+/// Waits for the parent's one-byte word to go on.
+fn read_word(status: &mut UnixStream) -> Result<(), Message> {
+    let mut word = [0u8; 1];
+    match std::io::Read::read(status, &mut word) {
+        Ok(1) => Ok(()),
+        Ok(_) => Err(failed(Stage::Report)(&"the parent went away")),
+        Err(e) => Err(failed(Stage::Report)(&e)),
+    }
+}
+
 fn write_message(status: &mut UnixStream, message: &Message) -> std::io::Result<()> {
     let line = serde_json::to_string(message).map_err(std::io::Error::other)?;
     writeln!(status, "{line}")
@@ -813,6 +786,55 @@ fn send_exit(status: &mut UnixStream, exit: Exit) -> i32 {
 }
 
 impl Running {
+    /// Reads init's reports until the command runs: what Landlock enforces, then the
+    /// command's pid (answered, so init may reap). On any failure init is killed and reaped.
+    fn until_command_runs(&mut self) -> Result<(), LaunchError> {
+        loop {
+            match self.next_message() {
+                Some(Message::Enforced(e)) => self.enforcement = Some(e),
+                Some(Message::Running { command }) if self.enforcement.is_some() => {
+                    // Init waits for this answer before it reaps anything, so the command
+                    // is still its child (a zombie at worst) while its pid is looked up;
+                    // orphans the command left may be init's children too by then, so it
+                    // is found by the pid init knows it by.
+                    // Without it the command's Landlock denials could not be told apart
+                    // as this sandbox's: unwatched is not how it was asked to run.
+                    self.command = sys::child_by_ns_pid(self.pid, command);
+                    if self.command.is_none() {
+                        self.reap();
+                        return Err(LaunchError::Child {
+                            stage: Stage::Fork.to_string(),
+                            message: format!(
+                                "cannot find the command among the children of the sandbox's init ({})",
+                                self.pid
+                            ),
+                        });
+                    }
+                    if let Err(e) = self.status.get_mut().write_all(b"\n") {
+                        self.reap();
+                        return Err(os("answer the sandbox's init")(e));
+                    }
+                    return Ok(());
+                }
+                Some(Message::Failed {
+                    stage,
+                    message,
+                    errno,
+                }) => {
+                    self.reap();
+                    return Err(self.failure(stage, message, errno));
+                }
+                Some(Message::Running { .. } | Message::Exited(_)) | None => {
+                    self.reap();
+                    return Err(LaunchError::Child {
+                        stage: "setup".into(),
+                        message: "the sandbox ended or started its command without reporting what it enforces".into(),
+                    });
+                }
+            }
+        }
+    }
+
     fn next_message(&mut self) -> Option<Message> {
         let mut line = String::new();
         match self.status.read_line(&mut line) {
