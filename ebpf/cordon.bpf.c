@@ -9,7 +9,8 @@
  *   recvmsg4/6               DNS answers appear to come from the server the sandbox asked
  *   sock_create              only TCP and UDP sockets (no ICMP, SCTP, ... to tunnel through)
  *   cgroup_skb in/egress     an isolated sandbox passes no packet at all
- *   raw tp sys_exit          a call the sandbox's seccomp filter denied becomes an event
+ *   raw tp sys_exit          a call the sandbox's seccomp filter denied becomes an event, and
+ *                            so does a path call that failed the way the mounts refuse
  *   raw tp sched_process_*   exec, fork and exit of the sandbox's processes become events
  *
  * A cgroup under cordon/ that is not registered in `sandboxes` gets no network: fail closed.
@@ -38,11 +39,57 @@ struct task_struct {
 	int tgid;
 	int exit_code;
 	struct task_struct *real_parent;
+	struct fs_struct *fs;
+	struct files_struct *files;
 } __attribute__((preserve_access_index));
 
 struct linux_binprm {
 	const char *filename;
 } __attribute__((preserve_access_index));
+
+/* What placing a relative path reads: the cwd or the directory descriptor, up to the root. */
+struct qstr {
+	const unsigned char *name;
+} __attribute__((preserve_access_index));
+
+struct dentry {
+	struct dentry *d_parent;
+	struct qstr d_name;
+} __attribute__((preserve_access_index));
+
+struct vfsmount {
+	struct dentry *mnt_root;
+} __attribute__((preserve_access_index));
+
+struct mount {
+	struct mount *mnt_parent;
+	struct dentry *mnt_mountpoint;
+	struct vfsmount mnt;
+} __attribute__((preserve_access_index));
+
+struct path {
+	struct vfsmount *mnt;
+	struct dentry *dentry;
+} __attribute__((preserve_access_index));
+
+struct fs_struct {
+	struct path root;
+	struct path pwd;
+} __attribute__((preserve_access_index));
+
+struct file {
+	struct path f_path;
+} __attribute__((preserve_access_index));
+
+struct fdtable {
+	unsigned int max_fds;
+	struct file **fd;
+} __attribute__((preserve_access_index));
+
+struct files_struct {
+	struct fdtable *fdt;
+} __attribute__((preserve_access_index));
+
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -124,12 +171,13 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ring_owners SEC(".maps");
 
-static __always_inline struct cordon_event *reserve(const struct cordon_sandbox *sb,
-						     __u64 cgroup_id, __u32 kind)
+/* A record of `size` bytes (struct cordon_event's, or a larger one of its own kind) with its header filled. */
+static __always_inline void *reserve_sized(const struct cordon_sandbox *sb, __u64 cgroup_id,
+					   __u32 kind, __u64 size)
 {
 	__u32 slot = sb->ring;
 	void *ring = bpf_map_lookup_elem(&rings, &slot);
-	struct cordon_event *e = ring ? bpf_ringbuf_reserve(ring, sizeof(*e), 0) : NULL;
+	struct cordon_event *e = ring ? bpf_ringbuf_reserve(ring, size, 0) : NULL;
 	if (!e) {
 		__u64 *count = bpf_map_lookup_elem(&lost, &cgroup_id);
 		if (count)
@@ -148,6 +196,12 @@ static __always_inline struct cordon_event *reserve(const struct cordon_sandbox 
 	e->pad = 0;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	return e;
+}
+
+static __always_inline struct cordon_event *reserve(const struct cordon_sandbox *sb,
+						     __u64 cgroup_id, __u32 kind)
+{
+	return reserve_sized(sb, cgroup_id, kind, sizeof(struct cordon_event));
 }
 
 /* Whether `port`/`proto` is in one of the entry's ranges. */
@@ -398,6 +452,242 @@ static __always_inline int condition_matches(const struct cordon_syscall_conditi
 	return 0;
 }
 
+#define EACCES 13
+#define EROFS 30
+#define ENOENT 2
+#define AT_FDCWD -100
+
+/*
+ * Where a path call (x86_64 numbers) keeps the path it failed on: the argument holding it,
+ * and the one holding the directory it is relative to (-1: the cwd). For a call that names
+ * two paths, the one written (a rename's or link's new name). Calls that only look (stat,
+ * access, readlink) count when refused, not when the path is missing: programs probe for
+ * files all the time, and a missing one they asked to open is signal enough.
+ */
+static __always_inline int path_arg(__u32 nr, long ret, int *dirfd)
+{
+	*dirfd = -1;
+	switch (nr) {
+	case 2:   /* open */
+	case 85:  /* creat */
+	case 59:  /* execve */
+	case 83:  /* mkdir */
+	case 84:  /* rmdir */
+	case 87:  /* unlink */
+	case 133: /* mknod */
+	case 76:  /* truncate */
+	case 90:  /* chmod */
+	case 92:  /* chown */
+	case 94:  /* lchown */
+	case 80:  /* chdir */
+	case 188: /* setxattr */
+	case 189: /* lsetxattr */
+		return 0;
+	case 82: /* rename */
+	case 86: /* link */
+	case 88: /* symlink */
+		return 1;
+	case 257: /* openat */
+	case 437: /* openat2 */
+	case 322: /* execveat */
+	case 258: /* mkdirat */
+	case 263: /* unlinkat */
+	case 259: /* mknodat */
+	case 268: /* fchmodat */
+	case 260: /* fchownat */
+		*dirfd = 0;
+		return 1;
+	case 266: /* symlinkat: target, newdirfd, linkpath */
+		*dirfd = 1;
+		return 2;
+	case 264: /* renameat */
+	case 316: /* renameat2 */
+	case 265: /* linkat */
+		*dirfd = 2;
+		return 3;
+	}
+	if (ret == -ENOENT)
+		return -1;
+	switch (nr) {
+	case 4:  /* stat */
+	case 6:  /* lstat */
+	case 21: /* access */
+	case 89: /* readlink */
+		return 0;
+	case 262: /* newfstatat */
+	case 332: /* statx */
+	case 269: /* faccessat */
+	case 439: /* faccessat2 */
+	case 267: /* readlinkat */
+		*dirfd = 0;
+		return 1;
+	}
+	return -1;
+}
+
+/*
+ * Reading a directory's names, one step per call of `dir_step` under bpf_loop (a plain
+ * loop whose every step branches on kernel data is verified path by path, 2^steps of
+ * them). Per CPU: a raw tracepoint program runs to its end on one CPU.
+ */
+struct dir_walk {
+	struct dentry *dentry;
+	struct vfsmount *vfsmnt;
+	struct dentry *root_dentry;
+	struct vfsmount *root_mnt;
+	/*
+	 * Field offsets, resolved by CO-RE in the program itself (aya applies no CO-RE
+	 * relocation to a callback's code): vfsmount.mnt_root, mount.mnt (the vfsmount inside
+	 * a mount), mount.mnt_parent, mount.mnt_mountpoint, dentry.d_parent, dentry.d_name.name.
+	 */
+	__u64 off_mnt_root, off_mnt, off_mnt_parent, off_mountpoint, off_d_parent, off_d_name;
+	__u32 off;
+	__u32 parts;
+	__u32 done; /* the root was reached: the names are the whole directory */
+	__u32 pad;
+	char dir[CORDON_FILE_DIR_LEN];
+};
+
+/* The pointer at `base + off` in kernel memory; NULL when it cannot be read. */
+static __always_inline void *kernel_ptr(void *base, __u64 off)
+{
+	void *p = NULL;
+	bpf_probe_read_kernel(&p, sizeof(p), base + off);
+	return p;
+}
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dir_walk);
+} dir_walks SEC(".maps");
+
+/* One step up: a mount crossed, or one name read. Returns 1 to stop. */
+static long dir_step(__u64 index, void *ctx)
+{
+	__u32 zero = 0;
+	struct dir_walk *w = bpf_map_lookup_elem(&dir_walks, &zero);
+	if (!w)
+		return 1;
+	if (w->dentry == w->root_dentry && w->vfsmnt == w->root_mnt) {
+		w->done = 1;
+		return 1;
+	}
+	if (w->dentry == kernel_ptr(w->vfsmnt, w->off_mnt_root)) {
+		void *m = (void *)w->vfsmnt - w->off_mnt;
+		void *parent = kernel_ptr(m, w->off_mnt_parent);
+		if (!parent || parent == m) {
+			/* The top of the mount namespace. */
+			w->done = 1;
+			return 1;
+		}
+		w->dentry = kernel_ptr(m, w->off_mountpoint);
+		w->vfsmnt = (struct vfsmount *)(parent + w->off_mnt);
+		return 0;
+	}
+	__u32 off = w->off;
+	if (off >= CORDON_FILE_DIR_LEN - CORDON_FILE_PATH_LEN)
+		return 1;
+	const unsigned char *name = kernel_ptr(w->dentry, w->off_d_name);
+	long n = bpf_probe_read_kernel_str(&w->dir[off & (CORDON_FILE_DIR_LEN - CORDON_FILE_PATH_LEN - 1)],
+					   CORDON_FILE_PATH_LEN, name);
+	if (n <= 0)
+		return 1;
+	w->off = off + n;
+	w->parts++;
+	w->dentry = kernel_ptr(w->dentry, w->off_d_parent);
+	return 0;
+}
+
+/*
+ * The names of the directory `at` from the last up to the task's root, crossing mounts,
+ * into f->dir ("lw\0tmp\0" for /tmp/lw): what d_path does, which raw tracepoints may not
+ * call. Leaves dir_parts 0 when the directory is deeper or longer than the record holds.
+ */
+static __always_inline void read_dir(struct cordon_file *f, struct path *at, struct path *root)
+{
+	__u32 zero = 0;
+	struct dir_walk *w = bpf_map_lookup_elem(&dir_walks, &zero);
+	if (!w)
+		return;
+	w->dentry = BPF_CORE_READ(at, dentry);
+	w->vfsmnt = BPF_CORE_READ(at, mnt);
+	w->root_dentry = BPF_CORE_READ(root, dentry);
+	w->root_mnt = BPF_CORE_READ(root, mnt);
+	w->off_mnt_root = bpf_core_field_offset(struct vfsmount, mnt_root);
+	w->off_mnt = bpf_core_field_offset(struct mount, mnt);
+	w->off_mnt_parent = bpf_core_field_offset(struct mount, mnt_parent);
+	w->off_mountpoint = bpf_core_field_offset(struct mount, mnt_mountpoint);
+	w->off_d_parent = bpf_core_field_offset(struct dentry, d_parent);
+	w->off_d_name = bpf_core_field_offset(struct dentry, d_name.name);
+	w->off = 0;
+	w->parts = 0;
+	w->done = 0;
+	bpf_loop(CORDON_FILE_DIR_DEPTH, dir_step, NULL, 0);
+	if (w->done && w->parts > 0 &&
+	    !bpf_probe_read_kernel(f->dir, sizeof(f->dir), w->dir))
+		f->dir_parts = w->parts;
+}
+
+static __always_inline void file_error(const struct cordon_sandbox *sb, __u64 cgroup_id,
+				       __u32 nr, long ret, const __u64 *args)
+{
+	int dirfd_arg;
+	int arg = path_arg(nr, ret, &dirfd_arg);
+	if (arg < 0)
+		return;
+	struct cordon_file_event *e =
+		reserve_sized(sb, cgroup_id, CORDON_EVENT_FILE_ERROR, sizeof(struct cordon_file_event));
+	if (!e)
+		return;
+	struct cordon_file *f = &e->file;
+	f->nr = nr;
+	f->ret = ret;
+	f->dirfd = dirfd_arg < 0 ? AT_FDCWD : (__s32)args[dirfd_arg & 7];
+	f->flags = 0;
+	f->dir_parts = 0;
+	f->pad = 0;
+	if (nr == 2)
+		f->flags = (__u32)args[1];
+	else if (nr == 257)
+		f->flags = (__u32)args[2];
+	else if (nr == 263)
+		f->flags = (__u32)args[2]; /* unlinkat: AT_REMOVEDIR */
+	else if (nr == 85)
+		f->flags = 01 | 0100 | 01000; /* creat: O_WRONLY | O_CREAT | O_TRUNC */
+	else if (nr == 437) {
+		__u64 how_flags = 0;
+		bpf_probe_read_user(&how_flags, sizeof(how_flags), (void *)args[2]);
+		f->flags = (__u32)how_flags;
+	}
+	if (bpf_probe_read_user_str(f->path, sizeof(f->path), (void *)args[arg & 7]) <= 0) {
+		bpf_ringbuf_discard(e, 0);
+		return;
+	}
+	if (f->path[0] != '/') {
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+		struct fs_struct *fs = BPF_CORE_READ(task, fs);
+		struct path root = BPF_CORE_READ(fs, root);
+		struct path at = {};
+		if (f->dirfd == AT_FDCWD) {
+			at = BPF_CORE_READ(fs, pwd);
+		} else if (f->dirfd >= 0) {
+			struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+			unsigned int max = BPF_CORE_READ(fdt, max_fds);
+			struct file **fds = BPF_CORE_READ(fdt, fd);
+			struct file *file = NULL;
+			if ((unsigned int)f->dirfd < max)
+				bpf_probe_read_kernel(&file, sizeof(file), &fds[f->dirfd]);
+			if (file)
+				at = BPF_CORE_READ(file, f_path);
+		}
+		if (at.dentry)
+			read_dir(f, &at, &root);
+	}
+	bpf_ringbuf_submit(e, 0);
+}
+
 /*
  * seccomp answers a denied call before the sys_enter tracepoint, but sys_exit still fires
  * with the errno seccomp set: a sandboxed call that failed with the rule's errno, for a
@@ -417,19 +707,21 @@ int cordon_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	if (bpf_probe_read_kernel(&regs, sizeof(regs), (void *)ctx->args[0]))
 		return 0;
 	struct cordon_syscall_key key = { .cgroup_id = cgroup_id, .nr = (__u32)regs.orig_rax };
-	struct cordon_syscall_rule *rule = bpf_map_lookup_elem(&syscalls, &key);
-	if (!rule || ret != -(long)rule->errno_value)
-		return 0;
 	__u64 args[8] = { regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9 };
-	if (rule->nconditions) {
-		int matched = 0;
+	struct cordon_syscall_rule *rule = bpf_map_lookup_elem(&syscalls, &key);
+	int matched = rule && ret == -(long)rule->errno_value;
+	if (matched && rule->nconditions) {
+		matched = 0;
 #pragma unroll
 		for (int i = 0; i < CORDON_MAX_ARG_CONDITIONS; i++) {
 			if (i < rule->nconditions && condition_matches(&rule->conditions[i], args))
 				matched = 1;
 		}
-		if (!matched)
-			return 0;
+	}
+	if (!matched) {
+		if (ret == -EACCES || ret == -EROFS || ret == -ENOENT)
+			file_error(sb, cgroup_id, key.nr, ret, args);
+		return 0;
 	}
 	struct cordon_event *e = reserve(sb, cgroup_id, CORDON_EVENT_SYSCALL_DENIED);
 	if (!e)

@@ -46,6 +46,7 @@
 #define CORDON_EVENT_EXEC 3
 #define CORDON_EVENT_FORK 4
 #define CORDON_EVENT_EXIT 5
+#define CORDON_EVENT_FILE_ERROR 6
 
 /* struct cordon_net.reason: why a connection was refused. */
 #define CORDON_NET_NOT_ALLOWED 1
@@ -185,17 +186,54 @@ struct cordon_exit {
 	__u32 exit_code;
 };
 
+/* The fields every record of a sandbox's ring buffer starts with (struct cordon_event's). */
+#define EVENT_HEADER                                                                                \
+	__u64 time_ns; /* CLOCK_MONOTONIC */                                                        \
+	__u64 cgroup_id;                                                                            \
+	__u32 kind;                                                                                 \
+	__u32 pid; /* thread group id */                                                           \
+	__u32 tid;                                                                                  \
+	__u32 ppid;                                                                                 \
+	__u32 uid;                                                                                  \
+	__u32 pad;                                                                                  \
+	char comm[16];
+
+/*
+ * A call on a path that failed the way the sandbox's mounts refuse (EACCES, EROFS, ENOENT):
+ * user space tells the ones Cordon's view caused (a mask, a read-only or noexec bind, a path
+ * left out) from the program's own misses. Landlock's refusals come as audit records.
+ * A record of its own size (kind CORDON_EVENT_FILE_ERROR), larger than struct cordon_event:
+ * for a relative path it carries the directory the path started from, read from the kernel
+ * at the call (the process may be gone by the time user space reads the record).
+ */
+#define CORDON_FILE_PATH_LEN 256
+/* The directory's names from the last up ("lw\0tmp\0" for /tmp/lw), NUL-terminated each. */
+#define CORDON_FILE_DIR_LEN 768
+/* The most names one directory is read to; deeper ones are not placed (dir_parts = 0). */
+#define CORDON_FILE_DIR_DEPTH 32
+struct cordon_file {
+	__s32 nr;
+	__s32 ret;
+	__s32 dirfd; /* the directory a relative path starts from; AT_FDCWD (-100): the cwd */
+	__u32 flags; /* open's flags; unlinkat's */
+	/* How many names `dir` holds; 0 when the path is absolute or the directory could not be read whole. */
+	__u32 dir_parts;
+	__u32 pad;
+	char path[CORDON_FILE_PATH_LEN];
+	char dir[CORDON_FILE_DIR_LEN];
+};
+
+struct cordon_file_event {
+	EVENT_HEADER
+	struct cordon_file file;
+};
+#define CORDON_FILE_EVENT_SIZE 1104
+#define CORDON_FILE_OFF_PATH 24
+#define CORDON_FILE_OFF_DIR 280
+
 /* One record of a sandbox's ring buffer. */
 struct cordon_event {
-	__u64 time_ns; /* CLOCK_MONOTONIC */
-	__u64 cgroup_id;
-	__u32 kind;
-	__u32 pid; /* thread group id */
-	__u32 tid;
-	__u32 ppid;
-	__u32 uid;
-	__u32 pad;
-	char comm[16];
+	EVENT_HEADER
 	union {
 		struct cordon_net net;
 		struct cordon_syscall syscall;
@@ -237,5 +275,9 @@ CORDON_ASSERT_OFF(struct cordon_event, comm, CORDON_EVENT_OFF_COMM);
 CORDON_ASSERT_OFF(struct cordon_event, net, CORDON_EVENT_OFF_PAYLOAD);
 CORDON_ASSERT_OFF(struct cordon_net, addr, CORDON_NET_OFF_ADDR);
 CORDON_ASSERT_OFF(struct cordon_syscall, args, CORDON_SYSCALL_OFF_ARGS);
+CORDON_ASSERT_OFF(struct cordon_file, path, CORDON_FILE_OFF_PATH);
+CORDON_ASSERT_OFF(struct cordon_file, dir, CORDON_FILE_OFF_DIR);
+CORDON_ASSERT_SIZE(struct cordon_file_event, CORDON_FILE_EVENT_SIZE);
+CORDON_ASSERT_OFF(struct cordon_file_event, file, CORDON_EVENT_OFF_PAYLOAD);
 
 #endif /* CORDON_H */

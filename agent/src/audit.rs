@@ -422,6 +422,8 @@ fn denial(access: &HashMap<String, String>) -> Option<What> {
                 .cloned()
                 .unwrap_or_default(),
             access: blockers,
+            layer: Some(crate::event::FileLayer::Landlock),
+            rule: None,
         });
     }
     if blockers.starts_with("net.connect_tcp") {
@@ -528,7 +530,7 @@ mod tests {
     fn denials_become_file_network_or_other_events() {
         let f = fields("domain=1 blockers=fs.read_dir path=\"/\" dev=\"tmpfs\" ino=1");
         assert!(
-            matches!(denial(&f), Some(What::FileDenied { path, access }) if path == "/" && access == "fs.read_dir")
+            matches!(denial(&f), Some(What::FileDenied { path, access, .. }) if path == "/" && access == "fs.read_dir")
         );
         let n = fields("domain=1 blockers=net.connect_tcp daddr=127.0.0.1 dest=1");
         assert!(matches!(

@@ -140,6 +140,8 @@ pub struct Watch {
     /// Landlock's audit records, and the pids of the sandbox's init and command (whose
     /// domains they name).
     pub audit: Option<(crate::audit::AuditListener, Vec<u32>)>,
+    /// What the sandbox's mounts show, to name the rule behind a failed file call.
+    pub view: crate::sandbox::view::View,
 }
 
 pub struct Monitor {
@@ -256,9 +258,14 @@ fn watch_kernel(mut watch: Watch, reporter: &Reporter, stop: &Stop) {
         }
         let cgroup_id = watch.cgroup_id;
         watch.ring.drain(|record| {
-            if let Some((time, process, what)) =
-                decode(record, cgroup_id, &clock, &mut exes, &watch.names)
-            {
+            if let Some((time, process, what)) = decode(
+                record,
+                cgroup_id,
+                &clock,
+                &mut exes,
+                &watch.names,
+                &watch.view,
+            ) {
                 reporter.report_at(time, process, what);
             }
         });
@@ -321,6 +328,45 @@ fn watch_kernel(mut watch: Watch, reporter: &Reporter, stop: &Stop) {
     }
 }
 
+/// The denial a failed file call was, when the sandbox's view refused it: the path as the
+/// process asked for it, the access, and the rule. A relative path is placed by the
+/// directory it started from, which the kernel program read at the call (the cwd, or the
+/// directory descriptor); when that was too deep for the record, by the process's cwd or
+/// descriptor in `/proc` (as the sandbox sees them) if the process is still there. One that
+/// cannot be placed is not reported.
+fn file_denied(
+    header: &abi::EventHeader,
+    file: &abi::File,
+    view: &crate::sandbox::view::View,
+) -> Option<What> {
+    use crate::sandbox::view;
+    let asked = abi::c_str(&file.path);
+    let absolute = if asked.starts_with('/') {
+        PathBuf::from(&asked)
+    } else {
+        let pid = header.pid;
+        let base = file.dir().or_else(|| {
+            let link = if file.dirfd == libc::AT_FDCWD {
+                format!("/proc/{pid}/cwd")
+            } else {
+                format!("/proc/{pid}/fd/{}", file.dirfd)
+            };
+            std::fs::read_link(link).ok()
+        })?;
+        base.join(&asked)
+    };
+    let access = view::access_of(file.nr, file.flags);
+    let refusal = view.refusal(&absolute, -file.ret, access, |p| {
+        std::fs::symlink_metadata(p).is_ok()
+    })?;
+    Some(What::FileDenied {
+        path: asked,
+        access: access.into(),
+        layer: Some(refusal.layer),
+        rule: refusal.rule.map(|r| r.to_string_lossy().into_owned()),
+    })
+}
+
 /// Turns CLOCK_MONOTONIC (the kernel's event times) into wall-clock time.
 struct Clock {
     wall: SystemTime,
@@ -350,6 +396,7 @@ fn decode(
     clock: &Clock,
     exes: &mut HashMap<u32, String>,
     names: &Mutex<HashMap<IpAddr, String>>,
+    view: &crate::sandbox::view::View,
 ) -> Option<(SystemTime, Option<Process>, What)> {
     use abi::FromBytes as _;
     let Some((header, payload)) = abi::split_event(record) else {
@@ -436,6 +483,10 @@ fn decode(
                     signal: None,
                 }
             }
+        }
+        abi::CORDON_EVENT_FILE_ERROR => {
+            let file = abi::File::read_from_prefix(payload).ok()?.0;
+            file_denied(&header, &file, view)?
         }
         other => {
             tracing::warn!("an event record of unknown kind {other}; dropped");

@@ -124,7 +124,14 @@ where
                 .map(|p| p.as_raw() as u32)
                 .collect();
             let cgroup_id = registered.cgroup_id;
-            match start_monitor(kernel, policy, registered, creators, &options) {
+            match start_monitor(
+                kernel,
+                policy,
+                registered,
+                creators,
+                launch.view(),
+                &options,
+            ) {
                 Ok(m) => Some(m),
                 Err(e) => {
                     end_unwatched(running, || unregister(kernel, policy, cgroup_id, say));
@@ -325,6 +332,7 @@ fn start_monitor(
     policy: &Policy,
     registered: Registered,
     creators: Vec<u32>,
+    view: sandbox::view::View,
     options: &Options,
 ) -> Result<(Monitor, u64), String> {
     let sink = Sink {
@@ -364,6 +372,7 @@ fn start_monitor(
         ring: registered.ring,
         names,
         audit: registered.audit.map(|a| (a, creators)),
+        view,
     };
     let monitor =
         Monitor::start(watch, reporter, writer, stop, threads).map_err(|e| e.to_string())?;

@@ -540,7 +540,9 @@ pub fn bpf_prog_name(id: u32) -> io::Result<String> {
     .map(new_fd)?;
     // SAFETY: bpf_prog_info is plain integers and arrays of them; all-zero is valid.
     let info: aya_obj::generated::bpf_prog_info =
-        obj_info(std::os::fd::AsFd::as_fd(&program), unsafe { std::mem::zeroed() })?;
+        obj_info(std::os::fd::AsFd::as_fd(&program), unsafe {
+            std::mem::zeroed()
+        })?;
     let name: Vec<u8> = info
         .name
         .iter()

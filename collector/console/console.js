@@ -114,13 +114,24 @@ function sandboxLink(h, s) {
   return el("a", { href: "#/host/" + encodeURIComponent(h) + "/sandbox/" + encodeURIComponent(s), "data-sandbox": s }, s);
 }
 
+// Which layer of the sandbox refused a file access, as the terminal says it.
+function fileRule(e) {
+  switch (e.layer) {
+    case "deny": return e.rule ? ` (denied by the profile: ${e.rule})` : " (denied by the profile)";
+    case "read_only": return e.rule ? ` (read-only: ${e.rule})` : " (read-only)";
+    case "noexec": return e.rule ? ` (no exec in ${e.rule})` : " (no exec)";
+    case "not_in_view": return " (not in the profile's view)";
+    default: return "";
+  }
+}
+
 // What an event says, in a line.
 function describe(e) {
   switch (e.kind) {
     case "network_denied": return `connect to ${e.address}:${e.port}/${e.protocol}${e.domain ? " (" + e.domain + ")" : ""} denied: ${e.reason}`;
     case "dns_denied": return `DNS query for ${e.domain} (${e.query_type}) refused`;
     case "syscall_denied": return `syscall ${e.syscall} denied`;
-    case "file_denied": return `${e.access} of ${e.path} denied`;
+    case "file_denied": return `${e.access} of ${e.path} denied${fileRule(e)}`;
     case "other_denied": return `${e.blockers} denied (${e.detail})`;
     case "exec": return `exec ${e.filename}`;
     case "fork": return `fork → ${e.child_pid}`;

@@ -112,11 +112,22 @@ pub enum What {
         args: Vec<u64>,
         errno: i32,
     },
-    /// A file access Landlock denied; `access` is Landlock's name for it (`fs.read_file`).
-    /// For a file that could not be created or removed, `path` is its directory.
+    /// A file access the sandbox denied; `access` is Landlock's name for it (`fs.read_file`,
+    /// `fs.execute`, `fs.make_reg`, ...; `fs.stat` for a look at a covered path). For a file
+    /// Landlock would not let be created or removed, `path` is its directory; otherwise it is
+    /// the path as the process asked for it.
     FileDenied {
         path: String,
         access: String,
+        /// Which layer refused it: `landlock`, or the sandbox's mounts: `deny` (a denied
+        /// path, covered or left out), `read_only`, `noexec`, `not_in_view` (a host path the
+        /// profile does not list). Absent in events of older agents.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        layer: Option<FileLayer>,
+        /// The profile's path whose rule refused it (the denied or read-only entry, the
+        /// mount without exec).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rule: Option<String>,
     },
     /// Another Landlock denial (`scope.signal`, `net.bind_tcp`, ...), with the record's fields.
     OtherDenied {
@@ -170,6 +181,34 @@ pub enum DnsReason {
     Rebind,
     /// The name is not a host name (letters, digits, `-` and `_` in labels of at most 63).
     BadName,
+}
+
+/// The layer of the sandbox that refused a file access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileLayer {
+    /// Landlock (its audit records).
+    Landlock,
+    /// A path the profile denies: covered by an inaccessible mount, or left out of the view.
+    Deny,
+    /// A read-only mount: a `read_only` entry, git metadata, a tree the profile only reads.
+    ReadOnly,
+    /// A mount without exec: a tree the profile does not execute from.
+    Noexec,
+    /// A host path the profile does not list, so the sandbox's view lacks it.
+    NotInView,
+}
+
+impl FileLayer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileLayer::Landlock => "landlock",
+            FileLayer::Deny => "deny",
+            FileLayer::ReadOnly => "read_only",
+            FileLayer::Noexec => "noexec",
+            FileLayer::NotInView => "not_in_view",
+        }
+    }
 }
 
 /// Why events were lost.
@@ -384,7 +423,31 @@ impl Event {
                 let err = nix::errno::Errno::from_raw(*errno);
                 format!("{who}: syscall {syscall} denied ({err})")
             }
-            What::FileDenied { path, access } => format!("{who}: {access} of {path} denied"),
+            What::FileDenied {
+                path,
+                access,
+                layer,
+                rule,
+            } => {
+                let by = match (layer, rule) {
+                    (Some(FileLayer::Landlock) | None, _) => String::new(),
+                    (Some(FileLayer::Deny), Some(rule)) => {
+                        format!(" (denied by the profile: {rule})")
+                    }
+                    (Some(FileLayer::ReadOnly), Some(rule)) => format!(" (read-only: {rule})"),
+                    (Some(FileLayer::Noexec), Some(rule)) => format!(" (no exec in {rule})"),
+                    (Some(FileLayer::NotInView), _) => " (not in the profile's view)".into(),
+                    (Some(layer), None) => format!(" ({})", layer.as_str().replace('_', "-")),
+                };
+                match &self.burst {
+                    // Summarised as one: the paths differ, the first is named.
+                    Some(b) if *layer == Some(FileLayer::NotInView) => format!(
+                        "{who}: {} more accesses to paths not in the profile's view denied (the first: {access} of {path})",
+                        b.count
+                    ),
+                    _ => format!("{who}: {access} of {path} denied{by}"),
+                }
+            }
             What::OtherDenied { blockers, detail } => {
                 format!("{who}: {blockers} denied ({detail})")
             }
@@ -529,6 +592,8 @@ mod tests {
             What::FileDenied {
                 path: "/w/\u{202e}txt.exe\n\u{9b}31m".into(),
                 access: "fs.read_file".into(),
+                layer: None,
+                rule: None,
             },
         );
         let line = event.summary();
@@ -619,6 +684,8 @@ mod schema_tests {
             What::FileDenied {
                 path: "/etc/shadow".into(),
                 access: "fs.read_file".into(),
+                layer: Some(FileLayer::Deny),
+                rule: Some("/etc/shadow".into()),
             },
             What::OtherDenied {
                 blockers: "scope.signal".into(),

@@ -9,6 +9,7 @@ include!(concat!(env!("OUT_DIR"), "/abi_consts.rs"));
 pub use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
 
 use std::mem::{offset_of, size_of};
+use std::os::unix::ffi::OsStrExt as _;
 
 // Every struct below is `#[repr(C)]`, made of integers and integer arrays with explicit
 // padding fields: zerocopy's derives check at compile time that there is no other padding
@@ -134,6 +135,43 @@ pub struct Exit {
     pub exit_code: u32,
 }
 
+#[repr(C)]
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct File {
+    pub nr: i32,
+    pub ret: i32,
+    pub dirfd: i32,
+    pub flags: u32,
+    pub dir_parts: u32,
+    pub pad: u32,
+    pub path: [u8; CORDON_FILE_PATH_LEN],
+    pub dir: [u8; CORDON_FILE_DIR_LEN],
+}
+
+impl File {
+    /// The directory a relative path started from, as the kernel read it at the call
+    /// (`/tmp/lw`); `None` when it could not be read whole.
+    pub fn dir(&self) -> Option<std::path::PathBuf> {
+        if self.dir_parts == 0 {
+            return None;
+        }
+        let names: Vec<&[u8]> = self
+            .dir
+            .split(|&b| b == 0)
+            .take(self.dir_parts as usize)
+            .collect();
+        // Fewer names than counted: not a record the program writes.
+        if names.len() != self.dir_parts as usize || names.iter().any(|n| n.is_empty()) {
+            return None;
+        }
+        let mut dir = std::path::PathBuf::from("/");
+        for name in names.into_iter().rev() {
+            dir.push(std::ffi::OsStr::from_bytes(name));
+        }
+        Some(dir)
+    }
+}
+
 /// The header of a ring-buffer record; the payload that follows depends on `kind`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -176,19 +214,47 @@ const _: () = {
     assert!(size_of::<Net>() <= PAYLOAD_SIZE);
     assert!(size_of::<Syscall>() <= PAYLOAD_SIZE);
     assert!(size_of::<Exec>() == PAYLOAD_SIZE);
+    assert!(offset_of!(File, path) == CORDON_FILE_OFF_PATH);
+    assert!(offset_of!(File, dir) == CORDON_FILE_OFF_DIR);
+    assert!(size_of::<EventHeader>() + size_of::<File>() == CORDON_FILE_EVENT_SIZE);
 };
 
-/// One ring-buffer record, split into its header and the payload bytes.
+/// One ring-buffer record, split into its header and the payload bytes (the rest of the
+/// record: a file error's is larger than the others').
 pub fn split_event(record: &[u8]) -> Option<(EventHeader, &[u8])> {
     if record.len() < CORDON_EVENT_SIZE {
         return None;
     }
     let header = EventHeader::read_from_prefix(record).ok()?.0;
-    Some((header, &record[CORDON_EVENT_OFF_PAYLOAD..CORDON_EVENT_SIZE]))
+    Some((header, &record[CORDON_EVENT_OFF_PAYLOAD..]))
 }
 
 /// The bytes of a NUL-terminated C string field, without the NUL.
 pub fn c_str(bytes: &[u8]) -> String {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
     String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_with_dir(names: &[u8], parts: u32) -> File {
+        let mut file = File::new_zeroed();
+        file.dir[..names.len()].copy_from_slice(names);
+        file.dir_parts = parts;
+        file
+    }
+
+    #[test]
+    fn the_directory_is_read_from_its_names_last_first() {
+        let file = file_with_dir(b"lw\0tmp\0", 2);
+        assert_eq!(file.dir(), Some(std::path::PathBuf::from("/tmp/lw")));
+        assert_eq!(file_with_dir(b"lw\0tmp\0", 0).dir(), None, "not read whole");
+        assert_eq!(
+            file_with_dir(b"lw\0", 3).dir(),
+            None,
+            "fewer names than counted"
+        );
+    }
 }

@@ -65,12 +65,13 @@ pub(super) fn pinned(path: &std::path::Path, parent: u64) -> Result<(u32, bool),
     Ok((info.id, attached))
 }
 
-/// Detaches every link of `links` but those in `keep`; returns the programs detached.
-pub(super) fn detach_others(links: Vec<Link>, keep: &[u32]) -> Vec<String> {
+/// Detaches every link of `links` but those in `keep`; returns the ids and programs of the
+/// links detached.
+pub(super) fn detach_others(links: Vec<Link>, keep: &[u32]) -> Vec<(u32, String)> {
     let mut detached = Vec::new();
     for link in links.into_iter().filter(|l| !keep.contains(&l.id)) {
         match sys::bpf_link_detach(link.fd.as_fd()) {
-            Ok(()) => detached.push(link.program),
+            Ok(()) => detached.push((link.id, link.program)),
             Err(e) => tracing::warn!(
                 "cannot detach a stale copy of Cordon's program {} (link {}): {e}",
                 link.program,

@@ -224,12 +224,24 @@ impl Kernel {
         }
         // Any other copy of Cordon's programs on its hooks is stale (its pins covered or
         // removed): it would refuse the connections of sandboxes it does not know.
-        let detached = links::detach_others(links::cordon_links(parent)?, &ours);
-        if !detached.is_empty() {
+        // Those of another build, still pinned beside this one, are being replaced: expected.
+        let previous = other_builds_links(base, &dir, parent);
+        let (replaced, stale): (Vec<_>, Vec<_>) =
+            links::detach_others(links::cordon_links(parent)?, &ours)
+                .into_iter()
+                .partition(|(id, _)| previous.contains(id));
+        if !replaced.is_empty() {
+            tracing::info!(
+                "replaced {} eBPF program(s) of another Cordon build",
+                replaced.len()
+            );
+        }
+        if !stale.is_empty() {
+            let names: Vec<String> = stale.into_iter().map(|(_, name)| name).collect();
             tracing::warn!(
                 "detached {} stale Cordon eBPF program(s) whose pins could not be seen ({})",
-                detached.len(),
-                detached.join(", ")
+                names.len(),
+                names.join(", ")
             );
         }
         if loaded {
@@ -661,6 +673,26 @@ fn load(dir: &Path) -> Result<(), EbpfError> {
 }
 
 /// Unpins the programs of other builds: their links go, and with them the old programs.
+/// The ids of the links pinned by other builds of Cordon under `base`.
+fn other_builds_links(base: &Path, current: &Path, parent: u64) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p != current && p.is_dir())
+        .flat_map(|build| {
+            PROGRAMS
+                .iter()
+                .filter_map(move |(name, _)| {
+                    links::pinned(&build.join("links").join(name), parent).ok()
+                })
+                .map(|(id, _)| id)
+        })
+        .collect()
+}
+
 fn remove_other_builds(base: &Path, current: &Path) {
     let Ok(entries) = std::fs::read_dir(base) else {
         return;

@@ -7,7 +7,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::event::{Burst, Event};
+use crate::event::{Burst, Event, FileLayer, What};
 
 pub struct Bursts {
     window: Duration,
@@ -114,8 +114,16 @@ fn summary((event, count, first, last): (Event, u64, SystemTime, SystemTime)) ->
     event
 }
 
-/// Same process, same kind, same details.
+/// Same process, same kind, same details; any paths not in the profile's view are one key
+/// for the whole sandbox (a program probing for absent config files is one burst).
 fn key_of(event: &Event) -> String {
+    if let What::FileDenied {
+        layer: Some(FileLayer::NotInView),
+        ..
+    } = event.what
+    {
+        return "not_in_view".into();
+    }
     let pid = event.process.as_ref().map_or(0, |p| p.pid);
     let what = serde_json::to_string(&event.what).unwrap_or_default();
     format!("{pid}:{what}")
@@ -124,7 +132,7 @@ fn key_of(event: &Event) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Process, What};
+    use crate::event::Process;
 
     fn denied(pid: u32, nr: i64) -> Event {
         Event::new(

@@ -37,6 +37,7 @@ pub mod landlock;
 pub mod mounts;
 pub mod repos;
 pub mod seccomp;
+pub mod view;
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io::{BufRead, BufReader, Write};
@@ -449,10 +450,16 @@ pub struct Running {
 }
 
 impl Launch {
+    /// The view the sandbox's mounts make, to tell their refusals from a program's misses.
+    pub fn view(&self) -> view::View {
+        view::View::new(&self.plan, &self.policy.filesystem)
+    }
+
     /// Forks into the sandbox's namespaces, sets the sandbox up there and starts the
     /// command. Returns once the command runs, or the setup failed.
     pub fn spawn(&self) -> Result<Running, LaunchError> {
-        self.spawn_with(|_| Ok::<_, LaunchError>(())).map(|(running, ())| running)
+        self.spawn_with(|_| Ok::<_, LaunchError>(()))
+            .map(|(running, ())| running)
     }
 
     /// [`Launch::spawn`], calling `register` with the sandbox's cgroup while init builds the

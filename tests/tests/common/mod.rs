@@ -172,10 +172,9 @@ impl Fixture {
         options: &[&str],
         args: &[&str],
     ) -> (String, Vec<serde_json::Value>) {
-        let events = self
-            .dir
-            .path()
-            .join(format!("events-{}.jsonl", args.join("-").replace('/', "_")));
+        static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let events = self.dir.path().join(format!("events-{run}.jsonl"));
         let _ = std::fs::remove_file(&events);
         let mut all = vec![
             "--events".to_string(),

@@ -155,6 +155,11 @@ fn act(args: &[String]) -> Outcome {
         "read" => io(std::fs::read(arg(0)).map(drop)),
         "write" => io(std::fs::write(arg(0), b"probe")),
         "list" => io(std::fs::read_dir(arg(0)).map(drop)),
+        // Tries to read every path given; `value` counts the ones that could not be read.
+        "read-each" => {
+            let failed = rest.iter().filter(|p| std::fs::read(p).is_err()).count();
+            Outcome::Value(format!("{failed} failed"))
+        }
         "rename" => io(std::fs::rename(arg(0), arg(1))),
         "exec" => {
             let err = std::process::Command::new(arg(0)).args(&rest[1..]).exec();

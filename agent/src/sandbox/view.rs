@@ -1,0 +1,372 @@
+//! Which failed file calls were the sandbox's mounts refusing, and by which rule.
+//!
+//! Landlock reports its own refusals (as audit records). The mounts refuse before Landlock
+//! is asked, and say nothing: a denied path inside a visible tree is covered (`EACCES`), a
+//! tree the profile only reads is bound read-only (`EROFS`), one it does not execute from
+//! is `noexec` (`EACCES` from `execve`), and what the profile does not list is not there
+//! (`ENOENT`). The kernel program reports every path call of a sandbox that failed with one
+//! of those; this tells the ones Cordon's view caused from a program's own misses (a file
+//! that does not exist on the host either, a permission the host's files refuse).
+//!
+//! Pure: it works from the mount plan and a way to ask whether the host has a path.
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::event::FileLayer;
+use crate::policy::{Access, FsPolicy};
+
+use super::mounts::{MountOp, MountPlan};
+
+/// The sandbox's view as the mounts make it.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    /// What is mounted, and with which access: binds of the host's trees, the private
+    /// `/tmp`, `/proc`.
+    mounts: Vec<Mount>,
+    /// Denied paths inside visible trees, covered by an inaccessible mount.
+    masks: Vec<PathBuf>,
+    /// The profile's denied paths, as listed.
+    deny: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+struct Mount {
+    path: PathBuf,
+    access: Access,
+    /// A file system of the sandbox's own (`/tmp`): the host's files there are not seen.
+    private: bool,
+}
+
+/// Which rule of the view refused an access.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub layer: FileLayer,
+    /// The profile's path the rule is for; `None` for the sandbox's root and for paths not in
+    /// the view.
+    pub rule: Option<PathBuf>,
+}
+
+const EACCES: i32 = libc::EACCES;
+const EROFS: i32 = libc::EROFS;
+const ENOENT: i32 = libc::ENOENT;
+
+impl View {
+    pub fn new(plan: &MountPlan, fs: &FsPolicy) -> Self {
+        let mut view = View {
+            deny: fs.deny.clone(),
+            ..View::default()
+        };
+        for op in &plan.ops {
+            match op {
+                MountOp::Bind { path, access, .. } => view.mounts.push(Mount {
+                    path: path.clone(),
+                    access: *access,
+                    private: false,
+                }),
+                MountOp::Tmpfs { path, exec, .. } => view.mounts.push(Mount {
+                    path: path.clone(),
+                    access: Access {
+                        read: true,
+                        write: true,
+                        exec: *exec,
+                    },
+                    private: true,
+                }),
+                // The sandbox's own processes; the host's are not its to look for.
+                MountOp::Proc { path } => view.mounts.push(Mount {
+                    path: path.clone(),
+                    access: Access {
+                        read: true,
+                        write: false,
+                        exec: false,
+                    },
+                    private: false,
+                }),
+                MountOp::Mask { path, .. } => view.masks.push(path.clone()),
+                MountOp::Symlink { .. } | MountOp::Pin { .. } => {}
+            }
+        }
+        view
+    }
+
+    /// Why the call on `path` (absolute, as the sandbox sees it) failed with `errno`, when
+    /// the view refused it; `None` when the failure was not Cordon's doing. `access` is the
+    /// Landlock name of what was tried; `on_host` says whether the host has a path.
+    pub fn refusal(
+        &self,
+        path: &Path,
+        errno: i32,
+        access: &str,
+        on_host: impl Fn(&Path) -> bool,
+    ) -> Option<Refusal> {
+        let path = normalize(path);
+        if let Some(mask) = longest(self.masks.iter(), &path) {
+            // A covered path refuses everything; a missing one below it was never there.
+            return (errno != ENOENT).then(|| Refusal {
+                layer: FileLayer::Deny,
+                rule: Some(mask.clone()),
+            });
+        }
+        let mount = longest(self.mounts.iter().map(|m| &m.path), &path)
+            .and_then(|p| self.mounts.iter().rev().find(|m| &m.path == p));
+        match errno {
+            EROFS => match mount {
+                None => Some(Refusal {
+                    layer: FileLayer::ReadOnly,
+                    rule: None,
+                }),
+                Some(m) if !m.access.write => Some(Refusal {
+                    layer: FileLayer::ReadOnly,
+                    rule: Some(m.path.clone()),
+                }),
+                // Written to a writable bind of a host file system that is itself read-only.
+                Some(_) => None,
+            },
+            // Landlock refuses what a mount allows; only `noexec` refuses before it.
+            EACCES if access == "fs.execute" => match mount {
+                Some(m) if !m.access.exec => Some(Refusal {
+                    layer: FileLayer::Noexec,
+                    rule: Some(m.path.clone()),
+                }),
+                _ => None,
+            },
+            // Missing in a bind of the host's tree: missing on the host too. Missing where
+            // the view has nothing, or a file system of its own: hidden, if the host has it.
+            ENOENT if mount.is_none_or(|m| m.private) && on_host(&path) => {
+                match longest(self.deny.iter(), &path) {
+                    Some(rule) => Some(Refusal {
+                        layer: FileLayer::Deny,
+                        rule: Some(rule.clone()),
+                    }),
+                    None => Some(Refusal {
+                        layer: FileLayer::NotInView,
+                        rule: None,
+                    }),
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The longest of `paths` that `path` is at or below.
+fn longest<'a>(paths: impl Iterator<Item = &'a PathBuf>, path: &Path) -> Option<&'a PathBuf> {
+    paths
+        .filter(|p| path.starts_with(p))
+        .max_by_key(|p| p.components().count())
+}
+
+/// `path` with `.` and `..` taken out lexically (as the kernel would, symlinks aside).
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
+/// Landlock's name for what a failed path call tried (x86_64 syscall numbers), from its
+/// number and, for `open`, its flags.
+pub fn access_of(nr: i32, flags: u32) -> &'static str {
+    let flags = flags as i32;
+    match nr {
+        59 | 322 => "fs.execute",
+        2 | 257 | 437 | 85 => {
+            if flags & libc::O_CREAT != 0 {
+                "fs.make_reg"
+            } else if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
+                "fs.write_file"
+            } else if flags & libc::O_DIRECTORY != 0 {
+                "fs.read_dir"
+            } else {
+                "fs.read_file"
+            }
+        }
+        83 | 258 => "fs.make_dir",
+        84 => "fs.remove_dir",
+        87 => "fs.remove_file",
+        263 if flags & libc::AT_REMOVEDIR != 0 => "fs.remove_dir",
+        263 => "fs.remove_file",
+        133 | 259 | 82 | 264 | 316 | 86 | 265 => "fs.make_reg",
+        88 | 266 => "fs.make_sym",
+        76 => "fs.truncate",
+        80 => "fs.read_dir",
+        90 | 92 | 94 | 268 | 260 | 188 | 189 => "fs.write_file",
+        _ => "fs.stat",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rw(write: bool, exec: bool) -> Access {
+        Access {
+            read: true,
+            write,
+            exec,
+        }
+    }
+
+    fn mount(path: &str, access: Access, private: bool) -> Mount {
+        Mount {
+            path: path.into(),
+            access,
+            private,
+        }
+    }
+
+    fn view() -> View {
+        View {
+            mounts: vec![
+                mount("/usr", rw(false, true), false),
+                mount("/etc", rw(false, false), false),
+                mount("/w", rw(true, false), false),
+                mount("/w/.git", rw(false, false), false),
+                mount("/tmp", rw(true, false), true),
+            ],
+            masks: vec!["/etc/shadow".into(), "/etc/ssh".into()],
+            deny: vec![
+                "/root/.ssh".into(),
+                "/etc/shadow".into(),
+                "/etc/ssh".into(),
+                "/tmp/h/.ssh".into(),
+            ],
+        }
+    }
+
+    fn everywhere(_: &Path) -> bool {
+        true
+    }
+
+    fn nowhere(_: &Path) -> bool {
+        false
+    }
+
+    fn refusal(layer: FileLayer, rule: Option<&str>) -> Option<Refusal> {
+        Some(Refusal {
+            layer,
+            rule: rule.map(PathBuf::from),
+        })
+    }
+
+    #[test]
+    fn covered_paths_are_the_deny_rule() {
+        let v = view();
+        let at = |p: &str, errno| v.refusal(Path::new(p), errno, "fs.read_file", everywhere);
+        assert_eq!(
+            at("/etc/shadow", EACCES),
+            refusal(FileLayer::Deny, Some("/etc/shadow"))
+        );
+        assert_eq!(
+            at("/etc/ssh/sshd_config", EACCES),
+            refusal(FileLayer::Deny, Some("/etc/ssh"))
+        );
+        assert_eq!(
+            at("/etc/../etc/./ssh/x", EACCES),
+            refusal(FileLayer::Deny, Some("/etc/ssh")),
+            "dots are taken out"
+        );
+        assert_eq!(at("/etc/sshd", EACCES), None, "a sibling is not below");
+    }
+
+    #[test]
+    fn read_only_mounts_name_the_tree() {
+        let v = view();
+        let at = |p: &str| v.refusal(Path::new(p), EROFS, "fs.make_reg", everywhere);
+        assert_eq!(at("/usr/bin/x"), refusal(FileLayer::ReadOnly, Some("/usr")));
+        assert_eq!(
+            at("/w/.git/hooks/pre-commit"),
+            refusal(FileLayer::ReadOnly, Some("/w/.git"))
+        );
+        assert_eq!(at("/x"), refusal(FileLayer::ReadOnly, None), "the root");
+        assert_eq!(at("/w/file"), None, "a writable tree: the host's own doing");
+    }
+
+    #[test]
+    fn exec_is_refused_by_noexec_mounts_only() {
+        let v = view();
+        let at = |p: &str, access| v.refusal(Path::new(p), EACCES, access, everywhere);
+        assert_eq!(
+            at("/w/dropped", "fs.execute"),
+            refusal(FileLayer::Noexec, Some("/w"))
+        );
+        assert_eq!(at("/usr/bin/x", "fs.execute"), None, "an exec tree");
+        assert_eq!(
+            at("/w/file", "fs.read_file"),
+            None,
+            "Landlock reports those"
+        );
+    }
+
+    #[test]
+    fn missing_paths_count_when_the_host_has_them() {
+        let v = view();
+        assert_eq!(
+            v.refusal(
+                Path::new("/root/.ssh/id_ed25519"),
+                ENOENT,
+                "fs.read_file",
+                everywhere
+            ),
+            refusal(FileLayer::Deny, Some("/root/.ssh"))
+        );
+        assert_eq!(
+            v.refusal(
+                Path::new("/root/.config/x"),
+                ENOENT,
+                "fs.read_file",
+                everywhere
+            ),
+            refusal(FileLayer::NotInView, None)
+        );
+        assert_eq!(
+            v.refusal(
+                Path::new("/root/.config/x"),
+                ENOENT,
+                "fs.read_file",
+                nowhere
+            ),
+            None,
+            "not on the host either: the program's own miss"
+        );
+        assert_eq!(
+            v.refusal(Path::new("/w/missing"), ENOENT, "fs.read_file", everywhere),
+            None,
+            "inside a mounted tree: missing on the host too"
+        );
+        assert_eq!(
+            v.refusal(
+                Path::new("/tmp/h/.ssh/key"),
+                ENOENT,
+                "fs.read_file",
+                everywhere
+            ),
+            refusal(FileLayer::Deny, Some("/tmp/h/.ssh")),
+            "the private /tmp hides the host's"
+        );
+        assert_eq!(
+            v.refusal(Path::new("/tmp/mine"), ENOENT, "fs.read_file", nowhere),
+            None
+        );
+    }
+
+    #[test]
+    fn accesses_follow_the_call_and_its_flags() {
+        assert_eq!(access_of(59, 0), "fs.execute");
+        assert_eq!(access_of(257, libc::O_RDONLY as u32), "fs.read_file");
+        assert_eq!(access_of(257, libc::O_WRONLY as u32), "fs.write_file");
+        assert_eq!(
+            access_of(257, (libc::O_WRONLY | libc::O_CREAT) as u32),
+            "fs.make_reg"
+        );
+        assert_eq!(access_of(263, libc::AT_REMOVEDIR as u32), "fs.remove_dir");
+        assert_eq!(access_of(262, 0), "fs.stat");
+    }
+}

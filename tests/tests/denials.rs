@@ -1,0 +1,236 @@
+//! Every denial is an event, whatever layer refused it: the mounts of the sandbox's view
+//! (a covered or left-out `deny` path, a read-only tree, a tree without exec, a host path the
+//! profile does not list) are reported like Landlock's, with the path as the process asked
+//! for it, the access, and the rule. Each attack has a twin that shows it works unconfined.
+
+mod common;
+
+use common::{occurrences, of_kind, probe_bin, require_root, Fixture};
+
+/// A profile that can read the whole home: secrets must stay hidden inside it.
+const HOME_READABLE: &str = "[filesystem]\nread = [\"{home}\"]";
+
+/// The probe run outside any sandbox: what the attack does unconfined.
+fn bare(args: &[&str]) -> String {
+    let out = std::process::Command::new(probe_bin())
+        .args(args)
+        .output()
+        .expect("the probe runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The one `file_denied` event of a run; fails when there are none or several.
+fn denial(events: &[serde_json::Value]) -> &serde_json::Value {
+    let found = of_kind(events, "file_denied");
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one file_denied event: {events:#?}"
+    );
+    found[0]
+}
+
+/// Asserts the one `file_denied` event of a run says this path, access, layer and rule.
+fn assert_denied(events: &[serde_json::Value], path: &str, access: &str, layer: &str, rule: &str) {
+    let e = denial(events);
+    assert_eq!(e["path"], path, "the path as the process asked for it");
+    assert_eq!(e["access"], access);
+    assert_eq!(e["layer"], layer);
+    assert_eq!(e["rule"], rule);
+    assert_eq!(e["process"]["comm"], "probe");
+}
+
+#[test]
+fn reading_a_covered_secret_is_reported_with_its_deny_rule() {
+    if !require_root("reading_a_covered_secret_is_reported_with_its_deny_rule") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", HOME_READABLE);
+    let key = f.home_path(".ssh/id_ed25519");
+    assert_eq!(
+        bare(&["read", &key]),
+        "ok",
+        "the twin: unconfined, it reads"
+    );
+    let (answer, events) = f.probe_events(&[], &["read", &key]);
+    assert_eq!(answer, "err EACCES");
+    assert_denied(&events, &key, "fs.read_file", "deny", &f.home_path(".ssh"));
+
+    // Listing the covered directory, by a path relative to the workspace.
+    let (answer, events) = f.probe_events(&[], &["list", "../home/.ssh"]);
+    assert_eq!(answer, "err EACCES");
+    assert_denied(
+        &events,
+        "../home/.ssh",
+        "fs.read_dir",
+        "deny",
+        &f.home_path(".ssh"),
+    );
+}
+
+#[test]
+fn reading_a_denied_path_left_out_of_the_view_is_reported() {
+    if !require_root("reading_a_denied_path_left_out_of_the_view_is_reported") {
+        return;
+    }
+    // coding-agent does not show the home at all: the key is simply not there.
+    let f = Fixture::new("coding-agent", "");
+    let key = f.home_path(".ssh/id_ed25519");
+    assert_eq!(
+        bare(&["read", &key]),
+        "ok",
+        "the twin: unconfined, it reads"
+    );
+    let (answer, events) = f.probe_events(&[], &["read", &key]);
+    assert_eq!(answer, "err ENOENT");
+    assert_denied(&events, &key, "fs.read_file", "deny", &f.home_path(".ssh"));
+}
+
+#[test]
+fn writing_into_a_read_only_tree_is_reported_with_the_tree() {
+    if !require_root("writing_into_a_read_only_tree_is_reported_with_the_tree") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", HOME_READABLE);
+    let planted = f.home_path("planted");
+    assert_eq!(
+        bare(&["write", &planted]),
+        "ok",
+        "the twin: unconfined, it writes"
+    );
+    std::fs::remove_file(&planted).expect("remove the twin's file");
+    let (answer, events) = f.probe_events(&[], &["write", &planted]);
+    assert_eq!(answer, "err EROFS");
+    assert!(!f.home.join("planted").exists());
+    assert_denied(
+        &events,
+        &planted,
+        "fs.make_reg",
+        "read_only",
+        &f.home.to_string_lossy(),
+    );
+
+    // The repository's metadata: changing .git/config would make the host's git run code.
+    let (answer, events) = f.probe_events(&[], &["write", ".git/config"]);
+    assert_eq!(answer, "err EROFS");
+    assert_denied(
+        &events,
+        ".git/config",
+        "fs.make_reg",
+        "read_only",
+        &f.path(".git"),
+    );
+}
+
+#[test]
+fn running_a_binary_dropped_where_exec_is_not_allowed_is_reported() {
+    if !require_root("running_a_binary_dropped_where_exec_is_not_allowed_is_reported") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    let dropped = f.path("dropped");
+    std::fs::copy("/usr/bin/true", &dropped).expect("copy");
+    assert_eq!(
+        bare(&["run", &dropped]),
+        "ok",
+        "the twin: unconfined, it runs"
+    );
+    let (answer, events) = f.probe_events(&[], &["exec", &dropped]);
+    assert_eq!(answer, "err EACCES");
+    assert_denied(
+        &events,
+        &dropped,
+        "fs.execute",
+        "noexec",
+        &f.workspace.to_string_lossy(),
+    );
+}
+
+#[test]
+fn probing_many_paths_outside_the_view_is_one_summarised_event() {
+    if !require_root("probing_many_paths_outside_the_view_is_one_summarised_event") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    let outside = f.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).expect("outside");
+    let paths: Vec<String> = (0..200)
+        .map(|i| {
+            let p = outside.join(format!("config-{i}"));
+            std::fs::write(&p, "x").expect("write");
+            p.to_string_lossy().into_owned()
+        })
+        .collect();
+    let mut args = vec!["read-each"];
+    args.extend(paths.iter().map(String::as_str));
+    assert_eq!(
+        bare(&args),
+        "value 0 failed",
+        "the twin: unconfined, all are read"
+    );
+
+    let not_in_view = |events: &[serde_json::Value]| -> (usize, u64) {
+        let found: Vec<_> = of_kind(events, "file_denied")
+            .into_iter()
+            .filter(|e| e["layer"] == "not_in_view")
+            .collect();
+        (found.len(), occurrences(&found))
+    };
+    // What the probe's own start costs, so the count below is exactly the 200.
+    let (_, baseline) = f.probe_events(&[], &["read-each"]);
+    let (_, before) = not_in_view(&baseline);
+    let (answer, events) = f.probe_events(&[], &args);
+    assert_eq!(answer, "value 200 failed");
+    let (lines, count) = not_in_view(&events);
+    assert_eq!(count, before + 200, "every refusal counted: {events:#?}");
+    assert!(lines <= 3, "summarised, not one event each: {lines} events");
+    let first = of_kind(&events, "file_denied")
+        .into_iter()
+        .find(|e| e["layer"] == "not_in_view")
+        .expect("a not_in_view event");
+    assert_eq!(first["access"], "fs.read_file");
+}
+
+#[test]
+fn a_programs_own_misses_are_not_reported_as_denials() {
+    if !require_root("a_programs_own_misses_are_not_reported_as_denials") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", HOME_READABLE);
+    for path in [
+        f.path("no-such-file"),
+        f.home_path("no-such-file"),
+        "/usr/no-such-file".to_string(),
+        "/no-such-dir/file".to_string(),
+    ] {
+        let (answer, events) = f.probe_events(&[], &["read", &path]);
+        assert_eq!(answer, "err ENOENT", "{path}");
+        assert!(
+            of_kind(&events, "file_denied").is_empty(),
+            "{path}: {events:#?}"
+        );
+    }
+    // Nor a write the profile allows that the host's own permissions refuse.
+    std::fs::create_dir_all(f.workspace.join("sub")).expect("sub");
+    let (answer, events) = f.probe_events(&[], &["write", &f.path("sub")]);
+    assert_eq!(answer, "err EISDIR");
+    assert!(of_kind(&events, "file_denied").is_empty(), "{events:#?}");
+}
+
+#[test]
+fn the_terminal_shows_which_rule_refused() {
+    if !require_root("the_terminal_shows_which_rule_refused") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", HOME_READABLE);
+    let probe = probe_bin().to_string_lossy().into_owned();
+    let out = f
+        .command(&[probe.as_str(), "read", "/etc/shadow"])
+        .output()
+        .expect("cordon runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("fs.read_file of /etc/shadow denied (denied by the profile: /etc/shadow)"),
+        "{stderr}"
+    );
+}
