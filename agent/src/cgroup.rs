@@ -14,7 +14,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd as _, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,9 @@ pub enum CgroupError {
     #[error("{path} still has processes after {waited:?}")]
     Busy { path: PathBuf, waited: Duration },
 }
+
+/// The extended attribute of a sandbox cgroup's directory that names its session.
+const SESSION_XATTR: &std::ffi::CStr = c"trusted.cordon.session";
 
 fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CgroupError {
     let path = path.to_path_buf();
@@ -405,6 +408,46 @@ impl SandboxCgroup {
         let path = self.path.join("cgroup.events");
         let events = std::fs::read_to_string(&path).map_err(io_err("read", &path))?;
         Ok(events.lines().any(|l| l == line))
+    }
+
+    /// Names the session running in the cgroup (a `trusted.` extended attribute of its
+    /// directory: only root in the host's user namespace can set one, and the sandbox does
+    /// not see its cgroup's directory at all).
+    pub fn set_session(&self, session: uuid::Uuid) -> Result<(), CgroupError> {
+        let value = session.to_string();
+        // SAFETY: the descriptor is the cgroup's open directory; name and value are valid
+        // for the call, the value's length is given.
+        let ret = unsafe {
+            libc::fsetxattr(
+                self.dir.as_raw_fd(),
+                SESSION_XATTR.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            )
+        };
+        if ret < 0 {
+            return Err(io_err("name the session of", &self.path)(
+                io::Error::last_os_error(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The session running in the cgroup, when one was named.
+    pub fn session(&self) -> Option<uuid::Uuid> {
+        let mut value = [0u8; 64];
+        // SAFETY: as in `set_session`; the kernel writes at most `value.len()` bytes.
+        let len = unsafe {
+            libc::fgetxattr(
+                self.dir.as_raw_fd(),
+                SESSION_XATTR.as_ptr(),
+                value.as_mut_ptr().cast(),
+                value.len(),
+            )
+        };
+        let len = usize::try_from(len).ok()?;
+        std::str::from_utf8(value.get(..len)?).ok()?.parse().ok()
     }
 
     /// Whether the kernel reports the cgroup as frozen.

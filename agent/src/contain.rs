@@ -67,6 +67,7 @@ pub fn list(kernel: Option<&Kernel>) -> Result<Vec<SandboxInfo>, String> {
             state: state.into(),
             network: network.into(),
             uid,
+            session: sandbox.session(),
         });
     }
     Ok(out)
@@ -94,6 +95,15 @@ pub enum ContainError {
         what: &'static str,
         deadline: Duration,
     },
+}
+
+/// The session running in the sandbox `name`, when it has one named.
+pub fn session_of(name: &str) -> Option<uuid::Uuid> {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return None;
+    }
+    let dir = cgroup::sandboxes_dir().ok()?;
+    SandboxCgroup::open(&dir.join(name)).ok()?.session()
 }
 
 /// Acts on the sandbox `name`; returns how long the kernel took.

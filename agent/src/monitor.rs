@@ -156,6 +156,7 @@ impl Monitor {
     pub fn reporter(
         sandbox: &str,
         profile: &str,
+        session: Option<uuid::Uuid>,
         sink: Sink,
     ) -> std::io::Result<(Reporter, JoinHandle<std::io::Result<u64>>)> {
         let (tx, rx) = mpsc::channel::<Event>();
@@ -189,7 +190,7 @@ impl Monitor {
                 }
                 outputs.finish()
             })?;
-        let reporter = Reporter::new(sandbox, profile, tx);
+        let reporter = Reporter::new(sandbox, profile, session, tx);
         Ok((reporter, writer))
     }
 

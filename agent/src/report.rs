@@ -62,15 +62,22 @@ impl Stop {
 pub struct Reporter {
     sandbox: Arc<str>,
     profile: Arc<str>,
+    session: Option<uuid::Uuid>,
     tx: mpsc::Sender<Event>,
 }
 
 impl Reporter {
-    /// A reporter of `sandbox`'s events (profile `profile`) into `tx`.
-    pub(crate) fn new(sandbox: &str, profile: &str, tx: mpsc::Sender<Event>) -> Self {
+    /// A reporter of `sandbox`'s events (profile `profile`, session `session`) into `tx`.
+    pub(crate) fn new(
+        sandbox: &str,
+        profile: &str,
+        session: Option<uuid::Uuid>,
+        tx: mpsc::Sender<Event>,
+    ) -> Self {
         Self {
             sandbox: Arc::from(sandbox),
             profile: Arc::from(profile),
+            session,
             tx,
         }
     }
@@ -81,12 +88,8 @@ impl Reporter {
 
     pub(crate) fn report_at(&self, time: SystemTime, process: Option<Process>, what: What) {
         // The writer only goes away after every reporter: a send cannot fail before that.
-        let _ = self.tx.send(Event::new(
-            &self.sandbox,
-            &self.profile,
-            time,
-            process,
-            what,
-        ));
+        let mut event = Event::new(&self.sandbox, &self.profile, time, process, what);
+        event.session = self.session;
+        let _ = self.tx.send(event);
     }
 }

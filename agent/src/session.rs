@@ -92,6 +92,8 @@ pub fn run<I>(
 where
     I: IntoIterator<Item = (OsString, OsString)>,
 {
+    let session = uuid::Uuid::now_v7();
+    let started_at = std::time::SystemTime::now();
     let launch = sandbox::prepare(policy, command, env)?;
     for warning in &launch.warnings {
         say(Notice::Warning(warning.clone()));
@@ -101,6 +103,11 @@ where
     }
     // The eBPF side is set up while init builds the sandbox: the command starts after.
     let (running, (kernel, registered)) = launch.spawn_with(|cgroup| {
+        if let Err(e) = cgroup.set_session(session) {
+            say(Notice::Warning(format!(
+                "{e}; `cordon ps` will not show the session"
+            )));
+        }
         let Some(kernel) = open_kernel(policy, say)? else {
             return Ok((None, None));
         };
@@ -130,6 +137,7 @@ where
                 registered,
                 creators,
                 launch.view(),
+                started(session, started_at, policy, command),
                 &options,
             ) {
                 Ok(m) => Some(m),
@@ -333,6 +341,7 @@ fn start_monitor(
     registered: Registered,
     creators: Vec<u32>,
     view: sandbox::view::View,
+    (session, started_at, started): (uuid::Uuid, std::time::SystemTime, crate::event::What),
     options: &Options,
 ) -> Result<(Monitor, u64), String> {
     let sink = Sink {
@@ -340,8 +349,9 @@ fn start_monitor(
         stderr: !options.quiet,
         spool: options.spool.clone(),
     };
-    let (reporter, writer) = Monitor::reporter(&registered.name, &policy.name, sink)
+    let (reporter, writer) = Monitor::reporter(&registered.name, &policy.name, Some(session), sink)
         .map_err(|e| format!("cannot open the event log: {e}"))?;
+    reporter.report_at(started_at, None, started);
     let stop = crate::report::Stop::new().map_err(|e| e.to_string())?;
     let names = Arc::new(Mutex::new(HashMap::new()));
     let mut threads = Vec::new();
@@ -377,6 +387,33 @@ fn start_monitor(
     let monitor =
         Monitor::start(watch, reporter, writer, stop, threads).map_err(|e| e.to_string())?;
     Ok((monitor, registered.cgroup_id))
+}
+
+/// The session's id and its first event: who runs what, under which rules, where.
+fn started(
+    session: uuid::Uuid,
+    at: std::time::SystemTime,
+    policy: &Policy,
+    command: &[OsString],
+) -> (uuid::Uuid, std::time::SystemTime, crate::event::What) {
+    use sha2::Digest as _;
+    let resolved = serde_json::to_vec(policy).unwrap_or_default();
+    let uid = policy.identity.uid;
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name);
+    let what = crate::event::What::SessionStarted {
+        uid,
+        user,
+        command: command
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+        profile_sha256: format!("{:x}", sha2::Sha256::digest(&resolved)),
+        workspace: policy.workspace.to_string_lossy().into_owned(),
+    };
+    (session, at, what)
 }
 
 /// Ends a sandbox that runs but cannot be watched. `ended` runs as in

@@ -138,6 +138,7 @@ function describe(e) {
     case "exit": return e.signal ? `killed by signal ${e.signal}` : `exit ${e.code}`;
     case "events_lost": return `${e.count} events lost (${e.reason})`;
     case "contained": return `contained: ${e.action}`;
+    case "session_started": return `session started for ${e.user || "uid " + e.uid}: ${(e.command || []).join(" ")} in ${e.workspace} (profile ${String(e.profile_sha256 || "").slice(0, 12)})`;
     case "responder_action": return `${e.action} by ${e.actor.name || e.actor.via} (${e.actor.via}): ${e.result}${e.error ? " — " + e.error : ""}`;
     default: return e.kind;
   }

@@ -137,6 +137,9 @@ pub struct SandboxInfo {
     /// The user its first process runs as.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<u32>,
+    /// The session running in it (every event of the sandbox carries it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<uuid::Uuid>,
 }
 
 /// What cordond sends when it asks for commands.

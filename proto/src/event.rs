@@ -27,6 +27,11 @@ pub struct Event {
     pub time: SystemTime,
     /// The sandbox's name: its cgroup's (`<profile>-<pid>-<n>`).
     pub sandbox: String,
+    /// The session: one run of one sandbox, a UUIDv7 unique across hosts and PID reuse,
+    /// carried by every event of the sandbox (its `session_started` event says what it is).
+    /// Absent in events of older agents and in a host's own events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<uuid::Uuid>,
     pub profile: String,
     /// Who: the process the event is about, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -167,6 +172,20 @@ pub enum What {
         error: Option<String>,
         took_ms: u64,
     },
+    /// A session began: the sandbox runs its command. The first event of every session.
+    SessionStarted {
+        /// Who asked for it: the user `cordon run` ran for (the sandbox's user), by uid and
+        /// by name when the host knows one.
+        uid: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+        /// The command line, as given.
+        command: Vec<String>,
+        /// SHA-256 of the profile as resolved (`cordon profile show`'s JSON): two sessions
+        /// with the same hash ran under the same rules.
+        profile_sha256: String,
+        workspace: String,
+    },
 }
 
 /// Why the sandbox's resolver refused a query.
@@ -264,7 +283,7 @@ pub struct Burst {
 
 impl What {
     /// Every `kind` of the JSON form.
-    pub const KINDS: [&'static str; 11] = [
+    pub const KINDS: [&'static str; 12] = [
         "network_denied",
         "dns_denied",
         "syscall_denied",
@@ -276,6 +295,7 @@ impl What {
         "events_lost",
         "contained",
         "responder_action",
+        "session_started",
     ];
     /// The kinds that are violations (see [`What::is_violation`]).
     pub const VIOLATIONS: [&'static str; 5] = [
@@ -300,6 +320,7 @@ impl What {
             What::EventsLost { .. } => "events_lost",
             What::Contained { .. } => "contained",
             What::ResponderAction { .. } => "responder_action",
+            What::SessionStarted { .. } => "session_started",
         }
     }
 
@@ -359,6 +380,7 @@ impl Event {
             id: new_id(time),
             time,
             sandbox: sandbox.to_owned(),
+            session: None,
             profile: profile.to_owned(),
             process,
             what,
@@ -494,6 +516,12 @@ impl Event {
                     }
                 };
                 format!("{action:?} requested by {by} via {}: {how}", actor.via)
+            }
+            What::SessionStarted {
+                uid, user, command, ..
+            } => {
+                let user = user.clone().unwrap_or_else(|| format!("uid {uid}"));
+                format!("session started for {user}: {}", command.join(" "))
             }
         }
     }
@@ -717,6 +745,13 @@ mod schema_tests {
                 result: ActionResult::Done,
                 error: None,
                 took_ms: 1,
+            },
+            What::SessionStarted {
+                uid: 1000,
+                user: Some("dev".into()),
+                command: vec!["aider".into(), "--yes".into()],
+                profile_sha256: "ab".repeat(32),
+                workspace: "/home/dev/project".into(),
             },
         ]
     }

@@ -374,3 +374,41 @@ fn sigkill_of_the_loader_leaves_every_sandbox_enforced() {
         loader.cgroup().display()
     );
 }
+
+#[test]
+fn ps_names_the_session_its_events_carry() {
+    if !require_root("ps_names_the_session_its_events_carry") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    let mut running = Running::start(&f, &["spin", "30"]);
+    let ps = Command::new(cordon_bin())
+        .args(["--json", "ps"])
+        .output()
+        .expect("cordon ps");
+    let list: serde_json::Value = serde_json::from_slice(&ps.stdout).expect("ps --json");
+    let listed = list
+        .as_array()
+        .and_then(|l| l.iter().find(|s| s["name"] == running.name.as_str()))
+        .unwrap_or_else(|| panic!("{} not in {list}", running.name))
+        .clone();
+    let table = Command::new(cordon_bin())
+        .arg("ps")
+        .output()
+        .expect("cordon ps");
+    let session = listed["session"].as_str().expect("ps names the session");
+    assert!(
+        String::from_utf8_lossy(&table.stdout)
+            .lines()
+            .any(|l| l.starts_with(&running.name) && l.ends_with(session)),
+        "the table shows it too: {}",
+        String::from_utf8_lossy(&table.stdout)
+    );
+    act("kill", &running.name);
+    let _ = running.child.wait();
+    let events = read_events(&running.events);
+    assert_eq!(only(&events, "session_started")["session"], session);
+    let kill = only(&events, "contained");
+    assert_eq!(kill["action"], "kill");
+    assert_eq!(kill["session"], session, "the kill is the session's");
+}

@@ -232,3 +232,54 @@ fn a_ring_buffer_passed_on_carries_only_its_new_sandboxs_events() {
     );
     assert!(of_kind(&events, "events_lost").is_empty(), "{events:?}");
 }
+
+#[test]
+fn every_event_of_a_run_carries_its_session_and_the_first_says_what_it_is() {
+    if !require_root("every_event_of_a_run_carries_its_session_and_the_first_says_what_it_is") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    let (answer, events) = f.probe_events(&[], &["read", "/etc/shadow"]);
+    assert_eq!(answer, "err EACCES");
+    let first = &events[0];
+    assert_eq!(first["kind"], "session_started", "{events:#?}");
+    let session: uuid::Uuid = first["session"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("a session id");
+    assert_eq!(session.get_version_num(), 7, "a UUIDv7: {session}");
+    for e in &events {
+        assert_eq!(e["session"], session.to_string(), "every event: {e}");
+    }
+    assert!(
+        of_kind(&events, "file_denied").len() == 1,
+        "the denial is one of them: {events:#?}"
+    );
+    assert_eq!(first["uid"], 0);
+    assert_eq!(first["user"], "root");
+    assert_eq!(first["workspace"], f.workspace.to_string_lossy().as_ref());
+    let command: Vec<&str> = first["command"]
+        .as_array()
+        .expect("the command line")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert!(command[0].ends_with("/probe"), "{command:?}");
+    assert_eq!(command[1..], ["read", "/etc/shadow"]);
+    let hash = first["profile_sha256"]
+        .as_str()
+        .expect("the profile's hash");
+    assert!(
+        hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit()),
+        "{hash}"
+    );
+
+    // Another run of the same profile: another session, the same rules.
+    let (_, again) = f.probe_events(&[], &["read", "/etc/hostname"]);
+    assert_ne!(again[0]["session"], first["session"]);
+    assert_eq!(again[0]["profile_sha256"], first["profile_sha256"]);
+    // Another profile: other rules.
+    let other = Fixture::new("offline-tool", "");
+    let (_, elsewhere) = other.probe_events(&[], &["read", "/etc/hostname"]);
+    assert_ne!(elsewhere[0]["profile_sha256"], first["profile_sha256"]);
+}

@@ -32,8 +32,8 @@ pub fn ps(daemon: Option<Client>, out: Output) -> ExitCode {
         return super::print_json(&list);
     }
     println!(
-        "{:<40} {:>6} {:<8} {:<9} USER",
-        "SANDBOX", "PROCS", "STATE", "NETWORK"
+        "{:<40} {:>6} {:<8} {:<9} {:<12} SESSION",
+        "SANDBOX", "PROCS", "STATE", "NETWORK", "USER"
     );
     for s in list {
         let user = s
@@ -45,8 +45,9 @@ pub fn ps(daemon: Option<Client>, out: Output) -> ExitCode {
                     .map_or_else(|| uid.to_string(), |u| u.name)
             })
             .unwrap_or_default();
+        let session = s.session.map(|id| id.to_string()).unwrap_or_default();
         println!(
-            "{:<40} {:>6} {:<8} {:<9} {user}",
+            "{:<40} {:>6} {:<8} {:<9} {user:<12} {session}",
             s.name, s.procs, s.state, s.network
         );
     }

@@ -119,13 +119,19 @@ impl Daemon {
     /// Records an event of the daemon's own (it reaches the journal and the collector like
     /// every other).
     pub fn record(&self, sandbox: &str, what: What) {
-        let event = Event::new(
+        self.record_in(sandbox, crate::contain::session_of(sandbox), what);
+    }
+
+    /// [`Daemon::record`] for the session `session` of the sandbox.
+    fn record_in(&self, sandbox: &str, session: Option<uuid::Uuid>, what: What) {
+        let mut event = Event::new(
             sandbox,
             crate::contain::profile_of(sandbox),
             SystemTime::now(),
             None,
             what,
         );
+        event.session = session;
         tracing::info!("{}: {}", sandbox, event.summary());
         let Ok(line) = serde_json::to_vec(&event) else {
             return;
@@ -178,13 +184,16 @@ impl Daemon {
         action: crate::event::Action,
         actor: crate::event::Actor,
     ) -> Result<Duration, crate::contain::ContainError> {
+        // Read first: a killed sandbox's cgroup is gone when the action is recorded.
+        let session = crate::contain::session_of(sandbox);
         let started = Instant::now();
         let result = crate::contain::act(self.kernel().ok().as_deref(), sandbox, action);
         let took_ms = started.elapsed().as_millis() as u64;
         // A bad name is not an action on a sandbox: nothing to record.
         if !matches!(result, Err(crate::contain::ContainError::BadName)) {
-            self.record(
+            self.record_in(
                 sandbox,
+                session,
                 What::ResponderAction {
                     action,
                     actor,
