@@ -70,10 +70,18 @@ struct cordon_sandbox {
 	__u16 dns_port6;
 	/* The slot of `rings` whose ring buffer the sandbox's events go to. */
 	__u32 ring;
+	__u32 pad;
+	/*
+	 * Missing-path records are rate-limited (a refusal never is): the time (ns) the next one
+	 * is due (a GCRA), and how many were let go unexamined above the rate.
+	 */
+	__u64 miss_due_ns;
+	__u64 unexamined;
 };
-#define CORDON_SANDBOX_SIZE 12
+#define CORDON_SANDBOX_SIZE 32
 #define CORDON_SANDBOX_OFF_DNS_PORT4 4
 #define CORDON_SANDBOX_OFF_RING 8
+#define CORDON_SANDBOX_OFF_UNEXAMINED 24
 
 /* Ports [lo, hi] for the protocols in `protos`. */
 struct cordon_port_range {
@@ -211,6 +219,9 @@ struct cordon_exit {
 #define CORDON_FILE_DIR_LEN 768
 /* The most names one directory is read to; deeper ones are not placed (dir_parts = 0). */
 #define CORDON_FILE_DIR_DEPTH 32
+/* Missing-path records: one per millisecond on average, bursts of 256. */
+#define CORDON_MISS_INTERVAL_NS 1000000
+#define CORDON_MISS_BURST 256
 struct cordon_file {
 	__s32 nr;
 	__s32 ret;
@@ -258,6 +269,7 @@ struct cordon_event {
 CORDON_ASSERT_SIZE(struct cordon_sandbox, CORDON_SANDBOX_SIZE);
 CORDON_ASSERT_OFF(struct cordon_sandbox, dns_port4, CORDON_SANDBOX_OFF_DNS_PORT4);
 CORDON_ASSERT_OFF(struct cordon_sandbox, ring, CORDON_SANDBOX_OFF_RING);
+CORDON_ASSERT_OFF(struct cordon_sandbox, unexamined, CORDON_SANDBOX_OFF_UNEXAMINED);
 CORDON_ASSERT_SIZE(struct cordon_port_range, CORDON_PORT_RANGE_SIZE);
 CORDON_ASSERT_SIZE(struct cordon_dest4_key, CORDON_DEST4_KEY_SIZE);
 CORDON_ASSERT_SIZE(struct cordon_dest6_key, CORDON_DEST6_KEY_SIZE);

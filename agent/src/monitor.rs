@@ -84,7 +84,17 @@ impl Outputs {
         if let Some(spool) = self.spool.as_mut() {
             spool.write_line(&line)?;
         }
+        // Unexamined misses are accounting, not an alarm: a build probing for files it does
+        // not need would otherwise print them all day. They are in the log and at the collector.
+        let quiet = matches!(
+            event.what,
+            What::EventsLost {
+                reason: crate::event::LossReason::Unexamined,
+                ..
+            }
+        );
         if self.sink.stderr
+            && !quiet
             && (event.what.is_violation()
                 || matches!(event.what, What::EventsLost { .. } | What::Contained { .. }))
         {
@@ -248,6 +258,7 @@ fn watch_kernel(mut watch: Watch, reporter: &Reporter, stop: &Stop) {
     let clock = Clock::now();
     let mut exes: HashMap<u32, String> = HashMap::new();
     let mut lost = 0u64;
+    let mut unexamined = 0u64;
     let mut isolated = false;
     let mut frozen = false;
     let mut killed = false;
@@ -295,6 +306,17 @@ fn watch_kernel(mut watch: Watch, reporter: &Reporter, stop: &Stop) {
             _ => {}
         }
         if let Ok(Some(sandbox)) = watch.kernel.sandbox(watch.cgroup_id) {
+            // A responder's write of the entry may carry an older count: only growth counts.
+            if sandbox.unexamined > unexamined {
+                reporter.report(
+                    None,
+                    What::EventsLost {
+                        count: sandbox.unexamined - unexamined,
+                        reason: crate::event::LossReason::Unexamined,
+                    },
+                );
+                unexamined = sandbox.unexamined;
+            }
             let now = sandbox.flags & abi::CORDON_SANDBOX_ISOLATED as u32 != 0;
             if now != isolated {
                 isolated = now;

@@ -246,6 +246,10 @@ pub enum LossReason {
     /// Audit records were dropped: the kernel's queue (its `lost` counter, host-wide, so
     /// perhaps records of other processes) or the listener's socket overflowed in a burst.
     AuditOverrun,
+    /// Calls on missing paths beyond the kernel's rate (1000/s, bursts of 256) were not
+    /// examined: a denied path outside the view among them went unreported. Refusals
+    /// (`EACCES`, `EROFS`) are never skipped.
+    Unexamined,
 }
 
 /// Who asked for a responder action.
@@ -494,6 +498,9 @@ impl Event {
                 LossReason::AuditDetached => "events may have been lost: the audit listener was cut off (or auditing turned off); restored".to_string(),
                 LossReason::AuditOverrun => format!(
                     "events may have been lost: {count} audit records were dropped (a burst overflowed the kernel's queue or the listener)"
+                ),
+                LossReason::Unexamined => format!(
+                    "{count} calls on missing paths were not examined (over 1000/s): a denied path outside the view among them is not reported"
                 ),
             },
             What::Contained { action } => format!("responder action took effect: {action:?}"),

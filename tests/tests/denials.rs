@@ -234,3 +234,27 @@ fn the_terminal_shows_which_rule_refused() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_flood_of_missing_files_does_not_crowd_out_a_denial() {
+    if !require_root("a_flood_of_missing_files_does_not_crowd_out_a_denial") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", HOME_READABLE);
+    let key = f.home_path(".ssh/id_ed25519");
+    // 20 000 records of about 1 KiB would fill the sandbox's 1 MiB ring many times over.
+    let (answer, events) = f.probe_events(&[], &["miss-then-read", "20000", &key]);
+    assert_eq!(answer, "err EACCES");
+    assert_denied(&events, &key, "fs.read_file", "deny", &f.home_path(".ssh"));
+    let lost = of_kind(&events, "events_lost");
+    assert!(
+        lost.iter().all(|e| e["reason"] == "unexamined"),
+        "no denial lost: {lost:?}"
+    );
+    // Above the kernel's rate the misses are counted, not examined.
+    let unexamined = occurrences(&lost);
+    assert!(
+        (10_000..20_000).contains(&unexamined),
+        "{unexamined} unexamined: {lost:?}"
+    );
+}

@@ -155,6 +155,14 @@ fn act(args: &[String]) -> Outcome {
         "read" => io(std::fs::read(arg(0)).map(drop)),
         "write" => io(std::fs::write(arg(0), b"probe")),
         "list" => io(std::fs::read_dir(arg(0)).map(drop)),
+        // Opens N missing files (relative to the cwd) as fast as it can, then reads PATH.
+        "miss-then-read" => {
+            let n: usize = arg(0).parse().unwrap_or_else(|_| usage());
+            for i in 0..n {
+                let _ = std::fs::File::open(format!("missing-{i}"));
+            }
+            io(std::fs::read(arg(1)).map(drop))
+        }
         // Tries to read every path given; `value` counts the ones that could not be read.
         "read-each" => {
             let failed = rest.iter().filter(|p| std::fs::read(p).is_err()).count();
