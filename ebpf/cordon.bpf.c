@@ -171,19 +171,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ring_owners SEC(".maps");
 
-/* A record of `size` bytes (struct cordon_event's, or a larger one of its own kind) with its header filled. */
-static __always_inline void *reserve_sized(const struct cordon_sandbox *sb, __u64 cgroup_id,
-					   __u32 kind, __u64 size)
+/* Counts a record the sandbox's ring had no room for. */
+static __always_inline void count_lost(__u64 cgroup_id)
 {
-	__u32 slot = sb->ring;
-	void *ring = bpf_map_lookup_elem(&rings, &slot);
-	struct cordon_event *e = ring ? bpf_ringbuf_reserve(ring, size, 0) : NULL;
-	if (!e) {
-		__u64 *count = bpf_map_lookup_elem(&lost, &cgroup_id);
-		if (count)
-			__sync_fetch_and_add(count, 1);
-		return NULL;
-	}
+	__u64 *count = bpf_map_lookup_elem(&lost, &cgroup_id);
+	if (count)
+		__sync_fetch_and_add(count, 1);
+}
+
+/* Fills the fields every record starts with (struct cordon_event's, or a record of its own kind's). */
+static __always_inline void fill_header(struct cordon_event *e, __u64 cgroup_id, __u32 kind)
+{
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	e->time_ns = bpf_ktime_get_ns();
@@ -195,13 +193,21 @@ static __always_inline void *reserve_sized(const struct cordon_sandbox *sb, __u6
 	e->uid = (__u32)bpf_get_current_uid_gid();
 	e->pad = 0;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	return e;
 }
 
+/* A record of the sandbox's ring with its header filled; NULL (counted as lost) when full. */
 static __always_inline struct cordon_event *reserve(const struct cordon_sandbox *sb,
 						     __u64 cgroup_id, __u32 kind)
 {
-	return reserve_sized(sb, cgroup_id, kind, sizeof(struct cordon_event));
+	__u32 slot = sb->ring;
+	void *ring = bpf_map_lookup_elem(&rings, &slot);
+	struct cordon_event *e = ring ? bpf_ringbuf_reserve(ring, sizeof(*e), 0) : NULL;
+	if (!e) {
+		count_lost(cgroup_id);
+		return NULL;
+	}
+	fill_header(e, cgroup_id, kind);
+	return e;
 }
 
 /* Whether `port`/`proto` is in one of the entry's ranges. */
@@ -482,6 +488,10 @@ static __always_inline int path_arg(__u32 nr, long ret, int *dirfd)
 	case 80:  /* chdir */
 	case 188: /* setxattr */
 	case 189: /* lsetxattr */
+	case 197: /* removexattr */
+	case 198: /* lremovexattr */
+	case 132: /* utime */
+	case 235: /* utimes */
 		return 0;
 	case 82: /* rename */
 	case 86: /* link */
@@ -494,7 +504,10 @@ static __always_inline int path_arg(__u32 nr, long ret, int *dirfd)
 	case 263: /* unlinkat */
 	case 259: /* mknodat */
 	case 268: /* fchmodat */
+	case 452: /* fchmodat2 */
 	case 260: /* fchownat */
+	case 280: /* utimensat (a NULL path is a descriptor's: not read) */
+	case 261: /* futimesat */
 		*dirfd = 0;
 		return 1;
 	case 266: /* symlinkat: target, newdirfd, linkpath */
@@ -506,13 +519,20 @@ static __always_inline int path_arg(__u32 nr, long ret, int *dirfd)
 		*dirfd = 2;
 		return 3;
 	}
-	if (ret == -ENOENT)
+	/* A look that finds nothing is a miss; one that finds a read-only mount (access(W_OK)) is no write. */
+	if (ret != -EACCES)
 		return -1;
 	switch (nr) {
-	case 4:  /* stat */
-	case 6:  /* lstat */
-	case 21: /* access */
-	case 89: /* readlink */
+	case 4:   /* stat */
+	case 6:   /* lstat */
+	case 21:  /* access */
+	case 89:  /* readlink */
+	case 137: /* statfs */
+	case 161: /* chroot */
+	case 191: /* getxattr */
+	case 192: /* lgetxattr */
+	case 194: /* listxattr */
+	case 195: /* llistxattr */
 		return 0;
 	case 262: /* newfstatat */
 	case 332: /* statx */
@@ -563,6 +583,14 @@ struct {
 	__type(value, struct dir_walk);
 } dir_walks SEC(".maps");
 
+/* A file error's record is built here, then copied to the ring at the size it has. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct cordon_file_event);
+} file_records SEC(".maps");
+
 /* One step up: a mount crossed, or one name read. Returns 1 to stop. */
 static long dir_step(__u64 index, void *ctx)
 {
@@ -587,11 +615,11 @@ static long dir_step(__u64 index, void *ctx)
 		return 0;
 	}
 	__u32 off = w->off;
-	if (off >= CORDON_FILE_DIR_LEN - CORDON_FILE_PATH_LEN)
+	if (off >= CORDON_FILE_DIR_LEN - CORDON_FILE_NAME_MAX)
 		return 1;
 	const unsigned char *name = kernel_ptr(w->dentry, w->off_d_name);
-	long n = bpf_probe_read_kernel_str(&w->dir[off & (CORDON_FILE_DIR_LEN - CORDON_FILE_PATH_LEN - 1)],
-					   CORDON_FILE_PATH_LEN, name);
+	long n = bpf_probe_read_kernel_str(&w->dir[off & (CORDON_FILE_DIR_LEN - CORDON_FILE_NAME_MAX - 1)],
+					   CORDON_FILE_NAME_MAX, name);
 	if (n <= 0)
 		return 1;
 	w->off = off + n;
@@ -625,9 +653,16 @@ static __always_inline void read_dir(struct cordon_file *f, struct path *at, str
 	w->parts = 0;
 	w->done = 0;
 	bpf_loop(CORDON_FILE_DIR_DEPTH, dir_step, NULL, 0);
-	if (w->done && w->parts > 0 &&
-	    !bpf_probe_read_kernel(f->dir, sizeof(f->dir), w->dir))
-		f->dir_parts = w->parts;
+	if (!w->done)
+		return;
+	/* Only the names of this walk: the scratch holds older walks' past them. */
+	__u32 len = w->off;
+	if (len > sizeof(f->dir))
+		return;
+	if (len && bpf_probe_read_kernel(f->dir, len, w->dir))
+		return;
+	f->dir_parts = w->parts;
+	f->dir_placed = 1;
 }
 
 /*
@@ -642,7 +677,7 @@ static __always_inline int miss_allowed(struct cordon_sandbox *sb)
 	__u64 due = sb->miss_due_ns;
 	if (due < now)
 		due = now;
-	if (due > now + CORDON_MISS_BURST * CORDON_MISS_INTERVAL_NS) {
+	if (due >= now + CORDON_MISS_BURST * CORDON_MISS_INTERVAL_NS) {
 		__sync_fetch_and_add(&sb->unexamined, 1);
 		return 0;
 	}
@@ -659,17 +694,20 @@ static __always_inline void file_error(struct cordon_sandbox *sb, __u64 cgroup_i
 		return;
 	if (ret == -ENOENT && !miss_allowed(sb))
 		return;
-	struct cordon_file_event *e =
-		reserve_sized(sb, cgroup_id, CORDON_EVENT_FILE_ERROR, sizeof(struct cordon_file_event));
+	__u32 zero = 0;
+	struct cordon_file_event *e = bpf_map_lookup_elem(&file_records, &zero);
 	if (!e)
 		return;
+	fill_header((struct cordon_event *)e, cgroup_id, CORDON_EVENT_FILE_ERROR);
 	struct cordon_file *f = &e->file;
 	f->nr = nr;
 	f->ret = ret;
 	f->dirfd = dirfd_arg < 0 ? AT_FDCWD : (__s32)args[dirfd_arg & 7];
 	f->flags = 0;
 	f->dir_parts = 0;
-	f->pad = 0;
+	f->dir_placed = 0;
+	f->truncated = 0;
+	f->path_len = 0;
 	if (nr == 2)
 		f->flags = (__u32)args[1];
 	else if (nr == 257)
@@ -683,10 +721,13 @@ static __always_inline void file_error(struct cordon_sandbox *sb, __u64 cgroup_i
 		bpf_probe_read_user(&how_flags, sizeof(how_flags), (void *)args[2]);
 		f->flags = (__u32)how_flags;
 	}
-	if (bpf_probe_read_user_str(f->path, sizeof(f->path), (void *)args[arg & 7]) <= 0) {
-		bpf_ringbuf_discard(e, 0);
+	long n = bpf_probe_read_user_str(f->path, sizeof(f->path), (void *)args[arg & 7]);
+	/* No path (utimensat on a descriptor), an empty one, or one that cannot be read. */
+	if (n <= 1)
 		return;
-	}
+	/* Longer than the kernel takes (it failed with ENAMETOOLONG, not here) or than is read. */
+	f->truncated = n >= (long)sizeof(f->path);
+	f->path_len = n;
 	if (f->path[0] != '/') {
 		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 		struct fs_struct *fs = BPF_CORE_READ(task, fs);
@@ -713,14 +754,18 @@ static __always_inline void file_error(struct cordon_sandbox *sb, __u64 cgroup_i
 	 * syscall-heavy work a few percent. A refusal wakes it, and so does a ring a quarter
 	 * full, so quiet records never crowd out the ones that matter.
 	 */
-	__u64 flags = 0;
-	if (ret == -ENOENT) {
-		__u32 slot = sb->ring;
-		void *ring = bpf_map_lookup_elem(&rings, &slot);
-		if (ring && bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) < CORDON_RING_BYTES / 4)
-			flags = BPF_RB_NO_WAKEUP;
-	}
-	bpf_ringbuf_submit(e, flags);
+	__u32 slot = sb->ring;
+	void *ring = bpf_map_lookup_elem(&rings, &slot);
+	if (!ring)
+		return;
+	__u64 flags = BPF_RB_FORCE_WAKEUP; /* plain submits wake no one while quiet records wait */
+	if (ret == -ENOENT && bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) < CORDON_RING_BYTES / 4)
+		flags = BPF_RB_NO_WAKEUP;
+	__u64 size = sizeof(*e) - CORDON_FILE_PATH_MAX + (n & (CORDON_FILE_PATH_MAX - 1));
+	if (n >= CORDON_FILE_PATH_MAX)
+		size = sizeof(*e);
+	if (bpf_ringbuf_output(ring, e, size, flags))
+		count_lost(cgroup_id);
 }
 
 /*

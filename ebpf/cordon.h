@@ -210,14 +210,17 @@ struct cordon_exit {
  * A call on a path that failed the way the sandbox's mounts refuse (EACCES, EROFS, ENOENT):
  * user space tells the ones Cordon's view caused (a mask, a read-only or noexec bind, a path
  * left out) from the program's own misses. Landlock's refusals come as audit records.
- * A record of its own size (kind CORDON_EVENT_FILE_ERROR), larger than struct cordon_event:
- * for a relative path it carries the directory the path started from, read from the kernel
- * at the call (the process may be gone by the time user space reads the record).
+ * A record of its own kind (CORDON_EVENT_FILE_ERROR) and size: the fixed part, the
+ * directory a relative path started from (read from the kernel at the call: the process may
+ * be gone by the time user space reads the record), then the path, as long as the kernel
+ * takes one (PATH_MAX). Only `offsetof(path) + path_len` bytes of it are in the ring.
  */
-#define CORDON_FILE_PATH_LEN 256
+#define CORDON_FILE_PATH_MAX 4096
 /* The directory's names from the last up ("lw\0tmp\0" for /tmp/lw), NUL-terminated each. */
 #define CORDON_FILE_DIR_LEN 768
-/* The most names one directory is read to; deeper ones are not placed (dir_parts = 0). */
+/* The longest name the directory's walk reads. */
+#define CORDON_FILE_NAME_MAX 256
+/* The most steps one directory is read to (names and mounts); deeper ones are not placed. */
 #define CORDON_FILE_DIR_DEPTH 32
 /* Missing-path records: one per millisecond on average, bursts of 256. */
 #define CORDON_MISS_INTERVAL_NS 1000000
@@ -227,20 +230,24 @@ struct cordon_file {
 	__s32 ret;
 	__s32 dirfd; /* the directory a relative path starts from; AT_FDCWD (-100): the cwd */
 	__u32 flags; /* open's flags; unlinkat's */
-	/* How many names `dir` holds; 0 when the path is absolute or the directory could not be read whole. */
-	__u32 dir_parts;
-	__u32 pad;
-	char path[CORDON_FILE_PATH_LEN];
+	/* How many names `dir` holds (0 for the root itself). */
+	__u16 dir_parts;
+	/* 1 when `dir` is the whole directory a relative path started from; 0 when the path is absolute or the directory was deeper or longer than the record holds. */
+	__u8 dir_placed;
+	/* 1 when the path was longer than PATH_MAX: `path` is its beginning. */
+	__u8 truncated;
+	/* The bytes of `path` in the record, its NUL included. */
+	__u32 path_len;
 	char dir[CORDON_FILE_DIR_LEN];
+	char path[CORDON_FILE_PATH_MAX];
 };
 
 struct cordon_file_event {
 	EVENT_HEADER
 	struct cordon_file file;
 };
-#define CORDON_FILE_EVENT_SIZE 1104
-#define CORDON_FILE_OFF_PATH 24
-#define CORDON_FILE_OFF_DIR 280
+#define CORDON_FILE_OFF_DIR 24
+#define CORDON_FILE_OFF_PATH 792
 
 /* One record of a sandbox's ring buffer. */
 struct cordon_event {
@@ -289,7 +296,6 @@ CORDON_ASSERT_OFF(struct cordon_net, addr, CORDON_NET_OFF_ADDR);
 CORDON_ASSERT_OFF(struct cordon_syscall, args, CORDON_SYSCALL_OFF_ARGS);
 CORDON_ASSERT_OFF(struct cordon_file, path, CORDON_FILE_OFF_PATH);
 CORDON_ASSERT_OFF(struct cordon_file, dir, CORDON_FILE_OFF_DIR);
-CORDON_ASSERT_SIZE(struct cordon_file_event, CORDON_FILE_EVENT_SIZE);
 CORDON_ASSERT_OFF(struct cordon_file_event, file, CORDON_EVENT_OFF_PAYLOAD);
 
 #endif /* CORDON_H */

@@ -354,39 +354,98 @@ fn watch_kernel(mut watch: Watch, reporter: &Reporter, stop: &Stop) {
 /// The denial a failed file call was, when the sandbox's view refused it: the path as the
 /// process asked for it, the access, and the rule. A relative path is placed by the
 /// directory it started from, which the kernel program read at the call (the cwd, or the
-/// directory descriptor); when that was too deep for the record, by the process's cwd or
-/// descriptor in `/proc` (as the sandbox sees them) if the process is still there. One that
-/// cannot be placed is not reported.
+/// directory descriptor); when that was too deep for the record, by the thread's cwd or
+/// descriptor in `/proc` (as the sandbox sees them) if the thread is still there.
+///
+/// A refusal (`EACCES`, `EROFS`) whose path cannot be placed, or that was longer than
+/// PATH_MAX, is reported as `unplaced` rather than dropped; a missing path that cannot be
+/// placed is taken for a miss. A refusal that the path as written does not explain is looked
+/// at once more through the host's symlinks (a link in the workspace to a covered directory,
+/// `/proc/self/root/...`): the trees the sandbox sees are the host's, at the same paths.
 fn file_denied(
     header: &abi::EventHeader,
     file: &abi::File,
+    raw: &[u8],
     view: &crate::sandbox::view::View,
 ) -> Option<What> {
     use crate::sandbox::view;
-    let asked = abi::c_str(&file.path);
-    let absolute = if asked.starts_with('/') {
-        PathBuf::from(&asked)
+    use std::os::unix::ffi::OsStrExt as _;
+    let errno = -file.ret;
+    let refusal = errno != libc::ENOENT;
+    let asked = String::from_utf8_lossy(raw).into_owned();
+    let access = view::access_of(file.nr, file.flags);
+    let unplaced = || {
+        refusal.then(|| What::FileDenied {
+            path: if file.truncated != 0 {
+                format!("{asked}…")
+            } else {
+                asked.clone()
+            },
+            access: access.into(),
+            layer: Some(crate::event::FileLayer::Unplaced),
+            rule: None,
+        })
+    };
+    if file.truncated != 0 {
+        return unplaced();
+    }
+    let written = std::path::Path::new(std::ffi::OsStr::from_bytes(raw));
+    let absolute = if written.is_absolute() {
+        written.to_path_buf()
     } else {
-        let pid = header.pid;
         let base = file.dir().or_else(|| {
             let link = if file.dirfd == libc::AT_FDCWD {
-                format!("/proc/{pid}/cwd")
+                format!("/proc/{}/task/{}/cwd", header.pid, header.tid)
             } else {
-                format!("/proc/{pid}/fd/{}", file.dirfd)
+                format!("/proc/{}/fd/{}", header.pid, file.dirfd)
             };
             std::fs::read_link(link).ok()
-        })?;
-        base.join(&asked)
+        });
+        match base {
+            Some(base) => base.join(written),
+            None => return unplaced(),
+        }
     };
-    let access = view::access_of(file.nr, file.flags);
-    let refusal = view.refusal(&absolute, -file.ret, access, |p| {
+    let creating = access.starts_with("fs.make_");
+    let on_host = |p: &std::path::Path| {
         std::fs::symlink_metadata(p).is_ok()
-    })?;
+            // A file created where the view has nothing: refused if its directory is the host's.
+            || (creating && p.parent().is_some_and(|d| std::fs::symlink_metadata(d).is_ok()))
+    };
+    let found = view
+        .refusal(&absolute, errno, access, on_host)
+        .or_else(|| {
+            // EACCES that no covered path explains as written: through the host's symlinks.
+            if errno != libc::EACCES || access == "fs.execute" {
+                return None;
+            }
+            let through = host_path(&absolute, header.pid)?;
+            (through != absolute).then_some(())?;
+            view.refusal(&through, errno, access, on_host)
+        })?;
     Some(What::FileDenied {
         path: asked,
         access: access.into(),
-        layer: Some(refusal.layer),
-        rule: refusal.rule.map(|r| r.to_string_lossy().into_owned()),
+        layer: Some(found.layer),
+        rule: found.rule.map(|r| r.to_string_lossy().into_owned()),
+    })
+}
+
+/// `path` with its directory's symlinks resolved on the host (`/proc/self` taken as the
+/// process's own); `None` when the directory cannot be resolved.
+fn host_path(path: &std::path::Path, pid: u32) -> Option<PathBuf> {
+    let dir = path.parent()?;
+    let dir = match dir
+        .strip_prefix("/proc/self")
+        .or_else(|_| dir.strip_prefix("/proc/thread-self"))
+    {
+        Ok(rest) => std::path::Path::new(&format!("/proc/{pid}")).join(rest),
+        Err(_) => dir.to_path_buf(),
+    };
+    let resolved = std::fs::canonicalize(dir).ok()?;
+    Some(match path.file_name() {
+        Some(name) => resolved.join(name),
+        None => resolved,
     })
 }
 
@@ -509,7 +568,7 @@ fn decode(
         }
         abi::CORDON_EVENT_FILE_ERROR => {
             let file = abi::File::read_from_prefix(payload).ok()?.0;
-            file_denied(&header, &file, view)?
+            file_denied(&header, &file, file.path(payload), view)?
         }
         other => {
             tracing::warn!("an event record of unknown kind {other}; dropped");

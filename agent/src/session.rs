@@ -409,14 +409,41 @@ fn started(
     let what = crate::event::What::SessionStarted {
         uid,
         user,
-        command: command
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect(),
+        command: command_line(command),
         profile_sha256: format!("{:x}", sha2::Sha256::digest(&resolved)),
         workspace: policy.workspace.to_string_lossy().into_owned(),
     };
     (session, at, what)
+}
+
+/// The command line as `session_started` carries it: each argument up to 256 bytes and all
+/// of them up to 1 KiB, cut visibly (`…`), so a long script or a pasted blob neither makes
+/// the event too large for a collector nor copies all of itself into every log.
+fn command_line(command: &[OsString]) -> Vec<String> {
+    const ARG: usize = 256;
+    const ALL: usize = 1024;
+    let mut left = ALL;
+    let mut out = Vec::new();
+    for (i, arg) in command.iter().enumerate() {
+        if left == 0 {
+            out.push(format!("…[{} more arguments]", command.len() - i));
+            break;
+        }
+        let arg = arg.to_string_lossy();
+        let room = ARG.min(left);
+        if arg.len() <= room {
+            left -= arg.len();
+            out.push(arg.into_owned());
+        } else {
+            let mut end = room;
+            while !arg.is_char_boundary(end) {
+                end -= 1;
+            }
+            left -= end;
+            out.push(format!("{}…", &arg[..end]));
+        }
+    }
+    out
 }
 
 /// Ends a sandbox that runs but cannot be watched. `ended` runs as in
@@ -471,4 +498,26 @@ fn relay(control: UnixStream, running: &sandbox::Running) -> std::io::Result<()>
             }
         })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_command_line_is_cut_visibly() {
+        let short: Vec<OsString> = ["git", "status"].map(OsString::from).to_vec();
+        assert_eq!(command_line(&short), ["git", "status"]);
+        let long: Vec<OsString> = vec!["sh".into(), "-c".into(), "x".repeat(5000).into()];
+        let cut = command_line(&long);
+        assert_eq!(cut[..2], ["sh", "-c"]);
+        assert_eq!(cut[2], format!("{}…", "x".repeat(256)));
+        let many: Vec<OsString> = (0..100)
+            .map(|i| OsString::from(format!("{i:0>200}")))
+            .collect();
+        let cut = command_line(&many);
+        assert_eq!(cut.len(), 7, "five whole, one cut, one count: {cut:?}");
+        assert_eq!(cut[6], "…[94 more arguments]");
+        assert!(cut.iter().map(String::len).sum::<usize>() < 1100);
+    }
 }

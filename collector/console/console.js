@@ -121,6 +121,7 @@ function fileRule(e) {
     case "read_only": return e.rule ? ` (read-only: ${e.rule})` : " (read-only)";
     case "noexec": return e.rule ? ` (no exec in ${e.rule})` : " (no exec)";
     case "not_in_view": return " (not in the profile's view)";
+    case "unplaced": return " (refused; the path could not be placed in the profile)";
     default: return "";
   }
 }

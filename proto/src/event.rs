@@ -126,7 +126,8 @@ pub enum What {
         access: String,
         /// Which layer refused it: `landlock`, or the sandbox's mounts: `deny` (a denied
         /// path, covered or left out), `read_only`, `noexec`, `not_in_view` (a host path the
-        /// profile does not list). Absent in events of older agents.
+        /// profile does not list), `unplaced` (a refusal whose path could not be placed).
+        /// Absent in events of older agents.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         layer: Option<FileLayer>,
         /// The profile's path whose rule refused it (the denied or read-only entry, the
@@ -216,6 +217,9 @@ pub enum FileLayer {
     Noexec,
     /// A host path the profile does not list, so the sandbox's view lacks it.
     NotInView,
+    /// A refusal the watcher could not place: a path longer than the kernel's record holds,
+    /// or a relative one whose directory could not be read. Reported rather than dropped.
+    Unplaced,
 }
 
 impl FileLayer {
@@ -226,6 +230,7 @@ impl FileLayer {
             FileLayer::ReadOnly => "read_only",
             FileLayer::Noexec => "noexec",
             FileLayer::NotInView => "not_in_view",
+            FileLayer::Unplaced => "unplaced",
         }
     }
 }
@@ -463,6 +468,9 @@ impl Event {
                     (Some(FileLayer::ReadOnly), Some(rule)) => format!(" (read-only: {rule})"),
                     (Some(FileLayer::Noexec), Some(rule)) => format!(" (no exec in {rule})"),
                     (Some(FileLayer::NotInView), _) => " (not in the profile's view)".into(),
+                    (Some(FileLayer::Unplaced), _) => {
+                        " (refused; the path could not be placed in the profile)".into()
+                    }
                     (Some(layer), None) => format!(" ({})", layer.as_str().replace('_', "-")),
                 };
                 match &self.burst {

@@ -258,3 +258,50 @@ fn a_flood_of_missing_files_does_not_crowd_out_a_denial() {
         "{unexamined} unexamined: {lost:?}"
     );
 }
+
+#[test]
+fn a_covered_path_reached_another_way_is_reported_all_the_same() {
+    if !require_root("a_covered_path_reached_another_way_is_reported_all_the_same") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    assert_eq!(
+        bare(&["read", "/etc/shadow"]),
+        "ok",
+        "the twin: unconfined, it reads"
+    );
+    let shadow = |events: &[serde_json::Value]| {
+        let e = denial(events);
+        assert_eq!(e["layer"], "deny", "{e}");
+        assert_eq!(e["rule"], "/etc/shadow", "{e}");
+    };
+    // Through a link the sandbox made in its workspace.
+    std::os::unix::fs::symlink("/etc", f.workspace.join("etc-link")).expect("symlink");
+    let (answer, events) = f.probe_events(&[], &["read", &f.path("etc-link/shadow")]);
+    assert_eq!(answer, "err EACCES");
+    shadow(&events);
+    // Through the process's own root.
+    let (answer, events) = f.probe_events(&[], &["read", "/proc/self/root/etc/shadow"]);
+    assert_eq!(answer, "err EACCES");
+    shadow(&events);
+    // Relative to the root directory, by a process that ends at once.
+    let (answer, events) = f.probe_events(&[], &["read-in", "/", "etc/shadow"]);
+    assert_eq!(answer, "err EACCES");
+    shadow(&events);
+    // Padded to a length that a record of a fixed size would have cut off.
+    let long = format!("{}etc/shadow", "/".repeat(3000));
+    let (answer, events) = f.probe_events(&[], &["read", &long]);
+    assert_eq!(answer, "err EACCES");
+    shadow(&events);
+}
+
+#[test]
+fn asking_whether_a_read_only_tree_is_writable_is_not_a_denial() {
+    if !require_root("asking_whether_a_read_only_tree_is_writable_is_not_a_denial") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    let (answer, events) = f.probe_events(&[], &["access-write", "/usr/bin"]);
+    assert_eq!(answer, "err EROFS");
+    assert!(of_kind(&events, "file_denied").is_empty(), "{events:#?}");
+}

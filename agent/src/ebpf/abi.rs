@@ -147,17 +147,29 @@ pub struct File {
     pub ret: i32,
     pub dirfd: i32,
     pub flags: u32,
-    pub dir_parts: u32,
-    pub pad: u32,
-    pub path: [u8; CORDON_FILE_PATH_LEN],
+    pub dir_parts: u16,
+    pub dir_placed: u8,
+    pub truncated: u8,
+    /// The bytes of the path that follow, its NUL included.
+    pub path_len: u32,
     pub dir: [u8; CORDON_FILE_DIR_LEN],
 }
 
 impl File {
+    /// The path of a file error's record, `payload` being the record past its header: the
+    /// bytes after the fixed part, up to the NUL (or the end).
+    pub fn path<'a>(&self, payload: &'a [u8]) -> &'a [u8] {
+        let after = payload.get(CORDON_FILE_OFF_PATH..).unwrap_or_default();
+        let len = (self.path_len as usize).min(after.len());
+        let path = &after[..len];
+        let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
+        &path[..end]
+    }
+
     /// The directory a relative path started from, as the kernel read it at the call
     /// (`/tmp/lw`); `None` when it could not be read whole.
     pub fn dir(&self) -> Option<std::path::PathBuf> {
-        if self.dir_parts == 0 {
+        if self.dir_placed == 0 {
             return None;
         }
         let names: Vec<&[u8]> = self
@@ -220,9 +232,8 @@ const _: () = {
     assert!(size_of::<Net>() <= PAYLOAD_SIZE);
     assert!(size_of::<Syscall>() <= PAYLOAD_SIZE);
     assert!(size_of::<Exec>() == PAYLOAD_SIZE);
-    assert!(offset_of!(File, path) == CORDON_FILE_OFF_PATH);
     assert!(offset_of!(File, dir) == CORDON_FILE_OFF_DIR);
-    assert!(size_of::<EventHeader>() + size_of::<File>() == CORDON_FILE_EVENT_SIZE);
+    assert!(size_of::<File>() == CORDON_FILE_OFF_PATH);
 };
 
 /// One ring-buffer record, split into its header and the payload bytes (the rest of the
@@ -245,10 +256,11 @@ pub fn c_str(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    fn file_with_dir(names: &[u8], parts: u32) -> File {
+    fn file_with_dir(names: &[u8], parts: u16) -> File {
         let mut file = File::new_zeroed();
         file.dir[..names.len()].copy_from_slice(names);
         file.dir_parts = parts;
+        file.dir_placed = 1;
         file
     }
 
@@ -256,11 +268,39 @@ mod tests {
     fn the_directory_is_read_from_its_names_last_first() {
         let file = file_with_dir(b"lw\0tmp\0", 2);
         assert_eq!(file.dir(), Some(std::path::PathBuf::from("/tmp/lw")));
-        assert_eq!(file_with_dir(b"lw\0tmp\0", 0).dir(), None, "not read whole");
+        assert_eq!(
+            file_with_dir(b"", 0).dir(),
+            Some(std::path::PathBuf::from("/")),
+            "the root"
+        );
+        let mut unplaced = file_with_dir(b"lw\0tmp\0", 2);
+        unplaced.dir_placed = 0;
+        assert_eq!(unplaced.dir(), None, "not read whole");
         assert_eq!(
             file_with_dir(b"lw\0", 3).dir(),
             None,
             "fewer names than counted"
         );
+    }
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::*;
+
+    #[test]
+    fn the_path_is_read_to_its_length_and_nul() {
+        let mut file = File::new_zeroed();
+        let mut payload = vec![0u8; CORDON_FILE_OFF_PATH];
+        payload.extend_from_slice(b"/etc/shadow\0junk");
+        file.path_len = 12;
+        assert_eq!(file.path(&payload), b"/etc/shadow");
+        file.path_len = 4000;
+        assert_eq!(
+            file.path(&payload),
+            b"/etc/shadow",
+            "no further than the record"
+        );
+        assert_eq!(file.path(&payload[..10]), b"", "a record cut short");
     }
 }

@@ -672,7 +672,6 @@ fn load(dir: &Path) -> Result<(), EbpfError> {
     Ok(())
 }
 
-/// Unpins the programs of other builds: their links go, and with them the old programs.
 /// The ids of the links pinned by other builds of Cordon under `base`.
 fn other_builds_links(base: &Path, current: &Path, parent: u64) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir(base) else {
@@ -693,6 +692,7 @@ fn other_builds_links(base: &Path, current: &Path, parent: u64) -> Vec<u32> {
         .collect()
 }
 
+/// Unpins the programs of other builds: their links go, and with them the old programs.
 fn remove_other_builds(base: &Path, current: &Path) {
     let Ok(entries) = std::fs::read_dir(base) else {
         return;

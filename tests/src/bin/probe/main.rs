@@ -155,6 +155,20 @@ fn act(args: &[String]) -> Outcome {
         "read" => io(std::fs::read(arg(0)).map(drop)),
         "write" => io(std::fs::write(arg(0), b"probe")),
         "list" => io(std::fs::read_dir(arg(0)).map(drop)),
+        // Changes to DIR, then reads PATH (relative to it, if it is).
+        "read-in" => match std::env::set_current_dir(arg(0)) {
+            Ok(()) => io(std::fs::read(arg(1)).map(drop)),
+            Err(e) => io(Err(e)),
+        },
+        // Whether the path may be written, as `test -w` asks (access(2) with W_OK).
+        "access-write" => {
+            let path = std::ffi::CString::new(arg(0)).unwrap_or_else(|_| usage());
+            // SAFETY: a valid NUL-terminated path; access only reads it.
+            match unsafe { libc::access(path.as_ptr(), libc::W_OK) } {
+                0 => Outcome::Ok,
+                _ => Outcome::Err(Errno::last()),
+            }
+        }
         // Opens N missing files (relative to the cwd) as fast as it can, then reads PATH.
         "miss-then-read" => {
             let n: usize = arg(0).parse().unwrap_or_else(|_| usage());
