@@ -134,12 +134,12 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dns_origins SEC(".maps");
 
-/* cgroup id -> events the sandbox lost (its ring buffer was full or missing). */
+/* cgroup id -> what the kernel side counts for the sandbox: lost records, unexamined misses. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, CORDON_MAX_SANDBOXES);
 	__type(key, __u64);
-	__type(value, __u64);
+	__type(value, struct cordon_counts);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lost SEC(".maps");
 
@@ -174,9 +174,9 @@ struct {
 /* Counts a record the sandbox's ring had no room for. */
 static __always_inline void count_lost(__u64 cgroup_id)
 {
-	__u64 *count = bpf_map_lookup_elem(&lost, &cgroup_id);
-	if (count)
-		__sync_fetch_and_add(count, 1);
+	struct cordon_counts *counts = bpf_map_lookup_elem(&lost, &cgroup_id);
+	if (counts)
+		__sync_fetch_and_add(&counts->lost, 1);
 }
 
 /* Fills the fields every record starts with (struct cordon_event's, or a record of its own kind's). */
@@ -671,28 +671,31 @@ static __always_inline void read_dir(struct cordon_file *f, struct path *at, str
  * the ring that carries the sandbox's denials). Counts the ones that may not. Updated
  * without a lock: CPUs racing on it may let a few more through, never fewer.
  */
-static __always_inline int miss_allowed(struct cordon_sandbox *sb)
+static __always_inline int miss_allowed(__u64 cgroup_id)
 {
+	struct cordon_counts *c = bpf_map_lookup_elem(&lost, &cgroup_id);
+	if (!c)
+		return 0;
 	__u64 now = bpf_ktime_get_ns();
-	__u64 due = sb->miss_due_ns;
+	__u64 due = c->miss_due_ns;
 	if (due < now)
 		due = now;
 	if (due >= now + CORDON_MISS_BURST * CORDON_MISS_INTERVAL_NS) {
-		__sync_fetch_and_add(&sb->unexamined, 1);
+		__sync_fetch_and_add(&c->unexamined, 1);
 		return 0;
 	}
-	sb->miss_due_ns = due + CORDON_MISS_INTERVAL_NS;
+	c->miss_due_ns = due + CORDON_MISS_INTERVAL_NS;
 	return 1;
 }
 
-static __always_inline void file_error(struct cordon_sandbox *sb, __u64 cgroup_id, __u32 nr,
-				       long ret, const __u64 *args)
+static __always_inline void file_error(const struct cordon_sandbox *sb, __u64 cgroup_id,
+				       __u32 nr, long ret, const __u64 *args)
 {
 	int dirfd_arg;
 	int arg = path_arg(nr, ret, &dirfd_arg);
 	if (arg < 0)
 		return;
-	if (ret == -ENOENT && !miss_allowed(sb))
+	if (ret == -ENOENT && !miss_allowed(cgroup_id))
 		return;
 	__u32 zero = 0;
 	struct cordon_file_event *e = bpf_map_lookup_elem(&file_records, &zero);

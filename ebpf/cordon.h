@@ -70,7 +70,16 @@ struct cordon_sandbox {
 	__u16 dns_port6;
 	/* The slot of `rings` whose ring buffer the sandbox's events go to. */
 	__u32 ring;
-	__u32 pad;
+};
+#define CORDON_SANDBOX_SIZE 12
+
+/*
+ * Value of `lost`: what the kernel side counts for a sandbox, apart from its entry (which
+ * responders rewrite whole).
+ */
+struct cordon_counts {
+	/* Records the sandbox's ring had no room for. */
+	__u64 lost;
 	/*
 	 * Missing-path records are rate-limited (a refusal never is): the time (ns) the next one
 	 * is due (a GCRA), and how many were let go unexamined above the rate.
@@ -78,10 +87,9 @@ struct cordon_sandbox {
 	__u64 miss_due_ns;
 	__u64 unexamined;
 };
-#define CORDON_SANDBOX_SIZE 32
+#define CORDON_COUNTS_SIZE 24
 #define CORDON_SANDBOX_OFF_DNS_PORT4 4
 #define CORDON_SANDBOX_OFF_RING 8
-#define CORDON_SANDBOX_OFF_UNEXAMINED 24
 
 /* Ports [lo, hi] for the protocols in `protos`. */
 struct cordon_port_range {
@@ -276,7 +284,7 @@ struct cordon_event {
 CORDON_ASSERT_SIZE(struct cordon_sandbox, CORDON_SANDBOX_SIZE);
 CORDON_ASSERT_OFF(struct cordon_sandbox, dns_port4, CORDON_SANDBOX_OFF_DNS_PORT4);
 CORDON_ASSERT_OFF(struct cordon_sandbox, ring, CORDON_SANDBOX_OFF_RING);
-CORDON_ASSERT_OFF(struct cordon_sandbox, unexamined, CORDON_SANDBOX_OFF_UNEXAMINED);
+CORDON_ASSERT_SIZE(struct cordon_counts, CORDON_COUNTS_SIZE);
 CORDON_ASSERT_SIZE(struct cordon_port_range, CORDON_PORT_RANGE_SIZE);
 CORDON_ASSERT_SIZE(struct cordon_dest4_key, CORDON_DEST4_KEY_SIZE);
 CORDON_ASSERT_SIZE(struct cordon_dest6_key, CORDON_DEST6_KEY_SIZE);

@@ -92,6 +92,9 @@ enum Command {
         /// Only events since this time: RFC 3339 (2026-11-26T10:00:00Z) or an age (10m, 2h).
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
+        /// Only events of this severity or higher (info, low, medium, high, critical).
+        #[arg(long, value_name = "LEVEL")]
+        severity: Option<crate::event::Severity>,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
@@ -235,13 +238,14 @@ pub fn main() -> ExitCode {
             sandbox,
             kind,
             since,
+            severity,
         } => {
             let since = match since.as_deref().map(parse_since).transpose() {
                 Ok(s) => s,
                 Err(e) => return fail(&e, 2),
             };
             match daemon_required(socket) {
-                Ok(client) => remote::events(client, follow, sandbox, kind, since, out),
+                Ok(client) => remote::events(client, follow, sandbox, kind, since, severity, out),
                 Err(e) => fail(&e, 1),
             }
         }

@@ -292,31 +292,28 @@ fn watch_kernel(mut watch: Watch, reporter: &Reporter, stop: &Stop) {
                 },
             );
         }
-        match watch.kernel.lost(watch.cgroup_id) {
-            Ok(now) if now > lost => {
-                reporter.report(
-                    None,
-                    What::EventsLost {
-                        count: now - lost,
-                        reason: crate::event::LossReason::RingFull,
-                    },
-                );
-                lost = now;
-            }
-            _ => {}
+        let counts = watch.kernel.counts(watch.cgroup_id).unwrap_or_default();
+        if counts.unexamined > unexamined {
+            reporter.report(
+                None,
+                What::EventsLost {
+                    count: counts.unexamined - unexamined,
+                    reason: crate::event::LossReason::Unexamined,
+                },
+            );
+            unexamined = counts.unexamined;
+        }
+        if counts.lost > lost {
+            reporter.report(
+                None,
+                What::EventsLost {
+                    count: counts.lost - lost,
+                    reason: crate::event::LossReason::RingFull,
+                },
+            );
+            lost = counts.lost;
         }
         if let Ok(Some(sandbox)) = watch.kernel.sandbox(watch.cgroup_id) {
-            // A responder's write of the entry may carry an older count: only growth counts.
-            if sandbox.unexamined > unexamined {
-                reporter.report(
-                    None,
-                    What::EventsLost {
-                        count: sandbox.unexamined - unexamined,
-                        reason: crate::event::LossReason::Unexamined,
-                    },
-                );
-                unexamined = sandbox.unexamined;
-            }
             let now = sandbox.flags & abi::CORDON_SANDBOX_ISOLATED as u32 != 0;
             if now != isolated {
                 isolated = now;

@@ -316,9 +316,6 @@ fn register(
         dns_port4,
         dns_port6,
         ring: 0,
-        pad: 0,
-        miss_due_ns: 0,
-        unexamined: 0,
     };
     let dests = crate::network::static_dests(&policy.network);
     let syscalls = sandbox::seccomp::kernel_rules(&policy.syscalls);

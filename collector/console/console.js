@@ -236,7 +236,7 @@ async function sandboxView(view, host, sandbox) {
     el("h2", {}, "Process tree"),
     el("div", { class: "tree" }, processTree(events)),
     el("h2", {}, "Timeline"),
-    table(["Time", "Who", "What"], events.map((e) => el("tr", { class: VIOLATIONS.includes(e.kind) ? "violation" : "", "data-kind": e.kind },
+    table(["Time", "Who", "What"], events.map((e) => el("tr", { class: (VIOLATIONS.includes(e.kind) ? "violation " : "") + "severity-" + (e.severity || "info"), "data-kind": e.kind, "data-severity": e.severity || "" },
       el("td", { class: "mono" }, e.time.replace("T", " ").slice(0, 23)),
       el("td", {}, who(e)),
       el("td", {}, describe(e) + times(e)))), "No events from this sandbox."),

@@ -41,7 +41,106 @@ pub struct Event {
     /// Set when this event stands for a burst of identical ones.
     #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
     pub burst: Option<Burst>,
+    /// How much it matters (see [`What::severity`]). Set on every event an agent makes;
+    /// absent in events of older agents, whose severity is [`Event::severity`]'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
 }
+
+/// How much an event matters, for filtering and sorting; ordered from `info` up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Activity: a session, an exec, an exit, a responder's action.
+    Info,
+    /// A refusal that is mostly noise: a path not in the view, a connection of an isolated
+    /// sandbox, misses not examined.
+    Low,
+    /// A refusal of what the profile does not allow.
+    Medium,
+    /// An attempt at what the profile protects: a denied path, git metadata, a rebinding DNS
+    /// answer, a syscall that reaches for the kernel or other processes; events lost.
+    High,
+    /// The watching itself was tampered with.
+    Critical,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 5] = [
+        Severity::Info,
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Severity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Severity::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown severity {s:?}: one of info, low, medium, high, critical")
+            })
+    }
+}
+
+/// Syscalls whose denial is an attempt on the kernel or on other processes, not a tool's
+/// feature probe.
+const REACHING_SYSCALLS: &[&str] = &[
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "pidfd_getfd",
+    "kcmp",
+    "bpf",
+    "perf_event_open",
+    "mount",
+    "umount2",
+    "fsopen",
+    "fsmount",
+    "move_mount",
+    "open_tree",
+    "pivot_root",
+    "chroot",
+    "unshare",
+    "setns",
+    "clone",
+    "clone3",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "kexec_load",
+    "kexec_file_load",
+    "open_by_handle_at",
+    "userfaultfd",
+    "iopl",
+    "ioperm",
+    "reboot",
+    "swapon",
+    "swapoff",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Process {
@@ -333,6 +432,53 @@ impl What {
         }
     }
 
+    /// How much an event of this kind, with these details, matters.
+    pub fn severity(&self) -> Severity {
+        match self {
+            What::FileDenied { layer, rule, .. } => match layer {
+                Some(FileLayer::Deny) => Severity::High,
+                Some(FileLayer::ReadOnly)
+                    if rule.as_deref().is_some_and(|r| r.ends_with("/.git")) =>
+                {
+                    Severity::High
+                }
+                Some(FileLayer::NotInView) => Severity::Low,
+                _ => Severity::Medium,
+            },
+            What::SyscallDenied { syscall, .. } => {
+                if REACHING_SYSCALLS.contains(&syscall.as_str()) {
+                    Severity::High
+                } else {
+                    Severity::Medium
+                }
+            }
+            What::NetworkDenied { reason, .. } => match reason {
+                NetReason::Isolated => Severity::Low,
+                NetReason::NotAllowed | NetReason::Expired => Severity::Medium,
+            },
+            What::DnsDenied { reason, .. } => match reason {
+                DnsReason::Rebind => Severity::High,
+                _ => Severity::Medium,
+            },
+            What::OtherDenied { .. } => Severity::Medium,
+            What::EventsLost { reason, .. } => match reason {
+                LossReason::RingTampered | LossReason::AuditDetached => Severity::Critical,
+                LossReason::Unexamined => Severity::Low,
+                _ => Severity::High,
+            },
+            What::ResponderAction {
+                result: ActionResult::Failed,
+                ..
+            } => Severity::Medium,
+            What::Exec { .. }
+            | What::Fork { .. }
+            | What::Exit { .. }
+            | What::Contained { .. }
+            | What::ResponderAction { .. }
+            | What::SessionStarted { .. } => Severity::Info,
+        }
+    }
+
     /// Whether this is a violation (something the profile denied), rather than activity.
     pub fn is_violation(&self) -> bool {
         matches!(
@@ -392,9 +538,16 @@ impl Event {
             session: None,
             profile: profile.to_owned(),
             process,
+            severity: Some(what.severity()),
             what,
             burst: None,
         }
+    }
+
+    /// How much it matters: as the agent said, or as its kind says for events of agents
+    /// that did not say.
+    pub fn severity(&self) -> Severity {
+        self.severity.unwrap_or_else(|| self.what.severity())
     }
 
     /// One line for a person reading `cordon run`'s stderr. What a sandboxed process chose
@@ -769,6 +922,52 @@ mod schema_tests {
                 workspace: "/home/dev/project".into(),
             },
         ]
+    }
+
+    #[test]
+    fn severity_follows_what_was_tried() {
+        let file = |layer, rule: &str| What::FileDenied {
+            path: "/x".into(),
+            access: "fs.read_file".into(),
+            layer: Some(layer),
+            rule: Some(rule.into()),
+        };
+        assert_eq!(
+            file(FileLayer::Deny, "/root/.ssh").severity(),
+            Severity::High
+        );
+        assert_eq!(
+            file(FileLayer::ReadOnly, "/w/.git").severity(),
+            Severity::High
+        );
+        assert_eq!(
+            file(FileLayer::ReadOnly, "/usr").severity(),
+            Severity::Medium
+        );
+        assert_eq!(file(FileLayer::NotInView, "/x").severity(), Severity::Low);
+        let syscall = |name: &str| What::SyscallDenied {
+            nr: 0,
+            syscall: name.into(),
+            args: vec![0; 6],
+            errno: 1,
+        };
+        assert_eq!(syscall("ptrace").severity(), Severity::High);
+        assert_eq!(syscall("io_uring_setup").severity(), Severity::Medium);
+        let lost = |reason| What::EventsLost { count: 1, reason };
+        assert_eq!(
+            lost(LossReason::RingTampered).severity(),
+            Severity::Critical
+        );
+        assert_eq!(lost(LossReason::Unexamined).severity(), Severity::Low);
+        for what in one_of_each() {
+            let event = Event::new("s-1-0", "s", SystemTime::now(), None, what);
+            assert_eq!(event.severity, Some(event.what.severity()), "set by new()");
+            let json = serde_json::to_value(&event).unwrap();
+            assert_eq!(json["severity"], event.what.severity().as_str());
+        }
+        assert!(Severity::Info < Severity::Low && Severity::High < Severity::Critical);
+        assert_eq!("high".parse::<Severity>(), Ok(Severity::High));
+        assert!("hihg".parse::<Severity>().is_err());
     }
 
     /// Checks what the schema says of one event: the kind is listed, the required fields

@@ -267,6 +267,42 @@ fn a_user_who_is_not_root_runs_sandboxes_through_cordond_as_themselves() {
             "{e}"
         );
     }
+
+    // By severity, at least: unshare reaches for the kernel (high); an exit is only info.
+    let at_least = |level: &str| -> Vec<serde_json::Value> {
+        let out = d
+            .cordon(0, 0, &["events", "--json", "--severity", level])
+            .output()
+            .expect("cordon events");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect()
+    };
+    let high = at_least("high");
+    assert!(high.iter().any(|e| e["syscall"] == "unshare"), "{high:?}");
+    assert!(
+        high.iter()
+            .all(|e| matches!(e["severity"].as_str(), Some("high" | "critical"))),
+        "{high:?}"
+    );
+    assert!(!high.iter().any(|e| e["kind"] == "exit"));
+    assert!(at_least("info").iter().any(|e| e["kind"] == "exit"));
+    let out = d
+        .cordon(0, 0, &["events", "--severity", "hihg"])
+        .output()
+        .expect("cordon events");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("one of info, low, medium, high, critical"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

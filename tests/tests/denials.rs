@@ -38,6 +38,9 @@ fn assert_denied(events: &[serde_json::Value], path: &str, access: &str, layer: 
     assert_eq!(e["layer"], layer);
     assert_eq!(e["rule"], rule);
     assert_eq!(e["process"]["comm"], "probe");
+    // An attempt on what the profile protects (a denied path, git metadata) rates high.
+    let high = layer == "deny" || rule.ends_with("/.git");
+    assert_eq!(e["severity"], if high { "high" } else { "medium" }, "{e}");
 }
 
 #[test]

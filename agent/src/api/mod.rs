@@ -55,6 +55,9 @@ pub enum Request {
             with = "crate::event::rfc3339_opt"
         )]
         since: Option<std::time::SystemTime>,
+        /// Events of this severity or higher.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        severity: Option<crate::event::Severity>,
     },
     /// Run a command in a sandbox as the caller.
     Run(RunRequest),

@@ -227,6 +227,7 @@ pub fn events(
     sandbox: Option<String>,
     kind: Option<String>,
     since: Option<std::time::SystemTime>,
+    severity: Option<crate::event::Severity>,
     out: Output,
 ) -> ExitCode {
     let request = Request::Events {
@@ -234,6 +235,7 @@ pub fn events(
         sandbox,
         kind,
         since,
+        severity,
     };
     if let Err(e) = client.call(&request) {
         return fail(&e.to_string(), 1);

@@ -393,11 +393,13 @@ fn serve(daemon: &Daemon, mut stream: UnixStream, peer: &Peer, rights: Rights, s
             sandbox,
             kind,
             since,
+            severity,
         } if rights.view => {
             let filter = journal::Filter {
                 sandbox,
                 kind,
                 since,
+                severity,
             };
             events(daemon, stream, &filter, follow);
         }

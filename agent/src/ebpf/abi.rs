@@ -24,7 +24,16 @@ pub struct Sandbox {
     pub dns_port6: u16,
     /// The slot of `rings` holding the sandbox's ring buffer.
     pub ring: u32,
-    pub pad: u32,
+}
+
+/// What the kernel side counts for a sandbox (`struct cordon_counts`, the value of `lost`).
+#[repr(C)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct Counts {
+    /// Records the sandbox's ring had no room for.
+    pub lost: u64,
     /// When the next missing-path record is due (the kernel's rate limit).
     pub miss_due_ns: u64,
     /// Missing-path records let go unexamined above the rate.
@@ -212,7 +221,7 @@ const _: () = {
     assert!(cordon_policy::policy::MAX_PORT_RANGES == CORDON_MAX_PORT_RANGES);
     assert!(offset_of!(Sandbox, dns_port4) == CORDON_SANDBOX_OFF_DNS_PORT4);
     assert!(offset_of!(Sandbox, ring) == CORDON_SANDBOX_OFF_RING);
-    assert!(offset_of!(Sandbox, unexamined) == CORDON_SANDBOX_OFF_UNEXAMINED);
+    assert!(size_of::<Counts>() == CORDON_COUNTS_SIZE);
     assert!(size_of::<PortRange>() == CORDON_PORT_RANGE_SIZE);
     assert!(size_of::<Dest4Key>() == CORDON_DEST4_KEY_SIZE);
     assert!(size_of::<Dest6Key>() == CORDON_DEST6_KEY_SIZE);

@@ -317,8 +317,8 @@ impl Kernel {
     ) -> Result<Ring, EbpfError> {
         let (slot, ring) = self.claim_ring(cgroup_id)?;
         sandbox.ring = slot;
-        sys::bpf_map_update(self.maps.lost.as_fd(), &cgroup_id, &0u64)
-            .map_err(io("register the lost-event count"))?;
+        sys::bpf_map_update(self.maps.lost.as_fd(), &cgroup_id, &abi::Counts::default())
+            .map_err(io("register the sandbox's counts"))?;
         for (net, dest) in dests {
             self.allow(cgroup_id, *net, dest)?;
         }
@@ -498,11 +498,12 @@ impl Kernel {
         found.map_err(io("read a destination"))
     }
 
-    /// Events the sandbox's programs could not deliver (its ring buffer was full).
-    pub fn lost(&self, cgroup_id: u64) -> Result<u64, EbpfError> {
+    /// What the kernel side counted for the sandbox: records its ring had no room for,
+    /// missing paths not examined above the rate.
+    pub fn counts(&self, cgroup_id: u64) -> Result<abi::Counts, EbpfError> {
         Ok(sys::bpf_map_lookup(self.maps.lost.as_fd(), &cgroup_id)
-            .map_err(io("read the lost-event count"))?
-            .unwrap_or(0))
+            .map_err(io("read the sandbox's counts"))?
+            .unwrap_or_default())
     }
 
     /// Removes the entries of a sandbox and gives its ring buffer back to the pool. Its
@@ -556,7 +557,7 @@ impl Kernel {
         }
         keep(
             sys::bpf_map_delete(self.maps.lost.as_fd(), &cgroup_id)
-                .map_err(io("remove the lost-event count")),
+                .map_err(io("remove the sandbox's counts")),
         );
         keep(self.release_rings(cgroup_id));
         first.map_or(Ok(()), Err)

@@ -123,6 +123,9 @@ pub struct Filter {
         with = "crate::event::rfc3339_opt"
     )]
     pub since: Option<SystemTime>,
+    /// Events of this severity or higher.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<crate::event::Severity>,
 }
 
 #[derive(Deserialize)]
@@ -131,6 +134,8 @@ struct Head {
     kind: String,
     #[serde(with = "crate::event::rfc3339")]
     time: SystemTime,
+    #[serde(default)]
+    severity: Option<crate::event::Severity>,
 }
 
 impl Filter {
@@ -141,6 +146,15 @@ impl Filter {
         self.sandbox.as_ref().is_none_or(|s| *s == head.sandbox)
             && self.kind.as_ref().is_none_or(|k| *k == head.kind)
             && self.since.is_none_or(|t| head.time >= t)
+            && self.severity.is_none_or(|least| {
+                // An older agent's event says none: its kind does.
+                let severity = head.severity.or_else(|| {
+                    serde_json::from_slice::<crate::event::Event>(line)
+                        .ok()
+                        .map(|e| e.severity())
+                });
+                severity.is_some_and(|s| s >= least)
+            })
     }
 }
 
@@ -295,11 +309,40 @@ mod tests {
             sandbox: Some("a".into()),
             kind: Some("exec".into()),
             since: Some(humantime::parse_rfc3339("2026-11-26T10:00:05Z").unwrap()),
+            severity: None,
         };
         assert!(f.matches(&line("a", "exec", 5)));
         assert!(!f.matches(&line("a", "exec", 4)));
         assert!(!f.matches(&line("b", "exec", 6)));
         assert!(!f.matches(&line("a", "fork", 6)));
         assert!(!f.matches(b"not json"));
+    }
+
+    #[test]
+    fn filters_by_least_severity_even_for_events_that_do_not_say_theirs() {
+        use crate::event::{Event, Severity, What};
+        let at_least = |severity| Filter {
+            severity: Some(severity),
+            ..Filter::default()
+        };
+        let ptrace = What::SyscallDenied {
+            nr: 101,
+            syscall: "ptrace".into(),
+            args: vec![0; 6],
+            errno: 1,
+        };
+        let event = Event::new("a-1-0", "a", std::time::SystemTime::now(), None, ptrace);
+        let said = serde_json::to_vec(&event).unwrap();
+        let mut older = event.clone();
+        older.severity = None;
+        let unsaid = serde_json::to_vec(&older).unwrap();
+        for line in [&said, &unsaid] {
+            assert!(at_least(Severity::High).matches(line));
+            assert!(!at_least(Severity::Critical).matches(line));
+        }
+        assert!(
+            !at_least(Severity::Info).matches(&line("a", "exec", 5)),
+            "a line that is not a whole event has no severity to pass"
+        );
     }
 }
