@@ -292,26 +292,26 @@ fn watch_kernel(mut watch: Watch, reporter: &Reporter, stop: &Stop) {
                 },
             );
         }
+        // What the kernel counted since the last look: records with no room, misses unexamined.
         let counts = watch.kernel.counts(watch.cgroup_id).unwrap_or_default();
-        if counts.unexamined > unexamined {
-            reporter.report(
-                None,
-                What::EventsLost {
-                    count: counts.unexamined - unexamined,
-                    reason: crate::event::LossReason::Unexamined,
-                },
-            );
-            unexamined = counts.unexamined;
-        }
-        if counts.lost > lost {
-            reporter.report(
-                None,
-                What::EventsLost {
-                    count: counts.lost - lost,
-                    reason: crate::event::LossReason::RingFull,
-                },
-            );
-            lost = counts.lost;
+        for (now, seen, reason) in [
+            (counts.lost, &mut lost, crate::event::LossReason::RingFull),
+            (
+                counts.unexamined,
+                &mut unexamined,
+                crate::event::LossReason::Unexamined,
+            ),
+        ] {
+            if now > *seen {
+                reporter.report(
+                    None,
+                    What::EventsLost {
+                        count: now - *seen,
+                        reason,
+                    },
+                );
+                *seen = now;
+            }
         }
         if let Ok(Some(sandbox)) = watch.kernel.sandbox(watch.cgroup_id) {
             let now = sandbox.flags & abi::CORDON_SANDBOX_ISOLATED as u32 != 0;
