@@ -341,7 +341,7 @@ fn start_monitor(
     registered: Registered,
     creators: Vec<u32>,
     view: sandbox::view::View,
-    (session, started_at, started): (uuid::Uuid, std::time::SystemTime, crate::event::What),
+    started: Started,
     options: &Options,
 ) -> Result<(Monitor, u64), String> {
     let sink = Sink {
@@ -349,9 +349,10 @@ fn start_monitor(
         stderr: !options.quiet,
         spool: options.spool.clone(),
     };
-    let (reporter, writer) = Monitor::reporter(&registered.name, &policy.name, Some(session), sink)
-        .map_err(|e| format!("cannot open the event log: {e}"))?;
-    reporter.report_at(started_at, None, started);
+    let (reporter, writer) =
+        Monitor::reporter(&registered.name, &policy.name, Some(started.session), sink)
+            .map_err(|e| format!("cannot open the event log: {e}"))?;
+    reporter.report_at(started.at, None, started.what);
     let stop = crate::report::Stop::new().map_err(|e| e.to_string())?;
     let names = Arc::new(Mutex::new(HashMap::new()));
     let mut threads = Vec::new();
@@ -389,13 +390,20 @@ fn start_monitor(
     Ok((monitor, registered.cgroup_id))
 }
 
-/// The session's id and its first event: who runs what, under which rules, where.
+/// A session: its id, when it began, and its first event.
+struct Started {
+    session: uuid::Uuid,
+    at: std::time::SystemTime,
+    what: crate::event::What,
+}
+
+/// The session's first event: who runs what, under which rules, where.
 fn started(
     session: uuid::Uuid,
     at: std::time::SystemTime,
     policy: &Policy,
     command: &[OsString],
-) -> (uuid::Uuid, std::time::SystemTime, crate::event::What) {
+) -> Started {
     use sha2::Digest as _;
     let resolved = serde_json::to_vec(policy).unwrap_or_default();
     let uid = policy.identity.uid;
@@ -410,7 +418,7 @@ fn started(
         profile_sha256: format!("{:x}", sha2::Sha256::digest(&resolved)),
         workspace: policy.workspace.to_string_lossy().into_owned(),
     };
-    (session, at, what)
+    Started { session, at, what }
 }
 
 /// The command line as `session_started` carries it: each argument up to 256 bytes and all

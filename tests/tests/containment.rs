@@ -40,8 +40,9 @@ impl Running {
         let cgroup = std::path::Path::new(&cgroup2_mount())
             .join("cordon")
             .join(&name);
+        // Running: init and the command it starts once the sandbox is registered.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !populated(&cgroup) {
+        while procs(&cgroup) < 2 {
             assert!(
                 Instant::now() < deadline,
                 "the sandbox {name} never started"
@@ -74,6 +75,13 @@ impl Running {
         let _ = self.child.wait();
         read_events(&self.events)
     }
+}
+
+/// How many processes the cgroup holds.
+fn procs(cgroup: &std::path::Path) -> usize {
+    std::fs::read_to_string(cgroup.join("cgroup.procs"))
+        .map(|p| p.lines().count())
+        .unwrap_or(0)
 }
 
 fn populated(cgroup: &std::path::Path) -> bool {

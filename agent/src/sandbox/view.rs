@@ -156,7 +156,10 @@ fn longest<'a>(paths: impl Iterator<Item = &'a PathBuf>, path: &Path) -> Option<
         .max_by_key(|p| p.components().count())
 }
 
-/// `path` with `.` and `..` taken out lexically (as the kernel would, symlinks aside).
+/// `path` with `.` and `..` taken out lexically (as the kernel would, symlinks aside), and
+/// a process's root in `/proc` (`/proc/self/root/etc`, `/proc/7/task/7/root/etc`) taken for
+/// what it is inside the sandbox: the sandbox's root, every process's (its PID namespace
+/// shows only its own).
 pub fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::from("/");
     for c in path.components() {
@@ -164,11 +167,34 @@ pub fn normalize(path: &Path) -> PathBuf {
             Component::ParentDir => {
                 out.pop();
             }
-            Component::Normal(n) => out.push(n),
+            Component::Normal(n) => {
+                out.push(n);
+                if is_proc_root(&out) {
+                    out = PathBuf::from("/");
+                }
+            }
             Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
         }
     }
     out
+}
+
+/// Whether `path` is a process's root directory in `/proc`.
+fn is_proc_root(path: &Path) -> bool {
+    let names: Vec<&str> = path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => n.to_str(),
+            _ => None,
+        })
+        .collect();
+    let process = |n: &str| n == "self" || n == "thread-self" || n.parse::<u32>().is_ok();
+    let thread = |n: &str| n.parse::<u32>().is_ok();
+    match names.as_slice() {
+        ["proc", p, "root"] => process(p),
+        ["proc", p, "task", t, "root"] => process(p) && thread(t),
+        _ => false,
+    }
 }
 
 /// Landlock's name for what a failed path call tried (x86_64 syscall numbers), from its
@@ -274,6 +300,20 @@ mod tests {
             "dots are taken out"
         );
         assert_eq!(at("/etc/sshd", EACCES), None, "a sibling is not below");
+        for through in [
+            "/proc/self/root/etc/shadow",
+            "/proc/thread-self/root/etc/shadow",
+            "/proc/42/root/etc/shadow",
+            "/proc/42/task/43/root/etc/shadow",
+            "/proc/self/root/proc/self/root/etc/shadow",
+        ] {
+            assert_eq!(
+                at(through, EACCES),
+                refusal(FileLayer::Deny, Some("/etc/shadow")),
+                "{through}"
+            );
+        }
+        assert_eq!(at("/proc/self/rootx/etc/shadow", EACCES), None);
     }
 
     #[test]
