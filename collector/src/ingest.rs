@@ -45,6 +45,9 @@ pub struct NewEvent {
     pub subject: String,
     /// The event's JSON.
     pub body: String,
+    /// 0 (info) to 4 (critical).
+    pub severity: i64,
+    pub session: Option<String>,
 }
 
 /// An event set aside: why, and the start of what was sent.
@@ -122,8 +125,12 @@ const DETAIL_BYTES: usize = 256;
 /// dropped there), then its own strings cut, in one pass, to one common length that fits.
 fn read_event(text: &str, max_bytes: usize) -> Result<(Event, bool), (RejectReason, String)> {
     let malformed = |e: serde_json::Error| (RejectReason::Malformed, short(&e.to_string()));
-    let event: Event = serde_json::from_str(text).map_err(malformed)?;
-    if text.len() <= max_bytes || json_len(&event) <= max_bytes {
+    let mut event: Event = serde_json::from_str(text).map_err(malformed)?;
+    // An older agent's event is rated by its kind, and says so like the others (before the
+    // size is measured: the field counts).
+    let unrated = event.severity.is_none();
+    event.severity = Some(event.severity());
+    if (text.len() + if unrated { 32 } else { 0 }) <= max_bytes || json_len(&event) <= max_bytes {
         return Ok((event, false));
     }
     let mut value = serde_json::to_value(&event).map_err(malformed)?;
@@ -247,6 +254,8 @@ fn new_event(mut event: Event, received_ns: i64, latest_ns: i64) -> NewEvent {
         kind: event.what.kind(),
         time_ns: ns(event.time),
         subject: clean(&subject(&event)),
+        severity: event.severity() as i64,
+        session: event.session.map(|s| s.to_string()),
         body,
     }
 }

@@ -65,6 +65,9 @@ pub struct StoredEvent {
     pub time_ns: i64,
     /// The event's JSON.
     pub body: String,
+    /// 0 (info) to 4 (critical).
+    pub severity: i64,
+    pub session: Option<String>,
 }
 
 /// Filters of the query API; every one is optional.
@@ -74,6 +77,9 @@ pub struct Filter {
     pub sandbox: Option<String>,
     pub profile: Option<String>,
     pub kinds: Vec<String>,
+    /// Events of this severity (0 info .. 4 critical) or higher.
+    pub severity_at_least: Option<i64>,
+    pub session: Option<String>,
     pub since_ns: Option<i64>,
     pub until_ns: Option<i64>,
     /// Free text, looked for (case-insensitively) in the path, domain, address, syscall or
@@ -234,7 +240,7 @@ impl Store {
         for chunk in events.chunks(INSERT_CHUNK) {
             let mut sql = String::from(
                 "INSERT INTO events (id, host, sandbox, profile, kind, time_ns, received_ns, \
-                 subject, body) VALUES ",
+                 subject, body, severity, session) VALUES ",
             );
             for i in 0..chunk.len() {
                 if i > 0 {
@@ -244,11 +250,11 @@ impl Store {
                     // SQLite finds a named parameter by a linear scan: with thousands of `$N`
                     // in one statement that scan was half the collector's time. `?` is
                     // positional.
-                    Backend::Sqlite => sql.push_str("(?,?,?,?,?,?,?,?,?)"),
+                    Backend::Sqlite => sql.push_str("(?,?,?,?,?,?,?,?,?,?,?)"),
                     Backend::Postgres => {
-                        let b = i * 9;
+                        let b = i * 11;
                         sql.push('(');
-                        for k in 1..=9 {
+                        for k in 1..=11 {
                             if k > 1 {
                                 sql.push(',');
                             }
@@ -270,7 +276,9 @@ impl Store {
                     .bind(event.time_ns)
                     .bind(received)
                     .bind(event.subject.as_str())
-                    .bind(event.body.as_str());
+                    .bind(event.body.as_str())
+                    .bind(event.severity)
+                    .bind(event.session.as_deref());
             }
             let new = query.fetch_all(&mut *tx).await?;
             let mut by_id = std::collections::HashMap::with_capacity(new.len());
@@ -287,6 +295,8 @@ impl Store {
                         kind: event.kind.to_string(),
                         time_ns: event.time_ns,
                         body: event.body.clone(),
+                        severity: event.severity,
+                        session: event.session.clone(),
                     });
                 }
             }
@@ -381,6 +391,12 @@ impl Store {
                 sql.text.push_str(&p);
             }
             sql.text.push(')');
+        }
+        if let Some(least) = filter.severity_at_least {
+            sql.and("severity >= ", Value::Int(least));
+        }
+        if let Some(session) = &filter.session {
+            sql.and("session = ", Value::Text(session.clone()));
         }
         if let Some(since) = filter.since_ns {
             sql.and("time_ns >= ", Value::Int(since));
@@ -799,7 +815,8 @@ async fn page_of(
     Ok(page)
 }
 
-const EVENT_COLUMNS: &str = "SELECT seq, host, sandbox, kind, time_ns, body FROM events";
+const EVENT_COLUMNS: &str =
+    "SELECT seq, host, sandbox, kind, time_ns, body, severity, session FROM events";
 
 fn stored_event(r: &AnyRow) -> Result<StoredEvent, StoreError> {
     Ok(StoredEvent {
@@ -809,6 +826,8 @@ fn stored_event(r: &AnyRow) -> Result<StoredEvent, StoreError> {
         kind: r.try_get(3)?,
         time_ns: r.try_get(4)?,
         body: r.try_get(5)?,
+        severity: r.try_get(6)?,
+        session: r.try_get(7)?,
     })
 }
 

@@ -535,6 +535,53 @@ fn queries_filter_page_and_stream_live(db: Db) {
         live.recv_timeout(Duration::from_millis(500)).is_err(),
         "the stream let through what does not match"
     );
+
+    // By severity (as the agent said, or as the kind says for an agent that did not) and by
+    // session, in queries and in the stream.
+    let session = "01a22560-8279-74c5-8720-e9eee9070ef7";
+    let urgent = c.stream(&viewer, "severity=critical");
+    let ptrace = json!({"v": 1, "id": id(6000), "time": at(0), "sandbox": "bot-2-0",
+        "profile": "bot", "session": session, "kind": "syscall_denied", "nr": 101,
+        "syscall": "ptrace", "args": [0, 0, 0, 0, 0, 0], "errno": 1});
+    let tampered = json!({"v": 1, "id": id(6001), "time": at(0), "sandbox": "bot-2-0",
+        "profile": "bot", "session": session, "severity": "critical", "kind": "events_lost",
+        "count": 1, "reason": "ring_tampered"});
+    assert_eq!(
+        c.post_raw(
+            Some(&h2),
+            "/api/v1/events",
+            &batch("web-2", &[ptrace, tampered]),
+            true
+        )
+        .0,
+        200
+    );
+    let got = urgent
+        .recv_timeout(Duration::from_secs(5))
+        .expect("a streamed event");
+    assert_eq!(got["id"], id(6001), "only the critical one");
+    assert!(urgent.recv_timeout(Duration::from_millis(500)).is_err());
+    let high = c.all_events(&viewer, "severity=high");
+    let ids: Vec<&str> = high.iter().filter_map(|e| e["id"].as_str()).collect();
+    assert_eq!(
+        ids,
+        [id(6001), id(6000)],
+        "newest first; the file denials are medium"
+    );
+    assert_eq!(c.all_events(&viewer, "severity=critical").len(), 1);
+    let of_session = c.all_events(&viewer, &format!("session={session}"));
+    assert_eq!(of_session.len(), 2);
+    assert!(of_session.iter().all(|e| e["session"] == session));
+    for bad in ["severity=hihg", "session=not-a-uuid"] {
+        let (status, reply) = c.get(Some(&viewer), &format!("/api/v1/events?{bad}"));
+        assert_eq!(status, 400, "{bad}: {reply}");
+        assert!(
+            reply["error"]
+                .as_str()
+                .is_some_and(|e| e.contains(bad.split('=').next().unwrap_or(""))),
+            "{reply}"
+        );
+    }
 }
 
 on_both_stores!(each_role_may_do_its_part_only);

@@ -18,7 +18,7 @@ use super::{authorize, ApiError, App};
 use crate::auth::Role;
 use crate::metrics::Refusal;
 use crate::store::{Filter, StoredEvent};
-use cordon_proto::event::What;
+use cordon_proto::event::{Severity, What};
 
 /// A host that has not polled for this long is shown as offline.
 const ONLINE_WITHIN: Duration = Duration::from_secs(90);
@@ -31,6 +31,10 @@ pub struct EventParams {
     profile: Option<String>,
     /// One kind, or several separated by commas.
     kind: Option<String>,
+    /// Events of this severity or higher (`info`, `low`, `medium`, `high`, `critical`).
+    severity: Option<String>,
+    /// One session's events (its UUID).
+    session: Option<String>,
     /// RFC 3339 time, or an age (`1h`: an hour ago).
     since: Option<String>,
     until: Option<String>,
@@ -70,6 +74,8 @@ impl EventParams {
             sandbox: nonempty(self.sandbox),
             profile: nonempty(self.profile),
             kinds: kinds(self.kind)?,
+            severity_at_least: severity(self.severity)?.map(|s| s as i64),
+            session: session(self.session)?,
             since_ns: self
                 .since
                 .as_deref()
@@ -104,6 +110,27 @@ fn kinds(text: Option<String>) -> Result<Vec<String>, ApiError> {
         out.push(kind.to_string());
     }
     Ok(out)
+}
+
+/// The least severity asked for, if any.
+fn severity(text: Option<String>) -> Result<Option<Severity>, ApiError> {
+    text.filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse::<Severity>()
+                .map_err(|e| ApiError::bad_request(format!("severity: {e}")))
+        })
+        .transpose()
+}
+
+/// A session's id, as the agents write it.
+fn session(text: Option<String>) -> Result<Option<String>, ApiError> {
+    text.filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse::<uuid::Uuid>()
+                .map(|u| u.to_string())
+                .map_err(|_| ApiError::bad_request(format!("session: {t:?} is not a UUID")))
+        })
+        .transpose()
 }
 
 /// An RFC 3339 time or an age before now, in ns since the epoch.
@@ -179,6 +206,8 @@ pub struct StreamParams {
     host: Option<String>,
     sandbox: Option<String>,
     kind: Option<String>,
+    /// Events of this severity or higher.
+    severity: Option<String>,
 }
 
 /// `GET /api/v1/stream`: Server-Sent Events, one `event` per stored event (its `id` is the
@@ -195,12 +224,14 @@ pub async fn stream(
 ) -> Result<Response, ApiError> {
     let token = authorize(&app, &headers, Role::Viewer).await?;
     let kinds = kinds(params.kind)?;
+    let least = severity(params.severity)?.map_or(0, |s| s as i64);
     let slot = app.open_stream(&token.id)?;
     let (host, sandbox) = (params.host, params.sandbox);
-    let wanted = move |host_: &str, sandbox_: &str, kind: &str| -> bool {
+    let wanted = move |host_: &str, sandbox_: &str, kind: &str, severity: i64| -> bool {
         host.as_ref().is_none_or(|h| h == host_)
             && sandbox.as_ref().is_none_or(|s| s == sandbox_)
             && (kinds.is_empty() || kinds.iter().any(|k| k == kind))
+            && severity >= least
     };
     // Subscribe first, then replay: nothing falls between the two.
     let live = app.live.subscribe();
@@ -255,7 +286,7 @@ pub async fn stream(
     let mut replayed = std::collections::HashSet::with_capacity(missed.len());
     for event in &missed {
         replayed.insert(event.seq);
-        if wanted(&event.host, &event.sandbox, &event.kind) {
+        if wanted(&event.host, &event.sandbox, &event.kind, event.severity) {
             // Cannot fail: the replay is at most half the backlog.
             feed.send(LiveEvent::of(event).frame);
         }
@@ -290,7 +321,7 @@ async fn pump(
     mut revoked: broadcast::Receiver<String>,
     token: String,
     replayed: std::collections::HashSet<i64>,
-    wanted: impl Fn(&str, &str, &str) -> bool,
+    wanted: impl Fn(&str, &str, &str, i64) -> bool,
 ) {
     // A keep-alive well within the idle timeout, so a quiet stream is not taken for a dead one.
     let mut keep_alive =
@@ -303,7 +334,7 @@ async fn pump(
                     // Batches may come out of order (each is sent once its own transaction
                     // committed): only what the replay sent is skipped.
                     let mut fresh = batch.iter().filter(|e| {
-                        !replayed.contains(&e.seq) && wanted(&e.host, &e.sandbox, &e.kind)
+                        !replayed.contains(&e.seq) && wanted(&e.host, &e.sandbox, &e.kind, e.severity)
                     });
                     if !fresh.all(|event| feed.send(event.frame.clone())) {
                         break true;
@@ -377,6 +408,7 @@ pub struct LiveEvent {
     host: String,
     sandbox: String,
     kind: String,
+    severity: i64,
     /// The whole Server-Sent Event: `id: SEQ`, `data: JSON`, a blank line.
     frame: Bytes,
 }
@@ -388,6 +420,7 @@ impl LiveEvent {
             host: event.host.clone(),
             sandbox: event.sandbox.clone(),
             kind: event.kind.clone(),
+            severity: event.severity,
             frame: Bytes::from(format!("id: {}\ndata: {}\n\n", event.seq, render(event))),
         }
     }
