@@ -226,11 +226,13 @@ async function sandboxView(view, host, sandbox) {
     onclick: () => act(host, sandbox, a, status),
   }, a));
   const events = timeline.events;
-  view.replaceChildren(
+  // Nothing for what is absent (`replaceChildren` would show a null as the text "null").
+  view.replaceChildren(...[
     el("h1", {}, sandbox),
     el("p", { id: "sandbox-state" }, live
       ? ["Running on ", hostLink(host), ": ", state(live.state), ", network ", state(live.network), `, ${live.procs} processes`]
       : ["Not running on ", hostLink(host), " (as it last reported)."]),
+    sessionFacts(events.find((e) => e.kind === "session_started")),
     el("div", { class: "actions" }, buttons),
     status,
     el("h2", {}, "Process tree"),
@@ -240,7 +242,20 @@ async function sandboxView(view, host, sandbox) {
       el("td", { class: "mono" }, e.time.replace("T", " ").slice(0, 23)),
       el("td", {}, who(e)),
       el("td", {}, describe(e) + times(e)))), "No events from this sandbox."),
-    timeline.next ? el("p", { class: "empty" }, "Showing the first 1000 events.") : null);
+    timeline.next ? el("p", { class: "empty" }, "Showing the first 1000 events.") : null,
+  ].filter((c) => c !== null));
+}
+
+// Who ran what, under which rules, where, and since when: the session's first event.
+function sessionFacts(started) {
+  if (!started) { return null; }
+  return el("dl", { id: "session", class: "facts" },
+    el("dt", {}, "Session"), el("dd", { class: "mono" }, started.session || ""),
+    el("dt", {}, "User"), el("dd", {}, started.user || `uid ${started.uid}`),
+    el("dt", {}, "Command"), el("dd", { class: "mono" }, (started.command || []).join(" ")),
+    el("dt", {}, "Workspace"), el("dd", { class: "mono" }, started.workspace || ""),
+    el("dt", {}, "Profile"), el("dd", { class: "mono" }, `${started.profile} (sha256 ${String(started.profile_sha256 || "").slice(0, 16)}…)`),
+    el("dt", {}, "Started"), el("dd", {}, started.time.replace("T", " ").slice(0, 19) + " UTC"));
 }
 
 // The processes of a sandbox's events, children under their parent.

@@ -190,6 +190,14 @@ fn a_responder_clicks_from_host_to_sandbox_and_isolates_it() {
         );
         let tree = wait(".tree li".into()).await.text().await.expect("tree");
         assert!(tree.contains("violations"), "{tree}");
+        // Who ran what, and no stray "null" where something is absent.
+        let facts = wait("#session".into()).await.text().await.expect("session");
+        assert!(
+            facts.contains("deny-each 3") && facts.contains("root") && facts.contains("sha256"),
+            "{facts}"
+        );
+        let page = wait("#view".into()).await.text().await.expect("view");
+        assert!(!page.contains("null"), "{page}");
         // Isolate, with a confirmation first.
         wait("button[data-action='isolate']".into())
             .await
