@@ -366,6 +366,12 @@ fn start_monitor(
         let answering = Answering {
             kernel: Arc::clone(kernel),
             cgroup_id: registered.cgroup_id,
+            cgroup: registered
+                .cgroup_events
+                .parent()
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_default(),
+            refused: Mutex::new(HashMap::new()),
             policy: policy.network.clone(),
             upstreams,
             names: Arc::clone(&names),

@@ -289,7 +289,7 @@ pub enum What {
 }
 
 /// Why the sandbox's resolver refused a query.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DnsReason {
     /// No egress rule names it.

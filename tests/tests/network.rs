@@ -74,14 +74,19 @@ fn a_name_no_rule_allows_is_refused_reported_and_never_forwarded() {
     );
     let (answer, events) = f.probe_events(&dns.option(), &["resolve", "denied.test"]);
     assert!(answer.starts_with("err"), "{answer}");
-    let denied = of_kind(&events, "dns_denied");
-    assert!(!denied.is_empty(), "{events:?}");
-    assert_eq!(denied[0]["domain"], "denied.test");
+    // One lookup (its A and AAAA queries, any retries) is one refusal, with who asked.
+    let denied = only(&events, "dns_denied");
+    assert_eq!(denied["domain"], "denied.test");
     assert_eq!(
-        denied[0]["sandbox"]
-            .as_str()
-            .map(|s| s.starts_with("test-")),
+        denied["sandbox"].as_str().map(|s| s.starts_with("test-")),
         Some(true)
+    );
+    assert_eq!(denied["process"]["comm"], "probe", "{denied}");
+    assert!(
+        denied["process"]["exe"]
+            .as_str()
+            .is_some_and(|e| e.ends_with("/probe")),
+        "{denied}"
     );
     assert!(
         !dns.asked().contains(&"denied.test".to_string()),

@@ -11,6 +11,11 @@
 //! is refused as DNS rebinding. Every address kept is entered into the sandbox's allow map,
 //! with the rule's ports and the answer's time to live, *before* the answer is passed on:
 //! by the time the sandbox can connect, the kernel lets it.
+//!
+//! A refusal names the process that asked (the owner of the client's socket, found among
+//! the sandbox's processes), and is reported once: the same name refused again within
+//! [`REPEAT_WINDOW`] (an A and an AAAA query of one lookup, a resolver's retries) adds no
+//! event.
 
 use std::collections::HashMap;
 use std::io;
@@ -45,6 +50,10 @@ pub struct Resolver {
 pub struct Answering {
     pub kernel: Arc<Kernel>,
     pub cgroup_id: u64,
+    /// The sandbox's cgroup directory, whose processes may have asked.
+    pub cgroup: std::path::PathBuf,
+    /// Names refused lately, and when: a repeat adds no event.
+    pub refused: Mutex<HashMap<(String, DnsReason), std::time::Instant>>,
     pub policy: NetPolicy,
     pub upstreams: Vec<SocketAddr>,
     /// Which name each allowed address was answered for, so a later denial can name it.
@@ -126,7 +135,7 @@ fn serve_socket(socket: &UdpSocket, answering: &Answering, stop: &Stop) {
                 return;
             }
         };
-        if let Some(reply) = answering.answer(&buf[..len]) {
+        if let Some(reply) = answering.answer(&buf[..len], client) {
             if let Err(e) = socket.send_to(&reply, client) {
                 tracing::debug!("cannot answer {client}: {e}");
             }
@@ -134,9 +143,23 @@ fn serve_socket(socket: &UdpSocket, answering: &Answering, stop: &Stop) {
     }
 }
 
+/// How long a refused name stays refused without a new event.
+pub const REPEAT_WINDOW: Duration = Duration::from_secs(2);
+
 impl Answering {
-    /// The reply to one query; `None` for a datagram that is not a DNS query at all.
-    pub fn answer(&self, query: &[u8]) -> Option<Vec<u8>> {
+    /// Whether `domain` was not refused for `reason` within [`REPEAT_WINDOW`]; notes it.
+    fn first_refusal(&self, domain: &str, reason: DnsReason) -> bool {
+        let now = std::time::Instant::now();
+        let Ok(mut refused) = self.refused.lock() else {
+            return true;
+        };
+        refused.retain(|_, at| now.duration_since(*at) < REPEAT_WINDOW);
+        refused.insert((domain.to_string(), reason), now).is_none()
+    }
+
+    /// The reply to one query from `client`; `None` for a datagram that is not a DNS query
+    /// at all.
+    pub fn answer(&self, query: &[u8], client: SocketAddr) -> Option<Vec<u8>> {
         let message = Message::from_vec(query).ok()?;
         if message.metadata.message_type != MessageType::Query {
             return None;
@@ -156,15 +179,17 @@ impl Answering {
         }
         let query_type = question.query_type();
         let refuse = |domain: String, reason: DnsReason, address: Option<IpAddr>| {
-            self.reporter.report(
-                None,
-                What::DnsDenied {
-                    domain,
-                    query_type: query_type.to_string(),
-                    reason,
-                    address,
-                },
-            );
+            if self.first_refusal(&domain, reason) {
+                self.reporter.report(
+                    asker(&self.cgroup, client),
+                    What::DnsDenied {
+                        domain,
+                        query_type: query_type.to_string(),
+                        reason,
+                        address,
+                    },
+                );
+            }
             reply(ResponseCode::Refused)
         };
         let Some(name) = host_name(question.name()) else {
@@ -516,4 +541,54 @@ mod tests {
             ]
         );
     }
+}
+
+/// The process of the sandbox that owns the UDP socket `client` sent from: the socket's inode
+/// from `/proc/net/udp` (or `udp6`), then the process of the sandbox's cgroup holding it.
+fn asker(cgroup: &std::path::Path, client: SocketAddr) -> Option<crate::event::Process> {
+    let table = if client.is_ipv4() {
+        "/proc/net/udp"
+    } else {
+        "/proc/net/udp6"
+    };
+    let port = format!(":{:04X}", client.port());
+    let inode = std::fs::read_to_string(table)
+        .ok()?
+        .lines()
+        .skip(1)
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(1)?.ends_with(&port)).then(|| fields.get(9).map(|i| i.to_string()))?
+        })?;
+    let socket = format!("socket:[{inode}]");
+    let procs = std::fs::read_to_string(cgroup.join("cgroup.procs")).ok()?;
+    let pid: u32 = procs
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .find(|pid| {
+            std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+                fds.flatten().any(|fd| {
+                    std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == socket.as_str())
+                })
+            })
+        })?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u32>().ok())
+    };
+    Some(crate::event::Process {
+        pid,
+        ppid: field("PPid:").unwrap_or(0),
+        comm: std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|c| c.trim_end().to_string())
+            .unwrap_or_default(),
+        exe: std::fs::read_link(format!("/proc/{pid}/exe"))
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned()),
+        uid: field("Uid:").unwrap_or(0),
+    })
 }
