@@ -440,6 +440,56 @@ pub fn host_addresses() -> Vec<IpAddr> {
         .collect()
 }
 
+/// The process of the sandbox that owns the UDP socket `client` sent from: the socket's inode
+/// from `/proc/net/udp` (or `udp6`), then the process of the sandbox's cgroup holding it.
+fn asker(cgroup: &std::path::Path, client: SocketAddr) -> Option<crate::event::Process> {
+    let table = if client.is_ipv4() {
+        "/proc/net/udp"
+    } else {
+        "/proc/net/udp6"
+    };
+    let port = format!(":{:04X}", client.port());
+    let inode = std::fs::read_to_string(table)
+        .ok()?
+        .lines()
+        .skip(1)
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(1)?.ends_with(&port)).then(|| fields.get(9).map(|i| i.to_string()))?
+        })?;
+    let socket = format!("socket:[{inode}]");
+    let procs = std::fs::read_to_string(cgroup.join("cgroup.procs")).ok()?;
+    let pid: u32 = procs
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .find(|pid| {
+            std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+                fds.flatten().any(|fd| {
+                    std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == socket.as_str())
+                })
+            })
+        })?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u32>().ok())
+    };
+    Some(crate::event::Process {
+        pid,
+        ppid: field("PPid:").unwrap_or(0),
+        comm: std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|c| c.trim_end().to_string())
+            .unwrap_or_default(),
+        exe: std::fs::read_link(format!("/proc/{pid}/exe"))
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned()),
+        uid: field("Uid:").unwrap_or(0),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -541,54 +591,4 @@ mod tests {
             ]
         );
     }
-}
-
-/// The process of the sandbox that owns the UDP socket `client` sent from: the socket's inode
-/// from `/proc/net/udp` (or `udp6`), then the process of the sandbox's cgroup holding it.
-fn asker(cgroup: &std::path::Path, client: SocketAddr) -> Option<crate::event::Process> {
-    let table = if client.is_ipv4() {
-        "/proc/net/udp"
-    } else {
-        "/proc/net/udp6"
-    };
-    let port = format!(":{:04X}", client.port());
-    let inode = std::fs::read_to_string(table)
-        .ok()?
-        .lines()
-        .skip(1)
-        .find_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            (fields.get(1)?.ends_with(&port)).then(|| fields.get(9).map(|i| i.to_string()))?
-        })?;
-    let socket = format!("socket:[{inode}]");
-    let procs = std::fs::read_to_string(cgroup.join("cgroup.procs")).ok()?;
-    let pid: u32 = procs
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .find(|pid| {
-            std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
-                fds.flatten().any(|fd| {
-                    std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == socket.as_str())
-                })
-            })
-        })?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<u32>().ok())
-    };
-    Some(crate::event::Process {
-        pid,
-        ppid: field("PPid:").unwrap_or(0),
-        comm: std::fs::read_to_string(format!("/proc/{pid}/comm"))
-            .map(|c| c.trim_end().to_string())
-            .unwrap_or_default(),
-        exe: std::fs::read_link(format!("/proc/{pid}/exe"))
-            .ok()
-            .map(|p| p.to_string_lossy().into_owned()),
-        uid: field("Uid:").unwrap_or(0),
-    })
 }
