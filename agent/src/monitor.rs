@@ -334,7 +334,13 @@ fn watch_kernel(mut watch: Watch, reporter: &Reporter, stop: &Stop) {
                 );
             }
         }
-        if let Ok(events) = std::fs::read_to_string(&watch.cgroup_events) {
+        // A killed sandbox is thawed for its processes to die, and its empty cgroup reads
+        // frozen again: neither is a responder's action. The kill was the last one.
+        let read_frozen = !killed;
+        if let Some(events) = read_frozen
+            .then(|| std::fs::read_to_string(&watch.cgroup_events).ok())
+            .flatten()
+        {
             let now = events.lines().any(|l| l == "frozen 1");
             if now != frozen {
                 frozen = now;

@@ -420,3 +420,24 @@ fn ps_names_the_session_its_events_carry() {
     assert_eq!(kill["action"], "kill");
     assert_eq!(kill["session"], session, "the kill is the session's");
 }
+
+#[test]
+fn killing_a_frozen_sandbox_reads_as_one_kill() {
+    if !require_root("killing_a_frozen_sandbox_reads_as_one_kill") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    let mut running = Running::start(&f, &["spin", "30"]);
+    act("freeze", &running.name);
+    // The freeze is seen before the kill (the watcher looks every 50 ms).
+    common::wait_until("the freeze reported", Duration::from_secs(5), || {
+        let events = read_events(&running.events);
+        contained(&events).contains(&"freeze".to_string()).then_some(())
+    });
+    act("kill", &running.name);
+    let _ = running.child.wait();
+    let events = read_events(&running.events);
+    // The kernel thaws a killed cgroup for its processes to die, and the empty cgroup reads
+    // frozen again: no responder did either.
+    assert_eq!(contained(&events), ["freeze", "kill"], "{events:#?}");
+}
