@@ -432,7 +432,9 @@ fn killing_a_frozen_sandbox_reads_as_one_kill() {
     // The freeze is seen before the kill (the watcher looks every 50 ms).
     common::wait_until("the freeze reported", Duration::from_secs(5), || {
         let events = read_events(&running.events);
-        contained(&events).contains(&"freeze".to_string()).then_some(())
+        contained(&events)
+            .contains(&"freeze".to_string())
+            .then_some(())
     });
     act("kill", &running.name);
     let _ = running.child.wait();
