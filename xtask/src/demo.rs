@@ -62,7 +62,12 @@ pub fn run() -> Result<()> {
         Command::new("git")
             .arg("-C")
             .arg(&workspace)
-            .args(["-c", "user.name=host", "-c", "user.email=host@example.invalid"])
+            .args([
+                "-c",
+                "user.name=host",
+                "-c",
+                "user.email=host@example.invalid",
+            ])
             .args(["commit", "-q", "--allow-empty", "-m", "start"]),
     )?;
     let listener = TcpListener::bind("127.0.0.1:0")?;
