@@ -189,14 +189,15 @@ async function hostView(view, host) {
     el("td", {}, r.detail), el("td", {}, el("code", {}, r.excerpt.slice(0, 200)))));
   const live = data.live.map((s) => el("tr", {},
     el("td", {}, sandboxLink(host, s.name)), el("td", {}, s.profile), el("td", {}, String(s.procs)),
-    el("td", {}, state(s.state)), el("td", {}, state(s.network))));
+    el("td", {}, state(s.state)), el("td", {}, state(s.network)),
+    el("td", { class: "mono", "data-session": s.session || "" }, s.session || "")));
   const seen = data.seen.map((s) => el("tr", {},
     el("td", {}, sandboxLink(host, s.name)), el("td", {}, s.profile), el("td", {}, String(s.events)),
     el("td", {}, String(s.violations)), el("td", {}, ago(s.last_ns))));
   view.replaceChildren(
     el("h1", {}, host),
     el("h2", {}, "Running sandboxes"),
-    table(["Sandbox", "Profile", "Processes", "State", "Network"], live, "No sandbox runs on this host."),
+    table(["Sandbox", "Profile", "Processes", "State", "Network", "Session"], live, "No sandbox runs on this host."),
     el("h2", {}, "Sandboxes in the last day's events"),
     table(["Sandbox", "Profile", "Events", "Violations", "Last event"], seen, "No events from this host in the last day."),
     el("h2", {}, "Commands"),

@@ -175,7 +175,13 @@ fn a_responder_clicks_from_host_to_sandbox_and_isolates_it() {
         let who = wait("#who".into()).await.text().await.expect("who");
         assert_eq!(who, "bob (responder)");
         host.click().await.expect("open the host");
-        // The host's running sandboxes -> the sandbox.
+        // The host's running sandboxes, each with its session -> the sandbox.
+        let session = wait("td[data-session]".into())
+            .await
+            .text()
+            .await
+            .expect("session");
+        assert_eq!(session.len(), 36, "a UUID: {session:?}");
         wait(format!("a[data-sandbox='{sandbox}']"))
             .await
             .click()
