@@ -250,15 +250,8 @@ impl Chain {
         let count = self.files.len();
         for (i, (source, file)) in self.files.into_iter().enumerate() {
             let at = |span| Loc::new(source.clone(), span);
-            let located = |items: Vec<toml::Spanned<String>>| -> Vec<Located<String>> {
-                items
-                    .into_iter()
-                    .map(|s| Located {
-                        loc: at(s.span()),
-                        value: s.into_inner(),
-                    })
-                    .collect()
-            };
+            let one = |s| locate(&source, s);
+            let located = |items| locate_all(&source, items);
             p.sources.push(source.path.clone());
             if i + 1 == count {
                 p.name = file.profile.name.get_ref().clone();
@@ -271,10 +264,7 @@ impl Chain {
                 p.compat = compat;
             }
             if let Some(abi) = file.profile.landlock_abi {
-                p.landlock_abi = Some(Located {
-                    loc: at(abi.span()),
-                    value: abi.into_inner(),
-                });
+                p.landlock_abi = Some(locate(&source, abi));
             }
             let fs = file.filesystem;
             extend_unique(&mut p.read, located(fs.read));
@@ -284,22 +274,16 @@ impl Chain {
             extend_unique(&mut p.read_only, located(fs.read_only));
             extend_unique(&mut p.repositories, located(fs.repositories));
             if let Some(size) = fs.tmp_size {
-                p.tmp_size = Some(Located {
-                    loc: at(size.span()),
-                    value: size.into_inner(),
-                });
+                p.tmp_size = Some(locate(&source, size));
             }
-            let ports = |items: Vec<toml::Spanned<u16>>| -> Vec<Located<u16>> {
-                items
-                    .into_iter()
-                    .map(|s| Located {
-                        loc: at(s.span()),
-                        value: s.into_inner(),
-                    })
-                    .collect()
-            };
-            extend_unique(&mut p.connect_ports, ports(file.network.connect_ports));
-            extend_unique(&mut p.bind_ports, ports(file.network.bind_ports));
+            extend_unique(
+                &mut p.connect_ports,
+                locate_all(&source, file.network.connect_ports),
+            );
+            extend_unique(
+                &mut p.bind_ports,
+                locate_all(&source, file.network.bind_ports),
+            );
             extend_unique(
                 &mut p.socket_families,
                 located(file.network.socket_families),
@@ -307,24 +291,17 @@ impl Chain {
             for rule in file.network.egress {
                 let loc = at(rule.span());
                 let rule = rule.into_inner();
-                let one = |s: toml::Spanned<String>| Located {
-                    loc: at(s.span()),
-                    value: s.into_inner(),
-                };
                 p.egress.push(Egress {
                     loc,
                     host: rule.host.map(one),
                     cidr: rule.cidr.map(one),
-                    ports: rule.ports.map(ports),
+                    ports: rule.ports.map(|p| locate_all(&source, p)),
                     proto: rule.proto,
                 });
             }
             let sc = file.syscalls;
             if let Some(preset) = sc.preset {
-                p.syscall_preset = Some(Located {
-                    loc: at(preset.span()),
-                    value: preset.into_inner(),
-                });
+                p.syscall_preset = Some(locate(&source, preset));
             }
             extend_unique(&mut p.syscall_deny, located(sc.deny));
             extend_unique(&mut p.syscall_allow, located(sc.allow));
@@ -334,36 +311,34 @@ impl Chain {
             let pr = file.process;
             extend_unique(&mut p.env, located(pr.env));
             for (key, value) in pr.set_env {
-                p.set_env.insert(
-                    key,
-                    Located {
-                        loc: at(value.span()),
-                        value: value.into_inner(),
-                    },
-                );
+                p.set_env.insert(key, locate(&source, value));
             }
             extend_unique(&mut p.capabilities, located(pr.capabilities));
             if let Some(user) = pr.user {
-                p.user = Some(Located {
-                    loc: at(user.span()),
-                    value: user.into_inner(),
-                });
+                p.user = Some(locate(&source, user));
             }
             if let Some(max) = pr.max_processes {
-                p.max_processes = Some(Located {
-                    loc: at(max.span()),
-                    value: max.into_inner(),
-                });
+                p.max_processes = Some(locate(&source, max));
             }
             if let Some(max) = pr.max_memory {
-                p.max_memory = Some(Located {
-                    loc: at(max.span()),
-                    value: max.into_inner(),
-                });
+                p.max_memory = Some(locate(&source, max));
             }
         }
         p
     }
+}
+
+/// A value read from `source`, with where it was.
+fn locate<T>(source: &Arc<Source>, spanned: toml::Spanned<T>) -> Located<T> {
+    Located {
+        loc: Loc::new(Arc::clone(source), spanned.span()),
+        value: spanned.into_inner(),
+    }
+}
+
+/// [`locate`] for each of a list.
+fn locate_all<T>(source: &Arc<Source>, items: Vec<toml::Spanned<T>>) -> Vec<Located<T>> {
+    items.into_iter().map(|s| locate(source, s)).collect()
 }
 
 fn extend_unique<T: PartialEq>(into: &mut Vec<Located<T>>, items: Vec<Located<T>>) {
