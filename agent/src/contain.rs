@@ -97,22 +97,23 @@ pub enum ContainError {
     },
 }
 
-/// The session running in the sandbox `name`, when it has one named.
-pub fn session_of(name: &str) -> Option<uuid::Uuid> {
-    if name.is_empty() || name.contains('/') || name.starts_with('.') {
-        return None;
-    }
-    let dir = cgroup::sandboxes_dir().ok()?;
-    SandboxCgroup::open(&dir.join(name)).ok()?.session()
-}
-
-/// Acts on the sandbox `name`; returns how long the kernel took.
-pub fn act(kernel: Option<&Kernel>, name: &str, action: Action) -> Result<Duration, ContainError> {
+/// The cgroup of the sandbox `name`: a name of `cordon ps`, never a path.
+fn sandbox_named(name: &str) -> Result<SandboxCgroup, ContainError> {
     if name.is_empty() || name.contains('/') || name.starts_with('.') {
         return Err(ContainError::BadName);
     }
     let dir = cgroup::sandboxes_dir().map_err(|e| ContainError::Kernel(e.to_string()))?;
-    let sandbox = SandboxCgroup::open(&dir.join(name)).map_err(|_| ContainError::NoSuchSandbox)?;
+    SandboxCgroup::open(&dir.join(name)).map_err(|_| ContainError::NoSuchSandbox)
+}
+
+/// The session running in the sandbox `name`, when it has one named.
+pub fn session_of(name: &str) -> Option<uuid::Uuid> {
+    sandbox_named(name).ok()?.session()
+}
+
+/// Acts on the sandbox `name`; returns how long the kernel took.
+pub fn act(kernel: Option<&Kernel>, name: &str, action: Action) -> Result<Duration, ContainError> {
+    let sandbox = sandbox_named(name)?;
     let start = Instant::now();
     let kernel_err = |e: &dyn std::fmt::Display| ContainError::Kernel(e.to_string());
     let until = |what: &'static str, done: &dyn Fn() -> bool| -> Result<(), ContainError> {
