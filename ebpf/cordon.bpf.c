@@ -731,12 +731,22 @@ static __always_inline void file_error(const struct cordon_sandbox *sb, __u64 cg
 	/* Longer than the kernel takes (it failed with ENAMETOOLONG, not here) or than is read. */
 	f->truncated = n >= (long)sizeof(f->path);
 	f->path_len = n;
-	if (f->path[0] != '/') {
+	/*
+	 * "/proc/self/cwd/..." is the cwd by another name: placed the same way. Compared as two
+	 * words ("/proc/se", "lf/cwd/" in little-endian): byte by byte, the branches multiplied
+	 * the verifier's paths past its limit.
+	 */
+	__u64 head = 0, tail = 0;
+	__builtin_memcpy(&head, f->path, 8);
+	__builtin_memcpy(&tail, f->path + 8, 8);
+	int through_cwd = n > 15 && head == 0x65732f636f72702fULL &&
+			  (tail & 0x00ffffffffffffffULL) == 0x2f6477632f666cULL;
+	if (f->path[0] != '/' || through_cwd) {
 		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 		struct fs_struct *fs = BPF_CORE_READ(task, fs);
 		struct path root = BPF_CORE_READ(fs, root);
 		struct path at = {};
-		if (f->dirfd == AT_FDCWD) {
+		if (f->dirfd == AT_FDCWD || through_cwd) {
 			at = BPF_CORE_READ(fs, pwd);
 		} else if (f->dirfd >= 0) {
 			struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);

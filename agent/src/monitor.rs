@@ -415,13 +415,21 @@ fn file_denied(
             // A file created where the view has nothing: refused if its directory is the host's.
             || (creating && p.parent().is_some_and(|d| std::fs::symlink_metadata(d).is_ok()))
     };
+    // As written; then through the process's cwd or descriptor in /proc, read now; then
+    // through the host's symlinks (a link the agent made in its workspace).
     let found = view
         .refusal(&absolute, errno, access, on_host)
         .or_else(|| {
-            // EACCES that no covered path explains as written: through the host's symlinks.
-            if errno != libc::EACCES || access == "fs.execute" {
-                return None;
-            }
+            // `/proc/self/cwd/...`: the kernel program read the cwd at the call.
+            let rest = absolute.strip_prefix("/proc/self/cwd").ok()?;
+            let through = crate::sandbox::view::normalize(&file.dir()?.join(rest));
+            view.refusal(&through, errno, access, on_host)
+        })
+        .or_else(|| {
+            let through = proc_link(&absolute, header.pid)?;
+            view.refusal(&through, errno, access, on_host)
+        })
+        .or_else(|| {
             let through = host_path(&absolute, header.pid)?;
             (through != absolute).then_some(())?;
             view.refusal(&through, errno, access, on_host)
@@ -434,17 +442,54 @@ fn file_denied(
     })
 }
 
-/// `path` with its directory's symlinks resolved on the host (`/proc/self` taken as the
-/// process's own); `None` when the directory cannot be resolved.
-fn host_path(path: &std::path::Path, pid: u32) -> Option<PathBuf> {
-    let dir = path.parent()?;
-    let dir = match dir
-        .strip_prefix("/proc/self")
-        .or_else(|_| dir.strip_prefix("/proc/thread-self"))
+/// `path` as the host's `/proc` names it: the process's own entry (`self`, `thread-self`,
+/// or its number inside the sandbox's PID namespace) is `/proc/<pid>` with its host pid.
+fn host_proc(path: &std::path::Path, pid: u32) -> PathBuf {
+    let mut own = vec!["self".to_string(), "thread-self".to_string()];
+    // Its number as the sandbox sees it: the last of `NSpid`.
+    if let Some(ns) = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("NSpid:"))
+                .and_then(|v| v.split_whitespace().last().map(str::to_string))
+        })
     {
-        Ok(rest) => std::path::Path::new(&format!("/proc/{pid}")).join(rest),
-        Err(_) => dir.to_path_buf(),
+        own.push(ns);
+    }
+    for name in own {
+        if let Ok(rest) = path.strip_prefix(format!("/proc/{name}")) {
+            return std::path::Path::new(&format!("/proc/{pid}")).join(rest);
+        }
+    }
+    path.to_path_buf()
+}
+
+/// `path` with a process's cwd or descriptor in `/proc` replaced by what it names (as the
+/// sandbox sees it), `..` then taken out; `None` when it goes through none, or the process
+/// is gone.
+fn proc_link(path: &std::path::Path, pid: u32) -> Option<PathBuf> {
+    if !crate::sandbox::view::through_proc_link(path) {
+        return None;
+    }
+    let host = host_proc(path, pid);
+    let rest = host.strip_prefix(format!("/proc/{pid}")).ok()?;
+    let mut names = rest.components();
+    let link = match names.next()?.as_os_str().to_str()? {
+        "cwd" => std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?,
+        "fd" => {
+            let fd = names.next()?.as_os_str().to_str()?.to_string();
+            std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?
+        }
+        _ => return None,
     };
+    Some(crate::sandbox::view::normalize(&link.join(names.as_path())))
+}
+
+/// `path` with its directory's symlinks resolved on the host (the process's own entry in
+/// `/proc` taken as such); `None` when the directory cannot be resolved.
+fn host_path(path: &std::path::Path, pid: u32) -> Option<PathBuf> {
+    let dir = host_proc(path.parent()?, pid);
     let resolved = std::fs::canonicalize(dir).ok()?;
     Some(match path.file_name() {
         Some(name) => resolved.join(name),

@@ -291,6 +291,20 @@ fn a_covered_path_reached_another_way_is_reported_all_the_same() {
     let (answer, events) = f.probe_events(&[], &["read-in", "/", "etc/shadow"]);
     assert_eq!(answer, "err EACCES");
     shadow(&events);
+    // Through the process's cwd in /proc, `..` then leading where the words do not.
+    let f_home = Fixture::new("coding-agent", HOME_READABLE);
+    let key = f_home.home_path(".ssh/id_ed25519");
+    let (answer, events) =
+        f_home.probe_events(&[], &["read", "/proc/self/cwd/../home/.ssh/id_ed25519"]);
+    assert_eq!(answer, "err EACCES", "{key}");
+    assert_eq!(denial(&events)["rule"], f_home.home_path(".ssh").as_str());
+    // Git metadata written through a link to it: refused read-only, and said so.
+    std::os::unix::fs::symlink(".git", f.workspace.join("g")).expect("symlink");
+    let (answer, events) = f.probe_events(&[], &["write", "g/config"]);
+    assert_eq!(answer, "err EROFS");
+    let e = denial(&events);
+    assert_eq!(e["layer"], "read_only", "{e}");
+    assert_eq!(e["rule"], f.path(".git").as_str(), "{e}");
     // Padded to a length that a record of a fixed size would have cut off.
     let long = format!("{}etc/shadow", "/".repeat(3000));
     let (answer, events) = f.probe_events(&[], &["read", &long]);

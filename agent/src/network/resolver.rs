@@ -154,7 +154,14 @@ impl Answering {
             return true;
         };
         refused.retain(|_, at| now.duration_since(*at) < REPEAT_WINDOW);
-        refused.insert((domain.to_string(), reason), now).is_none()
+        // The window runs from the reported one: a name asked every second is reported
+        // every two, not once for good.
+        let key = (domain.to_string(), reason);
+        if refused.contains_key(&key) {
+            return false;
+        }
+        refused.insert(key, now);
+        true
     }
 
     /// The reply to one query from `client`; `None` for a datagram that is not a DNS query
@@ -440,6 +447,9 @@ pub fn host_addresses() -> Vec<IpAddr> {
         .collect()
 }
 
+/// How many of the sandbox's descriptors one refusal's [`asker`] looks at, at most.
+const MAX_DESCRIPTORS_LOOKED_AT: usize = 4096;
+
 /// The process of the sandbox that owns the UDP socket `client` sent from: the socket's inode
 /// from `/proc/net/udp` (or `udp6`), then the process of the sandbox's cgroup holding it.
 fn asker(cgroup: &std::path::Path, client: SocketAddr) -> Option<crate::event::Process> {
@@ -459,15 +469,22 @@ fn asker(cgroup: &std::path::Path, client: SocketAddr) -> Option<crate::event::P
         })?;
     let socket = format!("socket:[{inode}]");
     let procs = std::fs::read_to_string(cgroup.join("cgroup.procs")).ok()?;
+    // The sandbox chooses how many processes and descriptors there are, and this runs as
+    // root on the host, outside its limits: a bounded look, then no name.
+    let mut looks = 0usize;
     let pid: u32 = procs
         .lines()
         .filter_map(|l| l.trim().parse().ok())
         .find(|pid| {
-            std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
-                fds.flatten().any(|fd| {
-                    std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == socket.as_str())
+            looks < MAX_DESCRIPTORS_LOOKED_AT
+                && std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+                    fds.flatten().any(|fd| {
+                        looks += 1;
+                        looks <= MAX_DESCRIPTORS_LOOKED_AT
+                            && std::fs::read_link(fd.path())
+                                .is_ok_and(|l| l.as_os_str() == socket.as_str())
+                    })
                 })
-            })
         })?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| {

@@ -99,6 +99,11 @@ impl View {
         access: &str,
         on_host: impl Fn(&Path) -> bool,
     ) -> Option<Refusal> {
+        // `..` after a process's cwd or descriptor in /proc leaves what the link names: the
+        // words say nothing. The caller reads the link (see `monitor::file_denied`).
+        if through_proc_link(path) {
+            return None;
+        }
         let path = normalize(path);
         if let Some(mask) = longest(self.masks.iter(), &path) {
             // A covered path refuses everything; a missing one below it was never there.
@@ -177,6 +182,25 @@ pub fn normalize(path: &Path) -> PathBuf {
         }
     }
     out
+}
+
+/// Whether `path` goes through a process's cwd or one of its descriptors in `/proc`.
+pub fn through_proc_link(path: &Path) -> bool {
+    let names: Vec<&str> = path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => n.to_str(),
+            _ => None,
+        })
+        .collect();
+    names.windows(3).any(|w| {
+        w[0] == "proc"
+            && (w[1] == "self" || w[1] == "thread-self" || w[1].parse::<u32>().is_ok())
+            && (w[2] == "cwd" || w[2] == "fd")
+    }) || names
+        .windows(2)
+        .any(|w| w[0] == "task" && w[1].parse::<u32>().is_ok())
+        && names.iter().any(|n| *n == "cwd" || *n == "fd")
 }
 
 /// Whether `path` is a process's root directory in `/proc`.
@@ -314,6 +338,12 @@ mod tests {
             );
         }
         assert_eq!(at("/proc/self/rootx/etc/shadow", EACCES), None);
+        assert_eq!(
+            at("/proc/self/cwd/../../etc/shadow", EACCES),
+            None,
+            "what a cwd's `..` names is the link's, not the words'"
+        );
+        assert_eq!(at("/proc/2/fd/3/shadow", EACCES), None);
     }
 
     #[test]
