@@ -9,8 +9,12 @@
  *   recvmsg4/6               DNS answers appear to come from the server the sandbox asked
  *   sock_create              only TCP and UDP sockets (no ICMP, SCTP, ... to tunnel through)
  *   cgroup_skb in/egress     an isolated sandbox passes no packet at all
+ *   bind4/6                  a TCP bind of an audited sandbox becomes an event (Landlock
+ *                            refuses the ports an enforced sandbox may not bind)
  *   raw tp sys_exit          a call the sandbox's seccomp filter denied becomes an event, and
- *                            so does a path call that failed the way the mounts refuse
+ *                            so does a path call that failed the way the mounts refuse; in an
+ *                            audited sandbox, also a call the profile denies that was let
+ *                            through, and every distinct path call that succeeded
  *   raw tp sched_process_*   exec, fork and exit of the sandbox's processes become events
  *
  * A cgroup under cordon/ that is not registered in `sandboxes` gets no network: fail closed.
@@ -171,6 +175,42 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ring_owners SEC(".maps");
 
+/*
+ * Whether any sandbox is audited (key 0; set by the loader when it registers one): until
+ * then, a call that succeeded costs the tracepoint one array read, whatever the cgroup.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} audit_on SEC(".maps");
+
+/* A successful path call an audited sandbox already reported: its cgroup, call, access flags, directory and path. */
+struct audit_key {
+	__u64 cgroup_id;
+	__u64 dir;
+	__u64 path_hash;
+	__s32 nr;
+	__u32 flags;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, CORDON_AUDIT_SEEN);
+	__type(key, struct audit_key);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} audit_seen SEC(".maps");
+
+static __always_inline int auditing(void)
+{
+	__u32 zero = 0;
+	__u32 *on = bpf_map_lookup_elem(&audit_on, &zero);
+	return on && *on;
+}
+
 /* Counts a record the sandbox's ring had no room for. */
 static __always_inline void count_lost(__u64 cgroup_id)
 {
@@ -191,7 +231,7 @@ static __always_inline void fill_header(struct cordon_event *e, __u64 cgroup_id,
 	e->tid = (__u32)pid_tgid;
 	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
 	e->uid = (__u32)bpf_get_current_uid_gid();
-	e->pad = 0;
+	e->flags = 0;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 }
 
@@ -233,11 +273,12 @@ static __always_inline __u8 proto_of(__u32 protocol)
 static __always_inline void deny_event(const struct cordon_sandbox *sb, __u64 cgroup_id,
 				       __u16 family,
 				       const void *addr, __u32 addr_len, __u16 port, __u8 proto,
-				       __u8 reason)
+				       __u8 reason, __u32 flags)
 {
 	struct cordon_event *e = reserve(sb, cgroup_id, CORDON_EVENT_NET_DENIED);
 	if (!e)
 		return;
+	e->flags = flags;
 	__builtin_memset(&e->net, 0, sizeof(e->net));
 	e->net.family = family;
 	e->net.port = port;
@@ -270,7 +311,7 @@ static __always_inline int egress4(struct bpf_sock_addr *ctx)
 	__u16 port = bpf_ntohs((__u16)ctx->user_port);
 	__u8 proto = proto_of(ctx->protocol);
 	if (sb->flags & CORDON_SANDBOX_ISOLATED) {
-		deny_event(sb, cgroup_id, AF_INET, &ip, 4, port, proto, CORDON_NET_ISOLATED);
+		deny_event(sb, cgroup_id, AF_INET, &ip, 4, port, proto, CORDON_NET_ISOLATED, 0);
 		return DENY;
 	}
 	if (port == DNS_PORT && proto == CORDON_PROTO_UDP && sb->dns_port4) {
@@ -293,7 +334,13 @@ static __always_inline int egress4(struct bpf_sock_addr *ctx)
 	__u8 reason = check_dest(bpf_map_lookup_elem(&dests4, &key), port, proto);
 	if (!reason)
 		return ALLOW;
-	deny_event(sb, cgroup_id, AF_INET, &ip, 4, port, proto, reason);
+	/* Audited: let through and reported (an isolation, above, holds whatever the mode). */
+	if (sb->flags & CORDON_SANDBOX_AUDIT) {
+		deny_event(sb, cgroup_id, AF_INET, &ip, 4, port, proto, reason,
+			   CORDON_RECORD_NOT_ENFORCED);
+		return ALLOW;
+	}
+	deny_event(sb, cgroup_id, AF_INET, &ip, 4, port, proto, reason, 0);
 	return DENY;
 }
 
@@ -307,7 +354,7 @@ static __always_inline int egress6(struct bpf_sock_addr *ctx)
 	__u16 port = bpf_ntohs((__u16)ctx->user_port);
 	__u8 proto = proto_of(ctx->protocol);
 	if (sb->flags & CORDON_SANDBOX_ISOLATED) {
-		deny_event(sb, cgroup_id, AF_INET6, ip, 16, port, proto, CORDON_NET_ISOLATED);
+		deny_event(sb, cgroup_id, AF_INET6, ip, 16, port, proto, CORDON_NET_ISOLATED, 0);
 		return DENY;
 	}
 	if (port == DNS_PORT && proto == CORDON_PROTO_UDP && sb->dns_port6) {
@@ -333,7 +380,12 @@ static __always_inline int egress6(struct bpf_sock_addr *ctx)
 	__u8 reason = check_dest(bpf_map_lookup_elem(&dests6, &key), port, proto);
 	if (!reason)
 		return ALLOW;
-	deny_event(sb, cgroup_id, AF_INET6, ip, 16, port, proto, reason);
+	if (sb->flags & CORDON_SANDBOX_AUDIT) {
+		deny_event(sb, cgroup_id, AF_INET6, ip, 16, port, proto, reason,
+			   CORDON_RECORD_NOT_ENFORCED);
+		return ALLOW;
+	}
+	deny_event(sb, cgroup_id, AF_INET6, ip, 16, port, proto, reason, 0);
 	return DENY;
 }
 
@@ -407,6 +459,44 @@ SEC("cgroup/recvmsg6")
 int cordon_recvmsg6(struct bpf_sock_addr *ctx)
 {
 	return restore_dns_source(ctx, AF_INET6);
+}
+
+/*
+ * A TCP bind of an audited sandbox: reported for user space to check against the ports the
+ * profile binds (in enforce mode Landlock refuses the others, and says so itself).
+ */
+static __always_inline int audit_bind(struct bpf_sock_addr *ctx, __u16 family)
+{
+	if (ctx->protocol != IPPROTO_TCP)
+		return ALLOW;
+	__u64 cgroup_id = bpf_get_current_cgroup_id();
+	struct cordon_sandbox *sb = bpf_map_lookup_elem(&sandboxes, &cgroup_id);
+	if (!sb || !(sb->flags & CORDON_SANDBOX_AUDIT))
+		return ALLOW;
+	__u16 port = bpf_ntohs((__u16)ctx->user_port);
+	if (family == AF_INET) {
+		__u32 ip = ctx->user_ip4;
+		deny_event(sb, cgroup_id, AF_INET, &ip, 4, port, CORDON_PROTO_TCP, CORDON_NET_BIND,
+			   CORDON_RECORD_NOT_ENFORCED);
+	} else {
+		__u32 ip[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2],
+				ctx->user_ip6[3] };
+		deny_event(sb, cgroup_id, AF_INET6, ip, 16, port, CORDON_PROTO_TCP,
+			   CORDON_NET_BIND, CORDON_RECORD_NOT_ENFORCED);
+	}
+	return ALLOW;
+}
+
+SEC("cgroup/bind4")
+int cordon_bind4(struct bpf_sock_addr *ctx)
+{
+	return audit_bind(ctx, AF_INET);
+}
+
+SEC("cgroup/bind6")
+int cordon_bind6(struct bpf_sock_addr *ctx)
+{
+	return audit_bind(ctx, AF_INET6);
 }
 
 SEC("cgroup/sock_create")
@@ -688,12 +778,69 @@ static __always_inline int miss_allowed(__u64 cgroup_id)
 	return 1;
 }
 
+/* FNV-1a over a path's 8-byte words, one word per call of `hash_step` under bpf_loop. */
+struct path_hash {
+	__u64 buf; /* the path's address (a per-CPU record), read with bpf_probe_read_kernel */
+	__u64 hash;
+	__u32 words;
+};
+
+static long hash_step(__u64 index, void *ctx)
+{
+	struct path_hash *h = ctx;
+	if (index >= h->words)
+		return 1;
+	__u64 word = 0;
+	bpf_probe_read_kernel(&word, sizeof(word),
+			      (void *)(h->buf + ((index * 8) & (CORDON_FILE_PATH_MAX - 8))));
+	h->hash = (h->hash ^ word) * 0x100000001b3ULL;
+	return 0;
+}
+
+/*
+ * Whether an audited sandbox already reported this successful call (same call, access
+ * flags, directory and path); notes it if not. A program opens the same files again and
+ * again (every process its libraries and locale): each is judged once, not each time.
+ */
+static __always_inline int seen_before(__u64 cgroup_id, __s32 nr, __u32 flags, __u64 dir,
+				       const char *path, long n)
+{
+	/* n counts the NUL: the name is n - 1 bytes, whole words then the rest of the last. */
+	__u32 len = (__u32)(n - 1) & (CORDON_FILE_PATH_MAX - 1);
+	struct path_hash h = { .buf = (__u64)path, .hash = 0xcbf29ce484222325ULL, .words = len / 8 };
+	bpf_loop(CORDON_FILE_PATH_MAX / 8, hash_step, &h, 0);
+	__u32 rest = len & 7;
+	if (rest) {
+		__u64 word = 0;
+		bpf_probe_read_kernel(&word, sizeof(word),
+				      path + ((len - rest) & (CORDON_FILE_PATH_MAX - 8)));
+		word &= (1ULL << (rest * 8)) - 1;
+		h.hash = (h.hash ^ word) * 0x100000001b3ULL;
+	}
+	struct audit_key key = {
+		.cgroup_id = cgroup_id,
+		.dir = dir,
+		.path_hash = h.hash ^ len,
+		.nr = nr,
+		.flags = flags,
+	};
+	__u8 one = 1;
+	return bpf_map_update_elem(&audit_seen, &key, &one, BPF_NOEXIST) != 0;
+}
+
+/* Open's flags that say what it asked for: O_ACCMODE, O_CREAT, O_TRUNC, O_DIRECTORY. */
+#define ACCESS_FLAGS (3 | 0100 | 01000 | 0200000)
+
 static __always_inline void file_error(const struct cordon_sandbox *sb, __u64 cgroup_id,
 				       __u32 nr, long ret, const __u64 *args)
 {
 	int dirfd_arg;
 	int arg = path_arg(nr, ret, &dirfd_arg);
 	if (arg < 0)
+		return;
+	int succeeded = ret >= 0;
+	/* A successful exec is reported by sched_process_exec (its path is gone from memory here). */
+	if (succeeded && (nr == 59 || nr == 322))
 		return;
 	if (ret == -ENOENT && !miss_allowed(cgroup_id))
 		return;
@@ -702,6 +849,8 @@ static __always_inline void file_error(const struct cordon_sandbox *sb, __u64 cg
 	if (!e)
 		return;
 	fill_header((struct cordon_event *)e, cgroup_id, CORDON_EVENT_FILE_ERROR);
+	if (succeeded)
+		e->flags = CORDON_RECORD_SUCCEEDED;
 	struct cordon_file *f = &e->file;
 	f->nr = nr;
 	f->ret = ret;
@@ -741,6 +890,7 @@ static __always_inline void file_error(const struct cordon_sandbox *sb, __u64 cg
 	__builtin_memcpy(&tail, f->path + 8, 8);
 	int through_cwd = n > 15 && head == 0x65732f636f72702fULL &&
 			  (tail & 0x00ffffffffffffffULL) == 0x2f6477632f666cULL;
+	__u64 dir_id = 0;
 	if (f->path[0] != '/' || through_cwd) {
 		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 		struct fs_struct *fs = BPF_CORE_READ(task, fs);
@@ -760,7 +910,10 @@ static __always_inline void file_error(const struct cordon_sandbox *sb, __u64 cg
 		}
 		if (at.dentry)
 			read_dir(f, &at, &root);
+		dir_id = (__u64)at.dentry;
 	}
+	if (succeeded && seen_before(cgroup_id, nr, f->flags & ACCESS_FLAGS, dir_id, f->path, n))
+		return;
 	/*
 	 * A missing path is mostly a program's own miss (the watcher drops those): it waits
 	 * for the watcher's next read (50 ms at most) instead of waking it, which cost
@@ -772,7 +925,7 @@ static __always_inline void file_error(const struct cordon_sandbox *sb, __u64 cg
 	if (!ring)
 		return;
 	__u64 flags = BPF_RB_FORCE_WAKEUP; /* plain submits wake no one while quiet records wait */
-	if (ret == -ENOENT && bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) < CORDON_RING_BYTES / 4)
+	if ((ret == -ENOENT || succeeded) && bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) < CORDON_RING_BYTES / 4)
 		flags = BPF_RB_NO_WAKEUP;
 	__u64 size = sizeof(*e) - CORDON_FILE_PATH_MAX + (n & (CORDON_FILE_PATH_MAX - 1));
 	if (n >= CORDON_FILE_PATH_MAX)
@@ -790,11 +943,13 @@ SEC("raw_tracepoint/sys_exit")
 int cordon_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 {
 	long ret = (long)ctx->args[1];
-	if (ret >= 0)
+	if (ret >= 0 && !auditing())
 		return 0;
 	__u64 cgroup_id = bpf_get_current_cgroup_id();
 	struct cordon_sandbox *sb = bpf_map_lookup_elem(&sandboxes, &cgroup_id);
 	if (!sb)
+		return 0;
+	if (ret >= 0 && !(sb->flags & CORDON_SANDBOX_AUDIT))
 		return 0;
 	struct pt_regs regs;
 	if (bpf_probe_read_kernel(&regs, sizeof(regs), (void *)ctx->args[0]))
@@ -802,7 +957,9 @@ int cordon_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	struct cordon_syscall_key key = { .cgroup_id = cgroup_id, .nr = (__u32)regs.orig_rax };
 	__u64 args[8] = { regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9 };
 	struct cordon_syscall_rule *rule = bpf_map_lookup_elem(&syscalls, &key);
-	int matched = rule && ret == -(long)rule->errno_value;
+	/* errno 0: a rule an audited sandbox's filter does not hold; reported whatever the result. */
+	int audited = rule && rule->errno_value == 0;
+	int matched = rule && (audited || ret == -(long)rule->errno_value);
 	if (matched && rule->nconditions) {
 		matched = 0;
 #pragma unroll
@@ -812,13 +969,15 @@ int cordon_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 		}
 	}
 	if (!matched) {
-		if (ret == -EACCES || ret == -EROFS || ret == -ENOENT)
+		if (ret == -EACCES || ret == -EROFS || ret == -ENOENT || ret >= 0)
 			file_error(sb, cgroup_id, key.nr, ret, args);
 		return 0;
 	}
 	struct cordon_event *e = reserve(sb, cgroup_id, CORDON_EVENT_SYSCALL_DENIED);
 	if (!e)
 		return 0;
+	if (audited)
+		e->flags = CORDON_RECORD_NOT_ENFORCED;
 	e->syscall.nr = (__s64)regs.orig_rax;
 	e->syscall.ret = ret;
 #pragma unroll

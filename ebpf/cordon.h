@@ -39,6 +39,13 @@
 #define CORDON_SANDBOX_ISOLATED 1
 /* A responder killed the sandbox (for its watcher to report; the programs ignore it). */
 #define CORDON_SANDBOX_KILLED 2
+/*
+ * The profile's mode is `audit`: what the profile does not allow is let through and
+ * reported (records flagged CORDON_RECORD_NOT_ENFORCED), except what an isolation or the
+ * seccomp filter still refuses; successful path calls are reported too, for user space to
+ * judge against the profile.
+ */
+#define CORDON_SANDBOX_AUDIT 4
 
 /* struct cordon_event.kind */
 #define CORDON_EVENT_NET_DENIED 1
@@ -52,6 +59,17 @@
 #define CORDON_NET_NOT_ALLOWED 1
 #define CORDON_NET_ISOLATED 2
 #define CORDON_NET_EXPIRED 3
+/* A TCP bind of an audited sandbox (user space checks the port against the profile). */
+#define CORDON_NET_BIND 4
+
+/* The header's `flags`. */
+/* What the record reports was let through (audit mode), not refused. */
+#define CORDON_RECORD_NOT_ENFORCED 1
+/* A path call that succeeded (audit mode): user space judges it against the profile. */
+#define CORDON_RECORD_SUCCEEDED 2
+
+/* Distinct successful path calls an audited sandbox reports (older ones are forgotten). */
+#define CORDON_AUDIT_SEEN 65536
 
 /* struct cordon_syscall_condition.op */
 #define CORDON_ARG_ANY_BIT 1
@@ -158,7 +176,10 @@ struct cordon_syscall_condition {
  * no condition: always denied.
  */
 struct cordon_syscall_rule {
-	/* The errno seccomp returns (the call's return value is -errno). */
+	/*
+	 * The errno seccomp returns (the call's return value is -errno); 0 for a rule of an
+	 * audited sandbox that its filter does not hold: the call is reported, not refused.
+	 */
 	__s32 errno_value;
 	__u32 nconditions;
 	struct cordon_syscall_condition conditions[CORDON_MAX_ARG_CONDITIONS];
@@ -211,7 +232,7 @@ struct cordon_exit {
 	__u32 tid;                                                                                  \
 	__u32 ppid;                                                                                 \
 	__u32 uid;                                                                                  \
-	__u32 pad;                                                                                  \
+	__u32 flags; /* CORDON_RECORD_* */                                                          \
 	char comm[16];
 
 /*

@@ -70,6 +70,10 @@ enum Command {
         /// Run here, not through cordond (needs root; implied by --events).
         #[arg(long)]
         no_daemon: bool,
+        /// Audit instead of enforcing (`mode = "audit"`): what the profile does not allow
+        /// is let through and reported, to learn what the command needs.
+        #[arg(long)]
+        audit: bool,
         /// The command and its arguments.
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<OsString>,
@@ -193,13 +197,14 @@ pub fn main() -> ExitCode {
             quiet,
             dns_upstream,
             no_daemon,
+            audit,
             command,
         } => {
             let local = no_daemon || events.is_some() || !dns_upstream.is_empty();
             if !local {
                 match daemon(socket) {
                     Ok(Some(client)) => {
-                        return remote::run(client, &profile, workspace, &command, quiet)
+                        return remote::run(client, &profile, workspace, &command, quiet, audit)
                     }
                     Ok(None) => {}
                     Err(e) => return fail(&e, exit_u8(sandbox::EXIT_SETUP_FAILED)),
@@ -212,10 +217,13 @@ pub fn main() -> ExitCode {
                 enable_audit: true,
                 ..session::Options::default()
             };
-            let policy = match resolve(&search, &profile, workspace) {
+            let mut policy = match resolve(&search, &profile, workspace) {
                 Ok(p) => p,
                 Err(msg) => return fail(&msg, exit_u8(sandbox::EXIT_SETUP_FAILED)),
             };
+            if audit {
+                policy.mode = profile::Mode::Audit;
+            }
             let ended = session::run(
                 &policy,
                 &command,

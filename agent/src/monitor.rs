@@ -44,7 +44,13 @@ struct Outputs {
     /// The sandbox and profile, for the spool's own `events_lost` event.
     names: Option<(String, String)>,
     written: u64,
+    /// Paths outside the profile's view an audited sandbox used: the first few are shown
+    /// on stderr, the count at the end (all are in the events).
+    audited_outside: u64,
 }
+
+/// Paths outside the view an audit shows on stderr before it only counts them.
+const AUDIT_SHOWN: u64 = 10;
 
 impl Outputs {
     fn open(sink: Sink) -> std::io::Result<Self> {
@@ -67,6 +73,7 @@ impl Outputs {
             spool,
             names: None,
             written: 0,
+            audited_outside: 0,
         })
     }
 
@@ -93,6 +100,18 @@ impl Outputs {
                 ..
             }
         );
+        let outside = !event.enforced
+            && matches!(
+                event.what,
+                What::FileDenied {
+                    layer: Some(crate::event::FileLayer::NotInView),
+                    ..
+                }
+            );
+        if outside {
+            self.audited_outside += 1;
+        }
+        let quiet = quiet || (outside && self.audited_outside > AUDIT_SHOWN);
         if self.sink.stderr
             && !quiet
             && (event.what.is_violation()
@@ -130,6 +149,13 @@ impl Outputs {
     }
 
     fn finish(mut self) -> std::io::Result<u64> {
+        if self.sink.stderr && self.audited_outside > AUDIT_SHOWN {
+            eprintln!(
+                "cordon: audit: {} paths outside the profile's view were used ({} not shown); every one is in the events",
+                self.audited_outside,
+                self.audited_outside - AUDIT_SHOWN
+            );
+        }
         self.report_drops(true)?;
         if let Some(spool) = &self.spool {
             spool.sync()?;
@@ -152,6 +178,44 @@ pub struct Watch {
     pub audit: Option<(crate::audit::AuditListener, Vec<u32>)>,
     /// What the sandbox's mounts show, to name the rule behind a failed file call.
     pub view: crate::sandbox::view::View,
+    /// Under `mode = "audit"`: what the profile allows, to judge what the sandbox was let do.
+    pub judge: Option<Judge>,
+}
+
+/// What an audited sandbox is judged against: the profile's own view and ports. Each path
+/// and access is reported once (the kernel already keeps repeats of a call away).
+pub struct Judge {
+    view: crate::sandbox::view::View,
+    bind_tcp: Vec<u16>,
+    /// The sandbox's init (host pid): building the sandbox is Cordon's doing, not the
+    /// command's, and it is not judged.
+    init: u32,
+    seen: std::collections::HashSet<(PathBuf, &'static str)>,
+}
+
+impl Judge {
+    pub fn new(view: crate::sandbox::view::View, bind_tcp: Vec<u16>, init: u32) -> Self {
+        Self {
+            view,
+            bind_tcp,
+            init,
+            seen: Default::default(),
+        }
+    }
+
+    /// The denial enforce mode would have made of `access` to `resolved`, the first time.
+    fn file(&mut self, asked: &str, resolved: PathBuf, access: &'static str) -> Option<What> {
+        let refusal = self.view.would_refuse(&resolved, access)?;
+        if !self.seen.insert((resolved, access)) {
+            return None;
+        }
+        Some(What::FileDenied {
+            path: asked.to_owned(),
+            access: access.into(),
+            layer: Some(refusal.layer),
+            rule: refusal.rule.map(|r| r.to_string_lossy().into_owned()),
+        })
+    }
 }
 
 pub struct Monitor {
@@ -270,15 +334,18 @@ fn watch_kernel(mut watch: Watch, reporter: &Reporter, stop: &Stop) {
         }
         let cgroup_id = watch.cgroup_id;
         watch.ring.drain(|record| {
-            if let Some((time, process, what)) = decode(
+            if let Some((time, process, whats)) = decode(
                 record,
                 cgroup_id,
                 &clock,
                 &mut exes,
                 &watch.names,
                 &watch.view,
+                watch.judge.as_mut(),
             ) {
-                reporter.report_at(time, process, what);
+                for (what, enforced) in whats {
+                    reporter.report_enforced(time, process.clone(), what, enforced);
+                }
             }
         });
         let tampered = watch.ring.take_tampered();
@@ -393,21 +460,8 @@ fn file_denied(
         return unplaced();
     }
     let written = std::path::Path::new(std::ffi::OsStr::from_bytes(raw));
-    let absolute = if written.is_absolute() {
-        written.to_path_buf()
-    } else {
-        let base = file.dir().or_else(|| {
-            let link = if file.dirfd == libc::AT_FDCWD {
-                format!("/proc/{}/task/{}/cwd", header.pid, header.tid)
-            } else {
-                format!("/proc/{}/fd/{}", header.pid, file.dirfd)
-            };
-            std::fs::read_link(link).ok()
-        });
-        match base {
-            Some(base) => base.join(written),
-            None => return unplaced(),
-        }
+    let Some(absolute) = placed(header, file, written) else {
+        return unplaced();
     };
     let creating = access.starts_with("fs.make_");
     let on_host = |p: &std::path::Path| {
@@ -520,6 +574,10 @@ impl Clock {
     }
 }
 
+/// A record read: when, who, and what it reports, each with whether it was enforced (an
+/// audited sandbox's exec may also be a denial let through).
+type Decoded = (SystemTime, Option<Process>, Vec<(What, bool)>);
+
 fn decode(
     record: &[u8],
     cgroup_id: u64,
@@ -527,7 +585,8 @@ fn decode(
     exes: &mut HashMap<u32, String>,
     names: &Mutex<HashMap<IpAddr, String>>,
     view: &crate::sandbox::view::View,
-) -> Option<(SystemTime, Option<Process>, What)> {
+    mut judge: Option<&mut Judge>,
+) -> Option<Decoded> {
     use abi::FromBytes as _;
     let Some((header, payload)) = abi::split_event(record) else {
         // The programs and this mirror come from one header: a short record is a bug.
@@ -543,6 +602,9 @@ fn decode(
     }
     let pid = header.pid;
     let kind = header.kind as usize;
+    let enforced = header.flags & abi::CORDON_RECORD_NOT_ENFORCED as u32 == 0;
+    // What an audited sandbox was let do besides (an exec the profile would refuse).
+    let mut also = None;
     let what = match kind {
         abi::CORDON_EVENT_NET_DENIED => {
             let net = abi::Net::read_from_prefix(payload).ok()?.0;
@@ -559,6 +621,23 @@ fn decode(
             let reason = match usize::from(net.reason) {
                 abi::CORDON_NET_ISOLATED => NetReason::Isolated,
                 abi::CORDON_NET_EXPIRED => NetReason::Expired,
+                abi::CORDON_NET_BIND => {
+                    // Reported as Landlock reports the binds it refuses.
+                    let judge = judge?;
+                    if judge.bind_tcp.contains(&net.port) {
+                        return None;
+                    }
+                    let what = What::OtherDenied {
+                        blockers: "net.bind_tcp".into(),
+                        detail: format!("saddr={address} src={}", net.port),
+                    };
+                    let process = process_of(&header, exes);
+                    return Some((
+                        clock.wall(header.time_ns),
+                        Some(process),
+                        vec![(what, enforced)],
+                    ));
+                }
                 _ => NetReason::NotAllowed,
             };
             let domain = names.lock().ok().and_then(|n| n.get(&address).cloned());
@@ -580,13 +659,26 @@ fn decode(
                 nr: call.nr,
                 syscall: name,
                 args: call.args.to_vec(),
-                errno: i32::try_from(-call.ret).unwrap_or(0),
+                // A call let through (audit) may have succeeded: no errno then.
+                errno: i32::try_from(-call.ret).unwrap_or(0).max(0),
             }
         }
         abi::CORDON_EVENT_EXEC => {
             let exec = abi::Exec::read_from_prefix(payload).ok()?.0;
             let filename = abi::c_str(&exec.filename);
             exes.insert(pid, filename.clone());
+            if let Some(judge) = judge.as_deref_mut() {
+                let at = std::path::Path::new(&filename);
+                let absolute = if at.is_absolute() {
+                    Some(at.to_path_buf())
+                } else {
+                    std::fs::read_link(format!("/proc/{pid}/cwd"))
+                        .ok()
+                        .map(|cwd| cwd.join(at))
+                };
+                also =
+                    absolute.and_then(|a| judge.file(&filename, resolved(&a, pid), "fs.execute"));
+            }
             What::Exec { filename }
         }
         abi::CORDON_EVENT_FORK => {
@@ -616,6 +708,16 @@ fn decode(
         }
         abi::CORDON_EVENT_FILE_ERROR => {
             let file = abi::File::read_from_prefix(payload).ok()?.0;
+            if header.flags & abi::CORDON_RECORD_SUCCEEDED as u32 != 0 {
+                let judge = judge.filter(|j| j.init != pid)?;
+                let what = file_audited(&header, &file, file.path(payload), judge)?;
+                let process = process_of(&header, exes);
+                return Some((
+                    clock.wall(header.time_ns),
+                    Some(process),
+                    vec![(what, false)],
+                ));
+            }
             file_denied(&header, &file, file.path(payload), view)?
         }
         other => {
@@ -623,20 +725,96 @@ fn decode(
             return None;
         }
     };
+    let process = process_of(&header, exes);
+    if matches!(what, What::Exit { .. }) {
+        exes.remove(&pid);
+    }
+    let mut whats = vec![(what, enforced)];
+    whats.extend(also.map(|a| (a, false)));
+    Some((clock.wall(header.time_ns), Some(process), whats))
+}
+
+/// The process a record is about.
+fn process_of(header: &abi::EventHeader, exes: &HashMap<u32, String>) -> Process {
+    let pid = header.pid;
     let exe = exes.get(&pid).cloned().or_else(|| {
         std::fs::read_link(format!("/proc/{pid}/exe"))
             .ok()
             .map(|p| p.to_string_lossy().into_owned())
     });
-    if matches!(what, What::Exit { .. }) {
-        exes.remove(&pid);
-    }
-    let process = Process {
+    Process {
         pid,
         ppid: header.ppid,
         comm: abi::c_str(&header.comm),
         exe,
         uid: header.uid,
+    }
+}
+
+/// A path call an audited sandbox made that the profile would have refused: the path as the
+/// process asked for it, judged where the kernel took it (symlinks followed).
+fn file_audited(
+    header: &abi::EventHeader,
+    file: &abi::File,
+    raw: &[u8],
+    judge: &mut Judge,
+) -> Option<What> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let access = crate::sandbox::view::access_of(file.nr, file.flags);
+    // A look that found its path: enforce mode would have said it is not there, and
+    // programs probe paths all the time. Only refusals of looks are denials.
+    if access == "fs.stat" || file.truncated != 0 {
+        return None;
+    }
+    let asked = String::from_utf8_lossy(raw).into_owned();
+    let written = std::path::Path::new(std::ffi::OsStr::from_bytes(raw));
+    let absolute = match written.strip_prefix("/proc/self/cwd") {
+        Ok(rest) => file.dir()?.join(rest),
+        Err(_) => placed(header, file, written)?,
     };
-    Some((clock.wall(header.time_ns), Some(process), what))
+    judge.file(&asked, resolved(&absolute, header.pid), access)
+}
+
+/// `written` as an absolute path: a relative one joined to the directory it started from,
+/// as the kernel read it at the call or, when that was too deep for the record, as the
+/// thread's cwd or descriptor in `/proc` says now (`None`: the thread is gone).
+fn placed(
+    header: &abi::EventHeader,
+    file: &abi::File,
+    written: &std::path::Path,
+) -> Option<PathBuf> {
+    if written.is_absolute() {
+        return Some(written.to_path_buf());
+    }
+    let base = file.dir().or_else(|| {
+        let link = if file.dirfd == libc::AT_FDCWD {
+            format!("/proc/{}/task/{}/cwd", header.pid, header.tid)
+        } else {
+            format!("/proc/{}/fd/{}", header.pid, file.dirfd)
+        };
+        std::fs::read_link(link).ok()
+    })?;
+    Some(base.join(written))
+}
+
+/// Where `path` (absolute, as an audited sandbox named it) leads: its directories' symlinks
+/// followed on the host, whose tree the audited sandbox sees at the same paths; the last
+/// name followed too when it is a symlink there. The sandbox's own trees (`/tmp`, `/proc`)
+/// are taken as written, a process's cwd or descriptor in `/proc` by its link.
+fn resolved(path: &std::path::Path, pid: u32) -> PathBuf {
+    use crate::sandbox::view;
+    if let Some(through) = proc_link(path, pid) {
+        return through;
+    }
+    let path = view::normalize(path);
+    if path.starts_with(crate::policy::SANDBOX_TMP) || path.starts_with("/proc") {
+        return path;
+    }
+    std::fs::canonicalize(&path)
+        .ok()
+        .or_else(|| {
+            let dir = std::fs::canonicalize(path.parent()?).ok()?;
+            Some(dir.join(path.file_name()?))
+        })
+        .unwrap_or(path)
 }

@@ -87,9 +87,21 @@ impl Reporter {
     }
 
     pub(crate) fn report_at(&self, time: SystemTime, process: Option<Process>, what: What) {
+        self.report_enforced(time, process, what, true);
+    }
+
+    /// Reports a denial; `enforced: false` for what an audited sandbox was let do.
+    pub(crate) fn report_enforced(
+        &self,
+        time: SystemTime,
+        process: Option<Process>,
+        what: What,
+        enforced: bool,
+    ) {
         // The writer only goes away after every reporter: a send cannot fail before that.
         let mut event = Event::new(&self.sandbox, &self.profile, time, process, what);
         event.session = self.session;
+        event.enforced = enforced;
         let _ = self.tx.send(event);
     }
 }

@@ -136,7 +136,7 @@ where
                 policy,
                 registered,
                 creators,
-                launch.view(),
+                (launch.view(), launch.profile_view()),
                 started(session, started_at, policy, command),
                 &options,
             ) {
@@ -192,13 +192,17 @@ fn open_kernel(
 ) -> Result<Option<Arc<Kernel>>, SessionError> {
     match Kernel::open() {
         Ok(kernel) => Ok(Some(Arc::new(kernel))),
-        Err(e) if !policy.network.offline() && policy.compat == profile::Compat::Strict => {
+        // An audit lets through what it reports: with nothing to report it, nothing runs.
+        Err(e) if policy.mode == profile::Mode::Audit => Err(SessionError::Kernel(format!(
+            "mode = \"audit\" needs Cordon's eBPF programs to report what it lets through, and they cannot be loaded: {e}"
+        ))),
+        Err(e) if !policy.offline() && policy.compat == profile::Compat::Strict => {
             Err(SessionError::Kernel(format!(
                 "compat = \"strict\" refuses to run: the profile's network rules need Cordon's eBPF programs, which cannot be loaded: {e}"
             )))
         }
         Err(e) => {
-            let lost = if policy.network.offline() {
+            let lost = if policy.offline() {
                 "no kernel events will be reported"
             } else {
                 "compat = \"best-effort\": only Landlock's TCP port rules apply (any address, UDP open), and no kernel events will be reported"
@@ -296,7 +300,7 @@ fn register(
     say: &mut dyn FnMut(Notice),
 ) -> Result<Registered, String> {
     let cgroup_id = cgroup.id().map_err(|e| e.to_string())?;
-    let resolver = if policy.network.offline() {
+    let resolver = if policy.offline() {
         None
     } else {
         Some(Resolver::bind().map_err(|e| format!("cannot open the sandbox's DNS resolver: {e}"))?)
@@ -311,14 +315,19 @@ fn register(
             None
         }
     };
+    let audited = policy.mode == profile::Mode::Audit;
     let entry = crate::ebpf::abi::Sandbox {
-        flags: 0,
+        flags: if audited {
+            crate::ebpf::abi::CORDON_SANDBOX_AUDIT as u32
+        } else {
+            0
+        },
         dns_port4,
         dns_port6,
         ring: 0,
     };
     let dests = crate::network::static_dests(&policy.network);
-    let syscalls = sandbox::seccomp::kernel_rules(&policy.syscalls);
+    let syscalls = sandbox::seccomp::kernel_rules(&policy.syscalls, audited);
     match kernel.register(cgroup_id, entry, &dests, &syscalls) {
         Ok(ring) => Ok(Registered {
             cgroup_id,
@@ -340,7 +349,7 @@ fn start_monitor(
     policy: &Policy,
     registered: Registered,
     creators: Vec<u32>,
-    view: sandbox::view::View,
+    (view, profile_view): (sandbox::view::View, Option<sandbox::view::View>),
     started: Started,
     options: &Options,
 ) -> Result<(Monitor, u64), String> {
@@ -377,11 +386,13 @@ fn start_monitor(
             names: Arc::clone(&names),
             reporter: reporter.clone(),
             host_addresses: crate::network::resolver::host_addresses(),
+            audited: policy.mode == profile::Mode::Audit,
         };
         threads = resolver
             .serve(answering, Arc::clone(&stop))
             .map_err(|e| format!("cannot start the DNS resolver: {e}"))?;
     }
+    let init = creators.first().copied().unwrap_or(0);
     let watch = Watch {
         kernel: Arc::clone(kernel),
         cgroup_id: registered.cgroup_id,
@@ -390,6 +401,8 @@ fn start_monitor(
         names,
         audit: registered.audit.map(|a| (a, creators)),
         view,
+        judge: profile_view
+            .map(|v| crate::monitor::Judge::new(v, policy.network.bind_tcp.clone(), init)),
     };
     let monitor =
         Monitor::start(watch, reporter, writer, stop, threads).map_err(|e| e.to_string())?;
@@ -469,7 +482,7 @@ fn end_unwatched(running: sandbox::Running, ended: impl FnOnce()) {
 /// Takes an ended sandbox out of the eBPF maps (its syscall rules by key) and gives its
 /// ring buffer back to the pool.
 fn unregister(kernel: &Kernel, policy: &Policy, cgroup_id: u64, say: &mut dyn FnMut(Notice)) {
-    let rule_numbers: Vec<u32> = sandbox::seccomp::kernel_rules(&policy.syscalls)
+    let rule_numbers: Vec<u32> = sandbox::seccomp::kernel_rules(&policy.syscalls, false)
         .iter()
         .map(|(nr, _)| *nr)
         .collect();

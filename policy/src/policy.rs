@@ -118,6 +118,14 @@ pub struct Policy {
     pub process: ProcessPolicy,
 }
 
+impl Policy {
+    /// Whether the sandbox gets no network at all (a network namespace of its own). An
+    /// audited sandbox always has the host's, to show what it would reach.
+    pub fn offline(&self) -> bool {
+        self.network.offline() && self.mode == Mode::Enforce
+    }
+}
+
 /// Who the sandboxed process runs as.
 #[derive(Debug, Clone, Serialize)]
 pub struct Identity {
@@ -226,6 +234,69 @@ pub struct SyscallPolicy {
     /// Denied syscalls, sorted by number. A syscall may have several rules: it is denied
     /// when any of them matches.
     pub deny: Vec<SyscallRule>,
+}
+
+/// Syscalls that `mode = "audit"` still refuses when the profile denies them: each could
+/// end the audit itself. Reporting rests on the sandbox's eBPF programs, its cgroup, its
+/// namespaces and its supervisor being out of reach: `bpf` and `perf_event_open` reach the
+/// programs; `ptrace`, `process_vm_*` and `pidfd_getfd` other processes (init, which holds
+/// the sandbox together); the mount family, `chroot`, `unshare`, `setns` and `clone` with
+/// namespace flags the view and the namespaces; modules, `kexec`, `iopl`/`ioperm`, `reboot`
+/// and swap the kernel; `open_by_handle_at` files by handle, past the view. Everything else
+/// the profile denies (`keyctl`, `io_uring_setup`, `personality`, ...) is let through and
+/// reported.
+pub const AUDIT_STILL_DENIES: &[&str] = &[
+    "bpf",
+    "perf_event_open",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "pidfd_getfd",
+    "mount",
+    "umount2",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "move_mount",
+    "open_tree",
+    "mount_setattr",
+    "pivot_root",
+    "chroot",
+    "unshare",
+    "setns",
+    "clone",
+    "clone3",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "kexec_load",
+    "kexec_file_load",
+    "iopl",
+    "ioperm",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "open_by_handle_at",
+];
+
+impl SyscallPolicy {
+    /// Under `mode = "audit"`: the rules the seccomp filter still holds
+    /// ([`AUDIT_STILL_DENIES`]), and the ones only reported.
+    pub fn split_for_audit(&self) -> (SyscallPolicy, Vec<SyscallRule>) {
+        let (kept, audited) = self
+            .deny
+            .iter()
+            .cloned()
+            .partition(|r| AUDIT_STILL_DENIES.contains(&r.name.as_str()));
+        (
+            SyscallPolicy {
+                action: self.action,
+                deny: kept,
+            },
+            audited,
+        )
+    }
 }
 
 /// One denied syscall, optionally only when its arguments match.
@@ -1053,6 +1124,34 @@ mod tests {
             Ok(_) => panic!("expected an error containing {needle:?}"),
             Err(msg) => assert!(msg.contains(needle), "{msg}"),
         }
+    }
+
+    #[test]
+    fn audit_keeps_only_the_calls_that_could_end_it() {
+        let policy = compile_text(
+            "[profile]\nname = \"t\"\n[syscalls]\npreset = \"default\"\ndeny = [\"personality\"]\n",
+        )
+        .unwrap();
+        let (kept, audited) = policy.syscalls.split_for_audit();
+        let names =
+            |rules: &[SyscallRule]| rules.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
+        let kept = names(&kept.deny);
+        let audited = names(&audited);
+        for still in ["bpf", "ptrace", "mount", "unshare", "init_module"] {
+            assert!(kept.contains(&still.to_string()), "{still}: {kept:?}");
+        }
+        for let_through in ["personality", "keyctl"] {
+            assert!(
+                audited.contains(&let_through.to_string()),
+                "{let_through}: {audited:?}"
+            );
+            assert!(!kept.contains(&let_through.to_string()));
+        }
+        assert_eq!(
+            kept.len() + audited.len(),
+            policy.syscalls.deny.len(),
+            "every rule is one or the other"
+        );
     }
 
     #[test]

@@ -45,6 +45,19 @@ pub struct Event {
     /// absent in events of older agents, whose severity is [`Event::severity`]'s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub severity: Option<Severity>,
+    /// `false` when what a denial event reports was let through rather than refused: a
+    /// sandbox in `mode = "audit"` reports what enforce mode would have refused. Written
+    /// only when `false`.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub enforced: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// How much an event matters, for filtering and sorting; ordered from `info` up.
@@ -541,6 +554,7 @@ impl Event {
             severity: Some(what.severity()),
             what,
             burst: None,
+            enforced: true,
         }
     }
 
@@ -554,6 +568,10 @@ impl Event {
     /// (its name, a path, a domain) may hold terminal escape sequences, so every control
     /// and bidirectional-formatting character is shown escaped (see [`terminal_safe`]).
     pub fn summary(&self) -> String {
+        if !self.enforced {
+            // The line says what enforce mode would have done; the prefix, that it did not.
+            return terminal_safe(&format!("audit, let through: {}", self.raw_summary()));
+        }
         terminal_safe(&self.raw_summary())
     }
 
@@ -602,6 +620,10 @@ impl Event {
                     (DnsReason::BadName, _) => "not a host name".into(),
                 };
                 format!("{who}: DNS query for {domain} ({query_type}) refused: {why}")
+            }
+            // A call an audit let through has no errno of the filter's.
+            What::SyscallDenied { syscall, errno, .. } if *errno == 0 => {
+                format!("{who}: syscall {syscall} denied")
             }
             What::SyscallDenied { syscall, errno, .. } => {
                 let err = nix::errno::Errno::from_raw(*errno);

@@ -85,6 +85,9 @@ pub struct RunRequest {
     /// Do not print violations on the caller's stderr.
     #[serde(default)]
     pub quiet: bool,
+    /// Run in `mode = "audit"`, whatever the profile says.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub audit: bool,
 }
 
 /// What a worker is told: the caller's request, who the caller is (from the kernel), and

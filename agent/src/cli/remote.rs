@@ -23,10 +23,11 @@ pub fn run(
     workspace: Option<PathBuf>,
     command: &[OsString],
     quiet: bool,
+    audit: bool,
 ) -> ExitCode {
     let setup = exit_u8(sandbox::EXIT_SETUP_FAILED);
     let request = match request(profile, workspace, command, quiet) {
-        Ok(r) => r,
+        Ok(r) => RunRequest { audit, ..r },
         Err(e) => return fail(&e, setup),
     };
     // Blocked before the relay thread starts, so it is the one that takes them.
@@ -129,6 +130,7 @@ fn request(
         argv,
         env,
         quiet,
+        audit: false,
     })
 }
 

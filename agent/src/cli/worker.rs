@@ -57,10 +57,13 @@ fn run(job: WorkerJob, control: &UnixStream) -> ExitStatus {
         eprintln!("cordon: {message}");
         ExitStatus::Code(exit_u8(sandbox::EXIT_SETUP_FAILED))
     };
-    let policy = match as_caller(&job.caller, || resolve(&job)) {
+    let mut policy = match as_caller(&job.caller, || resolve(&job)) {
         Ok(Ok(p)) => p,
         Ok(Err(e)) | Err(e) => return failed(&e),
     };
+    if job.run.audit {
+        policy.mode = crate::profile::Mode::Audit;
+    }
     if let Err(e) = within_rights(&policy, &job.caller) {
         return failed(&e);
     }

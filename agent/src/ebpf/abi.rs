@@ -209,7 +209,8 @@ pub struct EventHeader {
     pub tid: u32,
     pub ppid: u32,
     pub uid: u32,
-    pub pad: u32,
+    /// `CORDON_RECORD_*`: a record of what was let through (audit), of a call that succeeded.
+    pub flags: u32,
     pub comm: [u8; 16],
 }
 

@@ -93,6 +93,14 @@ const PROGRAMS: &[(&str, Hook)] = &[
         Hook::Cgroup(bpf_attach_type::BPF_CGROUP_UDP6_RECVMSG),
     ),
     (
+        "cordon_bind4",
+        Hook::Cgroup(bpf_attach_type::BPF_CGROUP_INET4_BIND),
+    ),
+    (
+        "cordon_bind6",
+        Hook::Cgroup(bpf_attach_type::BPF_CGROUP_INET6_BIND),
+    ),
+    (
         "cordon_sock_create",
         Hook::Cgroup(bpf_attach_type::BPF_CGROUP_INET_SOCK_CREATE),
     ),
@@ -119,6 +127,7 @@ struct Maps {
     lost: OwnedFd,
     rings: OwnedFd,
     ring_owners: OwnedFd,
+    audit_on: OwnedFd,
 }
 
 /// The loaded (or adopted) programs and their maps.
@@ -262,6 +271,7 @@ impl Kernel {
                 lost: open("lost")?,
                 rings: open("rings")?,
                 ring_owners: open("ring_owners")?,
+                audit_on: open("audit_on")?,
             },
             dir,
             loaded,
@@ -332,7 +342,43 @@ impl Kernel {
                 .map_err(io("register a denied syscall"))?;
         }
         self.set_sandbox(cgroup_id, sandbox)?;
+        // After the entry: a concurrent `settle_audit` that clears the switch then finds it.
+        if sandbox.flags & abi::CORDON_SANDBOX_AUDIT as u32 != 0 {
+            self.set_auditing(true)?;
+        }
         Ok(ring)
+    }
+
+    fn set_auditing(&self, on: bool) -> Result<(), EbpfError> {
+        sys::bpf_map_update(self.maps.audit_on.as_fd(), &0u32, &u32::from(on))
+            .map_err(io("switch auditing"))
+    }
+
+    /// Turns the programs' look at successful calls off when no audited sandbox is left.
+    /// Cleared only when a scan finds none, then set again if a second scan finds one: a
+    /// sandbox registering meanwhile sets it after its entry is in, so either the second
+    /// scan sees the entry or its set comes last. An audited sandbox never goes unwatched.
+    fn settle_audit(&self) -> Result<(), EbpfError> {
+        if self.any_audited()? {
+            return Ok(());
+        }
+        self.set_auditing(false)?;
+        if self.any_audited()? {
+            self.set_auditing(true)?;
+        }
+        Ok(())
+    }
+
+    fn any_audited(&self) -> Result<bool, EbpfError> {
+        let sandboxes = self.maps.sandboxes.as_fd();
+        for id in sys::bpf_map_keys::<u64>(sandboxes).map_err(io("list sandboxes"))? {
+            let entry = sys::bpf_map_lookup::<u64, abi::Sandbox>(sandboxes, &id)
+                .map_err(io("look up a sandbox"))?;
+            if entry.is_some_and(|s| s.flags & abi::CORDON_SANDBOX_AUDIT as u32 != 0) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Claims the first free slot of the ring pool for `cgroup_id` and maps its ring, past
@@ -560,6 +606,7 @@ impl Kernel {
                 .map_err(io("remove the sandbox's counts")),
         );
         keep(self.release_rings(cgroup_id));
+        keep(self.settle_audit());
         first.map_or(Ok(()), Err)
     }
 

@@ -117,16 +117,20 @@ fn summary((event, count, first, last): (Event, u64, SystemTime, SystemTime)) ->
 /// Same process, same kind, same details; any paths not in the profile's view are one key
 /// for the whole sandbox (a program probing for absent config files is one burst).
 fn key_of(event: &Event) -> String {
-    if let What::FileDenied {
-        layer: Some(FileLayer::NotInView),
-        ..
-    } = event.what
-    {
+    // An audit's paths are each reported once already, and each is a rule to learn.
+    let outside = matches!(
+        event.what,
+        What::FileDenied {
+            layer: Some(FileLayer::NotInView),
+            ..
+        }
+    );
+    if outside && event.enforced {
         return "not_in_view".into();
     }
     let pid = event.process.as_ref().map_or(0, |p| p.pid);
     let what = serde_json::to_string(&event.what).unwrap_or_default();
-    format!("{pid}:{what}")
+    format!("{pid}:{}:{what}", event.enforced)
 }
 
 #[cfg(test)]

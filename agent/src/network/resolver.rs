@@ -61,6 +61,10 @@ pub struct Answering {
     pub reporter: Reporter,
     /// The host's own addresses, which no answer may point the sandbox at.
     pub host_addresses: Vec<IpAddr>,
+    /// `mode = "audit"`: a name the profile would refuse is answered, and reported with
+    /// `enforced: false` (its addresses are not entered: the sandbox's connections to them
+    /// are reported too, by name). A query for what is not a host name is still refused.
+    pub audited: bool,
 }
 
 impl Resolver {
@@ -185,9 +189,10 @@ impl Answering {
             return reply(ResponseCode::NotImp);
         }
         let query_type = question.query_type();
-        let refuse = |domain: String, reason: DnsReason, address: Option<IpAddr>| {
+        let report = |domain: String, reason: DnsReason, address: Option<IpAddr>, enforced| {
             if self.first_refusal(&domain, reason) {
-                self.reporter.report(
+                self.reporter.report_enforced(
+                    std::time::SystemTime::now(),
                     asker(&self.cgroup, client),
                     What::DnsDenied {
                         domain,
@@ -195,8 +200,12 @@ impl Answering {
                         reason,
                         address,
                     },
+                    enforced,
                 );
             }
+        };
+        let refuse = |domain: String, reason: DnsReason, address: Option<IpAddr>| {
+            report(domain, reason, address, true);
             reply(ResponseCode::Refused)
         };
         let Some(name) = host_name(question.name()) else {
@@ -204,8 +213,12 @@ impl Answering {
                 String::from_utf8_lossy(&question.name().to_ascii().into_bytes()).into_owned();
             return refuse(shown, DnsReason::BadName, None);
         };
-        if !crate::network::name_allowed(&self.policy, &name) {
+        let allowed = crate::network::name_allowed(&self.policy, &name);
+        if !allowed && !self.audited {
             return refuse(name, DnsReason::NotAllowed, None);
+        }
+        if !allowed {
+            report(name.clone(), DnsReason::NotAllowed, None, false);
         }
         let answer = match self.forward(&name, query_type) {
             Ok(answer) => answer,
@@ -217,9 +230,14 @@ impl Answering {
         let records = records_of(&name, query_type, &answer.answers);
         let addresses = records.iter().filter_map(address_of);
         if let Some(inside) = addresses.clone().find(|a| self.points_inside(*a)) {
-            return refuse(name, DnsReason::Rebind, Some(inside));
+            if !self.audited {
+                return refuse(name, DnsReason::Rebind, Some(inside));
+            }
+            report(name.clone(), DnsReason::Rebind, Some(inside), false);
         }
-        if let Err(e) = self.allow_answers(&name, &records) {
+        if !allowed {
+            self.name_answers(&name, &records);
+        } else if let Err(e) = self.allow_answers(&name, &records) {
             // Passing on an answer the kernel would not let the sandbox use helps nobody.
             tracing::warn!("cannot allow the addresses of {name}: {e}");
             return reply(ResponseCode::ServFail);
@@ -295,6 +313,15 @@ impl Answering {
             crate::policy::Destination::Host(_) => false,
         });
         !named && (internal(addr) || self.host_addresses.contains(&addr))
+    }
+
+    /// Notes which name the addresses were answered for, without allowing them (audit).
+    fn name_answers(&self, name: &str, records: &[Record]) {
+        if let Ok(mut names) = self.names.lock() {
+            for addr in records.iter().filter_map(address_of) {
+                names.insert(addr, name.to_owned());
+            }
+        }
     }
 
     fn allow_answers(&self, name: &str, records: &[Record]) -> Result<(), crate::ebpf::EbpfError> {

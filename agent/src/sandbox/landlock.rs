@@ -87,17 +87,21 @@ fn level(compat: Compat) -> CompatLevel {
 
 /// Creates the ruleset and adds one rule per grant and port. Paths are opened now, so this
 /// runs after the sandbox's root is in place and before privileges are dropped.
+///
+/// `net: None` leaves TCP ports unhandled (`mode = "audit"`: the eBPF programs report what
+/// the profile's ports would refuse).
 pub fn prepare(
     grants: &[Grant],
-    net: &NetPolicy,
+    net: Option<&NetPolicy>,
     compat: Compat,
 ) -> Result<RulesetCreated, LandlockError> {
     let mut ruleset = Ruleset::default()
         .set_compatibility(level(compat))
-        .handle_access(AccessFs::from_all(TARGET))?
-        .handle_access(AccessNet::from_all(TARGET))?
-        .scope(Scope::from_all(TARGET))?
-        .create()?;
+        .handle_access(AccessFs::from_all(TARGET))?;
+    if net.is_some() {
+        ruleset = ruleset.handle_access(AccessNet::from_all(TARGET))?;
+    }
+    let mut ruleset = ruleset.scope(Scope::from_all(TARGET))?.create()?;
     for grant in grants {
         let fd = PathFd::new(&grant.path).map_err(|source| LandlockError::Open {
             path: grant.path.clone(),
@@ -105,11 +109,13 @@ pub fn prepare(
         })?;
         ruleset = ruleset.add_rule(PathBeneath::new(fd, fs_rights(grant.access, grant.kind)))?;
     }
-    for port in &net.connect_tcp {
-        ruleset = ruleset.add_rule(NetPort::new(*port, AccessNet::ConnectTcp))?;
-    }
-    for port in &net.bind_tcp {
-        ruleset = ruleset.add_rule(NetPort::new(*port, AccessNet::BindTcp))?;
+    if let Some(net) = net {
+        for port in &net.connect_tcp {
+            ruleset = ruleset.add_rule(NetPort::new(*port, AccessNet::ConnectTcp))?;
+        }
+        for port in &net.bind_tcp {
+            ruleset = ruleset.add_rule(NetPort::new(*port, AccessNet::BindTcp))?;
+        }
     }
     Ok(ruleset)
 }

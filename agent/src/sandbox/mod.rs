@@ -53,7 +53,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cgroup::{CgroupError, SandboxCgroup};
 use crate::policy::Policy;
-use crate::profile::Compat;
+use crate::profile::{Compat, Mode};
 use crate::sys;
 
 pub use self::landlock::Enforcement;
@@ -119,7 +119,12 @@ fn os(what: &'static str) -> impl FnOnce(std::io::Error) -> LaunchError {
 #[derive(Debug)]
 pub struct Launch {
     policy: Policy,
+    /// The mounts applied: the profile's, or under `mode = "audit"` the wider view of
+    /// [`mounts::audit_fs`].
     plan: mounts::MountPlan,
+    /// Under `mode = "audit"`, the profile's own mounts: what enforce mode would have built,
+    /// to judge what the audited sandbox did against.
+    profile_plan: Option<mounts::MountPlan>,
     filters: seccomp::Filters,
     argv: Vec<CString>,
     env: Vec<CString>,
@@ -175,7 +180,19 @@ where
             Err(e) => unmade.push(e),
         }
     }
-    let plan = mounts::plan(&policy.filesystem, Path::new("/"));
+    let audit = policy.mode == Mode::Audit;
+    let (plan, profile_plan) = if audit {
+        let wide = mounts::audit_fs(&policy.filesystem, Path::new("/"));
+        let profile_plan = mounts::plan(&policy.filesystem, Path::new("/"));
+        (mounts::plan(&wide, Path::new("/")), Some(profile_plan))
+    } else {
+        (mounts::plan(&policy.filesystem, Path::new("/")), None)
+    };
+    if audit {
+        warnings.push(
+            "mode = \"audit\": what the profile does not allow is let through and reported, except writes outside the trees it writes, its deny, read_only and git metadata entries, and the syscalls that could end the audit".into(),
+        );
+    }
     notes.extend(plan.notes.iter().cloned());
     warnings.extend(plan.warnings.iter().cloned());
     unmade.extend(plan.unenforceable.iter().cloned());
@@ -217,7 +234,11 @@ where
             }
         }
     }
-    let filters = seccomp::compile(&policy.syscalls)?;
+    let filters = if audit {
+        seccomp::compile(&policy.syscalls.split_for_audit().0)?
+    } else {
+        seccomp::compile(&policy.syscalls)?
+    };
 
     let env = sandbox_env(policy, caller_env);
     let path_dirs = env
@@ -260,6 +281,7 @@ where
     Ok(Launch {
         policy: policy.clone(),
         plan,
+        profile_plan,
         filters,
         argv,
         env,
@@ -452,7 +474,19 @@ pub struct Running {
 impl Launch {
     /// The view the sandbox's mounts make, to tell their refusals from a program's misses.
     pub fn view(&self) -> view::View {
-        view::View::new(&self.plan, &self.policy.filesystem)
+        if self.profile_plan.is_none() {
+            return view::View::new(&self.plan, &self.policy.filesystem);
+        }
+        let mut fs = self.policy.filesystem.clone();
+        fs.deny.extend(mounts::CORDON_OWN.iter().map(PathBuf::from));
+        view::View::new(&self.plan, &fs)
+    }
+
+    /// Under `mode = "audit"`, the view enforce mode would have made: what the audited
+    /// sandbox did is judged against it.
+    pub fn profile_view(&self) -> Option<view::View> {
+        let plan = self.profile_plan.as_ref()?;
+        Some(view::View::new(plan, &self.policy.filesystem))
     }
 
     /// Forks into the sandbox's namespaces, sets the sandbox up there and starts the
@@ -552,8 +586,14 @@ impl Launch {
     }
 
     /// A profile that allows no TCP port gets no network at all: a namespace with loopback only.
+    /// The ports Landlock holds the sandbox to; none under `mode = "audit"`, whose eBPF
+    /// programs report what the profile's ports would refuse.
+    fn landlock_net(&self) -> Option<&crate::policy::NetPolicy> {
+        (self.policy.mode == Mode::Enforce).then_some(&self.policy.network)
+    }
+
     fn offline(&self) -> bool {
-        self.policy.network.offline()
+        self.policy.offline()
     }
 
     /// The sandbox's init: sets everything up, starts the command, reaps. Never returns.
@@ -613,9 +653,8 @@ impl Launch {
         mounts::apply(&self.plan, Path::new(STAGING)).map_err(|e| failed(Stage::Mounts)(&e))?;
         nix::unistd::chdir(&self.cwd)
             .map_err(|e| failed(Stage::Workspace)(&format!("{}: {e}", self.cwd.display())))?;
-        let ruleset =
-            landlock::prepare(&self.plan.grants, &self.policy.network, self.policy.compat)
-                .map_err(|e| failed(Stage::Landlock)(&e))?;
+        let ruleset = landlock::prepare(&self.plan.grants, self.landlock_net(), self.policy.compat)
+            .map_err(|e| failed(Stage::Landlock)(&e))?;
         nix::sys::prctl::set_no_new_privs().map_err(|e| failed(Stage::NoNewPrivs)(&e))?;
         identity::assume(&self.policy.identity, &self.policy.process.capabilities)
             .map_err(|e| failed(Stage::Identity)(&e))?;

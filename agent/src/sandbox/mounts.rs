@@ -20,7 +20,7 @@ use std::path::{Component, Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
-use crate::policy::{Access, FsPolicy, SANDBOX_TMP};
+use crate::policy::{Access, FsPolicy, PathRule, SANDBOX_TMP};
 use crate::sys;
 
 /// Whether a path is a directory or anything else (a file, a device, a socket).
@@ -96,6 +96,71 @@ pub struct MountPlan {
     pub warnings: Vec<String>,
     /// Rules that cannot be enforced at all; `compat = "strict"` refuses to start.
     pub unenforceable: Vec<String>,
+}
+
+/// Top-level trees an audited sandbox does not see from the host: `/proc` is its own, `/tmp`
+/// private, and `/dev` and `/run` hold doors no read-only mount closes (devices; the host's
+/// services' sockets: docker, systemd, D-Bus, cordond). The profile's own entries there are
+/// bound as under enforce.
+const AUDIT_LEAVES_OUT: &[&str] = &["proc", "dev", "run", "tmp"];
+
+/// Cordon's own files (configuration and collector token, spool, journal, socket), hidden
+/// from an audited sandbox like `deny` entries: it reads the host's tree, not these.
+pub const CORDON_OWN: &[&str] = &[
+    "/etc/cordon",
+    "/var/lib/cordon",
+    "/var/log/cordon",
+    "/run/cordon",
+];
+
+/// The file system an audited sandbox gets (`mode = "audit"`): the host's tree read-only
+/// (less [`AUDIT_LEAVES_OUT`]), so what the profile would not show can be read and run;
+/// the trees the profile writes, writable; nothing `noexec`. What still refuses: the
+/// profile's `deny`, `read_only` and git metadata entries, and Cordon's own files, stay
+/// covered; and a write outside the trees the profile writes fails (`EROFS`): an audit
+/// must not change the host, and the refused write is reported like any other denial.
+pub fn audit_fs(fs: &FsPolicy, root: &Path) -> FsPolicy {
+    let rx = Access {
+        read: true,
+        write: false,
+        exec: true,
+    };
+    let mut rules: Vec<PathRule> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| !AUDIT_LEAVES_OUT.contains(&n))
+        })
+        .map(|e| PathRule {
+            path: Path::new("/").join(e.file_name()),
+            access: rx,
+        })
+        .collect();
+    rules.push(PathRule {
+        path: PathBuf::from("/proc"),
+        access: rx,
+    });
+    rules.push(PathRule {
+        path: PathBuf::from(SANDBOX_TMP),
+        access: Access { write: true, ..rx },
+    });
+    rules.extend(fs.rules.iter().map(|r| PathRule {
+        path: r.path.clone(),
+        access: Access {
+            exec: true,
+            ..r.access
+        },
+    }));
+    let mut deny = fs.deny.clone();
+    deny.extend(CORDON_OWN.iter().map(PathBuf::from));
+    FsPolicy {
+        rules,
+        deny,
+        ..fs.clone()
+    }
 }
 
 /// Works out the mounts for a policy against the host tree at `root` (`/` in production).
@@ -725,6 +790,11 @@ mod tests {
         write: true,
         exec: false,
     };
+    const RWX: Access = Access {
+        read: true,
+        write: true,
+        exec: true,
+    };
     const RX: Access = Access {
         read: true,
         write: false,
@@ -766,6 +836,54 @@ mod tests {
             home: "/home/dev".into(),
             tmp_size: TMP,
         }
+    }
+
+    #[test]
+    fn an_audited_sandbox_reads_the_hosts_tree_but_not_its_doors() {
+        let h = host();
+        for d in ["proc", "dev", "run/docker", "tmp"] {
+            std::fs::create_dir_all(h.path().join(d)).unwrap();
+        }
+        let wide = audit_fs(
+            &fs(&[("/ws", RW), ("/usr", R)], &["/home/dev/.ssh"]),
+            h.path(),
+        );
+        let access = |p: &str| {
+            wide.rules
+                .iter()
+                .filter(|r| r.path == Path::new(p))
+                .fold(Access::default(), |a, r| Access {
+                    read: a.read || r.access.read,
+                    write: a.write || r.access.write,
+                    exec: a.exec || r.access.exec,
+                })
+        };
+        assert_eq!(access("/home"), RX, "the host's trees: read and run");
+        assert_eq!(access("/etc"), RX);
+        assert_eq!(
+            access("/ws"),
+            RWX,
+            "what the profile writes, without noexec"
+        );
+        assert_eq!(
+            access("/run"),
+            Access::default(),
+            "services' sockets: not shown"
+        );
+        assert_eq!(
+            access("/dev"),
+            Access::default(),
+            "devices: only the profile's"
+        );
+        assert_eq!(access("/tmp"), RWX, "the private /tmp");
+        assert!(wide.deny.contains(&PathBuf::from("/home/dev/.ssh")));
+        assert!(wide.deny.contains(&PathBuf::from("/etc/cordon")));
+        // Applied: the secret is still covered inside the host's tree.
+        let plan = plan(&wide, h.path());
+        assert!(plan.ops.contains(&MountOp::Mask {
+            path: "/home/dev/.ssh".into(),
+            kind: Kind::Dir,
+        }));
     }
 
     #[test]

@@ -78,7 +78,13 @@ pub const DENY_ERRNO: i32 = libc::EPERM;
 /// The same deny list for the eBPF program that reports seccomp's denials (it sees a denied
 /// call at `sys_exit`, failing with [`DENY_ERRNO`]): one entry per syscall number, whose
 /// conditions are the rules of that syscall (denied when any matches; none: always).
-pub fn kernel_rules(policy: &SyscallPolicy) -> Vec<(u32, crate::ebpf::abi::SyscallRule)> {
+///
+/// `audited` (`mode = "audit"`): the rules the filter does not hold get errno 0, which the
+/// program reads as "let through: report the call whatever its result".
+pub fn kernel_rules(
+    policy: &SyscallPolicy,
+    audited: bool,
+) -> Vec<(u32, crate::ebpf::abi::SyscallRule)> {
     use crate::ebpf::abi::{self, FromZeros as _};
     let mut out: BTreeMap<u32, abi::SyscallRule> = BTreeMap::new();
     // Syscalls denied whatever their arguments: their entry keeps no condition.
@@ -87,9 +93,10 @@ pub fn kernel_rules(policy: &SyscallPolicy) -> Vec<(u32, crate::ebpf::abi::Sysca
         let Ok(nr) = u32::try_from(rule.nr) else {
             continue;
         };
+        let kept = !audited || crate::policy::AUDIT_STILL_DENIES.contains(&rule.name.as_str());
         let entry = out.entry(nr).or_insert_with(|| {
             let mut entry = abi::SyscallRule::new_zeroed();
-            entry.errno_value = DENY_ERRNO;
+            entry.errno_value = if kept { DENY_ERRNO } else { 0 };
             entry
         });
         let mut condition = abi::SyscallCondition::new_zeroed();
@@ -284,7 +291,7 @@ mod tests {
             ],
         };
         let rules: std::collections::HashMap<u32, abi::SyscallRule> =
-            kernel_rules(&policy).into_iter().collect();
+            kernel_rules(&policy, false).into_iter().collect();
         let nr = |n: &str| n.parse::<syscalls::Sysno>().unwrap().id() as u32;
         assert_eq!(rules[&nr("bpf")].nconditions, 0);
         assert_eq!(rules[&nr("bpf")].errno_value, libc::EPERM);
@@ -337,7 +344,7 @@ mod tests {
             deny: vec![rule("socket", mptcp), rule("socket", families)],
         };
         let rules: std::collections::HashMap<u32, abi::SyscallRule> =
-            kernel_rules(&policy).into_iter().collect();
+            kernel_rules(&policy, false).into_iter().collect();
         let socket = rules[&(libc::SYS_socket as u32)];
         assert_eq!(socket.nconditions, 2);
         assert_eq!(socket.conditions[1].op, abi::CORDON_ARG_NOT_IN as u32);
@@ -355,7 +362,7 @@ mod tests {
             deny: vec![rule("socket", mptcp), rule("socket", None)],
         };
         let rules: std::collections::HashMap<u32, abi::SyscallRule> =
-            kernel_rules(&policy).into_iter().collect();
+            kernel_rules(&policy, false).into_iter().collect();
         assert_eq!(rules[&(libc::SYS_socket as u32)].nconditions, 0);
     }
 

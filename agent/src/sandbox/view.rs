@@ -27,6 +27,8 @@ pub struct View {
     masks: Vec<PathBuf>,
     /// The profile's denied paths, as listed.
     deny: Vec<PathBuf>,
+    /// What Landlock grants, by path (a path gets what its ancestors' rules grant together).
+    grants: Vec<(PathBuf, Access)>,
 }
 
 #[derive(Debug, Clone)]
@@ -54,6 +56,11 @@ impl View {
     pub fn new(plan: &MountPlan, fs: &FsPolicy) -> Self {
         let mut view = View {
             deny: fs.deny.clone(),
+            grants: plan
+                .grants
+                .iter()
+                .map(|g| (g.path.clone(), g.access))
+                .collect(),
             ..View::default()
         };
         for op in &plan.ops {
@@ -151,6 +158,85 @@ impl View {
             }
             _ => None,
         }
+    }
+}
+
+impl View {
+    /// Under `mode = "audit"`, with the profile's view: which rule would have refused
+    /// `access` (Landlock's name) to `path`, which the audited sandbox was let do. `path` is
+    /// absolute and resolved (the object the kernel reached, symlinks followed).
+    pub fn would_refuse(&self, path: &Path, access: &str) -> Option<Refusal> {
+        let path = normalize(path);
+        if let Some(mask) = longest(self.masks.iter(), &path) {
+            return Some(Refusal {
+                layer: FileLayer::Deny,
+                rule: Some(mask.clone()),
+            });
+        }
+        let need = need_of(access);
+        let mount = longest(self.mounts.iter().map(|m| &m.path), &path)
+            .and_then(|p| self.mounts.iter().rev().find(|m| &m.path == p));
+        let Some(mount) = mount else {
+            return Some(match longest(self.deny.iter(), &path) {
+                Some(rule) => Refusal {
+                    layer: FileLayer::Deny,
+                    rule: Some(rule.clone()),
+                },
+                None => Refusal {
+                    layer: FileLayer::NotInView,
+                    rule: None,
+                },
+            });
+        };
+        if need.write && !mount.access.write {
+            return Some(Refusal {
+                layer: FileLayer::ReadOnly,
+                rule: Some(mount.path.clone()),
+            });
+        }
+        if need.exec && !mount.access.exec {
+            return Some(Refusal {
+                layer: FileLayer::Noexec,
+                rule: Some(mount.path.clone()),
+            });
+        }
+        let granted = self
+            .grants
+            .iter()
+            .filter(|(p, _)| path.starts_with(p))
+            .fold(Access::default(), |a, (_, g)| Access {
+                read: a.read || g.read || g.write || g.exec,
+                write: a.write || g.write,
+                exec: a.exec || g.exec,
+            });
+        let enough = (!need.read || granted.read)
+            && (!need.write || granted.write)
+            && (!need.exec || granted.exec);
+        (!enough).then_some(Refusal {
+            layer: FileLayer::Landlock,
+            rule: None,
+        })
+    }
+}
+
+/// What an access (Landlock's name) needs: read, write (making, removing, changing), exec.
+fn need_of(access: &str) -> Access {
+    match access {
+        "fs.execute" => Access {
+            read: true,
+            write: false,
+            exec: true,
+        },
+        "fs.read_file" | "fs.read_dir" | "fs.stat" => Access {
+            read: true,
+            write: false,
+            exec: false,
+        },
+        _ => Access {
+            read: true,
+            write: true,
+            exec: false,
+        },
     }
 }
 
@@ -288,7 +374,52 @@ mod tests {
                 "/etc/ssh".into(),
                 "/tmp/h/.ssh".into(),
             ],
+            grants: vec![
+                ("/usr".into(), rw(false, true)),
+                ("/etc".into(), rw(false, false)),
+                ("/w".into(), rw(true, false)),
+            ],
         }
+    }
+
+    #[test]
+    fn audited_accesses_are_judged_against_the_profiles_view() {
+        let v = view();
+        let at = |p: &str, access| v.would_refuse(Path::new(p), access);
+        assert_eq!(at("/usr/bin/git", "fs.execute"), None);
+        assert_eq!(at("/w/src/main.rs", "fs.write_file"), None);
+        assert_eq!(at("/etc/passwd", "fs.read_file"), None);
+        assert_eq!(
+            at("/opt/tool/bin/x", "fs.execute"),
+            refusal(FileLayer::NotInView, None),
+            "a tree the profile does not list"
+        );
+        assert_eq!(
+            at("/root/.ssh/id", "fs.read_file"),
+            refusal(FileLayer::Deny, Some("/root/.ssh")),
+            "left out, and denied"
+        );
+        assert_eq!(
+            at("/etc/ssh/sshd_config", "fs.read_file"),
+            refusal(FileLayer::Deny, Some("/etc/ssh"))
+        );
+        assert_eq!(
+            at("/etc/hosts", "fs.write_file"),
+            refusal(FileLayer::ReadOnly, Some("/etc"))
+        );
+        assert_eq!(
+            at("/w/.git/config", "fs.make_reg"),
+            refusal(FileLayer::ReadOnly, Some("/w/.git"))
+        );
+        assert_eq!(
+            at("/w/.venv/bin/pip", "fs.execute"),
+            refusal(FileLayer::Noexec, Some("/w"))
+        );
+        assert_eq!(
+            at("/tmp/x", "fs.read_file"),
+            refusal(FileLayer::Landlock, None),
+            "the private /tmp is there, but the profile grants nothing in it"
+        );
     }
 
     fn everywhere(_: &Path) -> bool {

@@ -43,11 +43,16 @@ pub struct ProfileSection {
     pub landlock_abi: Option<Spanned<u32>>,
 }
 
-/// How violations are handled. Only `enforce` exists today.
+/// How violations are handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
+    /// What the profile does not allow is refused and reported.
     Enforce,
+    /// The sandbox is built the same way, but what enforce mode would refuse is let through
+    /// and reported (`enforced: false`), to learn what a program needs; a few refusals stay
+    /// for the host's safety (see `Policy::audit_keeps`).
+    Audit,
 }
 
 /// What to do when the kernel cannot enforce a rule.

@@ -1,0 +1,279 @@
+//! `mode = "audit"` (`cordon run --audit`): the sandbox is built the same way, but what
+//! enforce mode refuses is let through and reported with `enforced: false`: files, network,
+//! DNS, syscalls. Each case runs twice: enforced (refused and reported, no `enforced` field)
+//! and audited (done, and reported as let through). What audit mode still refuses for the
+//! host's safety is refused, and reported as enforced.
+
+mod common;
+
+use common::dns::TestDns;
+use common::{of_kind, require_root, Fixture};
+
+/// The one event of `kind` in `events` that matches `pick`; fails when there is none.
+fn find<'a>(
+    events: &'a [serde_json::Value],
+    kind: &str,
+    pick: impl Fn(&serde_json::Value) -> bool,
+) -> &'a serde_json::Value {
+    let found: Vec<_> = of_kind(events, kind)
+        .into_iter()
+        .filter(|e| pick(e))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one such {kind} event: {events:#?}"
+    );
+    found[0]
+}
+
+/// A directory of the host outside every profile's view, and outside `/tmp` (which is the
+/// sandbox's own in either mode): where the user's other files are.
+fn host_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("cordon-e2e-audit-")
+        .tempdir_in("/var/tmp")
+        .expect("a directory in /var/tmp")
+}
+
+fn audited(e: &serde_json::Value) -> bool {
+    e["enforced"] == false
+}
+
+fn enforced(e: &serde_json::Value) -> bool {
+    // Written only when false: an enforced event does not carry the field.
+    e.get("enforced").is_none()
+}
+
+#[test]
+fn a_file_outside_the_view_is_read_in_audit_and_reported() {
+    if !require_root("a_file_outside_the_view_is_read_in_audit_and_reported") {
+        return;
+    }
+    // coding-agent does not show the host's other files: under enforce they are not there.
+    let f = Fixture::new("coding-agent", "");
+    let host = host_dir();
+    let notes = host.path().join("notes.txt").to_string_lossy().into_owned();
+    std::fs::write(&notes, "notes").expect("notes");
+    let (answer, events) = f.probe_events(&[], &["read", &notes]);
+    assert_eq!(answer, "err ENOENT", "the twin: enforced, it is not there");
+    let e = find(&events, "file_denied", |e| e["path"] == notes.as_str());
+    assert!(enforced(e), "{e}");
+
+    let (answer, events) = f.probe_events(&["--audit"], &["read", &notes]);
+    assert_eq!(answer, "ok", "audited, it reads");
+    let e = find(&events, "file_denied", |e| e["path"] == notes.as_str());
+    assert!(audited(e), "{e}");
+    assert_eq!(e["access"], "fs.read_file");
+    assert_eq!(e["layer"], "not_in_view");
+    assert_eq!(e["process"]["comm"], "probe");
+    assert!(e["session"].is_string(), "{e}");
+}
+
+#[test]
+fn a_binary_in_a_tree_without_exec_runs_in_audit_and_is_reported() {
+    if !require_root("a_binary_in_a_tree_without_exec_runs_in_audit_and_is_reported") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    let dropped = f.path("dropped");
+    std::fs::copy("/usr/bin/true", &dropped).expect("copy");
+    let (answer, _) = f.probe_events(&[], &["exec", &dropped]);
+    assert_eq!(
+        answer, "err EACCES",
+        "the twin: enforced, noexec refuses it"
+    );
+
+    let (answer, events) = f.probe_events(&["--audit"], &["run", &dropped]);
+    assert_eq!(answer, "ok", "audited, it runs");
+    let e = find(&events, "file_denied", |e| e["path"] == dropped.as_str());
+    assert!(audited(e), "{e}");
+    assert_eq!(e["access"], "fs.execute");
+    assert_eq!(e["layer"], "noexec");
+    assert_eq!(e["rule"], f.workspace.to_string_lossy().as_ref());
+    assert_eq!(
+        of_kind(&events, "exec")
+            .iter()
+            .filter(|x| x["filename"] == dropped.as_str())
+            .count(),
+        1,
+        "the exec itself is reported as ever"
+    );
+}
+
+#[test]
+fn a_connection_no_rule_allows_is_made_in_audit_and_reported() {
+    if !require_root("a_connection_no_rule_allows_is_made_in_audit_and_reported") {
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let to = listener.local_addr().expect("addr").to_string();
+    let port = listener.local_addr().expect("addr").port();
+    let f = Fixture::new("base", "");
+    let (answer, events) = f.probe_events(&[], &["connect", &to]);
+    assert!(answer.starts_with("err"), "the twin: enforced, {answer}");
+    assert!(!of_kind(&events, "network_denied").is_empty() || answer == "err ENETUNREACH");
+
+    // base is offline when enforced; audited, the sandbox has the host's network.
+    let (answer, events) = f.probe_events(&["--audit"], &["connect", &to]);
+    assert_eq!(answer, "ok", "audited, it connects");
+    let e = find(&events, "network_denied", |e| e["port"] == port);
+    assert!(audited(e), "{e}");
+    assert_eq!(e["address"], "127.0.0.1");
+    assert_eq!(e["reason"], "not_allowed");
+}
+
+#[test]
+fn a_bind_the_profile_does_not_allow_is_made_in_audit_and_reported() {
+    if !require_root("a_bind_the_profile_does_not_allow_is_made_in_audit_and_reported") {
+        return;
+    }
+    let port = common::collector::free_port();
+    let at = format!("127.0.0.1:{port}");
+    let f = Fixture::new("coding-agent", "");
+    let (answer, _) = f.probe_events(&[], &["bind", &at]);
+    assert!(answer.starts_with("err"), "the twin: enforced, {answer}");
+
+    let (answer, events) = f.probe_events(&["--audit"], &["bind", &at]);
+    assert_eq!(answer, "ok", "audited, it binds");
+    let e = find(&events, "other_denied", |e| e["blockers"] == "net.bind_tcp");
+    assert!(audited(e), "{e}");
+    assert_eq!(e["detail"], format!("saddr=127.0.0.1 src={port}"));
+    assert_eq!(e["process"]["comm"], "probe");
+}
+
+#[test]
+fn a_name_no_rule_allows_is_answered_in_audit_and_reported_once() {
+    if !require_root("a_name_no_rule_allows_is_answered_in_audit_and_reported_once") {
+        return;
+    }
+    let dns = TestDns::start(&[("denied.test", &["127.0.0.3"])]);
+    // A rule for loopback datagrams, so the test server's answers are not rebinding.
+    let f = Fixture::new(
+        "base",
+        "[network]\negress = [{ host = \"allowed.test\", ports = [443] }, { cidr = \"127.0.0.0/8\", ports = [9], proto = \"udp\" }]\n",
+    );
+    let (answer, _) = f.probe_events(&dns.option(), &["resolve", "denied.test"]);
+    assert!(answer.starts_with("err"), "the twin: enforced, {answer}");
+    assert!(!dns.asked().contains(&"denied.test".to_string()));
+
+    let mut options = dns.option();
+    options.push("--audit");
+    let (answer, events) = f.probe_events(&options, &["resolve", "denied.test"]);
+    assert_eq!(answer, "value 127.0.0.3", "audited, it is answered");
+    let e = find(&events, "dns_denied", |e| e["domain"] == "denied.test");
+    assert!(audited(e), "{e}");
+    assert_eq!(e["reason"], "not_allowed");
+    assert_eq!(e["process"]["comm"], "probe");
+}
+
+#[test]
+fn a_denied_syscall_is_made_in_audit_and_reported() {
+    if !require_root("a_denied_syscall_is_made_in_audit_and_reported") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    let (answer, events) = f.probe_events(&[], &["keyctl"]);
+    assert_eq!(
+        answer, "err EPERM",
+        "the twin: enforced, seccomp refuses it"
+    );
+    let e = find(&events, "syscall_denied", |e| e["syscall"] == "keyctl");
+    assert!(enforced(e), "{e}");
+
+    let (answer, events) = f.probe_events(&["--audit"], &["keyctl"]);
+    assert_eq!(answer, "ok", "audited, the kernel answers it");
+    let e = find(&events, "syscall_denied", |e| e["syscall"] == "keyctl");
+    assert!(audited(e), "{e}");
+}
+
+#[test]
+fn audit_still_refuses_what_would_end_it_or_change_the_host() {
+    if !require_root("audit_still_refuses_what_would_end_it_or_change_the_host") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    // Loading eBPF (which could blind the programs that report the audit).
+    let (answer, events) = f.probe_events(&["--audit"], &["bpf"]);
+    assert_eq!(answer, "err EPERM");
+    let e = find(&events, "syscall_denied", |e| e["syscall"] == "bpf");
+    assert!(enforced(e), "{e}");
+
+    // Writing outside the trees the profile writes: the host's files stay as they are.
+    let host = host_dir();
+    let planted = host.path().join("planted").to_string_lossy().into_owned();
+    let (answer, events) = f.probe_events(&["--audit"], &["write", &planted]);
+    assert_eq!(answer, "err EROFS");
+    assert!(!host.path().join("planted").exists());
+    let e = find(&events, "file_denied", |e| e["path"] == planted.as_str());
+    assert!(enforced(e), "{e}");
+
+    // A denied secret stays covered, and the attempt is a denial like under enforce.
+    let secrets = host_dir();
+    let key = secrets.path().join("id_ed25519");
+    std::fs::write(&key, "not real").expect("key");
+    let f = Fixture::new(
+        "coding-agent",
+        &format!("[filesystem]\ndeny = [\"{}\"]\n", secrets.path().display()),
+    );
+    let key = key.to_string_lossy().into_owned();
+    let (answer, events) = f.probe_events(&["--audit"], &["read", &key]);
+    assert_eq!(answer, "err EACCES");
+    let e = find(&events, "file_denied", |e| e["path"] == key.as_str());
+    assert!(enforced(e), "{e}");
+    assert_eq!(e["layer"], "deny");
+    assert_eq!(e["rule"], secrets.path().to_string_lossy().as_ref());
+
+    // The repository's metadata stays read-only: the host's git runs what it names.
+    let (answer, _) = f.probe_events(&["--audit"], &["write", ".git/config"]);
+    assert_eq!(answer, "err EROFS");
+}
+
+#[test]
+fn audit_does_not_show_the_hosts_service_sockets() {
+    if !require_root("audit_does_not_show_the_hosts_service_sockets") {
+        return;
+    }
+    // A service's socket under /run (docker's, systemd's, cordond's live there): a read-only
+    // mount does not stop a connect, so the audited sandbox does not see /run at all.
+    let sock =
+        std::path::PathBuf::from(format!("/run/cordon-e2e-audit-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&sock);
+    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+    std::fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+        .expect("chmod");
+    assert!(
+        std::os::unix::net::UnixStream::connect(&sock).is_ok(),
+        "the twin: unconfined, it connects"
+    );
+    let f = Fixture::new("coding-agent", "");
+    let (answer, _) = f.probe_events(&["--audit"], &["connect-unix", &sock.to_string_lossy()]);
+    drop(listener);
+    let _ = std::fs::remove_file(&sock);
+    assert_eq!(answer, "err ENOENT");
+}
+
+#[test]
+fn an_audited_run_reports_each_path_once() {
+    if !require_root("an_audited_run_reports_each_path_once") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    let host = host_dir();
+    let notes = host.path().join("notes.txt").to_string_lossy().into_owned();
+    std::fs::write(&notes, "notes").expect("notes");
+    let each: Vec<&str> = std::iter::repeat_n(notes.as_str(), 50).collect();
+    let mut args = vec!["read-each"];
+    args.extend(&each);
+    let (_, events) = f.probe_events(&["--audit"], &args);
+    let found: Vec<_> = of_kind(&events, "file_denied")
+        .into_iter()
+        .filter(|e| e["path"] == notes.as_str())
+        .collect();
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        of_kind(&events, "events_lost").is_empty(),
+        "{:?}",
+        of_kind(&events, "events_lost")
+    );
+}
