@@ -383,19 +383,36 @@ fn resolve_with(
     policy::compile(&profile, &context(workspace)).map_err(|e| e.to_string())
 }
 
+/// Checks each file and prints every error and warning as `FILE:LINE:COL: message`.
 fn check(search: &SearchPath, files: &[String]) -> ExitCode {
     let mut failed = false;
     for file in files {
-        match resolve(search, file, None) {
-            Ok(policy) => println!(
-                "{file}: ok ({} paths, {} denied syscalls)",
-                policy.filesystem.rules.len(),
-                policy.syscalls.deny.len()
-            ),
+        let checked = workspace_dir(None).and_then(|ws| {
+            policy::check(search, file, &Context::current(ws)).map_err(|e| e.to_string())
+        });
+        let checked = match checked {
+            Ok(checked) => checked,
             Err(msg) => {
                 eprintln!("{msg}");
                 failed = true;
+                continue;
             }
+        };
+        for problem in checked.errors.iter().chain(&checked.warnings) {
+            eprintln!("{problem}");
+        }
+        match checked.policy {
+            Some(policy) => println!(
+                "{file}: ok ({} paths, {} denied syscalls{})",
+                policy.filesystem.rules.len(),
+                policy.syscalls.deny.len(),
+                match checked.warnings.len() {
+                    0 => String::new(),
+                    1 => ", 1 warning".to_string(),
+                    n => format!(", {n} warnings"),
+                }
+            ),
+            None => failed = true,
         }
     }
     if failed {
