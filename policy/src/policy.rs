@@ -1138,11 +1138,12 @@ pub fn size_in_bytes(text: &str) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::profile::SearchPath;
 
-    fn compile_text(text: &str) -> Result<Policy, String> {
+    /// `text` as a profile file compiled for a user `dev` (uid 1000) in `/work/ws`.
+    pub(crate) fn compile_text(text: &str) -> Result<Policy, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let path = dir.path().join("p.toml");
         std::fs::write(&path, text).map_err(|e| e.to_string())?;
