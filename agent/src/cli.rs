@@ -1,4 +1,4 @@
-//! The `cordon` command line: profile authoring (`profile check|show|test`), `run`, and the
+//! The `cordon` command line: profile authoring (`profile check|show|diff|test`), `run`, and the
 //! responders' commands (`ps`, `kill`, `freeze`, `thaw`, `isolate`, `release`).
 
 mod contain;
@@ -19,6 +19,7 @@ use crate::policy::{self, Context, Policy};
 use crate::profile::{self, SearchPath};
 use crate::sandbox::{self, Exit};
 use crate::session::{self, Notice, SessionError};
+use cordon_policy::diff as policy_diff;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -137,6 +138,17 @@ enum ProfileCommand {
         #[arg(long, short, value_name = "DIR")]
         workspace: Option<PathBuf>,
     },
+    /// What B allows or keeps that A does not (`+`) and the reverse (`-`), on the resolved
+    /// policies; exit 0 when they are the same, 1 when they differ, 2 on error.
+    Diff {
+        #[arg(value_name = "A")]
+        a: String,
+        #[arg(value_name = "B")]
+        b: String,
+        /// The workspace both are resolved against (default: the current directory).
+        #[arg(long, short, value_name = "DIR")]
+        workspace: Option<PathBuf>,
+    },
     /// Write the profile's seccomp programs (`filter0.bpf`, `filter1.bpf`: the kernel's
     /// `struct sock_filter` arrays, in install order) for another sandbox tool to load.
     Seccomp {
@@ -175,6 +187,9 @@ pub fn main() -> ExitCode {
                 Ok(policy) => print_json(&policy),
                 Err(msg) => fail(&msg, 1),
             }
+        }
+        Command::Profile(ProfileCommand::Diff { a, b, workspace }) => {
+            diff_profiles(&search, &a, &b, workspace, out)
         }
         Command::Profile(ProfileCommand::Seccomp { profile, out }) => {
             match export_seccomp(&search, &profile, &out) {
@@ -391,25 +406,101 @@ fn resolve_with(
     policy::compile(&profile, &context(workspace)).map_err(|e| e.to_string())
 }
 
+/// Checks each file and prints every error and warning as `FILE:LINE:COL: message`.
 fn check(search: &SearchPath, files: &[String]) -> ExitCode {
     let mut failed = false;
     for file in files {
-        match resolve(search, file, None) {
-            Ok(policy) => println!(
-                "{file}: ok ({} paths, {} denied syscalls)",
-                policy.filesystem.rules.len(),
-                policy.syscalls.deny.len()
-            ),
+        let checked = workspace_dir(None).and_then(|ws| {
+            policy::check(search, file, &Context::current(ws)).map_err(|e| e.to_string())
+        });
+        let checked = match checked {
+            Ok(checked) => checked,
             Err(msg) => {
                 eprintln!("{msg}");
                 failed = true;
+                continue;
             }
+        };
+        for problem in checked.errors.iter().chain(&checked.warnings) {
+            eprintln!("{problem}");
+        }
+        match checked.policy {
+            Some(policy) => println!(
+                "{file}: ok ({} paths, {} denied syscalls{})",
+                policy.filesystem.rules.len(),
+                policy.syscalls.deny.len(),
+                match checked.warnings.len() {
+                    0 => String::new(),
+                    1 => ", 1 warning".to_string(),
+                    n => format!(", {n} warnings"),
+                }
+            ),
+            None => failed = true,
         }
     }
     if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// `profile diff`: `+` lines are B's, `-` lines A's, grouped by section.
+fn diff_profiles(
+    search: &SearchPath,
+    a: &str,
+    b: &str,
+    workspace: Option<PathBuf>,
+    out: Output,
+) -> ExitCode {
+    let resolved = workspace_dir(workspace).and_then(|ws| {
+        let ctx = Context::current(ws);
+        let load = |spec: &str| {
+            let profile = search.load(spec).map_err(|e| e.to_string())?;
+            policy::compile(&profile, &ctx).map_err(|e| e.to_string())
+        };
+        Ok((load(a)?, load(b)?))
+    });
+    let (pa, pb) = match resolved {
+        Ok(both) => both,
+        Err(msg) => return fail(&msg, 2),
+    };
+    let sections = policy_diff::diff(&pa, &pb);
+    if out.json {
+        let sources = |p: &Policy| -> Vec<String> {
+            p.sources.iter().map(|s| s.display().to_string()).collect()
+        };
+        let printed = print_json(&serde_json::json!({
+            "a": { "name": pa.name, "sources": sources(&pa) },
+            "b": { "name": pb.name, "sources": sources(&pb) },
+            "identical": sections.is_empty(),
+            "sections": sections,
+        }));
+        if printed != ExitCode::SUCCESS {
+            return ExitCode::from(2);
+        }
+    } else if !sections.is_empty() {
+        let origin = |p: &Policy| {
+            p.sources
+                .last()
+                .map_or_else(String::new, |s| format!(" ({})", s.display()))
+        };
+        println!("--- {}{}", pa.name, origin(&pa));
+        println!("+++ {}{}", pb.name, origin(&pb));
+        for section in &sections {
+            println!("[{}]", section.section);
+            for line in &section.removed {
+                println!("- {line}");
+            }
+            for line in &section.added {
+                println!("+ {line}");
+            }
+        }
+    }
+    if sections.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

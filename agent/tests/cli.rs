@@ -175,3 +175,122 @@ fn unknown_profile_names_say_where_they_were_looked_for() {
         "{err}"
     );
 }
+
+#[test]
+fn check_reports_every_error_of_a_file_then_its_warnings() {
+    let t = tempfile::tempdir().expect("tmp");
+    let f = write(
+        t.path(),
+        "n.toml",
+        "[profile]\nname = \"n\"\nextends = [\"coding-agent\"]\nbogus = 1\n[filesystem]\nread = { remove = [\"/ect\"] }\ndeny = { remove = [\"{home}/.aws\"], widen = true }\n[network]\nconnect_ports = []\n[syscalls]\ndeny = [\"ptrce\"]\n",
+    );
+    let out = cordon(&["profile", "check", &f]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    let expected = [
+        format!("{f}:4:1: unknown field `bogus`"),
+        format!("{f}:6:20: cannot remove `/ect` from `read`"),
+        format!("{f}:11:9: unknown syscall `ptrce`"),
+        format!("{f}:7:20: warning: this widens the sandbox: `{{home}}/.aws` is out of `deny` (<builtin>/base.toml:"),
+        format!("{f}:9:17: warning: `connect_ports = []` adds nothing: what is inherited (443) still holds"),
+    ];
+    assert_eq!(lines.len(), expected.len(), "{stderr}");
+    for (line, want) in lines.iter().zip(&expected) {
+        assert!(
+            line.starts_with(want.as_str()),
+            "want {want:?}, got {line:?}"
+        );
+    }
+    assert!(lines[1].contains("did you mean `/etc`?"), "{stderr}");
+}
+
+#[test]
+fn a_narrowed_profile_checks_with_its_warning_and_shows_without_the_network() {
+    let t = tempfile::tempdir().expect("tmp");
+    let f = write(
+        t.path(),
+        "n.toml",
+        "[profile]\nname = \"n\"\nextends = [\"coding-agent\"]\n[filesystem]\ndeny = { remove = [\"{home}/.aws\"], widen = true }\n[network]\nconnect_ports = { replace = [] }\n",
+    );
+    let out = cordon(&["profile", "check", &f]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("n.toml: ok (")
+            && stderr.contains(": warning: this widens the sandbox"),
+        "{stderr}"
+    );
+    let ws = std::fs::canonicalize(t.path()).expect("canonical");
+    let out = cordon(&["profile", "show", &f, "--workspace", &ws.to_string_lossy()]);
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        json.contains("\"connect_tcp\": []") && json.contains("\"egress\": []"),
+        "{json}"
+    );
+    assert!(!json.contains(".aws\""), "{json}");
+}
+
+#[test]
+fn diff_shows_what_each_side_has_and_exits_like_diff() {
+    let t = tempfile::tempdir().expect("tmp");
+    let f = write(
+        t.path(),
+        "n.toml",
+        "[profile]\nname = \"n\"\nextends = [\"coding-agent\"]\n[network]\nconnect_ports = { replace = [] }\n[process]\nenv = { remove = [\"TERM\"] }\n",
+    );
+    let ws = std::fs::canonicalize(t.path()).expect("canonical");
+    let ws = ws.to_string_lossy();
+    let out = cordon(&["profile", "diff", "coding-agent", &f, "--workspace", &ws]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.starts_with("--- coding-agent (<builtin>/coding-agent.toml)\n+++ n ("),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[network]\n- connect_port 443\n- egress 0.0.0.0/0 port 443 tcp\n- egress ::/0 port 443 tcp\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("[process]\n- env TERM\n"), "{stdout}");
+    assert!(!stdout.contains("\n+ "), "narrowing adds nothing: {stdout}");
+
+    let out = cordon(&[
+        "--json",
+        "profile",
+        "diff",
+        &f,
+        "coding-agent",
+        "--workspace",
+        &ws,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["identical"], false);
+    let network = json["sections"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["section"] == "network"))
+        .expect("a network section");
+    assert!(
+        network["added"].as_array().is_some_and(|a| a.len() == 3),
+        "{json}"
+    );
+
+    let out = cordon(&[
+        "profile",
+        "diff",
+        "coding-agent",
+        "coding-agent",
+        "--workspace",
+        &ws,
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty());
+    let out = cordon(&["profile", "diff", "coding-agent", "no-such-profile"]);
+    assert_eq!(out.status.code(), Some(2));
+}

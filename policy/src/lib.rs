@@ -8,6 +8,8 @@
 //! * [`profile`] reads profile files, follows `extends`, and reports errors as `FILE:LINE:COL`.
 //! * [`policy`] is the one in-memory form every enforcement layer is compiled from (the
 //!   `cordon` crate's sandbox, seccomp, Landlock and eBPF maps).
+//! * [`diff`] says what one policy grants or keeps that another does not.
 
+pub mod diff;
 pub mod policy;
 pub mod profile;

@@ -12,7 +12,9 @@ use std::str::FromStr;
 use serde::Serialize;
 use syscalls::Sysno;
 
-use crate::profile::{closest, Compat, Diagnostic, Located, Mode, Profile, SyscallAction};
+use crate::profile::{
+    closest, Compat, Diagnostic, Diagnostics, Located, Mode, Profile, SyscallAction,
+};
 
 /// The most port ranges one destination rule may hold: the size of the eBPF programs'
 /// per-destination array (`CORDON_MAX_PORT_RANGES` in `ebpf/cordon.h`; the `cordon` crate
@@ -461,9 +463,64 @@ const INIT_AS_ARG1: Option<ArgCondition> = Some(ArgCondition::OneOf {
 /// The presets a profile's `[syscalls] preset` may name.
 pub const PRESETS: &[(&str, Preset)] = &[("default", DEFAULT_PRESET), ("none", &[])];
 
-/// Resolves a merged profile against a context into a policy, or says where it is wrong.
-pub fn compile(profile: &Profile, ctx: &Context) -> Result<Policy, Diagnostic> {
-    let identity = resolve_identity(profile, ctx)?;
+/// What `cordon profile check` has to say about one profile.
+#[derive(Debug)]
+pub struct Checked {
+    /// The policy, when the profile has no error.
+    pub policy: Option<Policy>,
+    /// Every error, in the order a reader meets them.
+    pub errors: Vec<Diagnostic>,
+    /// What does not stop the profile but should be read: an entry taken out of a list that
+    /// protects (`widen = true`), `key = []` over inherited entries.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Loads and compiles the profile `spec` names, going on past every error to report them all.
+/// Fails only when a file cannot be found or read.
+pub fn check(
+    search: &crate::profile::SearchPath,
+    spec: &str,
+    ctx: &Context,
+) -> Result<Checked, crate::profile::ProfileError> {
+    let loaded = search.load_all(spec)?;
+    let mut errs = Errors(loaded.errors);
+    let policy = compile_into(&loaded.profile, ctx, &mut errs);
+    let errors = Diagnostics::sorted(errs.0).0;
+    Ok(Checked {
+        policy: errors.is_empty().then_some(policy),
+        errors,
+        warnings: Diagnostics::sorted(loaded.profile.warnings).0,
+    })
+}
+
+/// Errors found so far; compiling goes on past each to find them all.
+#[derive(Default)]
+struct Errors(Vec<Diagnostic>);
+
+impl Errors {
+    /// The value, or `None` with its error kept.
+    fn keep<T>(&mut self, result: Result<T, Diagnostic>) -> Option<T> {
+        result.map_err(|e| self.0.push(e)).ok()
+    }
+}
+
+/// Resolves a merged profile against a context into a policy, or says where it is wrong
+/// (every error, not only the first).
+pub fn compile(profile: &Profile, ctx: &Context) -> Result<Policy, Diagnostics> {
+    let mut errs = Errors::default();
+    let policy = compile_into(profile, ctx, &mut errs);
+    if errs.0.is_empty() {
+        Ok(policy)
+    } else {
+        Err(Diagnostics::sorted(errs.0))
+    }
+}
+
+/// [`compile`], with each error kept in `errs` and the entry it is about left out.
+fn compile_into(profile: &Profile, ctx: &Context, errs: &mut Errors) -> Policy {
+    let identity = errs
+        .keep(resolve_identity(profile, ctx))
+        .unwrap_or_else(|| caller_identity(ctx));
     let vars = Vars {
         workspace: ctx.workspace.clone(),
         home: identity.home.clone(),
@@ -472,17 +529,23 @@ pub fn compile(profile: &Profile, ctx: &Context) -> Result<Policy, Diagnostic> {
 
     let mut access: BTreeMap<PathBuf, Access> = BTreeMap::new();
     for item in &profile.read {
-        access.entry(vars.path(item)?).or_default().read = true;
+        if let Some(path) = errs.keep(vars.path(item)) {
+            access.entry(path).or_default().read = true;
+        }
     }
     for item in &profile.write {
-        let a = access.entry(vars.path(item)?).or_default();
-        a.read = true;
-        a.write = true;
+        if let Some(path) = errs.keep(vars.path(item)) {
+            let a = access.entry(path).or_default();
+            a.read = true;
+            a.write = true;
+        }
     }
     for item in &profile.exec {
-        let a = access.entry(vars.path(item)?).or_default();
-        a.read = true;
-        a.exec = true;
+        if let Some(path) = errs.keep(vars.path(item)) {
+            let a = access.entry(path).or_default();
+            a.read = true;
+            a.exec = true;
+        }
     }
     let mut rules: Vec<PathRule> = access
         .into_iter()
@@ -497,22 +560,31 @@ pub fn compile(profile: &Profile, ctx: &Context) -> Result<Policy, Diagnostic> {
     let mut dirs = Vec::new();
     for item in profile.deny.iter().chain(&profile.read_only) {
         if item.value.ends_with('/') {
-            dirs.push(vars.path(item)?);
+            // The entry's own error, if any, is reported with its list below.
+            if let Ok(path) = vars.path(item) {
+                dirs.push(path);
+            }
         }
     }
     let mut repositories = Vec::new();
     for item in &profile.repositories {
-        let path = vars.path(item)?;
+        let Some(path) = errs.keep(vars.path(item)) else {
+            continue;
+        };
         if !repositories.contains(&path) {
             repositories.push(path);
         }
     }
     for item in &profile.deny {
-        let path = vars.path(item)?;
+        let Some(path) = errs.keep(vars.path(item)) else {
+            continue;
+        };
         if path == Path::new("/") {
-            return Err(item
-                .loc
-                .error("deny = \"/\" would hide everything; list what to allow instead"));
+            errs.0.push(
+                item.loc
+                    .error("deny = \"/\" would hide everything; list what to allow instead"),
+            );
+            continue;
         }
         if !deny.contains(&path) {
             deny.push(path);
@@ -520,15 +592,17 @@ pub fn compile(profile: &Profile, ctx: &Context) -> Result<Policy, Diagnostic> {
     }
     let mut read_only = Vec::new();
     for item in &profile.read_only {
-        let path = vars.path(item)?;
+        let Some(path) = errs.keep(vars.path(item)) else {
+            continue;
+        };
         if !read_only.contains(&path) {
             read_only.push(path);
         }
     }
 
     let home = identity.home.clone();
-    let network = network(profile)?;
-    let mut syscalls = syscalls(profile)?;
+    let network = network(profile, errs);
+    let mut syscalls = syscalls(profile, errs);
     // The family check belongs to `socket` like the preset's own check of it; a profile
     // that allows `socket` outright takes both out.
     let socket_allowed = profile.syscall_allow.iter().any(|a| a.value == "socket");
@@ -537,17 +611,23 @@ pub fn compile(profile: &Profile, ctx: &Context) -> Result<Policy, Diagnostic> {
         syscalls.deny.sort_by_key(|r| r.nr);
     }
     let tmp_size = match &profile.tmp_size {
-        Some(size) => memory_size("tmp_size", size)?,
+        Some(size) => errs
+            .keep(memory_size("tmp_size", size))
+            .unwrap_or(DEFAULT_TMP_SIZE),
         None => DEFAULT_TMP_SIZE,
     };
+    let landlock_abi = errs
+        .keep(landlock_abi(profile))
+        .unwrap_or(DEFAULT_LANDLOCK_ABI);
+    let process = process(profile, errs);
 
-    Ok(Policy {
+    Policy {
         name: profile.name.clone(),
         description: profile.description.clone(),
         sources: profile.sources.clone(),
         mode: profile.mode,
         compat: profile.compat,
-        landlock_abi: landlock_abi(profile)?,
+        landlock_abi,
         workspace: ctx.workspace.clone(),
         identity,
         filesystem: FsPolicy {
@@ -561,8 +641,8 @@ pub fn compile(profile: &Profile, ctx: &Context) -> Result<Policy, Diagnostic> {
         },
         network,
         syscalls,
-        process: process(profile)?,
-    })
+        process,
+    }
 }
 
 fn depth(path: &Path) -> usize {
@@ -644,23 +724,28 @@ fn normalize(path: &Path) -> Option<PathBuf> {
     Some(out)
 }
 
+/// The caller's own identity, kept when the profile does not name a user.
+fn caller_identity(ctx: &Context) -> Identity {
+    let home = match &ctx.caller_home {
+        Some(home) => home.clone(),
+        None => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(ctx.caller_uid))
+            .ok()
+            .flatten()
+            .map(|u| u.dir)
+            .unwrap_or_else(|| PathBuf::from("/")),
+    };
+    Identity {
+        user: None,
+        uid: ctx.caller_uid,
+        gid: ctx.caller_gid,
+        groups: ctx.caller_groups.clone(),
+        home,
+    }
+}
+
 fn resolve_identity(profile: &Profile, ctx: &Context) -> Result<Identity, Diagnostic> {
     let Some(user) = &profile.user else {
-        let home = match &ctx.caller_home {
-            Some(home) => home.clone(),
-            None => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(ctx.caller_uid))
-                .ok()
-                .flatten()
-                .map(|u| u.dir)
-                .unwrap_or_else(|| PathBuf::from("/")),
-        };
-        return Ok(Identity {
-            user: None,
-            uid: ctx.caller_uid,
-            gid: ctx.caller_gid,
-            groups: ctx.caller_groups.clone(),
-            home,
-        });
+        return Ok(caller_identity(ctx));
     };
     let found = nix::unistd::User::from_name(&user.value)
         .map_err(|e| {
@@ -690,21 +775,24 @@ fn resolve_identity(profile: &Profile, ctx: &Context) -> Result<Identity, Diagno
     })
 }
 
-fn ports(items: &[Located<u16>]) -> Result<Vec<u16>, Diagnostic> {
+/// The ports of a list, sorted, each once; port 0 is an error.
+fn ports(items: &[Located<u16>], errs: &mut Errors) -> Vec<u16> {
     let mut out = Vec::new();
     for item in items {
         if item.value == 0 {
-            return Err(item.loc.error("port 0 is not a port a rule can allow"));
+            errs.0
+                .push(item.loc.error("port 0 is not a port a rule can allow"));
+            continue;
         }
         out.push(item.value);
     }
     out.sort_unstable();
     out.dedup();
-    Ok(out)
+    out
 }
 
-fn network(profile: &Profile) -> Result<NetPolicy, Diagnostic> {
-    let any_address = ports(&profile.connect_ports)?;
+fn network(profile: &Profile, errs: &mut Errors) -> NetPolicy {
+    let any_address = ports(&profile.connect_ports, errs);
     let mut egress = Vec::new();
     if !any_address.is_empty() {
         let everywhere = [
@@ -721,7 +809,9 @@ fn network(profile: &Profile) -> Result<NetPolicy, Diagnostic> {
         }
     }
     for rule in &profile.egress {
-        egress.push(egress_rule(rule)?);
+        if let Some(rule) = egress_rule(rule, errs) {
+            egress.push(rule);
+        }
     }
     let mut connect_tcp: Vec<u16> = egress
         .iter()
@@ -737,7 +827,7 @@ fn network(profile: &Profile) -> Result<NetPolicy, Diagnostic> {
             let hint = closest(&name, SOCKET_FAMILIES.iter().map(|(n, _)| *n))
                 .map(|m| format!("; did you mean `{m}`?"))
                 .unwrap_or_default();
-            return Err(item.loc.error(format!(
+            errs.0.push(item.loc.error(format!(
                 "unknown socket family `{}` (known: {}){hint}",
                 item.value,
                 SOCKET_FAMILIES
@@ -746,17 +836,18 @@ fn network(profile: &Profile) -> Result<NetPolicy, Diagnostic> {
                     .collect::<Vec<_>>()
                     .join(", ")
             )));
+            continue;
         }
         if !socket_families.contains(&name) {
             socket_families.push(name);
         }
     }
-    Ok(NetPolicy {
+    NetPolicy {
         connect_tcp,
-        bind_tcp: ports(&profile.bind_ports)?,
+        bind_tcp: ports(&profile.bind_ports, errs),
         egress,
         socket_families,
-    })
+    }
 }
 
 /// Socket families every sandbox may create: what ordinary programs need (glibc asks
@@ -806,35 +897,41 @@ fn socket_family_rule(net: &NetPolicy) -> Option<SyscallRule> {
     })
 }
 
-fn egress_rule(rule: &crate::profile::Egress) -> Result<EgressRule, Diagnostic> {
+/// One egress rule, or `None` with what is wrong with its destination and its ports in `errs`.
+fn egress_rule(rule: &crate::profile::Egress, errs: &mut Errors) -> Option<EgressRule> {
     let to = match (&rule.host, &rule.cidr) {
-        (Some(host), None) => Destination::Host(host_pattern(host)?),
-        (None, Some(cidr)) => Destination::Cidr(prefix(cidr)?),
-        (Some(_), Some(_)) => {
-            return Err(rule.loc.error("an egress rule names either a `host` or a `cidr`, not both"))
-        }
-        (None, None) => {
-            return Err(rule
-                .loc
-                .error("an egress rule needs a `host` (\"pypi.org\", \"*.example.com\") or a `cidr` (\"10.0.0.0/8\")"))
-        }
+        (Some(host), None) => errs.keep(host_pattern(host)).map(Destination::Host),
+        (None, Some(cidr)) => errs.keep(prefix(cidr)).map(Destination::Cidr),
+        (Some(_), Some(_)) => errs.keep(Err(rule
+            .loc
+            .error("an egress rule names either a `host` or a `cidr`, not both"))),
+        (None, None) => errs.keep(Err(rule
+            .loc
+            .error("an egress rule needs a `host` (\"pypi.org\", \"*.example.com\") or a `cidr` (\"10.0.0.0/8\")"))),
     };
+    let found = errs.0.len();
     let ports = match &rule.ports {
-        Some(list) if !list.is_empty() => ports(list)?,
+        Some(list) if !list.is_empty() => ports(list, errs),
         _ => {
-            return Err(rule
-                .loc
-                .error("an egress rule needs `ports`, for example ports = [443]"))
+            errs.0.push(
+                rule.loc
+                    .error("an egress rule needs `ports`, for example ports = [443]"),
+            );
+            Vec::new()
         }
     };
     if ports.len() > MAX_PORT_RANGES {
-        return Err(rule.loc.error(format!(
+        errs.0.push(rule.loc.error(format!(
             "an egress rule allows at most {} ports; split it into several rules",
             MAX_PORT_RANGES
         )));
     }
+    if errs.0.len() > found {
+        return None;
+    }
+    let to = to?;
     let proto = rule.proto.unwrap_or(crate::profile::Proto::Any);
-    Ok(EgressRule {
+    Some(EgressRule {
         to,
         ports,
         tcp: proto != crate::profile::Proto::Udp,
@@ -918,7 +1015,7 @@ fn sysno(item: &Located<String>) -> Result<Sysno, Diagnostic> {
     })
 }
 
-fn syscalls(profile: &Profile) -> Result<SyscallPolicy, Diagnostic> {
+fn syscalls(profile: &Profile, errs: &mut Errors) -> SyscallPolicy {
     let preset_name = profile
         .syscall_preset
         .as_ref()
@@ -937,7 +1034,9 @@ fn syscalls(profile: &Profile) -> Result<SyscallPolicy, Diagnostic> {
             item.loc.error(format!(
                 "unknown syscall preset `{preset_name}` (known: default, none){hint}"
             ))
-        })?;
+        });
+    // An unknown preset is reported; the default one stands in so the rest is still checked.
+    let preset = errs.keep(preset).unwrap_or(DEFAULT_PRESET);
 
     let mut deny: Vec<SyscallRule> = Vec::new();
     for (name, when) in preset {
@@ -950,15 +1049,21 @@ fn syscalls(profile: &Profile) -> Result<SyscallPolicy, Diagnostic> {
             });
         }
     }
-    for item in profile.syscall_deny.iter().chain(&profile.syscall_allow) {
-        if item.value == "clone3" {
-            return Err(item.loc.error(
-                "clone3 cannot be listed: it is always answered with ENOSYS, so libc falls back to clone, whose flags the filter can check",
-            ));
+    let mut clone3 = |item: &&Located<String>| {
+        if item.value != "clone3" {
+            return true;
         }
-    }
-    for item in &profile.syscall_deny {
-        let nr = sysno(item)?;
+        errs.0.push(item.loc.error(
+            "clone3 cannot be listed: it is always answered with ENOSYS, so libc falls back to clone, whose flags the filter can check",
+        ));
+        false
+    };
+    let listed: Vec<&Located<String>> = profile.syscall_deny.iter().filter(&mut clone3).collect();
+    let allowed: Vec<&Located<String>> = profile.syscall_allow.iter().filter(&mut clone3).collect();
+    for item in listed {
+        let Some(nr) = errs.keep(sysno(item)) else {
+            continue;
+        };
         // An explicit deny is unconditional, replacing a preset's argument check.
         deny.retain(|r| r.nr != nr.id());
         deny.push(SyscallRule {
@@ -967,15 +1072,16 @@ fn syscalls(profile: &Profile) -> Result<SyscallPolicy, Diagnostic> {
             when: None,
         });
     }
-    for item in &profile.syscall_allow {
-        let nr = sysno(item)?;
-        deny.retain(|r| r.nr != nr.id());
+    for item in allowed {
+        if let Some(nr) = errs.keep(sysno(item)) {
+            deny.retain(|r| r.nr != nr.id());
+        }
     }
     deny.sort_by_key(|r| r.nr);
-    Ok(SyscallPolicy {
+    SyscallPolicy {
         action: profile.syscall_action,
         deny,
-    })
+    }
 }
 
 fn env_name(item: &Located<String>) -> Result<String, Diagnostic> {
@@ -992,19 +1098,23 @@ fn env_name(item: &Located<String>) -> Result<String, Diagnostic> {
     }
 }
 
-fn process(profile: &Profile) -> Result<ProcessPolicy, Diagnostic> {
+fn process(profile: &Profile, errs: &mut Errors) -> ProcessPolicy {
     let mut env_keep = Vec::new();
     for item in &profile.env {
-        env_keep.push(env_name(item)?);
+        env_keep.extend(errs.keep(env_name(item)));
     }
     let mut set_env = BTreeMap::new();
     for (key, value) in &profile.set_env {
-        let key = env_name(&Located {
+        let Some(key) = errs.keep(env_name(&Located {
             value: key.clone(),
             loc: value.loc.clone(),
-        })?;
+        })) else {
+            continue;
+        };
         if value.value.contains('\0') {
-            return Err(value.loc.error("environment value contains a NUL byte"));
+            errs.0
+                .push(value.loc.error("environment value contains a NUL byte"));
+            continue;
         }
         set_env.insert(key, value.value.clone());
     }
@@ -1023,33 +1133,34 @@ fn process(profile: &Profile) -> Result<ProcessPolicy, Diagnostic> {
                 .unwrap_or_default();
             item.loc
                 .error(format!("unknown capability `{}`{hint}", item.value))
-        })?;
+        });
+        let Some(cap) = errs.keep(cap) else {
+            continue;
+        };
         let name = cap.to_string();
         if !capabilities.contains(&name) {
             capabilities.push(name);
         }
     }
-    let max_processes = match &profile.max_processes {
-        None => None,
-        Some(max) => Some(
+    let max_processes = profile.max_processes.as_ref().and_then(|max| {
+        errs.keep(
             u32::try_from(max.value)
                 .ok()
                 .filter(|n| *n > 0)
-                .ok_or_else(|| max.loc.error("max_processes must be a positive number"))?,
-        ),
-    };
+                .ok_or_else(|| max.loc.error("max_processes must be a positive number")),
+        )
+    });
     let max_memory = profile
         .max_memory
         .as_ref()
-        .map(|m| memory_size("max_memory", m))
-        .transpose()?;
-    Ok(ProcessPolicy {
+        .and_then(|m| errs.keep(memory_size("max_memory", m)));
+    ProcessPolicy {
         env_keep,
         set_env,
         capabilities,
         max_processes,
         max_memory,
-    })
+    }
 }
 
 /// The smallest `max_memory` or `tmp_size`: less cannot even start a shell.
@@ -1098,11 +1209,12 @@ pub fn size_in_bytes(text: &str) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::profile::SearchPath;
 
-    fn compile_text(text: &str) -> Result<Policy, String> {
+    /// `text` as a profile file compiled for a user `dev` (uid 1000) in `/work/ws`.
+    pub(crate) fn compile_text(text: &str) -> Result<Policy, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let path = dir.path().join("p.toml");
         std::fs::write(&path, text).map_err(|e| e.to_string())?;
@@ -1478,5 +1590,41 @@ mod tests {
         assert!(p.network.connect_tcp.is_empty() && p.filesystem.rules.is_empty());
         assert!(p.process.env_keep.is_empty() && p.process.capabilities.is_empty());
         assert_eq!(p.landlock_abi, DEFAULT_LANDLOCK_ABI);
+    }
+
+    #[test]
+    fn compile_reports_every_error_not_only_the_first() {
+        let msg = compile_text(
+            "[profile]\nname = \"p\"\n[filesystem]\nread = [\"{workspce}\", \"usr\"]\n[network]\nbind_ports = [0]\n[syscalls]\ndeny = [\"ptrce\"]\n[process]\nenv = [\"A=B\"]\nmax_processes = 0\n",
+        )
+        .err()
+        .unwrap_or_default();
+        let at: Vec<&str> = msg
+            .lines()
+            .map(|l| {
+                l.rsplit_once("p.toml:")
+                    .map_or("", |(_, r)| r.split(": ").next().unwrap_or(""))
+            })
+            .collect();
+        assert_eq!(at, ["4:9", "4:23", "6:15", "8:9", "10:8", "11:17"], "{msg}");
+    }
+
+    #[test]
+    fn a_child_of_coding_agent_can_take_its_network_away() {
+        let p = compile_text(
+            "[profile]\nname = \"p\"\nextends = [\"coding-agent\"]\n[network]\nconnect_ports = { replace = [] }\n",
+        )
+        .unwrap();
+        assert!(
+            p.network.connect_tcp.is_empty() && p.network.offline(),
+            "{:?}",
+            p.network
+        );
+        // `[]` alone keeps what was inherited (and `profile check` warns).
+        let p = compile_text(
+            "[profile]\nname = \"p\"\nextends = [\"coding-agent\"]\n[network]\nconnect_ports = []\n",
+        )
+        .unwrap();
+        assert_eq!(p.network.connect_tcp, [443]);
     }
 }

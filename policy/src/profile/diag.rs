@@ -39,6 +39,11 @@ impl Loc {
         (line, column)
     }
 
+    /// A warning at this place: printed like an error, with `warning: ` before the message.
+    pub fn warning(&self, message: impl std::fmt::Display) -> Diagnostic {
+        self.error(format!("warning: {message}"))
+    }
+
     /// An error at this place.
     pub fn error(&self, message: impl Into<String>) -> Diagnostic {
         let (line, column) = self.line_col();
@@ -48,6 +53,14 @@ impl Loc {
             column,
             message: message.into(),
         }
+    }
+}
+
+impl fmt::Display for Loc {
+    /// `FILE:LINE:COL`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (line, column) = self.line_col();
+        write!(f, "{}:{line}:{column}", self.source.path.display())
     }
 }
 
@@ -81,6 +94,48 @@ impl fmt::Display for Diagnostic {
 }
 
 impl std::error::Error for Diagnostic {}
+
+/// Every error found in a profile (never empty), one `FILE:LINE:COL: message` per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl Diagnostics {
+    /// The errors in the order a reader meets them: by file, then line and column, each once.
+    pub fn sorted(mut errors: Vec<Diagnostic>) -> Self {
+        let mut files: Vec<PathBuf> = Vec::new();
+        for e in &errors {
+            if !files.contains(&e.file) {
+                files.push(e.file.clone());
+            }
+        }
+        errors.sort_by_key(|e| {
+            let file = files.iter().position(|f| *f == e.file);
+            (file, e.line, e.column, e.message.clone())
+        });
+        errors.dedup();
+        Self(errors)
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+impl From<Diagnostic> for Diagnostics {
+    fn from(d: Diagnostic) -> Self {
+        Self(vec![d])
+    }
+}
 
 /// The closest candidate to `word`, if one is close enough to be a likely typo.
 pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {

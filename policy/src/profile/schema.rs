@@ -3,6 +3,10 @@
 //! Everything here is raw. Values that a later step must point back at (paths, names,
 //! syscalls) are kept `Spanned` so an error can name the line and column they came from.
 //! Validation and placeholder expansion happen in [`crate::policy`].
+//!
+//! Every list a profile inherits can be written two ways: a plain list adds to what the
+//! profiles it extends have ([`ListField::Add`]); a table edits it ([`ListEdit`]: `add`,
+//! `remove`, `replace`, and `widen = true` where taking an entry out opens the sandbox).
 
 use std::collections::BTreeMap;
 
@@ -69,19 +73,19 @@ pub enum Compat {
 #[serde(deny_unknown_fields)]
 pub struct FilesystemSection {
     #[serde(default)]
-    pub read: Vec<Spanned<String>>,
+    pub read: Option<Spanned<ListField<String>>>,
     #[serde(default)]
-    pub write: Vec<Spanned<String>>,
+    pub write: Option<Spanned<ListField<String>>>,
     #[serde(default)]
-    pub exec: Vec<Spanned<String>>,
+    pub exec: Option<Spanned<ListField<String>>>,
     #[serde(default)]
-    pub deny: Vec<Spanned<String>>,
+    pub deny: Option<Spanned<ListField<String>>>,
     /// Paths kept read-only inside writable trees (`{workspace}/.git/config`).
     #[serde(default)]
-    pub read_only: Vec<Spanned<String>>,
+    pub read_only: Option<Spanned<ListField<String>>>,
     /// Git repositories (work trees) whose metadata stays read-only (`{workspace}`).
     #[serde(default)]
-    pub repositories: Vec<Spanned<String>>,
+    pub repositories: Option<Spanned<ListField<String>>>,
     /// Size of the private `/tmp` (a tmpfs): bytes, or "512M", "2G".
     #[serde(default)]
     pub tmp_size: Option<Spanned<MemorySize>>,
@@ -91,15 +95,15 @@ pub struct FilesystemSection {
 #[serde(deny_unknown_fields)]
 pub struct NetworkSection {
     #[serde(default)]
-    pub connect_ports: Vec<Spanned<u16>>,
+    pub connect_ports: Option<Spanned<ListField<u16>>>,
     #[serde(default)]
-    pub bind_ports: Vec<Spanned<u16>>,
+    pub bind_ports: Option<Spanned<ListField<u16>>>,
     /// Where the sandbox may connect, by host name or address prefix.
     #[serde(default)]
-    pub egress: Vec<Spanned<EgressRule>>,
+    pub egress: Option<Spanned<ListField<EgressRule>>>,
     /// Socket families the sandbox may create beyond unix, inet, inet6 and netlink.
     #[serde(default)]
-    pub socket_families: Vec<Spanned<String>>,
+    pub socket_families: Option<Spanned<ListField<String>>>,
 }
 
 /// `{ host = "pypi.org", ports = [443] }` or `{ cidr = "10.0.0.0/8", ports = [5432], proto = "tcp" }`.
@@ -131,9 +135,9 @@ pub struct SyscallsSection {
     #[serde(default)]
     pub preset: Option<Spanned<String>>,
     #[serde(default)]
-    pub deny: Vec<Spanned<String>>,
+    pub deny: Option<Spanned<ListField<String>>>,
     #[serde(default)]
-    pub allow: Vec<Spanned<String>>,
+    pub allow: Option<Spanned<ListField<String>>>,
     #[serde(default)]
     pub action: Option<SyscallAction>,
 }
@@ -153,13 +157,14 @@ pub enum SyscallAction {
 pub struct ProcessSection {
     /// Environment variables passed through; every other one is scrubbed.
     #[serde(default)]
-    pub env: Vec<Spanned<String>>,
+    pub env: Option<Spanned<ListField<String>>>,
     /// Variables set inside the sandbox, whatever the caller's environment says.
+    /// A table of values, or of edits: `remove = ["A"]`, `replace = { A = "1" }`, `add = { .. }`.
     #[serde(default)]
-    pub set_env: BTreeMap<String, Spanned<String>>,
+    pub set_env: Option<Spanned<BTreeMap<String, Spanned<SetEnvEntry>>>>,
     /// Capabilities the sandboxed process keeps (none by default).
     #[serde(default)]
-    pub capabilities: Vec<Spanned<String>>,
+    pub capabilities: Option<Spanned<ListField<String>>>,
     /// Run as this user instead of the caller.
     #[serde(default)]
     pub user: Option<Spanned<String>>,
@@ -177,4 +182,100 @@ pub struct ProcessSection {
 pub enum MemorySize {
     Bytes(i64),
     Text(String),
+}
+
+/// A list as a profile writes it.
+#[derive(Debug)]
+pub enum ListField<T> {
+    /// `read = ["/opt"]`: added to what the extended profiles have.
+    Add(Vec<Spanned<T>>),
+    /// `read = { remove = ["/opt"] }`: an edit of what they have.
+    Edit(ListEdit<T>),
+}
+
+/// `{ add = [..], remove = [..], replace = [..], widen = true }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListEdit<T> {
+    /// Entries added after the removals.
+    #[serde(default = "Vec::new")]
+    pub add: Vec<Spanned<T>>,
+    /// Inherited entries taken out; each must be one the extended profiles have.
+    #[serde(default = "Option::default")]
+    pub remove: Option<Vec<Spanned<T>>>,
+    /// The whole list, whatever was inherited.
+    #[serde(default = "Option::default")]
+    pub replace: Option<Vec<Spanned<T>>>,
+    /// Says that taking entries out of a list that protects (`deny`, `read_only`,
+    /// `repositories`, `[syscalls] deny`) is meant, since it opens the sandbox.
+    #[serde(default)]
+    pub widen: Option<Spanned<bool>>,
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ListField<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visit<T> {
+            type Value = ListField<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list, or a table of `add`, `remove`, `replace` (and `widen`)")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                Deserialize::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(ListField::Add)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(ListField::Edit)
+            }
+        }
+        deserializer.deserialize_any(Visit(std::marker::PhantomData))
+    }
+}
+
+/// One entry of `[process] set_env`: a variable's value, or an edit of the inherited ones.
+#[derive(Debug)]
+pub enum SetEnvEntry {
+    /// `NAME = "value"`.
+    Value(String),
+    /// `remove = ["NAME"]`.
+    Names(Vec<Spanned<String>>),
+    /// `replace = { NAME = "value" }` or `add = { .. }`.
+    Table(BTreeMap<String, Spanned<String>>),
+}
+
+impl<'de> Deserialize<'de> for SetEnvEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = SetEnvEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string (the variable's value)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(SetEnvEntry::Value(v.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                Deserialize::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(SetEnvEntry::Names)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(SetEnvEntry::Table)
+            }
+        }
+        deserializer.deserialize_any(Visit)
+    }
 }
