@@ -424,6 +424,7 @@ fn denial(access: &HashMap<String, String>) -> Option<What> {
             access: blockers,
             layer: Some(crate::event::FileLayer::Landlock),
             rule: None,
+            target: None,
         });
     }
     if blockers.starts_with("net.connect_tcp") {

@@ -2,6 +2,7 @@
 //! responders' commands (`ps`, `kill`, `freeze`, `thaw`, `isolate`, `release`).
 
 mod contain;
+mod learn;
 mod remote;
 mod worker;
 
@@ -157,6 +158,31 @@ enum ProfileCommand {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Write a profile that allows what a command needed beyond BASE: runs it under BASE in
+    /// audit mode (`-- CMD`), or reads the events of such a run (`--from`).
+    Learn {
+        /// The profile to start from: the learned one extends it.
+        #[arg(long, short, value_name = "BASE")]
+        profile: String,
+        /// The workspace (`{workspace}`); defaults to the current directory.
+        #[arg(long, short, value_name = "DIR")]
+        workspace: Option<PathBuf>,
+        /// The learned profile's name (default: BASE-learned).
+        #[arg(long)]
+        name: Option<String>,
+        /// Write the profile to FILE instead of stdout.
+        #[arg(long, short, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Learn from a saved run's events (JSON lines; `-` for stdin) instead of running.
+        #[arg(long, value_name = "EVENTS")]
+        from: Option<PathBuf>,
+        /// The session to learn from, when the events hold several.
+        #[arg(long, value_name = "ID")]
+        session: Option<uuid::Uuid>,
+        /// The command to audit, and its arguments.
+        #[arg(last = true, value_name = "CMD")]
+        command: Vec<OsString>,
+    },
     /// Run a profile's expectations (`NAME.expect.toml`): commands that must work or be denied.
     Test {
         #[arg(value_name = "NAME|FILE")]
@@ -202,6 +228,27 @@ pub fn main() -> ExitCode {
                 Err(msg) => fail(&msg, 1),
             }
         }
+        Command::Profile(ProfileCommand::Learn {
+            profile,
+            workspace,
+            name,
+            out,
+            from,
+            session,
+            command,
+        }) => learn::learn(
+            &search,
+            learn::Learn {
+                base: profile,
+                workspace,
+                name,
+                out,
+                from,
+                session,
+                command,
+                verbose: cli.verbose,
+            },
+        ),
         Command::Profile(ProfileCommand::Test { profile, expect }) => {
             test_profile(&search, &cli.profile_path, &profile, expect)
         }

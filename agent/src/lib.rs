@@ -16,6 +16,7 @@
 //! * [`ebpf`], [`network`], [`audit`] and [`monitor`] load the kernel side and watch a sandbox;
 //!   [`report`] is what every watcher holds (where events go, when to stop).
 //! * [`event`] is the one event type; [`export`] carries events on (spool, journal, collector).
+//! * [`learn`] turns an audited run's events into a profile (`cordon profile learn`).
 //! * [`contain`] lists sandboxes and acts on them (kill, freeze, isolate, ...).
 //! * [`daemon`] is cordond; [`api`] its socket protocol and who may do what; [`cli`] is `cordon`.
 //! * [`sys`] holds the few raw system calls the crates we build on do not wrap.
@@ -29,6 +30,7 @@ pub mod daemon;
 pub mod ebpf;
 pub mod expect;
 pub mod export;
+pub mod learn;
 pub mod monitor;
 pub mod network;
 pub mod report;

@@ -206,14 +206,17 @@ impl Judge {
     /// The denial enforce mode would have made of `access` to `resolved`, the first time.
     fn file(&mut self, asked: &str, resolved: PathBuf, access: &'static str) -> Option<What> {
         let refusal = self.view.would_refuse(&resolved, access)?;
-        if !self.seen.insert((resolved, access)) {
+        if !self.seen.insert((resolved.clone(), access)) {
             return None;
         }
+        let target =
+            (std::path::Path::new(asked) != resolved).then(|| resolved.to_string_lossy().into_owned());
         Some(What::FileDenied {
             path: asked.to_owned(),
             access: access.into(),
             layer: Some(refusal.layer),
             rule: refusal.rule.map(|r| r.to_string_lossy().into_owned()),
+            target,
         })
     }
 }
@@ -454,6 +457,7 @@ fn file_denied(
             access: access.into(),
             layer: Some(crate::event::FileLayer::Unplaced),
             rule: None,
+            target: None,
         })
     };
     if file.truncated != 0 {
@@ -493,6 +497,7 @@ fn file_denied(
         access: access.into(),
         layer: Some(found.layer),
         rule: found.rule.map(|r| r.to_string_lossy().into_owned()),
+        target: None,
     })
 }
 
@@ -676,8 +681,8 @@ fn decode(
                         .ok()
                         .map(|cwd| cwd.join(at))
                 };
-                also =
-                    absolute.and_then(|a| judge.file(&filename, resolved(&a, pid), "fs.execute"));
+                also = absolute
+                    .and_then(|a| judge.file(&filename, resolved(&a, pid, true), "fs.execute"));
             }
             What::Exec { filename }
         }
@@ -772,7 +777,9 @@ fn file_audited(
         Ok(rest) => file.dir()?.join(rest),
         Err(_) => placed(header, file, written)?,
     };
-    judge.file(&asked, resolved(&absolute, header.pid), access)
+    // A file made or removed is the name itself, not what a symlink of that name points at.
+    let follow = !(access.starts_with("fs.make_") || access.starts_with("fs.remove_"));
+    judge.file(&asked, resolved(&absolute, header.pid, follow), access)
 }
 
 /// `written` as an absolute path: a relative one joined to the directory it started from,
@@ -799,9 +806,10 @@ fn placed(
 
 /// Where `path` (absolute, as an audited sandbox named it) leads: its directories' symlinks
 /// followed on the host, whose tree the audited sandbox sees at the same paths; the last
-/// name followed too when it is a symlink there. The sandbox's own trees (`/tmp`, `/proc`)
-/// are taken as written, a process's cwd or descriptor in `/proc` by its link.
-fn resolved(path: &std::path::Path, pid: u32) -> PathBuf {
+/// name followed too when `follow` and it is a symlink there. The sandbox's own trees
+/// (`/tmp`, `/proc`) are taken as written, a process's cwd or descriptor in `/proc` by its
+/// link.
+fn resolved(path: &std::path::Path, pid: u32, follow: bool) -> PathBuf {
     use crate::sandbox::view;
     if let Some(through) = proc_link(path, pid) {
         return through;
@@ -810,8 +818,9 @@ fn resolved(path: &std::path::Path, pid: u32) -> PathBuf {
     if path.starts_with(crate::policy::SANDBOX_TMP) || path.starts_with("/proc") {
         return path;
     }
-    std::fs::canonicalize(&path)
-        .ok()
+    follow
+        .then(|| std::fs::canonicalize(&path).ok())
+        .flatten()
         .or_else(|| {
             let dir = std::fs::canonicalize(path.parent()?).ok()?;
             Some(dir.join(path.file_name()?))

@@ -162,8 +162,10 @@ pub struct FsPolicy {
     pub deny: Vec<PathBuf>,
     /// Paths kept read-only even inside writable trees.
     pub read_only: Vec<PathBuf>,
-    /// Denied and read-only paths written with a trailing `/`: directories, created as such
-    /// when they do not exist (see `sandbox::mounts::placeholders`).
+    /// Paths written with a trailing `/`: directories. A denied or read-only one is created
+    /// as such when it does not exist, and so is a `read`/`write`/`exec` one inside a tree
+    /// the sandbox writes, so its rule holds for what the sandbox makes there
+    /// (`{workspace}/.venv/bin/`; see `sandbox::mounts::placeholders`).
     pub dirs: Vec<PathBuf>,
     /// Work trees of git repositories whose metadata stays read-only (`sandbox::repos`).
     pub repositories: Vec<PathBuf>,
@@ -558,12 +560,18 @@ fn compile_into(profile: &Profile, ctx: &Context, errs: &mut Errors) -> Policy {
     });
     let mut deny = Vec::new();
     let mut dirs = Vec::new();
-    for item in profile.deny.iter().chain(&profile.read_only) {
-        if item.value.ends_with('/') {
-            // The entry's own error, if any, is reported with its list below.
-            if let Ok(path) = vars.path(item) {
-                dirs.push(path);
-            }
+    let listed = [
+        &profile.deny,
+        &profile.read_only,
+        &profile.read,
+        &profile.write,
+        &profile.exec,
+    ];
+    for item in listed.into_iter().flatten() {
+        // The entry's own error, if any, is reported with its list.
+        match vars.path(item) {
+            Ok(path) if item.value.ends_with('/') && !dirs.contains(&path) => dirs.push(path),
+            _ => {}
         }
     }
     let mut repositories = Vec::new();
@@ -776,6 +784,19 @@ fn resolve_identity(profile: &Profile, ctx: &Context) -> Result<Identity, Diagno
 }
 
 /// The ports of a list, sorted, each once; port 0 is an error.
+/// `bind_ports`: like other ports, and 0 too, which is a port the kernel picks (an
+/// ephemeral port: Landlock's rule for port 0 allows exactly those binds). Libraries bind
+/// one on loopback to learn whether IPv6 works (urllib3, so pip).
+fn bind_ports(items: &[Located<u16>], errs: &mut Errors) -> Vec<u16> {
+    let zero = items.iter().any(|i| i.value == 0);
+    let others: Vec<Located<u16>> = items.iter().filter(|i| i.value != 0).cloned().collect();
+    let mut out = ports(&others, errs);
+    if zero {
+        out.insert(0, 0);
+    }
+    out
+}
+
 fn ports(items: &[Located<u16>], errs: &mut Errors) -> Vec<u16> {
     let mut out = Vec::new();
     for item in items {
@@ -844,7 +865,7 @@ fn network(profile: &Profile, errs: &mut Errors) -> NetPolicy {
     }
     NetPolicy {
         connect_tcp,
-        bind_tcp: ports(&profile.bind_ports, errs),
+        bind_tcp: bind_ports(&profile.bind_ports, errs),
         egress,
         socket_families,
     }
@@ -1595,7 +1616,7 @@ pub(crate) mod tests {
     #[test]
     fn compile_reports_every_error_not_only_the_first() {
         let msg = compile_text(
-            "[profile]\nname = \"p\"\n[filesystem]\nread = [\"{workspce}\", \"usr\"]\n[network]\nbind_ports = [0]\n[syscalls]\ndeny = [\"ptrce\"]\n[process]\nenv = [\"A=B\"]\nmax_processes = 0\n",
+            "[profile]\nname = \"p\"\n[filesystem]\nread = [\"{workspce}\", \"usr\"]\n[network]\nconnect_ports = [0]\n[syscalls]\ndeny = [\"ptrce\"]\n[process]\nenv = [\"A=B\"]\nmax_processes = 0\n",
         )
         .err()
         .unwrap_or_default();
@@ -1606,7 +1627,7 @@ pub(crate) mod tests {
                     .map_or("", |(_, r)| r.split(": ").next().unwrap_or(""))
             })
             .collect();
-        assert_eq!(at, ["4:9", "4:23", "6:15", "8:9", "10:8", "11:17"], "{msg}");
+        assert_eq!(at, ["4:9", "4:23", "6:18", "8:9", "10:8", "11:17"], "{msg}");
     }
 
     #[test]

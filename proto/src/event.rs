@@ -246,6 +246,10 @@ pub enum What {
         /// mount without exec).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rule: Option<String>,
+        /// Where `path` led, when that is elsewhere: absolute, symlinks followed (a
+        /// workspace link into the home). Set for what an audited sandbox was let do.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
     },
     /// Another Landlock denial (`scope.signal`, `net.bind_tcp`, ...), with the record's fields.
     OtherDenied {
@@ -634,7 +638,12 @@ impl Event {
                 access,
                 layer,
                 rule,
+                target,
             } => {
+                let path = match target {
+                    Some(t) => format!("{path} (-> {t})"),
+                    None => path.clone(),
+                };
                 let by = match (layer, rule) {
                     (Some(FileLayer::Landlock) | None, _) => String::new(),
                     (Some(FileLayer::Deny), Some(rule)) => {
@@ -812,6 +821,7 @@ mod tests {
                 access: "fs.read_file".into(),
                 layer: None,
                 rule: None,
+                target: None,
             },
         );
         let line = event.summary();
@@ -904,6 +914,7 @@ mod schema_tests {
                 access: "fs.read_file".into(),
                 layer: Some(FileLayer::Deny),
                 rule: Some("/etc/shadow".into()),
+                target: None,
             },
             What::OtherDenied {
                 blockers: "scope.signal".into(),
@@ -953,6 +964,7 @@ mod schema_tests {
             access: "fs.read_file".into(),
             layer: Some(layer),
             rule: Some(rule.into()),
+            target: None,
         };
         assert_eq!(
             file(FileLayer::Deny, "/root/.ssh").severity(),

@@ -172,10 +172,14 @@ where
     if !missing.is_empty() {
         match make_placeholders(&missing, policy) {
             Ok(made) => warnings.extend(made.iter().map(|p| {
-                format!(
-                    "created an empty {} so that the sandbox cannot create it",
-                    p.display()
-                )
+                if policy.filesystem.rules.iter().any(|r| &r.path == p) {
+                    format!("created an empty {} so that its rule holds for what the sandbox puts there", p.display())
+                } else {
+                    format!(
+                        "created an empty {} so that the sandbox cannot create it",
+                        p.display()
+                    )
+                }
             })),
             Err(e) => unmade.push(e),
         }

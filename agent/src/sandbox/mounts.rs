@@ -242,6 +242,16 @@ pub fn plan(fs: &FsPolicy, root: &Path) -> MountPlan {
         links.extend(symlinks);
     }
 
+    // A bind inside another gets what the outer one grants too, as Landlock's rules add up:
+    // `exec` on `{workspace}/target` inside a written workspace stays writable.
+    let outer: Vec<(PathBuf, Access)> = binds.iter().map(|(p, (_, a))| (p.clone(), *a)).collect();
+    for (path, (_, access)) in binds.iter_mut() {
+        for (_, a) in outer.iter().filter(|(o, _)| o != path && path.starts_with(o)) {
+            access.read |= a.read;
+            access.write |= a.write;
+            access.exec |= a.exec;
+        }
+    }
     let tmp_exec = tmp_access.is_some_and(|a| a.exec);
     plan.ops.push(MountOp::Tmpfs {
         path: tmp.clone(),
@@ -433,6 +443,17 @@ pub fn placeholders(fs: &FsPolicy, root: &Path) -> (Vec<(PathBuf, Kind)>, Vec<St
                 Kind::File
             };
             add(path.clone(), kind);
+        }
+    }
+    // A rule's directory the sandbox would make itself (`{workspace}/.venv/bin/`): made now,
+    // so the rule's mount is there for what the sandbox puts in it. Only inside a tree the
+    // rule does not itself make writable.
+    for rule in &fs.rules {
+        let below_writable = fs.rules.iter().any(|w| {
+            w.access.write && w.path != tmp && w.path != rule.path && rule.path.starts_with(&w.path)
+        });
+        if fs.dirs.contains(&rule.path) && below_writable && !exists(&rule.path) {
+            add(rule.path.clone(), Kind::Dir);
         }
     }
     for repo in &fs.repositories {

@@ -1,0 +1,550 @@
+//! `cordon profile learn`: a profile that allows what an audited run needed and nothing
+//! more, written the way a person would write it.
+//!
+//! The input is the events of a run in `mode = "audit"` under a base profile: every access,
+//! connection, name, bind and syscall the base would have refused (and, from the same run,
+//! what audit mode still refused because it would have changed the host: a write outside the
+//! trees the base writes). The output extends the base and adds one rule per need:
+//!
+//! * paths are folded to what a person writes: an executable's directory, a directory when
+//!   two or more of its files were needed for the same access, a parent when three or more
+//!   of its directories were; never above a second-level directory (`/opt/tool`, `{home}/x`),
+//!   and written with the placeholders `{workspace}`, `{home}` and `{tmp}`;
+//! * connections by the host name they were resolved from, addresses only when no name was;
+//! * every rule carries a comment saying what needed it.
+//!
+//! What no rule may allow is never learned: the base's `deny` entries, its `read_only`
+//! entries and git metadata (protections, not oversights). Those are listed at the end as
+//! comments.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::event::{DnsReason, Event, FileLayer, Protocol, What};
+use crate::policy::Policy;
+
+/// What a path is needed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Need {
+    Read,
+    Write,
+    Exec,
+}
+
+impl Need {
+    fn list(self) -> &'static str {
+        match self {
+            Need::Read => "read",
+            Need::Write => "write",
+            Need::Exec => "exec",
+        }
+    }
+}
+
+/// One learned rule and what needed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule<T> {
+    pub value: T,
+    /// Who needed it and for what, for the comment beside it.
+    pub why: String,
+}
+
+/// A profile's worth of needs.
+#[derive(Debug, Default)]
+pub struct Learned {
+    pub paths: BTreeMap<Need, Vec<Rule<String>>>,
+    /// Destinations: (host or cidr, ports, protocol).
+    pub egress: Vec<Rule<Egress>>,
+    pub bind_ports: Vec<Rule<u16>>,
+    pub syscalls: Vec<Rule<String>>,
+    /// What was seen and not learned, and why.
+    pub not_learned: Vec<String>,
+    /// Events the audit lost: the profile may be short of what the command needs.
+    pub lost: u64,
+    /// The command the audited session ran, when its events say.
+    pub command: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Egress {
+    /// `host = "..."` or `cidr = "..."`.
+    pub host: Option<String>,
+    pub cidr: Option<String>,
+    pub ports: BTreeSet<u16>,
+    pub tcp: bool,
+    pub udp: bool,
+}
+
+/// Learns from `events` (an audited run under `base`).
+pub fn learn(events: &[Event], base: &Policy) -> Learned {
+    let mut learned = Learned::default();
+    let names = Names::of(base);
+    // (need, path) -> the first reason, and whether the path is a directory.
+    let mut needs: BTreeMap<(Need, PathBuf), (String, bool)> = BTreeMap::new();
+    let mut dests: BTreeMap<(Option<String>, Option<String>), (Egress, String)> = BTreeMap::new();
+    for event in events {
+        let who = event
+            .process
+            .as_ref()
+            .map_or_else(|| "the sandbox".to_string(), |p| p.comm.clone());
+        match &event.what {
+            What::SessionStarted { command, .. } => learned.command = Some(command.clone()),
+            // Missing paths let go above the rate are not the audit's records.
+            What::EventsLost {
+                reason: crate::event::LossReason::Unexamined,
+                ..
+            } => {}
+            What::EventsLost { count, .. } => learned.lost += count,
+            What::FileDenied {
+                path,
+                access,
+                layer,
+                rule,
+                target,
+            } => {
+                // Where the access led (a workspace symlink into the home) is what needs a rule.
+                let path = target.as_ref().unwrap_or(path);
+                let Some(path) = absolute(path, base) else {
+                    learned
+                        .not_learned
+                        .push(format!("{who}: {access} of {path}: a relative path"));
+                    continue;
+                };
+                if let Some(why) = protected(&path, *layer, rule.as_deref(), base) {
+                    learned
+                        .not_learned
+                        .push(format!("{who}: {access} of {}: {why}", path.display()));
+                    continue;
+                }
+                let (need, at, dir) = need_of(access, &path);
+                let shown = names.show(&path);
+                needs
+                    .entry((need, at))
+                    .or_insert_with(|| (format!("{who}: {access} of {shown}"), dir));
+            }
+            What::NetworkDenied {
+                address,
+                port,
+                protocol,
+                domain,
+                ..
+            } => {
+                let (host, cidr) = match domain {
+                    Some(d) => (Some(d.clone()), None),
+                    None => (None, Some(cidr_of(*address))),
+                };
+                let key = (host.clone(), cidr.clone());
+                let (dest, _) = dests.entry(key).or_insert_with(|| {
+                    (
+                        Egress {
+                            host,
+                            cidr,
+                            ports: BTreeSet::new(),
+                            tcp: false,
+                            udp: false,
+                        },
+                        format!("{who} connected to {address}:{port}"),
+                    )
+                });
+                dest.ports.insert(*port);
+                match protocol {
+                    Protocol::Udp => dest.udp = true,
+                    _ => dest.tcp = true,
+                }
+            }
+            What::DnsDenied {
+                domain, reason, ..
+            } => match reason {
+                DnsReason::NotAllowed => {
+                    dests
+                        .entry((Some(domain.clone()), None))
+                        .or_insert_with(|| {
+                            (
+                                Egress {
+                                    host: Some(domain.clone()),
+                                    cidr: None,
+                                    ports: BTreeSet::new(),
+                                    tcp: false,
+                                    udp: false,
+                                },
+                                format!("{who} looked up {domain}"),
+                            )
+                        });
+                }
+                DnsReason::Rebind => learned.not_learned.push(format!(
+                    "{who}: {domain} answered into the host or its networks: allow it with a `cidr` rule if that is meant"
+                )),
+                DnsReason::BadName => learned
+                    .not_learned
+                    .push(format!("{who}: {domain}: not a host name")),
+            },
+            What::OtherDenied { blockers, detail } if blockers == "net.bind_tcp" => {
+                match detail
+                    .split_whitespace()
+                    .find_map(|f| f.strip_prefix("src="))
+                    .and_then(|p| p.parse::<u16>().ok())
+                {
+                    Some(port) => {
+                        if !learned.bind_ports.iter().any(|r| r.value == port) {
+                            let what = if port == 0 {
+                                " (0: a port the kernel picks)"
+                            } else {
+                                ""
+                            };
+                            learned.bind_ports.push(Rule {
+                                value: port,
+                                why: format!("{who} bound {detail}{what}"),
+                            });
+                        }
+                    }
+                    None => learned.not_learned.push(format!("{who}: {blockers} {detail}")),
+                }
+            }
+            What::OtherDenied { blockers, detail } => learned
+                .not_learned
+                .push(format!("{who}: {blockers} {detail}: not a rule a profile holds")),
+            What::SyscallDenied { syscall, .. } => {
+                if !learned.syscalls.iter().any(|r| &r.value == syscall) {
+                    learned.syscalls.push(Rule {
+                        value: syscall.clone(),
+                        why: format!("{who} called {syscall}"),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    learned.paths = fold(needs, &names);
+    learned.egress = dests
+        .into_values()
+        .map(|(mut dest, why)| {
+            let why = if dest.ports.is_empty() {
+                // Looked up, never connected to: a rule needs ports; HTTPS is the usual one.
+                dest.ports.insert(443);
+                dest.tcp = true;
+                format!("{why} but did not connect: port 443 assumed")
+            } else {
+                why
+            };
+            Rule { value: dest, why }
+        })
+        .collect();
+    learned
+}
+
+/// `path` as an absolute path (the sandbox's, which is the host's for what it names).
+fn absolute(path: &str, base: &Policy) -> Option<PathBuf> {
+    let p = Path::new(path);
+    if p.is_absolute() {
+        return Some(crate::sandbox::view::normalize(p));
+    }
+    // Relative paths are asked from the workspace far more often than from anywhere else,
+    // but not always: a guess would be a wrong rule. `..` aside, the workspace is writable.
+    (!path.starts_with("..")).then(|| base.workspace.join(p))
+}
+
+/// Why a denied access must stay denied, when it must.
+fn protected(
+    path: &Path,
+    layer: Option<FileLayer>,
+    rule: Option<&str>,
+    base: &Policy,
+) -> Option<&'static str> {
+    let fs = &base.filesystem;
+    if layer == Some(FileLayer::Deny) || fs.deny.iter().any(|d| path.starts_with(d)) {
+        return Some("under a `deny` entry of the base");
+    }
+    let metadata = |p: &Path| {
+        fs.repositories
+            .iter()
+            .any(|r| p.starts_with(r.join(".git")))
+    };
+    let read_only = |p: &Path| fs.read_only.iter().any(|r| p.starts_with(r));
+    if read_only(path) || rule.map(Path::new).is_some_and(read_only) {
+        return Some("a `read_only` entry of the base");
+    }
+    if metadata(path) || rule.map(Path::new).is_some_and(metadata) {
+        return Some("git metadata the base keeps read-only");
+    }
+    if layer == Some(FileLayer::Unplaced) {
+        return Some("a path the watcher could not place");
+    }
+    None
+}
+
+/// The need an access is, the path that needs it, and whether that is a directory: a
+/// file made or removed needs its directory written; a program runs from its directory.
+fn need_of(access: &str, path: &Path) -> (Need, PathBuf, bool) {
+    let parent = || path.parent().unwrap_or(Path::new("/")).to_path_buf();
+    match access {
+        "fs.execute" => (Need::Exec, parent(), true),
+        "fs.read_dir" => (Need::Read, path.to_path_buf(), true),
+        "fs.read_file" | "fs.stat" => (Need::Read, path.to_path_buf(), false),
+        "fs.write_file" | "fs.truncate" => (Need::Write, path.to_path_buf(), false),
+        _ => (Need::Write, parent(), true),
+    }
+}
+
+/// The workspace, home and private /tmp of the base, for placeholders and folding limits.
+struct Names {
+    workspace: PathBuf,
+    home: PathBuf,
+    tmp: PathBuf,
+}
+
+impl Names {
+    fn of(base: &Policy) -> Self {
+        Self {
+            workspace: base.workspace.clone(),
+            home: base.identity.home.clone(),
+            tmp: PathBuf::from(crate::policy::SANDBOX_TMP),
+        }
+    }
+
+    /// The path with its placeholder: `{workspace}/src`, `{home}/.npm`, `{tmp}`.
+    fn show(&self, path: &Path) -> String {
+        for (root, name) in [
+            (&self.workspace, "{workspace}"),
+            (&self.tmp, "{tmp}"),
+            (&self.home, "{home}"),
+        ] {
+            if let Ok(rest) = path.strip_prefix(root) {
+                return if rest.as_os_str().is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{name}/{}", rest.display())
+                };
+            }
+        }
+        path.display().to_string()
+    }
+
+    /// Whether a rule may be as wide as `dir`: not the root, a top-level directory, the home
+    /// itself or anything above the workspace.
+    fn foldable_to(&self, dir: &Path) -> bool {
+        let depth = dir.components().count(); // "/" counts as one
+        depth >= 3 && dir != self.home && !self.workspace.starts_with(dir) || dir == self.workspace
+    }
+}
+
+/// Folds needed paths to the rules a person would write (see the module's documentation).
+fn fold(
+    needs: BTreeMap<(Need, PathBuf), (String, bool)>,
+    names: &Names,
+) -> BTreeMap<Need, Vec<Rule<String>>> {
+    let mut by_need: BTreeMap<Need, BTreeMap<PathBuf, (String, bool)>> = BTreeMap::new();
+    for ((need, path), (why, dir)) in needs {
+        // The private /tmp's names are made afresh each run: the rule is the whole of it.
+        let (path, dir) = if path.starts_with(&names.tmp) {
+            (names.tmp.clone(), true)
+        } else {
+            (path, dir)
+        };
+        by_need
+            .entry(need)
+            .or_default()
+            .entry(path)
+            .or_insert((why, dir));
+    }
+    let mut folded: BTreeMap<Need, BTreeMap<PathBuf, (String, bool)>> = BTreeMap::new();
+    for (need, mut paths) in by_need {
+        // Two files of one directory: the directory. Three directories of one: the parent.
+        for threshold in [2usize, 3] {
+            let mut children: BTreeMap<PathBuf, Vec<PathBuf>> = BTreeMap::new();
+            for path in paths.keys() {
+                if let Some(parent) = path.parent() {
+                    children
+                        .entry(parent.to_path_buf())
+                        .or_default()
+                        .push(path.clone());
+                }
+            }
+            for (parent, kids) in children {
+                if kids.len() >= threshold && names.foldable_to(&parent) {
+                    let count = kids.len();
+                    let first = kids
+                        .iter()
+                        .find_map(|k| paths.remove(k))
+                        .map(|(why, _)| why)
+                        .unwrap_or_default();
+                    for k in &kids {
+                        paths.remove(k);
+                    }
+                    paths
+                        .entry(parent)
+                        .or_insert_with(|| (format!("{first} (+{} more)", count - 1), true));
+                }
+            }
+        }
+        folded.insert(need, paths);
+    }
+    // A path inside another rule of the same need adds nothing; nor does a read inside a
+    // tree written or run (both read too).
+    let wider = |needs: &[Need], folded: &BTreeMap<Need, BTreeMap<PathBuf, (String, bool)>>| {
+        needs
+            .iter()
+            .flat_map(|n| folded.get(n).into_iter().flat_map(|m| m.keys().cloned()))
+            .collect::<Vec<PathBuf>>()
+    };
+    let mut out = BTreeMap::new();
+    for need in [Need::Read, Need::Write, Need::Exec] {
+        let mut covering = wider(&[need], &folded);
+        if need == Need::Read {
+            covering.extend(wider(&[Need::Write, Need::Exec], &folded));
+        }
+        let Some(paths) = folded.get(&need) else {
+            continue;
+        };
+        let rules = paths
+            .iter()
+            .filter(|(p, _)| !covering.iter().any(|o| o != *p && p.starts_with(o)))
+            .filter(|(p, _)| need != Need::Read || !wider(&[Need::Write, Need::Exec], &folded).contains(p))
+            .map(|(p, (why, dir))| Rule {
+                // A directory is written with its `/`: made at launch when the sandbox would
+                // make it, so the rule holds for it.
+                value: if *dir && names.show(p) != "/" {
+                    format!("{}/", names.show(p))
+                } else {
+                    names.show(p)
+                },
+                why: why.clone(),
+            })
+            .collect();
+        out.insert(need, rules);
+    }
+    out
+}
+
+/// The single address as a prefix.
+fn cidr_of(address: std::net::IpAddr) -> String {
+    match address {
+        std::net::IpAddr::V4(a) => format!("{a}/32"),
+        std::net::IpAddr::V6(a) => format!("{a}/128"),
+    }
+}
+
+/// A TOML string (quoted and escaped).
+fn quoted(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// One comment line: what a process chose may hold anything, so control characters and
+/// line breaks are shown escaped.
+fn comment(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+impl Learned {
+    /// Whether the audit found nothing the base would refuse.
+    pub fn is_empty(&self) -> bool {
+        self.paths.values().all(Vec::is_empty)
+            && self.egress.is_empty()
+            && self.bind_ports.is_empty()
+            && self.syscalls.is_empty()
+    }
+
+    /// The learned profile, named `name`, extending the base profile `base`.
+    pub fn to_toml(&self, name: &str, base: &str) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# Learned by `cordon profile learn` from an audited run under `{}`.",
+            comment(base)
+        );
+        if let Some(command) = &self.command {
+            let _ = writeln!(out, "# The run: {}", comment(&command.join(" ")));
+        }
+        let _ = writeln!(
+            out,
+            "# Each rule allows what the run needed beyond the base, and says what needed it."
+        );
+        if self.lost > 0 {
+            let _ = writeln!(
+                out,
+                "# WARNING: the audit lost {} events; this profile may be short of what the run needs.",
+                self.lost
+            );
+        }
+        let _ = writeln!(out, "[profile]");
+        let _ = writeln!(out, "name = {}", quoted(name));
+        let _ = writeln!(out, "extends = [{}]", quoted(base));
+        let _ = writeln!(out, "mode = \"enforce\"");
+        let lists: Vec<(Need, &Vec<Rule<String>>)> = self
+            .paths
+            .iter()
+            .filter(|(_, rules)| !rules.is_empty())
+            .map(|(n, r)| (*n, r))
+            .collect();
+        if !lists.is_empty() {
+            let _ = writeln!(out, "\n[filesystem]");
+            for (need, rules) in lists {
+                let _ = writeln!(out, "{} = [", need.list());
+                for rule in rules {
+                    let _ = writeln!(out, "  {}, # {}", quoted(&rule.value), comment(&rule.why));
+                }
+                let _ = writeln!(out, "]");
+            }
+        }
+        if !self.egress.is_empty() || !self.bind_ports.is_empty() {
+            let _ = writeln!(out, "\n[network]");
+        }
+        if !self.egress.is_empty() {
+            let _ = writeln!(out, "egress = [");
+            for rule in &self.egress {
+                let d = &rule.value;
+                let to = match (&d.host, &d.cidr) {
+                    (Some(h), _) => format!("host = {}", quoted(h)),
+                    (None, Some(c)) => format!("cidr = {}", quoted(c)),
+                    (None, None) => continue,
+                };
+                let ports: Vec<String> = d.ports.iter().map(u16::to_string).collect();
+                let proto = match (d.tcp, d.udp) {
+                    (true, false) => ", proto = \"tcp\"",
+                    (false, true) => ", proto = \"udp\"",
+                    _ => "",
+                };
+                let _ = writeln!(
+                    out,
+                    "  {{ {to}, ports = [{}]{proto} }}, # {}",
+                    ports.join(", "),
+                    comment(&rule.why)
+                );
+            }
+            let _ = writeln!(out, "]");
+        }
+        if !self.bind_ports.is_empty() {
+            let _ = writeln!(out, "bind_ports = [");
+            for rule in &self.bind_ports {
+                let _ = writeln!(out, "  {}, # {}", rule.value, comment(&rule.why));
+            }
+            let _ = writeln!(out, "]");
+        }
+        if !self.syscalls.is_empty() {
+            let _ = writeln!(out, "\n[syscalls]");
+            let _ = writeln!(out, "allow = [");
+            for rule in &self.syscalls {
+                let _ = writeln!(out, "  {}, # {}", quoted(&rule.value), comment(&rule.why));
+            }
+            let _ = writeln!(out, "]");
+        }
+        if !self.not_learned.is_empty() {
+            let _ = writeln!(out, "\n# Seen and not learned:");
+            let mut seen = BTreeSet::new();
+            for line in &self.not_learned {
+                if seen.insert(line) {
+                    let _ = writeln!(out, "#   {}", comment(line));
+                }
+            }
+        }
+        out
+    }
+}
