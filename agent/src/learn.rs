@@ -135,7 +135,7 @@ pub fn learn(events: &[Event], base: &Policy) -> Learned {
                     None => (None, Some(cidr_of(*address))),
                 };
                 let key = (host.clone(), cidr.clone());
-                let (dest, _) = dests.entry(key).or_insert_with(|| {
+                let (dest, why) = dests.entry(key).or_insert_with(|| {
                     (
                         Egress {
                             host,
@@ -148,6 +148,10 @@ pub fn learn(events: &[Event], base: &Policy) -> Learned {
                     )
                 });
                 dest.ports.insert(*port);
+                // A connection says more than the lookup before it.
+                if dest.ports.len() == 1 && why.contains(" looked up ") {
+                    *why = format!("{who} connected to {address}:{port}");
+                }
                 match protocol {
                     Protocol::Udp => dest.udp = true,
                     _ => dest.tcp = true,
@@ -399,7 +403,9 @@ fn fold(
         let rules = paths
             .iter()
             .filter(|(p, _)| !covering.iter().any(|o| o != *p && p.starts_with(o)))
-            .filter(|(p, _)| need != Need::Read || !wider(&[Need::Write, Need::Exec], &folded).contains(p))
+            .filter(|(p, _)| {
+                need != Need::Read || !wider(&[Need::Write, Need::Exec], &folded).contains(p)
+            })
             .map(|(p, (why, dir))| Rule {
                 // A directory is written with its `/`: made at launch when the sandbox would
                 // make it, so the rule holds for it.

@@ -209,8 +209,8 @@ impl Judge {
         if !self.seen.insert((resolved.clone(), access)) {
             return None;
         }
-        let target =
-            (std::path::Path::new(asked) != resolved).then(|| resolved.to_string_lossy().into_owned());
+        let target = (std::path::Path::new(asked) != resolved)
+            .then(|| resolved.to_string_lossy().into_owned());
         Some(What::FileDenied {
             path: asked.to_owned(),
             access: access.into(),

@@ -58,19 +58,49 @@ pub(super) fn learn(search: &SearchPath, ask: Learn) -> ExitCode {
         .clone()
         .unwrap_or_else(|| format!("{}-learned", policy.name));
     let text = learned.to_toml(&name, &policy.name);
+    // A base given as a file is extended by its name, found beside it.
+    let base_dir = (ask.base.contains('/') || ask.base.ends_with(".toml"))
+        .then(|| {
+            std::path::Path::new(&ask.base)
+                .parent()
+                .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.to_path_buf()))
+        })
+        .flatten();
+    let search = match &base_dir {
+        Some(dir) => search.with_first(dir),
+        None => search.with_first(std::path::Path::new("/nonexistent")),
+    };
     // What is written must load: a learned profile that does not is Cordon's bug.
-    if let Err(e) = check_loads(search, &ask, &name, &text) {
-        return fail(&format!("the learned profile does not load ({e}); this is a bug:\n{text}"), 2);
+    if let Err(e) = check_loads(&search, &ask, &name, &text) {
+        return fail(
+            &format!("the learned profile does not load ({e}); this is a bug:\n{text}"),
+            2,
+        );
     }
     let written = match &ask.out {
-        Some(path) => std::fs::write(path, &text)
-            .map_err(|e| format!("cannot write {}: {e}", path.display())),
+        Some(path) => {
+            std::fs::write(path, &text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        }
         None => std::io::stdout()
             .write_all(text.as_bytes())
             .map_err(|e| format!("cannot write the profile: {e}")),
     };
     if let Err(e) = written {
         return fail(&e, 2);
+    }
+    if let Some(dir) = &base_dir {
+        let out_dir = ask
+            .out
+            .as_ref()
+            .and_then(|o| std::path::absolute(o).ok())
+            .and_then(|o| o.parent().map(std::path::Path::to_path_buf));
+        if out_dir.as_deref() != Some(dir.as_path()) {
+            eprintln!(
+                "cordon: note: the profile extends `{}` by name: keep it beside {} (or put both in a profile directory)",
+                policy.name,
+                dir.join(format!("{}.toml", policy.name)).display()
+            );
+        }
     }
     let rules: usize = learned.paths.values().map(Vec::len).sum::<usize>()
         + learned.egress.len()
@@ -158,7 +188,10 @@ fn only_session(events: Vec<Event>, session: Option<uuid::Uuid>) -> Result<Vec<E
         events.iter().filter_map(|e| e.session).collect();
     let wanted = match session {
         Some(s) if !sessions.contains(&s) => {
-            return Err(format!("no events of session {s} (the events hold {} sessions)", sessions.len()))
+            return Err(format!(
+                "no events of session {s} (the events hold {} sessions)",
+                sessions.len()
+            ))
         }
         Some(s) => s,
         None if sessions.len() > 1 => {
@@ -182,7 +215,9 @@ fn check_loads(search: &SearchPath, ask: &Learn, name: &str, text: &str) -> Resu
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let file = dir.path().join(format!("{name}.toml"));
     std::fs::write(&file, text).map_err(|e| e.to_string())?;
-    let profile = search.load(&file.to_string_lossy()).map_err(|e| e.to_string())?;
+    let profile = search
+        .load(&file.to_string_lossy())
+        .map_err(|e| e.to_string())?;
     let workspace = super::workspace_dir(ask.workspace.clone())?;
     crate::policy::compile(&profile, &crate::policy::Context::current(workspace))
         .map(drop)

@@ -246,7 +246,10 @@ pub fn plan(fs: &FsPolicy, root: &Path) -> MountPlan {
     // `exec` on `{workspace}/target` inside a written workspace stays writable.
     let outer: Vec<(PathBuf, Access)> = binds.iter().map(|(p, (_, a))| (p.clone(), *a)).collect();
     for (path, (_, access)) in binds.iter_mut() {
-        for (_, a) in outer.iter().filter(|(o, _)| o != path && path.starts_with(o)) {
+        for (_, a) in outer
+            .iter()
+            .filter(|(o, _)| o != path && path.starts_with(o))
+        {
             access.read |= a.read;
             access.write |= a.write;
             access.exec |= a.exec;

@@ -85,6 +85,13 @@ impl SearchPath {
         Self { dirs }
     }
 
+    /// The same search, looking in `dir` first.
+    pub fn with_first(&self, dir: &Path) -> Self {
+        let mut dirs = vec![dir.to_path_buf()];
+        dirs.extend(self.dirs.iter().cloned());
+        Self { dirs }
+    }
+
     /// Loads the profile named by `spec` (a name or a file path) and everything it extends.
     pub fn load(&self, spec: &str) -> Result<Profile, ProfileError> {
         let loaded = self.load_all(spec)?;
