@@ -49,6 +49,11 @@ struct task_struct {
 
 struct linux_binprm {
 	const char *filename;
+	struct file *file;
+} __attribute__((preserve_access_index));
+
+struct inode {
+	unsigned long i_ino;
 } __attribute__((preserve_access_index));
 
 /* What placing a relative path reads: the cwd or the directory descriptor, up to the root. */
@@ -59,6 +64,7 @@ struct qstr {
 struct dentry {
 	struct dentry *d_parent;
 	struct qstr d_name;
+	struct inode *d_inode;
 } __attribute__((preserve_access_index));
 
 struct vfsmount {
@@ -187,11 +193,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } audit_on SEC(".maps");
 
-/* A successful path call an audited sandbox already reported: its cgroup, call, access flags, directory and path. */
+/*
+ * A successful path call an audited sandbox already reported: its cgroup, call and access
+ * flags, and what it reached: for an open or an exec, the object itself (dentry, mount and
+ * inode: the same file however it was named); otherwise the directory it started from and
+ * a hash of the path as written.
+ */
 struct audit_key {
 	__u64 cgroup_id;
 	__u64 dir;
 	__u64 path_hash;
+	__u64 ino;
 	__s32 nr;
 	__u32 flags;
 };
@@ -752,7 +764,45 @@ static __always_inline void read_dir(struct cordon_file *f, struct path *at, str
 	if (len && bpf_probe_read_kernel(f->dir, len, w->dir))
 		return;
 	f->dir_parts = w->parts;
-	f->dir_placed = 1;
+	f->dir_placed = CORDON_DIR_START;
+}
+
+/*
+ * The file an open returned (`fd`) or an exec runs: its path as the kernel reached it, read
+ * into f->dir (dir_placed 2), and its identity for the audit's repeats. Returns 0 when it
+ * could not be read whole (user space then judges the path as written).
+ */
+static __always_inline int read_object(struct cordon_file *f, struct file *file,
+				       struct audit_key *key)
+{
+	if (!file)
+		return 0;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct path root = BPF_CORE_READ(task, fs, root);
+	struct path opened = BPF_CORE_READ(file, f_path);
+	f->dir_parts = 0;
+	f->dir_placed = 0;
+	read_dir(f, &opened, &root);
+	if (!f->dir_placed)
+		return 0;
+	f->dir_placed = CORDON_DIR_OBJECT;
+	key->dir = (__u64)opened.dentry;
+	key->path_hash = (__u64)opened.mnt;
+	key->ino = BPF_CORE_READ(opened.dentry, d_inode, i_ino);
+	return 1;
+}
+
+/* The open file at descriptor `fd` of the current task. */
+static __always_inline struct file *fd_file(long fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	unsigned int max = BPF_CORE_READ(fdt, max_fds);
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *file = NULL;
+	if (fd >= 0 && (unsigned long)fd < max)
+		bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
+	return file;
 }
 
 /*
@@ -798,12 +848,12 @@ static long hash_step(__u64 index, void *ctx)
 }
 
 /*
- * Whether an audited sandbox already reported this successful call (same call, access
- * flags, directory and path); notes it if not. A program opens the same files again and
- * again (every process its libraries and locale): each is judged once, not each time.
+ * Keys a successful call that reached no object the program can read (a mkdir, an unlink,
+ * a rename; an open whose file could not be read) by its directory and its path as
+ * written. A program opens the same files again and again (every process its libraries
+ * and locale): each is judged once, not each time.
  */
-static __always_inline int seen_before(__u64 cgroup_id, __s32 nr, __u32 flags, __u64 dir,
-				       const char *path, long n)
+static __always_inline void key_by_name(struct audit_key *key, __u64 dir, const char *path, long n)
 {
 	/* n counts the NUL: the name is n - 1 bytes, whole words then the rest of the last. */
 	__u32 len = (__u32)(n - 1) & (CORDON_FILE_PATH_MAX - 1);
@@ -817,15 +867,9 @@ static __always_inline int seen_before(__u64 cgroup_id, __s32 nr, __u32 flags, _
 		word &= (1ULL << (rest * 8)) - 1;
 		h.hash = (h.hash ^ word) * 0x100000001b3ULL;
 	}
-	struct audit_key key = {
-		.cgroup_id = cgroup_id,
-		.dir = dir,
-		.path_hash = h.hash ^ len,
-		.nr = nr,
-		.flags = flags,
-	};
-	__u8 one = 1;
-	return bpf_map_update_elem(&audit_seen, &key, &one, BPF_NOEXIST) != 0;
+	key->dir = dir;
+	key->path_hash = h.hash ^ len;
+	key->ino = 0;
 }
 
 /* Open's flags that say what it asked for: O_ACCMODE, O_CREAT, O_TRUNC, O_DIRECTORY. */
@@ -890,8 +934,16 @@ static __always_inline void file_error(const struct cordon_sandbox *sb, __u64 cg
 	__builtin_memcpy(&tail, f->path + 8, 8);
 	int through_cwd = n > 15 && head == 0x65732f636f72702fULL &&
 			  (tail & 0x00ffffffffffffffULL) == 0x2f6477632f666cULL;
+	struct audit_key key = {
+		.cgroup_id = cgroup_id,
+		.nr = nr,
+		.flags = f->flags & ACCESS_FLAGS,
+	};
+	/* An open that succeeded: what it opened, as the kernel reached it. */
+	int opened = succeeded && (nr == 2 || nr == 257 || nr == 437 || nr == 85) &&
+		     read_object(f, fd_file(ret), &key);
 	__u64 dir_id = 0;
-	if (f->path[0] != '/' || through_cwd) {
+	if (!opened && (f->path[0] != '/' || through_cwd)) {
 		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 		struct fs_struct *fs = BPF_CORE_READ(task, fs);
 		struct path root = BPF_CORE_READ(fs, root);
@@ -912,7 +964,9 @@ static __always_inline void file_error(const struct cordon_sandbox *sb, __u64 cg
 			read_dir(f, &at, &root);
 		dir_id = (__u64)at.dentry;
 	}
-	if (succeeded && seen_before(cgroup_id, nr, f->flags & ACCESS_FLAGS, dir_id, f->path, n))
+	if (succeeded && !opened)
+		key_by_name(&key, dir_id, f->path, n);
+	if (succeeded && bpf_map_lookup_elem(&audit_seen, &key))
 		return;
 	/*
 	 * A missing path is mostly a program's own miss (the watcher drops those): it waits
@@ -930,8 +984,56 @@ static __always_inline void file_error(const struct cordon_sandbox *sb, __u64 cg
 	__u64 size = sizeof(*e) - CORDON_FILE_PATH_MAX + (n & (CORDON_FILE_PATH_MAX - 1));
 	if (n >= CORDON_FILE_PATH_MAX)
 		size = sizeof(*e);
-	if (bpf_ringbuf_output(ring, e, size, flags))
+	if (bpf_ringbuf_output(ring, e, size, flags)) {
 		count_lost(cgroup_id);
+		return;
+	}
+	/* Noted once it is in the ring: a record lost is reported again next time. */
+	__u8 one = 1;
+	if (succeeded)
+		bpf_map_update_elem(&audit_seen, &key, &one, BPF_ANY);
+}
+
+/*
+ * An audited sandbox's exec: a record of its own (a successful path call, nr execve) with
+ * the file the kernel runs (for a script, its interpreter) as the object and the name the
+ * program gave as the path, for user space to judge both.
+ */
+static __always_inline void audit_exec(const struct cordon_sandbox *sb, __u64 cgroup_id,
+				       struct linux_binprm *bprm)
+{
+	__u32 zero = 0;
+	struct cordon_file_event *e = bpf_map_lookup_elem(&file_records, &zero);
+	if (!e)
+		return;
+	fill_header((struct cordon_event *)e, cgroup_id, CORDON_EVENT_FILE_ERROR);
+	e->flags = CORDON_RECORD_SUCCEEDED;
+	struct cordon_file *f = &e->file;
+	f->nr = 59;
+	f->ret = 0;
+	f->dirfd = AT_FDCWD;
+	f->flags = 0;
+	f->truncated = 0;
+	long n = bpf_probe_read_kernel_str(f->path, sizeof(f->path), BPF_CORE_READ(bprm, filename));
+	if (n <= 1)
+		return;
+	f->path_len = n;
+	struct audit_key key = { .cgroup_id = cgroup_id, .nr = 59 };
+	if (!read_object(f, BPF_CORE_READ(bprm, file), &key))
+		key_by_name(&key, 0, f->path, n);
+	if (bpf_map_lookup_elem(&audit_seen, &key))
+		return;
+	__u32 slot = sb->ring;
+	void *ring = bpf_map_lookup_elem(&rings, &slot);
+	if (!ring)
+		return;
+	__u64 size = sizeof(*e) - CORDON_FILE_PATH_MAX + (n & (CORDON_FILE_PATH_MAX - 1));
+	if (bpf_ringbuf_output(ring, e, size, BPF_RB_FORCE_WAKEUP)) {
+		count_lost(cgroup_id);
+		return;
+	}
+	__u8 one = 1;
+	bpf_map_update_elem(&audit_seen, &key, &one, BPF_ANY);
 }
 
 /*
@@ -1003,6 +1105,8 @@ int cordon_exec(struct bpf_raw_tracepoint_args *ctx)
 	if (bpf_probe_read_kernel_str(e->exec.filename, sizeof(e->exec.filename), filename) < 0)
 		e->exec.filename[0] = 0;
 	bpf_ringbuf_submit(e, 0);
+	if (sb->flags & CORDON_SANDBOX_AUDIT)
+		audit_exec(sb, cgroup_id, bprm);
 	return 0;
 }
 

@@ -67,6 +67,9 @@
 #define CORDON_RECORD_NOT_ENFORCED 1
 /* A path call that succeeded (audit mode): user space judges it against the profile. */
 #define CORDON_RECORD_SUCCEEDED 2
+/* struct cordon_file.dir_placed */
+#define CORDON_DIR_START 1
+#define CORDON_DIR_OBJECT 2
 
 /* Distinct successful path calls an audited sandbox reports (older ones are forgotten). */
 #define CORDON_AUDIT_SEEN 65536
@@ -250,7 +253,7 @@ struct cordon_exit {
 /* The longest name the directory's walk reads. */
 #define CORDON_FILE_NAME_MAX 256
 /* The most steps one directory is read to (names and mounts); deeper ones are not placed. */
-#define CORDON_FILE_DIR_DEPTH 32
+#define CORDON_FILE_DIR_DEPTH 64
 /* Missing-path records: one per millisecond on average, bursts of 256. */
 #define CORDON_MISS_INTERVAL_NS 1000000
 #define CORDON_MISS_BURST 256
@@ -261,7 +264,11 @@ struct cordon_file {
 	__u32 flags; /* open's flags; unlinkat's */
 	/* How many names `dir` holds (0 for the root itself). */
 	__u16 dir_parts;
-	/* 1 when `dir` is the whole directory a relative path started from; 0 when the path is absolute or the directory was deeper or longer than the record holds. */
+	/*
+	 * What `dir` holds: 1, the whole directory a relative path started from; 2, the whole
+	 * path of the file a successful open or exec reached (audit); 0, nothing (an absolute
+	 * path, or one deeper or longer than the record holds).
+	 */
 	__u8 dir_placed;
 	/* 1 when the path was longer than PATH_MAX: `path` is its beginning. */
 	__u8 truncated;

@@ -580,7 +580,8 @@ impl Clock {
 }
 
 /// A record read: when, who, and what it reports, each with whether it was enforced (an
-/// audited sandbox's exec may also be a denial let through).
+/// audited sandbox's exec of a script may be two denials let through: the script and its
+/// interpreter).
 type Decoded = (SystemTime, Option<Process>, Vec<(What, bool)>);
 
 fn decode(
@@ -590,7 +591,7 @@ fn decode(
     exes: &mut HashMap<u32, String>,
     names: &Mutex<HashMap<IpAddr, String>>,
     view: &crate::sandbox::view::View,
-    mut judge: Option<&mut Judge>,
+    judge: Option<&mut Judge>,
 ) -> Option<Decoded> {
     use abi::FromBytes as _;
     let Some((header, payload)) = abi::split_event(record) else {
@@ -608,8 +609,6 @@ fn decode(
     let pid = header.pid;
     let kind = header.kind as usize;
     let enforced = header.flags & abi::CORDON_RECORD_NOT_ENFORCED as u32 == 0;
-    // What an audited sandbox was let do besides (an exec the profile would refuse).
-    let mut also = None;
     let what = match kind {
         abi::CORDON_EVENT_NET_DENIED => {
             let net = abi::Net::read_from_prefix(payload).ok()?.0;
@@ -672,18 +671,6 @@ fn decode(
             let exec = abi::Exec::read_from_prefix(payload).ok()?.0;
             let filename = abi::c_str(&exec.filename);
             exes.insert(pid, filename.clone());
-            if let Some(judge) = judge.as_deref_mut() {
-                let at = std::path::Path::new(&filename);
-                let absolute = if at.is_absolute() {
-                    Some(at.to_path_buf())
-                } else {
-                    std::fs::read_link(format!("/proc/{pid}/cwd"))
-                        .ok()
-                        .map(|cwd| cwd.join(at))
-                };
-                also = absolute
-                    .and_then(|a| judge.file(&filename, resolved(&a, pid, true), "fs.execute"));
-            }
             What::Exec { filename }
         }
         abi::CORDON_EVENT_FORK => {
@@ -715,13 +702,13 @@ fn decode(
             let file = abi::File::read_from_prefix(payload).ok()?.0;
             if header.flags & abi::CORDON_RECORD_SUCCEEDED as u32 != 0 {
                 let judge = judge.filter(|j| j.init != pid)?;
-                let what = file_audited(&header, &file, file.path(payload), judge)?;
+                let whats = file_audited(&header, &file, file.path(payload), judge);
+                if whats.is_empty() {
+                    return None;
+                }
                 let process = process_of(&header, exes);
-                return Some((
-                    clock.wall(header.time_ns),
-                    Some(process),
-                    vec![(what, false)],
-                ));
+                let whats = whats.into_iter().map(|w| (w, false)).collect();
+                return Some((clock.wall(header.time_ns), Some(process), whats));
             }
             file_denied(&header, &file, file.path(payload), view)?
         }
@@ -734,9 +721,11 @@ fn decode(
     if matches!(what, What::Exit { .. }) {
         exes.remove(&pid);
     }
-    let mut whats = vec![(what, enforced)];
-    whats.extend(also.map(|a| (a, false)));
-    Some((clock.wall(header.time_ns), Some(process), whats))
+    Some((
+        clock.wall(header.time_ns),
+        Some(process),
+        vec![(what, enforced)],
+    ))
 }
 
 /// The process a record is about.
@@ -763,23 +752,48 @@ fn file_audited(
     file: &abi::File,
     raw: &[u8],
     judge: &mut Judge,
-) -> Option<What> {
+) -> Vec<What> {
     use std::os::unix::ffi::OsStrExt as _;
     let access = crate::sandbox::view::access_of(file.nr, file.flags);
     // A look that found its path: enforce mode would have said it is not there, and
     // programs probe paths all the time. Only refusals of looks are denials.
-    if access == "fs.stat" || file.truncated != 0 {
-        return None;
+    if access == "fs.stat" {
+        return Vec::new();
     }
     let asked = String::from_utf8_lossy(raw).into_owned();
     let written = std::path::Path::new(std::ffi::OsStr::from_bytes(raw));
-    let absolute = match written.strip_prefix("/proc/self/cwd") {
-        Ok(rest) => file.dir()?.join(rest),
-        Err(_) => placed(header, file, written)?,
-    };
     // A file made or removed is the name itself, not what a symlink of that name points at.
     let follow = !(access.starts_with("fs.make_") || access.starts_with("fs.remove_"));
-    judge.file(&asked, resolved(&absolute, header.pid, follow), access)
+    let by_name = || -> Option<PathBuf> {
+        if file.truncated != 0 {
+            return None;
+        }
+        let absolute = match written.strip_prefix("/proc/self/cwd") {
+            Ok(rest) => file.dir()?.join(rest),
+            Err(_) => placed(header, file, written)?,
+        };
+        Some(resolved(&absolute, header.pid, follow))
+    };
+    let Some(object) = file.object() else {
+        // Not read in the kernel (made, removed, renamed; deeper than the walk): by name.
+        return by_name()
+            .and_then(|path| judge.file(&asked, path, access))
+            .into_iter()
+            .collect();
+    };
+    // What the kernel opened or runs, whatever the name said (symlinks swapped since,
+    // `/proc` links, `..`, RESOLVE_IN_ROOT).
+    let mut out: Vec<What> = judge
+        .file(&asked, object.clone(), access)
+        .into_iter()
+        .collect();
+    // A script runs its interpreter (the object); the script itself needs exec too.
+    if file.nr == 59 {
+        if let Some(script) = by_name().filter(|s| *s != object) {
+            out.extend(judge.file(&asked, script, access));
+        }
+    }
+    out
 }
 
 /// `written` as an absolute path: a relative one joined to the directory it started from,

@@ -246,9 +246,11 @@ pub struct SyscallPolicy {
 /// programs; `ptrace`, `process_vm_*` and `pidfd_getfd` other processes (init, which holds
 /// the sandbox together); the mount family, `chroot`, `unshare`, `setns` and `clone` with
 /// namespace flags the view and the namespaces; modules, `kexec`, `iopl`/`ioperm`, `reboot`
-/// and swap the kernel; `open_by_handle_at` files by handle, past the view. Everything else
-/// the profile denies (`keyctl`, `io_uring_setup`, `personality`, ...) is let through and
-/// reported.
+/// and swap the kernel; `open_by_handle_at` files by handle, past the view. The keyring
+/// calls (`keyctl`, `add_key`, `request_key`) change the kernel's keyrings, which outlive
+/// the sandbox and hold the user's credentials (Kerberos tickets): an audit must not change
+/// the host. Everything else the profile denies (`io_uring_setup`, `personality`, ...) is
+/// let through and reported.
 pub const AUDIT_STILL_DENIES: &[&str] = &[
     "bpf",
     "perf_event_open",
@@ -282,6 +284,9 @@ pub const AUDIT_STILL_DENIES: &[&str] = &[
     "swapon",
     "swapoff",
     "open_by_handle_at",
+    "keyctl",
+    "add_key",
+    "request_key",
 ];
 
 impl SyscallPolicy {
@@ -1273,7 +1278,7 @@ pub(crate) mod tests {
         for still in ["bpf", "ptrace", "mount", "unshare", "init_module"] {
             assert!(kept.contains(&still.to_string()), "{still}: {kept:?}");
         }
-        for let_through in ["personality", "keyctl"] {
+        for let_through in ["personality", "io_uring_setup"] {
             assert!(
                 audited.contains(&let_through.to_string()),
                 "{let_through}: {audited:?}"

@@ -172,18 +172,18 @@ fn a_denied_syscall_is_made_in_audit_and_reported() {
     if !require_root("a_denied_syscall_is_made_in_audit_and_reported") {
         return;
     }
-    let f = Fixture::new("coding-agent", "");
-    let (answer, events) = f.probe_events(&[], &["keyctl"]);
+    let f = Fixture::new("coding-agent", "[syscalls]\ndeny = [\"personality\"]\n");
+    let (answer, events) = f.probe_events(&[], &["personality"]);
     assert_eq!(
         answer, "err EPERM",
         "the twin: enforced, seccomp refuses it"
     );
-    let e = find(&events, "syscall_denied", |e| e["syscall"] == "keyctl");
+    let e = find(&events, "syscall_denied", |e| e["syscall"] == "personality");
     assert!(enforced(e), "{e}");
 
-    let (answer, events) = f.probe_events(&["--audit"], &["keyctl"]);
+    let (answer, events) = f.probe_events(&["--audit"], &["personality"]);
     assert_eq!(answer, "ok", "audited, the kernel answers it");
-    let e = find(&events, "syscall_denied", |e| e["syscall"] == "keyctl");
+    let e = find(&events, "syscall_denied", |e| e["syscall"] == "personality");
     assert!(audited(e), "{e}");
 }
 
@@ -197,6 +197,11 @@ fn audit_still_refuses_what_would_end_it_or_change_the_host() {
     let (answer, events) = f.probe_events(&["--audit"], &["bpf"]);
     assert_eq!(answer, "err EPERM");
     let e = find(&events, "syscall_denied", |e| e["syscall"] == "bpf");
+    assert!(enforced(e), "{e}");
+    // Keyrings outlive the sandbox and hold the user's credentials.
+    let (answer, events) = f.probe_events(&["--audit"], &["keyctl"]);
+    assert_eq!(answer, "err EPERM");
+    let e = find(&events, "syscall_denied", |e| e["syscall"] == "keyctl");
     assert!(enforced(e), "{e}");
 
     // Writing outside the trees the profile writes: the host's files stay as they are.
@@ -276,4 +281,94 @@ fn an_audited_run_reports_each_path_once() {
         "{:?}",
         of_kind(&events, "events_lost")
     );
+}
+
+/// Runs `script` under `sh` in the fixture's sandbox, audited; returns its stdout and events.
+fn audited_shell(f: &Fixture, script: &str) -> (String, Vec<serde_json::Value>) {
+    let events = f.dir.path().join(format!(
+        "shell-{}.jsonl",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("time")
+            .as_nanos()
+    ));
+    let out = f
+        .command_with(
+            &["--audit", "-q", "--events", &events.to_string_lossy()],
+            &["/bin/sh", "-c", script],
+        )
+        .output()
+        .expect("cordon runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (stdout, common::read_events(&events))
+}
+
+/// Whether some event says the audited sandbox was let read `secret`, however it named it.
+fn reported_reading(events: &[serde_json::Value], secret: &str) -> bool {
+    of_kind(events, "file_denied").iter().any(|e| {
+        audited(e)
+            && e["access"] == "fs.read_file"
+            && (e["target"] == secret || e["path"] == secret)
+    })
+}
+
+#[test]
+fn a_read_outside_the_view_is_reported_however_the_path_names_it() {
+    if !require_root("a_read_outside_the_view_is_reported_however_the_path_names_it") {
+        return;
+    }
+    let host = host_dir();
+    let secret_dir = host.path().join("a/b/c");
+    std::fs::create_dir_all(&secret_dir).expect("dirs");
+    let secret = host.path().join("secret.txt");
+    std::fs::write(&secret, "SECRET").expect("secret");
+    let secret = secret.to_string_lossy().into_owned();
+    assert_eq!(
+        std::fs::read_to_string(&secret).expect("the twin: unconfined, it reads"),
+        "SECRET"
+    );
+    let f = Fixture::new("coding-agent", "");
+    let w = f.workspace.to_string_lossy().into_owned();
+    let tricks = [
+        // A link in the sandbox's own /tmp, which the host's tree does not have.
+        format!("ln -s {secret} /tmp/s && cat /tmp/s"),
+        // `..` after a link: the kernel walks from where the link led.
+        format!(
+            "mkdir -p {w}/d1/d2/d3 && ln -s {} {w}/d1/d2/d3/lnk && cat {w}/d1/d2/d3/lnk/../../../secret.txt",
+            secret_dir.display()
+        ),
+        // A link read once to an allowed file, then swapped for the secret.
+        format!("echo ok > {w}/ok.txt && ln -s {w}/ok.txt {w}/l && cat {w}/l && rm {w}/l && ln -s {secret} {w}/l && cat {w}/l && rm {w}/l"),
+        // Through a descriptor's entry in /proc, from a process gone by the time anyone looks.
+        format!("cd {} && cat /proc/self/cwd/secret.txt", host.path().display()),
+        format!("exec 7<{} && cat /proc/self/fd/7/secret.txt", host.path().display()),
+    ];
+    for trick in tricks {
+        let (out, events) = audited_shell(&f, &trick);
+        assert!(out.contains("SECRET"), "{trick}: the read happened: {out}");
+        assert!(
+            reported_reading(&events, &secret),
+            "{trick}: no event reports reading {secret}: {:#?}",
+            of_kind(&events, "file_denied")
+        );
+    }
+}
+
+#[test]
+fn audit_covers_the_hosts_sockets_outside_run_too() {
+    if !require_root("audit_covers_the_hosts_sockets_outside_run_too") {
+        return;
+    }
+    // Services keep sockets elsewhere too (LXD under /var/snap, databases under /var/lib).
+    let host = host_dir();
+    let sock = host.path().join("service.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+    assert!(
+        std::os::unix::net::UnixStream::connect(&sock).is_ok(),
+        "the twin: unconfined, it connects"
+    );
+    let f = Fixture::new("coding-agent", "");
+    let (answer, _) = f.probe_events(&["--audit"], &["connect-unix", &sock.to_string_lossy()]);
+    drop(listener);
+    assert!(answer.starts_with("err"), "{answer}");
 }

@@ -178,9 +178,21 @@ impl File {
     /// The directory a relative path started from, as the kernel read it at the call
     /// (`/tmp/lw`); `None` when it could not be read whole.
     pub fn dir(&self) -> Option<std::path::PathBuf> {
-        if self.dir_placed == 0 {
-            return None;
-        }
+        (usize::from(self.dir_placed) == CORDON_DIR_START)
+            .then(|| self.names())
+            .flatten()
+    }
+
+    /// The file a successful open or exec of an audited sandbox reached, its path as the
+    /// kernel walked it up to the sandbox's root; `None` when it could not be read whole.
+    pub fn object(&self) -> Option<std::path::PathBuf> {
+        (usize::from(self.dir_placed) == CORDON_DIR_OBJECT)
+            .then(|| self.names())
+            .flatten()
+    }
+
+    /// The names in `dir`, from the last up, as a path.
+    fn names(&self) -> Option<std::path::PathBuf> {
         let names: Vec<&[u8]> = self
             .dir
             .split(|&b| b == 0)

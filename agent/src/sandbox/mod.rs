@@ -186,7 +186,7 @@ where
     }
     let audit = policy.mode == Mode::Audit;
     let (plan, profile_plan) = if audit {
-        let wide = mounts::audit_fs(&policy.filesystem, Path::new("/"));
+        let wide = mounts::audit_fs(&policy.filesystem, Path::new("/"), &mounts::unix_sockets());
         let profile_plan = mounts::plan(&policy.filesystem, Path::new("/"));
         (mounts::plan(&wide, Path::new("/")), Some(profile_plan))
     } else {

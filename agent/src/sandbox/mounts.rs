@@ -119,7 +119,11 @@ pub const CORDON_OWN: &[&str] = &[
 /// profile's `deny`, `read_only` and git metadata entries, and Cordon's own files, stay
 /// covered; and a write outside the trees the profile writes fails (`EROFS`): an audit
 /// must not change the host, and the refused write is reported like any other denial.
-pub fn audit_fs(fs: &FsPolicy, root: &Path) -> FsPolicy {
+///
+/// A read-only mount does not stop a `connect` to a unix socket, and the host's services
+/// listen on them (docker, LXD, databases): `sockets` (the host's pathname sockets, from
+/// [`unix_sockets`]) outside what the profile lists are covered too.
+pub fn audit_fs(fs: &FsPolicy, root: &Path, sockets: &[PathBuf]) -> FsPolicy {
     let rx = Access {
         read: true,
         write: false,
@@ -156,11 +160,45 @@ pub fn audit_fs(fs: &FsPolicy, root: &Path) -> FsPolicy {
     }));
     let mut deny = fs.deny.clone();
     deny.extend(CORDON_OWN.iter().map(PathBuf::from));
+    let hidden_anyway = |p: &Path| {
+        AUDIT_LEAVES_OUT
+            .iter()
+            .any(|top| p.starts_with(Path::new("/").join(top)))
+    };
+    deny.extend(
+        sockets
+            .iter()
+            .filter(|s| !hidden_anyway(s) && !fs.rules.iter().any(|r| s.starts_with(&r.path)))
+            .cloned(),
+    );
     FsPolicy {
         rules,
         deny,
         ..fs.clone()
     }
+}
+
+/// The pathname unix sockets bound on the host (`/proc/net/unix` of this network
+/// namespace; abstract ones, `@...`, are Landlock's to scope).
+pub fn unix_sockets() -> Vec<PathBuf> {
+    let table = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
+    let mut out: Vec<PathBuf> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            // Num RefCount Protocol Flags Type St Inode Path: the path is what follows
+            // the seventh field, spaces and all.
+            let mut rest = line.trim_start();
+            for _ in 0..7 {
+                let end = rest.find(char::is_whitespace)?;
+                rest = rest[end..].trim_start();
+            }
+            rest.starts_with('/').then(|| PathBuf::from(rest))
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Works out the mounts for a policy against the host tree at `root` (`/` in production).
@@ -868,9 +906,15 @@ mod tests {
         for d in ["proc", "dev", "run/docker", "tmp"] {
             std::fs::create_dir_all(h.path().join(d)).unwrap();
         }
+        let sockets = [
+            PathBuf::from("/home/dev/docker.sock"),
+            PathBuf::from("/ws/dev.sock"),
+            PathBuf::from("/run/dbus/system_bus_socket"),
+        ];
         let wide = audit_fs(
             &fs(&[("/ws", RW), ("/usr", R)], &["/home/dev/.ssh"]),
             h.path(),
+            &sockets,
         );
         let access = |p: &str| {
             wide.rules
@@ -902,6 +946,14 @@ mod tests {
         assert_eq!(access("/tmp"), RWX, "the private /tmp");
         assert!(wide.deny.contains(&PathBuf::from("/home/dev/.ssh")));
         assert!(wide.deny.contains(&PathBuf::from("/etc/cordon")));
+        assert!(
+            wide.deny.contains(&sockets[0]),
+            "a host socket outside the view is covered"
+        );
+        assert!(
+            !wide.deny.contains(&sockets[1]) && !wide.deny.contains(&sockets[2]),
+            "one the profile lists stays; one under /run is not there anyway"
+        );
         // Applied: the secret is still covered inside the host's tree.
         let plan = plan(&wide, h.path());
         assert!(plan.ops.contains(&MountOp::Mask {
