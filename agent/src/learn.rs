@@ -208,13 +208,13 @@ pub fn learn(events: &[Event], base: &Policy) -> Learned {
             What::OtherDenied { blockers, detail } => learned
                 .not_learned
                 .push(format!("{who}: {blockers} {detail}: not a rule a profile holds")),
-            What::SyscallDenied { syscall, .. } => {
-                if !learned.syscalls.iter().any(|r| &r.value == syscall) {
-                    learned.syscalls.push(Rule {
-                        value: syscall.clone(),
-                        why: format!("{who} called {syscall}"),
-                    });
-                }
+            What::SyscallDenied { syscall, .. }
+                if !learned.syscalls.iter().any(|r| &r.value == syscall) =>
+            {
+                learned.syscalls.push(Rule {
+                    value: syscall.clone(),
+                    why: format!("{who} called {syscall}"),
+                });
             }
             _ => {}
         }
