@@ -1018,9 +1018,19 @@ static __always_inline void audit_exec(const struct cordon_sandbox *sb, __u64 cg
 	if (n <= 1)
 		return;
 	f->path_len = n;
+	/*
+	 * Keyed by the name and the file run: one interpreter runs many scripts, each judged.
+	 * A relative name counts with the directory it was run from.
+	 */
 	struct audit_key key = { .cgroup_id = cgroup_id, .nr = 59 };
-	if (!read_object(f, BPF_CORE_READ(bprm, file), &key))
-		key_by_name(&key, 0, f->path, n);
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u64 cwd = f->path[0] == '/' ? 0 : (__u64)BPF_CORE_READ(task, fs, pwd.dentry);
+	key_by_name(&key, cwd, f->path, n);
+	struct audit_key object = {};
+	if (read_object(f, BPF_CORE_READ(bprm, file), &object)) {
+		key.path_hash ^= object.dir;
+		key.ino = object.ino;
+	}
 	if (bpf_map_lookup_elem(&audit_seen, &key))
 		return;
 	__u32 slot = sb->ring;

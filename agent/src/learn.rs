@@ -80,8 +80,9 @@ pub struct Egress {
 pub fn learn(events: &[Event], base: &Policy) -> Learned {
     let mut learned = Learned::default();
     let names = Names::of(base);
-    // (need, path) -> the first reason, and whether the path is a directory.
-    let mut needs: BTreeMap<(Need, PathBuf), (String, bool)> = BTreeMap::new();
+    // (need, path) -> the first reason, whether the path is a directory, and the other
+    // paths that needed it.
+    let mut needs: BTreeMap<(Need, PathBuf), (String, bool, BTreeSet<PathBuf>)> = BTreeMap::new();
     let mut dests: BTreeMap<(Option<String>, Option<String>), (Egress, String)> = BTreeMap::new();
     for event in events {
         let who = event
@@ -119,9 +120,12 @@ pub fn learn(events: &[Event], base: &Policy) -> Learned {
                 }
                 let (need, at, dir) = need_of(access, &path);
                 let shown = names.show(&path);
-                needs
+                let first = format!("{who}: {access} of {shown}");
+                let entry = needs
                     .entry((need, at))
-                    .or_insert_with(|| (format!("{who}: {access} of {shown}"), dir));
+                    .or_insert_with(|| (first, dir, BTreeSet::new()));
+                // Every file that needed the rule, for the count in its comment.
+                entry.2.insert(path);
             }
             What::NetworkDenied {
                 address,
@@ -334,13 +338,20 @@ impl Names {
 
 /// Folds needed paths to the rules a person would write (see the module's documentation).
 fn fold(
-    needs: BTreeMap<(Need, PathBuf), (String, bool)>,
+    needs: BTreeMap<(Need, PathBuf), (String, bool, BTreeSet<PathBuf>)>,
     names: &Names,
 ) -> BTreeMap<Need, Vec<Rule<String>>> {
     let mut by_need: BTreeMap<Need, BTreeMap<PathBuf, (String, bool)>> = BTreeMap::new();
-    for ((need, path), (why, dir)) in needs {
+    for ((need, path), (why, dir, paths)) in needs {
+        let why = if paths.len() > 1 {
+            format!("{why} (+{} more)", paths.len() - 1)
+        } else {
+            why
+        };
         // The private /tmp's names are made afresh each run: the rule is the whole of it.
-        let (path, dir) = if path.starts_with(&names.tmp) {
+        // (A workspace below the host's /tmp is the workspace, not the private /tmp.)
+        let private = path.starts_with(&names.tmp) && !path.starts_with(&names.workspace);
+        let (path, dir) = if private {
             (names.tmp.clone(), true)
         } else {
             (path, dir)
@@ -552,5 +563,283 @@ impl Learned {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{NetReason, Process};
+    use crate::policy::Context;
+    use crate::profile::SearchPath;
+
+    /// The base: coding-agent without its port 443 to everywhere, in /work/ws for /home/dev.
+    fn base() -> Policy {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.toml");
+        std::fs::write(
+            &path,
+            "[profile]\nname = \"b\"\nextends = [\"coding-agent\"]\n[network]\nconnect_ports = { replace = [] }\n[filesystem]\nread_only = [\"{workspace}/Makefile\"]\n",
+        )
+        .unwrap();
+        let profile = SearchPath::new(vec![])
+            .load(path.to_str().unwrap())
+            .unwrap();
+        let ctx = Context {
+            workspace: PathBuf::from("/work/ws"),
+            caller_home: Some(PathBuf::from("/home/dev")),
+            caller_uid: 1000,
+            caller_gid: 1000,
+            caller_groups: vec![1000],
+        };
+        crate::policy::compile(&profile, &ctx).unwrap()
+    }
+
+    fn event(comm: &str, what: What) -> Event {
+        let process = Process {
+            pid: 7,
+            ppid: 1,
+            comm: comm.into(),
+            exe: None,
+            uid: 1000,
+        };
+        let mut e = Event::new(
+            "b-1-0",
+            "b",
+            std::time::SystemTime::now(),
+            Some(process),
+            what,
+        );
+        e.enforced = false;
+        e
+    }
+
+    fn file(comm: &str, path: &str, access: &str, layer: FileLayer) -> Event {
+        event(
+            comm,
+            What::FileDenied {
+                path: path.into(),
+                access: access.into(),
+                layer: Some(layer),
+                rule: None,
+                target: None,
+            },
+        )
+    }
+
+    fn values(learned: &Learned, need: Need) -> Vec<String> {
+        learned
+            .paths
+            .get(&need)
+            .map(|rules| rules.iter().map(|r| r.value.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn paths_fold_to_directories_with_placeholders() {
+        let events = [
+            file(
+                "node",
+                "/home/dev/.npm/_cacache/a",
+                "fs.read_file",
+                FileLayer::NotInView,
+            ),
+            file(
+                "node",
+                "/home/dev/.npm/_cacache/b",
+                "fs.read_file",
+                FileLayer::NotInView,
+            ),
+            file(
+                "node",
+                "/home/dev/.npmrc",
+                "fs.read_file",
+                FileLayer::NotInView,
+            ),
+            file(
+                "sh",
+                "/opt/tool/bin/tool",
+                "fs.execute",
+                FileLayer::NotInView,
+            ),
+            file(
+                "sh",
+                "/opt/tool/bin/helper",
+                "fs.execute",
+                FileLayer::NotInView,
+            ),
+            file(
+                "sh",
+                "/work/ws/.venv/bin/pip",
+                "fs.execute",
+                FileLayer::Noexec,
+            ),
+            file(
+                "pip",
+                "/home/dev/.cache/pip/x",
+                "fs.make_reg",
+                FileLayer::ReadOnly,
+            ),
+            file("cc", "/tmp/cc1234/a.out", "fs.execute", FileLayer::Noexec),
+        ];
+        let learned = learn(&events, &base());
+        assert_eq!(
+            values(&learned, Need::Read),
+            ["{home}/.npm/_cacache/", "{home}/.npmrc"],
+            "two files of a directory: the directory; one file: the file"
+        );
+        assert_eq!(
+            values(&learned, Need::Exec),
+            ["/opt/tool/bin/", "{tmp}/", "{workspace}/.venv/bin/"],
+            "programs by their directory; the private /tmp whole"
+        );
+        assert_eq!(values(&learned, Need::Write), ["{home}/.cache/pip/"]);
+        let text = learned.to_toml("b-learned", "b");
+        assert!(text.contains("extends = [\"b\"]"), "{text}");
+        assert!(
+            text.contains("\"/opt/tool/bin/\", # sh: fs.execute of /opt/tool/bin/tool (+1 more)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn folding_stops_at_the_second_level_and_the_home() {
+        let events: Vec<Event> = ["a", "b", "c"]
+            .iter()
+            .flat_map(|d| {
+                [
+                    file(
+                        "x",
+                        &format!("/home/dev/.{d}/one"),
+                        "fs.read_file",
+                        FileLayer::NotInView,
+                    ),
+                    file(
+                        "x",
+                        &format!("/home/dev/.{d}/two"),
+                        "fs.read_file",
+                        FileLayer::NotInView,
+                    ),
+                ]
+            })
+            .chain([
+                file("x", "/srv/a", "fs.read_file", FileLayer::NotInView),
+                file("x", "/srv/b", "fs.read_file", FileLayer::NotInView),
+            ])
+            .collect();
+        let learned = learn(&events, &base());
+        assert_eq!(
+            values(&learned, Need::Read),
+            ["{home}/.a/", "{home}/.b/", "{home}/.c/", "/srv/a", "/srv/b"],
+            "never the whole home, never a top-level directory"
+        );
+    }
+
+    #[test]
+    fn protections_of_the_base_are_never_learned() {
+        let mut denied = file(
+            "cat",
+            "/home/dev/.ssh/id_ed25519",
+            "fs.read_file",
+            FileLayer::Deny,
+        );
+        denied.enforced = true;
+        let events = [
+            denied,
+            file(
+                "git",
+                "/work/ws/.git/hooks/pre-commit",
+                "fs.make_reg",
+                FileLayer::ReadOnly,
+            ),
+            file(
+                "make",
+                "/work/ws/Makefile",
+                "fs.write_file",
+                FileLayer::ReadOnly,
+            ),
+        ];
+        let learned = learn(&events, &base());
+        assert!(learned.is_empty(), "{learned:?}");
+        let text = learned.to_toml("b-learned", "b");
+        assert!(text.contains("under a `deny` entry"), "{text}");
+        assert!(text.contains("git metadata"), "{text}");
+        assert!(text.contains("a `read_only` entry"), "{text}");
+    }
+
+    #[test]
+    fn connections_are_learned_by_the_name_they_were_resolved_from() {
+        let net = |address: &str, port, domain: Option<&str>| {
+            event(
+                "pip",
+                What::NetworkDenied {
+                    address: address.parse().unwrap(),
+                    port,
+                    protocol: Protocol::Tcp,
+                    reason: NetReason::NotAllowed,
+                    domain: domain.map(str::to_string),
+                },
+            )
+        };
+        let events = [
+            event(
+                "pip",
+                What::DnsDenied {
+                    domain: "pypi.org".into(),
+                    query_type: "A".into(),
+                    reason: DnsReason::NotAllowed,
+                    address: None,
+                },
+            ),
+            net("151.101.0.223", 443, Some("pypi.org")),
+            net("151.101.0.224", 443, Some("pypi.org")),
+            net("10.1.2.3", 5432, None),
+            event(
+                "curl",
+                What::DnsDenied {
+                    domain: "update.example".into(),
+                    query_type: "A".into(),
+                    reason: DnsReason::NotAllowed,
+                    address: None,
+                },
+            ),
+        ];
+        let learned = learn(&events, &base());
+        let text = learned.to_toml("b-learned", "b");
+        assert!(
+            text.contains("{ host = \"pypi.org\", ports = [443], proto = \"tcp\" }, # pip connected to 151.101.0.223:443"),
+            "{text}"
+        );
+        assert!(
+            text.contains("{ cidr = \"10.1.2.3/32\", ports = [5432], proto = \"tcp\" }"),
+            "{text}"
+        );
+        assert!(
+            text.contains("{ host = \"update.example\", ports = [443], proto = \"tcp\" }, # curl looked up update.example but did not connect: port 443 assumed"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn what_a_process_named_cannot_break_the_file() {
+        let events = [file(
+            "x\ny = 1",
+            "/opt/a\"\n[profile]\nname = \"evil\"",
+            "fs.read_file",
+            FileLayer::NotInView,
+        )];
+        let learned = learn(&events, &base());
+        let text = learned.to_toml("b-learned", "b");
+        let parsed: toml::Value = toml::from_str(&text).expect("the learned text is TOML");
+        assert_eq!(
+            parsed["profile"]["name"].as_str(),
+            Some("b-learned"),
+            "{text}"
+        );
+        assert_eq!(
+            parsed["filesystem"]["read"][0].as_str(),
+            Some("/opt/a\"\n[profile]\nname = \"evil\""),
+            "{text}"
+        );
     }
 }
