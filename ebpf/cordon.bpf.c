@@ -995,12 +995,15 @@ static __always_inline void file_error(const struct cordon_sandbox *sb, __u64 cg
 }
 
 /*
- * An audited sandbox's exec: a record of its own (a successful path call, nr execve) with
- * the file the kernel runs (for a script, its interpreter) as the object and the name the
- * program gave as the path, for user space to judge both.
+ * A file an audited sandbox runs: a record of its own (a successful path call) with the
+ * file as the object, for user space to judge. For an exec (nr execve) the file the kernel
+ * runs (for a script, its interpreter) and the name the program gave (`name`, in kernel
+ * memory), both judged; for a map made executable (nr mmap) the file mapped, which a
+ * `noexec` mount refuses in enforce mode ("failed to map segment": a library of a tree the
+ * profile does not run from).
  */
-static __always_inline void audit_exec(const struct cordon_sandbox *sb, __u64 cgroup_id,
-				       struct linux_binprm *bprm)
+static __always_inline void audit_run(const struct cordon_sandbox *sb, __u64 cgroup_id,
+				      __s32 nr, struct file *file, const char *name)
 {
 	__u32 zero = 0;
 	struct cordon_file_event *e = bpf_map_lookup_elem(&file_records, &zero);
@@ -1009,27 +1012,35 @@ static __always_inline void audit_exec(const struct cordon_sandbox *sb, __u64 cg
 	fill_header((struct cordon_event *)e, cgroup_id, CORDON_EVENT_FILE_ERROR);
 	e->flags = CORDON_RECORD_SUCCEEDED;
 	struct cordon_file *f = &e->file;
-	f->nr = 59;
+	f->nr = nr;
 	f->ret = 0;
 	f->dirfd = AT_FDCWD;
 	f->flags = 0;
 	f->truncated = 0;
-	long n = bpf_probe_read_kernel_str(f->path, sizeof(f->path), BPF_CORE_READ(bprm, filename));
-	if (n <= 1)
-		return;
+	long n = 1;
+	f->path[0] = 0;
+	if (name) {
+		n = bpf_probe_read_kernel_str(f->path, sizeof(f->path), name);
+		if (n <= 1)
+			return;
+	}
 	f->path_len = n;
 	/*
 	 * Keyed by the name and the file run: one interpreter runs many scripts, each judged.
 	 * A relative name counts with the directory it was run from.
 	 */
-	struct audit_key key = { .cgroup_id = cgroup_id, .nr = 59 };
+	struct audit_key key = { .cgroup_id = cgroup_id, .nr = nr };
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	__u64 cwd = f->path[0] == '/' ? 0 : (__u64)BPF_CORE_READ(task, fs, pwd.dentry);
-	key_by_name(&key, cwd, f->path, n);
+	if (name)
+		key_by_name(&key, cwd, f->path, n);
 	struct audit_key object = {};
-	if (read_object(f, BPF_CORE_READ(bprm, file), &object)) {
-		key.path_hash ^= object.dir;
+	if (read_object(f, file, &object)) {
+		key.dir ^= object.dir;
+		key.path_hash ^= object.path_hash;
 		key.ino = object.ino;
+	} else if (!name) {
+		return; /* nothing to judge */
 	}
 	if (bpf_map_lookup_elem(&audit_seen, &key))
 		return;
@@ -1081,7 +1092,10 @@ int cordon_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 		}
 	}
 	if (!matched) {
-		if (ret == -EACCES || ret == -EROFS || ret == -ENOENT || ret >= 0)
+		/* A file mapped executable (mmap with PROT_EXEC of a descriptor). */
+		if (key.nr == 9 && ret >= 0 && (args[2] & 4) && (long)args[4] >= 0)
+			audit_run(sb, cgroup_id, 9, fd_file((long)args[4]), NULL);
+		else if (ret == -EACCES || ret == -EROFS || ret == -ENOENT || ret >= 0)
 			file_error(sb, cgroup_id, key.nr, ret, args);
 		return 0;
 	}
@@ -1116,7 +1130,7 @@ int cordon_exec(struct bpf_raw_tracepoint_args *ctx)
 		e->exec.filename[0] = 0;
 	bpf_ringbuf_submit(e, 0);
 	if (sb->flags & CORDON_SANDBOX_AUDIT)
-		audit_exec(sb, cgroup_id, bprm);
+		audit_run(sb, cgroup_id, 59, BPF_CORE_READ(bprm, file), filename);
 	return 0;
 }
 

@@ -234,6 +234,7 @@ impl Monitor {
         sandbox: &str,
         profile: &str,
         session: Option<uuid::Uuid>,
+        severity: crate::policy::SeverityPolicy,
         sink: Sink,
     ) -> std::io::Result<(Reporter, JoinHandle<std::io::Result<u64>>)> {
         let (tx, rx) = mpsc::channel::<Event>();
@@ -267,7 +268,7 @@ impl Monitor {
                 }
                 outputs.finish()
             })?;
-        let reporter = Reporter::new(sandbox, profile, session, tx);
+        let reporter = Reporter::new(sandbox, profile, session, severity, tx);
         Ok((reporter, writer))
     }
 
@@ -780,6 +781,12 @@ fn file_audited(
             .and_then(|path| judge.file(&asked, path, access))
             .into_iter()
             .collect();
+    };
+    // A map has no name: the file mapped is what it asked for.
+    let asked = if raw.is_empty() {
+        object.to_string_lossy().into_owned()
+    } else {
+        asked
     };
     // What the kernel opened or runs, whatever the name said (symlinks swapped since,
     // `/proc` links, `..`, RESOLVE_IN_ROOT).

@@ -63,6 +63,8 @@ pub struct Reporter {
     sandbox: Arc<str>,
     profile: Arc<str>,
     session: Option<uuid::Uuid>,
+    /// The profile's `[severity]`, over the level each event's kind gives it.
+    severity: Arc<crate::policy::SeverityPolicy>,
     tx: mpsc::Sender<Event>,
 }
 
@@ -72,12 +74,14 @@ impl Reporter {
         sandbox: &str,
         profile: &str,
         session: Option<uuid::Uuid>,
+        severity: crate::policy::SeverityPolicy,
         tx: mpsc::Sender<Event>,
     ) -> Self {
         Self {
             sandbox: Arc::from(sandbox),
             profile: Arc::from(profile),
             session,
+            severity: Arc::new(severity),
             tx,
         }
     }
@@ -102,6 +106,9 @@ impl Reporter {
         let mut event = Event::new(&self.sandbox, &self.profile, time, process, what);
         event.session = self.session;
         event.enforced = enforced;
+        if let Some(level) = self.severity.of(&event) {
+            event.severity = Some(level);
+        }
         let _ = self.tx.send(event);
     }
 }

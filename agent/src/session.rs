@@ -358,9 +358,14 @@ fn start_monitor(
         stderr: !options.quiet,
         spool: options.spool.clone(),
     };
-    let (reporter, writer) =
-        Monitor::reporter(&registered.name, &policy.name, Some(started.session), sink)
-            .map_err(|e| format!("cannot open the event log: {e}"))?;
+    let (reporter, writer) = Monitor::reporter(
+        &registered.name,
+        &policy.name,
+        Some(started.session),
+        policy.severity.clone(),
+        sink,
+    )
+    .map_err(|e| format!("cannot open the event log: {e}"))?;
     reporter.report_at(started.at, None, started.what);
     let stop = crate::report::Stop::new().map_err(|e| e.to_string())?;
     let names = Arc::new(Mutex::new(HashMap::new()));

@@ -12,6 +12,8 @@ use std::str::FromStr;
 use serde::Serialize;
 use syscalls::Sysno;
 
+use cordon_proto::event::{Event, Severity, What};
+
 use crate::profile::{
     closest, Compat, Diagnostic, Diagnostics, Located, Mode, Profile, SyscallAction,
 };
@@ -118,6 +120,8 @@ pub struct Policy {
     pub network: NetPolicy,
     pub syscalls: SyscallPolicy,
     pub process: ProcessPolicy,
+    /// `[severity]`: the level a denial gets, by what it touched.
+    pub severity: SeverityPolicy,
 }
 
 impl Policy {
@@ -633,6 +637,7 @@ fn compile_into(profile: &Profile, ctx: &Context, errs: &mut Errors) -> Policy {
         .keep(landlock_abi(profile))
         .unwrap_or(DEFAULT_LANDLOCK_ABI);
     let process = process(profile, errs);
+    let severity = severity(profile, &vars, errs);
 
     Policy {
         name: profile.name.clone(),
@@ -655,7 +660,89 @@ fn compile_into(profile: &Profile, ctx: &Context, errs: &mut Errors) -> Policy {
         network,
         syscalls,
         process,
+        severity,
     }
+}
+
+/// The levels `[severity]` gives denials, by what they touched.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SeverityPolicy {
+    /// File denials at or below a path (the longest wins).
+    pub paths: Vec<(PathBuf, Severity)>,
+    pub syscalls: BTreeMap<String, Severity>,
+    /// Host names or `*.` patterns: DNS refusals, and connections to what they resolved to.
+    pub hosts: Vec<(Destination, Severity)>,
+    /// Denials of a kind no entry above names.
+    pub kinds: BTreeMap<String, Severity>,
+}
+
+impl SeverityPolicy {
+    /// The level the profile gives `event`, when it gives one.
+    pub fn of(&self, event: &Event) -> Option<Severity> {
+        let host = |name: &str| {
+            self.hosts
+                .iter()
+                .find(|(d, _)| d.matches_name(name))
+                .map(|(_, s)| *s)
+        };
+        let specific = match &event.what {
+            What::FileDenied { path, target, .. } => {
+                let path = Path::new(target.as_deref().unwrap_or(path));
+                self.paths
+                    .iter()
+                    .filter(|(p, _)| path.is_absolute() && path.starts_with(p))
+                    .max_by_key(|(p, _)| p.components().count())
+                    .map(|(_, s)| *s)
+            }
+            What::SyscallDenied { syscall, .. } => self.syscalls.get(syscall).copied(),
+            What::DnsDenied { domain, .. } => host(domain),
+            What::NetworkDenied {
+                domain: Some(domain),
+                ..
+            } => host(domain),
+            _ => None,
+        };
+        specific.or_else(|| self.kinds.get(event.what.kind()).copied())
+    }
+}
+
+fn severity(profile: &Profile, vars: &Vars, errs: &mut Errors) -> SeverityPolicy {
+    let named = |key: &str, level: &Located<Severity>| Located {
+        value: key.to_string(),
+        loc: level.loc.clone(),
+    };
+    let o = &profile.severity;
+    let mut out = SeverityPolicy::default();
+    for (key, level) in &o.paths {
+        if let Some(path) = errs.keep(vars.path(&named(key, level))) {
+            out.paths.push((path, level.value));
+        }
+    }
+    for (key, level) in &o.syscalls {
+        if let Some(nr) = errs.keep(sysno(&named(key, level))) {
+            out.syscalls.insert(nr.name().to_string(), level.value);
+        }
+    }
+    for (key, level) in &o.hosts {
+        if let Some(pattern) = errs.keep(host_pattern(&named(key, level))) {
+            out.hosts.push((Destination::Host(pattern), level.value));
+        }
+    }
+    for (key, level) in &o.kinds {
+        if What::VIOLATIONS.contains(&key.as_str()) || key == "events_lost" {
+            out.kinds.insert(key.clone(), level.value);
+        } else {
+            let kinds = What::VIOLATIONS.iter().copied().chain(["events_lost"]);
+            let hint = closest(key, kinds)
+                .map(|m| format!("; did you mean `{m}`?"))
+                .unwrap_or_default();
+            errs.0.push(level.loc.error(format!(
+                "`{key}` is not a kind of denial: {}, events_lost{hint}",
+                What::VIOLATIONS.join(", ")
+            )));
+        }
+    }
+    out
 }
 
 fn depth(path: &Path) -> usize {
@@ -1262,6 +1349,64 @@ pub(crate) mod tests {
             Ok(_) => panic!("expected an error containing {needle:?}"),
             Err(msg) => assert!(msg.contains(needle), "{msg}"),
         }
+    }
+
+    #[test]
+    fn severity_overrides_name_paths_syscalls_hosts_and_kinds() {
+        let p = compile_text(
+            "[profile]\nname = \"p\"\n[severity]\npaths = { \"{home}/.ssh\" = \"critical\", \"{home}\" = \"low\" }\nsyscalls = { ptrace = \"critical\" }\nhosts = { \"*.example.com\" = \"info\" }\nkinds = { dns_denied = \"low\" }\n",
+        )
+        .unwrap();
+        let at = |what: What| {
+            let e = Event::new("s", "p", std::time::SystemTime::now(), None, what);
+            p.severity.of(&e)
+        };
+        let file = |path: &str| What::FileDenied {
+            path: path.into(),
+            access: "fs.read_file".into(),
+            layer: None,
+            rule: None,
+            target: None,
+        };
+        assert_eq!(
+            at(file("/home/dev/.ssh/id")),
+            Some(Severity::Critical),
+            "the longest path wins"
+        );
+        assert_eq!(at(file("/home/dev/notes")), Some(Severity::Low));
+        assert_eq!(at(file("/etc/passwd")), None, "unnamed: the kind's own");
+        let dns = |domain: &str| What::DnsDenied {
+            domain: domain.into(),
+            query_type: "A".into(),
+            reason: cordon_proto::event::DnsReason::NotAllowed,
+            address: None,
+        };
+        assert_eq!(at(dns("api.example.com")), Some(Severity::Info));
+        assert_eq!(at(dns("pypi.org")), Some(Severity::Low), "the kind's entry");
+        let call = |name: &str| What::SyscallDenied {
+            nr: 0,
+            syscall: name.into(),
+            args: vec![],
+            errno: 1,
+        };
+        assert_eq!(at(call("ptrace")), Some(Severity::Critical));
+        assert_eq!(at(call("keyctl")), None);
+    }
+
+    #[test]
+    fn severity_overrides_that_name_nothing_are_errors_where_they_are() {
+        expect_err(
+            "[profile]\nname = \"p\"\n[severity]\nsyscalls = { ptrce = \"high\" }\n",
+            "p.toml:4:22: unknown syscall `ptrce`",
+        );
+        expect_err(
+            "[profile]\nname = \"p\"\n[severity]\nkinds = { dns_deny = \"low\" }\n",
+            "did you mean `dns_denied`?",
+        );
+        expect_err(
+            "[profile]\nname = \"p\"\n[severity]\nkinds = { file_denied = \"urgent\" }\n",
+            "p.toml:4:",
+        );
     }
 
     #[test]

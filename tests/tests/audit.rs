@@ -372,3 +372,30 @@ fn audit_covers_the_hosts_sockets_outside_run_too() {
     drop(listener);
     assert!(answer.starts_with("err"), "{answer}");
 }
+
+#[test]
+fn a_library_mapped_from_a_tree_without_exec_is_reported_in_audit() {
+    if !require_root("a_library_mapped_from_a_tree_without_exec_is_reported_in_audit") {
+        return;
+    }
+    // A compiled extension in a venv: enforce mode's noexec mount refuses to map it.
+    let f = Fixture::new("coding-agent", "");
+    let lib = f.path("libz.so");
+    std::fs::copy("/usr/lib/x86_64-linux-gnu/libz.so.1", &lib).expect("copy a library");
+    let load =
+        format!("/usr/bin/python3 -c 'import ctypes; ctypes.CDLL(\"{lib}\"); print(\"loaded\")'");
+    let out = f
+        .command(&["/bin/sh", "-c", &load])
+        .output()
+        .expect("cordon runs");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("loaded"),
+        "the twin: enforced, the map is refused"
+    );
+    let (out, events) = audited_shell(&f, &load);
+    assert!(out.contains("loaded"), "audited, it loads: {out}");
+    let e = find(&events, "file_denied", |e| e["path"] == lib.as_str());
+    assert!(audited(e), "{e}");
+    assert_eq!(e["access"], "fs.execute");
+    assert_eq!(e["layer"], "noexec");
+}

@@ -322,3 +322,24 @@ fn asking_whether_a_read_only_tree_is_writable_is_not_a_denial() {
     assert_eq!(answer, "err EROFS");
     assert!(of_kind(&events, "file_denied").is_empty(), "{events:#?}");
 }
+
+#[test]
+fn a_profile_sets_the_severity_of_what_it_names() {
+    if !require_root("a_profile_sets_the_severity_of_what_it_names") {
+        return;
+    }
+    let f = Fixture::new(
+        "coding-agent",
+        &format!("{HOME_READABLE}\n[severity]\npaths = {{ \"{{home}}/.ssh\" = \"critical\" }}\n"),
+    );
+    let key = f.home_path(".ssh/id_ed25519");
+    let (answer, events) = f.probe_events(&[], &["read", &key]);
+    assert_eq!(answer, "err EACCES");
+    let e = denial(&events);
+    assert_eq!(e["severity"], "critical", "{e}");
+
+    // What the profile does not name keeps its kind's level.
+    let (answer, events) = f.probe_events(&[], &["write", &f.home_path("planted")]);
+    assert_eq!(answer, "err EROFS");
+    assert_eq!(denial(&events)["severity"], "medium");
+}

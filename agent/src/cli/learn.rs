@@ -165,13 +165,28 @@ fn audit_run(policy: &crate::policy::Policy, ask: &Learn) -> Result<Vec<Event>, 
     read_events(file.path())
 }
 
-/// Events as JSON lines (`cordon run --events`, `cordon events --json`); `-` is stdin.
+/// Events as JSON lines (`cordon run --events`, `cordon events --json`), or a page of the
+/// collector's `GET /api/v1/events?session=ID` (`{"events": [...]}`); `-` is stdin.
 fn read_events(path: &std::path::Path) -> Result<Vec<Event>, String> {
     let text = if path == std::path::Path::new("-") {
         std::io::read_to_string(std::io::stdin()).map_err(|e| format!("cannot read stdin: {e}"))?
     } else {
         std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
     };
+    #[derive(serde::Deserialize)]
+    struct Page {
+        events: Vec<Event>,
+    }
+    if text.trim_start().starts_with("{\"events\"") {
+        return serde_json::from_str::<Page>(&text)
+            .map(|page| page.events)
+            .map_err(|e| {
+                format!(
+                    "{}: not a page of the collector's events: {e}",
+                    path.display()
+                )
+            });
+    }
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())

@@ -312,7 +312,9 @@ fn is_proc_root(path: &Path) -> bool {
 pub fn access_of(nr: i32, flags: u32) -> &'static str {
     let flags = flags as i32;
     match nr {
-        59 | 322 => "fs.execute",
+        // execve, execveat; mmap of a file made executable (audit only: a `noexec` mount
+        // refuses it).
+        59 | 322 | 9 => "fs.execute",
         2 | 257 | 437 | 85 => {
             if flags & libc::O_CREAT != 0 {
                 "fs.make_reg"

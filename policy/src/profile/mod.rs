@@ -446,9 +446,29 @@ impl Chain {
             if let Some(max) = pr.max_memory {
                 p.max_memory = Some(locate(&source, max));
             }
+            let sev = file.severity;
+            for (into, entries) in [
+                (&mut p.severity.paths, sev.paths),
+                (&mut p.severity.syscalls, sev.syscalls),
+                (&mut p.severity.hosts, sev.hosts),
+                (&mut p.severity.kinds, sev.kinds),
+            ] {
+                for (key, level) in entries {
+                    into.insert(key, locate(&source, level));
+                }
+            }
         }
         p
     }
+}
+
+/// `[severity]` as merged: each entry's key as written, its level where it was written.
+#[derive(Debug, Default)]
+pub struct SeverityOverrides {
+    pub paths: BTreeMap<String, Located<cordon_proto::event::Severity>>,
+    pub syscalls: BTreeMap<String, Located<cordon_proto::event::Severity>>,
+    pub hosts: BTreeMap<String, Located<cordon_proto::event::Severity>>,
+    pub kinds: BTreeMap<String, Located<cordon_proto::event::Severity>>,
 }
 
 /// The lists of `[filesystem]` that hold paths.
@@ -580,6 +600,8 @@ pub struct Profile {
     pub user: Option<Located<String>>,
     pub max_processes: Option<Located<i64>>,
     pub max_memory: Option<Located<schema::MemorySize>>,
+    /// `[severity]`, merged: a child's entry replaces its parent's.
+    pub severity: SeverityOverrides,
     /// What merging had to say that does not stop the profile: an entry a protecting list
     /// lost on purpose (`widen = true`), `key = []` over inherited entries.
     pub warnings: Vec<Diagnostic>,
@@ -616,6 +638,7 @@ impl Default for Profile {
             user: None,
             max_processes: None,
             max_memory: None,
+            severity: SeverityOverrides::default(),
             warnings: Vec::new(),
         }
     }

@@ -26,6 +26,27 @@ pub struct ProfileFile {
     pub syscalls: SyscallsSection,
     #[serde(default)]
     pub process: ProcessSection,
+    #[serde(default)]
+    pub severity: SeveritySection,
+}
+
+/// `[severity]`: the level a denial gets, by what it touched, over the one its kind and
+/// rule give (`cordon_proto::event::What::severity`). A child's entry replaces its parent's.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeveritySection {
+    /// File denials at or below a path (`"{home}/.ssh" = "critical"`); the longest wins.
+    #[serde(default)]
+    pub paths: BTreeMap<String, Spanned<cordon_proto::event::Severity>>,
+    /// Denials of a syscall (`ptrace = "critical"`).
+    #[serde(default)]
+    pub syscalls: BTreeMap<String, Spanned<cordon_proto::event::Severity>>,
+    /// DNS refusals of a name, and connections to what it was resolved to (`"*.example.com"`).
+    #[serde(default)]
+    pub hosts: BTreeMap<String, Spanned<cordon_proto::event::Severity>>,
+    /// Every denial of a kind that no entry above names (`dns_denied = "low"`).
+    #[serde(default)]
+    pub kinds: BTreeMap<String, Spanned<cordon_proto::event::Severity>>,
 }
 
 #[derive(Debug, Deserialize)]
