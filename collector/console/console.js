@@ -126,13 +126,18 @@ function fileRule(e) {
   }
 }
 
-// What an event says, in a line.
+// What an event says, in a line; a denial an audited sandbox was let through says so first.
 function describe(e) {
+  const line = describeKind(e);
+  return e.enforced === false ? `audit, let through: ${line}` : line;
+}
+
+function describeKind(e) {
   switch (e.kind) {
     case "network_denied": return `connect to ${e.address}:${e.port}/${e.protocol}${e.domain ? " (" + e.domain + ")" : ""} denied: ${e.reason}`;
     case "dns_denied": return `DNS query for ${e.domain} (${e.query_type}) refused`;
     case "syscall_denied": return `syscall ${e.syscall} denied`;
-    case "file_denied": return `${e.access} of ${e.path} denied${fileRule(e)}`;
+    case "file_denied": return `${e.access} of ${e.path}${e.target ? " (→ " + e.target + ")" : ""} denied${fileRule(e)}`;
     case "other_denied": return `${e.blockers} denied (${e.detail})`;
     case "exec": return `exec ${e.filename}`;
     case "fork": return `fork → ${e.child_pid}`;
@@ -239,7 +244,7 @@ async function sandboxView(view, host, sandbox) {
     el("h2", {}, "Process tree"),
     el("div", { class: "tree" }, processTree(events)),
     el("h2", {}, "Timeline"),
-    table(["Time", "Who", "What"], events.map((e) => el("tr", { class: (VIOLATIONS.includes(e.kind) ? "violation " : "") + "severity-" + (e.severity || "info"), "data-kind": e.kind, "data-severity": e.severity || "" },
+    table(["Time", "Who", "What"], events.map((e) => el("tr", { class: (VIOLATIONS.includes(e.kind) ? "violation " : "") + (e.enforced === false ? "audited " : "") + "severity-" + (e.severity || "info"), "data-kind": e.kind, "data-severity": e.severity || "" },
       el("td", { class: "mono" }, e.time.replace("T", " ").slice(0, 23)),
       el("td", {}, who(e)),
       el("td", {}, describe(e) + times(e)))), "No events from this sandbox."),

@@ -89,9 +89,13 @@ fn a_responder_clicks_from_host_to_sandbox_and_isolates_it() {
     let responder = c.token("bob", "responder", None);
     let mut d = c.host("web-7");
     d.start();
-    // A sandbox that commits three seccomp violations, then waits.
+    // An audited sandbox that commits three seccomp violations (refused even in audit), makes
+    // a connection no rule allows (let through, and reported), then waits.
     let probe = d.bin.join("probe");
-    let script = format!("{} deny-each 3; exec sleep 600", probe.display());
+    let script = format!(
+        "{p} deny-each 3; {p} connect 127.0.0.1:9; exec sleep 600",
+        p = probe.display()
+    );
     let _sandbox = common::daemon::KillOnDrop(
         d.cordon(
             0,
@@ -99,6 +103,7 @@ fn a_responder_clicks_from_host_to_sandbox_and_isolates_it() {
             &[
                 "run",
                 "--quiet",
+                "--audit",
                 "-p",
                 "test-agent",
                 "--",
@@ -194,6 +199,15 @@ fn a_responder_clicks_from_host_to_sandbox_and_isolates_it() {
             text.contains("syscall keyctl denied") && text.contains("probe"),
             "{text}"
         );
+        // What the audit let through reads as such, not as refused.
+        let row = wait("tr[data-kind='network_denied']".into()).await;
+        let text = row.text().await.expect("row text");
+        assert!(
+            text.contains("audit, let through: connect to 127.0.0.1:9/tcp"),
+            "{text}"
+        );
+        let class = row.attr("class").await.expect("class").unwrap_or_default();
+        assert!(class.contains("audited"), "{class}");
         let tree = wait(".tree li".into()).await.text().await.expect("tree");
         assert!(tree.contains("violations"), "{tree}");
         // Who ran what, and no stray "null" where something is absent.
