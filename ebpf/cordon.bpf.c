@@ -343,11 +343,15 @@ static __always_inline int egress4(struct bpf_sock_addr *ctx)
 		.cgroup_hi = cgroup_id >> 32,
 	};
 	__builtin_memcpy(key.addr, &ip, 4);
-	__u8 reason = check_dest(bpf_map_lookup_elem(&dests4, &key), port, proto);
+	struct cordon_dest *d = bpf_map_lookup_elem(&dests4, &key);
+	__u8 reason = check_dest(d, port, proto);
 	if (!reason)
 		return ALLOW;
-	/* Audited: let through and reported (an isolation, above, holds whatever the mode). */
-	if (sb->flags & CORDON_SANDBOX_AUDIT) {
+	/*
+	 * Audited: let through and reported, except into the host and its networks (an
+	 * isolation, above, holds whatever the mode).
+	 */
+	if ((sb->flags & CORDON_SANDBOX_AUDIT) && !(d && (d->flags & CORDON_DEST_INSIDE))) {
 		deny_event(sb, cgroup_id, AF_INET, &ip, 4, port, proto, reason,
 			   CORDON_RECORD_NOT_ENFORCED);
 		return ALLOW;
@@ -389,10 +393,15 @@ static __always_inline int egress6(struct bpf_sock_addr *ctx)
 		.cgroup_hi = cgroup_id >> 32,
 	};
 	__builtin_memcpy(key.addr, ip, 16);
-	__u8 reason = check_dest(bpf_map_lookup_elem(&dests6, &key), port, proto);
+	struct cordon_dest *d = bpf_map_lookup_elem(&dests6, &key);
+	__u8 reason = check_dest(d, port, proto);
 	if (!reason)
 		return ALLOW;
-	if (sb->flags & CORDON_SANDBOX_AUDIT) {
+	/*
+	 * Audited: let through and reported, except into the host and its networks (an
+	 * isolation, above, holds whatever the mode).
+	 */
+	if ((sb->flags & CORDON_SANDBOX_AUDIT) && !(d && (d->flags & CORDON_DEST_INSIDE))) {
 		deny_event(sb, cgroup_id, AF_INET6, ip, 16, port, proto, reason,
 			   CORDON_RECORD_NOT_ENFORCED);
 		return ALLOW;

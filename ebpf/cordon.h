@@ -141,12 +141,19 @@ struct cordon_dest6_key {
 };
 #define CORDON_DEST6_KEY_SIZE 28
 
+/* struct cordon_dest.flags */
+/*
+ * The host or its networks (loopback, private, link-local, the host's own addresses): an
+ * audited sandbox is refused there too, unless a port of the entry allows it.
+ */
+#define CORDON_DEST_INSIDE 1
+
 /* Where a sandbox may connect: the ports of the longest matching prefix. */
 struct cordon_dest {
 	/* CLOCK_MONOTONIC nanoseconds after which the entry is void (a DNS answer's TTL); 0: never. */
 	__u64 expires_ns;
 	__u32 nranges;
-	__u32 pad;
+	__u32 flags; /* CORDON_DEST_* */
 	struct cordon_port_range ranges[CORDON_MAX_PORT_RANGES];
 };
 #define CORDON_DEST_SIZE 80

@@ -118,8 +118,31 @@ pub fn learn(events: &[Event], base: &Policy) -> Learned {
                         .push(format!("{who}: {access} of {}: {why}", path.display()));
                     continue;
                 }
+                if path.to_string_lossy().contains(['{', '}']) {
+                    // A profile's paths have no way to write a brace that is not a placeholder.
+                    learned.not_learned.push(format!(
+                        "{who}: {access} of {}: a path with a brace, which a profile cannot name",
+                        path.display()
+                    ));
+                    continue;
+                }
+                // A file opened to create it that exists (O_APPEND | O_CREAT): a write of the
+                // file, not of its directory.
+                let access = if access == "fs.make_reg" && path.is_file() {
+                    "fs.write_file"
+                } else {
+                    access.as_str()
+                };
                 let (need, at, dir) = need_of(access, &path);
                 let shown = names.show(&path);
+                if dir && !names.narrow_enough(&at) {
+                    learned.not_learned.push(format!(
+                        "{who}: {access} of {shown}: it needs {} on {}, wider than a rule learn writes; grant it by hand if it is meant",
+                        need.list(),
+                        names.show(&at)
+                    ));
+                    continue;
+                }
                 let first = format!("{who}: {access} of {shown}");
                 let entry = needs
                     .entry((need, at))
@@ -212,12 +235,22 @@ pub fn learn(events: &[Event], base: &Policy) -> Learned {
             What::OtherDenied { blockers, detail } => learned
                 .not_learned
                 .push(format!("{who}: {blockers} {detail}: not a rule a profile holds")),
+            // Refused even under audit (it could end the audit or change the host for good):
+            // never learned.
+            What::SyscallDenied { syscall, .. }
+                if event.enforced
+                    || crate::policy::AUDIT_STILL_DENIES.contains(&syscall.as_str()) =>
+            {
+                learned.not_learned.push(format!(
+                    "{who}: called {syscall}, which the base denies and an audit still refused"
+                ));
+            }
             What::SyscallDenied { syscall, .. }
                 if !learned.syscalls.iter().any(|r| &r.value == syscall) =>
             {
                 learned.syscalls.push(Rule {
                     value: syscall.clone(),
-                    why: format!("{who} called {syscall}"),
+                    why: format!("{who} called {syscall} (lifts the base's denial)"),
                 });
             }
             _ => {}
@@ -241,15 +274,16 @@ pub fn learn(events: &[Event], base: &Policy) -> Learned {
     learned
 }
 
-/// `path` as an absolute path (the sandbox's, which is the host's for what it names).
+/// `path` as an absolute path (the sandbox's, which is the host's for what it names). A
+/// relative one is taken from the workspace (where they are asked from far more often than
+/// anywhere else) only when it stays inside it; otherwise it is not placed.
 fn absolute(path: &str, base: &Policy) -> Option<PathBuf> {
     let p = Path::new(path);
     if p.is_absolute() {
         return Some(crate::sandbox::view::normalize(p));
     }
-    // Relative paths are asked from the workspace far more often than from anywhere else,
-    // but not always: a guess would be a wrong rule. `..` aside, the workspace is writable.
-    (!path.starts_with("..")).then(|| base.workspace.join(p))
+    let placed = crate::sandbox::view::normalize(&base.workspace.join(p));
+    placed.starts_with(&base.workspace).then_some(placed)
 }
 
 /// Why a denied access must stay denied, when it must.
@@ -299,6 +333,8 @@ struct Names {
     workspace: PathBuf,
     home: PathBuf,
     tmp: PathBuf,
+    /// The trees the base writes.
+    writable: Vec<PathBuf>,
 }
 
 impl Names {
@@ -307,7 +343,19 @@ impl Names {
             workspace: base.workspace.clone(),
             home: base.identity.home.clone(),
             tmp: PathBuf::from(crate::policy::SANDBOX_TMP),
+            writable: base
+                .filesystem
+                .rules
+                .iter()
+                .filter(|r| r.access.write)
+                .map(|r| r.path.clone())
+                .collect(),
         }
+    }
+
+    /// Whether the base writes `path`.
+    fn written(&self, path: &Path) -> bool {
+        self.writable.iter().any(|w| path.starts_with(w))
     }
 
     /// The path with its placeholder: `{workspace}/src`, `{home}/.npm`, `{tmp}`.
@@ -328,11 +376,13 @@ impl Names {
         path.display().to_string()
     }
 
-    /// Whether a rule may be as wide as `dir`: not the root, a top-level directory, the home
-    /// itself or anything above the workspace.
-    fn foldable_to(&self, dir: &Path) -> bool {
+    /// Whether a rule may be as wide as the directory `dir` (a rule holds for all below it):
+    /// not the root, a top-level directory, the home itself or anything above the home or
+    /// the workspace. The workspace itself may be.
+    fn narrow_enough(&self, dir: &Path) -> bool {
         let depth = dir.components().count(); // "/" counts as one
-        depth >= 3 && dir != self.home && !self.workspace.starts_with(dir) || dir == self.workspace
+        dir == self.workspace
+            || (depth >= 3 && !self.home.starts_with(dir) && !self.workspace.starts_with(dir))
     }
 }
 
@@ -341,13 +391,8 @@ fn fold(
     needs: BTreeMap<(Need, PathBuf), (String, bool, BTreeSet<PathBuf>)>,
     names: &Names,
 ) -> BTreeMap<Need, Vec<Rule<String>>> {
-    let mut by_need: BTreeMap<Need, BTreeMap<PathBuf, (String, bool)>> = BTreeMap::new();
-    for ((need, path), (why, dir, paths)) in needs {
-        let why = if paths.len() > 1 {
-            format!("{why} (+{} more)", paths.len() - 1)
-        } else {
-            why
-        };
+    let mut by_need: BTreeMap<Need, BTreeMap<PathBuf, Found>> = BTreeMap::new();
+    for ((need, path), (first, dir, paths)) in needs {
         // The private /tmp's names are made afresh each run: the rule is the whole of it.
         // (A workspace below the host's /tmp is the workspace, not the private /tmp.)
         let private = path.starts_with(&names.tmp) && !path.starts_with(&names.workspace);
@@ -356,13 +401,18 @@ fn fold(
         } else {
             (path, dir)
         };
-        by_need
+        let found = by_need
             .entry(need)
             .or_default()
             .entry(path)
-            .or_insert((why, dir));
+            .or_insert(Found {
+                first,
+                dir,
+                files: 0,
+            });
+        found.files += paths.len();
     }
-    let mut folded: BTreeMap<Need, BTreeMap<PathBuf, (String, bool)>> = BTreeMap::new();
+    let mut folded: BTreeMap<Need, BTreeMap<PathBuf, Found>> = BTreeMap::new();
     for (need, mut paths) in by_need {
         // Two files of one directory: the directory. Three directories of one: the parent.
         for threshold in [2usize, 3] {
@@ -376,61 +426,72 @@ fn fold(
                 }
             }
             for (parent, kids) in children {
-                if kids.len() >= threshold && names.foldable_to(&parent) {
-                    let count = kids.len();
-                    let first = kids
-                        .iter()
-                        .find_map(|k| paths.remove(k))
-                        .map(|(why, _)| why)
-                        .unwrap_or_default();
-                    for k in &kids {
-                        paths.remove(k);
-                    }
-                    paths
-                        .entry(parent)
-                        .or_insert_with(|| (format!("{first} (+{} more)", count - 1), true));
+                if kids.len() < threshold || !names.narrow_enough(&parent) {
+                    continue;
                 }
+                let taken: Vec<Found> = kids.iter().filter_map(|k| paths.remove(k)).collect();
+                let files = taken.iter().map(|f| f.files).sum();
+                let first = taken
+                    .into_iter()
+                    .next()
+                    .map(|f| f.first)
+                    .unwrap_or_default();
+                paths.entry(parent).or_insert(Found {
+                    first,
+                    dir: true,
+                    files,
+                });
             }
         }
         folded.insert(need, paths);
     }
-    // A path inside another rule of the same need adds nothing; nor does a read inside a
-    // tree written or run (both read too).
-    let wider = |needs: &[Need], folded: &BTreeMap<Need, BTreeMap<PathBuf, (String, bool)>>| {
+    // A path inside another rule of the same need adds nothing; nor does a read inside (or
+    // of) a tree written or run: both read too.
+    let rules_of = |needs: &[Need]| -> Vec<PathBuf> {
         needs
             .iter()
             .flat_map(|n| folded.get(n).into_iter().flat_map(|m| m.keys().cloned()))
-            .collect::<Vec<PathBuf>>()
+            .collect()
     };
+    let wider = rules_of(&[Need::Write, Need::Exec]);
     let mut out = BTreeMap::new();
-    for need in [Need::Read, Need::Write, Need::Exec] {
-        let mut covering = wider(&[need], &folded);
-        if need == Need::Read {
-            covering.extend(wider(&[Need::Write, Need::Exec], &folded));
-        }
-        let Some(paths) = folded.get(&need) else {
-            continue;
-        };
+    for (need, paths) in &folded {
+        let same = rules_of(&[*need]);
         let rules = paths
             .iter()
-            .filter(|(p, _)| !covering.iter().any(|o| o != *p && p.starts_with(o)))
-            .filter(|(p, _)| {
-                need != Need::Read || !wider(&[Need::Write, Need::Exec], &folded).contains(p)
-            })
-            .map(|(p, (why, dir))| Rule {
-                // A directory is written with its `/`: made at launch when the sandbox would
-                // make it, so the rule holds for it.
-                value: if *dir && names.show(p) != "/" {
-                    format!("{}/", names.show(p))
-                } else {
-                    names.show(p)
-                },
-                why: why.clone(),
+            .filter(|(p, _)| !same.iter().any(|o| o != *p && p.starts_with(o)))
+            .filter(|(p, _)| *need != Need::Read || !wider.iter().any(|o| p.starts_with(o)))
+            .map(|(p, found)| {
+                let mut why = found.first.clone();
+                if found.files > 1 {
+                    why.push_str(&format!(" (+{} more)", found.files - 1));
+                }
+                if *need == Need::Exec && names.written(p) {
+                    why.push_str("; the sandbox writes here, so it may run what it writes");
+                }
+                Rule {
+                    // A directory is written with its `/`: made at launch when the sandbox
+                    // would make it, so the rule holds for it.
+                    value: if found.dir {
+                        format!("{}/", names.show(p))
+                    } else {
+                        names.show(p)
+                    },
+                    why,
+                }
             })
             .collect();
-        out.insert(need, rules);
+        out.insert(*need, rules);
     }
     out
+}
+
+/// A learned path: the first access that needed it, whether it is a directory, and how many
+/// files needed it.
+struct Found {
+    first: String,
+    dir: bool,
+    files: usize,
 }
 
 /// The single address as a prefix.
@@ -446,13 +507,22 @@ fn quoted(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
 
-/// One comment line: what a process chose may hold anything, so control characters and
-/// line breaks are shown escaped.
+/// One comment line: what a process chose may hold anything, so control characters, line
+/// breaks and the characters that reorder text (bidirectional controls) are shown escaped.
 fn comment(s: &str) -> String {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{2028}' | '\u{2029}'
+            )
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+    };
     s.chars()
         .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
+            if hidden(c) {
+                c.escape_unicode().collect::<Vec<_>>()
             } else {
                 vec![c]
             }
@@ -765,6 +835,83 @@ mod tests {
         assert!(text.contains("under a `deny` entry"), "{text}");
         assert!(text.contains("git metadata"), "{text}");
         assert!(text.contains("a `read_only` entry"), "{text}");
+    }
+
+    #[test]
+    fn what_would_open_a_wide_tree_is_noted_not_learned() {
+        let events = [
+            file("ls", "/", "fs.read_dir", FileLayer::NotInView),
+            file("ls", "/home/dev", "fs.read_dir", FileLayer::NotInView),
+            file("ls", "/opt", "fs.read_dir", FileLayer::NotInView),
+            file(
+                "sh",
+                "/home/dev/.bashrc",
+                "fs.make_reg",
+                FileLayer::ReadOnly,
+            ),
+            file("sh", "/opt/run-me", "fs.execute", FileLayer::NotInView),
+            file(
+                "cat",
+                "../../etc/passwd",
+                "fs.read_file",
+                FileLayer::NotInView,
+            ),
+        ];
+        let learned = learn(&events, &base());
+        assert!(learned.is_empty(), "{:?}", learned.paths);
+        let text = learned.to_toml("b-learned", "b");
+        for noted in [
+            "ls: fs.read_dir of /: it needs read on /, wider than a rule learn writes",
+            "ls: fs.read_dir of {home}: it needs read on {home}",
+            "sh: fs.make_reg of {home}/.bashrc: it needs write on {home}",
+            "sh: fs.execute of /opt/run-me: it needs exec on /opt",
+            "cat: fs.read_file of ../../etc/passwd: a relative path",
+        ] {
+            assert!(text.contains(noted), "{noted}: {text}");
+        }
+    }
+
+    #[test]
+    fn syscalls_an_audit_still_refused_are_never_learned() {
+        let call = |name: &str, enforced: bool| {
+            let mut e = event(
+                "x",
+                What::SyscallDenied {
+                    nr: 0,
+                    syscall: name.into(),
+                    args: vec![],
+                    errno: 1,
+                },
+            );
+            e.enforced = enforced;
+            e
+        };
+        let events = [
+            call("unshare", true),
+            call("ptrace", false),
+            call("personality", false),
+        ];
+        let learned = learn(&events, &base());
+        let allowed: Vec<&str> = learned.syscalls.iter().map(|r| r.value.as_str()).collect();
+        assert_eq!(allowed, ["personality"]);
+        let text = learned.to_toml("b-learned", "b");
+        assert!(
+            text.contains("x: called unshare, which the base denies and an audit still refused"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn text_that_reorders_a_comment_is_shown_escaped() {
+        let events = [file(
+            "x\u{202e}gpj.exe",
+            "/opt/tool/a",
+            "fs.read_file",
+            FileLayer::NotInView,
+        )];
+        let text = learn(&events, &base()).to_toml("b-learned", "b");
+        assert!(text.contains("x\\u{202e}gpj.exe"), "{text}");
+        assert!(!text.contains('\u{202e}'), "{text}");
     }
 
     #[test]

@@ -326,7 +326,13 @@ fn register(
         dns_port6,
         ring: 0,
     };
-    let dests = crate::network::static_dests(&policy.network);
+    let mut dests = crate::network::static_dests(&policy.network);
+    if audited {
+        dests.extend(crate::network::inside_dests(
+            &policy.network,
+            &crate::network::resolver::host_addresses(),
+        ));
+    }
     let syscalls = sandbox::seccomp::kernel_rules(&policy.syscalls, audited);
     match kernel.register(cgroup_id, entry, &dests, &syscalls) {
         Ok(ring) => Ok(Registered {

@@ -101,26 +101,135 @@ fn a_binary_in_a_tree_without_exec_runs_in_audit_and_is_reported() {
     );
 }
 
+/// A network namespace of the test's own, joined to the host by a veth pair: the host
+/// side is 192.0.2.2, the far side 192.0.2.1 (TEST-NET-1: not one of the host's networks
+/// Cordon keeps an audit out of). Removed on drop.
+struct FarSide {
+    name: String,
+    veth: String,
+}
+
+impl FarSide {
+    fn new() -> Self {
+        let id = std::process::id();
+        let far = FarSide {
+            name: format!("cordon-e2e-{id}"),
+            veth: format!("ce2e{id}"),
+        };
+        let peer = format!("{}p", far.veth);
+        let ip = |args: &[&str]| {
+            let out = std::process::Command::new("ip")
+                .args(args)
+                .output()
+                .expect("ip runs");
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        ip(&["netns", "add", &far.name]);
+        ip(&[
+            "link", "add", &far.veth, "type", "veth", "peer", "name", &peer,
+        ]);
+        ip(&["link", "set", &peer, "netns", &far.name]);
+        ip(&["addr", "add", "192.0.2.2/30", "dev", &far.veth]);
+        ip(&["link", "set", &far.veth, "up"]);
+        for args in [
+            vec!["addr", "add", "192.0.2.1/30", "dev", peer.as_str()],
+            vec!["link", "set", peer.as_str(), "up"],
+            vec!["link", "set", "lo", "up"],
+        ] {
+            let mut all = vec!["netns", "exec", far.name.as_str(), "ip"];
+            all.extend(args);
+            ip(&all);
+        }
+        far
+    }
+
+    /// A listener on the far side (bound by a thread that enters the namespace).
+    fn listen(&self) -> std::net::TcpListener {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path).expect("the namespace");
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            std::net::TcpListener::bind("192.0.2.1:0").expect("listen on the far side")
+        })
+        .join()
+        .expect("the thread")
+    }
+}
+
+impl Drop for FarSide {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.veth])
+            .output();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
 #[test]
 fn a_connection_no_rule_allows_is_made_in_audit_and_reported() {
     if !require_root("a_connection_no_rule_allows_is_made_in_audit_and_reported") {
         return;
     }
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let far = FarSide::new();
+    let listener = far.listen();
     let to = listener.local_addr().expect("addr").to_string();
     let port = listener.local_addr().expect("addr").port();
-    let f = Fixture::new("base", "");
+    assert!(
+        std::net::TcpStream::connect(&to).is_ok(),
+        "the twin: unconfined, it connects"
+    );
+    // A rule for the port elsewhere: Landlock lets the port through, eBPF refuses the address.
+    let f = Fixture::new(
+        "base",
+        &format!("[network]\negress = [{{ host = \"allowed.test\", ports = [{port}] }}]\n"),
+    );
     let (answer, events) = f.probe_events(&[], &["connect", &to]);
-    assert!(answer.starts_with("err"), "the twin: enforced, {answer}");
-    assert!(!of_kind(&events, "network_denied").is_empty() || answer == "err ENETUNREACH");
+    assert_eq!(answer, "err EPERM", "enforced, no rule allows it");
+    assert!(enforced(
+        find(&events, "network_denied", |e| e["port"] == port)
+    ));
 
-    // base is offline when enforced; audited, the sandbox has the host's network.
     let (answer, events) = f.probe_events(&["--audit"], &["connect", &to]);
     assert_eq!(answer, "ok", "audited, it connects");
     let e = find(&events, "network_denied", |e| e["port"] == port);
     assert!(audited(e), "{e}");
-    assert_eq!(e["address"], "127.0.0.1");
+    assert_eq!(e["address"], "192.0.2.1");
     assert_eq!(e["reason"], "not_allowed");
+}
+
+#[test]
+fn audit_keeps_the_sandbox_out_of_the_hosts_own_services() {
+    if !require_root("audit_keeps_the_sandbox_out_of_the_hosts_own_services") {
+        return;
+    }
+    // A service of the host on loopback (a database, a docker API on TCP, cloud metadata).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let to = listener.local_addr().expect("addr").to_string();
+    let port = listener.local_addr().expect("addr").port();
+    assert!(
+        std::net::TcpStream::connect(&to).is_ok(),
+        "the twin: unconfined, it connects"
+    );
+    // base is offline when enforced; audited, it has the host's network, not its services.
+    let f = Fixture::new("base", "");
+    let (answer, events) = f.probe_events(&["--audit"], &["connect", &to]);
+    assert_eq!(answer, "err EPERM");
+    let e = find(&events, "network_denied", |e| e["port"] == port);
+    assert!(enforced(e), "{e}");
+
+    // What the profile allows there, the audit allows too.
+    let f = Fixture::new(
+        "base",
+        &format!("[network]\negress = [{{ cidr = \"127.0.0.0/8\", ports = [{port}], proto = \"tcp\" }}]\n"),
+    );
+    let (answer, _) = f.probe_events(&["--audit"], &["connect", &to]);
+    assert_eq!(answer, "ok");
 }
 
 #[test]
@@ -370,7 +479,8 @@ fn audit_covers_the_hosts_sockets_outside_run_too() {
     let f = Fixture::new("coding-agent", "");
     let (answer, _) = f.probe_events(&["--audit"], &["connect-unix", &sock.to_string_lossy()]);
     drop(listener);
-    assert!(answer.starts_with("err"), "{answer}");
+    // Covered by /dev/null, which is no socket.
+    assert_eq!(answer, "err ECONNREFUSED", "covered like a denied file");
 }
 
 #[test]

@@ -52,6 +52,28 @@ pub(super) fn learn(search: &SearchPath, ask: Learn) -> ExitCode {
         Ok(events) => events,
         Err(e) => return fail(&e, 2),
     };
+    // Saved events are placed against the workspace of their run (`{workspace}`), unless
+    // --workspace says otherwise.
+    let recorded = events.iter().find_map(|e| match &e.what {
+        crate::event::What::SessionStarted { workspace, .. } => Some(PathBuf::from(workspace)),
+        _ => None,
+    });
+    let policy = match recorded {
+        Some(workspace) if ask.workspace.is_none() && workspace != policy.workspace => {
+            match resolve(search, &ask.base, Some(workspace.clone())) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!(
+                        "cordon: note: the run's workspace {} ({e}); its paths are placed against {}",
+                        workspace.display(),
+                        policy.workspace.display()
+                    );
+                    policy
+                }
+            }
+        }
+        _ => policy,
+    };
     let learned = crate::learn::learn(&events, &policy);
     let name = ask
         .name

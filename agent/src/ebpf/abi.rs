@@ -72,7 +72,8 @@ pub struct Dest6Key {
 pub struct Dest {
     pub expires_ns: u64,
     pub nranges: u32,
-    pub pad: u32,
+    /// `CORDON_DEST_*`.
+    pub flags: u32,
     pub ranges: [PortRange; CORDON_MAX_PORT_RANGES],
 }
 

@@ -341,10 +341,14 @@ impl Kernel {
             sys::bpf_map_update(self.maps.syscalls.as_fd(), &key, rule)
                 .map_err(io("register a denied syscall"))?;
         }
-        self.set_sandbox(cgroup_id, sandbox)?;
-        // After the entry: a concurrent `settle_audit` that clears the switch then finds it.
         if sandbox.flags & abi::CORDON_SANDBOX_AUDIT as u32 != 0 {
+            // Under the lock `settle_audit` takes: it never turns the switch off between
+            // this entry and the switch.
+            let _lock = lock(&self.dir)?;
+            self.set_sandbox(cgroup_id, sandbox)?;
             self.set_auditing(true)?;
+        } else {
+            self.set_sandbox(cgroup_id, sandbox)?;
         }
         Ok(ring)
     }
@@ -355,18 +359,14 @@ impl Kernel {
     }
 
     /// Turns the programs' look at successful calls off when no audited sandbox is left.
-    /// Cleared only when a scan finds none, then set again if a second scan finds one: a
-    /// sandbox registering meanwhile sets it after its entry is in, so either the second
-    /// scan sees the entry or its set comes last. An audited sandbox never goes unwatched.
-    /// Any doubt (a map that cannot be read) leaves it on: the switch off blinds every
-    /// audited sandbox of the host, the switch on costs a lookup per call.
+    /// Under the lock an audited sandbox registers with (see [`Kernel::register`]), so none
+    /// is entered between the scan and the switch. Any doubt (a map that cannot be read)
+    /// leaves it on: the switch off blinds every audited sandbox of the host, the switch on
+    /// costs a lookup per call.
     fn settle_audit(&self) -> Result<(), EbpfError> {
-        if self.any_audited().unwrap_or(true) {
-            return Ok(());
-        }
-        self.set_auditing(false)?;
-        if self.any_audited().unwrap_or(true) {
-            self.set_auditing(true)?;
+        let _lock = lock(&self.dir)?;
+        if !self.any_audited().unwrap_or(true) {
+            self.set_auditing(false)?;
         }
         Ok(())
     }

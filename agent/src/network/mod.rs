@@ -56,7 +56,7 @@ pub fn dest_for<'a>(rules: impl IntoIterator<Item = &'a EgressRule>, expires_ns:
     let mut dest = abi::Dest {
         expires_ns,
         nranges: ranges.len() as u32,
-        pad: 0,
+        flags: 0,
         ranges: [abi::PortRange {
             lo: 0,
             hi: 0,
@@ -85,9 +85,90 @@ pub fn static_dests(policy: &NetPolicy) -> Vec<(ipnet::IpNet, abi::Dest)> {
             let rules = cidrs(policy)
                 .filter(|(outer, _)| outer.contains(&net))
                 .map(|(_, r)| r);
-            (net, dest_for(rules, 0))
+            let mut dest = dest_for(rules, 0);
+            if inside_prefixes().iter().any(|i| i.contains(&net)) {
+                dest.flags |= abi::CORDON_DEST_INSIDE as u32;
+            }
+            (net, dest)
         })
         .collect()
+}
+
+/// Under `mode = "audit"`: an entry for each of the host's networks and own addresses
+/// (`host`) that the profile has none for, flagged so an audit refuses it too, with the
+/// ports of the profile's prefix rules that hold it (what enforce mode allows there, an
+/// audit allows).
+pub fn inside_dests(policy: &NetPolicy, host: &[IpAddr]) -> Vec<(ipnet::IpNet, abi::Dest)> {
+    let have: Vec<ipnet::IpNet> = cidrs(policy).map(|(net, _)| *net).collect();
+    let mut nets = inside_prefixes();
+    nets.extend(host.iter().map(|a| ipnet::IpNet::from(*a)));
+    nets.sort();
+    nets.dedup();
+    nets.into_iter()
+        .filter(|net| !have.contains(net))
+        .map(|net| {
+            let rules = cidrs(policy)
+                .filter(|(outer, _)| outer.contains(&net))
+                .map(|(_, r)| r);
+            let mut dest = dest_for(rules, 0);
+            dest.flags |= abi::CORDON_DEST_INSIDE as u32;
+            (net, dest)
+        })
+        .collect()
+}
+
+/// The addresses of the host's networks and the special ones: loopback, link-local (cloud
+/// metadata at 169.254.169.254 among them), private (RFC 1918, shared 100.64/10, unique
+/// local fc00::/7), unspecified, "this network", broadcast, multicast and reserved (240/4,
+/// 198.18/15 benchmarking, 192.0.0/24 protocol assignments); and the IPv4 ones written as
+/// IPv6 in any of the usual ways (mapped `::ffff:`, compatible `::a.b.c.d`, NAT64
+/// `64:ff9b::/96`, 6to4 `2002::/16`). A DNS answer may not point into them (rebinding), and
+/// an audit does not let a connection into them through.
+pub fn inside_prefixes() -> Vec<ipnet::IpNet> {
+    use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    const V4: &[([u8; 4], u8)] = &[
+        ([0, 0, 0, 0], 8),
+        ([10, 0, 0, 0], 8),
+        ([100, 64, 0, 0], 10),
+        ([127, 0, 0, 0], 8),
+        ([169, 254, 0, 0], 16),
+        ([172, 16, 0, 0], 12),
+        ([192, 0, 0, 0], 24),
+        ([192, 168, 0, 0], 16),
+        ([198, 18, 0, 0], 15),
+        ([224, 0, 0, 0], 4),
+        ([240, 0, 0, 0], 4),
+    ];
+    const V6: &[(Ipv6Addr, u8)] = &[
+        (Ipv6Addr::UNSPECIFIED, 128),
+        (Ipv6Addr::LOCALHOST, 128),
+        (Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0), 7),
+        (Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10),
+        (Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0), 8),
+    ];
+    // Every length above is a valid one: `new` cannot fail on them.
+    let mut out: Vec<IpNet> = Vec::new();
+    for &(octets, len) in V4 {
+        let v4 = u32::from(Ipv4Addr::from(octets));
+        out.extend(Ipv4Net::new(Ipv4Addr::from(v4), len).ok().map(IpNet::V4));
+        // The same addresses written as IPv6: at bit 96 (mapped, compatible, NAT64) or bit
+        // 16 (6to4).
+        for (base, at) in [
+            (0xffff_u128 << 32, 96),
+            (0, 96),
+            (0x0064_ff9b_u128 << 96, 96),
+            (0x2002_u128 << 112, 16),
+        ] {
+            let shift = 128 - u32::from(at) - 32;
+            let addr = Ipv6Addr::from(base | (u128::from(v4) << shift));
+            out.extend(Ipv6Net::new(addr, at + len).ok().map(IpNet::V6));
+        }
+    }
+    for &(addr, len) in V6 {
+        out.extend(Ipv6Net::new(addr, len).ok().map(IpNet::V6));
+    }
+    out
 }
 
 /// Whether the sandbox's resolver may answer `name`: a host rule names it, or some rule
@@ -106,7 +187,11 @@ pub fn answer_dest(policy: &NetPolicy, name: &str, addr: IpAddr, expires_ns: u64
         Destination::Host(_) => r.to.matches_name(name),
         Destination::Cidr(net) => net.contains(&addr),
     });
-    dest_for(rules, expires_ns)
+    let mut dest = dest_for(rules, expires_ns);
+    if resolver::internal(addr) {
+        dest.flags |= abi::CORDON_DEST_INSIDE as u32;
+    }
+    dest
 }
 
 /// Adds the ranges of `extra` to `into` (another name answered with the same address).

@@ -63,7 +63,8 @@ pub struct Answering {
     pub host_addresses: Vec<IpAddr>,
     /// `mode = "audit"`: a name the profile would refuse is answered, and reported with
     /// `enforced: false` (its addresses are not entered: the sandbox's connections to them
-    /// are reported too, by name). A query for what is not a host name is still refused.
+    /// are reported too, by name). A query for what is not a host name, and an answer into
+    /// the host or its networks, are still refused.
     pub audited: bool,
 }
 
@@ -229,11 +230,9 @@ impl Answering {
         };
         let records = records_of(&name, query_type, &answer.answers);
         let addresses = records.iter().filter_map(address_of);
+        // Refused in an audit too: an answer into the host is a way into it.
         if let Some(inside) = addresses.clone().find(|a| self.points_inside(*a)) {
-            if !self.audited {
-                return refuse(name, DnsReason::Rebind, Some(inside));
-            }
-            report(name.clone(), DnsReason::Rebind, Some(inside), false);
+            return refuse(name, DnsReason::Rebind, Some(inside));
         }
         if !allowed {
             self.name_answers(&name, &records);
@@ -416,46 +415,12 @@ fn address_of(record: &Record) -> Option<IpAddr> {
     }
 }
 
-/// Loopback, link-local (cloud metadata at 169.254.169.254 among them), private (RFC 1918,
-/// shared 100.64/10, unique local fc00::/7), unspecified, "this network", broadcast,
-/// multicast and reserved (240/4, 198.18/15 benchmarking, 192.0.0/24 protocol assignments)
-/// addresses; and IPv4 ones written as IPv6 in any of the usual ways (mapped `::ffff:`,
-/// compatible `::a.b.c.d`, NAT64 `64:ff9b::/96`, 6to4 `2002::/16`).
+/// Whether `addr` is one of [`crate::network::inside_prefixes`]: loopback, link-local,
+/// private, special and reserved, as IPv4 or written as IPv6.
 pub fn internal(addr: IpAddr) -> bool {
-    match addr {
-        IpAddr::V4(a) => {
-            let [first, second, third, _] = a.octets();
-            a.is_loopback()
-                || a.is_private()
-                || a.is_link_local()
-                || a.is_unspecified()
-                || a.is_broadcast()
-                || a.is_multicast()
-                || first == 0
-                || first >= 240
-                || (first == 100 && second & 0xc0 == 64)
-                || (first == 198 && second & 0xfe == 18)
-                || (first == 192 && second == 0 && third == 0)
-        }
-        IpAddr::V6(a) => {
-            let s = a.segments();
-            let embedded = |hi: u16, lo: u16| {
-                let [a, b] = hi.to_be_bytes();
-                let [c, d] = lo.to_be_bytes();
-                internal(IpAddr::V4(Ipv4Addr::new(a, b, c, d)))
-            };
-            a.is_loopback()
-                || a.is_unspecified()
-                || a.is_multicast()
-                || s[0] & 0xfe00 == 0xfc00
-                || s[0] & 0xffc0 == 0xfe80
-                || a.to_ipv4_mapped()
-                    .is_some_and(|v4| internal(IpAddr::V4(v4)))
-                || (s[..6] == [0; 6] && embedded(s[6], s[7]))
-                || (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] && embedded(s[6], s[7]))
-                || (s[0] == 0x2002 && embedded(s[1], s[2]))
-        }
-    }
+    crate::network::inside_prefixes()
+        .iter()
+        .any(|net| net.contains(&addr))
 }
 
 /// The addresses of the host's interfaces.

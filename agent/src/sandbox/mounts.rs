@@ -272,6 +272,23 @@ pub fn plan(fs: &FsPolicy, root: &Path) -> MountPlan {
             ));
             continue;
         }
+        // A symlink on the way that lies in a tree the sandbox writes is the sandbox's to
+        // point anywhere (a run before this one could have): the rule is not followed there.
+        let planted = symlinks.iter().find_map(|(link, _)| {
+            fs.rules
+                .iter()
+                .find(|w| w.access.write && w.path != tmp && link.starts_with(&w.path))
+                .map(|w| (link, &w.path))
+        });
+        if let Some((link, writable)) = planted {
+            plan.warnings.push(format!(
+                "{} goes through the symlink {} inside the writable {}, which the sandbox could have pointed anywhere: the rule is not applied",
+                rule.path.display(),
+                link.display(),
+                writable.display()
+            ));
+            continue;
+        }
         let kind = host.kind(&canonical);
         let entry = binds.entry(canonical).or_insert((kind, Access::default()));
         entry.1.read |= rule.access.read;
@@ -960,6 +977,30 @@ mod tests {
             path: "/home/dev/.ssh".into(),
             kind: Kind::Dir,
         }));
+    }
+
+    #[test]
+    fn a_rule_through_a_symlink_the_sandbox_could_plant_is_not_applied() {
+        let h = host();
+        // A previous run pointed the workspace's .venv/bin at the home.
+        std::fs::create_dir_all(h.path().join("ws/.venv")).unwrap();
+        std::os::unix::fs::symlink("/home/dev", h.path().join("ws/.venv/bin")).unwrap();
+        let plan = plan(&fs(&[("/ws", RW), ("/ws/.venv/bin", RX)], &[]), h.path());
+        assert!(
+            !plan
+                .ops
+                .iter()
+                .any(|o| matches!(o, MountOp::Bind { path, .. } if path == Path::new("/home/dev"))),
+            "{:?}",
+            plan.ops
+        );
+        assert!(
+            plan.warnings
+                .iter()
+                .any(|w| w.contains("/ws/.venv/bin goes through the symlink")),
+            "{:?}",
+            plan.warnings
+        );
     }
 
     #[test]
