@@ -101,6 +101,9 @@ enum Command {
         /// Only events of this severity or higher (info, low, medium, high, critical).
         #[arg(long, value_name = "LEVEL")]
         severity: Option<crate::event::Severity>,
+        /// The most severe first (oldest first among equals); not with --follow.
+        #[arg(long)]
+        by_severity: bool,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
@@ -309,13 +312,23 @@ pub fn main() -> ExitCode {
             kind,
             since,
             severity,
+            by_severity,
         } => {
             let since = match since.as_deref().map(parse_since).transpose() {
                 Ok(s) => s,
                 Err(e) => return fail(&e, 2),
             };
             match daemon_required(socket) {
-                Ok(client) => remote::events(client, follow, sandbox, kind, since, severity, out),
+                Ok(client) => remote::events(
+                    client,
+                    follow,
+                    sandbox,
+                    kind,
+                    since,
+                    severity,
+                    by_severity,
+                    out,
+                ),
                 Err(e) => fail(&e, 1),
             }
         }

@@ -218,13 +218,19 @@ function commandTable(commands) {
     el("td", {}, state(c.status)), el("td", {}, c.error || ""))), "No commands yet.");
 }
 
-async function sandboxView(view, host, sandbox) {
+// The timeline in time order, or the most severe first (`#/host/H/sandbox/S/severity`).
+async function sandboxView(view, host, sandbox, bySeverity) {
   document.getElementById("crumbs").replaceChildren(
     el("a", { href: "#/" }, "Hosts"), " / ", hostLink(host), " / ", sandbox);
+  const order = bySeverity ? "severity" : "asc";
   const [data, timeline] = await Promise.all([
     api("/api/v1/hosts/" + encodeURIComponent(host) + "/sandboxes"),
-    api(`/api/v1/events?order=asc&limit=1000&host=${encodeURIComponent(host)}&sandbox=${encodeURIComponent(sandbox)}`),
+    api(`/api/v1/events?order=${order}&limit=1000&host=${encodeURIComponent(host)}&sandbox=${encodeURIComponent(sandbox)}`),
   ]);
+  const base = `#/host/${encodeURIComponent(host)}/sandbox/${encodeURIComponent(sandbox)}`;
+  const sortLinks = el("p", { id: "timeline-order" }, "Order: ",
+    bySeverity ? el("a", { href: base }, "by time") : el("strong", {}, "by time"), " · ",
+    bySeverity ? el("strong", {}, "most severe first") : el("a", { href: base + "/severity", "data-order": "severity" }, "most severe first"));
   const live = data.live.find((s) => s.name === sandbox);
   const status = el("p", { id: "command-status" });
   const buttons = ACTIONS.map((a) => el("button", {
@@ -244,6 +250,7 @@ async function sandboxView(view, host, sandbox) {
     el("h2", {}, "Process tree"),
     el("div", { class: "tree" }, processTree(events)),
     el("h2", {}, "Timeline"),
+    sortLinks,
     table(["Time", "Who", "What"], events.map((e) => el("tr", { class: (VIOLATIONS.includes(e.kind) ? "violation " : "") + (e.enforced === false ? "audited " : "") + "severity-" + (e.severity || "info"), "data-kind": e.kind, "data-severity": e.severity || "" },
       el("td", { class: "mono" }, e.time.replace("T", " ").slice(0, 23)),
       el("td", {}, who(e)),
@@ -320,7 +327,7 @@ async function route() {
   document.getElementById("sign-in").hidden = true;
   try {
     const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
-    if (parts[0] === "host" && parts[2] === "sandbox") { await sandboxView(view, parts[1], parts[3]); }
+    if (parts[0] === "host" && parts[2] === "sandbox") { await sandboxView(view, parts[1], parts[3], parts[4] === "severity"); }
     else if (parts[0] === "host") { await hostView(view, parts[1]); }
     else { await hostsView(view); }
   } catch (e) {

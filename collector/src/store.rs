@@ -85,10 +85,29 @@ pub struct Filter {
     /// Free text, looked for (case-insensitively) in the path, domain, address, syscall or
     /// program of each event.
     pub text: Option<String>,
-    /// Only events after (oldest first) or before (newest first) this `(time_ns, seq)`.
-    pub cursor: Option<(i64, i64)>,
-    pub oldest_first: bool,
+    /// Where the previous page ended (see [`Order`]).
+    pub cursor: Option<Cursor>,
+    pub order: Order,
     pub limit: usize,
+}
+
+/// The order a query's events come in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Order {
+    #[default]
+    NewestFirst,
+    OldestFirst,
+    /// Most severe first; newest first among equals.
+    Severity,
+}
+
+/// The last event of a page, in its order: a page goes on after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// Only for [`Order::Severity`].
+    pub severity: Option<i64>,
+    pub time_ns: i64,
+    pub seq: i64,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -410,22 +429,36 @@ impl Store {
             sql.text
                 .push_str(&format!(" AND subject LIKE {p} ESCAPE '\\'"));
         }
-        let (cmp, order) = if filter.oldest_first {
+        let (cmp, order) = if filter.order == Order::OldestFirst {
             (">", "ASC")
         } else {
             ("<", "DESC")
         };
-        if let Some((time, seq)) = filter.cursor {
-            let t = sql.bind(Value::Int(time));
-            let t2 = sql.bind(Value::Int(time));
-            let s = sql.bind(Value::Int(seq));
-            sql.text.push_str(&format!(
-                " AND (time_ns {cmp} {t} OR (time_ns = {t2} AND seq {cmp} {s}))"
-            ));
+        if let Some(cursor) = filter.cursor {
+            let t = sql.bind(Value::Int(cursor.time_ns));
+            let t2 = sql.bind(Value::Int(cursor.time_ns));
+            let s = sql.bind(Value::Int(cursor.seq));
+            let after_in_time =
+                format!("(time_ns {cmp} {t} OR (time_ns = {t2} AND seq {cmp} {s}))");
+            match (filter.order, cursor.severity) {
+                (Order::Severity, Some(severity)) => {
+                    let v = sql.bind(Value::Int(severity));
+                    let v2 = sql.bind(Value::Int(severity));
+                    sql.text.push_str(&format!(
+                        " AND (severity < {v} OR (severity = {v2} AND {after_in_time}))"
+                    ));
+                }
+                _ => sql.text.push_str(&format!(" AND {after_in_time}")),
+            }
         }
         let limit = sql.bind(Value::Int(filter.limit as i64));
+        let by_severity = if filter.order == Order::Severity {
+            "severity DESC, "
+        } else {
+            ""
+        };
         sql.text.push_str(&format!(
-            " ORDER BY time_ns {order}, seq {order} LIMIT {limit}"
+            " ORDER BY {by_severity}time_ns {order}, seq {order} LIMIT {limit}"
         ));
         page_of(sql.query().fetch(&self.reads), max_bytes).await
     }

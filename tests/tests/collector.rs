@@ -572,7 +572,42 @@ fn queries_filter_page_and_stream_live(db: Db) {
     let of_session = c.all_events(&viewer, &format!("session={session}"));
     assert_eq!(of_session.len(), 2);
     assert!(of_session.iter().all(|e| e["session"] == session));
-    for bad in ["severity=hihg", "session=not-a-uuid"] {
+    // Sorted by severity, most severe first (newest first among equals), paged the same
+    // way: a page of one at a time goes through every event once, in that order.
+    let all = c.all_events(&viewer, "order=severity");
+    let ranks: Vec<u8> = all
+        .iter()
+        .map(|e| match e["severity"].as_str() {
+            Some("critical") => 4,
+            Some("high") => 3,
+            Some("medium") => 2,
+            Some("low") => 1,
+            _ => 0,
+        })
+        .collect();
+    assert!(ranks.windows(2).all(|w| w[0] >= w[1]), "{ranks:?}");
+    assert_eq!(all[0]["id"], id(6001));
+    let one_by_one = {
+        let mut out = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let (status, page) = c.get(
+                Some(&viewer),
+                &format!("/api/v1/events?order=severity&limit=1{cursor}"),
+            );
+            assert_eq!(status, 200, "{page}");
+            out.extend(page["events"].as_array().expect("events").iter().cloned());
+            match page["next"].as_str() {
+                Some(next) => cursor = format!("&cursor={next}"),
+                None => break out,
+            }
+        }
+    };
+    assert_eq!(
+        one_by_one.iter().map(|e| &e["id"]).collect::<Vec<_>>(),
+        all.iter().map(|e| &e["id"]).collect::<Vec<_>>()
+    );
+    for bad in ["severity=hihg", "session=not-a-uuid", "order=loudest"] {
         let (status, reply) = c.get(Some(&viewer), &format!("/api/v1/events?{bad}"));
         assert_eq!(status, 400, "{bad}: {reply}");
         assert!(

@@ -89,12 +89,20 @@ fn a_responder_clicks_from_host_to_sandbox_and_isolates_it() {
     let responder = c.token("bob", "responder", None);
     let mut d = c.host("web-7");
     d.start();
-    // An audited sandbox that commits three seccomp violations (refused even in audit), makes
-    // a connection no rule allows (let through, and reported), then waits.
+    // An audited sandbox that commits three seccomp violations (refused even in audit),
+    // reads a file of the host its profile does not show (let through, and reported), then
+    // waits.
     let probe = d.bin.join("probe");
+    let elsewhere = tempfile::Builder::new()
+        .prefix("cordon-e2e-console-")
+        .tempdir_in("/var/tmp")
+        .expect("a host directory");
+    let notes = elsewhere.path().join("notes.txt");
+    std::fs::write(&notes, "notes").expect("notes");
     let script = format!(
-        "{p} deny-each 3; {p} connect 127.0.0.1:9; exec sleep 600",
-        p = probe.display()
+        "{p} deny-each 3; {p} read {n}; exec sleep 600",
+        p = probe.display(),
+        n = notes.display()
     );
     let _sandbox = common::daemon::KillOnDrop(
         d.cordon(
@@ -200,14 +208,28 @@ fn a_responder_clicks_from_host_to_sandbox_and_isolates_it() {
             "{text}"
         );
         // What the audit let through reads as such, not as refused.
-        let row = wait("tr[data-kind='network_denied']".into()).await;
+        let row = wait("tr[data-kind='file_denied']".into()).await;
         let text = row.text().await.expect("row text");
         assert!(
-            text.contains("audit, let through: connect to 127.0.0.1:9/tcp"),
+            text.contains(&format!(
+                "audit, let through: fs.read_file of {}",
+                notes.display()
+            )),
             "{text}"
         );
         let class = row.attr("class").await.expect("class").unwrap_or_default();
         assert!(class.contains("audited"), "{class}");
+        // The most severe first, on request: the refused keyctl calls lead.
+        wait("a[data-order='severity']".into())
+            .await
+            .click()
+            .await
+            .expect("order by severity");
+        wait("#timeline-order strong".into()).await;
+        let first = wait("#view table tbody tr".into()).await;
+        let level = first.attr("data-severity").await.expect("attr");
+        assert_eq!(level.as_deref(), Some("high"), "{:?}", first.text().await);
+        b.back().await.expect("back to time order");
         let tree = wait(".tree li".into()).await.text().await.expect("tree");
         assert!(tree.contains("violations"), "{tree}");
         // Who ran what, and no stray "null" where something is absent.

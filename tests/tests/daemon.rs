@@ -293,6 +293,27 @@ fn a_user_who_is_not_root_runs_sandboxes_through_cordond_as_themselves() {
     );
     assert!(!high.iter().any(|e| e["kind"] == "exit"));
     assert!(at_least("info").iter().any(|e| e["kind"] == "exit"));
+    // Sorted by severity: the most severe first, everything still there.
+    let out = d
+        .cordon(0, 0, &["events", "--json", "--by-severity"])
+        .output()
+        .expect("cordon events");
+    let sorted: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let rank = |e: &serde_json::Value| {
+        ["info", "low", "medium", "high", "critical"]
+            .iter()
+            .position(|l| e["severity"] == *l)
+            .unwrap_or(0)
+    };
+    assert_eq!(sorted.len(), at_least("info").len());
+    assert!(
+        sorted.windows(2).all(|w| rank(&w[0]) >= rank(&w[1])),
+        "{sorted:?}"
+    );
+    assert_eq!(sorted[0]["severity"], "high");
     let out = d
         .cordon(0, 0, &["events", "--severity", "hihg"])
         .output()

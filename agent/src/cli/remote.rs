@@ -230,8 +230,15 @@ pub fn events(
     kind: Option<String>,
     since: Option<std::time::SystemTime>,
     severity: Option<crate::event::Severity>,
+    by_severity: bool,
     out: Output,
 ) -> ExitCode {
+    if by_severity && follow {
+        return fail(
+            "--by-severity sorts what there is: it does not go with --follow",
+            2,
+        );
+    }
     let request = Request::Events {
         follow,
         sandbox,
@@ -243,26 +250,46 @@ pub fn events(
         return fail(&e.to_string(), 1);
     }
     let stdout = std::io::stdout();
+    let print = |line: &[u8]| -> std::io::Result<()> {
+        let mut lock = stdout.lock();
+        if out.json {
+            lock.write_all(line)?;
+            lock.write_all(b"\n")?;
+        } else {
+            match serde_json::from_slice::<crate::event::Event>(line) {
+                Ok(event) => writeln!(lock, "{}", readable(&event))?,
+                Err(_) => {
+                    lock.write_all(line)?;
+                    lock.write_all(b"\n")?;
+                }
+            }
+        }
+        lock.flush()
+    };
+    // Sorted: every line first, then the most severe first (the journal's order among equals).
+    let mut held: Vec<(crate::event::Severity, Vec<u8>)> = Vec::new();
     loop {
         let line = match client.next_line() {
             Ok(Some(l)) => l,
-            Ok(None) => return ExitCode::SUCCESS,
+            Ok(None) => break,
             Err(e) => return fail(&e.to_string(), 1),
         };
-        let mut lock = stdout.lock();
-        let written = if out.json {
-            lock.write_all(&line).and_then(|()| lock.write_all(b"\n"))
-        } else {
-            match serde_json::from_slice::<crate::event::Event>(&line) {
-                Ok(event) => writeln!(lock, "{}", readable(&event)),
-                Err(_) => lock.write_all(&line).and_then(|()| lock.write_all(b"\n")),
-            }
-        };
-        if written.and_then(|()| lock.flush()).is_err() {
+        if by_severity {
+            let level = serde_json::from_slice::<crate::event::Event>(&line)
+                .map_or(crate::event::Severity::Info, |e| e.severity());
+            held.push((level, line));
+        } else if print(&line).is_err() {
             // stdout closed (`| head`): done.
             return ExitCode::SUCCESS;
         }
     }
+    held.sort_by_key(|(level, _)| std::cmp::Reverse(*level));
+    for (_, line) in held {
+        if print(&line).is_err() {
+            break;
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn readable(event: &crate::event::Event) -> String {

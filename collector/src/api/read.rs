@@ -17,7 +17,7 @@ use tokio::sync::broadcast;
 use super::{authorize, ApiError, App};
 use crate::auth::Role;
 use crate::metrics::Refusal;
-use crate::store::{Filter, StoredEvent};
+use crate::store::{Cursor, Filter, Order, StoredEvent};
 use cordon_proto::event::{Severity, What};
 
 /// A host that has not polled for this long is shown as offline.
@@ -40,7 +40,8 @@ pub struct EventParams {
     until: Option<String>,
     /// Free text in the path, domain, address, syscall or program.
     q: Option<String>,
-    /// `desc` (newest first, the default) or `asc`.
+    /// `desc` (newest first, the default), `asc`, or `severity` (most severe first, newest
+    /// first among equals).
     order: Option<String>,
     limit: Option<usize>,
     /// The `next` of the previous page.
@@ -49,19 +50,20 @@ pub struct EventParams {
 
 impl EventParams {
     fn filter(self) -> Result<Filter, ApiError> {
-        let oldest_first = match self.order.as_deref() {
-            None | Some("desc") => false,
-            Some("asc") => true,
+        let order = match self.order.as_deref() {
+            None | Some("desc") => Order::NewestFirst,
+            Some("asc") => Order::OldestFirst,
+            Some("severity") => Order::Severity,
             Some(other) => {
                 return Err(ApiError::bad_request(format!(
-                    "order: {other:?} is neither asc nor desc"
+                    "order: {other:?} is none of desc, asc, severity"
                 )))
             }
         };
         let cursor = match self.cursor {
             None => None,
-            Some(c) => Some(parse_cursor(&c).ok_or_else(|| {
-                ApiError::bad_request("cursor: not one this collector handed out")
+            Some(c) => Some(parse_cursor(&c, order).ok_or_else(|| {
+                ApiError::bad_request("cursor: not one this collector handed out for this order")
             })?),
         };
         // (A NUL cannot be in a stored column: see `ingest::clean`.)
@@ -88,7 +90,7 @@ impl EventParams {
                 .transpose()?,
             text: nonempty(self.q),
             cursor,
-            oldest_first,
+            order,
             limit: self.limit.unwrap_or(100).clamp(1, 1000),
         })
     }
@@ -150,9 +152,25 @@ pub fn parse_time(name: &str, text: &str) -> Result<i64, ApiError> {
     }
 }
 
-fn parse_cursor(text: &str) -> Option<(i64, i64)> {
-    let (time, seq) = text.split_once('.')?;
-    Some((time.parse().ok()?, seq.parse().ok()?))
+/// `TIME.SEQ`, or `SEVERITY.TIME.SEQ` for [`Order::Severity`].
+fn parse_cursor(text: &str, order: Order) -> Option<Cursor> {
+    let parts: Vec<i64> = text
+        .split('.')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    match (order, parts.as_slice()) {
+        (Order::Severity, [severity, time_ns, seq]) => Some(Cursor {
+            severity: Some(*severity),
+            time_ns: *time_ns,
+            seq: *seq,
+        }),
+        (Order::NewestFirst | Order::OldestFirst, [time_ns, seq]) => Some(Cursor {
+            severity: None,
+            time_ns: *time_ns,
+            seq: *seq,
+        }),
+        _ => None,
+    }
 }
 
 /// An event as the API shows it: its own JSON with `seq` and `host` in front.
@@ -180,6 +198,9 @@ pub async fn events(
     let full =
         page.len() == filter.limit || page.iter().map(|e| e.body.len()).sum::<usize>() >= max_bytes;
     let next = match page.last() {
+        Some(last) if full && filter.order == Order::Severity => {
+            format!("\"{}.{}.{}\"", last.severity, last.time_ns, last.seq)
+        }
         Some(last) if full => format!("\"{}.{}\"", last.time_ns, last.seq),
         _ => "null".into(),
     };
