@@ -321,12 +321,14 @@ pub fn main() -> ExitCode {
             match daemon_required(socket) {
                 Ok(client) => remote::events(
                     client,
-                    follow,
-                    sandbox,
-                    kind,
-                    since,
-                    severity,
-                    by_severity,
+                    remote::EventsQuery {
+                        follow,
+                        sandbox,
+                        kind,
+                        since,
+                        severity,
+                        by_severity,
+                    },
                     out,
                 ),
                 Err(e) => fail(&e, 1),

@@ -223,21 +223,28 @@ pub fn status(mut client: Client, out: Output) -> ExitCode {
 }
 
 /// `cordon events`: JSON lines with `--json`, one readable line each otherwise.
-pub fn events(
-    mut client: Client,
-    follow: bool,
-    sandbox: Option<String>,
-    kind: Option<String>,
-    since: Option<std::time::SystemTime>,
-    severity: Option<crate::event::Severity>,
-    by_severity: bool,
-    out: Output,
-) -> ExitCode {
+/// What `cordon events` asks for.
+pub struct EventsQuery {
+    pub follow: bool,
+    pub sandbox: Option<String>,
+    pub kind: Option<String>,
+    pub since: Option<std::time::SystemTime>,
+    pub severity: Option<crate::event::Severity>,
+    /// The most severe first (everything is read first).
+    pub by_severity: bool,
+}
+
+pub fn events(mut client: Client, query: EventsQuery, out: Output) -> ExitCode {
+    let EventsQuery {
+        follow,
+        sandbox,
+        kind,
+        since,
+        severity,
+        by_severity,
+    } = query;
     if by_severity && follow {
-        return fail(
-            "--by-severity sorts what there is: it does not go with --follow",
-            2,
-        );
+        return fail("--by-severity sorts what there is: it does not go with --follow", 2);
     }
     let request = Request::Events {
         follow,
