@@ -244,7 +244,10 @@ pub fn events(mut client: Client, query: EventsQuery, out: Output) -> ExitCode {
         by_severity,
     } = query;
     if by_severity && follow {
-        return fail("--by-severity sorts what there is: it does not go with --follow", 2);
+        return fail(
+            "--by-severity sorts what there is: it does not go with --follow",
+            2,
+        );
     }
     let request = Request::Events {
         follow,
