@@ -229,8 +229,8 @@ async function sandboxView(view, host, sandbox, bySeverity) {
   ]);
   const base = `#/host/${encodeURIComponent(host)}/sandbox/${encodeURIComponent(sandbox)}`;
   const sortLinks = el("p", { id: "timeline-order" }, "Order: ",
-    bySeverity ? el("a", { href: base }, "by time") : el("strong", {}, "by time"), " · ",
-    bySeverity ? el("strong", {}, "most severe first") : el("a", { href: base + "/severity", "data-order": "severity" }, "most severe first"));
+    bySeverity ? el("a", { href: base, "data-order": "time" }, "by time") : el("strong", { "data-current": "time" }, "by time"), " · ",
+    bySeverity ? el("strong", { "data-current": "severity" }, "most severe first") : el("a", { href: base + "/severity", "data-order": "severity" }, "most severe first"));
   const live = data.live.find((s) => s.name === sandbox);
   const status = el("p", { id: "command-status" });
   const buttons = ACTIONS.map((a) => el("button", {

@@ -225,11 +225,13 @@ fn a_responder_clicks_from_host_to_sandbox_and_isolates_it() {
             .click()
             .await
             .expect("order by severity");
-        wait("#timeline-order strong".into()).await;
+        wait("#timeline-order [data-current='severity']".into()).await;
         let first = wait("#view table tbody tr".into()).await;
         let level = first.attr("data-severity").await.expect("attr");
         assert_eq!(level.as_deref(), Some("high"), "{:?}", first.text().await);
         b.back().await.expect("back to time order");
+        // The time order's page, not elements of the one it replaces.
+        wait("#timeline-order [data-current='time']".into()).await;
         let tree = wait(".tree li".into()).await.text().await.expect("tree");
         assert!(tree.contains("violations"), "{tree}");
         // Who ran what, and no stray "null" where something is absent.
