@@ -182,7 +182,7 @@ fn check_reports_every_error_of_a_file_then_its_warnings() {
     let f = write(
         t.path(),
         "n.toml",
-        "[profile]\nname = \"n\"\nextends = [\"coding-agent\"]\nbogus = 1\n[filesystem]\nread = { remove = [\"/ect\"] }\ndeny = { remove = [\"{home}/.aws\"], widen = true }\n[network]\nconnect_ports = []\n[syscalls]\ndeny = [\"ptrce\"]\n",
+        "[profile]\nname = \"n\"\nextends = [\"coding-agent\"]\nbogus = 1\n[filesystem]\nread = { remove = [\"/ect\"] }\ndeny = { remove = [\"{home}/.aws\"], widen = true }\n[network]\negress = []\n[syscalls]\ndeny = [\"ptrce\"]\n",
     );
     let out = cordon(&["profile", "check", &f]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -193,7 +193,7 @@ fn check_reports_every_error_of_a_file_then_its_warnings() {
         format!("{f}:6:20: cannot remove `/ect` from `read`"),
         format!("{f}:11:9: unknown syscall `ptrce`"),
         format!("{f}:7:20: warning: this widens the sandbox: `{{home}}/.aws` is out of `deny` (<builtin>/base.toml:"),
-        format!("{f}:9:17: warning: `connect_ports = []` adds nothing: what is inherited (443) still holds"),
+        format!("{f}:9:10: warning: `egress = []` adds nothing: what is inherited ({{ host = \"github.com\""),
     ];
     assert_eq!(lines.len(), expected.len(), "{stderr}");
     for (line, want) in lines.iter().zip(&expected) {
@@ -211,7 +211,7 @@ fn a_narrowed_profile_checks_with_its_warning_and_shows_without_the_network() {
     let f = write(
         t.path(),
         "n.toml",
-        "[profile]\nname = \"n\"\nextends = [\"coding-agent\"]\n[filesystem]\ndeny = { remove = [\"{home}/.aws\"], widen = true }\n[network]\nconnect_ports = { replace = [] }\n",
+        "[profile]\nname = \"n\"\nextends = [\"coding-agent\"]\n[filesystem]\ndeny = { remove = [\"{home}/.aws\"], widen = true }\n[network]\negress = { replace = [] }\n",
     );
     let out = cordon(&["profile", "check", &f]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -242,7 +242,7 @@ fn diff_shows_what_each_side_has_and_exits_like_diff() {
     let f = write(
         t.path(),
         "n.toml",
-        "[profile]\nname = \"n\"\nextends = [\"coding-agent\"]\n[network]\nconnect_ports = { replace = [] }\n[process]\nenv = { remove = [\"TERM\"] }\n",
+        "[profile]\nname = \"n\"\nextends = [\"coding-agent\"]\n[network]\negress = { remove = [{ host = \"registry.npmjs.org\" }] }\n[process]\nenv = { remove = [\"TERM\"] }\n",
     );
     let ws = std::fs::canonicalize(t.path()).expect("canonical");
     let ws = ws.to_string_lossy();
@@ -254,7 +254,7 @@ fn diff_shows_what_each_side_has_and_exits_like_diff() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("[network]\n- connect_port 443\n- egress 0.0.0.0/0 port 443 tcp\n- egress ::/0 port 443 tcp\n"),
+        stdout.contains("[network]\n- egress registry.npmjs.org port 443 tcp\n"),
         "{stdout}"
     );
     assert!(stdout.contains("[process]\n- env TERM\n"), "{stdout}");
@@ -277,7 +277,7 @@ fn diff_shows_what_each_side_has_and_exits_like_diff() {
         .and_then(|s| s.iter().find(|s| s["section"] == "network"))
         .expect("a network section");
     assert!(
-        network["added"].as_array().is_some_and(|a| a.len() == 3),
+        network["added"].as_array().is_some_and(|a| a.len() == 1),
         "{json}"
     );
 

@@ -194,7 +194,7 @@ mod tests {
     fn narrowing_coding_agent_shows_as_lines_it_lost_and_gained() {
         let a = policy("[profile]\nname = \"p\"\nextends = [\"coding-agent\"]\n");
         let b = policy(
-            "[profile]\nname = \"p\"\nextends = [\"coding-agent\"]\n[filesystem]\nwrite = { remove = [\"{tmp}\"] }\ndeny = { remove = [\"{home}/.aws\"], add = [\"{workspace}/.env\"], widen = true }\n[network]\nconnect_ports = { replace = [] }\negress = [{ host = \"pypi.org\", ports = [443], proto = \"tcp\" }]\n[syscalls]\nallow = [\"ptrace\"]\naction = \"kill\"\n[process]\nenv = { remove = [\"TERM\"] }\nmax_memory = \"1G\"\n",
+            "[profile]\nname = \"p\"\nextends = [\"coding-agent\"]\n[filesystem]\nwrite = { remove = [\"{tmp}\"] }\ndeny = { remove = [\"{home}/.aws\"], add = [\"{workspace}/.env\"], widen = true }\n[network]\negress = { remove = [{ host = \"registry.npmjs.org\" }], add = [{ host = \"example.org\", ports = [443], proto = \"tcp\" }] }\n[syscalls]\nallow = [\"ptrace\"]\naction = \"kill\"\n[process]\nenv = { remove = [\"TERM\"] }\nmax_memory = \"1G\"\n",
         );
         let d = diff(&a, &b);
         let fs = section(&d, "filesystem");
@@ -205,12 +205,9 @@ mod tests {
             ["deny /home/dev/.aws", "read /tmp", "write /tmp"]
         );
         let net = section(&d, "network");
-        assert_eq!(net.added, ["egress pypi.org port 443 tcp"]);
-        assert_eq!(
-            net.removed,
-            ["egress 0.0.0.0/0 port 443 tcp", "egress ::/0 port 443 tcp"]
-        );
-        // 443 is still a port to connect to (pypi.org's): no connect_port line changes.
+        assert_eq!(net.added, ["egress example.org port 443 tcp"]);
+        assert_eq!(net.removed, ["egress registry.npmjs.org port 443 tcp"]);
+        // 443 is still a port to connect to (the other hosts'): no connect_port line changes.
         let sc = section(&d, "syscalls");
         assert_eq!(sc.added, ["action kill"]);
         assert_eq!(sc.removed, ["action errno", "deny ptrace"]);

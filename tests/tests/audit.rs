@@ -75,7 +75,7 @@ fn a_binary_in_a_tree_without_exec_runs_in_audit_and_is_reported() {
     if !require_root("a_binary_in_a_tree_without_exec_runs_in_audit_and_is_reported") {
         return;
     }
-    let f = Fixture::new("coding-agent", "");
+    let f = Fixture::new("coding-agent", common::NOEXEC_WORKSPACE);
     let dropped = f.path("dropped");
     std::fs::copy("/usr/bin/true", &dropped).expect("copy");
     let (answer, _) = f.probe_events(&[], &["exec", &dropped]);
@@ -489,7 +489,7 @@ fn a_library_mapped_from_a_tree_without_exec_is_reported_in_audit() {
         return;
     }
     // A compiled extension in a venv: enforce mode's noexec mount refuses to map it.
-    let f = Fixture::new("coding-agent", "");
+    let f = Fixture::new("coding-agent", common::NOEXEC_WORKSPACE);
     let lib = f.path("libz.so");
     std::fs::copy("/usr/lib/x86_64-linux-gnu/libz.so.1", &lib).expect("copy a library");
     let load =

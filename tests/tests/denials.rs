@@ -130,7 +130,7 @@ fn running_a_binary_dropped_where_exec_is_not_allowed_is_reported() {
     if !require_root("running_a_binary_dropped_where_exec_is_not_allowed_is_reported") {
         return;
     }
-    let f = Fixture::new("coding-agent", "");
+    let f = Fixture::new("coding-agent", common::NOEXEC_WORKSPACE);
     let dropped = f.path("dropped");
     std::fs::copy("/usr/bin/true", &dropped).expect("copy");
     assert_eq!(

@@ -71,14 +71,17 @@ fn a_file_written_into_the_workspace_cannot_be_executed_unless_exec_allows_it() 
     if !require_root("a_file_written_into_the_workspace_cannot_be_executed_unless_exec_allows_it") {
         return;
     }
-    let f = Fixture::new("coding-agent", "");
+    let f = Fixture::new("coding-agent", common::NOEXEC_WORKSPACE);
     std::fs::copy("/usr/bin/true", f.workspace.join("dropped")).expect("copy");
     assert_eq!(f.probe(&["exec", &f.path("dropped")]), "err EACCES");
     // Loading it through the dynamic loader fails too: the workspace is mounted noexec.
     let loader = f.probe(&["run", "/lib64/ld-linux-x86-64.so.2", &f.path("dropped")]);
     assert!(loader.starts_with("value exit"), "{loader}");
 
-    let f = Fixture::new("coding-agent", "[filesystem]\nexec = [\"{workspace}/bin\"]");
+    let f = Fixture::new(
+        "coding-agent",
+        "[filesystem]\nexec = { remove = [\"{workspace}\"], add = [\"{workspace}/bin\"] }",
+    );
     std::fs::create_dir_all(f.workspace.join("bin")).expect("bin");
     std::fs::copy("/usr/bin/true", f.workspace.join("bin/tool")).expect("copy");
     assert_eq!(f.probe(&["run", &f.path("bin/tool")]), "ok");

@@ -34,10 +34,11 @@ fn a_profile_learned_from_a_venv_install_and_its_tests_runs_them_enforced_with_n
     ) {
         return;
     }
-    // coding-agent without its port 443 to every address: what pip needs must be learned.
+    // coding-agent without PyPI and without running its workspace: what pip and the venv
+    // need must be learned.
     let f = Fixture::new(
         "coding-agent",
-        "[network]\nconnect_ports = { replace = [] }\n",
+        "[filesystem]\nexec = { remove = [\"{workspace}\"] }\n[network]\negress = { remove = [{ host = \"pypi.org\" }, { host = \"files.pythonhosted.org\" }] }\n",
     );
     std::fs::write(
         f.workspace.join("test_it.py"),

@@ -125,3 +125,110 @@ fn make_builds_a_c_program() {
     assert!(ok, "{all}");
     assert!(f.workspace.join("m").is_file(), "{out}");
 }
+
+/// A name that resolves here and that no shipped profile names (Debian's mirror).
+const UNNAMED: &str = "deb.debian.org";
+
+/// What every loop below checks after it: the same profile still refuses what it must. A
+/// name no rule names is refused (it resolves unconfined), the host's caches are not written.
+fn still_refuses(f: &Fixture) {
+    let resolves = |host: &str| {
+        std::process::Command::new("getent")
+            .args(["hosts", host])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    assert!(
+        resolves(UNNAMED),
+        "the twin: unconfined, {UNNAMED} resolves"
+    );
+    let (ok, out, all) = sh(
+        f,
+        "python3 -c 'import socket; socket.getaddrinfo(\"deb.debian.org\", 443)' 2>/dev/null && echo resolved || echo refused; \
+         for cache in ~/.cache/pip ~/.npm ~/.cargo/registry; do mkdir -p $cache/cordon-was-here 2>/dev/null && echo wrote $cache || echo kept $cache; done",
+    );
+    assert!(ok, "{all}");
+    assert!(out.contains("refused"), "a name no rule names: {out}");
+    assert!(!out.contains("wrote"), "the host's caches: {out}");
+    for cache in [".cache/pip", ".npm", ".cargo/registry"] {
+        assert!(!real_home().join(cache).join("cordon-was-here").exists());
+    }
+}
+
+#[test]
+fn python_packages_from_pypi_install_into_a_venv_and_their_tests_run() {
+    if !require_root("python_packages_from_pypi_install_into_a_venv_and_their_tests_run") {
+        return;
+    }
+    let f = fixture();
+    std::fs::write(
+        f.workspace.join("test_it.py"),
+        "import iniconfig\n\ndef test_it():\n    assert iniconfig.__name__ == 'iniconfig'\n",
+    )
+    .expect("a test");
+    let (ok, out, all) = sh(
+        &f,
+        "set -e; /usr/bin/python3 -m venv .venv; .venv/bin/pip install -q pytest; \
+         .venv/bin/pytest -q -p no:cacheprovider test_it.py",
+    );
+    assert!(ok, "{all}");
+    assert!(out.contains("1 passed"), "{out}");
+    still_refuses(&f);
+}
+
+#[test]
+fn node_packages_from_npm_install_and_their_programs_run() {
+    if !require_root("node_packages_from_npm_install_and_their_programs_run") {
+        return;
+    }
+    let f = fixture();
+    let (ok, out, all) = sh(
+        &f,
+        "set -e; npm init -y >/dev/null; npm install --no-audit --no-fund -s semver@7 >/dev/null; \
+         ./node_modules/.bin/semver 1.2.3; npx --no-install semver 2.0.0; \
+         node -e 'console.log(require(\"semver\").valid(\"3.0.0\"))'",
+    );
+    assert!(ok, "{all}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["1.2.3", "2.0.0", "3.0.0"],
+        "{all}"
+    );
+    still_refuses(&f);
+}
+
+#[test]
+fn rust_crates_from_crates_io_build_test_and_clean() {
+    if !require_root("rust_crates_from_crates_io_build_test_and_clean") {
+        return;
+    }
+    let f = fixture();
+    let dir = f.workspace.join("hello");
+    std::fs::create_dir_all(dir.join("src")).expect("src");
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        "[package]\nname = \"hello\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nitoa = \"1\"\n",
+    )
+    .expect("manifest");
+    // A build script runs from target/, and so does the test binary.
+    std::fs::write(
+        dir.join("build.rs"),
+        "fn main() { println!(\"cargo:rerun-if-changed=build.rs\"); }\n",
+    )
+    .expect("build script");
+    std::fs::write(
+        dir.join("src/main.rs"),
+        "fn main() { println!(\"{}\", itoa::Buffer::new().format(42)); }\n#[test]\nfn formats() { assert_eq!(itoa::Buffer::new().format(7), \"7\"); }\n",
+    )
+    .expect("main");
+    let (ok, out, all) = sh(
+        &f,
+        "set -e; cd hello; cargo build -q; ./target/debug/hello; cargo test -q 2>&1 | grep 'test result'; \
+         cargo clean -q; test ! -e target && echo cleaned",
+    );
+    assert!(ok, "{all}");
+    assert!(out.starts_with("42\n"), "{all}");
+    assert!(out.contains("1 passed"), "{all}");
+    assert!(out.contains("cleaned"), "{all}");
+    still_refuses(&f);
+}

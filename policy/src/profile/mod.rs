@@ -43,6 +43,19 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "offline-tool",
         include_str!("../../../profiles/offline-tool.toml"),
     ),
+    ("git", include_str!("../../../profiles/fragments/git.toml")),
+    (
+        "python",
+        include_str!("../../../profiles/fragments/python.toml"),
+    ),
+    (
+        "node",
+        include_str!("../../../profiles/fragments/node.toml"),
+    ),
+    (
+        "rust",
+        include_str!("../../../profiles/fragments/rust.toml"),
+    ),
     (
         "readonly-analyst",
         include_str!("../../../profiles/readonly-analyst.toml"),

@@ -17,6 +17,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 /// True when the test can run; otherwise prints why not (and fails under CI).
+/// A fixture's extra section that takes `coding-agent`'s exec of the workspace away: for the
+/// tests of a tree the profile does not run from.
+#[allow(dead_code)]
+pub const NOEXEC_WORKSPACE: &str = "[filesystem]\nexec = { remove = [\"{workspace}\"] }\n";
+
 pub fn require_root(test: &str) -> bool {
     if nix::unistd::geteuid().is_root() {
         return true;
