@@ -102,6 +102,12 @@ pub enum ExpectError {
 /// Expectations of the built-in profiles, by profile name.
 pub const BUILTIN: &[(&str, &str)] = &[
     ("base", include_str!("../../profiles/base.expect.toml")),
+    ("codex", include_str!("../../profiles/codex.expect.toml")),
+    (
+        "claude-code",
+        include_str!("../../profiles/claude-code.expect.toml"),
+    ),
+    ("aider", include_str!("../../profiles/aider.expect.toml")),
     (
         "coding-agent",
         include_str!("../../profiles/coding-agent.expect.toml"),

@@ -57,6 +57,20 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../../profiles/fragments/rust.toml"),
     ),
     (
+        "openai",
+        include_str!("../../../profiles/fragments/openai.toml"),
+    ),
+    (
+        "anthropic",
+        include_str!("../../../profiles/fragments/anthropic.toml"),
+    ),
+    ("codex", include_str!("../../../profiles/codex.toml")),
+    (
+        "claude-code",
+        include_str!("../../../profiles/claude-code.toml"),
+    ),
+    ("aider", include_str!("../../../profiles/aider.toml")),
+    (
         "readonly-analyst",
         include_str!("../../../profiles/readonly-analyst.toml"),
     ),
