@@ -324,6 +324,13 @@ impl Monitor {
 /// the containment state along the way.
 fn watch_kernel(mut watch: Watch, reporter: &Reporter, stop: &Stop) {
     let clock = Clock::now();
+    // The sandbox's cgroup's name (`<cgroup2>/cordon/<name>/cgroup.events`).
+    let own = watch
+        .cgroup_events
+        .parent()
+        .and_then(|d| d.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut exes: HashMap<u32, String> = HashMap::new();
     let mut lost = 0u64;
     let mut unexamined = 0u64;
@@ -348,6 +355,9 @@ fn watch_kernel(mut watch: Watch, reporter: &Reporter, stop: &Stop) {
                 watch.judge.as_mut(),
             ) {
                 for (what, enforced) in whats {
+                    if own_cgroup_probe(&what, &own) {
+                        continue;
+                    }
                     reporter.report_enforced(time, process.clone(), what, enforced);
                 }
             }
@@ -423,6 +433,38 @@ fn watch_kernel(mut watch: Watch, reporter: &Reporter, stop: &Stop) {
             return;
         }
     }
+}
+
+/// Whether `what` is a program asking for its own cgroup's limits (Node, the JVM, Go and
+/// Python size themselves by them) and not finding them, the cgroup file system being out of
+/// the view: its own cgroup's files, or a hierarchy's root files (where libuv looks when its
+/// own are not there). A harmless probe of the sandbox's own settings, not a violation.
+/// Another cgroup's files (another sandbox's, the host's) stay violations.
+fn own_cgroup_probe(what: &What, own: &str) -> bool {
+    let What::FileDenied {
+        path,
+        layer: Some(crate::event::FileLayer::NotInView),
+        ..
+    } = what
+    else {
+        return false;
+    };
+    let Ok(rest) = std::path::Path::new(path).strip_prefix("/sys/fs/cgroup") else {
+        return false;
+    };
+    let names: Vec<&std::ffi::OsStr> = rest.iter().collect();
+    let own_cgroup = !own.is_empty()
+        && names
+            .windows(2)
+            .any(|w| w[0] == "cordon" && w[1] == std::ffi::OsStr::new(own));
+    // `memory.max`, or `memory/memory.limit_in_bytes` on a hierarchy of cgroup v1.
+    let control_file = |n: &std::ffi::OsStr| n.to_string_lossy().contains('.');
+    let root_file = match names.as_slice() {
+        [file] => control_file(file),
+        [_, file] => control_file(file),
+        _ => false,
+    };
+    own_cgroup || root_file
 }
 
 /// The denial a failed file call was, when the sandbox's view refused it: the path as the
@@ -847,4 +889,54 @@ fn resolved(path: &std::path::Path, pid: u32, follow: bool) -> PathBuf {
             Some(dir.join(path.file_name()?))
         })
         .unwrap_or(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn missing(path: &str) -> What {
+        What::FileDenied {
+            path: path.into(),
+            access: "fs.read_file".into(),
+            layer: Some(crate::event::FileLayer::NotInView),
+            rule: None,
+            target: None,
+        }
+    }
+
+    #[test]
+    fn a_program_asking_for_its_own_cgroups_limits_is_no_violation() {
+        let own = "coding-agent-31178-0";
+        for path in [
+            "/sys/fs/cgroup/memory/cordon/coding-agent-31178-0/memory.limit_in_bytes",
+            "/sys/fs/cgroup/unified/cordon/coding-agent-31178-0/memory.max",
+            "/sys/fs/cgroup/cordon/coding-agent-31178-0/cpu.max",
+        ] {
+            assert!(own_cgroup_probe(&missing(path), own), "{path}");
+        }
+        for path in [
+            // A hierarchy's root files, where libuv looks next.
+            "/sys/fs/cgroup/memory/memory.soft_limit_in_bytes",
+            "/sys/fs/cgroup/memory.max",
+        ] {
+            assert!(own_cgroup_probe(&missing(path), own), "{path}");
+        }
+        for path in [
+            // Another sandbox's, the host's, or not the cgroup file system at all.
+            "/sys/fs/cgroup/memory/cordon/coding-agent-1-0/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/user.slice/memory.limit_in_bytes",
+            "/home/dev/cordon/coding-agent-31178-0/x",
+        ] {
+            assert!(!own_cgroup_probe(&missing(path), own), "{path}");
+        }
+        let refused = What::FileDenied {
+            path: "/sys/fs/cgroup/memory/cordon/coding-agent-31178-0/x".into(),
+            access: "fs.read_file".into(),
+            layer: Some(crate::event::FileLayer::Deny),
+            rule: None,
+            target: None,
+        };
+        assert!(!own_cgroup_probe(&refused, own), "only misses");
+    }
 }

@@ -1,6 +1,6 @@
 //! The agents people run, installed from their registries inside the sandbox under their
-//! shipped profiles, answer `--version` and `--help` with no denial but the documented ones
-//! (README: "Profiles for the agents people run"). No API key is needed for that. Each
+//! shipped profiles, answer `--version` and `--help` with no denial at all (README:
+//! "Profiles for the agents people run"). No API key is needed for that. Each
 //! install happens once per run (hundreds of MB): the npm agents share one `npm install`.
 
 mod common;
@@ -40,19 +40,11 @@ fn run(
     (out.status.success(), stdout, stderr, read_events(&events))
 }
 
-/// The denials of a run, but for the documented one: Node (libuv) and Python read their
-/// cgroup's limits under /sys/fs/cgroup, which no profile shows.
-fn undocumented_denials(events: &[serde_json::Value]) -> Vec<&serde_json::Value> {
+/// The denials of a run.
+fn denials(events: &[serde_json::Value]) -> Vec<&serde_json::Value> {
     events
         .iter()
         .filter(|e| e["kind"].as_str().is_some_and(|k| k.ends_with("_denied")))
-        .filter(|e| {
-            !(e["kind"] == "file_denied"
-                && e["layer"] == "not_in_view"
-                && e["path"]
-                    .as_str()
-                    .is_some_and(|p| p.starts_with("/sys/fs/cgroup/")))
-        })
         .collect()
 }
 
@@ -70,10 +62,7 @@ fn codex_and_claude_code_install_from_npm_and_answer_with_no_denial() {
         "set -e; npm init -y >/dev/null; npm install --no-audit --no-fund -s @openai/codex @anthropic-ai/claude-code",
     );
     assert!(ok, "npm install: {stderr}");
-    assert_eq!(
-        undocumented_denials(&events),
-        Vec::<&serde_json::Value>::new()
-    );
+    assert_eq!(denials(&events), Vec::<&serde_json::Value>::new());
     for (profile, bin, version) in [
         ("codex", "codex", "codex-cli "),
         ("claude-code", "claude", "(Claude Code)"),
@@ -86,11 +75,7 @@ fn codex_and_claude_code_install_from_npm_and_answer_with_no_denial() {
         );
         assert!(ok, "{bin}: {out}{stderr}");
         assert!(out.contains(version), "{bin}: {out}");
-        assert_eq!(
-            undocumented_denials(&events),
-            Vec::<&serde_json::Value>::new(),
-            "{bin}"
-        );
+        assert_eq!(denials(&events), Vec::<&serde_json::Value>::new(), "{bin}");
         eprintln!("{profile}: {}", out.lines().next().unwrap_or_default());
     }
     // The twin: the same profile keeps the host's state of the agent out of reach.
@@ -114,10 +99,7 @@ fn aider_installs_from_pypi_and_answers_with_no_denial() {
         "set -e; /usr/bin/python3 -m venv .venv; .venv/bin/pip install -q aider-chat",
     );
     assert!(ok, "pip install: {stderr}");
-    assert_eq!(
-        undocumented_denials(&events),
-        Vec::<&serde_json::Value>::new()
-    );
+    assert_eq!(denials(&events), Vec::<&serde_json::Value>::new());
     let (ok, out, stderr, events) = run(
         &f,
         "aider",
@@ -126,9 +108,6 @@ fn aider_installs_from_pypi_and_answers_with_no_denial() {
     );
     assert!(ok, "{out}{stderr}");
     assert!(out.starts_with("aider "), "{out}");
-    assert_eq!(
-        undocumented_denials(&events),
-        Vec::<&serde_json::Value>::new()
-    );
+    assert_eq!(denials(&events), Vec::<&serde_json::Value>::new());
     eprintln!("aider: {}", out.lines().next().unwrap_or_default());
 }

@@ -166,7 +166,7 @@ fn a_responder_clicks_from_host_to_sandbox_and_isolates_it() {
             let b = b.clone();
             async move {
                 b.wait()
-                    .at_most(Duration::from_secs(20))
+                    .at_most(Duration::from_secs(45))
                     .for_element(Locator::Css(&css))
                     .await
                     .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
