@@ -243,7 +243,7 @@ fn an_interactive_shell_works_on_a_terminal_and_cannot_inject_input() {
     let mut master = std::fs::File::from(pty.master);
     let probe = probe_bin();
     let script = format!(
-        "test -t 0 && echo IS-A-TTY; {p} isatty; {p} tiocsti; stty size; exit 5\n",
+        "test -t 0 && echo IS-A-TTY; tty; ls /dev/pts >/dev/null 2>&1 || echo OTHERS-HIDDEN; {p} isatty; {p} tiocsti; stty size; exit 5\n",
         p = probe.display()
     );
     master.write_all(script.as_bytes()).expect("type");
@@ -268,6 +268,9 @@ fn an_interactive_shell_works_on_a_terminal_and_cannot_inject_input() {
     let status = child.wait().expect("wait");
     assert_eq!(status.code(), Some(5), "{text}");
     assert!(text.contains("IS-A-TTY"), "{text}");
+    // `tty` names the terminal (its device is in the view), and no other terminal is.
+    assert!(text.contains("\n/dev/pts/"), "{text}");
+    assert!(text.contains("OTHERS-HIDDEN"), "{text}");
     assert!(text.contains("value true"), "{text}");
     assert!(
         text.contains("err EPERM"),

@@ -147,6 +147,25 @@ where
     if argv.is_empty() {
         return Err(LaunchError::NoCommand);
     }
+    // The caller's terminal, the one device of /dev/pts the command already holds open:
+    // shown, so `tty` and programs that reopen it (ssh-askpass, editors) find it.
+    let with_terminal;
+    let policy = match caller_terminal() {
+        Some(tty) => {
+            let mut p = policy.clone();
+            p.filesystem.rules.push(crate::policy::PathRule {
+                path: tty,
+                access: crate::policy::Access {
+                    read: true,
+                    write: true,
+                    exec: false,
+                },
+            });
+            with_terminal = p;
+            &with_terminal
+        }
+        None => policy,
+    };
     let kernel_abi = sys::landlock_abi();
     let mut notes = Vec::new();
     let mut warnings = Vec::new();
@@ -295,6 +314,20 @@ where
         notes,
         warnings,
     })
+}
+
+/// The pseudo-terminal on the caller's stdin, stdout or stderr (`/dev/pts/N`), if any.
+fn caller_terminal() -> Option<PathBuf> {
+    use std::os::fd::AsFd as _;
+    let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    let found = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()]
+        .into_iter()
+        .find_map(|fd| {
+            let path = nix::unistd::ttyname(fd).ok()?;
+            let n = path.strip_prefix("/dev/pts").ok()?.to_str()?;
+            (!n.is_empty() && n.chars().all(|c| c.is_ascii_digit())).then_some(path)
+        });
+    found
 }
 
 /// Creates each missing protected path, with the file rights of the sandbox's user (so
