@@ -27,7 +27,8 @@ use crate::report::{Reporter, Stop};
 pub struct Sink {
     /// Every event as a JSON line, appended to this file.
     pub json: Option<PathBuf>,
-    /// Violations as one readable line each on stderr.
+    /// Violations on stderr, a readable line per distinct one: as they happen, or listed
+    /// when the command ends if stderr is a terminal (see [`Terminal`]).
     pub stderr: bool,
     /// Every event into a file of cordond's spool, for the journal and the collector.
     pub spool: Option<SpoolConfig>,
@@ -44,13 +45,130 @@ struct Outputs {
     /// The sandbox and profile, for the spool's own `events_lost` event.
     names: Option<(String, String)>,
     written: u64,
-    /// Paths outside the profile's view an audited sandbox used: the first few are shown
-    /// on stderr, the count at the end (all are in the events).
-    audited_outside: u64,
+    terminal: Option<Terminal>,
 }
 
 /// Paths outside the view an audit shows on stderr before it only counts them.
 const AUDIT_SHOWN: u64 = 10;
+
+/// Distinct denials a summary at exit lists before it only counts them.
+const SUMMARY_SHOWN: usize = 20;
+
+/// What stderr shows of the events: each distinct violation once (its repeats are counted),
+/// as it happens when stderr is a file or a pipe; at the end when stderr is a terminal,
+/// which the command owns then (a line drawn over an editor or an agent's full-screen
+/// interface garbles both). Every event is in the event stream either way.
+struct Terminal {
+    /// stderr is a terminal: lines wait for the end.
+    at_exit: bool,
+    /// The distinct violations seen, and the lines kept for the end.
+    seen: std::collections::HashSet<String>,
+    kept: Vec<String>,
+    /// Violations like one already shown (or kept).
+    repeats: u64,
+    /// Distinct violations past what a summary lists.
+    unlisted: u64,
+    /// Paths outside the profile's view an audited sandbox used: the first few are shown,
+    /// then counted.
+    audited_outside: u64,
+}
+
+impl Terminal {
+    fn new() -> Self {
+        Self {
+            at_exit: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            seen: Default::default(),
+            kept: Vec::new(),
+            repeats: 0,
+            unlisted: 0,
+            audited_outside: 0,
+        }
+    }
+
+    fn event(&mut self, event: &Event) {
+        // Unexamined misses are accounting, not an alarm: a build probing for files it does
+        // not need would otherwise print them all day. They are in the events.
+        if matches!(
+            event.what,
+            What::EventsLost {
+                reason: crate::event::LossReason::Unexamined,
+                ..
+            }
+        ) {
+            return;
+        }
+        let shown = event.what.is_violation()
+            || matches!(event.what, What::EventsLost { .. } | What::Contained { .. });
+        if !shown {
+            return;
+        }
+        let outside = !event.enforced
+            && matches!(
+                event.what,
+                What::FileDenied {
+                    layer: Some(crate::event::FileLayer::NotInView),
+                    ..
+                }
+            );
+        if outside {
+            self.audited_outside += 1;
+            if self.audited_outside > AUDIT_SHOWN {
+                return;
+            }
+        }
+        // The same violation by another process, or again: a repeat. A burst's summary is
+        // news of its own.
+        let key = format!(
+            "{}:{}:{}",
+            event.enforced,
+            event.burst.is_some(),
+            serde_json::to_string(&event.what).unwrap_or_default()
+        );
+        if !self.seen.insert(key) {
+            self.repeats += 1;
+            return;
+        }
+        let line = format!("cordon: {}", event.summary());
+        if !self.at_exit {
+            eprintln!("{line}");
+        } else if self.kept.len() < SUMMARY_SHOWN {
+            self.kept.push(line);
+        } else {
+            self.unlisted += 1;
+        }
+    }
+
+    /// The end: the summary (stderr a terminal), what was not shown, and where it all is
+    /// (`all_at`: the events file, `cordon events`).
+    fn finish(&self, all_at: Option<String>) {
+        let at = all_at.map(|a| format!("; all are {a}")).unwrap_or_default();
+        if self.at_exit && !self.kept.is_empty() {
+            let distinct = self.kept.len() as u64 + self.unlisted;
+            eprintln!(
+                "cordon: {} denials while the command ran ({distinct} distinct){at}:",
+                distinct + self.repeats
+            );
+            for line in &self.kept {
+                eprintln!("{line}");
+            }
+            if self.unlisted > 0 {
+                eprintln!("cordon: ... and {} more distinct", self.unlisted);
+            }
+        } else if self.repeats > 0 {
+            eprintln!(
+                "cordon: {} repeats of the lines above were not shown{at}",
+                self.repeats
+            );
+        }
+        if self.audited_outside > AUDIT_SHOWN {
+            eprintln!(
+                "cordon: audit: {} paths outside the profile's view were used ({} not shown){at}",
+                self.audited_outside,
+                self.audited_outside - AUDIT_SHOWN
+            );
+        }
+    }
+}
 
 impl Outputs {
     fn open(sink: Sink) -> std::io::Result<Self> {
@@ -68,12 +186,12 @@ impl Outputs {
             None => None,
         };
         Ok(Self {
+            terminal: sink.stderr.then(Terminal::new),
             sink,
             json,
             spool,
             names: None,
             written: 0,
-            audited_outside: 0,
         })
     }
 
@@ -91,33 +209,8 @@ impl Outputs {
         if let Some(spool) = self.spool.as_mut() {
             spool.write_line(&line)?;
         }
-        // Unexamined misses are accounting, not an alarm: a build probing for files it does
-        // not need would otherwise print them all day. They are in the log and at the collector.
-        let quiet = matches!(
-            event.what,
-            What::EventsLost {
-                reason: crate::event::LossReason::Unexamined,
-                ..
-            }
-        );
-        let outside = !event.enforced
-            && matches!(
-                event.what,
-                What::FileDenied {
-                    layer: Some(crate::event::FileLayer::NotInView),
-                    ..
-                }
-            );
-        if outside {
-            self.audited_outside += 1;
-        }
-        let quiet = quiet || (outside && self.audited_outside > AUDIT_SHOWN);
-        if self.sink.stderr
-            && !quiet
-            && (event.what.is_violation()
-                || matches!(event.what, What::EventsLost { .. } | What::Contained { .. }))
-        {
-            eprintln!("cordon: {}", event.summary());
+        if let Some(terminal) = self.terminal.as_mut() {
+            terminal.event(event);
         }
         self.written += 1;
         Ok(())
@@ -149,12 +242,15 @@ impl Outputs {
     }
 
     fn finish(mut self) -> std::io::Result<u64> {
-        if self.sink.stderr && self.audited_outside > AUDIT_SHOWN {
-            eprintln!(
-                "cordon: audit: {} paths outside the profile's view were used ({} not shown); every one is in the events",
-                self.audited_outside,
-                self.audited_outside - AUDIT_SHOWN
-            );
+        if let Some(terminal) = &self.terminal {
+            let all_at = match (&self.sink.json, &self.sink.spool, &self.names) {
+                (Some(file), _, _) => Some(format!("in {}", file.display())),
+                (None, Some(_), Some((sandbox, _))) => {
+                    Some(format!("in `cordon events --sandbox {sandbox}`"))
+                }
+                _ => None,
+            };
+            terminal.finish(all_at);
         }
         self.report_drops(true)?;
         if let Some(spool) = &self.spool {

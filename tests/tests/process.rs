@@ -243,7 +243,8 @@ fn an_interactive_shell_works_on_a_terminal_and_cannot_inject_input() {
     let mut master = std::fs::File::from(pty.master);
     let probe = probe_bin();
     let script = format!(
-        "test -t 0 && echo IS-A-TTY; tty; ls /dev/pts >/dev/null 2>&1 || echo OTHERS-HIDDEN; {p} isatty; {p} tiocsti; stty size; exit 5\n",
+        "test -t 0 && echo IS-A-TTY; tty; ls /dev/pts >/dev/null 2>&1 || echo OTHERS-HIDDEN; {p} isatty; {p} tiocsti; stty size; {p} read {key}; {p} read {key}; echo AFTER-DENIALS; exit 5\n",
+        key = f.home_path(".ssh/id_ed25519"),
         p = probe.display()
     );
     master.write_all(script.as_bytes()).expect("type");
@@ -276,6 +277,16 @@ fn an_interactive_shell_works_on_a_terminal_and_cannot_inject_input() {
         text.contains("err EPERM"),
         "TIOCSTI must be refused: {text}"
     );
+    // The terminal is the command's: denials are not drawn over it, but listed at the end.
+    let (during, after) = text
+        .split_once("denials while the command ran")
+        .unwrap_or_else(|| panic!("no summary at exit: {text}"));
+    assert!(during.contains("AFTER-DENIALS"), "{text}");
+    assert!(
+        !during.contains("denied ("),
+        "a denial line while it ran: {during}"
+    );
+    assert!(after.contains("fs.read_file of"), "{after}");
 }
 
 #[test]
