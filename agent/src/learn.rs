@@ -135,6 +135,12 @@ pub fn learn(events: &[Event], base: &Policy) -> Learned {
                 };
                 let (need, at, dir) = need_of(access, &path);
                 let shown = names.show(&path);
+                if need == Need::Write && system_tree(&at) {
+                    learned.not_learned.push(format!(
+                        "{who}: {access} of {shown}: the host's system files are not the sandbox's to change"
+                    ));
+                    continue;
+                }
                 if dir && !names.narrow_enough(&at) {
                     learned.not_learned.push(format!(
                         "{who}: {access} of {shown}: it needs {} on {}, wider than a rule learn writes; grant it by hand if it is meant",
@@ -286,6 +292,16 @@ fn absolute(path: &str, base: &Policy) -> Option<PathBuf> {
     placed.starts_with(&base.workspace).then_some(placed)
 }
 
+/// The host's system trees: a write there is never a rule to learn or to suggest.
+fn system_tree(path: &Path) -> bool {
+    [
+        "/usr", "/etc", "/lib", "/lib32", "/lib64", "/bin", "/sbin", "/boot", "/sys", "/proc",
+        "/dev",
+    ]
+    .iter()
+    .any(|t| path.starts_with(t))
+}
+
 /// Why a denied access must stay denied, when it must.
 fn protected(
     path: &Path,
@@ -295,7 +311,7 @@ fn protected(
 ) -> Option<&'static str> {
     let fs = &base.filesystem;
     if layer == Some(FileLayer::Deny) || fs.deny.iter().any(|d| path.starts_with(d)) {
-        return Some("under a `deny` entry of the base");
+        return Some("under a `deny` entry of the profile");
     }
     let metadata = |p: &Path| {
         fs.repositories
@@ -304,10 +320,10 @@ fn protected(
     };
     let read_only = |p: &Path| fs.read_only.iter().any(|r| p.starts_with(r));
     if read_only(path) || rule.map(Path::new).is_some_and(read_only) {
-        return Some("a `read_only` entry of the base");
+        return Some("a `read_only` entry of the profile");
     }
     if metadata(path) || rule.map(Path::new).is_some_and(metadata) {
-        return Some("git metadata the base keeps read-only");
+        return Some("git metadata the profile keeps read-only");
     }
     if layer == Some(FileLayer::Unplaced) {
         return Some("a path the watcher could not place");
@@ -328,7 +344,102 @@ fn need_of(access: &str, path: &Path) -> (Need, PathBuf, bool) {
     }
 }
 
+/// The rule that would allow what one event reports, as a person adds it to the profile:
+/// what the terminal says under a denial (`cordon run`), so a new user learns the profile's
+/// language from the refusals themselves.
+#[derive(Debug)]
+pub struct Advice {
+    names: Names,
+    base: Policy,
+}
+
+impl Advice {
+    pub fn of(base: &Policy) -> Self {
+        Self {
+            names: Names::of(base),
+            base: base.clone(),
+        }
+    }
+
+    /// `add "{workspace}/.venv/" to [filesystem] exec`, or why none is offered.
+    pub fn rule_for(&self, event: &Event) -> Option<String> {
+        match &event.what {
+            What::FileDenied {
+                path,
+                access,
+                layer,
+                rule,
+                target,
+            } => {
+                let path = absolute(target.as_ref().unwrap_or(path), &self.base)?;
+                if let Some(why) = protected(&path, *layer, rule.as_deref(), &self.base) {
+                    return Some(format!("refused on purpose: {why}"));
+                }
+                let (need, at, dir) = need_of(access, &path);
+                let shown = self.names.show(&at);
+                if need == Need::Write && system_tree(&at) {
+                    return Some(
+                        "refused on purpose: the host's system files are not the sandbox's to change"
+                            .into(),
+                    );
+                }
+                if dir && !self.names.narrow_enough(&at) {
+                    return Some(format!(
+                        "it needs {} on {shown}, a wide rule: grant it by hand if it is meant",
+                        need.list()
+                    ));
+                }
+                let slash = if dir { "/" } else { "" };
+                Some(format!(
+                    "to allow it: add \"{shown}{slash}\" to [filesystem] {}",
+                    need.list()
+                ))
+            }
+            What::NetworkDenied {
+                address,
+                port,
+                protocol,
+                reason: crate::event::NetReason::NotAllowed,
+                domain,
+            } => {
+                let to = match domain {
+                    Some(d) => format!("host = {}", quoted(d)),
+                    None => format!("cidr = {}", quoted(&cidr_of(*address))),
+                };
+                let proto = match protocol {
+                    Protocol::Udp => "udp",
+                    _ => "tcp",
+                };
+                Some(format!(
+                    "to allow it: add {{ {to}, ports = [{port}], proto = \"{proto}\" }} to [network] egress"
+                ))
+            }
+            What::DnsDenied {
+                domain,
+                reason: DnsReason::NotAllowed,
+                ..
+            } => Some(format!(
+                "to allow it: add {{ host = {}, ports = [443] }} to [network] egress (with the ports it uses)",
+                quoted(domain)
+            )),
+            What::SyscallDenied { syscall, .. } => {
+                if crate::policy::AUDIT_STILL_DENIES.contains(&syscall.as_str()) {
+                    Some("refused on purpose: it reaches for the kernel or other processes".into())
+                } else {
+                    Some(format!("to allow it: add {} to [syscalls] allow", quoted(syscall)))
+                }
+            }
+            What::OtherDenied { blockers, detail } if blockers == "net.bind_tcp" => detail
+                .split_whitespace()
+                .find_map(|f| f.strip_prefix("src="))
+                .map(|port| format!("to allow it: add {port} to [network] bind_ports")),
+            _ => None,
+        }
+    }
+}
+
 /// The workspace, home and private /tmp of the base, for placeholders and folding limits.
+#[derive(Debug)]
 struct Names {
     workspace: PathBuf,
     home: PathBuf,
@@ -382,6 +493,7 @@ impl Names {
     fn narrow_enough(&self, dir: &Path) -> bool {
         let depth = dir.components().count(); // "/" counts as one
         dir == self.workspace
+            || dir == self.tmp
             || (depth >= 3 && !self.home.starts_with(dir) && !self.workspace.starts_with(dir))
     }
 }
@@ -899,6 +1011,72 @@ mod tests {
             text.contains("x: called unshare, which the base denies and an audit still refused"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_advice_under_a_denial_names_the_rule_that_would_allow_it() {
+        let advice = Advice::of(&base());
+        let say = |e: Event| advice.rule_for(&e).unwrap_or_default();
+        assert_eq!(
+            say(file(
+                "sh",
+                "/work/ws/.venv/bin/pip",
+                "fs.execute",
+                FileLayer::Noexec
+            )),
+            "to allow it: add \"{workspace}/.venv/bin/\" to [filesystem] exec"
+        );
+        assert_eq!(
+            say(file(
+                "node",
+                "/home/dev/.npmrc",
+                "fs.read_file",
+                FileLayer::NotInView
+            )),
+            "to allow it: add \"{home}/.npmrc\" to [filesystem] read"
+        );
+        assert!(
+            say(file("sh", "/usr/lib/x", "fs.make_reg", FileLayer::ReadOnly))
+                .starts_with("refused on purpose: the host's system files")
+        );
+        assert!(say(file(
+            "cat",
+            "/home/dev/.ssh/id",
+            "fs.read_file",
+            FileLayer::Deny
+        ))
+        .starts_with("refused on purpose: under a `deny` entry"));
+        assert!(
+            say(file("ls", "/", "fs.read_dir", FileLayer::NotInView)).contains("grant it by hand")
+        );
+        let dns = event(
+            "curl",
+            What::DnsDenied {
+                domain: "api.example.com".into(),
+                query_type: "A".into(),
+                reason: DnsReason::NotAllowed,
+                address: None,
+            },
+        );
+        assert!(say(dns).starts_with(
+            "to allow it: add { host = \"api.example.com\", ports = [443] } to [network] egress"
+        ));
+        let call = |name: &str| {
+            event(
+                "x",
+                What::SyscallDenied {
+                    nr: 0,
+                    syscall: name.into(),
+                    args: vec![],
+                    errno: 1,
+                },
+            )
+        };
+        assert_eq!(
+            say(call("personality")),
+            "to allow it: add \"personality\" to [syscalls] allow"
+        );
+        assert!(say(call("ptrace")).starts_with("refused on purpose"));
     }
 
     #[test]

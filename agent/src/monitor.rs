@@ -32,6 +32,8 @@ pub struct Sink {
     pub stderr: bool,
     /// Every event into a file of cordond's spool, for the journal and the collector.
     pub spool: Option<SpoolConfig>,
+    /// Under each violation on stderr, the rule that would allow it.
+    pub advice: Option<crate::learn::Advice>,
 }
 
 /// How long repeats of one violation are gathered into one event.
@@ -71,11 +73,13 @@ struct Terminal {
     /// Paths outside the profile's view an audited sandbox used: the first few are shown,
     /// then counted.
     audited_outside: u64,
+    advice: Option<crate::learn::Advice>,
 }
 
 impl Terminal {
-    fn new() -> Self {
+    fn new(advice: Option<crate::learn::Advice>) -> Self {
         Self {
+            advice,
             at_exit: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             seen: Default::default(),
             kept: Vec::new(),
@@ -128,7 +132,13 @@ impl Terminal {
             self.repeats += 1;
             return;
         }
-        let line = format!("cordon: {}", event.summary());
+        let mut line = format!("cordon: {}", event.summary());
+        if let Some(rule) = self.advice.as_ref().and_then(|a| a.rule_for(event)) {
+            line.push_str(&format!(
+                "\ncordon:   {}",
+                crate::event::terminal_safe(&rule)
+            ));
+        }
         if !self.at_exit {
             eprintln!("{line}");
         } else if self.kept.len() < SUMMARY_SHOWN {
@@ -171,7 +181,7 @@ impl Terminal {
 }
 
 impl Outputs {
-    fn open(sink: Sink) -> std::io::Result<Self> {
+    fn open(mut sink: Sink) -> std::io::Result<Self> {
         let json = match &sink.json {
             Some(path) => Some(std::io::BufWriter::new(
                 std::fs::OpenOptions::new()
@@ -186,7 +196,7 @@ impl Outputs {
             None => None,
         };
         Ok(Self {
-            terminal: sink.stderr.then(Terminal::new),
+            terminal: sink.stderr.then(|| Terminal::new(sink.advice.take())),
             sink,
             json,
             spool,

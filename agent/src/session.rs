@@ -363,6 +363,7 @@ fn start_monitor(
         json: options.events.clone(),
         stderr: !options.quiet,
         spool: options.spool.clone(),
+        advice: (!options.quiet).then(|| crate::learn::Advice::of(policy)),
     };
     let (reporter, writer) = Monitor::reporter(
         &registered.name,

@@ -236,6 +236,25 @@ fn the_terminal_shows_which_rule_refused() {
         stderr.contains("fs.read_file of /etc/shadow denied (denied by the profile: /etc/shadow)"),
         "{stderr}"
     );
+    assert!(
+        stderr.contains("refused on purpose: under a `deny` entry of the profile"),
+        "{stderr}"
+    );
+
+    // A refusal the profile could lift says which rule would: here, running what the
+    // sandbox wrote in a tree it does not run from.
+    let f = Fixture::new("coding-agent", common::NOEXEC_WORKSPACE);
+    std::fs::create_dir_all(f.workspace.join("tools")).expect("tools");
+    std::fs::copy("/usr/bin/true", f.workspace.join("tools/built")).expect("copy");
+    let out = f
+        .command(&[probe.as_str(), "exec", &f.path("tools/built")])
+        .output()
+        .expect("cordon runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("to allow it: add \"{workspace}/tools/\" to [filesystem] exec"),
+        "{stderr}"
+    );
 }
 
 #[test]
