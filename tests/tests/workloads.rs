@@ -232,3 +232,57 @@ fn rust_crates_from_crates_io_build_test_and_clean() {
     assert!(out.contains("cleaned"), "{all}");
     still_refuses(&f);
 }
+
+#[test]
+fn a_user_who_is_not_root_runs_the_python_and_node_loops_through_cordond() {
+    if !require_root("a_user_who_is_not_root_runs_the_python_and_node_loops_through_cordond") {
+        return;
+    }
+    use common::daemon::{Daemon, NOBODY, NOGROUP};
+    let mut d = Daemon::new("");
+    d.start();
+    std::fs::write(
+        d.workspace.join("test_it.py"),
+        "import iniconfig\n\ndef test_it():\n    assert iniconfig.__name__ == 'iniconfig'\n",
+    )
+    .expect("a test");
+    let script = "set -e; id -u; /usr/bin/python3 -m venv .venv; .venv/bin/pip install -q pytest; \
+                  .venv/bin/pytest -q -p no:cacheprovider test_it.py | tail -1; \
+                  npm init -y >/dev/null; npm install --no-audit --no-fund -s semver@7 >/dev/null; \
+                  ./node_modules/.bin/semver 1.2.3";
+    let out = d
+        .cordon(
+            NOBODY,
+            NOGROUP,
+            &[
+                "run",
+                "-q",
+                "-p",
+                "coding-agent",
+                "--",
+                "/bin/sh",
+                "-c",
+                script,
+            ],
+        )
+        .env("HOME", "/nonexistent")
+        .output()
+        .expect("cordon run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines.first(),
+        Some(&NOBODY.to_string().as_str()),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 passed"), "{stdout}");
+    assert_eq!(lines.last(), Some(&"1.2.3"), "{stdout}");
+    // What it made is the user's, not root's.
+    let venv = std::fs::metadata(d.workspace.join(".venv")).expect("the venv");
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&venv), NOBODY);
+}
