@@ -260,8 +260,24 @@ pub fn plan(fs: &FsPolicy, root: &Path) -> MountPlan {
             continue;
         }
         let Some((canonical, symlinks)) = host.resolve(&rule.path) else {
-            plan.notes
-                .push(format!("{}: does not exist, skipped", rule.path.display()));
+            // Inside a tree the sandbox writes, it may make the path: the rule would then
+            // not hold. A directory written with its `/` is made at launch instead.
+            let writable = fs.rules.iter().any(|w| {
+                w.access.write
+                    && w.path != tmp
+                    && w.path != rule.path
+                    && rule.path.starts_with(&w.path)
+            });
+            if writable && !fs.dirs.contains(&rule.path) {
+                plan.warnings.push(format!(
+                    "{} does not exist, so its rule does not hold for what the sandbox makes there; write it as \"{}/\" to have it made at launch (a directory)",
+                    rule.path.display(),
+                    rule.path.display()
+                ));
+            } else {
+                plan.notes
+                    .push(format!("{}: does not exist, skipped", rule.path.display()));
+            }
             continue;
         };
         if let Some((d, ..)) = denied.iter().find(|(_, c, ..)| canonical.starts_with(c)) {
@@ -977,6 +993,22 @@ mod tests {
             path: "/home/dev/.ssh".into(),
             kind: Kind::Dir,
         }));
+    }
+
+    #[test]
+    fn a_missing_rule_path_inside_a_writable_tree_says_how_to_have_it_made() {
+        let h = host();
+        let plan = plan(&fs(&[("/ws", RW), ("/ws/.venv/bin", RX)], &[]), h.path());
+        assert!(
+            plan.warnings
+                .iter()
+                .any(|w| w.contains("write it as \"/ws/.venv/bin/\"")),
+            "{:?}",
+            plan.warnings
+        );
+        // Outside a writable tree nothing can make it: a note for -v only.
+        let outside = super::plan(&fs(&[("/opt/none", RX)], &[]), h.path());
+        assert!(outside.warnings.is_empty(), "{:?}", outside.warnings);
     }
 
     #[test]
