@@ -92,8 +92,8 @@ enum Command {
         /// Only this sandbox's events.
         #[arg(long, value_name = "NAME")]
         sandbox: Option<String>,
-        /// Only events of this kind (network_denied, file_denied, exec, ...).
-        #[arg(long, value_name = "KIND")]
+        /// Only events of these kinds, comma-separated (network_denied, file_denied, exec, ...).
+        #[arg(long, value_name = "KIND[,KIND]")]
         kind: Option<String>,
         /// Only events since this time: RFC 3339 (2026-11-26T10:00:00Z) or an age (10m, 2h).
         #[arg(long, value_name = "TIME")]
@@ -206,6 +206,19 @@ pub struct Output {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
+    // A command whose reader went away (`cordon ps | head`) ends quietly, as Unix tools do,
+    // instead of panicking on the failed write. Not `run`: it answers for the sandbox until
+    // the command ends, and its own writes are few and handled.
+    if !matches!(cli.command, Command::Run { .. } | Command::Worker) {
+        // SAFETY: restores the default action of one signal before any thread writes; no
+        // handler of ours is installed.
+        let _ = unsafe {
+            nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGPIPE,
+                nix::sys::signal::SigHandler::SigDfl,
+            )
+        };
+    }
     let search = search_path(&cli.profile_path);
     let out = Output { json: cli.json };
     let socket = cli.socket.as_deref();
@@ -318,6 +331,9 @@ pub fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(e) => return fail(&e, 2),
             };
+            if let Some(Err(e)) = kind.as_deref().map(crate::export::journal::check_kinds) {
+                return fail(&e, 2);
+            }
             match daemon_required(socket) {
                 Ok(client) => remote::events(
                     client,

@@ -294,3 +294,31 @@ fn diff_shows_what_each_side_has_and_exits_like_diff() {
     let out = cordon(&["profile", "diff", "coding-agent", "no-such-profile"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_command_quietly() {
+    use std::os::unix::process::ExitStatusExt as _;
+    for args in [
+        &["profile", "show", "coding-agent"][..],
+        &["profile", "diff", "base", "coding-agent"][..],
+        &["completions", "bash"][..],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cordon"))
+            .args(args)
+            .env_remove("CORDON_PROFILE_PATH")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("cordon runs");
+        // The reader is gone before the first write: `cordon ... | true`.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(
+            out.status.signal() == Some(libc::SIGPIPE) || out.status.code().is_some_and(|c| c <= 1),
+            "{args:?}: {:?}",
+            out.status
+        );
+    }
+}

@@ -314,6 +314,31 @@ fn a_user_who_is_not_root_runs_sandboxes_through_cordond_as_themselves() {
         "{sorted:?}"
     );
     assert_eq!(sorted[0]["severity"], "high");
+    // Several kinds at once; a mistyped one is an error that says what was meant.
+    let out = d
+        .cordon(0, 0, &["events", "--json", "--kind", "syscall_denied,exit"])
+        .output()
+        .expect("cordon events");
+    let kinds: std::collections::BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("JSON line")["kind"].to_string()
+        })
+        .collect();
+    assert_eq!(
+        kinds.into_iter().collect::<Vec<_>>(),
+        ["\"exit\"", "\"syscall_denied\""]
+    );
+    let out = d
+        .cordon(0, 0, &["events", "--kind", "syscall_deny"])
+        .output()
+        .expect("cordon events");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("did you mean `syscall_denied`?"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = d
         .cordon(0, 0, &["events", "--severity", "hihg"])
         .output()

@@ -395,6 +395,10 @@ fn serve(daemon: &Daemon, mut stream: UnixStream, peer: &Peer, rights: Rights, s
             since,
             severity,
         } if rights.view => {
+            if let Some(Err(message)) = kind.as_deref().map(journal::check_kinds) {
+                send(&mut stream, &api::error_line(&message));
+                return;
+            }
             let filter = journal::Filter {
                 sandbox,
                 kind,

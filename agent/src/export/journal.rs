@@ -114,6 +114,7 @@ pub fn files(path: &Path, keep: u32) -> Vec<PathBuf> {
 pub struct Filter {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<String>,
+    /// One kind, or several separated by commas (`file_denied,dns_denied`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// Events at or after this time.
@@ -126,6 +127,24 @@ pub struct Filter {
     /// Events of this severity or higher.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub severity: Option<crate::event::Severity>,
+}
+
+/// Checks a `kind` filter: every name, comma-separated, is a kind of event; an unknown one is
+/// an error that names the kinds (and the one probably meant), never a query for nothing.
+pub fn check_kinds(text: &str) -> Result<(), String> {
+    for kind in text.split(',').map(str::trim) {
+        if crate::event::What::KINDS.contains(&kind) {
+            continue;
+        }
+        let hint = crate::profile::closest(kind, crate::event::What::KINDS)
+            .map(|m| format!("; did you mean `{m}`?"))
+            .unwrap_or_default();
+        return Err(format!(
+            "`{kind}` is not a kind of event ({}){hint}",
+            crate::event::What::KINDS.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -144,7 +163,10 @@ impl Filter {
             return false;
         };
         self.sandbox.as_ref().is_none_or(|s| *s == head.sandbox)
-            && self.kind.as_ref().is_none_or(|k| *k == head.kind)
+            && self
+                .kind
+                .as_ref()
+                .is_none_or(|k| k.split(',').any(|k| k.trim() == head.kind))
             && self.since.is_none_or(|t| head.time >= t)
             && self.severity.is_none_or(|least| {
                 // An older agent's event says none: its kind does.
@@ -301,6 +323,21 @@ mod tests {
         sorted.sort();
         assert_eq!(ns, sorted);
         assert_eq!(ns.last(), Some(&9));
+    }
+
+    #[test]
+    fn kinds_are_checked_and_may_be_several() {
+        assert!(check_kinds("file_denied, dns_denied").is_ok());
+        let err = check_kinds("file_denied,dns_deny").unwrap_err();
+        assert!(err.contains("`dns_deny` is not a kind of event"), "{err}");
+        assert!(err.contains("did you mean `dns_denied`?"), "{err}");
+        let f = Filter {
+            kind: Some("exec,exit".into()),
+            ..Filter::default()
+        };
+        assert!(f.matches(&line("a", "exit", 1)));
+        assert!(f.matches(&line("a", "exec", 2)));
+        assert!(!f.matches(&line("a", "fork", 3)));
     }
 
     #[test]
