@@ -344,6 +344,7 @@ pub fn main() -> ExitCode {
                         since,
                         severity,
                         by_severity,
+                        socket: socket_path(socket),
                     },
                     out,
                 ),

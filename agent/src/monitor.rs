@@ -101,8 +101,18 @@ impl Terminal {
         ) {
             return;
         }
-        let shown = event.what.is_violation()
-            || matches!(event.what, What::EventsLost { .. } | What::Contained { .. });
+        // A responder's action is not said here, nor the connections it refuses: the
+        // terminal is the sandboxed command's too, and a hostile one must not learn it was
+        // frozen or cut off. Both are recorded.
+        let isolated = matches!(
+            event.what,
+            What::NetworkDenied {
+                reason: NetReason::Isolated,
+                ..
+            }
+        );
+        let shown = !isolated
+            && (event.what.is_violation() || matches!(event.what, What::EventsLost { .. }));
         if !shown {
             return;
         }

@@ -209,6 +209,7 @@ fn isolate_makes_new_connections_fail_and_release_restores_them() {
             &["/bin/sh", "-c", &script],
         )
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("cordon runs");
     let name = format!("test-{}-0", child.id());
@@ -228,6 +229,12 @@ fn isolate_makes_new_connections_fail_and_release_restores_them() {
     assert_eq!(contained(&events), ["isolate", "release"], "{events:?}");
     let denied = only(&events, "network_denied");
     assert_eq!(denied["reason"], "isolated");
+    // The terminal is the sandboxed command's too: it is not told it was cut off.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("isolate") && !stderr.contains("release"),
+        "{stderr}"
+    );
 }
 
 #[test]

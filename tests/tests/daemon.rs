@@ -1058,3 +1058,62 @@ fn cordond_isolates_through_the_maps_in_use_after_another_run_replaced_them() {
         "the connection after the isolate"
     );
 }
+
+#[test]
+fn events_follow_carries_on_across_a_restart_of_cordond() {
+    if !require_root("events_follow_carries_on_across_a_restart_of_cordond") {
+        return;
+    }
+    let mut d = Daemon::new("");
+    d.start();
+    let mut follower = d
+        .cordon(
+            0,
+            0,
+            &["events", "--follow", "--json", "--kind", "syscall_denied"],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cordon events --follow");
+    let lines = {
+        let stdout = follower.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx
+                    .send(serde_json::from_str(&line).expect("JSON line"))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        rx
+    };
+    let next = || {
+        lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the follower printed an event")
+    };
+    let _ = d.run_probe(&["deny-loop", "1"]);
+    let first = next();
+    d.stop();
+    d.start();
+    let _ = d.run_probe(&["deny-loop", "1"]);
+    let second = next();
+    let _ = follower.kill();
+    let _ = follower.wait();
+    assert_ne!(
+        first["session"], second["session"],
+        "the event after the restart, not the first again: {first} {second}"
+    );
+    let mut stderr = String::new();
+    let _ =
+        std::io::Read::read_to_string(&mut follower.stderr.take().expect("stderr"), &mut stderr);
+    assert!(stderr.contains("following again"), "{stderr}");
+}

@@ -232,7 +232,12 @@ pub struct EventsQuery {
     pub severity: Option<crate::event::Severity>,
     /// The most severe first (everything is read first).
     pub by_severity: bool,
+    /// cordond's socket, to follow again after a restart.
+    pub socket: std::path::PathBuf,
 }
+
+/// How far back a `--follow` that lost cordond asks again (and remembers what it printed).
+const FOLLOW_OVERLAP: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub fn events(mut client: Client, query: EventsQuery, out: Output) -> ExitCode {
     let EventsQuery {
@@ -242,6 +247,7 @@ pub fn events(mut client: Client, query: EventsQuery, out: Output) -> ExitCode {
         since,
         severity,
         by_severity,
+        socket,
     } = query;
     if by_severity && follow {
         return fail(
@@ -249,14 +255,14 @@ pub fn events(mut client: Client, query: EventsQuery, out: Output) -> ExitCode {
             2,
         );
     }
-    let request = Request::Events {
+    let request = |since| Request::Events {
         follow,
-        sandbox,
-        kind,
+        sandbox: sandbox.clone(),
+        kind: kind.clone(),
         since,
         severity,
     };
-    if let Err(e) = client.call(&request) {
+    if let Err(e) = client.call(&request(since)) {
         return fail(&e.to_string(), 1);
     }
     let stdout = std::io::stdout();
@@ -278,12 +284,43 @@ pub fn events(mut client: Client, query: EventsQuery, out: Output) -> ExitCode {
     };
     // Sorted: every line first, then the most severe first (the journal's order among equals).
     let mut held: Vec<(crate::event::Severity, Vec<u8>)> = Vec::new();
+    // Following: the events printed in the last minute before the newest, by id. A
+    // reconnection asks again from that minute back (cordond may journal a sandbox's events
+    // late, from its spool, after a restart) and prints none of them twice.
+    let mut recent: std::collections::HashMap<uuid::Uuid, std::time::SystemTime> =
+        Default::default();
+    let mut newest: Option<std::time::SystemTime> = None;
     loop {
         let line = match client.next_line() {
             Ok(Some(l)) => l,
+            Ok(None) | Err(_) if follow => {
+                // cordond went away (a restart, an upgrade): wait for it and go on from the
+                // newest event printed.
+                eprintln!("cordon: cordond went away; following again once it is back");
+                let from = newest.map(|t| t - FOLLOW_OVERLAP).or(since);
+                client = loop {
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                    if let Ok(mut c) = Client::connect(&socket) {
+                        if c.call(&request(from)).is_ok() {
+                            break c;
+                        }
+                    }
+                };
+                continue;
+            }
             Ok(None) => break,
             Err(e) => return fail(&e.to_string(), 1),
         };
+        if follow {
+            if let Ok(event) = serde_json::from_slice::<crate::event::Event>(&line) {
+                if recent.insert(event.id, event.time).is_some() {
+                    continue;
+                }
+                let top = newest.map_or(event.time, |n| n.max(event.time));
+                newest = Some(top);
+                recent.retain(|_, t| *t + FOLLOW_OVERLAP >= top);
+            }
+        }
         if by_severity {
             let level = serde_json::from_slice::<crate::event::Event>(&line)
                 .map_or(crate::event::Severity::Info, |e| e.severity());
