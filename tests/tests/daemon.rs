@@ -523,11 +523,29 @@ fn viewers_list_responders_act_and_sandboxed_processes_get_nothing() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("permission denied"), "{stderr}");
-    // A user in no group may not even list.
-    let out = d.cordon(1, 1, &["ps"]).output().expect("ps");
+    // A user in no group lists only their own sandboxes (none here), reads no status, and
+    // is told who may.
+    let out = d.cordon(1, 1, &["ps", "--json"]).output().expect("ps");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !json_of(&out).to_string().contains(&name),
+        "{}",
+        json_of(&out)
+    );
+    let out = d.cordon(1, 1, &["status"]).output().expect("status");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("permission denied"), "{stderr}");
+    assert!(
+        stderr.contains("permission denied") && stderr.contains("members of nogroup may"),
+        "{stderr}"
+    );
+    let out = d.cordon(1, 1, &["kill", &name]).output().expect("kill");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("permission denied"));
 
     // A process inside a sandbox gets nothing, even as root: the socket is visible in the
     // sandbox (the profile lists its directory), so it is cordond that refuses.
@@ -871,7 +889,7 @@ fn a_user_who_floods_the_socket_is_capped_and_cut_off_while_root_and_others_are_
     let viewer = answered(&d, 1, 1, &["ps", "--json"]);
     assert!(succeeded(&viewer), "uid 1 is in daemon, a viewer group");
     assert!(json_of(&viewer).to_string().contains(&name));
-    let stranger = answered(&d, 2, 2, &["ps"]);
+    let stranger = answered(&d, 2, 2, &["status"]);
     assert!(!stranger.status.success());
     let stderr = String::from_utf8_lossy(&stranger.stderr);
     assert!(
@@ -909,7 +927,7 @@ fn a_user_who_floods_the_socket_is_capped_and_cut_off_while_root_and_others_are_
     for mut conn in connect_as(&d.socket, NOBODY, NOGROUP, 32) {
         conn.set_read_timeout(Some(Duration::from_secs(5)))
             .expect("timeout");
-        conn.write_all(b"{\"op\":\"ps\"}\n").expect("request");
+        conn.write_all(b"{\"op\":\"status\"}\n").expect("request");
         let mut line = String::new();
         std::io::BufReader::new(conn)
             .read_line(&mut line)
@@ -1116,4 +1134,70 @@ fn events_follow_carries_on_across_a_restart_of_cordond() {
     let _ =
         std::io::Read::read_to_string(&mut follower.stderr.take().expect("stderr"), &mut stderr);
     assert!(stderr.contains("following again"), "{stderr}");
+}
+
+#[test]
+fn a_user_who_runs_sandboxes_lists_and_kills_their_own_and_no_one_elses() {
+    if !require_root("a_user_who_runs_sandboxes_lists_and_kills_their_own_and_no_one_elses") {
+        return;
+    }
+    let mut d = Daemon::new("");
+    d.start();
+    // nobody's sandbox, and root's.
+    let mut own = common::daemon::KillOnDrop(
+        d.probe_command(NOBODY, NOGROUP, true, &["spin", "30"])
+            .spawn()
+            .expect("cordon run"),
+    );
+    let _roots = common::daemon::KillOnDrop(
+        d.probe_command(0, 0, true, &["spin", "30"])
+            .spawn()
+            .expect("cordon run"),
+    );
+    let listed = |uid: u32, gid: u32| -> Vec<serde_json::Value> {
+        let out = d.cordon(uid, gid, &["ps", "--json"]).output().expect("ps");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json_of(&out).as_array().cloned().unwrap_or_default()
+    };
+    d.wait_for("both sandboxes", Duration::from_secs(10), || {
+        listed(0, 0).len() == 2
+    });
+    let mine = listed(NOBODY, NOGROUP);
+    assert_eq!(mine.len(), 1, "only their own: {mine:?}");
+    assert_eq!(mine[0]["uid"], NOBODY);
+    let theirs: String = listed(0, 0)
+        .iter()
+        .find(|s| s["uid"] == 0)
+        .and_then(|s| s["name"].as_str().map(str::to_string))
+        .expect("root's sandbox");
+    // Someone else's: refused, and told who may.
+    let out = d
+        .cordon(NOBODY, NOGROUP, &["kill", &theirs])
+        .output()
+        .expect("kill");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("may not kill sandboxes; members of cordon-responders may"),
+        "{stderr}"
+    );
+    // Their own: killed.
+    let name = mine[0]["name"].as_str().expect("name").to_string();
+    let out = d
+        .cordon(NOBODY, NOGROUP, &["kill", &name])
+        .output()
+        .expect("kill");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ended = common::wait_until("the killed sandbox to end", Duration::from_secs(5), || {
+        own.0.try_wait().expect("wait")
+    });
+    assert!(!ended.success(), "{ended:?}");
 }

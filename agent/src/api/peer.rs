@@ -81,6 +81,9 @@ pub struct Groups {
     responders: Vec<u32>,
     /// `None`: every local user may run sandboxes.
     runners: Option<Vec<u32>>,
+    /// The names as configured, to say who may when someone may not.
+    viewer_names: Vec<String>,
+    responder_names: Vec<String>,
 }
 
 impl Groups {
@@ -117,9 +120,29 @@ impl Groups {
                 viewers,
                 responders,
                 runners,
+                viewer_names: viewer_groups.to_vec(),
+                responder_names: responder_groups.to_vec(),
             },
             missing,
         )
+    }
+
+    /// Who may read (`act: false`) or act on (`act: true`) every sandbox: the groups that
+    /// grant it, or what to configure when none does.
+    pub fn who_may(&self, act: bool) -> String {
+        let mut names = self.responder_names.clone();
+        if !act {
+            names.splice(0..0, self.viewer_names.iter().cloned());
+        }
+        if names.is_empty() {
+            let key = if act {
+                "responder_groups"
+            } else {
+                "viewer_groups"
+            };
+            return format!("only root may: no group grants it ([api] {key} in cordon.toml)");
+        }
+        format!("members of {} may", names.join(", "))
     }
 
     pub fn rights(&self, peer: &Peer) -> Rights {
@@ -161,7 +184,17 @@ mod tests {
             viewers: vec![100],
             responders: vec![200],
             runners: None,
+            viewer_names: vec!["cordon-viewers".into()],
+            responder_names: vec!["cordon-responders".into()],
         };
+        assert_eq!(
+            groups.who_may(false),
+            "members of cordon-viewers, cordon-responders may"
+        );
+        assert_eq!(groups.who_may(true), "members of cordon-responders may");
+        assert!(Groups::default()
+            .who_may(true)
+            .contains("[api] responder_groups"));
         let me = std::process::id();
         let peer = |gid, groups: Vec<u32>| Peer {
             uid: 1000,

@@ -367,16 +367,24 @@ fn serve(daemon: &Daemon, mut stream: UnixStream, peer: &Peer, rights: Rights, s
             return;
         }
     };
-    let denied = |what: &str| {
+    let groups = daemon.groups();
+    let denied = |what: &str, act: bool| {
         api::error_line(&format!(
-            "permission denied: uid {} may not {what}",
-            peer.uid
+            "permission denied: uid {} may not {what}; {}",
+            peer.uid,
+            groups.who_may(act)
         ))
     };
     match request {
-        Request::Ps(_) if rights.view => {
+        // Everyone who may run sandboxes sees their own; viewers see all.
+        Request::Ps(_) if rights.view || rights.run => {
             let reply = match crate::contain::list(daemon.kernel().ok().as_deref()) {
-                Ok(list) => api::ok_line(json!({ "sandboxes": list })),
+                Ok(mut list) => {
+                    if !rights.view {
+                        list.retain(|s| s.uid == Some(peer.uid));
+                    }
+                    api::ok_line(json!({ "sandboxes": list }))
+                }
                 Err(e) => api::error_line(&e),
             };
             send(&mut stream, &reply);
@@ -385,6 +393,13 @@ fn serve(daemon: &Daemon, mut stream: UnixStream, peer: &Peer, rights: Rights, s
             send(&mut stream, &api::ok_line(status(daemon)));
         }
         Request::Act { sandbox, action } if rights.act => {
+            let reply = act(daemon, peer, &sandbox, action);
+            send(&mut stream, &reply);
+        }
+        // Who may run sandboxes may kill their own.
+        Request::Act { sandbox, action }
+            if rights.run && action == crate::event::Action::Kill && owns(peer.uid, &sandbox) =>
+        {
             let reply = act(daemon, peer, &sandbox, action);
             send(&mut stream, &reply);
         }
@@ -413,18 +428,32 @@ fn serve(daemon: &Daemon, mut stream: UnixStream, peer: &Peer, rights: Rights, s
             }
         }
         Request::Ps(_) | Request::Status(_) | Request::Events { .. } => {
-            send(&mut stream, &denied("read sandboxes or events"));
+            send(&mut stream, &denied("read sandboxes or events", false));
         }
         Request::Act { action, .. } => {
             send(
                 &mut stream,
-                &denied(&format!("{action:?} sandboxes").to_lowercase()),
+                &denied(&format!("{action:?} sandboxes").to_lowercase(), true),
             );
         }
         Request::Run(_) => {
-            send(&mut stream, &denied("run sandboxes"));
+            send(
+                &mut stream,
+                &api::error_line(&format!(
+                    "permission denied: uid {} may not run sandboxes; members of the run groups ([api] run_groups in cordon.toml) may",
+                    peer.uid
+                )),
+            );
         }
     }
+}
+
+/// Whether the sandbox named `name` runs as `uid` (its processes are theirs).
+fn owns(uid: u32, name: &str) -> bool {
+    crate::contain::list(None)
+        .unwrap_or_default()
+        .iter()
+        .any(|s| s.name == name && s.uid == Some(uid))
 }
 
 /// Reads the request line (and descriptors passed with it), which must be all there by
