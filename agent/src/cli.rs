@@ -104,6 +104,12 @@ enum Command {
         /// The most severe first (oldest first among equals); not with --follow.
         #[arg(long)]
         by_severity: bool,
+        /// Only this session's events (its id, as `cordon ps` shows it).
+        #[arg(long, value_name = "ID")]
+        session: Option<uuid::Uuid>,
+        /// As CSV, a row per event (for a spreadsheet or a SIEM's import).
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
@@ -326,6 +332,8 @@ pub fn main() -> ExitCode {
             since,
             severity,
             by_severity,
+            session,
+            csv,
         } => {
             let since = match since.as_deref().map(parse_since).transpose() {
                 Ok(s) => s,
@@ -345,6 +353,8 @@ pub fn main() -> ExitCode {
                         severity,
                         by_severity,
                         socket: socket_path(socket),
+                        session,
+                        csv,
                     },
                     out,
                 ),

@@ -23,6 +23,32 @@ async function api(path, options = {}) {
   return body;
 }
 
+// Saves a sandbox's whole timeline as a file (JSON lines or CSV), every page of it, oldest
+// first: fetched with the token (a plain link cannot send it), then handed to the browser.
+async function download(host, sandbox, format) {
+  const parts = [];
+  let cursor = "";
+  for (;;) {
+    const response = await fetch(`/api/v1/events?order=asc&limit=1000&format=${format}&host=${encodeURIComponent(host)}&sandbox=${encodeURIComponent(sandbox)}${cursor}`,
+      { headers: { "Authorization": "Bearer " + token() } });
+    if (!response.ok) { throw new Error((await response.json().catch(() => ({}))).error || response.statusText); }
+    let text = await response.text();
+    // Every page of CSV starts with the header: keep the first one only.
+    if (format === "csv" && parts.length > 0) { text = text.slice(text.indexOf("\n") + 1); }
+    parts.push(text);
+    const next = response.headers.get("x-next-cursor");
+    if (!next) { break; }
+    cursor = "&cursor=" + encodeURIComponent(next);
+  }
+  const type = format === "csv" ? "text/csv" : "application/x-ndjson";
+  const url = URL.createObjectURL(new Blob(parts, { type }));
+  const a = el("a", { href: url, download: `${sandbox}.${format}` });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
 // Server-Sent Events over fetch (EventSource cannot send the token header).
 // The live stream. The collector ends a stream that falls behind (after `event: lost`) or
 // has replayed a page of what was missed; this reconnects with the last event's id, so nothing
@@ -228,6 +254,9 @@ async function sandboxView(view, host, sandbox, bySeverity) {
     api(`/api/v1/events?order=${order}&limit=1000&host=${encodeURIComponent(host)}&sandbox=${encodeURIComponent(sandbox)}`),
   ]);
   const base = `#/host/${encodeURIComponent(host)}/sandbox/${encodeURIComponent(sandbox)}`;
+  const exports = el("p", { id: "timeline-export" }, "Download the whole timeline: ",
+    el("button", { "data-export": "jsonl", onclick: () => download(host, sandbox, "jsonl").catch((e) => alert(e.message)) }, "JSON lines"), " ",
+    el("button", { "data-export": "csv", onclick: () => download(host, sandbox, "csv").catch((e) => alert(e.message)) }, "CSV"));
   const sortLinks = el("p", { id: "timeline-order" }, "Order: ",
     bySeverity ? el("a", { href: base, "data-order": "time" }, "by time") : el("strong", { "data-current": "time" }, "by time"), " · ",
     bySeverity ? el("strong", { "data-current": "severity" }, "most severe first") : el("a", { href: base + "/severity", "data-order": "severity" }, "most severe first"));
@@ -251,6 +280,7 @@ async function sandboxView(view, host, sandbox, bySeverity) {
     el("div", { class: "tree" }, processTree(events)),
     el("h2", {}, "Timeline"),
     sortLinks,
+    exports,
     table(["Time", "Who", "What"], events.map((e) => el("tr", { class: (VIOLATIONS.includes(e.kind) ? "violation " : "") + (e.enforced === false ? "audited " : "") + "severity-" + (e.severity || "info"), "data-kind": e.kind, "data-severity": e.severity || "" },
       el("td", { class: "mono" }, e.time.replace("T", " ").slice(0, 23)),
       el("td", {}, who(e)),

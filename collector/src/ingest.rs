@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use cordon_proto::collector::{RejectReason, Rejected};
-use cordon_proto::event::{Event, What, SCHEMA_VERSION};
+use cordon_proto::event::{Event, SCHEMA_VERSION};
 
 use crate::clock::ns;
 
@@ -263,20 +263,7 @@ fn new_event(mut event: Event, received_ns: i64, latest_ns: i64) -> NewEvent {
 /// What free-text search looks in, lowercased (the same way for both stores; SQLite's
 /// `LOWER` knows only ASCII).
 fn subject(event: &Event) -> String {
-    let mut s = match &event.what {
-        What::NetworkDenied {
-            address,
-            port,
-            domain,
-            ..
-        } => format!("{address}:{port} {}", domain.as_deref().unwrap_or("")),
-        What::DnsDenied { domain, .. } => domain.clone(),
-        What::SyscallDenied { syscall, .. } => syscall.clone(),
-        What::FileDenied { path, .. } => path.clone(),
-        What::OtherDenied { blockers, detail } => format!("{blockers} {detail}"),
-        What::Exec { filename } => filename.clone(),
-        _ => String::new(),
-    };
+    let mut s = event.what.subject();
     if let Some(p) = &event.process {
         s.push(' ');
         s.push_str(&p.comm);

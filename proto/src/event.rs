@@ -431,6 +431,28 @@ impl What {
         "other_denied",
     ];
 
+    /// What the event is about, in a word: the path, the address and name, the domain, the
+    /// syscall, the program run (empty for the others).
+    pub fn subject(&self) -> String {
+        match self {
+            What::NetworkDenied {
+                address,
+                port,
+                domain,
+                ..
+            } => match domain {
+                Some(d) => format!("{address}:{port} {d}"),
+                None => format!("{address}:{port}"),
+            },
+            What::DnsDenied { domain, .. } => domain.clone(),
+            What::SyscallDenied { syscall, .. } => syscall.clone(),
+            What::FileDenied { path, .. } => path.clone(),
+            What::OtherDenied { blockers, detail } => format!("{blockers} {detail}"),
+            What::Exec { filename } => filename.clone(),
+            _ => String::new(),
+        }
+    }
+
     /// The `kind` string of the JSON form.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -566,6 +588,36 @@ impl Event {
     /// that did not say.
     pub fn severity(&self) -> Severity {
         self.severity.unwrap_or_else(|| self.what.severity())
+    }
+
+    /// The columns of [`Event::table_row`], for exports as a table (CSV).
+    pub const TABLE_COLUMNS: [&'static str; 12] = [
+        "time", "sandbox", "session", "severity", "kind", "enforced", "pid", "comm", "exe", "uid",
+        "subject", "summary",
+    ];
+
+    /// The event as a row of [`Event::TABLE_COLUMNS`]: what a spreadsheet or a SIEM import
+    /// wants, the whole event being in the JSON form. Each cell is [`spreadsheet_safe`].
+    pub fn table_row(&self) -> Vec<String> {
+        self.raw_row().into_iter().map(spreadsheet_safe).collect()
+    }
+
+    fn raw_row(&self) -> Vec<String> {
+        let process = self.process.as_ref();
+        vec![
+            humantime::format_rfc3339_nanos(self.time).to_string(),
+            self.sandbox.clone(),
+            self.session.map(|s| s.to_string()).unwrap_or_default(),
+            self.severity().to_string(),
+            self.what.kind().to_string(),
+            self.enforced.to_string(),
+            process.map(|p| p.pid.to_string()).unwrap_or_default(),
+            process.map(|p| p.comm.clone()).unwrap_or_default(),
+            process.and_then(|p| p.exe.clone()).unwrap_or_default(),
+            process.map(|p| p.uid.to_string()).unwrap_or_default(),
+            self.what.subject(),
+            self.summary(),
+        ]
     }
 
     /// One line for a person reading `cordon run`'s stderr. What a sandboxed process chose
@@ -728,6 +780,17 @@ impl Event {
 
 /// `text` with every character that could steer a terminal shown as an escape instead:
 /// control characters (C0, DEL, C1: `\u{1b}[2J` stays text) and the invisible
+/// A table cell a spreadsheet would take for a formula (what an agent chose, a path or a
+/// command, may start with `=`, `+`, `-` or `@`) gets a `'` in front: opening an export runs
+/// nothing.
+pub fn spreadsheet_safe(cell: String) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
+    } else {
+        cell
+    }
+}
+
 /// bidirectional overrides that make a line read other than it is.
 pub fn terminal_safe(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

@@ -607,7 +607,63 @@ fn queries_filter_page_and_stream_live(db: Db) {
         one_by_one.iter().map(|e| &e["id"]).collect::<Vec<_>>(),
         all.iter().map(|e| &e["id"]).collect::<Vec<_>>()
     );
-    for bad in ["severity=hihg", "session=not-a-uuid", "order=loudest"] {
+    // The session's timeline as CSV and as JSON lines, a page at a time.
+    let (status, csv, next) = c.get_with_header(
+        Some(&viewer),
+        &format!("/api/v1/events?session={session}&format=csv&order=asc&limit=1"),
+        "x-next-cursor",
+    );
+    assert_eq!(status, 200, "{csv}");
+    let rows: Vec<&str> = csv.lines().collect();
+    assert!(
+        rows[0].starts_with("host,time,sandbox,session,severity,kind,enforced,"),
+        "{csv}"
+    );
+    assert_eq!(rows.len(), 2, "a header and one event: {csv}");
+    assert!(
+        rows[1].starts_with("web-2,") && rows[1].contains(",syscall_denied,"),
+        "{csv}"
+    );
+    let next = next.expect("a next page");
+    let (_, rest, _) = c.get_with_header(
+        Some(&viewer),
+        &format!("/api/v1/events?session={session}&format=jsonl&order=asc&cursor={next}"),
+        "x-next-cursor",
+    );
+    let lines: Vec<serde_json::Value> = rest
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{rest}");
+    assert_eq!(lines[0]["kind"], "events_lost");
+    // What an agent chose cannot become a formula in the spreadsheet that opens the export.
+    let formula = file_event(&id(6002), "bot-3-0", "=HYPERLINK(\"http://x\")", &at(0));
+    assert_eq!(
+        c.post_raw(
+            Some(&h2),
+            "/api/v1/events",
+            &batch("web-2", &[formula]),
+            true
+        )
+        .0,
+        200
+    );
+    let (_, csv, _) = c.get_with_header(
+        Some(&viewer),
+        "/api/v1/events?sandbox=bot-3-0&format=csv",
+        "x-next-cursor",
+    );
+    assert!(csv.contains(",\"'=HYPERLINK("), "{csv}");
+    assert!(
+        !csv.contains(",=HYPERLINK(") && !csv.contains(",\"=HYPERLINK("),
+        "{csv}"
+    );
+    for bad in [
+        "severity=hihg",
+        "session=not-a-uuid",
+        "order=loudest",
+        "format=xml",
+    ] {
         let (status, reply) = c.get(Some(&viewer), &format!("/api/v1/events?{bad}"));
         assert_eq!(status, 400, "{bad}: {reply}");
         assert!(

@@ -219,6 +219,24 @@ fn a_responder_clicks_from_host_to_sandbox_and_isolates_it() {
         );
         let class = row.attr("class").await.expect("class").unwrap_or_default();
         assert!(class.contains("audited"), "{class}");
+        // The whole timeline can be taken away: what the CSV button hands the browser.
+        wait("#timeline-export button[data-export='csv']".into()).await;
+        let saved = b
+            .execute_async(
+                "const [host, sandbox, done] = arguments;\n\
+                 const make = URL.createObjectURL;\n\
+                 URL.createObjectURL = (blob) => { blob.text().then(done); return make(blob); };\n\
+                 download(host, sandbox, 'csv').catch((e) => done('failed: ' + e.message));",
+                vec![serde_json::json!("web-7"), serde_json::json!(sandbox)],
+            )
+            .await
+            .expect("the download runs");
+        let csv = saved.as_str().unwrap_or_default();
+        assert!(csv.starts_with("host,time,sandbox,"), "{csv}");
+        assert!(
+            csv.contains(",syscall_denied,") && csv.contains(",file_denied,"),
+            "{csv}"
+        );
         // The most severe first, on request: the refused keyctl calls lead.
         wait("a[data-order='severity']".into())
             .await

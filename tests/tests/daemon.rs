@@ -329,6 +329,31 @@ fn a_user_who_is_not_root_runs_sandboxes_through_cordond_as_themselves() {
         kinds.into_iter().collect::<Vec<_>>(),
         ["\"exit\"", "\"syscall_denied\""]
     );
+    // One session's events, as CSV.
+    let session = sorted
+        .iter()
+        .find_map(|e| e["session"].as_str())
+        .expect("a session")
+        .to_string();
+    let out = d
+        .cordon(0, 0, &["events", "--session", &session, "--csv"])
+        .output()
+        .expect("cordon events");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8_lossy(&out.stdout);
+    let mut rows = csv.lines();
+    assert!(
+        rows.next()
+            .is_some_and(|h| h.starts_with("time,sandbox,session,severity,kind,")),
+        "{csv}"
+    );
+    let rows: Vec<&str> = rows.collect();
+    assert!(!rows.is_empty(), "{csv}");
+    assert!(rows.iter().all(|r| r.contains(&session)), "{csv}");
     let out = d
         .cordon(0, 0, &["events", "--kind", "syscall_deny"])
         .output()

@@ -58,6 +58,9 @@ pub enum Request {
         /// Events of this severity or higher.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         severity: Option<crate::event::Severity>,
+        /// One session's events.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session: Option<uuid::Uuid>,
     },
     /// Run a command in a sandbox as the caller.
     Run(RunRequest),

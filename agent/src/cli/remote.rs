@@ -234,6 +234,10 @@ pub struct EventsQuery {
     pub by_severity: bool,
     /// cordond's socket, to follow again after a restart.
     pub socket: std::path::PathBuf,
+    /// One session's events.
+    pub session: Option<uuid::Uuid>,
+    /// As CSV (`Event::TABLE_COLUMNS`) rather than lines to read.
+    pub csv: bool,
 }
 
 /// How far back a `--follow` that lost cordond asks again (and remembers what it printed).
@@ -248,6 +252,8 @@ pub fn events(mut client: Client, query: EventsQuery, out: Output) -> ExitCode {
         severity,
         by_severity,
         socket,
+        session,
+        csv,
     } = query;
     if by_severity && follow {
         return fail(
@@ -261,12 +267,24 @@ pub fn events(mut client: Client, query: EventsQuery, out: Output) -> ExitCode {
         kind: kind.clone(),
         since,
         severity,
+        session,
     };
     if let Err(e) = client.call(&request(since)) {
         return fail(&e.to_string(), 1);
     }
     let stdout = std::io::stdout();
+    let table = std::cell::RefCell::new(csv.then(|| {
+        let mut w = ::csv::Writer::from_writer(std::io::stdout());
+        let _ = w.write_record(crate::event::Event::TABLE_COLUMNS);
+        w
+    }));
     let print = |line: &[u8]| -> std::io::Result<()> {
+        if let Some(w) = table.borrow_mut().as_mut() {
+            if let Ok(event) = serde_json::from_slice::<crate::event::Event>(line) {
+                w.write_record(event.table_row())?;
+            }
+            return w.flush();
+        }
         let mut lock = stdout.lock();
         if out.json {
             lock.write_all(line)?;

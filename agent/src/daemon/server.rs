@@ -409,6 +409,7 @@ fn serve(daemon: &Daemon, mut stream: UnixStream, peer: &Peer, rights: Rights, s
             kind,
             since,
             severity,
+            session,
         } if rights.view => {
             if let Some(Err(message)) = kind.as_deref().map(journal::check_kinds) {
                 send(&mut stream, &api::error_line(&message));
@@ -419,6 +420,7 @@ fn serve(daemon: &Daemon, mut stream: UnixStream, peer: &Peer, rights: Rights, s
                 kind,
                 since,
                 severity,
+                session,
             };
             events(daemon, stream, &filter, follow);
         }

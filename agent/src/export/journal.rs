@@ -127,6 +127,9 @@ pub struct Filter {
     /// Events of this severity or higher.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub severity: Option<crate::event::Severity>,
+    /// One session's events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<uuid::Uuid>,
 }
 
 /// Checks a `kind` filter: every name, comma-separated, is a kind of event; an unknown one is
@@ -155,6 +158,8 @@ struct Head {
     time: SystemTime,
     #[serde(default)]
     severity: Option<crate::event::Severity>,
+    #[serde(default)]
+    session: Option<uuid::Uuid>,
 }
 
 impl Filter {
@@ -168,6 +173,7 @@ impl Filter {
                 .as_ref()
                 .is_none_or(|k| k.split(',').any(|k| k.trim() == head.kind))
             && self.since.is_none_or(|t| head.time >= t)
+            && self.session.is_none_or(|s| head.session == Some(s))
             && self.severity.is_none_or(|least| {
                 // An older agent's event says none: its kind does.
                 let severity = head.severity.or_else(|| {
@@ -347,6 +353,7 @@ mod tests {
             kind: Some("exec".into()),
             since: Some(humantime::parse_rfc3339("2026-11-26T10:00:05Z").unwrap()),
             severity: None,
+            session: None,
         };
         assert!(f.matches(&line("a", "exec", 5)));
         assert!(!f.matches(&line("a", "exec", 4)));

@@ -46,6 +46,10 @@ pub struct EventParams {
     limit: Option<usize>,
     /// The `next` of the previous page.
     cursor: Option<String>,
+    /// `json` (the default: `{"events": [...], "next": ...}`), `jsonl` (an event per line)
+    /// or `csv` (a row per event, `Event::TABLE_COLUMNS` after `host`); for the last two the
+    /// next page's cursor is in the `X-Next-Cursor` header.
+    format: Option<String>,
 }
 
 impl EventParams {
@@ -183,6 +187,52 @@ fn render(event: &StoredEvent) -> String {
     }
 }
 
+/// A page of events as a file to keep: its next page's cursor in `X-Next-Cursor`.
+fn export(body: String, content_type: &'static str, next: Option<String>) -> Response {
+    let mut response = ([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response();
+    if let Some(next) = next.and_then(|n| axum::http::HeaderValue::from_str(&n).ok()) {
+        response.headers_mut().insert("x-next-cursor", next);
+    }
+    response
+}
+
+/// The events as CSV: `host`, then [`cordon_proto::event::Event::TABLE_COLUMNS`], every cell
+/// spreadsheet-safe (see [`cordon_proto::event::spreadsheet_safe`]).
+fn csv_of(page: &[StoredEvent]) -> Result<String, ApiError> {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let mut header = vec!["host"];
+    header.extend(cordon_proto::event::Event::TABLE_COLUMNS);
+    let failed = |e: csv::Error| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot write CSV: {e}"),
+        )
+    };
+    out.write_record(&header).map_err(failed)?;
+    for stored in page {
+        let row = match serde_json::from_str::<cordon_proto::event::Event>(&stored.body) {
+            Ok(event) => event.table_row(),
+            // Stored events were read as events when they came: none should land here.
+            Err(_) => vec![String::new(); cordon_proto::event::Event::TABLE_COLUMNS.len()],
+        };
+        let mut record = vec![cordon_proto::event::spreadsheet_safe(stored.host.clone())];
+        record.extend(row);
+        out.write_record(&record).map_err(failed)?;
+    }
+    let bytes = out.into_inner().map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot write CSV: {e}"),
+        )
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("CSV not UTF-8: {e}"),
+        )
+    })
+}
+
 /// `GET /api/v1/events`: `{"events": [...], "next": CURSOR|null}`; pass `next` back as
 /// `cursor` for the following page. A page ends early, `next` set, once its events pass
 /// `max_response_bytes`.
@@ -192,18 +242,39 @@ pub async fn events(
     Query(params): Query<EventParams>,
 ) -> Result<Response, ApiError> {
     authorize(&app, &headers, Role::Viewer).await?;
+    let format = params.format.clone();
     let filter = params.filter()?;
     let max_bytes = app.config.max_response_bytes;
     let page = app.store.events(&filter, max_bytes).await?;
     let full =
         page.len() == filter.limit || page.iter().map(|e| e.body.len()).sum::<usize>() >= max_bytes;
-    let next = match page.last() {
+    let next_cursor = match page.last() {
         Some(last) if full && filter.order == Order::Severity => {
-            format!("\"{}.{}.{}\"", last.severity, last.time_ns, last.seq)
+            Some(format!("{}.{}.{}", last.severity, last.time_ns, last.seq))
         }
-        Some(last) if full => format!("\"{}.{}\"", last.time_ns, last.seq),
-        _ => "null".into(),
+        Some(last) if full => Some(format!("{}.{}", last.time_ns, last.seq)),
+        _ => None,
     };
+    match format.as_deref() {
+        None | Some("json") => {}
+        Some("jsonl") => {
+            let body: String = page.iter().map(|e| render(e) + "\n").collect();
+            return Ok(export(body, "application/x-ndjson", next_cursor));
+        }
+        Some("csv") => {
+            return Ok(export(
+                csv_of(&page)?,
+                "text/csv; charset=utf-8",
+                next_cursor,
+            ))
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "format: {other:?} is none of json, jsonl, csv"
+            )))
+        }
+    }
+    let next = next_cursor.map_or_else(|| "null".into(), |c| format!("\"{c}\""));
     let mut body = String::from("{\"events\":[");
     for (i, event) in page.iter().enumerate() {
         if i > 0 {

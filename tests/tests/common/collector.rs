@@ -170,6 +170,25 @@ impl Collector {
         }
     }
 
+    /// GET: the status, the body as text, and the value of `header` (if sent).
+    pub fn get_with_header(
+        &self,
+        token: Option<&str>,
+        path: &str,
+        header: &str,
+    ) -> (u16, String, Option<String>) {
+        match self.request("GET", token, path).call() {
+            Ok(r) => {
+                let value = r.header(header).map(str::to_string);
+                (r.status(), r.into_string().unwrap_or_default(), value)
+            }
+            Err(ureq::Error::Status(status, r)) => {
+                (status, r.into_string().unwrap_or_default(), None)
+            }
+            Err(e) => panic!("GET {path}: {e}"),
+        }
+    }
+
     /// POST a JSON body.
     pub fn post(
         &self,
