@@ -176,6 +176,12 @@ function describeKind(e) {
   }
 }
 
+// A time as the viewer reads it: date and time in their time zone, named.
+function when(iso) {
+  const d = new Date(iso);
+  return d.toLocaleString(undefined, { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short" });
+}
+
 function who(e) { return e.process ? `${e.process.comm} (${e.process.pid})` : ""; }
 
 function times(e) { return e.count ? ` ×${e.count}` : ""; }
@@ -195,15 +201,20 @@ async function hostsView(view) {
   view.replaceChildren(
     el("h1", {}, "Hosts"),
     table(["Host", "State", "Sandboxes", "Last seen", "Events set aside"], rows, "No host has reported yet."),
-    el("h2", {}, "Live violations"),
+    el("h2", {}, "Violations, newest first"),
     el("div", { id: "feed" }, el("table", {}, el("thead", {}, el("tr", {}, ["Time", "Host", "Sandbox", "Who", "What"].map((h) => el("th", {}, h)))), feed)));
+  const row = (e) => el("tr", { class: "violation " + (e.enforced === false ? "audited " : "") + "severity-" + (e.severity || "info"), "data-kind": e.kind },
+    el("td", { class: "mono", title: e.time }, when(e.time)),
+    el("td", {}, hostLink(e.host)),
+    el("td", {}, sandboxLink(e.host, e.sandbox)),
+    el("td", {}, who(e)),
+    el("td", {}, describe(e) + times(e)));
+  // What happened before this page opened first, then what comes live on top of it.
+  const recent = await api("/api/v1/events?order=desc&limit=50&kind=" + VIOLATIONS.join(","));
+  for (const e of recent.events) { feed.append(row(e)); }
   stopStream = stream("/api/v1/stream?kind=" + VIOLATIONS.join(","), (e) => {
-    feed.prepend(el("tr", { class: "violation" },
-      el("td", {}, new Date(e.time).toLocaleTimeString()),
-      el("td", {}, hostLink(e.host)),
-      el("td", {}, sandboxLink(e.host, e.sandbox)),
-      el("td", {}, who(e)),
-      el("td", {}, describe(e) + times(e))));
+    if (recent.events.some((r) => r.id === e.id)) { return; }
+    feed.prepend(row(e));
     while (feed.children.length > 200) { feed.lastChild.remove(); }
   });
 }
@@ -282,7 +293,7 @@ async function sandboxView(view, host, sandbox, bySeverity) {
     sortLinks,
     exports,
     table(["Time", "Who", "What"], events.map((e) => el("tr", { class: (VIOLATIONS.includes(e.kind) ? "violation " : "") + (e.enforced === false ? "audited " : "") + "severity-" + (e.severity || "info"), "data-kind": e.kind, "data-severity": e.severity || "" },
-      el("td", { class: "mono" }, e.time.replace("T", " ").slice(0, 23)),
+      el("td", { class: "mono", title: e.time }, when(e.time)),
       el("td", {}, who(e)),
       el("td", {}, describe(e) + times(e)))), "No events from this sandbox."),
     timeline.next ? el("p", { class: "empty" }, "Showing the first 1000 events.") : null,
@@ -298,7 +309,7 @@ function sessionFacts(started) {
     el("dt", {}, "Command"), el("dd", { class: "mono" }, (started.command || []).join(" ")),
     el("dt", {}, "Workspace"), el("dd", { class: "mono" }, started.workspace || ""),
     el("dt", {}, "Profile"), el("dd", { class: "mono" }, `${started.profile} (sha256 ${String(started.profile_sha256 || "").slice(0, 16)}…)`),
-    el("dt", {}, "Started"), el("dd", {}, started.time.replace("T", " ").slice(0, 19) + " UTC"));
+    el("dt", {}, "Started"), el("dd", { title: started.time }, when(started.time)));
 }
 
 // The processes of a sandbox's events, children under their parent.

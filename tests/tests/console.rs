@@ -183,6 +183,14 @@ fn a_responder_clicks_from_host_to_sandbox_and_isolates_it() {
             .click()
             .await
             .expect("sign in");
+        // At sign-in, the violations stored before are there at once, with their date.
+        let feed = wait("#feed-rows tr[data-kind='syscall_denied']".into())
+            .await
+            .text()
+            .await
+            .expect("feed row");
+        assert!(feed.contains("syscall keyctl denied"), "{feed}");
+        assert!(feed.contains("20"), "a date with its year: {feed}");
         // Hosts -> the host.
         let host = wait("a[data-host='web-7']".into()).await;
         let who = wait("#who".into()).await.text().await.expect("who");
