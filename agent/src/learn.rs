@@ -135,6 +135,12 @@ pub fn learn(events: &[Event], base: &Policy) -> Learned {
                 };
                 let (need, at, dir) = need_of(access, &path);
                 let shown = names.show(&path);
+                if terminals(&at) {
+                    learned.not_learned.push(format!(
+                        "{who}: {access} of {shown}: the user's other terminals are not the sandbox's"
+                    ));
+                    continue;
+                }
                 if need == Need::Write && system_tree(&at) {
                     learned.not_learned.push(format!(
                         "{who}: {access} of {shown}: the host's system files are not the sandbox's to change"
@@ -302,6 +308,12 @@ fn system_tree(path: &Path) -> bool {
     .any(|t| path.starts_with(t))
 }
 
+/// The terminals of the user (`/dev/pts`): the sandbox's own is in its view already; a rule
+/// for the others would let it read and type into them.
+fn terminals(path: &Path) -> bool {
+    path.starts_with("/dev/pts") || path.starts_with("/dev/ptmx")
+}
+
 /// Why a denied access must stay denied, when it must.
 fn protected(
     path: &Path,
@@ -377,6 +389,12 @@ impl Advice {
                 }
                 let (need, at, dir) = need_of(access, &path);
                 let shown = self.names.show(&at);
+                if terminals(&at) {
+                    return Some(
+                        "refused on purpose: the user's other terminals are not the sandbox's"
+                            .into(),
+                    );
+                }
                 if need == Need::Write && system_tree(&at) {
                     return Some(
                         "refused on purpose: the host's system files are not the sandbox's to change"
@@ -423,7 +441,17 @@ impl Advice {
                 quoted(domain)
             )),
             What::SyscallDenied { syscall, .. } => {
-                if crate::policy::AUDIT_STILL_DENIES.contains(&syscall.as_str()) {
+                let narrow = self
+                    .base
+                    .syscalls
+                    .deny
+                    .iter()
+                    .any(|r| &r.name == syscall && r.when.is_some());
+                if narrow {
+                    Some(format!(
+                        "refused on purpose: the profile denies this use of {syscall} only (its arguments), which no program needs"
+                    ))
+                } else if crate::policy::AUDIT_STILL_DENIES.contains(&syscall.as_str()) {
                     Some("refused on purpose: it reaches for the kernel or other processes".into())
                 } else {
                     Some(format!("to allow it: add {} to [syscalls] allow", quoted(syscall)))

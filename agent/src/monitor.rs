@@ -53,8 +53,13 @@ struct Outputs {
 /// Paths outside the view an audit shows on stderr before it only counts them.
 const AUDIT_SHOWN: u64 = 10;
 
-/// Distinct denials a summary at exit lists before it only counts them.
+/// Distinct denials a summary at exit lists (the most severe first) before it only counts
+/// them.
 const SUMMARY_SHOWN: usize = 20;
+
+/// Distinct denials told apart before any more are only counted (a program making endless
+/// distinct ones must not grow `cordon run` without bound).
+const DISTINCT_KEPT: usize = 10_000;
 
 /// What stderr shows of the events: each distinct violation once (its repeats are counted),
 /// as it happens when stderr is a file or a pipe; at the end when stderr is a terminal,
@@ -65,11 +70,9 @@ struct Terminal {
     at_exit: bool,
     /// The distinct violations seen, and the lines kept for the end.
     seen: std::collections::HashSet<String>,
-    kept: Vec<String>,
+    kept: Vec<(crate::event::Severity, String)>,
     /// Violations like one already shown (or kept).
     repeats: u64,
-    /// Distinct violations past what a summary lists.
-    unlisted: u64,
     /// Paths outside the profile's view an audited sandbox used: the first few are shown,
     /// then counted.
     audited_outside: u64,
@@ -84,7 +87,6 @@ impl Terminal {
             seen: Default::default(),
             kept: Vec::new(),
             repeats: 0,
-            unlisted: 0,
             audited_outside: 0,
         }
     }
@@ -130,18 +132,23 @@ impl Terminal {
                 return;
             }
         }
-        // The same violation by another process, or again: a repeat. A burst's summary is
-        // news of its own.
+        // The same violation by another process, or again: a repeat (a syscall's by its name,
+        // whatever its arguments). A burst's summary is news of its own.
+        let what = match &event.what {
+            What::SyscallDenied { syscall, .. } => syscall.clone(),
+            other => serde_json::to_string(other).unwrap_or_default(),
+        };
         let key = format!(
-            "{}:{}:{}",
+            "{}:{}:{}:{what}",
             event.enforced,
             event.burst.is_some(),
-            serde_json::to_string(&event.what).unwrap_or_default()
+            event.what.kind()
         );
-        if !self.seen.insert(key) {
+        if self.seen.contains(&key) || self.seen.len() >= DISTINCT_KEPT {
             self.repeats += 1;
             return;
         }
+        self.seen.insert(key);
         let mut line = format!("cordon: {}", event.summary());
         if let Some(rule) = self.advice.as_ref().and_then(|a| a.rule_for(event)) {
             line.push_str(&format!(
@@ -151,10 +158,8 @@ impl Terminal {
         }
         if !self.at_exit {
             eprintln!("{line}");
-        } else if self.kept.len() < SUMMARY_SHOWN {
-            self.kept.push(line);
         } else {
-            self.unlisted += 1;
+            self.kept.push((event.severity(), line));
         }
     }
 
@@ -163,16 +168,23 @@ impl Terminal {
     fn finish(&self, all_at: Option<String>) {
         let at = all_at.map(|a| format!("; all are {a}")).unwrap_or_default();
         if self.at_exit && !self.kept.is_empty() {
-            let distinct = self.kept.len() as u64 + self.unlisted;
+            let distinct = self.kept.len() as u64;
             eprintln!(
-                "cordon: {} denials while the command ran ({distinct} distinct){at}:",
+                "cordon: {} denials while the command ran ({distinct} distinct){at}; the most severe first:",
                 distinct + self.repeats
             );
-            for line in &self.kept {
+            // The most severe first, so a flood of small ones cannot push the one that
+            // matters out of the list.
+            let mut kept: Vec<&(crate::event::Severity, String)> = self.kept.iter().collect();
+            kept.sort_by_key(|(level, _)| std::cmp::Reverse(*level));
+            for (_, line) in kept.iter().take(SUMMARY_SHOWN) {
                 eprintln!("{line}");
             }
-            if self.unlisted > 0 {
-                eprintln!("cordon: ... and {} more distinct", self.unlisted);
+            if kept.len() > SUMMARY_SHOWN {
+                eprintln!(
+                    "cordon: ... and {} more distinct",
+                    kept.len() - SUMMARY_SHOWN
+                );
             }
         } else if self.repeats > 0 {
             eprintln!(
@@ -265,9 +277,9 @@ impl Outputs {
         if let Some(terminal) = &self.terminal {
             let all_at = match (&self.sink.json, &self.sink.spool, &self.names) {
                 (Some(file), _, _) => Some(format!("in {}", file.display())),
-                (None, Some(_), Some((sandbox, _))) => {
-                    Some(format!("in `cordon events --sandbox {sandbox}`"))
-                }
+                (None, Some(_), Some((sandbox, _))) => Some(format!(
+                    "in cordond's journal (`cordon events --sandbox {sandbox}`, for viewers)"
+                )),
                 _ => None,
             };
             terminal.finish(all_at);
@@ -553,33 +565,49 @@ fn watch_kernel(mut watch: Watch, reporter: &Reporter, stop: &Stop) {
 
 /// Whether `what` is a program asking for its own cgroup's limits (Node, the JVM, Go and
 /// Python size themselves by them) and not finding them, the cgroup file system being out of
-/// the view: its own cgroup's files, or a hierarchy's root files (where libuv looks when its
-/// own are not there). A harmless probe of the sandbox's own settings, not a violation.
-/// Another cgroup's files (another sandbox's, the host's) stay violations.
+/// the view: a read of a limit file (`memory.*`, `cpu.*`, `cpuset.*`, `pids.*`, `io.*`) of its
+/// own cgroup, or of a hierarchy's root (where libuv looks when its own are not there). A
+/// harmless probe of the sandbox's own settings, not a violation. Anything else there (a
+/// write, `cgroup.procs`, another cgroup's files, a path with `..`) stays a violation.
 fn own_cgroup_probe(what: &What, own: &str) -> bool {
     let What::FileDenied {
         path,
+        access,
         layer: Some(crate::event::FileLayer::NotInView),
         ..
     } = what
     else {
         return false;
     };
+    if access != "fs.read_file" {
+        return false;
+    }
     let Ok(rest) = std::path::Path::new(path).strip_prefix("/sys/fs/cgroup") else {
         return false;
     };
     let names: Vec<&std::ffi::OsStr> = rest.iter().collect();
-    let own_cgroup = !own.is_empty()
-        && names
-            .windows(2)
-            .any(|w| w[0] == "cordon" && w[1] == std::ffi::OsStr::new(own));
-    // `memory.max`, or `memory/memory.limit_in_bytes` on a hierarchy of cgroup v1.
-    let control_file = |n: &std::ffi::OsStr| n.to_string_lossy().contains('.');
-    let root_file = match names.as_slice() {
-        [file] => control_file(file),
-        [_, file] => control_file(file),
-        _ => false,
+    if names.iter().any(|n| *n == ".." || *n == ".") {
+        return false;
+    }
+    let limit_file = |n: &std::ffi::OsStr| {
+        let n = n.to_string_lossy();
+        ["memory.", "cpu.", "cpuset.", "pids.", "io."]
+            .iter()
+            .any(|p| n.starts_with(p))
     };
+    let Some((file, dirs)) = names.split_last() else {
+        return false;
+    };
+    if !limit_file(file) {
+        return false;
+    }
+    let own_cgroup = !own.is_empty()
+        && dirs
+            .windows(2)
+            .any(|w| w[0] == "cordon" && w[1] == std::ffi::OsStr::new(own))
+        && dirs.last() == Some(&std::ffi::OsStr::new(own));
+    // `memory.max` of cgroup v2's root, or `memory/memory.limit_in_bytes` of a v1 hierarchy.
+    let root_file = dirs.len() <= 1;
     own_cgroup || root_file
 }
 
@@ -1043,11 +1071,23 @@ mod tests {
             "/sys/fs/cgroup/memory/cordon/coding-agent-1-0/memory.limit_in_bytes",
             "/sys/fs/cgroup/memory/user.slice/memory.limit_in_bytes",
             "/home/dev/cordon/coding-agent-31178-0/x",
+            // Not a limit file, or a way out of the cgroup file system by `..`.
+            "/sys/fs/cgroup/unified/cgroup.procs",
+            "/sys/fs/cgroup/memory/cordon/coding-agent-31178-0/cgroup.procs",
+            "/sys/fs/cgroup/memory/cordon/coding-agent-31178-0/../../../../home/x/memory.max",
         ] {
             assert!(!own_cgroup_probe(&missing(path), own), "{path}");
         }
+        let written = What::FileDenied {
+            path: "/sys/fs/cgroup/memory/cordon/coding-agent-31178-0/memory.max".into(),
+            access: "fs.write_file".into(),
+            layer: Some(crate::event::FileLayer::NotInView),
+            rule: None,
+            target: None,
+        };
+        assert!(!own_cgroup_probe(&written, own), "only reads");
         let refused = What::FileDenied {
-            path: "/sys/fs/cgroup/memory/cordon/coding-agent-31178-0/x".into(),
+            path: "/sys/fs/cgroup/memory/cordon/coding-agent-31178-0/memory.max".into(),
             access: "fs.read_file".into(),
             layer: Some(crate::event::FileLayer::Deny),
             rule: None,

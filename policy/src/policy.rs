@@ -306,7 +306,7 @@ impl SyscallPolicy {
             .deny
             .iter()
             .cloned()
-            .partition(|r| AUDIT_STILL_DENIES.contains(&r.name.as_str()));
+            .partition(SyscallRule::kept_in_audit);
         (
             SyscallPolicy {
                 action: self.action,
@@ -314,6 +314,17 @@ impl SyscallPolicy {
             },
             audited,
         )
+    }
+}
+
+impl SyscallRule {
+    /// Whether `mode = "audit"` still refuses this rule: its syscall is one of
+    /// [`AUDIT_STILL_DENIES`], or the rule names the arguments it refuses (`ioctl` with
+    /// `TIOCSTI`, `socket` of MPTCP, `clone` with namespace flags): a rule that narrow
+    /// exists for one dangerous use, which an audit must not let through either (typing
+    /// into the user's terminal is not a need to learn).
+    pub fn kept_in_audit(&self) -> bool {
+        self.when.is_some() || AUDIT_STILL_DENIES.contains(&self.name.as_str())
     }
 }
 
@@ -1425,7 +1436,7 @@ pub(crate) mod tests {
             |rules: &[SyscallRule]| rules.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
         let kept = names(&kept.deny);
         let audited = names(&audited);
-        for still in ["bpf", "ptrace", "mount", "unshare", "init_module"] {
+        for still in ["bpf", "ptrace", "mount", "unshare", "init_module", "ioctl"] {
             assert!(kept.contains(&still.to_string()), "{still}: {kept:?}");
         }
         assert!(audited.contains(&"personality".to_string()), "{audited:?}");

@@ -217,3 +217,35 @@ fn a_deny_path_reached_through_a_symlink_in_a_writable_tree_refuses_to_start() {
     assert_eq!(out.status.code(), Some(125), "{err}");
     assert!(err.contains("goes through a symlink"), "{err}");
 }
+
+#[test]
+fn the_toolchains_credentials_stay_hidden_though_their_directories_are_read() {
+    if !require_root("the_toolchains_credentials_stay_hidden_though_their_directories_are_read") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    for (dir, file) in [
+        (".config/git", "credentials"),
+        (".cargo", "credentials.toml"),
+        (".cargo", "credentials"),
+    ] {
+        std::fs::create_dir_all(f.home.join(dir)).expect("dir");
+        std::fs::write(f.home.join(dir).join(file), "https://user:token@github.com")
+            .expect("secret");
+    }
+    std::fs::write(f.home.join(".cargo/config.toml"), "[net]\n").expect("config");
+    for secret in [
+        ".config/git/credentials",
+        ".cargo/credentials.toml",
+        ".cargo/credentials",
+    ] {
+        let path = f.home_path(secret);
+        assert!(
+            std::fs::read(&path).is_ok(),
+            "the twin: unconfined, {secret} reads"
+        );
+        assert_eq!(f.probe(&["read", &path]), "err EACCES", "{secret}");
+    }
+    // The directories they are in are still read: the toolchain needs them.
+    assert_eq!(f.probe(&["read", &f.home_path(".cargo/config.toml")]), "ok");
+}

@@ -93,7 +93,7 @@ pub fn kernel_rules(
         let Ok(nr) = u32::try_from(rule.nr) else {
             continue;
         };
-        let kept = !audited || crate::policy::AUDIT_STILL_DENIES.contains(&rule.name.as_str());
+        let kept = !audited || rule.kept_in_audit();
         let entry = out.entry(nr).or_insert_with(|| {
             let mut entry = abi::SyscallRule::new_zeroed();
             entry.errno_value = if kept { DENY_ERRNO } else { 0 };
