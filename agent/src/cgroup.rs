@@ -39,6 +39,8 @@ pub enum CgroupError {
 
 /// The extended attribute of a sandbox cgroup's directory that names its session.
 const SESSION_XATTR: &std::ffi::CStr = c"trusted.cordon.session";
+/// The uid the sandbox runs as (see [`SandboxCgroup::set_owner`]).
+const OWNER_XATTR: &std::ffi::CStr = c"trusted.cordon.uid";
 
 fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CgroupError {
     let path = path.to_path_buf();
@@ -414,40 +416,61 @@ impl SandboxCgroup {
     /// directory: only root in the host's user namespace can set one, and the sandbox does
     /// not see its cgroup's directory at all).
     pub fn set_session(&self, session: uuid::Uuid) -> Result<(), CgroupError> {
-        let value = session.to_string();
+        self.set_attr(SESSION_XATTR, &session.to_string(), "name the session of")
+    }
+
+    /// The session running in the cgroup, when one was named.
+    pub fn session(&self) -> Option<uuid::Uuid> {
+        self.attr(SESSION_XATTR)?.parse().ok()
+    }
+
+    /// Records whose sandbox it is (the uid it runs as), the same way as its session: the
+    /// user may list and kill their own through cordond.
+    pub fn set_owner(&self, uid: u32) -> Result<(), CgroupError> {
+        self.set_attr(OWNER_XATTR, &uid.to_string(), "record the owner of")
+    }
+
+    /// The uid whose sandbox it is, when recorded.
+    pub fn owner(&self) -> Option<u32> {
+        self.attr(OWNER_XATTR)?.parse().ok()
+    }
+
+    fn set_attr(
+        &self,
+        name: &std::ffi::CStr,
+        value: &str,
+        what: &'static str,
+    ) -> Result<(), CgroupError> {
         // SAFETY: the descriptor is the cgroup's open directory; name and value are valid
         // for the call, the value's length is given.
         let ret = unsafe {
             libc::fsetxattr(
                 self.dir.as_raw_fd(),
-                SESSION_XATTR.as_ptr(),
+                name.as_ptr(),
                 value.as_ptr().cast(),
                 value.len(),
                 0,
             )
         };
         if ret < 0 {
-            return Err(io_err("name the session of", &self.path)(
-                io::Error::last_os_error(),
-            ));
+            return Err(io_err(what, &self.path)(io::Error::last_os_error()));
         }
         Ok(())
     }
 
-    /// The session running in the cgroup, when one was named.
-    pub fn session(&self) -> Option<uuid::Uuid> {
+    fn attr(&self, name: &std::ffi::CStr) -> Option<String> {
         let mut value = [0u8; 64];
-        // SAFETY: as in `set_session`; the kernel writes at most `value.len()` bytes.
+        // SAFETY: as in `set_attr`; the kernel writes at most `value.len()` bytes.
         let len = unsafe {
             libc::fgetxattr(
                 self.dir.as_raw_fd(),
-                SESSION_XATTR.as_ptr(),
+                name.as_ptr(),
                 value.as_mut_ptr().cast(),
                 value.len(),
             )
         };
         let len = usize::try_from(len).ok()?;
-        std::str::from_utf8(value.get(..len)?).ok()?.parse().ok()
+        Some(std::str::from_utf8(value.get(..len)?).ok()?.to_string())
     }
 
     /// Whether the kernel reports the cgroup as frozen.

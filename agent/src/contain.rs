@@ -54,11 +54,14 @@ pub fn list(kernel: Option<&Kernel>) -> Result<Vec<SandboxInfo>, String> {
             },
             _ => "unknown",
         };
-        let uid = pids.first().and_then(|pid| {
-            use std::os::unix::fs::MetadataExt as _;
-            std::fs::metadata(format!("/proc/{pid}"))
-                .ok()
-                .map(|m| m.uid())
+        // Whose it is, as recorded at launch; else (an older cordon's) the owner of a process.
+        let uid = sandbox.owner().or_else(|| {
+            pids.first().and_then(|pid| {
+                use std::os::unix::fs::MetadataExt as _;
+                std::fs::metadata(format!("/proc/{pid}"))
+                    .ok()
+                    .map(|m| m.uid())
+            })
         });
         out.push(SandboxInfo {
             profile: profile_of(&name).to_string(),

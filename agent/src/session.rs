@@ -108,6 +108,11 @@ where
                 "{e}; `cordon ps` will not show the session"
             )));
         }
+        if let Err(e) = cgroup.set_owner(policy.identity.uid) {
+            say(Notice::Warning(format!(
+                "{e}; its user will not see it in `cordon ps`"
+            )));
+        }
         let Some(kernel) = open_kernel(policy, say)? else {
             return Ok((None, None));
         };
