@@ -249,3 +249,30 @@ fn the_toolchains_credentials_stay_hidden_though_their_directories_are_read() {
     // The directories they are in are still read: the toolchain needs them.
     assert_eq!(f.probe(&["read", &f.home_path(".cargo/config.toml")]), "ok");
 }
+
+#[test]
+fn a_symlink_planted_where_a_rule_dir_is_made_changes_nothing_outside() {
+    if !require_root("a_symlink_planted_where_a_rule_dir_is_made_changes_nothing_outside") {
+        return;
+    }
+    let f = Fixture::new(
+        "coding-agent",
+        "[filesystem]\nexec = { remove = [\"{workspace}\"], add = [\"{workspace}/.venv/bin/\"] }\n",
+    );
+    // A run before this one left `.venv` pointing outside the workspace.
+    let elsewhere = f.dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).expect("elsewhere");
+    std::os::unix::fs::symlink(&elsewhere, f.workspace.join(".venv")).expect("symlink");
+    let out = f.run(&["/bin/true"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("could not be made"), "{stderr}");
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).expect("elsewhere").count(),
+        0,
+        "nothing was made through the link"
+    );
+    // The twin: followed without care, the same mkdir lands outside.
+    std::fs::create_dir_all(f.workspace.join(".venv/bin")).expect("mkdir -p");
+    assert!(elsewhere.join("bin").is_dir());
+}

@@ -360,6 +360,10 @@ fn make_placeholders(
                         e.raw_os_error(),
                         Some(libc::EACCES | libc::EPERM | libc::EROFS)
                     ) => {}
+            // A rule's directory (not a protection) that cannot be made, a symlink the
+            // sandbox planted on the way, say: its rule does not hold there, and the mount
+            // plan says so; nothing to refuse the launch for.
+            Err(_) if policy.filesystem.rules.iter().any(|r| &r.path == path) => {}
             Err(e) => {
                 result = Err(format!(
                     "{} does not exist and cannot be created empty to keep the sandbox from creating it: {e}",

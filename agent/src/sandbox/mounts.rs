@@ -268,7 +268,14 @@ pub fn plan(fs: &FsPolicy, root: &Path) -> MountPlan {
                     && w.path != rule.path
                     && rule.path.starts_with(&w.path)
             });
-            if writable && !fs.dirs.contains(&rule.path) {
+            if writable && fs.dirs.contains(&rule.path) {
+                // Made at launch unless something on the way (a symlink the sandbox left)
+                // stopped it.
+                plan.warnings.push(format!(
+                    "{} could not be made (is something on the way a symlink?): its rule does not hold",
+                    rule.path.display()
+                ));
+            } else if writable {
                 plan.warnings.push(format!(
                     "{} does not exist, so its rule does not hold for what the sandbox makes there; write it as \"{}/\" to have it made at launch (a directory)",
                     rule.path.display(),
