@@ -249,6 +249,7 @@ fn a_user_who_is_not_root_runs_the_python_and_node_loops_through_cordond() {
     let script = "set -e; id -u; /usr/bin/python3 -m venv .venv; .venv/bin/pip install -q pytest; \
                   .venv/bin/pytest -q -p no:cacheprovider test_it.py | tail -1; \
                   npm init -y >/dev/null; npm install --no-audit --no-fund -s semver@7 >/dev/null; \
+                  python3 -c 'import socket; socket.getaddrinfo(\"deb.debian.org\", 443)' 2>/dev/null && echo resolved || echo refused; \
                   ./node_modules/.bin/semver 1.2.3";
     let out = d
         .cordon(
@@ -282,7 +283,150 @@ fn a_user_who_is_not_root_runs_the_python_and_node_loops_through_cordond() {
     );
     assert!(stdout.contains("1 passed"), "{stdout}");
     assert_eq!(lines.last(), Some(&"1.2.3"), "{stdout}");
+    // The negative twin: the same profile refuses a name no rule names (that resolves here).
+    assert!(
+        std::process::Command::new("getent")
+            .args(["hosts", UNNAMED])
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "the twin: unconfined, {UNNAMED} resolves"
+    );
+    assert!(
+        stdout.contains("refused") && !stdout.contains("resolved"),
+        "{stdout}"
+    );
     // What it made is the user's, not root's.
     let venv = std::fs::metadata(d.workspace.join(".venv")).expect("the venv");
     assert_eq!(std::os::unix::fs::MetadataExt::uid(&venv), NOBODY);
+}
+
+/// The Rust toolchain of this machine lives in root's home, which no other user may enter:
+/// its directories bound under a directory anyone may enter, for as long as a test needs them.
+struct SharedToolchain {
+    dir: tempfile::TempDir,
+}
+
+impl SharedToolchain {
+    fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("cordon-e2e-rust-")
+            .tempdir_in("/var/tmp")
+            .expect("a directory");
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod");
+        let home = real_home();
+        for (from, to) in [
+            (home.join(".rustup"), "rustup"),
+            (home.join(".cargo/bin"), "bin"),
+        ] {
+            let at = dir.path().join(to);
+            std::fs::create_dir(&at).expect("mount point");
+            nix::mount::mount(
+                Some(&from),
+                &at,
+                None::<&str>,
+                nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_RDONLY,
+                None::<&str>,
+            )
+            .unwrap_or_else(|e| panic!("bind {}: {e}", from.display()));
+        }
+        Self { dir }
+    }
+}
+
+impl Drop for SharedToolchain {
+    fn drop(&mut self) {
+        for to in ["rustup", "bin"] {
+            let _ =
+                nix::mount::umount2(&self.dir.path().join(to), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+#[test]
+fn a_user_who_is_not_root_builds_tests_and_cleans_a_crate_through_cordond() {
+    if !require_root("a_user_who_is_not_root_builds_tests_and_cleans_a_crate_through_cordond") {
+        return;
+    }
+    use common::daemon::{Daemon, NOBODY, NOGROUP};
+    let rust = SharedToolchain::new();
+    let mut d = Daemon::new("");
+    // coding-agent, plus the toolchain where this machine keeps it for other users.
+    let (rustup, bin) = (rust.dir.path().join("rustup"), rust.dir.path().join("bin"));
+    std::fs::write(
+        d.dir.path().join("profiles/rusty.toml"),
+        format!(
+            "[profile]\nname = \"rusty\"\nextends = [\"coding-agent\"]\n[filesystem]\nread = [\"{r}\"]\nexec = [\"{r}/toolchains\", \"{b}\"]\n",
+            r = rustup.display(),
+            b = bin.display()
+        ),
+    )
+    .expect("profile");
+    d.start();
+    let dir = d.workspace.join("hello");
+    std::fs::create_dir_all(dir.join("src")).expect("src");
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        "[package]\nname = \"hello\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nitoa = \"1\"\n",
+    )
+    .expect("manifest");
+    std::fs::write(
+        dir.join("build.rs"),
+        "fn main() { println!(\"cargo:rerun-if-changed=build.rs\"); }\n",
+    )
+    .expect("build script");
+    std::fs::write(
+        dir.join("src/main.rs"),
+        "fn main() { println!(\"{}\", itoa::Buffer::new().format(42)); }\n#[test]\nfn formats() { assert_eq!(itoa::Buffer::new().format(7), \"7\"); }\n",
+    )
+    .expect("main");
+    for path in [
+        &dir,
+        &dir.join("src"),
+        &dir.join("Cargo.toml"),
+        &dir.join("build.rs"),
+        &dir.join("src/main.rs"),
+    ] {
+        nix::unistd::chown(
+            path.as_path(),
+            Some(nix::unistd::Uid::from_raw(NOBODY)),
+            Some(nix::unistd::Gid::from_raw(NOGROUP)),
+        )
+        .expect("chown");
+    }
+    let out = d
+        .cordon(
+            NOBODY,
+            NOGROUP,
+            &[
+                "run",
+                "-q",
+                "-p",
+                "rusty",
+                "--",
+                "/bin/sh",
+                "-c",
+                "set -e; cd hello; cargo build -q; ./target/debug/hello; cargo test -q 2>&1 | grep 'test result'; cargo clean -q; test ! -e target && echo cleaned",
+            ],
+        )
+        .env("HOME", "/nonexistent")
+        .env("RUSTUP_HOME", &rustup)
+        .env("RUSTUP_TOOLCHAIN", "stable")
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .output()
+        .expect("cordon run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("42\n"), "{stdout}");
+    assert!(
+        stdout.contains("1 passed") && stdout.contains("cleaned"),
+        "{stdout}"
+    );
 }
