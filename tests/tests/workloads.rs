@@ -89,6 +89,61 @@ fn python_venv_in_the_workspace() {
 }
 
 #[test]
+fn python_multiprocessing_shares_memory_of_the_sandboxs_own_not_the_hosts() {
+    if !require_root("python_multiprocessing_shares_memory_of_the_sandboxs_own_not_the_hosts") {
+        return;
+    }
+    let f = fixture();
+    // The host's shared memory: what another process of the host put there.
+    let planted =
+        std::path::Path::new("/dev/shm").join(format!("cordon-test-{}", std::process::id()));
+    std::fs::write(&planted, "host secret").expect("plant in /dev/shm");
+    let name = planted.file_name().unwrap().to_str().unwrap().to_owned();
+    let script = format!(
+        "import multiprocessing as mp, os\n\
+         with mp.Pool(2) as p: print('pool', sum(p.map(abs, range(-5, 5))))\n\
+         print('sees', os.path.exists('/dev/shm/{name}'))\n\
+         open('/dev/shm/{name}-inside', 'w').write('x')\n"
+    );
+    let run = |confined: bool| {
+        let mut cmd = if confined {
+            f.command(&["/usr/bin/python3", "-c", &script])
+        } else {
+            let mut c = std::process::Command::new("/usr/bin/python3");
+            c.args(["-c", &script]);
+            c
+        };
+        let out = cmd.output().expect("python3");
+        let inside = planted.with_file_name(format!("{name}-inside"));
+        let leaked = inside.exists();
+        let _ = std::fs::remove_file(&inside);
+        (out, leaked)
+    };
+    // Unconfined, the host's shared memory is one for all: the planted file is seen and a
+    // file made there stays on the host.
+    let (out, leaked) = run(false);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && stdout.contains("sees True") && leaked,
+        "{out:?}"
+    );
+    // Inside, multiprocessing works on a /dev/shm of the sandbox's own.
+    let (out, leaked) = run(true);
+    let _ = std::fs::remove_file(&planted);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("pool 25"), "{stdout}");
+    assert!(
+        stdout.contains("sees False"),
+        "the host's /dev/shm is seen: {stdout}"
+    );
+    assert!(
+        !leaked,
+        "a file made in the sandbox's /dev/shm reached the host's"
+    );
+}
+
+#[test]
 fn cargo_build_of_a_small_crate() {
     if !require_root("cargo_build_of_a_small_crate") {
         return;

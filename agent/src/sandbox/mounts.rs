@@ -98,6 +98,10 @@ pub struct MountPlan {
     pub unenforceable: Vec<String>,
 }
 
+/// The sandbox's own shared memory (`/dev/shm`), and the most it may hold.
+const SHM: &str = "/dev/shm";
+const SHM_SIZE: u64 = 256 << 20;
+
 /// Top-level trees an audited sandbox does not see from the host: `/proc` is its own, `/tmp`
 /// private, and `/dev` and `/run` hold doors no read-only mount closes (devices; the host's
 /// services' sockets: docker, systemd, D-Bus, cordond). The profile's own entries there are
@@ -345,6 +349,32 @@ pub fn plan(fs: &FsPolicy, root: &Path) -> MountPlan {
             kind: Kind::Dir,
             access,
         });
+    }
+    // POSIX shared memory and semaphores live in /dev/shm (Python's multiprocessing, a
+    // browser): a tmpfs of the sandbox's own, never the host's, which every process of the
+    // host shares. It is scratch space like /tmp and granted as /tmp is (never exec), so a
+    // profile that writes no /tmp gets no writable /dev/shm either. A profile naming the
+    // host's /dev/shm gets that bind instead.
+    let shm = Path::new(SHM);
+    if !binds
+        .keys()
+        .any(|b| b.starts_with(shm) || shm.starts_with(b))
+    {
+        plan.ops.push(MountOp::Tmpfs {
+            path: shm.to_path_buf(),
+            exec: false,
+            size: fs.tmp_size.min(SHM_SIZE),
+        });
+        if let Some(access) = tmp_access {
+            plan.grants.push(Grant {
+                path: shm.to_path_buf(),
+                kind: Kind::Dir,
+                access: Access {
+                    exec: false,
+                    ..access
+                },
+            });
+        }
     }
     // A bind of a tree holding /proc (`read = ["/"]`) would show the host's procfs, every
     // host process in it: /proc is always a fresh procfs of the sandbox's own.
@@ -1128,11 +1158,18 @@ mod tests {
         let plan = plan(&fs(&[("/nope", R)], &["/home/dev/.aws"]), h.path());
         assert_eq!(
             plan.ops,
-            [MountOp::Tmpfs {
-                path: "/tmp".into(),
-                exec: false,
-                size: TMP
-            }]
+            [
+                MountOp::Tmpfs {
+                    path: "/tmp".into(),
+                    exec: false,
+                    size: TMP
+                },
+                MountOp::Tmpfs {
+                    path: "/dev/shm".into(),
+                    exec: false,
+                    size: TMP.min(SHM_SIZE)
+                }
+            ]
         );
         assert_eq!(plan.notes.len(), 2, "{:?}", plan.notes);
     }
@@ -1151,11 +1188,19 @@ mod tests {
         let with = plan(&fs(&[("/tmp", RW)], &[]), h.path());
         assert_eq!(
             with.grants,
-            [Grant {
-                path: "/tmp".into(),
-                kind: Kind::Dir,
-                access: RW
-            }]
+            [
+                Grant {
+                    path: "/tmp".into(),
+                    kind: Kind::Dir,
+                    access: RW
+                },
+                // Shared memory is scratch space like /tmp, granted with it.
+                Grant {
+                    path: "/dev/shm".into(),
+                    kind: Kind::Dir,
+                    access: RW
+                }
+            ]
         );
     }
 
