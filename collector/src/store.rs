@@ -133,6 +133,16 @@ pub struct RejectedRow {
     pub excerpt: String,
 }
 
+/// How many events of one severity fell in one bucket of a histogram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bucket {
+    /// From 0, the first bucket.
+    pub index: i64,
+    /// 0 (info) to 4 (critical).
+    pub severity: i64,
+    pub count: i64,
+}
+
 /// A sandbox seen in a host's events.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SeenSandbox {
@@ -390,45 +400,7 @@ impl Store {
         filter: &Filter,
         max_bytes: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut sql = Sql::new(&format!("{EVENT_COLUMNS} WHERE 1 = 1"));
-        if let Some(host) = &filter.host {
-            sql.and("host = ", Value::Text(host.clone()));
-        }
-        if let Some(sandbox) = &filter.sandbox {
-            sql.and("sandbox = ", Value::Text(sandbox.clone()));
-        }
-        if let Some(profile) = &filter.profile {
-            sql.and("profile = ", Value::Text(profile.clone()));
-        }
-        if !filter.kinds.is_empty() {
-            sql.text.push_str(" AND kind IN (");
-            for (i, kind) in filter.kinds.iter().enumerate() {
-                if i > 0 {
-                    sql.text.push(',');
-                }
-                let p = sql.bind(Value::Text(kind.clone()));
-                sql.text.push_str(&p);
-            }
-            sql.text.push(')');
-        }
-        if let Some(least) = filter.severity_at_least {
-            sql.and("severity >= ", Value::Int(least));
-        }
-        if let Some(session) = &filter.session {
-            sql.and("session = ", Value::Text(session.clone()));
-        }
-        if let Some(since) = filter.since_ns {
-            sql.and("time_ns >= ", Value::Int(since));
-        }
-        if let Some(until) = filter.until_ns {
-            sql.and("time_ns < ", Value::Int(until));
-        }
-        if let Some(text) = &filter.text {
-            let pattern = format!("%{}%", like_escape(&text.to_lowercase()));
-            let p = sql.bind(Value::Text(pattern));
-            sql.text
-                .push_str(&format!(" AND subject LIKE {p} ESCAPE '\\'"));
-        }
+        let mut sql = matching(EVENT_COLUMNS, filter);
         let (cmp, order) = if filter.order == Order::OldestFirst {
             (">", "ASC")
         } else {
@@ -461,6 +433,35 @@ impl Store {
             " ORDER BY {by_severity}time_ns {order}, seq {order} LIMIT {limit}"
         ));
         page_of(sql.query().fetch(&self.reads), max_bytes).await
+    }
+
+    /// How many events match `filter` in each bucket of `width_ns` from `since_ns`, by
+    /// severity: `(bucket, severity, count)`, buckets numbered from 0, the empty ones left
+    /// out. Counted in the database; the filter's `since_ns` and `until_ns` bound the range.
+    pub async fn histogram(
+        &self,
+        filter: &Filter,
+        since_ns: i64,
+        width_ns: i64,
+    ) -> Result<Vec<Bucket>, StoreError> {
+        let mut sql = matching("SELECT time_ns, severity FROM events", filter);
+        let since = sql.bind(Value::Int(since_ns));
+        let width = sql.bind(Value::Int(width_ns.max(1)));
+        sql.text = format!(
+            "SELECT (time_ns - {since}) / {width} AS bucket, severity, COUNT(*) \
+             FROM ({}) AS matching GROUP BY bucket, severity ORDER BY bucket, severity",
+            sql.text
+        );
+        let rows = sql.query().fetch_all(&self.reads).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Bucket {
+                    index: r.try_get(0)?,
+                    severity: r.try_get(1)?,
+                    count: r.try_get(2)?,
+                })
+            })
+            .collect()
     }
 
     /// Events stored after `seq`, oldest first (for a stream that reconnects): up to
@@ -559,7 +560,9 @@ impl Store {
             .collect()
     }
 
-    /// The sandboxes a host's events since `since_ns` name, newest first.
+    /// The sandboxes a host's events since `since_ns` name, newest first. A name that only a
+    /// responder's action names (a mistyped `cordon isolate NAME`, refused on the host) is no
+    /// sandbox.
     pub async fn sandboxes_seen(
         &self,
         host: &str,
@@ -569,6 +572,7 @@ impl Store {
             "SELECT sandbox, profile, COUNT(*), \
                  SUM(CASE WHEN kind IN ('{}') THEN 1 ELSE 0 END), MAX(time_ns) \
                  FROM events WHERE host = $1 AND time_ns >= $2 GROUP BY sandbox, profile \
+                 HAVING SUM(CASE WHEN kind = 'responder_action' THEN 0 ELSE 1 END) > 0 \
                  ORDER BY MAX(time_ns) DESC LIMIT 500",
             What::VIOLATIONS.join("','")
         ))
@@ -769,11 +773,15 @@ impl Store {
     pub async fn commands(
         &self,
         host: Option<&str>,
+        sandbox: Option<&str>,
         limit: usize,
     ) -> Result<Vec<CommandRow>, StoreError> {
         let mut sql = Sql::new(&format!("{COMMAND_COLUMNS} WHERE 1 = 1"));
         if let Some(host) = host {
             sql.and("host = ", Value::Text(host.to_string()));
+        }
+        if let Some(sandbox) = sandbox {
+            sql.and("sandbox = ", Value::Text(sandbox.to_string()));
         }
         let l = sql.bind(Value::Int(limit as i64));
         sql.text
@@ -846,6 +854,51 @@ async fn page_of(
         }
     }
     Ok(page)
+}
+
+/// `SELECT <columns> FROM events WHERE` the conditions of `filter` but its cursor, order and
+/// limit (the caller's to add).
+fn matching(columns: &str, filter: &Filter) -> Sql {
+    let mut sql = Sql::new(&format!("{columns} WHERE 1 = 1"));
+    if let Some(host) = &filter.host {
+        sql.and("host = ", Value::Text(host.clone()));
+    }
+    if let Some(sandbox) = &filter.sandbox {
+        sql.and("sandbox = ", Value::Text(sandbox.clone()));
+    }
+    if let Some(profile) = &filter.profile {
+        sql.and("profile = ", Value::Text(profile.clone()));
+    }
+    if !filter.kinds.is_empty() {
+        sql.text.push_str(" AND kind IN (");
+        for (i, kind) in filter.kinds.iter().enumerate() {
+            if i > 0 {
+                sql.text.push(',');
+            }
+            let p = sql.bind(Value::Text(kind.clone()));
+            sql.text.push_str(&p);
+        }
+        sql.text.push(')');
+    }
+    if let Some(least) = filter.severity_at_least {
+        sql.and("severity >= ", Value::Int(least));
+    }
+    if let Some(session) = &filter.session {
+        sql.and("session = ", Value::Text(session.clone()));
+    }
+    if let Some(since) = filter.since_ns {
+        sql.and("time_ns >= ", Value::Int(since));
+    }
+    if let Some(until) = filter.until_ns {
+        sql.and("time_ns < ", Value::Int(until));
+    }
+    if let Some(text) = &filter.text {
+        let pattern = format!("%{}%", like_escape(&text.to_lowercase()));
+        let p = sql.bind(Value::Text(pattern));
+        sql.text
+            .push_str(&format!(" AND subject LIKE {p} ESCAPE '\\'"));
+    }
+    sql
 }
 
 const EVENT_COLUMNS: &str =

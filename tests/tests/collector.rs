@@ -496,6 +496,32 @@ fn queries_filter_page_and_stream_live(db: Db) {
         // ids 0 and 1 share a time; the rest are in time order.
         assert_eq!(&seen[2..248], &by_time[2..248], "{order}");
     }
+    // And back: a page's `prev` with the opposite order gives the events just before it
+    // in its own order (the console's "newer" from a page of older events).
+    let ids = |page: &serde_json::Value| -> Vec<String> {
+        page["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|e| e["id"].as_str().expect("id").to_string())
+            .collect()
+    };
+    let (_, first) = c.get(Some(&viewer), "/api/v1/events?host=web-1&limit=7");
+    let next = first["next"].as_str().expect("next");
+    let (_, second) = c.get(
+        Some(&viewer),
+        &format!("/api/v1/events?host=web-1&limit=7&cursor={next}"),
+    );
+    let prev = second["prev"].as_str().expect("prev");
+    let (_, back) = c.get(
+        Some(&viewer),
+        &format!("/api/v1/events?host=web-1&limit=7&order=asc&cursor={prev}"),
+    );
+    let mut back = ids(&back);
+    back.reverse();
+    assert_eq!(back, ids(&first));
+    let (_, none) = c.get(Some(&viewer), "/api/v1/events?host=nowhere");
+    assert_eq!((&none["next"], &none["prev"]), (&json!(null), &json!(null)));
     for bad in [
         "since=yesterday",
         "order=sideways",
@@ -682,7 +708,8 @@ fn each_role_may_do_its_part_only(db: Db) {
     let viewer = c.token("alice", "viewer", None);
     let responder = c.token("bob", "responder", None);
     let admin = c.token("root", "admin", None);
-    let poll = json!({"v": 1, "host": "web-1", "sandboxes": []});
+    let poll = json!({"v": 1, "host": "web-1", "sandboxes": [{"name": "agent-1-0",
+        "profile": "agent", "procs": 1, "state": "running", "network": "policy"}]});
     assert_eq!(c.post(Some(&host), "/api/v1/agent/poll", &poll).0, 200);
     let command = json!({"host": "web-1", "sandbox": "agent-1-0", "action": "isolate"});
 
@@ -774,6 +801,189 @@ fn each_role_may_do_its_part_only(db: Db) {
         .0,
         400
     );
+}
+
+on_both_stores!(a_command_for_a_sandbox_the_host_never_reported_is_refused);
+fn a_command_for_a_sandbox_the_host_never_reported_is_refused(db: Db) {
+    let c = Collector::start(db, "");
+    let host = c.token("web-1", "host", Some("web-1"));
+    let responder = c.token("bob", "responder", None);
+    let viewer = c.token("alice", "viewer", None);
+    let poll = json!({"v": 1, "host": "web-1", "sandboxes": [{"name": "agent-4242-0",
+        "profile": "agent", "procs": 1, "state": "running", "network": "policy"}]});
+    assert_eq!(c.post(Some(&host), "/api/v1/agent/poll", &poll).0, 200);
+    // A sandbox that ended (its events are there, the host runs it no more), and what a
+    // mistyped `cordon isolate` on the host leaves: a refused action naming a sandbox that
+    // never was.
+    let now = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
+    let ended = file_event(&id(1), "agent-4100-0", "/etc/shadow", &now);
+    let typo = json!({"v": 1, "id": id(2), "time": now, "sandbox": "agent-4243-0",
+        "profile": "", "kind": "responder_action", "action": "isolate",
+        "actor": {"via": "socket", "uid": 0}, "result": "failed",
+        "error": "no such sandbox (see `cordon ps`)", "took_ms": 0});
+    assert_eq!(
+        c.post_raw(
+            Some(&host),
+            "/api/v1/events",
+            &batch("web-1", &[ended, typo]),
+            true
+        )
+        .0,
+        200
+    );
+    let command = |sandbox: &str| {
+        c.post(
+            Some(&responder),
+            "/api/v1/commands",
+            &json!({"host": "web-1", "sandbox": sandbox, "action": "isolate"}),
+        )
+    };
+    // One digit off: refused, with the one meant.
+    let (status, reply) = command("agent-4243-0");
+    assert_eq!(status, 404, "{reply}");
+    let error = reply["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("no sandbox \"agent-4243-0\"")
+            && error.contains("did you mean \"agent-4242-0\"?"),
+        "{error}"
+    );
+    // Nothing like any: refused, with what the host runs.
+    let (status, reply) = command("db");
+    assert_eq!(status, 404, "{reply}");
+    assert!(
+        reply["error"]
+            .as_str()
+            .is_some_and(|e| e.ends_with("; it runs agent-4242-0")),
+        "{reply}"
+    );
+    // Running, or named by the host's events: queued.
+    assert_eq!(command("agent-4242-0").0, 201);
+    assert_eq!(command("agent-4100-0").0, 201);
+    // The console lists the sandbox that ended and not the one that never was.
+    let (status, listed) = c.get(Some(&viewer), "/api/v1/hosts/web-1/sandboxes");
+    assert_eq!(status, 200, "{listed}");
+    let seen: Vec<&str> = listed["seen"]
+        .as_array()
+        .expect("seen")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(seen, ["agent-4100-0"], "{listed}");
+    // A sandbox's own commands.
+    let (_, mine) = c.get(
+        Some(&viewer),
+        "/api/v1/commands?host=web-1&sandbox=agent-4100-0",
+    );
+    let mine = mine["commands"].as_array().expect("commands");
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0]["sandbox"], "agent-4100-0");
+}
+
+on_both_stores!(a_histogram_counts_in_the_database_bucket_by_bucket);
+fn a_histogram_counts_in_the_database_bucket_by_bucket(db: Db) {
+    let c = Collector::start(db, "");
+    let h1 = c.token("web-1", "host", Some("web-1"));
+    let viewer = c.token("alice", "viewer", None);
+    // From a whole hour: 3 denials in its first minute, none in the second, 5 in the
+    // third (one of them a deny rule's, high), 2 of another sandbox in the fourth, and an
+    // exec (info) in the first.
+    let hour = 1_767_225_600; // 2026-01-01T00:00:00Z
+    let at = |s: u64| {
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(hour + s))
+            .to_string()
+    };
+    let mut events = Vec::new();
+    for (n, (second, sandbox)) in [
+        (5, "agent-1-0"),
+        (30, "agent-1-0"),
+        (59, "agent-1-0"),
+        (120, "agent-1-0"),
+        (121, "agent-1-0"),
+        (150, "agent-1-0"),
+        (170, "agent-1-0"),
+        (179, "agent-1-0"),
+        (185, "bot-2-0"),
+        (200, "bot-2-0"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        events.push(file_event(
+            &id(n as u64),
+            sandbox,
+            &format!("/srv/{n}"),
+            &at(second),
+        ));
+    }
+    events[5]["layer"] = json!("deny");
+    events.push(
+        json!({"v": 1, "id": id(99), "time": at(10), "sandbox": "agent-1-0",
+        "profile": "agent", "kind": "exec", "filename": "/bin/sh"}),
+    );
+    assert_eq!(
+        c.post_raw(Some(&h1), "/api/v1/events", &batch("web-1", &events), true)
+            .0,
+        200
+    );
+    // The histogram of `query` from `from` to `to` seconds into the hour, in about `buckets`.
+    let histogram = |query: &str, from: u64, to: u64, buckets: u32| {
+        let query = format!(
+            "{query}&since={}&until={}&buckets={buckets}",
+            at(from),
+            at(to)
+        );
+        let (status, reply) = c.get(Some(&viewer), &format!("/api/v1/events/histogram?{query}"));
+        assert_eq!(status, 200, "{query}: {reply}");
+        reply
+    };
+    let counts = |h: &serde_json::Value| -> Vec<i64> {
+        h["buckets"]
+            .as_array()
+            .expect("buckets")
+            .iter()
+            .map(|b| b["count"].as_i64().expect("count"))
+            .collect()
+    };
+    let violations = "kind=network_denied,dns_denied,syscall_denied,file_denied,other_denied";
+    // Four minutes in four buckets of a minute each.
+    let h = histogram(violations, 0, 240, 4);
+    assert_eq!(h["bucket_seconds"], 60, "{h}");
+    assert_eq!(h["since"], at(0));
+    assert_eq!(h["until"], at(240));
+    assert_eq!(h["total"], 10);
+    assert_eq!(counts(&h), [3, 0, 5, 2]);
+    assert_eq!(h["buckets"][1]["start"], at(60));
+    assert_eq!(h["buckets"][2]["severity"], json!({"medium": 4, "high": 1}));
+    assert_eq!(h["buckets"][1]["severity"], json!({}));
+    // The filters of the events: one sandbox, a least severity, every kind.
+    let one = |query: &str| counts(&histogram(query, 0, 240, 4));
+    assert_eq!(one("sandbox=bot-2-0"), [0, 0, 0, 2]);
+    assert_eq!(one("severity=high"), [0, 0, 1, 0]);
+    assert_eq!(one("host=web-1"), [4, 0, 5, 2]);
+    assert_eq!(one("host=web-2"), [0, 0, 0, 0]);
+    // A range not on the buckets' edges: they start on a multiple of their width.
+    let h = histogram(violations, 100, 200, 3);
+    assert_eq!(h["bucket_seconds"], 60, "{h}");
+    assert_eq!(h["since"], at(60));
+    assert_eq!(h["until"], at(240));
+    assert_eq!(h["total"], 7, "the second at 200 is in [180, 240)");
+    for bad in [
+        "buckets=x",
+        "since=yesterday",
+        "severity=loud",
+        "order=asc",
+        "cursor=1.2",
+    ] {
+        let (status, reply) = c.get(Some(&viewer), &format!("/api/v1/events/histogram?{bad}"));
+        assert_eq!(status, 400, "{bad}: {reply}");
+    }
+    let (status, _) = c.get(
+        Some(&viewer),
+        &format!("/api/v1/events/histogram?since={}&until={}", at(10), at(0)),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(c.get(None, "/api/v1/events/histogram").0, 401);
+    assert_eq!(c.get(Some(&viewer), "/api/v1/events?buckets=4").0, 400);
 }
 
 on_both_stores!(a_command_reaches_its_host_once_and_expires_unanswered);

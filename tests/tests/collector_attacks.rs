@@ -409,7 +409,8 @@ fn revocation_ends_a_waiting_poll_and_an_open_stream_at_once() {
     let host = c.token("web-1", "host", Some("web-1"));
     let viewer = c.token("alice", "viewer", None);
     let responder = c.token("bob", "responder", None);
-    let poll = json!({"v": 1, "host": "web-1", "sandboxes": [], "results": []});
+    let poll = json!({"v": 1, "host": "web-1", "results": [], "sandboxes": [{"name": "agent-1-0",
+        "profile": "agent", "procs": 1, "state": "running", "network": "policy"}]});
     assert_eq!(
         c.post(Some(&host), "/api/v1/agent/poll?wait=0", &poll).0,
         200

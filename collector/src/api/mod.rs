@@ -3,7 +3,7 @@
 //! | endpoint | role |
 //! |---|---|
 //! | `POST /api/v1/events`, `POST /api/v1/agent/poll` ([`agents`]) | host |
-//! | `GET /api/v1/events`, `/stream`, `/hosts`, `/hosts/{host}/sandboxes`, `/hosts/{host}/rejected`, `/commands` ([`read`]) | viewer |
+//! | `GET /api/v1/events`, `/events/histogram`, `/stream`, `/hosts`, `/hosts/{host}/sandboxes`, `/hosts/{host}/rejected`, `/commands` ([`read`]) | viewer |
 //! | `POST /api/v1/commands` ([`respond`]) | responder |
 //! | `GET|POST /api/v1/tokens`, `DELETE /api/v1/tokens/{id}` | admin |
 //! | `GET /metrics` | viewer |
@@ -182,6 +182,7 @@ pub fn router(app: Arc<App>) -> Router {
             cordon_proto::collector::INGEST_PATH,
             post(agents::ingest).get(read::events),
         )
+        .route("/api/v1/events/histogram", get(read::histogram))
         .route(cordon_proto::collector::POLL_PATH, post(agents::poll))
         .route("/api/v1/stream", get(read::stream))
         .route("/api/v1/hosts", get(read::hosts))

@@ -50,6 +50,10 @@ pub struct EventParams {
     /// or `csv` (a row per event, `Event::TABLE_COLUMNS` after `host`); for the last two the
     /// next page's cursor is in the `X-Next-Cursor` header.
     format: Option<String>,
+    /// For a histogram only, instead of the four above: about how many buckets (default 60,
+    /// at most 500), each as wide as the first of [`BUCKET_WIDTHS`] that covers the range in
+    /// that many.
+    buckets: Option<usize>,
 }
 
 impl EventParams {
@@ -242,6 +246,11 @@ pub async fn events(
     Query(params): Query<EventParams>,
 ) -> Result<Response, ApiError> {
     authorize(&app, &headers, Role::Viewer).await?;
+    if params.buckets.is_some() {
+        return Err(ApiError::bad_request(
+            "buckets: for /api/v1/events/histogram only",
+        ));
+    }
     let format = params.format.clone();
     let filter = params.filter()?;
     let max_bytes = app.config.max_response_bytes;
@@ -274,7 +283,14 @@ pub async fn events(
             )))
         }
     }
-    let next = next_cursor.map_or_else(|| "null".into(), |c| format!("\"{c}\""));
+    // The way back: the first event's cursor, for the opposite order (time orders only).
+    let prev_cursor = match page.first() {
+        Some(first) if filter.order != Order::Severity => {
+            Some(format!("{}.{}", first.time_ns, first.seq))
+        }
+        _ => None,
+    };
+    let quoted = |c: Option<String>| c.map_or_else(|| "null".into(), |c| format!("\"{c}\""));
     let mut body = String::from("{\"events\":[");
     for (i, event) in page.iter().enumerate() {
         if i > 0 {
@@ -283,13 +299,104 @@ pub async fn events(
         body.push_str(&render(event));
     }
     body.push_str("],\"next\":");
-    body.push_str(&next);
+    body.push_str(&quoted(next_cursor));
+    body.push_str(",\"prev\":");
+    body.push_str(&quoted(prev_cursor));
     body.push('}');
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         body,
     )
         .into_response())
+}
+
+/// The widths a histogram's buckets may have, in seconds: ones a clock reads at a glance.
+const BUCKET_WIDTHS: [i64; 22] = [
+    1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
+    172_800, 604_800, 1_209_600, 2_592_000,
+];
+
+/// `GET /api/v1/events/histogram`: how many events match (the filters of `GET
+/// /api/v1/events`) in each bucket of time, by severity:
+/// `{"since","until","bucket_seconds","total","buckets":[{"start","count","severity":{..}}]}`.
+/// Every bucket of the range is there, the empty ones with a count of 0. The buckets start
+/// on a multiple of their width (UTC), so `since` may be a little before the one asked for.
+pub async fn histogram(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(params): Query<EventParams>,
+) -> Result<Response, ApiError> {
+    authorize(&app, &headers, Role::Viewer).await?;
+    if params.order.is_some()
+        || params.limit.is_some()
+        || params.cursor.is_some()
+        || params.format.is_some()
+    {
+        return Err(ApiError::bad_request(
+            "order, limit, cursor, format: not for a histogram (every bucket is counted)",
+        ));
+    }
+    let until = match params.until.as_deref() {
+        Some(t) => parse_time("until", t)?,
+        None => crate::clock::now_ns(),
+    };
+    // The last day unless asked otherwise.
+    let since = parse_time("since", params.since.as_deref().unwrap_or("1day"))?;
+    if since >= until {
+        return Err(ApiError::bad_request("since: not before until"));
+    }
+    let buckets = params.buckets.unwrap_or(60).clamp(1, 500) as i64;
+    let wanted = ceil_div(until - since, buckets);
+    let width = BUCKET_WIDTHS
+        .iter()
+        .map(|s| s * 1_000_000_000)
+        .find(|w| *w >= wanted)
+        .unwrap_or_else(|| ceil_div(wanted, 86_400_000_000_000) * 86_400_000_000_000);
+    let start = since - since.rem_euclid(width);
+    let count = ceil_div(until - start, width);
+    let mut filter = params.filter()?;
+    filter.since_ns = Some(start);
+    filter.until_ns = Some(start + count * width);
+    let rows = app.store.histogram(&filter, start, width).await?;
+    let rfc3339 = |ns: i64| {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_nanos(u64::try_from(ns).unwrap_or(0));
+        humantime::format_rfc3339_seconds(at).to_string()
+    };
+    let mut out: Vec<serde_json::Value> = (0..count)
+        .map(|i| {
+            serde_json::json!({
+                "start": rfc3339(start + i * width),
+                "count": 0,
+                "severity": {},
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for row in rows {
+        let Some(bucket) = usize::try_from(row.index).ok().and_then(|i| out.get_mut(i)) else {
+            continue;
+        };
+        let level = usize::try_from(row.severity)
+            .ok()
+            .and_then(|s| Severity::ALL.get(s))
+            .map_or("info", |s| s.as_str());
+        bucket["count"] = (bucket["count"].as_i64().unwrap_or(0) + row.count).into();
+        bucket["severity"][level] = row.count.into();
+        total += row.count;
+    }
+    Ok(Json(serde_json::json!({
+        "since": rfc3339(start),
+        "until": rfc3339(start + count * width),
+        "bucket_seconds": width / 1_000_000_000,
+        "total": total,
+        "buckets": out,
+    }))
+    .into_response())
+}
+
+/// `a / b` rounded up, for positive `a` and `b`.
+fn ceil_div(a: i64, b: i64) -> i64 {
+    (a + b - 1) / b
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -554,6 +661,7 @@ pub async fn sandboxes(
     Query(params): Query<SandboxParams>,
 ) -> Result<Response, ApiError> {
     authorize(&app, &headers, Role::Viewer).await?;
+    // The last day unless asked otherwise.
     let since = parse_time("since", params.since.as_deref().unwrap_or("1day"))?;
     let Some(row) = app
         .store

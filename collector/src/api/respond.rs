@@ -53,12 +53,13 @@ pub async fn issue(
             }
         },
     };
-    if app.store.host(&new.host).await?.is_none() {
+    let Some(host) = app.store.host(&new.host).await? else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no host {:?} has reported to this collector", new.host),
         ));
-    }
+    };
+    known_sandbox(&app, &host, &new.sandbox).await?;
     let command = CommandRow {
         id: uuid::Uuid::now_v7().to_string(),
         host: new.host,
@@ -86,14 +87,57 @@ pub async fn issue(
     Ok((StatusCode::CREATED, Json(command)).into_response())
 }
 
+/// Refuses a command for a sandbox `host` has never reported: neither running at its last
+/// poll nor named by its events of the last day (a typo would otherwise be queued, fail on
+/// the host, and leave a sandbox that never was in the console). Says which one was meant.
+async fn known_sandbox(app: &App, host: &store::HostRow, sandbox: &str) -> Result<(), ApiError> {
+    let since = crate::clock::now_ns() - 86_400_000_000_000;
+    let seen = app.store.sandboxes_seen(&host.name, since).await?;
+    let mut names: Vec<&str> = host.sandboxes.iter().map(|s| s.name.as_str()).collect();
+    for s in &seen {
+        if !names.contains(&s.name.as_str()) {
+            names.push(&s.name);
+        }
+    }
+    if names.contains(&sandbox) {
+        return Ok(());
+    }
+    let hint = match closest(sandbox, &names) {
+        Some(name) => format!("; did you mean {name:?}?"),
+        None if host.sandboxes.is_empty() => "; it runs none now".to_string(),
+        None => {
+            let running: Vec<&str> = host.sandboxes.iter().map(|s| s.name.as_str()).collect();
+            format!("; it runs {}", running.join(", "))
+        }
+    };
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!(
+            "host {:?} has reported no sandbox {sandbox:?}{hint}",
+            host.name
+        ),
+    ))
+}
+
+/// The name among `names` that `word` is most likely a typo of.
+fn closest<'a>(word: &str, names: &[&'a str]) -> Option<&'a str> {
+    names
+        .iter()
+        .map(|n| (strsim::damerau_levenshtein(word, n), *n))
+        .filter(|(d, n)| *d <= 2.max(n.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, n)| n)
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     host: Option<String>,
+    sandbox: Option<String>,
     limit: Option<usize>,
 }
 
-/// `GET /api/v1/commands?host=`: newest first.
+/// `GET /api/v1/commands?host=&sandbox=`: newest first.
 pub async fn list(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -101,7 +145,10 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     authorize(&app, &headers, Role::Viewer).await?;
     let limit = params.limit.unwrap_or(100).clamp(1, 1000);
-    let commands = app.store.commands(params.host.as_deref(), limit).await?;
+    let commands = app
+        .store
+        .commands(params.host.as_deref(), params.sandbox.as_deref(), limit)
+        .await?;
     Ok(Json(serde_json::json!({ "commands": commands })).into_response())
 }
 
