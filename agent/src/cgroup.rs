@@ -41,6 +41,9 @@ pub enum CgroupError {
 const SESSION_XATTR: &std::ffi::CStr = c"trusted.cordon.session";
 /// The uid the sandbox runs as (see [`SandboxCgroup::set_owner`]).
 const OWNER_XATTR: &std::ffi::CStr = c"trusted.cordon.uid";
+/// What the session was launched with (gzip of a JSON [`crate::evidence::LaunchRecord`]),
+/// for the evidence a responder collects.
+const LAUNCH_XATTR: &std::ffi::CStr = c"trusted.cordon.launch";
 
 fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CgroupError {
     let path = path.to_path_buf();
@@ -416,7 +419,7 @@ impl SandboxCgroup {
     /// directory: only root in the host's user namespace can set one, and the sandbox does
     /// not see its cgroup's directory at all).
     pub fn set_session(&self, session: uuid::Uuid) -> Result<(), CgroupError> {
-        self.set_attr(SESSION_XATTR, &session.to_string(), "name the session of")
+        self.set_attr(SESSION_XATTR, session.to_string(), "name the session of")
     }
 
     /// The session running in the cgroup, when one was named.
@@ -427,7 +430,7 @@ impl SandboxCgroup {
     /// Records whose sandbox it is (the uid it runs as), the same way as its session: the
     /// user may list and kill their own through cordond.
     pub fn set_owner(&self, uid: u32) -> Result<(), CgroupError> {
-        self.set_attr(OWNER_XATTR, &uid.to_string(), "record the owner of")
+        self.set_attr(OWNER_XATTR, uid.to_string(), "record the owner of")
     }
 
     /// The uid whose sandbox it is, when recorded.
@@ -435,12 +438,43 @@ impl SandboxCgroup {
         self.attr(OWNER_XATTR)?.parse().ok()
     }
 
+    /// Records what the session was launched with (see [`crate::evidence`]), the same way.
+    pub fn set_launch_record(&self, gzipped: &[u8]) -> Result<(), CgroupError> {
+        self.set_attr(LAUNCH_XATTR, gzipped, "record the launch of")
+    }
+
+    /// What the session was launched with, as recorded (gzipped).
+    pub fn launch_record(&self) -> Option<Vec<u8>> {
+        // SAFETY: as in `set_attr`; a null buffer asks only for the value's size.
+        let size = unsafe {
+            libc::fgetxattr(
+                self.dir.as_raw_fd(),
+                LAUNCH_XATTR.as_ptr(),
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        let mut value = vec![0u8; usize::try_from(size).ok()?];
+        // SAFETY: as in `attr`; the kernel writes at most `value.len()` bytes.
+        let len = unsafe {
+            libc::fgetxattr(
+                self.dir.as_raw_fd(),
+                LAUNCH_XATTR.as_ptr(),
+                value.as_mut_ptr().cast(),
+                value.len(),
+            )
+        };
+        value.truncate(usize::try_from(len).ok()?);
+        Some(value)
+    }
+
     fn set_attr(
         &self,
         name: &std::ffi::CStr,
-        value: &str,
+        value: impl AsRef<[u8]>,
         what: &'static str,
     ) -> Result<(), CgroupError> {
+        let value = value.as_ref();
         // SAFETY: the descriptor is the cgroup's open directory; name and value are valid
         // for the call, the value's length is given.
         let ret = unsafe {

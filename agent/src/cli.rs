@@ -2,6 +2,7 @@
 //! responders' commands (`ps`, `kill`, `freeze`, `thaw`, `isolate`, `release`).
 
 mod contain;
+mod evidence;
 mod learn;
 mod remote;
 mod worker;
@@ -129,6 +130,23 @@ enum Command {
     Isolate { sandbox: String },
     /// Undo `isolate`.
     Release { sandbox: String },
+    /// Collect a sandbox's evidence into one archive: its processes (argv, exe and its
+    /// SHA-256, cwd, credentials, open files and sockets, memory maps), the files it changed,
+    /// its events and its profile, with a manifest of SHA-256 sums. It stays as it is
+    /// (frozen or running) and is not told.
+    Evidence {
+        #[arg(required_unless_present = "verify", conflicts_with = "verify")]
+        sandbox: Option<String>,
+        /// Where to write it (default: evidence-SANDBOX-TIME.tar.gz here); never over a file.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// An ELF core of each process's memory too.
+        #[arg(long)]
+        memory: bool,
+        /// Check an archive against its manifest instead.
+        #[arg(long, value_name = "FILE")]
+        verify: Option<PathBuf>,
+    },
     /// Run one sandbox for cordond (which starts this; see `daemon::server`).
     #[command(name = "__worker", hide = true)]
     Worker,
@@ -379,6 +397,20 @@ pub fn main() -> ExitCode {
         Command::Thaw { sandbox } => act(socket, &sandbox, Action::Thaw, out),
         Command::Isolate { sandbox } => act(socket, &sandbox, Action::Isolate, out),
         Command::Release { sandbox } => act(socket, &sandbox, Action::Release, out),
+        Command::Evidence {
+            verify: Some(file), ..
+        } => evidence::verify(&file, out),
+        Command::Evidence {
+            sandbox,
+            out: file,
+            memory,
+            ..
+        } => match daemon(socket) {
+            Ok(client) => {
+                evidence::collect(client, &sandbox.unwrap_or_default(), file, memory, out)
+            }
+            Err(e) => fail(&e, 1),
+        },
     }
 }
 

@@ -28,6 +28,7 @@ pub mod cli;
 pub mod contain;
 pub mod daemon;
 pub mod ebpf;
+pub mod evidence;
 pub mod expect;
 pub mod export;
 pub mod learn;

@@ -94,6 +94,10 @@ where
 {
     let session = uuid::Uuid::now_v7();
     let started_at = std::time::SystemTime::now();
+    // The profile as resolved: its hash in `session_started`, itself on the cgroup.
+    let resolved = serde_json::to_string(policy).unwrap_or_default();
+    let launch_record =
+        crate::evidence::LaunchRecord::new(session, started_at, policy, resolved.clone()).encode();
     let launch = sandbox::prepare(policy, command, env)?;
     for warning in &launch.warnings {
         say(Notice::Warning(warning.clone()));
@@ -111,6 +115,11 @@ where
         if let Err(e) = cgroup.set_owner(policy.identity.uid) {
             say(Notice::Warning(format!(
                 "{e}; its user will not see it in `cordon ps`"
+            )));
+        }
+        if let Err(e) = cgroup.set_launch_record(&launch_record) {
+            say(Notice::Warning(format!(
+                "{e}; its evidence will lack the profile and the changed files"
             )));
         }
         let Some(kernel) = open_kernel(policy, say)? else {
@@ -142,7 +151,7 @@ where
                 registered,
                 creators,
                 (launch.view(), launch.profile_view()),
-                started(session, started_at, policy, command),
+                started(session, started_at, policy, &resolved, command),
                 &options,
             ) {
                 Ok(m) => Some(m),
@@ -438,10 +447,10 @@ fn started(
     session: uuid::Uuid,
     at: std::time::SystemTime,
     policy: &Policy,
+    resolved: &str,
     command: &[OsString],
 ) -> Started {
     use sha2::Digest as _;
-    let resolved = serde_json::to_vec(policy).unwrap_or_default();
     let uid = policy.identity.uid;
     let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
         .ok()
@@ -451,7 +460,7 @@ fn started(
         uid,
         user,
         command: command_line(command),
-        profile_sha256: format!("{:x}", sha2::Sha256::digest(&resolved)),
+        profile_sha256: format!("{:x}", sha2::Sha256::digest(resolved.as_bytes())),
         workspace: policy.workspace.to_string_lossy().into_owned(),
     };
     Started { session, at, what }

@@ -23,6 +23,17 @@ use crate::event::{Action, ActionResult, Event};
 pub const INGEST_PATH: &str = "/api/v1/events";
 /// Path of the command endpoint below the collector's URL.
 pub const POLL_PATH: &str = "/api/v1/agent/poll";
+
+/// Where a host uploads a sandbox's evidence archive (`cordon evidence`): `POST`, the
+/// gzipped tar archive as the body, described by the headers below; the collector checks
+/// the body's SHA-256 against [`EVIDENCE_SHA256`] and stores it once per [`EVIDENCE_ID`].
+pub const EVIDENCE_PATH: &str = "/api/v1/evidence";
+/// The archive's id (a UUIDv7 the host chose): uploading it again is harmless.
+pub const EVIDENCE_ID: &str = "x-cordon-evidence-id";
+pub const EVIDENCE_SANDBOX: &str = "x-cordon-sandbox";
+pub const EVIDENCE_SESSION: &str = "x-cordon-session";
+pub const EVIDENCE_SHA256: &str = "x-cordon-archive-sha256";
+pub const EVIDENCE_MANIFEST_SHA256: &str = "x-cordon-manifest-sha256";
 /// The version of the batch and poll forms.
 pub const PROTOCOL_VERSION: u32 = 1;
 

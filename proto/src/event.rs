@@ -186,7 +186,7 @@ pub enum NetReason {
     Expired,
 }
 
-/// A containment action a responder took.
+/// An action a responder took on a sandbox: containment, or collecting its evidence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
@@ -195,6 +195,22 @@ pub enum Action {
     Freeze,
     Thaw,
     Kill,
+    /// An archive of what the sandbox runs, holds and changed (`cordon evidence`); it
+    /// changes nothing in the sandbox.
+    Evidence,
+}
+
+/// What an evidence collection gathered: the SHA-256 of the archive's manifest (which lists
+/// every other entry's) recorded here shows whether the archive was altered since.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceRecord {
+    pub manifest_sha256: String,
+    pub archive_sha256: String,
+    pub bytes: u64,
+    pub files: usize,
+    pub processes: usize,
+    /// `frozen` or `running`, as the sandbox was found and left.
+    pub state: String,
 }
 
 /// What happened.
@@ -288,6 +304,9 @@ pub enum What {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
         took_ms: u64,
+        /// For [`Action::Evidence`]: what the archive holds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        evidence: Option<EvidenceRecord>,
     },
     /// A session began: the sandbox runs its command. The first event of every session.
     SessionStarted {
@@ -540,6 +559,7 @@ impl Action {
             Action::Freeze => "freeze",
             Action::Thaw => "thaw",
             Action::Kill => "kill",
+            Action::Evidence => "evidence",
         }
     }
 }
@@ -554,6 +574,7 @@ impl std::str::FromStr for Action {
             Action::Freeze,
             Action::Thaw,
             Action::Kill,
+            Action::Evidence,
         ]
         .into_iter()
         .find(|a| a.as_str() == s)
@@ -753,6 +774,7 @@ impl Event {
                 actor,
                 result,
                 error,
+                evidence,
                 ..
             } => {
                 let by = match (&actor.name, actor.uid) {
@@ -766,7 +788,13 @@ impl Event {
                         format!("failed: {}", error.as_deref().unwrap_or("unknown error"))
                     }
                 };
-                format!("{action:?} requested by {by} via {}: {how}", actor.via)
+                let archive = evidence.as_ref().map_or_else(String::new, |e| {
+                    format!(" (manifest sha256 {})", e.manifest_sha256)
+                });
+                format!(
+                    "{action:?} requested by {by} via {}: {how}{archive}",
+                    actor.via
+                )
             }
             What::SessionStarted {
                 uid, user, command, ..
@@ -1008,6 +1036,7 @@ mod schema_tests {
                 },
                 result: ActionResult::Done,
                 error: None,
+                evidence: None,
                 took_ms: 1,
             },
             What::SessionStarted {

@@ -11,6 +11,7 @@
 //! {"op":"status"}
 //! {"op":"act","sandbox":"coding-agent-4242-0","action":"isolate"}
 //! {"op":"events","follow":true,"sandbox":"coding-agent-4242-0","kind":"network_denied","since":"2026-11-26T10:00:00Z"}
+//! {"op":"evidence","sandbox":"coding-agent-4242-0","memory":true}   (+ the archive's fd)
 //! {"op":"run","profile":"coding-agent","cwd":"/home/dev/repo","argv":["bash"],"env":[["TERM","xterm"]]}
 //! ```
 //!
@@ -64,6 +65,14 @@ pub enum Request {
     },
     /// Run a command in a sandbox as the caller.
     Run(RunRequest),
+    /// Collect a sandbox's evidence into the file passed with the request (`SCM_RIGHTS`,
+    /// opened for writing by the caller, with the caller's rights).
+    Evidence {
+        sandbox: String,
+        /// An ELF core of each process's memory too.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        memory: bool,
+    },
 }
 
 /// The arguments of a request that takes none (anything else in it is an error).

@@ -46,6 +46,7 @@ pub fn poll_thread(daemon: &Daemon) {
         let Some((_, collector)) = client.as_ref() else {
             continue;
         };
+        super::evidence::upload_pending(daemon, collector);
         let poll = Poll {
             v: PROTOCOL_VERSION,
             host: cfg.host_id.clone(),

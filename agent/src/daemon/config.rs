@@ -390,7 +390,7 @@ fn is_loopback_url(url: &str) -> bool {
 }
 
 /// `/etc/machine-id`, else the host name.
-fn default_host_id() -> String {
+pub fn default_host_id() -> String {
     std::fs::read_to_string("/etc/machine-id")
         .ok()
         .map(|id| id.trim().to_string())

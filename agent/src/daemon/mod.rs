@@ -12,6 +12,7 @@
 
 mod commands;
 pub mod config;
+pub mod evidence;
 pub mod notify;
 mod server;
 
@@ -123,7 +124,7 @@ impl Daemon {
     }
 
     /// [`Daemon::record`] for the session `session` of the sandbox.
-    fn record_in(&self, sandbox: &str, session: Option<uuid::Uuid>, what: What) {
+    pub(crate) fn record_in(&self, sandbox: &str, session: Option<uuid::Uuid>, what: What) {
         let mut event = Event::new(
             sandbox,
             crate::contain::profile_of(sandbox),
@@ -184,6 +185,20 @@ impl Daemon {
         action: crate::event::Action,
         actor: crate::event::Actor,
     ) -> Result<Duration, crate::contain::ContainError> {
+        if action == crate::event::Action::Evidence {
+            // From the collector: the archive goes to it, not to anyone here.
+            return evidence::collect(self, sandbox, Default::default(), actor, None)
+                .map(|(took, _)| took)
+                .map_err(|e| match e {
+                    crate::evidence::EvidenceError::BadName => {
+                        crate::contain::ContainError::BadName
+                    }
+                    crate::evidence::EvidenceError::NoSuchSandbox => {
+                        crate::contain::ContainError::NoSuchSandbox
+                    }
+                    other => crate::contain::ContainError::Kernel(other.to_string()),
+                });
+        }
         // Read first: a killed sandbox's cgroup is gone when the action is recorded.
         let session = crate::contain::session_of(sandbox);
         let started = Instant::now();
@@ -204,6 +219,7 @@ impl Daemon {
                     },
                     error: result.as_ref().err().map(|e| e.to_string()),
                     took_ms,
+                    evidence: None,
                 },
             );
         }

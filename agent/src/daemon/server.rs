@@ -392,8 +392,21 @@ fn serve(daemon: &Daemon, mut stream: UnixStream, peer: &Peer, rights: Rights, s
         Request::Status(_) if rights.view => {
             send(&mut stream, &api::ok_line(status(daemon)));
         }
+        Request::Act {
+            action: crate::event::Action::Evidence,
+            ..
+        } => {
+            send(
+                &mut stream,
+                &api::error_line("evidence is asked for with the `evidence` request, which passes the file to write it to"),
+            );
+        }
         Request::Act { sandbox, action } if rights.act => {
             let reply = act(daemon, peer, &sandbox, action);
+            send(&mut stream, &reply);
+        }
+        Request::Evidence { sandbox, memory } if rights.act => {
+            let reply = collect_evidence(daemon, peer, &sandbox, memory, fds);
             send(&mut stream, &reply);
         }
         // Who may run sandboxes may kill their own.
@@ -436,6 +449,12 @@ fn serve(daemon: &Daemon, mut stream: UnixStream, peer: &Peer, rights: Rights, s
             send(
                 &mut stream,
                 &denied(&format!("{action:?} sandboxes").to_lowercase(), true),
+            );
+        }
+        Request::Evidence { .. } => {
+            send(
+                &mut stream,
+                &denied("collect the evidence of sandboxes", true),
             );
         }
         Request::Run(_) => {
@@ -511,8 +530,37 @@ fn read_request(stream: &UnixStream, deadline: Instant) -> Result<(Vec<u8>, Vec<
     }
 }
 
-fn act(daemon: &Daemon, peer: &Peer, sandbox: &str, action: crate::event::Action) -> Vec<u8> {
-    let actor = Actor {
+fn collect_evidence(
+    daemon: &Daemon,
+    peer: &Peer,
+    sandbox: &str,
+    memory: bool,
+    fds: Vec<OwnedFd>,
+) -> Vec<u8> {
+    let Ok([out]) = <[OwnedFd; 1]>::try_from(fds) else {
+        return api::error_line(
+            "evidence: pass exactly one descriptor, the file to write the archive to",
+        );
+    };
+    let mut out = std::fs::File::from(out);
+    match super::evidence::collect(
+        daemon,
+        sandbox,
+        crate::evidence::Options { memory },
+        socket_actor(peer),
+        Some(&mut out),
+    ) {
+        Ok((took, summary)) => api::ok_line(json!({
+            "evidence": summary,
+            "took_ms": took.as_millis() as u64,
+        })),
+        Err(e) => api::error_line(&format!("{sandbox}: {e}")),
+    }
+}
+
+/// A local user through the socket, as the actor of an action.
+fn socket_actor(peer: &Peer) -> Actor {
+    Actor {
         via: "socket".into(),
         uid: Some(peer.uid),
         pid: Some(peer.pid),
@@ -520,8 +568,11 @@ fn act(daemon: &Daemon, peer: &Peer, sandbox: &str, action: crate::event::Action
             .ok()
             .flatten()
             .map(|u| u.name),
-    };
-    let result = daemon.act(sandbox, action, actor);
+    }
+}
+
+fn act(daemon: &Daemon, peer: &Peer, sandbox: &str, action: crate::event::Action) -> Vec<u8> {
+    let result = daemon.act(sandbox, action, socket_actor(peer));
     match result {
         Ok(took) => api::ok_line(json!({
             "sandbox": sandbox,

@@ -100,6 +100,33 @@ impl Collector {
             .map_err(|e| DeliverError::Transport(e.to_string()))?;
         serde_json::from_str(&text).map_err(|e| DeliverError::Answer(e.to_string()))
     }
+
+    /// Uploads an evidence archive (see [`cordon_proto::collector::EVIDENCE_PATH`]).
+    pub fn upload_evidence(
+        &self,
+        upload: &crate::daemon::evidence::Upload,
+        archive: std::fs::File,
+    ) -> Result<(), DeliverError> {
+        use cordon_proto::collector as p;
+        let url = self.endpoint.replace(INGEST_PATH, p::EVIDENCE_PATH);
+        let mut request = self
+            .agent
+            .post(&url)
+            .timeout(Duration::from_secs(600))
+            .set("Content-Type", "application/gzip")
+            .set(p::EVIDENCE_ID, &upload.id.to_string())
+            .set(p::EVIDENCE_SANDBOX, &upload.sandbox)
+            .set(p::EVIDENCE_SHA256, &upload.summary.archive_sha256)
+            .set(p::EVIDENCE_MANIFEST_SHA256, &upload.summary.manifest_sha256);
+        if let Some(session) = upload.summary.session {
+            request = request.set(p::EVIDENCE_SESSION, &session.to_string());
+        }
+        if let Some(token) = &self.token {
+            request = request.set("Authorization", &format!("Bearer {token}"));
+        }
+        request.send(archive).map_err(failed)?;
+        Ok(())
+    }
 }
 
 impl DeliverError {

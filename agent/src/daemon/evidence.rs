@@ -1,0 +1,160 @@
+//! Evidence collected by cordond: for a responder on the socket (`cordon evidence`, the
+//! archive written into the file the caller opened and passed) and for one at the collector
+//! (a command). Each archive also waits in the spool's `evidence/` outbox until the collector
+//! has it, when one is configured: stored there, listed per session, downloadable.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::Daemon;
+use crate::event::{Action, ActionResult, Actor, EvidenceRecord, What};
+use crate::evidence::{self, EvidenceError, Summary};
+use crate::export::deliver::Collector;
+
+/// An archive waiting in the outbox, described by `ID.json` beside `ID.tar.gz`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Upload {
+    pub id: uuid::Uuid,
+    pub sandbox: String,
+    pub summary: Summary,
+}
+
+fn outbox(daemon: &Daemon) -> PathBuf {
+    daemon.config().spool_dir.join("evidence")
+}
+
+/// Collects the evidence of `sandbox`, copies it to `out` when given, queues it for the
+/// collector when one is configured, and records the collection as a `responder_action`.
+pub fn collect(
+    daemon: &Daemon,
+    sandbox: &str,
+    options: evidence::Options,
+    actor: Actor,
+    out: Option<&mut dyn Write>,
+) -> Result<(Duration, Summary), EvidenceError> {
+    let started = Instant::now();
+    let session = crate::contain::session_of(sandbox);
+    let result = collect_into_outbox(daemon, sandbox, options, out);
+    let took_ms = started.elapsed().as_millis() as u64;
+    if !matches!(result, Err(EvidenceError::BadName)) {
+        daemon.record_in(
+            sandbox,
+            session,
+            What::ResponderAction {
+                action: Action::Evidence,
+                actor,
+                result: if result.is_ok() {
+                    ActionResult::Done
+                } else {
+                    ActionResult::Failed
+                },
+                error: result.as_ref().err().map(|e| e.to_string()),
+                took_ms,
+                evidence: result.as_ref().ok().map(|s| EvidenceRecord {
+                    manifest_sha256: s.manifest_sha256.clone(),
+                    archive_sha256: s.archive_sha256.clone(),
+                    bytes: s.bytes,
+                    files: s.files,
+                    processes: s.processes,
+                    state: s.state.clone(),
+                }),
+            },
+        );
+    }
+    result.map(|s| (started.elapsed(), s))
+}
+
+fn collect_into_outbox(
+    daemon: &Daemon,
+    sandbox: &str,
+    options: evidence::Options,
+    out: Option<&mut dyn Write>,
+) -> Result<Summary, EvidenceError> {
+    let cfg = daemon.config();
+    let dir = outbox(daemon);
+    std::fs::create_dir_all(&dir)?;
+    let id = uuid::Uuid::now_v7();
+    let part = dir.join(format!("{id}.part"));
+    let journal = evidence::Journal {
+        path: cfg.journal_path.clone(),
+        keep: cfg.journal_keep,
+    };
+    let written = (|| {
+        let mut file = std::fs::File::options()
+            .create_new(true)
+            .write(true)
+            .read(true)
+            .open(&part)?;
+        let summary = evidence::collect(sandbox, &cfg.host_id, options, Some(&journal), &mut file)?;
+        if let Some(out) = out {
+            use std::io::Seek as _;
+            file.rewind()?;
+            std::io::copy(&mut file, out)?;
+            out.flush()?;
+        }
+        Ok::<_, EvidenceError>(summary)
+    })();
+    let summary = match written {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_file(&part);
+            return Err(e);
+        }
+    };
+    if cfg.collector.is_some() {
+        let upload = Upload {
+            id,
+            sandbox: sandbox.into(),
+            summary: summary.clone(),
+        };
+        std::fs::rename(&part, dir.join(format!("{id}.tar.gz")))?;
+        std::fs::write(
+            dir.join(format!("{id}.json")),
+            serde_json::to_vec(&upload).unwrap_or_default(),
+        )?;
+    } else {
+        let _ = std::fs::remove_file(&part);
+    }
+    Ok(summary)
+}
+
+/// Sends what waits in the outbox, oldest first; what fails waits for the next call.
+pub fn upload_pending(daemon: &Daemon, collector: &Collector) {
+    let dir = outbox(daemon);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    let mut pending: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    pending.sort();
+    for meta in pending {
+        if let Err(e) = upload_one(&meta, collector) {
+            tracing::warn!("evidence {} waits for the collector: {e}", meta.display());
+            return;
+        }
+    }
+}
+
+fn upload_one(meta: &Path, collector: &Collector) -> Result<(), String> {
+    let upload: Upload = serde_json::from_slice(&std::fs::read(meta).map_err(|e| e.to_string())?)
+        .map_err(|e| format!("unreadable: {e}"))?;
+    let archive = meta.with_extension("tar.gz");
+    let file = std::fs::File::open(&archive).map_err(|e| e.to_string())?;
+    collector
+        .upload_evidence(&upload, file)
+        .map_err(|e| e.to_string())?;
+    tracing::info!(
+        "evidence of {} ({} bytes) is at the collector",
+        upload.sandbox,
+        upload.summary.bytes
+    );
+    let _ = std::fs::remove_file(&archive);
+    let _ = std::fs::remove_file(meta);
+    Ok(())
+}

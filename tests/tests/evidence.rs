@@ -1,0 +1,360 @@
+//! `cordon evidence`: what a responder keeps of a sandbox before killing it. The archive
+//! holds its processes, the files it changed, the socket it holds, its events and its
+//! profile; its manifest verifies and the collection is recorded with the manifest's hash;
+//! the sandbox stays frozen and is not told. A link the sandbox planted is not followed, and
+//! an archive altered since does not verify.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, Read as _};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::daemon::{Daemon, KillOnDrop, NOBODY, NOGROUP};
+use common::{require_root, wait_until};
+use sha2::{Digest as _, Sha256};
+
+/// The archive's entries by name.
+fn entries(archive: &Path) -> BTreeMap<String, Vec<u8>> {
+    let file = std::fs::File::open(archive).expect("archive");
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut out = BTreeMap::new();
+    for entry in tar.entries().expect("a tar archive") {
+        let mut entry = entry.expect("entry");
+        let name = entry.path().expect("name").display().to_string();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).expect("read entry");
+        out.insert(name, bytes);
+    }
+    out
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn json(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes).expect("JSON")
+}
+
+const MARKER: &str = "cordon-evidence-marker";
+
+#[test]
+fn evidence_of_a_frozen_sandbox_holds_what_it_runs_holds_and_changed() {
+    if !require_root("evidence_of_a_frozen_sandbox_holds_what_it_runs_holds_and_changed") {
+        return;
+    }
+    let mut d = Daemon::new("");
+    d.start();
+    // The agent: a file it changes, a secret it reads (refused), a link it plants towards
+    // a host secret, a socket it listens on, and a string only its memory holds (built at
+    // run time, so it is not in any file).
+    let script = format!(
+        "import os, socket, sys, time\n\
+         open('changed.txt', 'w').write('the agent wrote this')\n\
+         try: open('/etc/shadow').read()\n\
+         except OSError: pass\n\
+         os.symlink('/etc/shadow', 'leak')\n\
+         s = socket.socket(socket.AF_UNIX); s.bind('agent.sock'); s.listen()\n\
+         held = '{MARKER}-' + str(6 * 7)\n\
+         print('ready', flush=True)\n\
+         time.sleep(600)\n"
+    );
+    let mut run = KillOnDrop(
+        d.cordon(
+            NOBODY,
+            NOGROUP,
+            &[
+                "run",
+                "-p",
+                "test-agent",
+                "--",
+                "/usr/bin/python3",
+                "-c",
+                &script,
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cordon run"),
+    );
+    let mut stdout = std::io::BufReader::new(run.0.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("the agent's first line");
+    if line.trim() != "ready" {
+        let mut stderr = String::new();
+        let _ = run
+            .0
+            .stderr
+            .take()
+            .expect("stderr")
+            .read_to_string(&mut stderr);
+        panic!("the agent did not start: {line:?} {stderr}");
+    }
+    let ps = |d: &Daemon| -> Vec<serde_json::Value> {
+        let out = d
+            .cordon(0, 0, &["ps", "--json"])
+            .output()
+            .expect("cordon ps");
+        serde_json::from_slice(&out.stdout).expect("ps JSON")
+    };
+    // This test's sandbox (others may run on the host).
+    let ours = |d: &Daemon| {
+        ps(d)
+            .into_iter()
+            .find(|s| s["uid"] == NOBODY && s["profile"] == "test-agent")
+            .expect("the sandbox in cordon ps")
+    };
+    let name = ours(&d)["name"].as_str().expect("name").to_string();
+    wait_until(
+        "the refused read in the journal",
+        Duration::from_secs(20),
+        || {
+            d.journal_events()
+                .iter()
+                .any(|e| e["kind"] == "file_denied" && e["path"] == "/etc/shadow")
+                .then_some(())
+        },
+    );
+    let frozen = d.cordon(0, 0, &["freeze", &name]).output().expect("freeze");
+    assert!(frozen.status.success(), "{frozen:?}");
+
+    let archive = d.dir.path().join("evidence.tar.gz");
+    let out = d
+        .cordon(
+            0,
+            0,
+            &[
+                "evidence",
+                &name,
+                "--memory",
+                "--out",
+                archive.to_str().unwrap(),
+            ],
+        )
+        .output()
+        .expect("cordon evidence");
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    let verified = d
+        .cordon(0, 0, &["evidence", "--verify", archive.to_str().unwrap()])
+        .output()
+        .expect("verify");
+    assert!(verified.status.success(), "{verified:?}");
+    let files = entries(&archive);
+
+    // Its processes: the agent's argv, the SHA-256 of the file it runs, its socket.
+    let agent = files
+        .iter()
+        .filter(|(n, _)| n.starts_with("processes/") && n.ends_with(".json"))
+        .map(|(_, b)| json(b))
+        .find(|p| p["argv"][0] == "/usr/bin/python3")
+        .unwrap_or_else(|| panic!("the agent's process: {:?}", files.keys()));
+    let exe = std::fs::canonicalize("/usr/bin/python3").expect("python3");
+    assert_eq!(
+        agent["exe_sha256"],
+        sha256(&std::fs::read(&exe).expect("read python3")),
+        "{agent}"
+    );
+    assert!(
+        agent["fds"].as_array().expect("fds").iter().any(|f| {
+            f["socket"]["protocol"] == "unix"
+                && f["socket"]["local"]
+                    .as_str()
+                    .is_some_and(|p| p.ends_with("agent.sock"))
+        }),
+        "the listening socket: {agent}"
+    );
+    assert_eq!(agent["credentials"]["NoNewPrivs"], "1");
+    // Its memory: the string it built.
+    let pid = agent["pid"].as_u64().expect("pid");
+    let core = &files[&format!("memory/{pid}.core")];
+    assert_eq!(&core[..4], b"\x7fELF");
+    let held = format!("{MARKER}-42");
+    assert!(
+        core.windows(held.len()).any(|w| w == held.as_bytes()),
+        "the core does not hold the agent's string"
+    );
+
+    // What it changed, with the content; the planted link listed as a link, never followed.
+    let changed = json(&files["changed.json"]);
+    let changed = changed.as_array().expect("changed list");
+    let file = changed
+        .iter()
+        .find(|c| c["path"] == "changed.txt")
+        .expect("changed.txt is listed");
+    let content = file["content"].as_str().expect("content kept");
+    assert_eq!(files[content], b"the agent wrote this");
+    let leak = changed
+        .iter()
+        .find(|c| c["path"] == "leak")
+        .expect("the planted link is listed");
+    assert_eq!(leak["kind"], "symlink");
+    assert_eq!(leak["target"], "/etc/shadow");
+    assert!(leak.get("content").is_none(), "{leak}");
+    let shadow = std::fs::read("/etc/shadow").expect("the host's /etc/shadow");
+    assert!(
+        !files.values().any(|b| b.as_slice() == shadow.as_slice()),
+        "the host's /etc/shadow is in the archive"
+    );
+    // Unconfined, the same link reads the host's secret: what a naive collector would keep.
+    assert_eq!(
+        std::fs::read(d.workspace.join("leak")).expect("read through the link"),
+        shadow
+    );
+
+    // Its events (the refused read among them) and its profile, the one its session ran.
+    let events: Vec<serde_json::Value> = files["events.jsonl"]
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(json)
+        .collect();
+    let started = events
+        .iter()
+        .find(|e| e["kind"] == "session_started")
+        .expect("session_started in the timeline");
+    assert!(events
+        .iter()
+        .any(|e| e["kind"] == "file_denied" && e["path"] == "/etc/shadow"));
+    assert_eq!(started["profile_sha256"], sha256(&files["profile.json"]));
+
+    // The manifest: every entry, its hash recorded in the journal's responder_action.
+    let manifest = json(&files["manifest.json"]);
+    assert_eq!(manifest["state"], "frozen");
+    assert_eq!(manifest["files"].as_array().unwrap().len(), files.len() - 1);
+    let manifest_sha256 = sha256(&files["manifest.json"]);
+    assert!(said.contains(&manifest_sha256), "{said}");
+    wait_until(
+        "the collection in the journal",
+        Duration::from_secs(20),
+        || {
+            d.journal_events()
+                .into_iter()
+                .find(|e| e["kind"] == "responder_action" && e["action"] == "evidence")
+        },
+    );
+    let recorded = d
+        .journal_events()
+        .into_iter()
+        .find(|e| e["kind"] == "responder_action" && e["action"] == "evidence")
+        .unwrap();
+    assert_eq!(
+        recorded["evidence"]["manifest_sha256"], manifest_sha256,
+        "{recorded}"
+    );
+    assert_eq!(recorded["session"], started["session"]);
+
+    // The sandbox stayed frozen, and was not told.
+    assert_eq!(ours(&d)["state"], "frozen");
+    let killed = d.cordon(0, 0, &["kill", &name]).output().expect("kill");
+    assert!(killed.status.success(), "{killed:?}");
+    let mut stderr = String::new();
+    run.0
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("stderr");
+    assert!(!stderr.to_lowercase().contains("evidence"), "{stderr}");
+}
+
+#[test]
+fn an_archive_altered_after_collection_does_not_verify() {
+    if !require_root("an_archive_altered_after_collection_does_not_verify") {
+        return;
+    }
+    let mut d = Daemon::new("");
+    d.start();
+    let mut run = KillOnDrop(
+        d.cordon(
+            NOBODY,
+            NOGROUP,
+            &[
+                "run",
+                "-q",
+                "-p",
+                "test-agent",
+                "--",
+                "/bin/sh",
+                "-c",
+                "echo x > f; echo ready; sleep 600",
+            ],
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("cordon run"),
+    );
+    let mut line = String::new();
+    std::io::BufReader::new(run.0.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("ready");
+    let out = d.cordon(0, 0, &["ps", "--json"]).output().expect("ps");
+    let ps: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ps JSON");
+    let name = ps
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|s| s["uid"] == NOBODY && s["profile"] == "test-agent")
+        .and_then(|s| s["name"].as_str())
+        .expect("the sandbox in cordon ps")
+        .to_string();
+    let archive = d.dir.path().join("e.tar.gz");
+    let out = d
+        .cordon(
+            0,
+            0,
+            &["evidence", &name, "--out", archive.to_str().unwrap()],
+        )
+        .output()
+        .expect("evidence");
+    assert!(out.status.success(), "{out:?}");
+    // Collecting never writes over a file.
+    let again = d
+        .cordon(
+            0,
+            0,
+            &["evidence", &name, "--out", archive.to_str().unwrap()],
+        )
+        .output()
+        .expect("evidence");
+    assert!(!again.status.success());
+    let verify = |path: &Path| {
+        d.cordon(0, 0, &["evidence", "--verify", path.to_str().unwrap()])
+            .output()
+            .expect("verify")
+    };
+    assert!(verify(&archive).status.success());
+
+    // The same archive with one entry's content changed, the manifest kept.
+    let files = entries(&archive);
+    let altered = d.dir.path().join("altered.tar.gz");
+    let gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&altered).expect("create"),
+        flate2::Compression::fast(),
+    );
+    let mut tar = tar::Builder::new(gz);
+    for (name, bytes) in &files {
+        let bytes: &[u8] = if name == "profile.json" {
+            b"{\"filesystem\":\"anything\"}"
+        } else {
+            bytes
+        };
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o600);
+        tar.append_data(&mut header, name, bytes).expect("append");
+    }
+    tar.into_inner().expect("tar").finish().expect("gzip");
+    let out = verify(&altered);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("profile.json differs from the manifest"),
+        "{out:?}"
+    );
+}
