@@ -982,3 +982,92 @@ impl Sql {
 pub fn expiry(ttl: Duration) -> i64 {
     now_ns().saturating_add(i64::try_from(ttl.as_nanos()).unwrap_or(i64::MAX))
 }
+
+/// An evidence archive a host uploaded, without the archive itself.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EvidenceRow {
+    pub id: String,
+    pub host: String,
+    pub sandbox: String,
+    pub session: Option<String>,
+    pub received_ns: i64,
+    pub bytes: i64,
+    pub archive_sha256: String,
+    pub manifest_sha256: String,
+}
+
+const EVIDENCE_COLUMNS: &str =
+    "id, host, sandbox, session, received_ns, bytes, archive_sha256, manifest_sha256";
+
+fn evidence_row(row: &AnyRow) -> Result<EvidenceRow, StoreError> {
+    Ok(EvidenceRow {
+        id: row.try_get(0)?,
+        host: row.try_get(1)?,
+        sandbox: row.try_get(2)?,
+        session: row.try_get(3)?,
+        received_ns: row.try_get(4)?,
+        bytes: row.try_get(5)?,
+        archive_sha256: row.try_get(6)?,
+        manifest_sha256: row.try_get(7)?,
+    })
+}
+
+// Evidence.
+impl Store {
+    /// Stores an archive once per id: a second upload of the same id (its answer was lost)
+    /// changes nothing. Returns whether it was new.
+    pub async fn insert_evidence(
+        &self,
+        row: &EvidenceRow,
+        archive: &[u8],
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO evidence (id, host, sandbox, session, received_ns, bytes, archive_sha256, manifest_sha256, archive) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&row.id)
+        .bind(&row.host)
+        .bind(&row.sandbox)
+        .bind(&row.session)
+        .bind(row.received_ns)
+        .bind(row.bytes)
+        .bind(&row.archive_sha256)
+        .bind(&row.manifest_sha256)
+        .bind(archive)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The archives of a session, or of a host (and sandbox), newest first.
+    pub async fn list_evidence(
+        &self,
+        host: Option<&str>,
+        sandbox: Option<&str>,
+        session: Option<&str>,
+    ) -> Result<Vec<EvidenceRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVIDENCE_COLUMNS} FROM evidence \
+             WHERE ($1 IS NULL OR host = $1) AND ($2 IS NULL OR sandbox = $2) AND ($3 IS NULL OR session = $3) \
+             ORDER BY received_ns DESC LIMIT 1000"
+        ))
+        .bind(host)
+        .bind(sandbox)
+        .bind(session)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(evidence_row).collect()
+    }
+
+    /// One archive with what it is.
+    pub async fn evidence(&self, id: &str) -> Result<Option<(EvidenceRow, Vec<u8>)>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {EVIDENCE_COLUMNS}, archive FROM evidence WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((evidence_row(&r)?, r.try_get::<Vec<u8>, _>(8)?)))
+            .transpose()
+    }
+}

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::collector::{Collector, Db};
 use common::daemon::{Daemon, KillOnDrop, NOBODY, NOGROUP};
 use common::{require_root, wait_until};
 use sha2::{Digest as _, Sha256};
@@ -357,4 +358,167 @@ fn an_archive_altered_after_collection_does_not_verify() {
         String::from_utf8_lossy(&out.stderr).contains("profile.json differs from the manifest"),
         "{out:?}"
     );
+}
+
+/// A responder at the collector asks a host for a sandbox's evidence: the host collects it
+/// (the sandbox is not told), the archive reaches the collector, listed for the session and
+/// downloadable, the same bytes, its manifest the one the recorded action names.
+fn a_responder_at_the_collector_collects_and_downloads_evidence(db: Db) {
+    let c = Collector::start(db, "");
+    let responder = c.token("bob", "responder", None);
+    let viewer = c.token("alice", "viewer", None);
+    let mut d = c.host("ev-host");
+    d.start();
+    let mut run = KillOnDrop(
+        d.cordon(
+            NOBODY,
+            NOGROUP,
+            &[
+                "run",
+                "-q",
+                "-p",
+                "test-agent",
+                "--",
+                "/bin/sh",
+                "-c",
+                "echo x > made-here; echo ready; sleep 600",
+            ],
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("cordon run"),
+    );
+    let mut line = String::new();
+    std::io::BufReader::new(run.0.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("ready");
+    let (name, session) = wait_until(
+        "the sandbox at the collector",
+        Duration::from_secs(30),
+        || {
+            let (_, listed) = c.get(Some(&viewer), "/api/v1/hosts/ev-host/sandboxes");
+            // This test's sandbox: the host lists every sandbox of the machine.
+            listed["live"].as_array()?.iter().find_map(|s| {
+                if s["uid"] != NOBODY || s["profile"] != "test-agent" {
+                    return None;
+                }
+                Some((
+                    s["name"].as_str()?.to_string(),
+                    s["session"].as_str()?.to_string(),
+                ))
+            })
+        },
+    );
+    let (status, queued) = c.post(
+        Some(&responder),
+        "/api/v1/commands",
+        &serde_json::json!({"host": "ev-host", "sandbox": name, "action": "evidence"}),
+    );
+    assert_eq!(status, 201, "{queued}");
+    let id = queued["id"].as_str().expect("command id").to_string();
+    let done = wait_until("the command done", Duration::from_secs(30), || {
+        let (_, command) = c.get(Some(&responder), &format!("/api/v1/commands/{id}"));
+        (command["status"] != "queued" && command["status"] != "delivered").then_some(command)
+    });
+    assert_eq!(done["status"], "done", "{done}");
+
+    let row = wait_until(
+        "the archive at the collector",
+        Duration::from_secs(30),
+        || {
+            let (_, listed) = c.get(
+                Some(&responder),
+                &format!("/api/v1/evidence?session={session}"),
+            );
+            listed["evidence"].as_array()?.first().cloned()
+        },
+    );
+    assert_eq!(row["sandbox"], name.as_str());
+    assert_eq!(row["host"], "ev-host");
+    // Viewers do not see evidence: it may hold what the agent held.
+    let (status, _) = c.get(
+        Some(&viewer),
+        &format!("/api/v1/evidence?session={session}"),
+    );
+    assert_eq!(status, 403);
+
+    let response = ureq::get(&format!(
+        "{}/api/v1/evidence/{}",
+        c.url,
+        row["id"].as_str().unwrap()
+    ))
+    .set("Authorization", &format!("Bearer {responder}"))
+    .call()
+    .expect("download");
+    let mut archive = Vec::new();
+    response
+        .into_reader()
+        .read_to_end(&mut archive)
+        .expect("archive");
+    assert_eq!(sha256(&archive), row["archive_sha256"]);
+    let path = d.dir.path().join("downloaded.tar.gz");
+    std::fs::write(&path, &archive).expect("write");
+    let files = entries(&path);
+    assert_eq!(sha256(&files["manifest.json"]), row["manifest_sha256"]);
+    let changed = json(&files["changed.json"]);
+    assert!(
+        changed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["path"] == "made-here"),
+        "{changed} {}",
+        String::from_utf8_lossy(&files["manifest.json"])
+    );
+    // The action as recorded, at the collector too, names the same manifest.
+    let recorded = wait_until("the recorded action", Duration::from_secs(30), || {
+        let (_, page) = c.get(
+            Some(&viewer),
+            "/api/v1/events?kind=responder_action&host=ev-host",
+        );
+        page["events"]
+            .as_array()?
+            .iter()
+            .find(|e| e["action"] == "evidence")
+            .cloned()
+    });
+    assert_eq!(
+        recorded["evidence"]["manifest_sha256"],
+        row["manifest_sha256"]
+    );
+    assert_eq!(recorded["actor"]["name"], "bob");
+
+    // An archive that is not what its host says it is, is refused.
+    let host_token = std::fs::read_to_string(d.dir.path().join("collector.token")).expect("token");
+    let refused = ureq::post(&format!("{}/api/v1/evidence", c.url))
+        .set("Authorization", &format!("Bearer {}", host_token.trim()))
+        .set(
+            "x-cordon-evidence-id",
+            "01a2263e-175e-73e4-b000-b5d7de0f6653",
+        )
+        .set("x-cordon-sandbox", &name)
+        .set("x-cordon-archive-sha256", &"0".repeat(64))
+        .set("x-cordon-manifest-sha256", &"0".repeat(64))
+        .send_bytes(b"not the archive");
+    assert!(
+        matches!(refused, Err(ureq::Error::Status(400, _))),
+        "{refused:?}"
+    );
+}
+
+mod collected_at_the_collector {
+    #[test]
+    fn sqlite() {
+        if super::require_root("collected_at_the_collector::sqlite") {
+            super::a_responder_at_the_collector_collects_and_downloads_evidence(super::Db::Sqlite);
+        }
+    }
+    #[test]
+    fn postgres() {
+        if super::require_root("collected_at_the_collector::postgres") {
+            super::a_responder_at_the_collector_collects_and_downloads_evidence(
+                super::Db::Postgres,
+            );
+        }
+    }
 }

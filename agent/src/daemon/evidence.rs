@@ -146,14 +146,23 @@ fn upload_one(meta: &Path, collector: &Collector) -> Result<(), String> {
         .map_err(|e| format!("unreadable: {e}"))?;
     let archive = meta.with_extension("tar.gz");
     let file = std::fs::File::open(&archive).map_err(|e| e.to_string())?;
-    collector
-        .upload_evidence(&upload, file)
-        .map_err(|e| e.to_string())?;
-    tracing::info!(
-        "evidence of {} ({} bytes) is at the collector",
-        upload.sandbox,
-        upload.summary.bytes
-    );
+    match collector.upload_evidence(&upload, file) {
+        Ok(()) => {}
+        // Refused for what it is (too large for the collector: an archive with memory
+        // cores): it stays with whoever collected it, and waits here no longer.
+        Err(crate::export::deliver::DeliverError::Status {
+            status: 400 | 413,
+            body,
+            ..
+        }) => {
+            tracing::warn!(
+                "the collector refused the evidence of {} ({} bytes): {body}; it is kept only where it was collected to",
+                upload.sandbox,
+                upload.summary.bytes
+            );
+        }
+        Err(e) => return Err(e.to_string()),
+    }
     let _ = std::fs::remove_file(&archive);
     let _ = std::fs::remove_file(meta);
     Ok(())

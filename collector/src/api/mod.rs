@@ -16,6 +16,7 @@
 mod agents;
 pub use agents::read_body;
 mod console;
+mod evidence;
 mod read;
 mod respond;
 
@@ -190,6 +191,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/hosts/{host}/rejected", get(read::rejected))
         .route("/api/v1/commands", post(respond::issue).get(respond::list))
         .route("/api/v1/commands/{id}", get(respond::one))
+        .route(
+            cordon_proto::collector::EVIDENCE_PATH,
+            post(evidence::upload).get(evidence::list),
+        )
+        .route("/api/v1/evidence/{id}", get(evidence::download))
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/tokens", get(tokens).post(issue_token))
         .route("/api/v1/tokens/{id}", delete(revoke_token))
