@@ -85,7 +85,7 @@ enum Command {
     Ps,
     /// cordond's health: kernel features, collector link, spool depth, events dropped.
     Status,
-    /// Events from cordond's journal, oldest first.
+    /// Events from cordond's journal, oldest first (newest first with --reverse).
     Events {
         /// Keep printing new events as they come.
         #[arg(long, short)]
@@ -111,6 +111,16 @@ enum Command {
         /// As CSV, a row per event (for a spreadsheet or a SIEM's import).
         #[arg(long, conflicts_with = "json")]
         csv: bool,
+        /// Newest first; not with --follow.
+        #[arg(long, short)]
+        reverse: bool,
+        /// Only events before this time (RFC 3339 or an age): with --reverse and --limit,
+        /// the page older than the last event shown.
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// At most N events, the first in the order asked for.
+        #[arg(long, short = 'n', value_name = "N")]
+        limit: Option<usize>,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
@@ -352,8 +362,23 @@ pub fn main() -> ExitCode {
             by_severity,
             session,
             csv,
+            reverse,
+            until,
+            limit,
         } => {
-            let since = match since.as_deref().map(parse_since).transpose() {
+            let since = match since
+                .as_deref()
+                .map(|t| parse_time("--since", t))
+                .transpose()
+            {
+                Ok(s) => s,
+                Err(e) => return fail(&e, 2),
+            };
+            let until = match until
+                .as_deref()
+                .map(|t| parse_time("--until", t))
+                .transpose()
+            {
                 Ok(s) => s,
                 Err(e) => return fail(&e, 2),
             };
@@ -373,6 +398,9 @@ pub fn main() -> ExitCode {
                         socket: socket_path(socket),
                         session,
                         csv,
+                        reverse,
+                        until,
+                        limit,
                     },
                     out,
                 ),
@@ -439,7 +467,7 @@ fn daemon_required(explicit: Option<&std::path::Path>) -> Result<Client, String>
 }
 
 /// `--since`: RFC 3339, or an age like `10m`.
-fn parse_since(text: &str) -> Result<std::time::SystemTime, String> {
+fn parse_time(flag: &str, text: &str) -> Result<std::time::SystemTime, String> {
     if let Ok(t) = humantime::parse_rfc3339_weak(text) {
         return Ok(t);
     }
@@ -447,9 +475,7 @@ fn parse_since(text: &str) -> Result<std::time::SystemTime, String> {
         .ok()
         .and_then(|age| std::time::SystemTime::now().checked_sub(age))
         .ok_or_else(|| {
-            format!(
-                "--since `{text}` is neither a time (2026-11-26T10:00:00Z) nor an age (10m, 2h)"
-            )
+            format!("{flag} `{text}` is neither a time (2026-11-26T10:00:00Z) nor an age (10m, 2h)")
         })
 }
 

@@ -314,6 +314,38 @@ fn a_user_who_is_not_root_runs_sandboxes_through_cordond_as_themselves() {
         "{sorted:?}"
     );
     assert_eq!(sorted[0]["severity"], "high");
+    // Newest first, a page at a time: --reverse --limit, then --until the oldest shown.
+    let page = |extra: &[&str]| -> Vec<serde_json::Value> {
+        let mut args = vec!["events", "--json", "--reverse", "--limit", "2"];
+        args.extend_from_slice(extra);
+        let out = d.cordon(0, 0, &args).output().expect("cordon events");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect()
+    };
+    let all = at_least("info");
+    let time = |e: &serde_json::Value| {
+        humantime::parse_rfc3339(e["time"].as_str().expect("time")).expect("RFC 3339")
+    };
+    let first = page(&[]);
+    assert_eq!(first.len(), 2);
+    assert_eq!(first[0]["id"], all[all.len() - 1]["id"], "{first:?}");
+    assert!(time(&first[0]) >= time(&first[1]));
+    let older = first[1]["time"].as_str().expect("time").to_string();
+    let second = page(&["--until", &older]);
+    assert!(!second.is_empty());
+    assert!(
+        second.iter().all(|e| time(e) < time(&first[1])),
+        "{second:?} is not older than {first:?}"
+    );
+    // Not with --follow: what there is has no newest end while it is followed.
+    let out = d
+        .cordon(0, 0, &["events", "--reverse", "--follow"])
+        .output()
+        .expect("cordon events");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
     // Several kinds at once; a mistyped one is an error that says what was meant.
     let out = d
         .cordon(0, 0, &["events", "--json", "--kind", "syscall_denied,exit"])

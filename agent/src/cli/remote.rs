@@ -238,6 +238,13 @@ pub struct EventsQuery {
     pub session: Option<uuid::Uuid>,
     /// As CSV (`Event::TABLE_COLUMNS`) rather than lines to read.
     pub csv: bool,
+    /// Newest first (everything is read first).
+    pub reverse: bool,
+    /// Only events before this time: with `reverse` and `limit`, the page older than the
+    /// last one shown.
+    pub until: Option<std::time::SystemTime>,
+    /// At most this many events, the first in the order asked for.
+    pub limit: Option<usize>,
 }
 
 /// How far back a `--follow` that lost cordond asks again (and remembers what it printed).
@@ -254,10 +261,13 @@ pub fn events(mut client: Client, query: EventsQuery, out: Output) -> ExitCode {
         socket,
         session,
         csv,
+        reverse,
+        until,
+        limit,
     } = query;
-    if by_severity && follow {
+    if (by_severity || reverse || until.is_some()) && follow {
         return fail(
-            "--by-severity sorts what there is: it does not go with --follow",
+            "--by-severity, --reverse and --until are about what there is: they do not go with --follow",
             2,
         );
     }
@@ -300,8 +310,9 @@ pub fn events(mut client: Client, query: EventsQuery, out: Output) -> ExitCode {
         }
         lock.flush()
     };
-    // Sorted: every line first, then the most severe first (the journal's order among equals).
+    // Sorted or reversed: every line first, then in the order asked for.
     let mut held: Vec<(crate::event::Severity, Vec<u8>)> = Vec::new();
+    let mut left = limit.unwrap_or(usize::MAX);
     // Following: the events printed in the last minute before the newest, by id. A
     // reconnection asks again from that minute back (cordond may journal a sandbox's events
     // late, from its spool, after a restart) and prints none of them twice.
@@ -339,17 +350,33 @@ pub fn events(mut client: Client, query: EventsQuery, out: Output) -> ExitCode {
                 recent.retain(|_, t| *t + FOLLOW_OVERLAP >= top);
             }
         }
-        if by_severity {
-            let level = serde_json::from_slice::<crate::event::Event>(&line)
-                .map_or(crate::event::Severity::Info, |e| e.severity());
+        let event = serde_json::from_slice::<crate::event::Event>(&line).ok();
+        if let (Some(until), Some(event)) = (until, &event) {
+            if event.time >= until {
+                continue;
+            }
+        }
+        if by_severity || reverse {
+            let level = event.map_or(crate::event::Severity::Info, |e| e.severity());
             held.push((level, line));
+        } else if left == 0 {
+            // Enough: what is left is not read.
+            return ExitCode::SUCCESS;
         } else if print(&line).is_err() {
             // stdout closed (`| head`): done.
             return ExitCode::SUCCESS;
+        } else {
+            left -= 1;
         }
     }
-    held.sort_by_key(|(level, _)| std::cmp::Reverse(*level));
-    for (_, line) in held {
+    if reverse {
+        held.reverse();
+    }
+    if by_severity {
+        // Stable: among equals, the order above (the journal's, or newest first).
+        held.sort_by_key(|(level, _)| std::cmp::Reverse(*level));
+    }
+    for (_, line) in held.into_iter().take(left) {
         if print(&line).is_err() {
             break;
         }
