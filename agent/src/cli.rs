@@ -336,6 +336,20 @@ pub fn main() -> ExitCode {
             if audit {
                 policy.mode = profile::Mode::Audit;
             }
+            // The host's response rules hold here too, as cordond's configuration says.
+            let config = std::path::Path::new(crate::daemon::config::DEFAULT_PATH);
+            match crate::daemon::config::Config::load(config)
+                .map_err(|e| e.to_string())
+                .and_then(|c| crate::daemon::config::host_rules(&c.responses, &policy))
+            {
+                Ok(rules) => policy.responses.extend(rules),
+                Err(e) => {
+                    return fail(
+                        &format!("the host's response rules: {e}"),
+                        exit_u8(sandbox::EXIT_SETUP_FAILED),
+                    )
+                }
+            }
             let ended = session::run(
                 &policy,
                 &command,

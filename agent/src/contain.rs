@@ -93,7 +93,7 @@ pub enum ContainError {
     NoSuchSandbox,
     #[error("{0}")]
     Kernel(String),
-    #[error("evidence is collected with `cordon evidence`, not acted on")]
+    #[error("not an action on the sandbox: evidence is collected with `cordon evidence`, and alerts are raised by response rules")]
     NotContainment,
     #[error("the kernel did not report the sandbox {what} within {deadline:?}")]
     Timeout {
@@ -153,7 +153,7 @@ pub fn act(kernel: Option<&Kernel>, name: &str, action: Action) -> Result<Durati
             sandbox.thaw().map_err(|e| kernel_err(&e))?;
             until("thawed", &|| !sandbox.is_frozen().unwrap_or(true))?;
         }
-        Action::Evidence => return Err(ContainError::NotContainment),
+        Action::Evidence | Action::Alert => return Err(ContainError::NotContainment),
         Action::Isolate | Action::Release => {
             let kernel = kernel.ok_or_else(|| {
                 ContainError::Kernel("Cordon's eBPF programs are not loaded".into())
@@ -176,6 +176,7 @@ pub fn done(action: Action) -> &'static str {
         Action::Isolate => "isolated",
         Action::Release => "released",
         Action::Evidence => "evidence collected",
+        Action::Alert => "alerted",
     }
 }
 

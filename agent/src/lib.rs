@@ -35,6 +35,7 @@ pub mod learn;
 pub mod monitor;
 pub mod network;
 pub mod report;
+pub mod responder;
 pub mod sandbox;
 pub mod session;
 pub mod sys;

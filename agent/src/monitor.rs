@@ -364,6 +364,7 @@ impl Monitor {
         session: Option<uuid::Uuid>,
         severity: crate::policy::SeverityPolicy,
         sink: Sink,
+        mut responder: Option<crate::responder::Responder>,
     ) -> std::io::Result<(Reporter, JoinHandle<std::io::Result<u64>>)> {
         let (tx, rx) = mpsc::channel::<Event>();
         let mut outputs = Outputs::open(sink)?;
@@ -375,8 +376,17 @@ impl Monitor {
                 loop {
                     match rx.recv_timeout(Duration::from_millis(200)) {
                         Ok(event) => {
+                            // Response rules see every event as it comes, repeats too,
+                            // before repeats are gathered into one.
+                            let responses = responder
+                                .as_mut()
+                                .map(|r| r.event(&event, Instant::now()))
+                                .unwrap_or_default();
                             for event in bursts.push(event, Instant::now()) {
                                 outputs.write(&event)?;
+                            }
+                            for response in responses {
+                                outputs.write(&response)?;
                             }
                         }
                         Err(mpsc::RecvTimeoutError::Timeout) => {}

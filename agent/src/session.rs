@@ -385,6 +385,7 @@ fn start_monitor(
         Some(started.session),
         policy.severity.clone(),
         sink,
+        crate::responder::Responder::new(&policy.responses, Some(Arc::clone(kernel))),
     )
     .map_err(|e| format!("cannot open the event log: {e}"))?;
     reporter.report_at(started.at, None, started.what);

@@ -13,3 +13,4 @@
 pub mod diff;
 pub mod policy;
 pub mod profile;
+pub mod response;

@@ -122,6 +122,9 @@ pub struct Policy {
     pub process: ProcessPolicy,
     /// `[severity]`: the level a denial gets, by what it touched.
     pub severity: SeverityPolicy,
+    /// What the sandbox's watcher does on its own when events match (`[[response]]`, and
+    /// the host's own rules added at launch).
+    pub responses: Vec<crate::response::ResponseRule>,
 }
 
 impl Policy {
@@ -654,6 +657,7 @@ fn compile_into(profile: &Profile, ctx: &Context, errs: &mut Errors) -> Policy {
         .unwrap_or(DEFAULT_LANDLOCK_ABI);
     let process = process(profile, errs);
     let severity = severity(profile, &vars, errs);
+    let responses = responses(&profile.responses, &vars, errs);
 
     Policy {
         name: profile.name.clone(),
@@ -677,7 +681,62 @@ fn compile_into(profile: &Profile, ctx: &Context, errs: &mut Errors) -> Policy {
         syscalls,
         process,
         severity,
+        responses,
     }
+}
+
+/// Compiles `[[response]]` entries written outside a profile (cordond's `cordon.toml`)
+/// against a sandbox's placeholders: the host's own rules, added to every sandbox's.
+pub fn compile_responses(
+    entries: &[Located<crate::response::ResponseEntry>],
+    workspace: &Path,
+    home: &Path,
+    uid: u32,
+) -> Result<Vec<crate::response::ResponseRule>, Diagnostics> {
+    let vars = Vars {
+        workspace: workspace.to_path_buf(),
+        home: home.to_path_buf(),
+        uid,
+    };
+    let mut errs = Errors::default();
+    let rules = responses(entries, &vars, &mut errs);
+    if errs.0.is_empty() {
+        Ok(rules)
+    } else {
+        Err(Diagnostics::sorted(errs.0))
+    }
+}
+
+fn responses(
+    entries: &[Located<crate::response::ResponseEntry>],
+    vars: &Vars,
+    errs: &mut Errors,
+) -> Vec<crate::response::ResponseRule> {
+    let mut out = Vec::new();
+    for (index, entry) in entries.iter().enumerate() {
+        let at = |value: &str| Located {
+            value: value.to_string(),
+            loc: entry.loc.clone(),
+        };
+        let compiled = crate::response::ResponseRule::compile(
+            &entry.value,
+            index,
+            &|template| vars.path(&at(template)).map_err(|d| d.message),
+            &|host| host_pattern(&at(host)).map_err(|d| d.message),
+            &|name| {
+                sysno(&at(name))
+                    .map(|nr| nr.name().to_string())
+                    .map_err(|d| d.message)
+            },
+        );
+        match compiled {
+            Ok(rule) => out.push(rule),
+            Err(message) => errs
+                .0
+                .push(entry.loc.error(format!("[[response]]: {message}"))),
+        }
+    }
+    out
 }
 
 /// The levels `[severity]` gives denials, by what they touched.

@@ -198,6 +198,9 @@ pub enum Action {
     /// An archive of what the sandbox runs, holds and changed (`cordon evidence`); it
     /// changes nothing in the sandbox.
     Evidence,
+    /// A response rule's alert: nothing is done to the sandbox; the event is for the people
+    /// and systems watching.
+    Alert,
 }
 
 /// What an evidence collection gathered: the SHA-256 of the archive's manifest (which lists
@@ -560,6 +563,7 @@ impl Action {
             Action::Thaw => "thaw",
             Action::Kill => "kill",
             Action::Evidence => "evidence",
+            Action::Alert => "alert",
         }
     }
 }
@@ -575,6 +579,7 @@ impl std::str::FromStr for Action {
             Action::Thaw,
             Action::Kill,
             Action::Evidence,
+            Action::Alert,
         ]
         .into_iter()
         .find(|a| a.as_str() == s)

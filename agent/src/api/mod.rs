@@ -112,6 +112,9 @@ pub struct WorkerJob {
     pub spool: crate::export::spool::SpoolConfig,
     pub dns_upstream: Vec<std::net::SocketAddr>,
     pub audit: bool,
+    /// The host's response rules (`cordon.toml`), added to the profile's.
+    #[serde(default)]
+    pub host_responses: Vec<cordon_policy::response::ResponseEntry>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

@@ -64,6 +64,10 @@ fn run(job: WorkerJob, control: &UnixStream) -> ExitStatus {
     if job.run.audit {
         policy.mode = crate::profile::Mode::Audit;
     }
+    match crate::daemon::config::host_rules(&job.host_responses, &policy) {
+        Ok(rules) => policy.responses.extend(rules),
+        Err(e) => return failed(&format!("the host's response rules: {e}")),
+    }
     if let Err(e) = within_rights(&policy, &job.caller) {
         return failed(&e);
     }

@@ -32,6 +32,10 @@
 //!
 //! [metrics]
 //! listen = "127.0.0.1:9464"                # Prometheus text format; off when absent
+//!
+//! [[response]]                             # for every sandbox, beside its profile's own
+//! when = { kind = "syscall_denied", syscall = "ptrace" }
+//! action = "kill"
 //! ```
 
 use std::net::SocketAddr;
@@ -64,6 +68,9 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     /// DNS servers sandboxes' resolvers forward to (default: those of /etc/resolv.conf).
     pub dns_upstream: Vec<SocketAddr>,
+    /// Response rules for every sandbox of the host, checked; compiled per sandbox (their
+    /// placeholders are the sandbox's) by [`host_rules`].
+    pub responses: Vec<cordon_policy::response::ResponseEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -113,6 +120,9 @@ struct File {
     metrics: MetricsFile,
     #[serde(default)]
     dns: DnsFile,
+    /// Host-wide response rules, added to every sandbox's (`[[response]]`, as in profiles).
+    #[serde(default)]
+    response: Vec<Spanned<cordon_policy::response::ResponseEntry>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -313,6 +323,26 @@ impl Config {
                 }
             }
         };
+        // Checked now against placeholders of a made-up sandbox: a mistake stops the start
+        // (or the reload), not a launch.
+        let located: Vec<_> = file
+            .response
+            .iter()
+            .map(|entry| crate::profile::Located {
+                value: entry.get_ref().clone(),
+                loc: at(entry.span()),
+            })
+            .collect();
+        if let Err(errors) = crate::policy::compile_responses(
+            &located,
+            Path::new("/workspace"),
+            Path::new("/home/user"),
+            1000,
+        ) {
+            if let Some(first) = errors.0.into_iter().next() {
+                return Err(ConfigError::Invalid(first));
+            }
+        }
         let mut dns_upstream = Vec::new();
         for upstream in file.dns.upstream.unwrap_or_default() {
             match upstream.get_ref().parse::<SocketAddr>() {
@@ -358,6 +388,7 @@ impl Config {
                 run_groups: file.api.run_groups.unwrap_or_default(),
             },
             metrics,
+            responses: located.into_iter().map(|l| l.value).collect(),
             dns_upstream,
         })
     }
@@ -390,6 +421,31 @@ fn is_loopback_url(url: &str) -> bool {
 }
 
 /// `/etc/machine-id`, else the host name.
+/// The host's response rules for the sandbox `policy` describes, added to its own.
+pub fn host_rules(
+    entries: &[cordon_policy::response::ResponseEntry],
+    policy: &crate::policy::Policy,
+) -> Result<Vec<cordon_policy::response::ResponseRule>, String> {
+    let source = Arc::new(Source {
+        path: PathBuf::from("cordon.toml [[response]]"),
+        text: String::new(),
+    });
+    let located: Vec<_> = entries
+        .iter()
+        .map(|value| crate::profile::Located {
+            value: value.clone(),
+            loc: Loc::new(Arc::clone(&source), 0..0),
+        })
+        .collect();
+    crate::policy::compile_responses(
+        &located,
+        &policy.workspace,
+        &policy.identity.home,
+        policy.identity.uid,
+    )
+    .map_err(|e| e.to_string())
+}
+
 pub fn default_host_id() -> String {
     std::fs::read_to_string("/etc/machine-id")
         .ok()

@@ -721,6 +721,7 @@ fn start_run(
         spool: super::spool_config(&cfg),
         dns_upstream: cfg.dns_upstream.clone(),
         audit: cfg.audit,
+        host_responses: cfg.responses.clone(),
     };
     let mut file = tempfile::tempfile().map_err(|e| format!("cannot hand the job over: {e}"))?;
     serde_json::to_writer(&mut file, &job).map_err(|e| format!("cannot hand the job over: {e}"))?;

@@ -473,6 +473,9 @@ impl Chain {
             if let Some(max) = pr.max_memory {
                 p.max_memory = Some(locate(&source, max));
             }
+            // A child adds rules; it cannot take its parents' away (they may be what an
+            // operator relies on to stop an agent).
+            p.responses.extend(locate_all(&source, file.response));
             let sev = file.severity;
             for (into, entries) in [
                 (&mut p.severity.paths, sev.paths),
@@ -629,6 +632,8 @@ pub struct Profile {
     pub max_memory: Option<Located<schema::MemorySize>>,
     /// `[severity]`, merged: a child's entry replaces its parent's.
     pub severity: SeverityOverrides,
+    /// `[[response]]` entries, parents' first.
+    pub responses: Vec<Located<crate::response::ResponseEntry>>,
     /// What merging had to say that does not stop the profile: an entry a protecting list
     /// lost on purpose (`widen = true`), `key = []` over inherited entries.
     pub warnings: Vec<Diagnostic>,
@@ -666,6 +671,7 @@ impl Default for Profile {
             max_processes: None,
             max_memory: None,
             severity: SeverityOverrides::default(),
+            responses: Vec::new(),
             warnings: Vec::new(),
         }
     }

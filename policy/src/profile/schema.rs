@@ -28,6 +28,9 @@ pub struct ProfileFile {
     pub process: ProcessSection,
     #[serde(default)]
     pub severity: SeveritySection,
+    /// `[[response]]`: what the sandbox's watcher does on its own when events match.
+    #[serde(default)]
+    pub response: Vec<Spanned<crate::response::ResponseEntry>>,
 }
 
 /// `[severity]`: the level a denial gets, by what it touched, over the one its kind and
