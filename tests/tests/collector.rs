@@ -1098,16 +1098,7 @@ fn a_responder_at_the_collector_sees_a_hosts_violations_and_isolates_its_sandbox
     let responder = c.token("bob", "responder", None);
     let mut d = c.host("e2e-host");
     // A profile that may reach one loopback server, and nothing else.
-    let server = std::net::TcpListener::bind("127.0.0.2:0").expect("listen");
-    let port = server.local_addr().expect("addr").port();
-    std::thread::spawn(move || for _ in server.incoming() {});
-    std::fs::write(
-        d.dir.path().join("profiles/net-agent.toml"),
-        format!(
-            "[profile]\nname = \"net-agent\"\nextends = [\"test-agent\"]\n\n[network]\negress = [{{ cidr = \"127.0.0.2/32\", ports = [{port}], proto = \"tcp\" }}]\n"
-        ),
-    )
-    .expect("profile");
+    let port = d.net_agent();
     d.start();
     let live = c.stream(&viewer, "host=e2e-host&kind=network_denied");
 

@@ -421,6 +421,23 @@ impl Daemon {
         cmd
     }
 
+    /// Writes the profile `net-agent`: `test-agent` that may reach one loopback server (on
+    /// 127.0.0.2, TCP, accepting and dropping every connection), and nothing else; returns
+    /// the server's port.
+    pub fn net_agent(&self) -> u16 {
+        let server = std::net::TcpListener::bind("127.0.0.2:0").expect("listen");
+        let port = server.local_addr().expect("addr").port();
+        std::thread::spawn(move || for _ in server.incoming() {});
+        std::fs::write(
+            self.dir.path().join("profiles/net-agent.toml"),
+            format!(
+                "[profile]\nname = \"net-agent\"\nextends = [\"test-agent\"]\n\n[network]\negress = [{{ cidr = \"127.0.0.2/32\", ports = [{port}], proto = \"tcp\" }}]\n"
+            ),
+        )
+        .expect("profile");
+        port
+    }
+
     /// `cordon run [--quiet] -p test-agent -- probe ARGS` as `uid`, through this daemon.
     pub fn probe_command(&self, uid: u32, gid: u32, quiet: bool, args: &[&str]) -> Command {
         let probe = self.bin.join("probe");
