@@ -11,6 +11,8 @@
 //! * `network`: the cost of the eBPF egress programs per connect, and DNS through the
 //!   sandbox's resolver against direct ([`network`]);
 //! * `pipeline`: denials at a fixed rate, from the kernel to a collector ([`pipeline`]);
+//! * `response`: how soon a response rule freezes a sandbox after the denial it names
+//!   ([`response`]);
 //! * `footprint`: cordond, `cordon run` and the collector, idle and under load ([`footprint`]);
 //! * `collector`: the collector's ingest and queries on SQLite and PostgreSQL ([`collector`];
 //!   long, so only with `--only collector`);
@@ -27,6 +29,7 @@ mod helper;
 mod launch;
 mod network;
 mod pipeline;
+mod response;
 mod soak;
 
 use std::fs::File;
@@ -44,6 +47,7 @@ const SCENARIOS: &[&str] = &[
     "work",
     "network",
     "pipeline",
+    "response",
     "footprint",
     "collector",
     "soak",
@@ -92,6 +96,7 @@ pub fn run(runs: usize, only: Option<&str>) -> Result<()> {
             "work" => launch::work(&bins, (runs / 20).max(5))?,
             "network" => network::run(&bins)?,
             "pipeline" => pipeline::run(&bins)?,
+            "response" => response::run(&bins, (runs / 5).max(20))?,
             "footprint" => footprint::run(&bins)?,
             "collector" => collector::run(&bins.collector)?,
             "soak" => soak::run(&bins.collector)?,
