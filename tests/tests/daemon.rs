@@ -1258,3 +1258,63 @@ fn a_user_who_runs_sandboxes_lists_and_kills_their_own_and_no_one_elses() {
     });
     assert!(!ended.success(), "{ended:?}");
 }
+
+/// cordond's `/metrics` on `port`.
+fn scrape(port: u16) -> String {
+    let mut http = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics listen");
+    http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("request");
+    let mut text = String::new();
+    http.read_to_string(&mut text).expect("response");
+    text
+}
+
+/// A metric's value, by its line's name and labels.
+fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn the_metrics_say_whether_the_collector_is_up_and_when_it_last_took_events() {
+    if !require_root("the_metrics_say_whether_the_collector_is_up_and_when_it_last_took_events") {
+        return;
+    }
+    let mut c = common::collector::Collector::start(common::collector::Db::Sqlite, "");
+    let mut d = c.host("metrics-host");
+    let port = common::collector::free_port();
+    d.append_config(&format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
+    d.start();
+    let text = scrape(port);
+    assert!(
+        text.contains(&format!(
+            "cordon_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{text}"
+    );
+    // Events delivered: up, and the time of the delivery.
+    let out = d.run_probe(&["read", "/etc/shadow"]);
+    assert!(out.status.code().is_some(), "{out:?}");
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    common::wait_until("a delivery", Duration::from_secs(30), || {
+        let text = scrape(port);
+        (metric(&text, "cordon_collector_up") == Some(1)
+            && metric(&text, "cordon_collector_last_delivery_timestamp_seconds")
+                .is_some_and(|t| t + 60 >= before))
+        .then_some(())
+    });
+    // The collector gone: down, within a poll.
+    c.stop();
+    common::wait_until("the collector seen down", Duration::from_secs(30), || {
+        (metric(&scrape(port), "cordon_collector_up") == Some(0)).then_some(())
+    });
+    // Back: up again.
+    c.run();
+    common::wait_until("the collector seen up", Duration::from_secs(60), || {
+        (metric(&scrape(port), "cordon_collector_up") == Some(1)).then_some(())
+    });
+}

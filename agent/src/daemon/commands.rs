@@ -56,6 +56,7 @@ pub fn poll_thread(daemon: &Daemon) {
         match collector.poll(&poll, WAIT) {
             Ok(reply) => {
                 backoff.reset();
+                daemon.pipeline.stats.contact(true);
                 for command in reply.commands {
                     let actor = Actor {
                         via: "collector".into(),
@@ -89,6 +90,7 @@ pub fn poll_thread(daemon: &Daemon) {
             Err(e) => {
                 // The results go again with the next poll.
                 results = poll.results;
+                daemon.pipeline.stats.contact(false);
                 tracing::warn!("cannot poll the collector for commands: {e}");
                 std::thread::sleep(backoff.next());
             }

@@ -204,8 +204,12 @@ impl Daemon {
         let started = Instant::now();
         let result = crate::contain::act(self.kernel().ok().as_deref(), sandbox, action);
         let took_ms = started.elapsed().as_millis() as u64;
-        // A bad name is not an action on a sandbox: nothing to record.
-        if !matches!(result, Err(crate::contain::ContainError::BadName)) {
+        // A bad name or a sandbox that is not there: no action on a sandbox, nothing to
+        // record (a record would make a sandbox appear that never ran).
+        if !matches!(
+            result,
+            Err(crate::contain::ContainError::BadName | crate::contain::ContainError::NoSuchSandbox)
+        ) {
             self.record_in(
                 sandbox,
                 session,

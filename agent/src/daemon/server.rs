@@ -880,6 +880,34 @@ fn metrics_text(daemon: &Daemon) -> String {
         )],
     );
     metric(
+        "cordon_build_info",
+        "gauge",
+        "This cordond's version (the value is always 1).",
+        &[(format!("{{version=\"{}\"}}", env!("CARGO_PKG_VERSION")), 1)],
+    );
+    if cfg.collector.is_some() {
+        let up = stats.collector_up.lock().ok().and_then(|u| *u);
+        metric(
+            "cordon_collector_up",
+            "gauge",
+            "Whether the last exchange with the collector (a batch or a poll) succeeded (1) or not (0).",
+            &[(String::new(), u64::from(up == Some(true)))],
+        );
+        let last = stats
+            .last_delivery
+            .lock()
+            .ok()
+            .and_then(|t| *t)
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        metric(
+            "cordon_collector_last_delivery_timestamp_seconds",
+            "gauge",
+            "When the collector last acknowledged a batch (Unix time; 0: never since the start).",
+            &[(String::new(), last)],
+        );
+    }
+    metric(
         "cordon_ebpf_loaded",
         "gauge",
         "Whether Cordon's eBPF programs are loaded (1) or not (0).",

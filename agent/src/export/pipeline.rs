@@ -105,6 +105,18 @@ pub struct Stats {
     pub by_kind: Mutex<BTreeMap<String, u64>>,
     pub last_delivery: Mutex<Option<SystemTime>>,
     pub last_error: Mutex<Option<String>>,
+    /// Whether the last exchange with the collector (a batch or a poll for commands)
+    /// succeeded: `None` before the first.
+    pub collector_up: Mutex<Option<bool>>,
+}
+
+impl Stats {
+    /// Notes how the last exchange with the collector went.
+    pub fn contact(&self, ok: bool) {
+        if let Ok(mut up) = self.collector_up.lock() {
+            *up = Some(ok);
+        }
+    }
 }
 
 pub struct Pipeline {
@@ -568,6 +580,7 @@ impl Pipeline {
         if let Ok(mut e) = self.stats.last_error.lock() {
             *e = None;
         }
+        self.stats.contact(true);
     }
 
     /// Keeps an event the collector refused alone in [`REFUSED_FILE`] (while it is under
@@ -605,6 +618,7 @@ impl Pipeline {
         if let Ok(mut e) = self.stats.last_error.lock() {
             *e = Some(error.to_string());
         }
+        self.stats.contact(false);
     }
 }
 
