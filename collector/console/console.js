@@ -475,6 +475,7 @@ function offered(live) {
   const out = [];
   if (live.network === "isolated") { out.push("release"); } else if (live.network !== "none") { out.push("isolate"); }
   out.push(live.state === "frozen" ? "thaw" : "freeze");
+  out.push("evidence");
   out.push("kill");
   return out;
 }
@@ -485,6 +486,7 @@ const CONSEQUENCES = {
   freeze: "Its processes stop where they are until it is thawed.",
   thaw: "Its processes carry on from where they stopped.",
   kill: "Every process in it is killed. This cannot be undone.",
+  evidence: "Its host writes an archive of its processes (argv, executables and their SHA-256, open files and sockets, memory maps), the files it changed, its events and its profile, and sends it here. It stays as it is (frozen or running) and is not told.",
 };
 
 /// What the host must report once `action` took effect.
@@ -494,6 +496,7 @@ function tookEffect(action, live) {
     case "release": return live && live.network !== "isolated";
     case "freeze": return live && live.state === "frozen";
     case "thaw": return live && live.state !== "frozen";
+    case "evidence": return true;
     default: return !runs(live);
   }
 }
@@ -542,6 +545,9 @@ async function act(host, sandbox, action, status, controls) {
     await new Promise((r) => setTimeout(r, 500));
   }
   if (!document.body.contains(controls)) { return; }
+  if (action === "evidence" && command && command.status === "done") {
+    await refreshEvidence(host, live && live.session);
+  }
   showControls(controls, status, host, sandbox, live);
   const { commands } = await api("/api/v1/commands" + query({ host, sandbox, limit: 10 }));
   document.getElementById("commands")?.replaceChildren(commandTable(commands, false));
@@ -571,8 +577,64 @@ async function sessionFacts(host, started, live) {
         el("span", { class: "mono muted", title: "sha256 " + started.profile_sha256 }, `sha256 ${String(started.profile_sha256 || "").slice(0, 16)}…`)),
       el("dt", {}, "Workspace"), el("dd", { class: "mono" }, started.workspace || ""),
       el("dt", {}, "Started"), el("dd", { title: started.time }, when(started.time)),
-      el("dt", {}, running ? "Until" : "Ended"), end),
+      el("dt", {}, running ? "Until" : "Ended"), end,
+      el("dt", {}, "Evidence"), el("dd", {}, await evidenceList(started.session))),
     picture);
+}
+
+/// The evidence archives of a session at the collector (responders only: they may hold what
+/// the agent held), each with its manifest's SHA-256 and a download.
+async function evidenceList(session) {
+  const box = el("div", { class: "evidence", "data-evidence": session || "" });
+  if (!me || (me.role !== "responder" && me.role !== "admin")) {
+    box.append(el("span", { class: "muted" }, "for responders"));
+    return box;
+  }
+  let rows = [];
+  try {
+    rows = (await api("/api/v1/evidence" + query({ session }))).evidence;
+  } catch (e) {
+    box.append(el("span", { class: "error" }, "cannot list: " + e.message));
+    return box;
+  }
+  if (rows.length === 0) {
+    box.append(el("span", { class: "muted" }, "none collected"));
+    return box;
+  }
+  box.append(el("ul", {}, rows.map((r) => el("li", { "data-id": r.id },
+    el("button", { class: "link", onclick: () => downloadEvidence(r) }, "Download"), " ",
+    when(new Date(r.received_ns / 1e6).toISOString()), `, ${(r.bytes / 1024).toFixed(0)} KiB, manifest `,
+    el("span", { class: "mono", title: "sha256 " + r.manifest_sha256 }, r.manifest_sha256.slice(0, 16) + "…")))));
+  return box;
+}
+
+/// Shows the session's archives again, for a while, until one more than before is listed
+/// (the host sends it right after collecting).
+async function refreshEvidence(host, session) {
+  const box = session && document.querySelector(`[data-evidence="${session}"]`);
+  if (!box) { return; }
+  const before = box.querySelectorAll("li").length;
+  for (let i = 0; i < 20; i++) {
+    const fresh = await evidenceList(session);
+    if (fresh.querySelectorAll("li").length > before || i === 19) {
+      document.querySelector(`[data-evidence="${session}"]`)?.replaceWith(fresh);
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+/// Saves an archive, fetched with the token (a plain link cannot send it).
+async function downloadEvidence(row) {
+  const response = await fetch("/api/v1/evidence/" + encodeURIComponent(row.id),
+    { headers: { "Authorization": "Bearer " + token() } });
+  if (!response.ok) { throw new Error((await response.json().catch(() => ({}))).error || response.statusText); }
+  const url = URL.createObjectURL(await response.blob());
+  const a = el("a", { href: url, download: `evidence-${row.sandbox}-${row.id}.tar.gz` });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
 }
 
 /// The processes of a sandbox, children under their parent: from its first 1000 process

@@ -594,7 +594,7 @@ fn a_viewer_and_a_responder_work_from_the_console() {
         p.b.goto(&format!("{}/#/host/web-7/sandbox/{name}", c.url))
             .await
             .expect("sandbox");
-        p.offers(&["isolate", "freeze", "kill"]).await;
+        p.offers(&["isolate", "freeze", "evidence", "kill"]).await;
         // Cancelled: nothing is sent.
         p.click("#controls button[data-action='kill']").await;
         p.screenshot("confirm-desktop").await;
@@ -610,26 +610,40 @@ fn a_viewer_and_a_responder_work_from_the_console() {
             done.contains("queued") && done.contains("ms on the host"),
             "{done}"
         );
-        p.offers(&["isolate", "thaw", "kill"]).await;
+        p.offers(&["isolate", "thaw", "evidence", "kill"]).await;
         assert!(p.text("#sandbox-state").await.contains("frozen"));
+        // Evidence of the frozen sandbox: collected by its host, listed with its session,
+        // downloadable; the sandbox stays frozen.
+        p.act("evidence", &name).await;
+        p.wait("[data-evidence] li").await;
+        let listed = p.text("[data-evidence]").await;
+        assert!(listed.contains("manifest"), "{listed}");
+        let size = p
+            .js("const id = document.querySelector('[data-evidence] li').dataset.id; \
+                 return fetch('/api/v1/evidence/' + id, { headers: { Authorization: 'Bearer ' + sessionStorage.getItem('cordon-token') } }) \
+                 .then((r) => r.blob()).then((b) => b.size)")
+            .await;
+        assert!(size.as_u64().unwrap_or(0) > 100, "the archive: {size:?}");
+        assert!(p.text("#sandbox-state").await.contains("frozen"));
+        p.offers(&["isolate", "thaw", "evidence", "kill"]).await;
         p.screenshot("responder-desktop").await;
         p.resize(390, 844).await;
-        p.offers(&["isolate", "thaw", "kill"]).await;
+        p.offers(&["isolate", "thaw", "evidence", "kill"]).await;
         p.fits("a responder's sandbox on a phone").await;
         p.screenshot("responder-phone").await;
         p.b.set_window_size(1440, 900).await.expect("window size");
         p.act("thaw", &name).await;
-        p.offers(&["isolate", "freeze", "kill"]).await;
+        p.offers(&["isolate", "freeze", "evidence", "kill"]).await;
         p.act("isolate", &name).await;
-        p.offers(&["release", "freeze", "kill"]).await;
+        p.offers(&["release", "freeze", "evidence", "kill"]).await;
         assert!(p.text("#sandbox-state").await.contains("isolated"));
         p.act("release", &name).await;
-        p.offers(&["isolate", "freeze", "kill"]).await;
+        p.offers(&["isolate", "freeze", "evidence", "kill"]).await;
         p.act("kill", &name).await;
         p.offers(&[]).await;
         assert!(p.text("#actions-note").await.contains("does not run"));
         assert!(p.text("#sandbox-state").await.contains("Not running"));
-        assert_eq!(p.count("#commands tr[data-command]").await, 5);
+        assert_eq!(p.count("#commands tr[data-command]").await, 6);
         // Once it ended, its session says so.
         p.b.refresh().await.expect("reload");
         let facts = p.text(".session .facts").await;
@@ -643,7 +657,7 @@ fn a_viewer_and_a_responder_work_from_the_console() {
     assert!(!ended.success(), "a killed sandbox exited well: {ended:?}");
     let actions = common::wait_until("the responder actions", Duration::from_secs(20), || {
         let found = c.all_events(&viewer, &format!("sandbox={name}&kind=responder_action"));
-        (found.len() == 5).then_some(found)
+        (found.len() == 6).then_some(found)
     });
     for action in &actions {
         assert_eq!(action["actor"]["name"], "bob", "{action}");

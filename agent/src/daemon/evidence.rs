@@ -39,10 +39,7 @@ pub fn collect(
     let session = crate::contain::session_of(sandbox);
     let result = collect_into_outbox(daemon, sandbox, options, out);
     let took_ms = started.elapsed().as_millis() as u64;
-    if !matches!(
-        result,
-        Err(EvidenceError::BadName | EvidenceError::NoSuchSandbox)
-    ) {
+    if !matches!(result, Err(EvidenceError::BadName)) {
         daemon.record_in(
             sandbox,
             session,

@@ -204,12 +204,9 @@ impl Daemon {
         let started = Instant::now();
         let result = crate::contain::act(self.kernel().ok().as_deref(), sandbox, action);
         let took_ms = started.elapsed().as_millis() as u64;
-        // A bad name or a sandbox that is not there: no action on a sandbox, nothing to
-        // record (a record would make a sandbox appear that never ran).
-        if !matches!(
-            result,
-            Err(crate::contain::ContainError::BadName | crate::contain::ContainError::NoSuchSandbox)
-        ) {
+        // A bad name is not an action on a sandbox: nothing to record. One on a sandbox
+        // that is not there is (who tried what); the collector lists no sandbox for it.
+        if !matches!(result, Err(crate::contain::ContainError::BadName)) {
             self.record_in(
                 sandbox,
                 session,
