@@ -228,15 +228,7 @@ impl Destination {
         let Destination::Host(pattern) = self else {
             return false;
         };
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
-        match pattern.strip_prefix("*.") {
-            Some(parent) => {
-                name.len() > parent.len() + 1
-                    && name.ends_with(parent)
-                    && name[..name.len() - parent.len()].ends_with('.')
-            }
-            None => name == *pattern,
-        }
+        crate::response::host_matches(pattern, name)
     }
 }
 

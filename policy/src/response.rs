@@ -23,8 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use cordon_proto::event::{Event, Severity, What};
 
-use crate::policy::Destination;
-use crate::profile::closest;
+use crate::profile::diag::closest;
 
 /// One `[[response]]` entry as written.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -93,7 +92,7 @@ pub struct ResponseRule {
     pub kind: Option<String>,
     /// At or below this path.
     pub path: Option<PathBuf>,
-    /// A host pattern (see [`Destination::matches_name`]).
+    /// A host pattern (see [`host_matches`]).
     pub host: Option<String>,
     pub syscall: Option<String>,
     pub severity: Option<Severity>,
@@ -243,8 +242,7 @@ impl ResponseRule {
                 What::NetworkDenied { domain, .. } => domain.as_ref(),
                 _ => None,
             };
-            let host = Destination::Host(pattern.clone());
-            if !domain.is_some_and(|d| host.matches_name(d)) {
+            if !domain.is_some_and(|d| host_matches(pattern, d)) {
                 return false;
             }
         }
@@ -257,6 +255,20 @@ impl ResponseRule {
             }
         }
         true
+    }
+}
+
+/// Whether a DNS name (any case, with or without the final dot) is `pattern`'s: the name
+/// itself, or with `*.` the names below it (not itself).
+pub fn host_matches(pattern: &str, name: &str) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    match pattern.strip_prefix("*.") {
+        Some(parent) => {
+            name.len() > parent.len() + 1
+                && name.ends_with(parent)
+                && name[..name.len() - parent.len()].ends_with('.')
+        }
+        None => name == pattern,
     }
 }
 

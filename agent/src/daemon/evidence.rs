@@ -7,20 +7,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use super::Daemon;
 use crate::event::{Action, ActionResult, Actor, EvidenceRecord, What};
-use crate::evidence::{self, EvidenceError, Summary};
+use crate::evidence::{self, EvidenceError, Summary, Upload};
 use crate::export::deliver::Collector;
-
-/// An archive waiting in the outbox, described by `ID.json` beside `ID.tar.gz`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Upload {
-    pub id: uuid::Uuid,
-    pub sandbox: String,
-    pub summary: Summary,
-}
 
 fn outbox(daemon: &Daemon) -> PathBuf {
     daemon.config().spool_dir.join("evidence")

@@ -118,6 +118,15 @@ pub struct Summary {
     pub archive_sha256: String,
 }
 
+/// An archive on its way to the collector (cordond's outbox keeps it as `ID.json` beside
+/// `ID.tar.gz` until the collector has it).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Upload {
+    pub id: uuid::Uuid,
+    pub sandbox: String,
+    pub summary: Summary,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EvidenceError {
     #[error("not a sandbox name (see `cordon ps`)")]

@@ -104,7 +104,7 @@ impl Collector {
     /// Uploads an evidence archive (see [`cordon_proto::collector::EVIDENCE_PATH`]).
     pub fn upload_evidence(
         &self,
-        upload: &crate::daemon::evidence::Upload,
+        upload: &crate::evidence::Upload,
         archive: std::fs::File,
     ) -> Result<(), DeliverError> {
         use cordon_proto::collector as p;

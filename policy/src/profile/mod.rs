@@ -13,7 +13,7 @@
 //! is read again without each entry serde stopped at, a profile `extends` cannot find is left
 //! out, and so on.
 
-mod diag;
+pub(crate) mod diag;
 mod edit;
 mod schema;
 
