@@ -522,3 +522,89 @@ mod collected_at_the_collector {
         }
     }
 }
+
+#[test]
+fn the_outbox_for_the_collector_is_bounded_like_the_spool() {
+    if !require_root("the_outbox_for_the_collector_is_bounded_like_the_spool") {
+        return;
+    }
+    // A collector that never answers, and the smallest spool: a memory core does not fit.
+    let dead = common::collector::free_port();
+    let mut d = Daemon::new(&format!("[collector]\nurl = \"http://127.0.0.1:{dead}\"\n"));
+    let config = std::fs::read_to_string(&d.config).expect("config");
+    std::fs::write(
+        &d.config,
+        config.replacen("[spool]\n", "[spool]\nmax_bytes = \"64K\"\n", 1),
+    )
+    .expect("config");
+    d.start();
+    let mut run = KillOnDrop(
+        d.cordon(
+            NOBODY,
+            NOGROUP,
+            &[
+                "run",
+                "-q",
+                "-p",
+                "test-agent",
+                "--",
+                "/bin/sh",
+                "-c",
+                "echo ready; sleep 600",
+            ],
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("cordon run"),
+    );
+    let mut line = String::new();
+    std::io::BufReader::new(run.0.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("ready");
+    let out = d.cordon(0, 0, &["ps", "--json"]).output().expect("ps");
+    let ps: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ps JSON");
+    let name = ps
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|s| s["uid"] == NOBODY && s["profile"] == "test-agent")
+        .and_then(|s| s["name"].as_str())
+        .expect("the sandbox")
+        .to_string();
+    let archive = d.dir.path().join("big.tar.gz");
+    let out = d
+        .cordon(
+            0,
+            0,
+            &[
+                "evidence",
+                &name,
+                "--memory",
+                "--out",
+                archive.to_str().unwrap(),
+            ],
+        )
+        .output()
+        .expect("evidence");
+    assert!(out.status.success(), "{out:?}");
+    assert!(std::fs::metadata(&archive).expect("archive").len() > 64 << 10);
+    // Written where asked; nothing waits in the outbox (neither the archive nor a part).
+    let outbox = d.spool.join("evidence");
+    let left: Vec<_> = std::fs::read_dir(&outbox)
+        .map(|e| e.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    // A small one still goes.
+    let small = d.dir.path().join("small.tar.gz");
+    let out = d
+        .cordon(0, 0, &["evidence", &name, "--out", small.to_str().unwrap()])
+        .output()
+        .expect("evidence");
+    assert!(out.status.success(), "{out:?}");
+    let queued = std::fs::read_dir(&outbox)
+        .expect("outbox")
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .count();
+    assert_eq!(queued, 1);
+}

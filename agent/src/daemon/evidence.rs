@@ -72,6 +72,7 @@ fn collect_into_outbox(
         path: cfg.journal_path.clone(),
         keep: cfg.journal_keep,
     };
+    let kept_here = out.is_some();
     let written = (|| {
         let mut file = std::fs::File::options()
             .create_new(true)
@@ -94,6 +95,31 @@ fn collect_into_outbox(
             return Err(e);
         }
     };
+    // What waits for the collector is bounded like the spool: past it, an archive is kept
+    // only where it was written (or, asked for by the collector, nowhere: that is an error).
+    let waiting: u64 = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    let room = waiting <= cfg.spool_max_bytes;
+    if cfg.collector.is_some() && !room {
+        let _ = std::fs::remove_file(&part);
+        let full = format!(
+            "the evidence outbox {} holds {waiting} bytes, over the spool's {}: not queued for the collector",
+            dir.display(),
+            cfg.spool_max_bytes
+        );
+        if !kept_here {
+            return Err(EvidenceError::Write(std::io::Error::other(full)));
+        }
+        tracing::warn!("{full}");
+        return Ok(summary);
+    }
     if cfg.collector.is_some() {
         let upload = Upload {
             id,
