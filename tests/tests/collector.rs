@@ -764,6 +764,19 @@ fn each_role_may_do_its_part_only(db: Db) {
         .0,
         400
     );
+    // An alert is a response rule's, not a command a host could carry out.
+    let (status, refused) = c.post(
+        Some(&admin),
+        "/api/v1/commands",
+        &json!({"host": "web-1", "sandbox": "a-1-0", "action": "alert"}),
+    );
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("response rule")),
+        "{refused}"
+    );
 
     // Admins issue and revoke tokens over the API too; the secret is shown once.
     let (status, issued) = c.post(

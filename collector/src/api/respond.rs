@@ -36,6 +36,11 @@ pub async fn issue(
     let new: NewCommand = parse_json(
         &super::read_body(body, &headers, super::SMALL_BODY, app.config.body_timeout).await?,
     )?;
+    if new.action == Action::Alert {
+        return Err(ApiError::bad_request(
+            "action: alert is what a response rule raises, not a command to a host (isolate, release, freeze, thaw, kill or evidence)",
+        ));
+    }
     if !auth::valid_name(&new.host) {
         return Err(ApiError::bad_request("host: not a host name"));
     }
