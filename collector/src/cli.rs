@@ -178,6 +178,7 @@ async fn serve(config: Config) -> Result<()> {
     let app = App::new(store, config.clone());
     tokio::spawn(maintain(Arc::clone(&app)));
     tokio::spawn(api::watch_revocations(Arc::clone(&app)));
+    crate::output::spawn_all(&app);
     let router = api::router(Arc::clone(&app));
     let shutdown = async {
         let mut term =

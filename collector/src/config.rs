@@ -52,6 +52,8 @@ pub struct Config {
     /// Serve plain HTTP on an address other than loopback (tokens then cross the network
     /// in clear text: only behind a TLS-terminating proxy).
     pub plain_http: bool,
+    /// Where stored events are sent on to (`[[output]]`): see [`crate::output`].
+    pub outputs: Vec<crate::output::Output>,
 }
 
 /// How hard SQLite makes sure a commit is on disk before it returns.
@@ -107,6 +109,8 @@ struct File {
     max_streams_per_token: Option<usize>,
     tls: Option<Tls>,
     plain_http: Option<bool>,
+    #[serde(default)]
+    output: Vec<toml::Spanned<crate::output::config::OutputTable>>,
 }
 
 impl Default for Config {
@@ -131,6 +135,7 @@ impl Default for Config {
             max_streams_per_token: 8,
             tls: None,
             plain_http: false,
+            outputs: Vec::new(),
         }
     }
 }
@@ -224,7 +229,24 @@ impl Config {
                 ),
             ));
         }
+        // Files an output names are read now; a relative path is the config file's neighbour.
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let outputs =
+            crate::output::config::outputs(file.output, &|p| std::fs::read_to_string(dir.join(p)))
+                .map_err(|(offset, message)| at(Some(offset..offset), message))?;
+        let mut names = std::collections::HashSet::new();
+        if let Some(twice) = outputs.iter().find(|o| !names.insert(o.name.as_str())) {
+            return Err(at(
+                text.rfind(&format!("\"{}\"", twice.name)).map(|s| s..s),
+                format!(
+                    "two outputs are named {:?}: each needs a name of its own (it names its \
+                     cursor in the store)",
+                    twice.name
+                ),
+            ));
+        }
         Ok(Self {
+            outputs,
             listen,
             plain_http,
             database_url,

@@ -8,6 +8,8 @@
 //! * [`api`]: the HTTP API (ingest, queries, the live stream, commands) and the web console.
 //! * [`serve`]: the server under it, with every connection bounded.
 //! * [`metrics`]: the collector's own health, for Prometheus.
+//! * [`output`]: stored events sent on to webhooks, Slack, syslog, OTLP, Splunk and
+//!   Elasticsearch.
 //! * [`cli`]: `cordon-collector serve | check | token ...`.
 
 pub mod api;
@@ -17,5 +19,6 @@ pub mod clock;
 pub mod config;
 pub mod ingest;
 pub mod metrics;
+pub mod output;
 pub mod serve;
 pub mod store;

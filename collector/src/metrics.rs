@@ -224,6 +224,132 @@ impl Metrics {
     }
 }
 
+/// A host is online when it was heard from (a batch or a poll) within this: hosts poll at
+/// least every `idle_timeout` / 2 (30 s by default).
+pub const ONLINE: Duration = Duration::from_secs(120);
+
+/// Everything `/metrics` says: the counters above, the fleet as the store has it (hosts
+/// online, commands by state), and each output's state.
+pub async fn render(app: &crate::api::App) -> String {
+    let mut out = app.metrics.render();
+    let head = |out: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    };
+    head(
+        &mut out,
+        "cordon_collector_build_info",
+        "gauge",
+        "The collector's version, as a label.",
+    );
+    let _ = writeln!(
+        out,
+        "cordon_collector_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    let online = app.config.idle_timeout.max(ONLINE);
+    let since = crate::clock::now_ns() - i64::try_from(online.as_nanos()).unwrap_or(i64::MAX);
+    let fleet = app.store.fleet_counts(since).await;
+    head(
+        &mut out,
+        "cordon_collector_store_up",
+        "gauge",
+        "Whether the store answered the queries below.",
+    );
+    let _ = writeln!(out, "cordon_collector_store_up {}", u8::from(fleet.is_ok()));
+    let fleet = match fleet {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!("metrics: cannot count the fleet: {e}");
+            return out;
+        }
+    };
+    head(
+        &mut out,
+        "cordon_collector_hosts",
+        "gauge",
+        "Hosts known, by whether they were heard from in the last two minutes.",
+    );
+    let _ = writeln!(
+        out,
+        "cordon_collector_hosts{{state=\"online\"}} {}\ncordon_collector_hosts{{state=\"offline\"}} {}",
+        fleet.hosts_online,
+        fleet.hosts - fleet.hosts_online
+    );
+    head(
+        &mut out,
+        "cordon_collector_commands",
+        "gauge",
+        "Responders' commands in the store, by state.",
+    );
+    for status in ["queued", "delivered", "done", "failed", "expired"] {
+        let n = fleet
+            .commands
+            .iter()
+            .find(|(s, _)| s == status)
+            .map_or(0, |(_, n)| *n);
+        let _ = writeln!(out, "cordon_collector_commands{{state=\"{status}\"}} {n}");
+    }
+    head(
+        &mut out,
+        "cordon_collector_events_newest_seq",
+        "gauge",
+        "The sequence number of the newest event stored.",
+    );
+    let _ = writeln!(
+        out,
+        "cordon_collector_events_newest_seq {}",
+        fleet.newest_seq
+    );
+    render_outputs(&mut out, &app.outputs, fleet.newest_seq);
+    out
+}
+
+/// Each output's lines, labelled with its name and type.
+fn render_outputs(out: &mut String, outputs: &[std::sync::Arc<crate::output::State>], newest: i64) {
+    if outputs.is_empty() {
+        return;
+    }
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let series: [(&str, &str, &str); 6] = [
+        ("cordon_collector_output_events_sent_total", "counter", "Events the output's receiver took."),
+        ("cordon_collector_output_events_rejected_total", "counter", "Events the output's receiver refused for good (counted and passed)."),
+        ("cordon_collector_output_failures_total", "counter", "Tries to send a batch that failed (each is tried again)."),
+        ("cordon_collector_output_lag_events", "gauge", "Stored events (by sequence number) past the output's cursor: how far behind it is, at most."),
+        ("cordon_collector_output_cursor", "gauge", "The output's cursor: every event at or below this sequence number was delivered or filtered out."),
+        ("cordon_collector_output_last_success_timestamp_seconds", "gauge", "When the output's receiver last took a batch (0: not since the collector started)."),
+    ];
+    for (name, kind, help) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for state in outputs {
+            let cursor = state.cursor.load(Ordering::Relaxed);
+            let value = match name {
+                "cordon_collector_output_events_sent_total" => load(&state.sent).to_string(),
+                "cordon_collector_output_events_rejected_total" => {
+                    load(&state.rejected).to_string()
+                }
+                "cordon_collector_output_failures_total" => load(&state.failures).to_string(),
+                "cordon_collector_output_lag_events" => (if cursor < 0 {
+                    newest
+                } else {
+                    (newest - cursor).max(0)
+                })
+                .to_string(),
+                "cordon_collector_output_cursor" => cursor.max(0).to_string(),
+                _ => {
+                    let ns = state.last_success_ns.load(Ordering::Relaxed);
+                    format!("{}", ns as f64 / 1e9)
+                }
+            };
+            let _ = writeln!(
+                out,
+                "{name}{{output=\"{}\",type=\"{}\"}} {value}",
+                state.output.name,
+                state.output.kind.as_str()
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

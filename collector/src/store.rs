@@ -265,6 +265,17 @@ impl Store {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let received = now_ns();
         let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            // PostgreSQL hands out `seq` when a row is inserted, not when it is committed:
+            // two batches stored at once could become visible out of order, and a reader
+            // going on after the last seq it read (an output's cursor, a stream's replay)
+            // would skip the one that committed late. Batches are stored one at a time, as
+            // SQLite's single writer stores them anyway, so the order of seq is the order of
+            // commits.
+            sqlx::query("SELECT pg_advisory_xact_lock(7468734)")
+                .execute(&mut *tx)
+                .await?;
+        }
         let mut stored = Vec::new();
         for chunk in events.chunks(INSERT_CHUNK) {
             let mut sql = String::from(
@@ -1069,5 +1080,141 @@ impl Store {
         .await?;
         row.map(|r| Ok((evidence_row(&r)?, r.try_get::<Vec<u8>, _>(8)?)))
             .transpose()
+    }
+}
+
+/// A page of events for an output: what its filter lets through, oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct OutputQuery {
+    pub kinds: Vec<String>,
+    pub severity_at_least: i64,
+    pub hosts: Vec<String>,
+    pub profiles: Vec<String>,
+}
+
+/// Fleet-wide counts for the metrics.
+#[derive(Debug, Clone, Default)]
+pub struct FleetCounts {
+    /// The newest event's seq (0 with none stored).
+    pub newest_seq: i64,
+    pub hosts: i64,
+    /// Hosts heard from (a batch or a poll) since the time asked about.
+    pub hosts_online: i64,
+    /// Commands by status.
+    pub commands: Vec<(String, i64)>,
+}
+
+// Outputs.
+impl Store {
+    /// The seq of the newest event stored (0 when there is none).
+    pub async fn newest_seq(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM events")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>(0)?)
+    }
+
+    /// Where output `name` has got to; a new output starts at the newest event stored now
+    /// (it sends what is stored from then on, not the store's whole history).
+    pub async fn output_cursor(&self, name: &str) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT seq FROM output_cursors WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        if let Some(row) = row {
+            return Ok(row.try_get(0)?);
+        }
+        let newest = self.newest_seq().await?;
+        sqlx::query(
+            "INSERT INTO output_cursors (name, seq, updated_ns) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(newest)
+        .bind(now_ns())
+        .execute(&self.pool)
+        .await?;
+        // Another collector on the same database may have put it there first.
+        let row = sqlx::query("SELECT seq FROM output_cursors WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Moves output `name`'s cursor to `seq` (never back).
+    pub async fn advance_output(&self, name: &str, seq: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE output_cursors SET seq = $1, updated_ns = $2 WHERE name = $3 AND seq < $1",
+        )
+        .bind(seq)
+        .bind(now_ns())
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The events after `after` up to `upto` (seq) that `query` lets through, oldest first:
+    /// up to `limit`, ending early once their bodies pass `max_bytes`.
+    pub async fn output_page(
+        &self,
+        query: &OutputQuery,
+        after: i64,
+        upto: i64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut sql = Sql::new(&format!("{EVENT_COLUMNS} WHERE 1 = 1"));
+        sql.and("seq > ", Value::Int(after));
+        sql.and("seq <= ", Value::Int(upto));
+        if query.severity_at_least > 0 {
+            sql.and("severity >= ", Value::Int(query.severity_at_least));
+        }
+        for (column, values) in [
+            ("kind", &query.kinds),
+            ("host", &query.hosts),
+            ("profile", &query.profiles),
+        ] {
+            if values.is_empty() {
+                continue;
+            }
+            sql.text.push_str(&format!(" AND {column} IN ("));
+            for (i, v) in values.iter().enumerate() {
+                if i > 0 {
+                    sql.text.push(',');
+                }
+                let p = sql.bind(Value::Text(v.clone()));
+                sql.text.push_str(&p);
+            }
+            sql.text.push(')');
+        }
+        let l = sql.bind(Value::Int(limit as i64));
+        sql.text.push_str(&format!(" ORDER BY seq LIMIT {l}"));
+        page_of(sql.query().fetch(&self.pool), max_bytes).await
+    }
+
+    /// Counts for the fleet's health: hosts heard from since `online_since_ns`, commands by
+    /// status, the newest seq.
+    pub async fn fleet_counts(&self, online_since_ns: i64) -> Result<FleetCounts, StoreError> {
+        let hosts = sqlx::query(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN last_seen_ns >= $1 THEN 1 ELSE 0 END), 0) \
+             FROM hosts",
+        )
+        .bind(online_since_ns)
+        .fetch_one(&self.reads)
+        .await?;
+        let commands = sqlx::query("SELECT status, COUNT(*) FROM commands GROUP BY status")
+            .fetch_all(&self.reads)
+            .await?;
+        Ok(FleetCounts {
+            newest_seq: self.newest_seq().await?,
+            hosts: hosts.try_get(0)?,
+            hosts_online: hosts.try_get(1)?,
+            commands: commands
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<Result<_, StoreError>>()?,
+        })
     }
 }

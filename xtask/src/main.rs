@@ -70,7 +70,10 @@ enum Task {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.task {
-        Task::Setup => setup::ensure(&[setup::BUILD, setup::TEST, setup::BENCH].concat()),
+        Task::Setup => {
+            setup::ensure(&[setup::BUILD, setup::TEST, setup::BENCH].concat())?;
+            setup::ensure_python()
+        }
         Task::Test => test(),
         Task::Demo => demo::run(),
         Task::Bench { runs, only } => bench::run(runs, only.as_deref()),
@@ -131,6 +134,7 @@ pub fn is_root() -> bool {
 
 fn test() -> Result<()> {
     setup::ensure(&[setup::BUILD, setup::TEST].concat())?;
+    setup::ensure_python()?;
     run(cargo().args(["build", "--workspace", "--all-targets"]))?;
     run(cargo().args(["test", "--workspace", "--exclude", "cordon-e2e"]))?;
     if !is_root() {

@@ -27,7 +27,49 @@ pub const TEST: &[&str] = &[
     // The HTTPS test makes a certificate and checks it with a client of its own.
     "openssl",
     "curl",
+    // The collector's outputs are tested against a real syslog receiver, over TCP and TLS.
+    "rsyslog",
+    "rsyslog-gnutls",
 ];
+
+/// The Python packages the tests' receivers use, in a virtual environment of their own
+/// under the target directory (`target/test-python`): the OpenTelemetry project's protobuf
+/// messages, to decode what the collector's OTLP output sends.
+pub const PYTHON: &[&str] = &["opentelemetry-proto==1.45.2"];
+
+/// The tests' Python, with [`PYTHON`] installed.
+pub fn python_env() -> std::path::PathBuf {
+    crate::target_dir().join("test-python")
+}
+
+/// Makes [`python_env`] when it lacks one of [`PYTHON`] (with `python3 -m venv` and pip,
+/// from PyPI).
+pub fn ensure_python() -> Result<()> {
+    let env = python_env();
+    let python = env.join("bin/python3");
+    let stamp = env.join("cordon-packages");
+    let wanted = PYTHON.join("\n");
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) && python.exists() {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: installing {} into {}",
+        PYTHON.join(" "),
+        env.display()
+    );
+    crate::run(
+        Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(&env),
+    )?;
+    crate::run(
+        Command::new(&python)
+            .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
+            .args(PYTHON),
+    )?;
+    std::fs::write(&stamp, wanted)?;
+    Ok(())
+}
 /// The peers the benchmarks measure against.
 pub const BENCH: &[&str] = &["bubblewrap", "firejail", "git", "tar", "postgresql"];
 

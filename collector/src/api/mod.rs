@@ -6,6 +6,7 @@
 //! | `GET /api/v1/events`, `/events/histogram`, `/stream`, `/hosts`, `/hosts/{host}/sandboxes`, `/hosts/{host}/rejected`, `/commands` ([`read`]) | viewer |
 //! | `POST /api/v1/commands` ([`respond`]) | responder |
 //! | `GET|POST /api/v1/tokens`, `DELETE /api/v1/tokens/{id}` | admin |
+//! | `GET /api/v1/outputs` ([`outputs`]) | viewer |
 //! | `GET /metrics` | viewer |
 //! | `GET /`, `/console.js`, `/console.css` ([`console`]), `/healthz` | anyone |
 //!
@@ -17,6 +18,7 @@ mod agents;
 pub use agents::read_body;
 mod console;
 mod evidence;
+mod outputs;
 mod read;
 mod respond;
 
@@ -50,6 +52,8 @@ pub struct App {
     /// seen by [`watch_revocations`]): waiting polls and open streams end at once.
     pub revocations: broadcast::Sender<String>,
     pub metrics: Metrics,
+    /// The outputs' states (`[[output]]`), in the configuration's order.
+    pub outputs: Vec<Arc<crate::output::State>>,
     /// Batches being inflated, parsed and admitted at once (CPU and memory).
     pub work: tokio::sync::Semaphore,
     /// Open streams per token id.
@@ -60,6 +64,7 @@ pub struct App {
 
 impl App {
     pub fn new(store: Store, config: Config) -> Arc<Self> {
+        let outputs = crate::output::states(&config.outputs);
         Arc::new(Self {
             store,
             config,
@@ -69,6 +74,7 @@ impl App {
             live: broadcast::channel(64).0,
             revocations: broadcast::channel(256).0,
             metrics: Metrics::default(),
+            outputs,
             work: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
             ),
@@ -196,6 +202,7 @@ pub fn router(app: Arc<App>) -> Router {
             post(evidence::upload).get(evidence::list),
         )
         .route("/api/v1/evidence/{id}", get(evidence::download))
+        .route("/api/v1/outputs", get(outputs::list))
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/tokens", get(tokens).post(issue_token))
         .route("/api/v1/tokens/{id}", delete(revoke_token))
@@ -396,7 +403,7 @@ async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Resp
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        app.metrics.render(),
+        crate::metrics::render(&app).await,
     )
         .into_response())
 }
