@@ -489,7 +489,7 @@ fn watch_kernel(mut watch: Watch, reporter: &Reporter, stop: &Stop) {
                 &clock,
                 &mut exes,
                 &watch.names,
-                &watch.view,
+                (&watch.view, watch.cgroup_events.parent()),
                 watch.judge.as_mut(),
             ) {
                 for (what, enforced) in whats {
@@ -637,6 +637,7 @@ fn file_denied(
     file: &abi::File,
     raw: &[u8],
     view: &crate::sandbox::view::View,
+    cgroup: Option<&std::path::Path>,
 ) -> Option<What> {
     use crate::sandbox::view;
     use std::os::unix::ffi::OsStrExt as _;
@@ -672,29 +673,45 @@ fn file_denied(
     };
     // As written; then through the process's cwd or descriptor in /proc, read now; then
     // through the host's symlinks (a link the agent made in its workspace).
-    let found = view
-        .refusal(&absolute, errno, access, on_host)
+    let judged = |p: PathBuf| view.refusal(&p, errno, access, on_host).map(|f| (f, p));
+    let found = judged(absolute.clone())
         .or_else(|| {
             // `/proc/self/cwd/...`: the kernel program read the cwd at the call.
             let rest = absolute.strip_prefix("/proc/self/cwd").ok()?;
-            let through = crate::sandbox::view::normalize(&file.dir()?.join(rest));
-            view.refusal(&through, errno, access, on_host)
+            judged(crate::sandbox::view::normalize(&file.dir()?.join(rest)))
         })
-        .or_else(|| {
-            let through = proc_link(&absolute, header.pid)?;
-            view.refusal(&through, errno, access, on_host)
-        })
+        .or_else(|| judged(proc_link(&absolute, header.pid)?))
         .or_else(|| {
             let through = host_path(&absolute, header.pid)?;
             (through != absolute).then_some(())?;
-            view.refusal(&through, errno, access, on_host)
-        })?;
+            judged(through)
+        })
+        .or_else(|| {
+            // A link in a tree of the sandbox's own (its private /tmp), read where it is:
+            // through the process's root, or, gone already, another of the sandbox's.
+            let others = cgroup
+                .and_then(|c| std::fs::read_to_string(c.join("cgroup.procs")).ok())
+                .unwrap_or_default();
+            let link = std::iter::once(header.pid.to_string())
+                .chain(others.lines().map(String::from))
+                .find_map(|pid| {
+                    std::fs::read_link(format!("/proc/{pid}/root{}", absolute.display())).ok()
+                })?;
+            let through = absolute.parent()?.join(link);
+            judged(crate::sandbox::view::normalize(&through))
+        });
+    // A refusal nothing above explains is still reported, as unplaced.
+    let Some((found, led)) = found else {
+        return unplaced();
+    };
     Some(What::FileDenied {
+        // Where a relative name, `..` or a link led, beside the name as asked: what a
+        // response rule or a person matches paths against.
+        target: (led.as_os_str().as_bytes() != raw).then(|| led.to_string_lossy().into_owned()),
         path: asked,
         access: access.into(),
         layer: Some(found.layer),
         rule: found.rule.map(|r| r.to_string_lossy().into_owned()),
-        target: None,
     })
 }
 
@@ -787,7 +804,7 @@ fn decode(
     clock: &Clock,
     exes: &mut HashMap<u32, String>,
     names: &Mutex<HashMap<IpAddr, String>>,
-    view: &crate::sandbox::view::View,
+    (view, cgroup): (&crate::sandbox::view::View, Option<&std::path::Path>),
     judge: Option<&mut Judge>,
 ) -> Option<Decoded> {
     use abi::FromBytes as _;
@@ -907,7 +924,7 @@ fn decode(
                 let whats = whats.into_iter().map(|w| (w, false)).collect();
                 return Some((clock.wall(header.time_ns), Some(process), whats));
             }
-            file_denied(&header, &file, file.path(payload), view)?
+            file_denied(&header, &file, file.path(payload), view, cgroup)?
         }
         other => {
             tracing::warn!("an event record of unknown kind {other}; dropped");

@@ -265,8 +265,8 @@ pub enum What {
         /// mount without exec).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rule: Option<String>,
-        /// Where `path` led, when that is elsewhere: absolute, symlinks followed (a
-        /// workspace link into the home). Set for what an audited sandbox was let do.
+        /// Where `path` led, when that is elsewhere: absolute, `..` and symlinks followed
+        /// (a relative name, a workspace link into the home).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         target: Option<String>,
     },

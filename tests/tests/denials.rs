@@ -324,6 +324,37 @@ fn a_covered_path_reached_another_way_is_reported_all_the_same() {
     let e = denial(&events);
     assert_eq!(e["layer"], "read_only", "{e}");
     assert_eq!(e["rule"], f.path(".git").as_str(), "{e}");
+    // Through a link the sandbox made in its private /tmp (no host path leads there), and
+    // by a name relative to /etc: each says where it led.
+    let events_file = f.dir.path().join("events-private-link.jsonl");
+    let out = f
+        .command_with(
+            &["--events", events_file.to_str().unwrap()],
+            &[
+                "/bin/sh",
+                "-c",
+                "ln -s /etc/shadow /tmp/l; cat /tmp/l; cd /etc && cat shadow; sleep 0.2",
+            ],
+        )
+        .output()
+        .expect("cordon run");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/tmp/l: Permission denied"),
+        "{out:?}"
+    );
+    let events = common::read_events(&events_file);
+    let denied = of_kind(&events, "file_denied");
+    let through_link = denied
+        .iter()
+        .find(|e| e["path"] == "/tmp/l")
+        .unwrap_or_else(|| panic!("no event for the link: {events:#?}"));
+    assert_eq!(through_link["rule"], "/etc/shadow", "{through_link}");
+    assert_eq!(through_link["target"], "/etc/shadow", "{through_link}");
+    let relative = denied
+        .iter()
+        .find(|e| e["path"] == "shadow")
+        .unwrap_or_else(|| panic!("no event for the relative name: {events:#?}"));
+    assert_eq!(relative["target"], "/etc/shadow", "{relative}");
     // Padded to a length that a record of a fixed size would have cut off.
     let long = format!("{}etc/shadow", "/".repeat(3000));
     let (answer, events) = f.probe_events(&[], &["read", &long]);

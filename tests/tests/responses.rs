@@ -149,6 +149,45 @@ fn a_rule_freezes_the_sandbox_that_reaches_for_a_secret_with_the_collector_down(
 }
 
 #[test]
+fn a_rule_on_a_path_is_not_evaded_by_a_relative_name_or_a_link() {
+    if !require_root("a_rule_on_a_path_is_not_evaded_by_a_relative_name_or_a_link") {
+        return;
+    }
+    let d = daemon("", FREEZE_ON_SHADOW);
+    for (how, reach) in [
+        ("a relative name", "cd /etc && cat shadow 2>/dev/null"),
+        (
+            "a link of its own",
+            "ln -s /etc/shadow /tmp/l; cat /tmp/l 2>/dev/null",
+        ),
+    ] {
+        let script = format!("{reach}; while true; do echo still here; sleep 0.05; done");
+        let (_run, lines) = start(&d, "guarded", &script);
+        wait_until(
+            &format!("frozen after {how}"),
+            Duration::from_secs(10),
+            || (state_of(&d, "guarded").as_deref() == Some("frozen")).then_some(()),
+        );
+        while lines.recv_timeout(Duration::from_millis(300)).is_ok() {}
+        assert!(
+            lines.recv_timeout(Duration::from_secs(1)).is_err(),
+            "the agent runs on after {how}"
+        );
+    }
+    // What it asked was not the rule's path: matched by where it led.
+    let events = d.journal_events();
+    let asked: Vec<&str> = events
+        .iter()
+        .filter(|e| e["kind"] == "file_denied" && e["target"] == "/etc/shadow")
+        .filter_map(|e| e["path"].as_str())
+        .collect();
+    assert!(
+        asked.contains(&"shadow") && asked.contains(&"/tmp/l"),
+        "{asked:?}"
+    );
+}
+
+#[test]
 fn a_rule_with_a_count_waits_for_it_and_a_host_rule_holds_for_every_profile() {
     if !require_root("a_rule_with_a_count_waits_for_it_and_a_host_rule_holds_for_every_profile") {
         return;
