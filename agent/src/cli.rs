@@ -441,7 +441,7 @@ pub fn main() -> ExitCode {
         Command::Release { sandbox } => act(socket, &sandbox, Action::Release, out),
         Command::Evidence {
             verify: Some(file), ..
-        } => evidence::verify(&file, out),
+        } => evidence::verify(&file, &|| daemon(socket).ok().flatten(), out),
         Command::Evidence {
             sandbox,
             out: file,

@@ -1025,6 +1025,26 @@ fn evidence_row(row: &AnyRow) -> Result<EvidenceRow, StoreError> {
 
 // Evidence.
 impl Store {
+    /// Whether `host` reported events of `session` (an archive names a session of its own
+    /// host's, never another's).
+    pub async fn host_has_session(&self, host: &str, session: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 FROM events WHERE host = $1 AND session = $2 LIMIT 1")
+            .bind(host)
+            .bind(session)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// The host and SHA-256 of the archive stored under `id`, if any.
+    pub async fn evidence_owner(&self, id: &str) -> Result<Option<(String, String)>, StoreError> {
+        let row = sqlx::query("SELECT host, archive_sha256 FROM evidence WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+    }
+
     /// Stores an archive once per id: a second upload of the same id (its answer was lost)
     /// changes nothing. Returns whether it was new.
     pub async fn insert_evidence(

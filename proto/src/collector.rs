@@ -34,6 +34,9 @@ pub const EVIDENCE_SANDBOX: &str = "x-cordon-sandbox";
 pub const EVIDENCE_SESSION: &str = "x-cordon-session";
 pub const EVIDENCE_SHA256: &str = "x-cordon-archive-sha256";
 pub const EVIDENCE_MANIFEST_SHA256: &str = "x-cordon-manifest-sha256";
+/// The largest archive a collector takes: a host does not queue a larger one (it stays
+/// where it was written).
+pub const EVIDENCE_MAX_BYTES: u64 = 256 << 20;
 /// The version of the batch and poll forms.
 pub const PROTOCOL_VERSION: u32 = 1;
 

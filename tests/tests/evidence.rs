@@ -504,6 +504,35 @@ fn a_responder_at_the_collector_collects_and_downloads_evidence(db: Db) {
         matches!(refused, Err(ureq::Error::Status(400, _))),
         "{refused:?}"
     );
+    // Another host cannot plant an archive beside this host's session.
+    let other = c.token("other-host", "host", Some("other-host"));
+    let planted = ureq::post(&format!("{}/api/v1/evidence", c.url))
+        .set("Authorization", &format!("Bearer {other}"))
+        .set(
+            "x-cordon-evidence-id",
+            "01a2263e-175e-73e4-b000-b5d7de0f6654",
+        )
+        .set("x-cordon-sandbox", &name)
+        .set("x-cordon-session", &session)
+        .set("x-cordon-archive-sha256", &sha256(&archive))
+        .set(
+            "x-cordon-manifest-sha256",
+            row["manifest_sha256"].as_str().unwrap(),
+        )
+        .send_bytes(&archive);
+    assert!(
+        matches!(planted, Err(ureq::Error::Status(425, _))),
+        "{planted:?}"
+    );
+    let (_, listed) = c.get(
+        Some(&responder),
+        &format!("/api/v1/evidence?session={session}"),
+    );
+    assert_eq!(
+        listed["evidence"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
 }
 
 mod collected_at_the_collector {
@@ -607,4 +636,198 @@ fn the_outbox_for_the_collector_is_bounded_like_the_spool() {
         .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
         .count();
     assert_eq!(queued, 1);
+}
+
+/// The sandbox shapes what is collected: a deep tree, thousands of directories, names that
+/// are not UTF-8, a time past 2262, an executable of a terabyte that takes no disk. Each
+/// bound is a gap in the manifest, nothing is hidden or lost, and the collection ends soon.
+#[test]
+fn a_hostile_sandbox_cannot_hide_files_stall_or_spoil_the_collection() {
+    if !require_root("a_hostile_sandbox_cannot_hide_files_stall_or_spoil_the_collection") {
+        return;
+    }
+    let mut d = Daemon::new("");
+    // The workspace runs, as under coding-agent.
+    std::fs::write(
+        d.dir.path().join("profiles/exec-agent.toml"),
+        "[profile]\nname = \"exec-agent\"\nextends = [\"test-agent\"]\n\n[filesystem]\nexec = [\"{workspace}\"]\n",
+    )
+    .expect("profile");
+    d.start();
+    let script = "import os, shutil, subprocess, sys\n\
+         for i in range(3000): os.mkdir('pad%d' % i)\n\
+         os.makedirs('pad2999/zz'); open('pad2999/zz/payload.txt', 'w').write('hidden?')\n\
+         os.makedirs('/'.join(['deep'] * 100))\n\
+         open(b'notes\\xff', 'w').write('one'); open(b'notes\\xfe', 'w').write('two')\n\
+         open('future', 'w').write('x'); os.utime('future', (2**40, 2**40))\n\
+         shutil.copy('/bin/sleep', 'big'); os.chmod('big', 0o755); os.truncate('big', 1 << 40)\n\
+         subprocess.Popen(['./big', '600'])\n\
+         print('ready', flush=True)\n\
+         import time; time.sleep(600)\n";
+    let mut run = KillOnDrop(
+        d.cordon(
+            NOBODY,
+            NOGROUP,
+            &[
+                "run",
+                "-q",
+                "-p",
+                "exec-agent",
+                "--",
+                "/usr/bin/python3",
+                "-c",
+                script,
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cordon run"),
+    );
+    let mut line = String::new();
+    std::io::BufReader::new(run.0.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("ready");
+    if line.trim() != "ready" {
+        let mut stderr = String::new();
+        let _ = run
+            .0
+            .stderr
+            .take()
+            .expect("stderr")
+            .read_to_string(&mut stderr);
+        panic!("the agent did not start: {line:?} {stderr}");
+    }
+    let out = d.cordon(0, 0, &["ps", "--json"]).output().expect("ps");
+    let ps: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ps JSON");
+    let name = ps
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|s| s["uid"] == NOBODY && s["profile"] == "exec-agent")
+        .and_then(|s| s["name"].as_str())
+        .expect("the sandbox")
+        .to_string();
+    let archive = d.dir.path().join("hostile.tar.gz");
+    let started = std::time::Instant::now();
+    let out = d
+        .cordon(
+            0,
+            0,
+            &["evidence", &name, "--out", archive.to_str().unwrap()],
+        )
+        .output()
+        .expect("evidence");
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "the collection took {:?}",
+        started.elapsed()
+    );
+    let verified = d
+        .cordon(0, 0, &["evidence", "--verify", archive.to_str().unwrap()])
+        .output()
+        .expect("verify");
+    assert!(verified.status.success(), "{verified:?}");
+    let files = entries(&archive);
+    let manifest = json(&files["manifest.json"]);
+    let gaps: Vec<&str> = manifest["gaps"]
+        .as_array()
+        .expect("gaps")
+        .iter()
+        .filter_map(|g| g.as_str())
+        .collect();
+    let changed = json(&files["changed.json"]);
+    let listed: Vec<&str> = changed
+        .as_array()
+        .expect("changed")
+        .iter()
+        .filter_map(|c| c["path"].as_str())
+        .collect();
+    // Behind thousands of directories: found all the same.
+    assert!(listed.contains(&"pad2999/zz/payload.txt"), "{gaps:?}");
+    // Past the depth walked: said.
+    assert!(
+        gaps.iter().any(|g| g.contains("deeper than 64 levels")),
+        "{gaps:?}"
+    );
+    // Names that are not UTF-8: apart, both kept.
+    assert!(
+        listed.contains(&"notes%FF") && listed.contains(&"notes%FE"),
+        "{listed:?}"
+    );
+    // A time past 2262: listed, not a crash.
+    assert!(listed.contains(&"future"));
+    // The terabyte executable: its size said, not hashed.
+    let big = files
+        .iter()
+        .filter(|(n, _)| n.starts_with("processes/") && n.ends_with(".json"))
+        .map(|(_, b)| json(b))
+        .find(|p| p["argv"][0] == "./big")
+        .expect("the big process");
+    assert_eq!(big["exe_size"], 1u64 << 40);
+    assert!(big["exe_sha256"].is_null(), "{big}");
+    assert!(gaps.iter().any(|g| g.contains("not hashed")), "{gaps:?}");
+
+    // The archive may not go where the sandbox writes (it could swap it for another).
+    let inside = d.workspace.join("evidence.tar.gz");
+    let out = d
+        .cordon(
+            0,
+            0,
+            &["evidence", &name, "--out", inside.to_str().unwrap()],
+        )
+        .output()
+        .expect("evidence");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("where the sandbox writes"),
+        "{out:?}"
+    );
+    assert!(!inside.exists());
+}
+
+/// An archive made up whole, consistent in itself, is not one Cordon collected: `--verify`
+/// says so by the journal's record of each collection.
+#[test]
+fn a_made_up_archive_is_not_recorded() {
+    if !require_root("a_made_up_archive_is_not_recorded") {
+        return;
+    }
+    let mut d = Daemon::new("");
+    d.start();
+    let made_up = d.dir.path().join("made-up.tar.gz");
+    let body = b"nothing to see";
+    let manifest = serde_json::json!({
+        "format": "cordon-evidence/1", "sandbox": "test-agent-1-0", "host": "e2e-host",
+        "collected_at": "2026-11-29T08:00:00Z", "state": "frozen", "cordon_version": "0.1.0",
+        "files": [{ "path": "events.jsonl", "size": body.len(), "sha256": sha256(body) }],
+        "gaps": [],
+    })
+    .to_string();
+    let gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&made_up).expect("create"),
+        flate2::Compression::fast(),
+    );
+    let mut tar = tar::Builder::new(gz);
+    for (name, bytes) in [
+        ("events.jsonl", &body[..]),
+        ("manifest.json", manifest.as_bytes()),
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o600);
+        tar.append_data(&mut header, name, bytes).expect("append");
+    }
+    tar.into_inner().expect("tar").finish().expect("gzip");
+    let out = d
+        .cordon(0, 0, &["evidence", "--verify", made_up.to_str().unwrap()])
+        .output()
+        .expect("verify");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("intact") && said.contains("NOT recorded"),
+        "{said}"
+    );
 }

@@ -4,7 +4,7 @@
 //! file), and handed to cordond, which collects into it and records the collection; as root
 //! without cordond, it is collected here.
 
-use std::os::fd::AsFd as _;
+use std::os::fd::{AsFd as _, AsRawFd as _};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -88,12 +88,13 @@ fn here(sandbox: &str, memory: bool, mut file: std::fs::File) -> Result<Summary,
         keep: c.journal_keep,
     });
     let host = cfg.map_or_else(config::default_host_id, |c| c.host_id);
+    let path = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok();
     evidence::collect(
         sandbox,
         &host,
         evidence::Options { memory },
         journal.as_ref(),
-        &mut file,
+        (&mut file, path.as_deref()),
     )
     .map_err(|e| format!("{sandbox}: {e}"))
 }
@@ -105,27 +106,101 @@ fn default_name(sandbox: &str) -> PathBuf {
     PathBuf::from(format!("evidence-{sandbox}-{stamp}.tar.gz"))
 }
 
-/// `--verify FILE`: every entry against the manifest.
-pub fn verify(path: &Path, out: Output) -> ExitCode {
+/// `--verify FILE`: every entry against the manifest, and the manifest against the one the
+/// collection recorded (its `responder_action` event in cordond's journal): an archive
+/// consistent in itself could have been made up whole.
+pub fn verify(path: &Path, daemon: &dyn Fn() -> Option<Client>, out: Output) -> ExitCode {
     let mut file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) => return super::fail(&format!("{}: {e}", path.display()), 1),
     };
-    match evidence::verify(&mut file) {
-        Ok((manifest, sha256)) if out.json => super::print_json(&serde_json::json!({
-            "file": path, "intact": true, "manifest_sha256": sha256, "manifest": manifest
-        })),
-        Ok((manifest, sha256)) => {
-            println!(
-                "{}: intact: {} entries match the manifest of {} ({}, collected {})\nmanifest sha256 {sha256}: compare it with the responder_action event of the collection",
-                path.display(),
-                manifest.files.len(),
-                manifest.sandbox,
-                manifest.host,
-                humantime::format_rfc3339_seconds(manifest.collected_at),
-            );
+    let (manifest, sha256) = match evidence::verify(&mut file) {
+        Ok(v) => v,
+        Err(e) => return super::fail(&format!("{}: NOT intact: {e}", path.display()), 2),
+    };
+    // The collection's event reaches the journal a moment after the archive is written.
+    let mut recorded = None;
+    for attempt in 0..6 {
+        recorded = daemon().map(|client| find_recorded(client, &manifest, &sha256));
+        if !matches!(recorded, Some(Ok(None))) {
+            break;
+        }
+        if attempt < 5 {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+    if out.json {
+        let printed = super::print_json(&serde_json::json!({
+            "file": path, "intact": true, "manifest_sha256": sha256,
+            "recorded": recorded.as_ref().and_then(|r| r.as_ref().ok()).and_then(Option::as_ref),
+            "manifest": manifest,
+        }));
+        return if matches!(recorded, Some(Ok(None))) {
+            ExitCode::from(2)
+        } else {
+            printed
+        };
+    }
+    println!(
+        "{}: intact: {} entries match the manifest of {} ({}, collected {})\nmanifest sha256 {sha256}",
+        path.display(),
+        manifest.files.len(),
+        manifest.sandbox,
+        manifest.host,
+        humantime::format_rfc3339_seconds(manifest.collected_at),
+    );
+    match recorded {
+        Some(Ok(Some(event))) => {
+            println!("recorded: {}", event.summary());
             ExitCode::SUCCESS
         }
-        Err(e) => super::fail(&format!("{}: NOT intact: {e}", path.display()), 2),
+        Some(Ok(None)) => super::fail(
+            &format!(
+                "{}: NOT recorded: no collection in this host's journal has this manifest (made up, or collected on another host: compare it with the collection's responder_action there or at the collector)",
+                path.display()
+            ),
+            2,
+        ),
+        Some(Err(e)) => {
+            eprintln!("cordon: could not look for the collection in the journal: {e}; compare the manifest's sha256 with its responder_action event");
+            ExitCode::SUCCESS
+        }
+        None => {
+            eprintln!("cordon: cordond does not answer here: compare the manifest's sha256 with the collection's responder_action event");
+            ExitCode::SUCCESS
+        }
     }
+}
+
+/// The `responder_action` of the collection whose manifest is `sha256`, in the journal.
+fn find_recorded(
+    mut client: Client,
+    manifest: &evidence::Manifest,
+    sha256: &str,
+) -> Result<Option<crate::event::Event>, String> {
+    client
+        .call(&Request::Events {
+            follow: false,
+            sandbox: Some(manifest.sandbox.clone()),
+            kind: Some("responder_action".into()),
+            since: None,
+            severity: None,
+            session: manifest.session,
+        })
+        .map_err(|e| e.to_string())?;
+    let mut found = None;
+    while let Some(line) = client.next_line().map_err(|e| e.to_string())? {
+        let Ok(event) = serde_json::from_slice::<crate::event::Event>(&line) else {
+            continue;
+        };
+        if let crate::event::What::ResponderAction {
+            evidence: Some(e), ..
+        } = &event.what
+        {
+            if e.manifest_sha256 == sha256 {
+                found = Some(event);
+            }
+        }
+    }
+    Ok(found)
 }

@@ -332,6 +332,10 @@ fn serve(config: Config, path: &std::path::Path) -> Result<(), String> {
         let d = Arc::clone(&daemon);
         spawn("commands", Box::new(move || commands::poll_thread(&d)))?;
     }
+    {
+        let d = Arc::clone(&daemon);
+        spawn("evidence", Box::new(move || commands::upload_thread(&d)))?;
+    }
     if let Some(interval) = notify::watchdog_interval() {
         let d = Arc::clone(&daemon);
         spawn(

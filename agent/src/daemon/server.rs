@@ -543,12 +543,19 @@ fn collect_evidence(
         );
     };
     let mut out = std::fs::File::from(out);
+    // A file the caller opened for writing: not a pipe nobody reads, which would hold this
+    // connection (and the archive) forever.
+    if !out.metadata().is_ok_and(|m| m.is_file()) {
+        return api::error_line("evidence: the descriptor passed is not a regular file");
+    }
+    // Where it is, so that it is not where the sandbox could replace it.
+    let path = std::fs::read_link(format!("/proc/self/fd/{}", out.as_raw_fd())).ok();
     match super::evidence::collect(
         daemon,
         sandbox,
         crate::evidence::Options { memory },
         socket_actor(peer),
-        Some(&mut out),
+        Some((&mut out, path)),
     ) {
         Ok((took, summary)) => api::ok_line(json!({
             "evidence": summary,

@@ -3,13 +3,19 @@
 //! segment, with the `NT_PRPSINFO` and `NT_FILE` notes that let gdb name the process and
 //! the files mapped (`gdb EXE memory/PID.core`). The registers are not in it: reading them
 //! would take a ptrace stop, which a frozen cgroup does not allow without thawing it.
+//!
+//! Only the pages the process has in memory (or swapped out) are read, as
+//! `/proc/PID/pagemap` says: the others read as zeros in the core and are holes in its
+//! file, so a process that maps terabytes it never touches costs the collection nothing,
+//! and reading never brings a page in that the process would see arrive.
 
 use std::fs::File;
 use std::io::{Seek as _, SeekFrom, Write as _};
 use std::os::unix::fs::FileExt as _;
 
-/// The most of one process's memory written; mappings beyond it are listed empty.
-const MAX_BYTES: u64 = 4 << 30;
+/// The most memory written for one collection, all processes together; mappings beyond it
+/// are listed empty.
+pub const MAX_BYTES: u64 = 4 << 30;
 const PAGE: u64 = 4096;
 
 const PT_LOAD: u32 = 1;
@@ -61,14 +67,13 @@ fn mappings(maps: &str) -> Vec<Mapping> {
         .collect()
 }
 
-/// Writes the core of `pid` to an unnamed temporary file; returns it with notes on what it
-/// lacks.
-pub fn write(pid: u32) -> std::io::Result<(File, Vec<String>)> {
+/// Writes the core of `pid` to an unnamed temporary file, within what `budget` allows.
+pub fn write(pid: u32, budget: &mut super::Budget) -> std::io::Result<File> {
     let maps = mappings(&std::fs::read_to_string(format!("/proc/{pid}/maps"))?);
     let mem = File::open(format!("/proc/{pid}/mem"))?;
+    let pagemap = File::open(format!("/proc/{pid}/pagemap"))?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let mut notes = Vec::new();
 
     let mut note_bytes = Vec::new();
     note(
@@ -80,21 +85,12 @@ pub fn write(pid: u32) -> std::io::Result<(File, Vec<String>)> {
 
     let headers = 64 + 56 * (maps.len() as u64 + 1);
     let mut offset = (headers + note_bytes.len() as u64).next_multiple_of(PAGE);
-    let mut budget = MAX_BYTES;
     let mut phdrs = Vec::new();
     phdrs.push(phdr(PT_NOTE, 4, headers, 0, note_bytes.len() as u64, 4));
     let mut placed = Vec::new();
     for m in &maps {
         let len = m.end - m.start;
-        let kept = m.read && len <= budget;
-        if m.read && !kept {
-            notes.push(format!(
-                "{:#x}-{:#x} left out: past {MAX_BYTES} bytes",
-                m.start, m.end
-            ));
-        }
-        let filesz = if kept { len } else { 0 };
-        budget -= filesz;
+        let filesz = if m.read { len } else { 0 };
         let flags = u32::from(m.read) << 2 | u32::from(m.write) << 1 | u32::from(m.exec);
         let mut p = phdr(PT_LOAD, flags, offset, m.start, filesz, PAGE);
         p[40..48].copy_from_slice(&len.to_le_bytes()); // p_memsz
@@ -109,28 +105,57 @@ pub fn write(pid: u32) -> std::io::Result<(File, Vec<String>)> {
         file.write_all(p)?;
     }
     file.write_all(&note_bytes)?;
-    let mut unreadable = 0u64;
-    let mut buf = vec![0u8; 1 << 20];
+    // Holes where nothing is written: the file is as long as the core, its blocks only the
+    // pages read.
+    file.set_len(offset)?;
+    let (mut unreadable, mut left_out) = (0u64, 0u64);
+    let mut page = vec![0u8; PAGE as usize];
     for (m, (at, filesz)) in maps.iter().zip(placed) {
-        let mut done = 0;
-        while done < filesz {
-            let n = (filesz - done).min(buf.len() as u64) as usize;
-            let chunk = &mut buf[..n];
-            // A page the kernel will not give (a guard, a mapping of a file cut short)
-            // is written as zeros.
-            if mem.read_exact_at(chunk, m.start + done).is_err() {
-                chunk.fill(0);
-                unreadable += n as u64;
+        for index in 0..filesz / PAGE {
+            if budget.out_of_time() {
+                budget.gap(format!("process {pid}'s core: the collection's time ran out; the rest of its memory is zeros"));
+                file.seek(SeekFrom::Start(0))?;
+                return Ok(file);
             }
-            file.write_all_at(chunk, at + done)?;
-            done += n as u64;
+            let address = m.start + index * PAGE;
+            if !in_memory(&pagemap, address) {
+                continue;
+            }
+            if budget.memory < PAGE {
+                left_out += PAGE;
+                continue;
+            }
+            budget.memory -= PAGE;
+            // A page the kernel will not give (a guard, a mapping of a file cut short)
+            // stays a hole.
+            if mem.read_exact_at(&mut page, address).is_err() {
+                unreadable += PAGE;
+                continue;
+            }
+            file.write_all_at(&page, at + index * PAGE)?;
         }
     }
     if unreadable > 0 {
-        notes.push(format!("{unreadable} bytes unreadable, written as zeros"));
+        budget.gap(format!(
+            "process {pid}'s core: {unreadable} bytes in memory unreadable, left as zeros"
+        ));
+    }
+    if left_out > 0 {
+        budget.gap(format!(
+            "process {pid}'s core: {left_out} bytes in memory left out, past {MAX_BYTES} bytes for the collection"
+        ));
     }
     file.seek(SeekFrom::Start(0))?;
-    Ok((file, notes))
+    Ok(file)
+}
+
+/// Whether the page at `address` is in memory or swapped out (`/proc/PID/pagemap`: a
+/// 64-bit entry per page, bit 63 present, bit 62 swapped).
+fn in_memory(pagemap: &File, address: u64) -> bool {
+    let mut entry = [0u8; 8];
+    pagemap
+        .read_exact_at(&mut entry, address / PAGE * 8)
+        .is_ok_and(|()| u64::from_le_bytes(entry) & (0b11 << 62) != 0)
 }
 
 fn elf_header(phnum: u16) -> Vec<u8> {
@@ -252,7 +277,8 @@ mod tests {
     fn a_core_of_this_process_holds_its_memory() {
         let marker = format!("cordon-core-marker-{}", std::process::id()).into_bytes();
         let kept = std::hint::black_box(marker.clone());
-        let (mut file, _) = write(std::process::id()).expect("core");
+        let mut budget = crate::evidence::Budget::new(crate::evidence::DEADLINE);
+        let mut file = write(std::process::id(), &mut budget).expect("core");
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut file, &mut bytes).unwrap();
         assert_eq!(&bytes[..4], b"\x7fELF");

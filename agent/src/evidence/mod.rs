@@ -26,6 +26,9 @@ use sha2::{Digest as _, Sha256};
 
 use crate::cgroup::{self, SandboxCgroup};
 
+/// The most bytes of the session's events kept in an archive.
+const MAX_EVENTS_BYTES: usize = 64 << 20;
+
 /// The archive's format, in its manifest.
 pub const FORMAT: &str = "cordon-evidence/1";
 
@@ -95,6 +98,40 @@ pub struct Options {
     pub memory: bool,
 }
 
+/// How long one collection may take: what is left when it runs out is a gap.
+pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// What a collection may still spend, and the gaps it noted: the sandbox shapes what is
+/// collected (its files, its processes, its memory), so every cost is bounded and every
+/// bound reached is said in the manifest.
+pub struct Budget {
+    until: std::time::Instant,
+    /// Bytes of memory cores still allowed, for all the processes together.
+    pub memory: u64,
+    gaps: Vec<String>,
+}
+
+impl Budget {
+    pub(crate) fn new(deadline: std::time::Duration) -> Self {
+        Self {
+            until: std::time::Instant::now() + deadline,
+            memory: core::MAX_BYTES,
+            gaps: Vec::new(),
+        }
+    }
+
+    pub fn gap(&mut self, what: String) {
+        // A sandbox that makes endless gaps does not make an endless manifest.
+        if self.gaps.len() < 10_000 {
+            self.gaps.push(what);
+        }
+    }
+
+    pub fn out_of_time(&self) -> bool {
+        std::time::Instant::now() > self.until
+    }
+}
+
 /// Where the session's events are: cordond's journal.
 #[derive(Debug, Clone)]
 pub struct Journal {
@@ -137,6 +174,8 @@ pub enum EvidenceError {
     Empty,
     #[error("cannot write the archive: {0}")]
     Write(#[from] std::io::Error),
+    #[error("{0} is where the sandbox writes: it could replace the archive; write it elsewhere")]
+    OutputInSandbox(PathBuf),
 }
 
 /// The manifest: every entry of the archive with its SHA-256, and what it is evidence of.
@@ -163,13 +202,14 @@ pub struct ManifestEntry {
     pub sha256: String,
 }
 
-/// Collects the evidence of the sandbox `name` into `out` (a gzipped tar archive).
+/// Collects the evidence of the sandbox `name` into `out` (a gzipped tar archive);
+/// `out_path`, where `out` is, must not be where the sandbox writes.
 pub fn collect(
     name: &str,
     host: &str,
     options: Options,
     journal: Option<&Journal>,
-    out: &mut dyn Write,
+    (out, out_path): (&mut dyn Write, Option<&Path>),
 ) -> Result<Summary, EvidenceError> {
     if name.is_empty() || name.contains('/') || name.starts_with('.') {
         return Err(EvidenceError::BadName);
@@ -185,21 +225,27 @@ pub fn collect(
     } else {
         "running"
     };
-    let mut gaps = Vec::new();
+    let mut budget = Budget::new(DEADLINE);
     let launch = match sandbox.launch_record().map(|b| LaunchRecord::decode(&b)) {
         Some(Ok(record)) => Some(record),
         Some(Err(e)) => {
-            gaps.push(format!("the launch record is unreadable ({e})"));
+            budget.gap(format!("the launch record is unreadable ({e})"));
             None
         }
         None => {
-            gaps.push(
+            budget.gap(
                 "no launch record (a sandbox of an older cordon): no profile, no changed files"
                     .into(),
             );
             None
         }
     };
+    if let (Some(launch), Some(path)) = (&launch, out_path) {
+        let written = std::iter::once(&launch.workspace).chain(&launch.written);
+        if path.starts_with("/proc") || written.into_iter().any(|t| path.starts_with(t)) {
+            return Err(EvidenceError::OutputInSandbox(path.to_path_buf()));
+        }
+    }
     let session = launch
         .as_ref()
         .map(|l| l.session)
@@ -209,43 +255,51 @@ pub fn collect(
     let gz = flate2::write::GzEncoder::new(&mut counted, flate2::Compression::fast());
     let mut archive = Archive::new(gz);
 
+    // Each process as listed, if it is still the sandbox's (a pid reused by a host process
+    // since is not read).
+    let ours = |pid: u32| process::in_cgroup(pid, name);
     for &pid in &pids {
-        match process::describe(pid) {
+        if budget.out_of_time() {
+            budget.gap(format!(
+                "process {pid} and after: the collection's time ran out"
+            ));
+            break;
+        }
+        if !ours(pid) {
+            budget.gap(format!("process {pid}: ended (or no longer the sandbox's)"));
+            continue;
+        }
+        match process::describe(pid, &mut budget) {
             Ok(p) => archive.add_json(&format!("processes/{pid}.json"), &p)?,
-            Err(e) => gaps.push(format!("process {pid}: {e}")),
+            Err(e) => budget.gap(format!("process {pid}: {e}")),
         }
         match std::fs::read(format!("/proc/{pid}/maps")) {
             Ok(maps) => archive.add(&format!("processes/{pid}.maps"), &maps)?,
-            Err(e) => gaps.push(format!("process {pid}'s maps: {e}")),
+            Err(e) => budget.gap(format!("process {pid}'s maps: {e}")),
         }
-        if options.memory {
-            match core::write(pid) {
-                Ok((mut file, notes)) => {
-                    archive.add_file(&format!("memory/{pid}.core"), &mut file)?;
-                    gaps.extend(
-                        notes
-                            .into_iter()
-                            .map(|n| format!("process {pid}'s core: {n}")),
-                    );
-                }
-                Err(e) => gaps.push(format!("process {pid}'s core: {e}")),
+        if options.memory && ours(pid) {
+            match core::write(pid, &mut budget) {
+                Ok(mut file) => archive.add_file(&format!("memory/{pid}.core"), &mut file)?,
+                Err(e) => budget.gap(format!("process {pid}'s core: {e}")),
             }
         }
     }
     if let Some(launch) = &launch {
         archive.add("profile.json", launch.profile_json.as_bytes())?;
-        let mut listed = Vec::new();
+        let mut listing = changed::Listing::default();
         let mut trees: Vec<(String, Result<std::os::fd::OwnedFd, String>)> = launch
             .written
             .iter()
             .map(|tree| (tree.display().to_string(), changed::open_tree(tree)))
             .collect();
-        // The private /tmp and /dev/shm are seen through the sandbox's own root.
+        // The private /tmp and /dev/shm are seen through the sandbox's own root: through a
+        // process that is still the sandbox's.
+        let root = pids.iter().copied().find(|p| ours(*p));
         for private in ["tmp", "dev/shm"] {
-            trees.push((
-                format!("/{private} (private)"),
-                changed::open_private(pids[0], private),
-            ));
+            let tree = root
+                .ok_or_else(|| "no process of the sandbox left to see it through".to_string())
+                .and_then(|pid| changed::open_private(pid, private));
+            trees.push((format!("/{private} (private)"), tree));
         }
         for (label, tree) in trees {
             match tree {
@@ -254,18 +308,16 @@ pub fn collect(
                     &label,
                     launch.started_ns,
                     &mut archive,
-                    &mut listed,
-                    &mut gaps,
+                    &mut listing,
+                    &mut budget,
                 )?,
-                Err(e) => gaps.push(format!("{label}: {e}")),
+                Err(e) => budget.gap(format!("{label}: {e}")),
             }
         }
-        archive.add_json("changed.json", &listed)?;
+        archive.add_json("changed.json", &listing.changed)?;
     }
-    archive.add(
-        "events.jsonl",
-        &session_events(journal, session, name, &mut gaps),
-    )?;
+    let events = session_events(journal, session, name, &mut budget);
+    archive.add("events.jsonl", &events)?;
     archive.add_json(
         "session.json",
         &serde_json::json!({
@@ -288,7 +340,7 @@ pub fn collect(
         state: state.into(),
         cordon_version: env!("CARGO_PKG_VERSION").into(),
         files: archive.entries.clone(),
-        gaps,
+        gaps: budget.gaps,
     };
     let manifest_bytes = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
     let manifest_sha256 = hex(&Sha256::digest(&manifest_bytes));
@@ -317,10 +369,10 @@ fn session_events(
     journal: Option<&Journal>,
     session: Option<uuid::Uuid>,
     sandbox: &str,
-    gaps: &mut Vec<String>,
+    budget: &mut Budget,
 ) -> Vec<u8> {
     let Some(journal) = journal else {
-        gaps.push("no journal on this host (cordond not running): no events".into());
+        budget.gap("no journal on this host (cordond not running): no events".into());
         return Vec::new();
     };
     let filter = crate::export::journal::Filter {
@@ -329,18 +381,31 @@ fn session_events(
         ..Default::default()
     };
     let mut out = Vec::new();
+    let mut full = false;
     let read = crate::export::journal::read(&journal.path, journal.keep, &filter, false, |line| {
         if let Some(line) = line {
+            if out.len() + line.len() > MAX_EVENTS_BYTES {
+                full = true;
+                return false;
+            }
             out.extend_from_slice(line);
             out.push(b'\n');
         }
         true
     });
     if let Err(e) = read {
-        gaps.push(format!("the journal {}: {e}", journal.path.display()));
+        budget.gap(format!("the journal {}: {e}", journal.path.display()));
+    }
+    if full {
+        budget.gap(format!(
+            "events past the first {MAX_EVENTS_BYTES} bytes not kept (the journal has them)"
+        ));
     }
     out
 }
+
+/// The most a manifest may be (every entry's name and hash, and the gaps).
+const MAX_MANIFEST_BYTES: u64 = 64 << 20;
 
 /// Checks an archive against its manifest: every entry is listed with the SHA-256 of what
 /// it holds, and nothing is listed that is not there. Returns the manifest and its SHA-256,
@@ -356,6 +421,16 @@ pub fn verify(archive: &mut dyn Read) -> Result<(Manifest, String), String> {
             .map_err(|e| format!("an entry with no readable name: {e}"))?
             .display()
             .to_string();
+        // Cordon writes regular files only: a link or a device is no entry of its.
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            return Err(format!("{path} is not a regular file"));
+        }
+        if path == "manifest.json" && manifest.is_some() {
+            return Err("manifest.json is in the archive twice".into());
+        }
+        if path == "manifest.json" && entry.size() > MAX_MANIFEST_BYTES {
+            return Err(format!("manifest.json is over {MAX_MANIFEST_BYTES} bytes"));
+        }
         let mut hash = Sha256::new();
         let mut bytes = Vec::new();
         let mut buf = vec![0u8; 1 << 16];

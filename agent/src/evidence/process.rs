@@ -7,6 +7,24 @@ use std::path::Path;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
+/// The most of an executable hashed: past it, its size is said and no hash (a sparse file
+/// of terabytes costs the sandbox nothing and the collection hours).
+const MAX_HASHED: u64 = 1 << 30;
+/// The most descriptors of one process described.
+const MAX_FDS: usize = 4096;
+
+/// Whether `pid` is (still) a process of the sandbox `name`: its cgroup, as `/proc` says
+/// now, is the sandbox's or one below it.
+pub fn in_cgroup(pid: u32, name: &str) -> bool {
+    let sandbox = format!("/{}/{name}", crate::cgroup::PARENT);
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|text| {
+        text.lines().any(|l| {
+            l.strip_prefix("0::")
+                .is_some_and(|p| p == sandbox || p.starts_with(&format!("{sandbox}/")))
+        })
+    })
+}
+
 /// Every process in the cgroup at `dir` and the cgroups below it.
 pub fn pids_of(dir: &Path) -> Vec<u32> {
     let mut pids = Vec::new();
@@ -38,6 +56,8 @@ pub struct Process {
     /// SHA-256 of the file the process runs, read through `/proc/PID/exe` (the file itself,
     /// even when its name was unlinked or replaced since).
     pub exe_sha256: Option<String>,
+    /// Its size, as `/proc/PID/exe` says.
+    pub exe_size: Option<u64>,
     pub cwd: Option<String>,
     pub root: Option<String>,
     /// The lines of `/proc/PID/status` that say who it is and what it may do: Uid, Gid,
@@ -87,7 +107,7 @@ const CREDENTIALS: [&str; 10] = [
 ];
 
 /// Reads what `/proc` says of `pid`; an error when the process is gone.
-pub fn describe(pid: u32) -> std::io::Result<Process> {
+pub fn describe(pid: u32, budget: &mut super::Budget) -> std::io::Result<Process> {
     let proc = format!("/proc/{pid}");
     let status = std::fs::read_to_string(format!("{proc}/status"))?;
     let field = |name: &str| {
@@ -112,11 +132,17 @@ pub fn describe(pid: u32) -> std::io::Result<Process> {
             .map(|p| p.display().to_string())
     };
     let sockets = sockets(pid);
+    let mut more_fds = false;
     let mut fds: Vec<Fd> = std::fs::read_dir(format!("{proc}/fd"))
         .map(|entries| {
             entries
                 .flatten()
-                .filter_map(|e| {
+                .enumerate()
+                .filter_map(|(i, e)| {
+                    if i >= MAX_FDS {
+                        more_fds = true;
+                        return None;
+                    }
                     let fd: u32 = e.file_name().to_str()?.parse().ok()?;
                     let target = std::fs::read_link(e.path()).ok()?.display().to_string();
                     let socket = target
@@ -138,12 +164,31 @@ pub fn describe(pid: u32) -> std::io::Result<Process> {
         })
         .unwrap_or_default();
     fds.sort_by_key(|f| f.fd);
+    if more_fds {
+        budget.gap(format!(
+            "process {pid}: more than {MAX_FDS} descriptors; the rest not described"
+        ));
+    }
+    let exe_size = std::fs::metadata(format!("{proc}/exe"))
+        .ok()
+        .map(|m| m.len());
+    let exe_sha256 = match exe_size {
+        Some(size) if size > MAX_HASHED => {
+            budget.gap(format!(
+                "process {pid}: its executable is {size} bytes, not hashed (over {MAX_HASHED})"
+            ));
+            None
+        }
+        _ if budget.out_of_time() => None,
+        _ => sha256_of(&format!("{proc}/exe")),
+    };
     Ok(Process {
         pid,
         ppid: field("PPid").and_then(|p| p.parse().ok()),
         argv,
         exe: link("exe"),
-        exe_sha256: sha256_of(&format!("{proc}/exe")),
+        exe_sha256,
+        exe_size,
         cwd: link("cwd"),
         root: link("root"),
         credentials,
@@ -274,7 +319,8 @@ mod tests {
 
     #[test]
     fn this_process_describes_itself() {
-        let me = describe(std::process::id()).expect("own /proc");
+        let mut budget = crate::evidence::Budget::new(crate::evidence::DEADLINE);
+        let me = describe(std::process::id(), &mut budget).expect("own /proc");
         assert!(me.exe_sha256.as_ref().is_some_and(|h| h.len() == 64));
         assert!(me.credentials.contains_key("Uid"));
         assert!(me.fds.iter().any(|f| f.fd <= 2));

@@ -21,7 +21,10 @@ use crate::store::EvidenceRow;
 
 /// The most an archive may be. Archives with memory cores may be larger: they stay on the
 /// host, refused here with 413.
-pub const MAX_BYTES: usize = 256 << 20;
+pub const MAX_BYTES: usize = p::EVIDENCE_MAX_BYTES as usize;
+
+/// Uploads read at once (each up to [`MAX_BYTES`] in memory).
+static UPLOADS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
     headers
@@ -76,6 +79,33 @@ pub async fn upload(
             "the SHA-256 headers hold 64 lowercase hex digits",
         ));
     }
+    // An archive of a session of this host's, and an id of its own: a host cannot plant
+    // evidence beside another host's sandbox, nor take another's id.
+    if let Some(session) = &session {
+        if !app.store.host_has_session(&host, session).await? {
+            // Perhaps its events are still on their way: the host sends it again later.
+            return Err(ApiError::new(
+                StatusCode::TOO_EARLY,
+                format!(
+                    "{}: no session {session} of host {host:?} is known here (yet)",
+                    p::EVIDENCE_SESSION
+                ),
+            ));
+        }
+    }
+    if let Some((owner, stored)) = app.store.evidence_owner(&id).await? {
+        if owner != host || stored != sha256 {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("{}: {id} is another archive's", p::EVIDENCE_ID),
+            ));
+        }
+    }
+    // A few archives in memory at a time, whatever the number of hosts sending.
+    let _permit = UPLOADS
+        .acquire()
+        .await
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping"))?;
     let archive = tokio::time::timeout(
         std::time::Duration::from_secs(600),
         axum::body::to_bytes(body, MAX_BYTES),
