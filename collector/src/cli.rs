@@ -194,7 +194,8 @@ async fn serve(config: Config) -> Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!("listening on {scheme}://{}", listener.local_addr()?);
-    crate::serve::serve(app, listener, router, tls, shutdown).await;
+    crate::serve::serve(Arc::clone(&app), listener, router, tls, shutdown).await;
+    crate::output::save_all(&app).await;
     Ok(())
 }
 

@@ -4,10 +4,11 @@
 //! Each output is a task of its own ([`run`]) that reads the events stored after its
 //! cursor (a row of `output_cursors`, by the output's name), keeps those its filter lets
 //! through, sends them in batches, and moves its cursor past them only once the receiver
-//! acknowledged. While the receiver fails it tries again, waiting twice as long each time
+//! acknowledged (the store has the new position within a second, and as the collector
+//! stops; after a crash the last second's events go again). While the receiver fails it tries again, waiting twice as long each time
 //! (with jitter, up to `max_backoff`); nothing is dropped, and an output that was down
-//! catches up from its cursor. A batch whose acknowledgement was lost is sent again: every
-//! event carries its id, and receivers that can (Elasticsearch's `_id`, a webhook's own
+//! catches up from its cursor. A batch sent again (its acknowledgement lost, or after a
+//! crash) carries the same event ids, and receivers that can (Elasticsearch's `_id`, a webhook's own
 //! check) keep it once.
 //!
 //! * [`config`]: the `[[output]]` tables;
@@ -42,6 +43,11 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// How often an output that is caught up looks at the store when no batch woke it (events
 /// stored by another collector on the same database).
 const IDLE_CHECK: Duration = Duration::from_secs(1);
+/// How long an acknowledged position may wait before it is written to the store: a write a
+/// batch would take the store's one writer (and a sync to disk) from ingest as often as
+/// batches come. The collector writes it when it stops; after a crash, what was sent in
+/// the last second goes again (receivers that keep events by id keep them once).
+const SAVE_EVERY: Duration = Duration::from_secs(1);
 
 /// Why a batch was not delivered.
 #[derive(Debug, thiserror::Error)]
@@ -208,6 +214,8 @@ pub async fn run(app: Arc<App>, state: Arc<State>) {
         }
     };
     state.cursor.store(cursor, Ordering::Relaxed);
+    // The position in the store, and when it was written.
+    let mut saved = (cursor, tokio::time::Instant::now());
     tracing::info!(
         "output {} ({}) sends to {} from after event {cursor}",
         output.name,
@@ -223,11 +231,21 @@ pub async fn run(app: Arc<App>, state: Arc<State>) {
                 continue;
             }
         };
+        if saved.0 < cursor && saved.1.elapsed() >= SAVE_EVERY {
+            save(&app.store, &output.name, cursor).await;
+            saved = (cursor, tokio::time::Instant::now());
+        }
         if head <= cursor {
-            // Caught up: wait for a batch to be stored (or look again in a while).
+            // Caught up: wait for a batch to be stored (or look again in a while, or until
+            // the position is due to be saved).
+            let wait = if saved.0 < cursor {
+                SAVE_EVERY.saturating_sub(saved.1.elapsed())
+            } else {
+                IDLE_CHECK
+            };
             tokio::select! {
                 _ = wake.recv() => {}
-                () = tokio::time::sleep(IDLE_CHECK) => {}
+                () = tokio::time::sleep(wait) => {}
             }
             continue;
         }
@@ -277,15 +295,35 @@ pub async fn run(app: Arc<App>, state: Arc<State>) {
                 }
             }
         }
-        // The receiver has the batch: the cursor goes past it. Should the store refuse, the
-        // batch goes again (the receiver keeps it once when it can).
-        let mut store_backoff = Backoff::new(output.max_backoff);
-        while let Err(e) = app.store.advance_output(&output.name, upto).await {
-            tracing::warn!("output {}: cannot move its cursor: {e}", output.name);
-            tokio::time::sleep(store_backoff.next()).await;
-        }
+        // The receiver has the batch: the cursor goes past it (in the store within
+        // SAVE_EVERY).
         cursor = upto;
         state.cursor.store(cursor, Ordering::Relaxed);
+    }
+}
+
+/// Writes an output's position to the store, trying again while the store fails.
+async fn save(store: &Store, name: &str, cursor: i64) {
+    let mut backoff = Backoff::new(Duration::from_secs(5));
+    for _ in 0..5 {
+        match store.advance_output(name, cursor).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!("output {name}: cannot save its position: {e}");
+                tokio::time::sleep(backoff.next()).await;
+            }
+        }
+    }
+}
+
+/// Writes every output's acknowledged position to the store: when the collector stops, so
+/// that it goes on from there without sending anything twice.
+pub async fn save_all(app: &App) {
+    for state in &app.outputs {
+        let cursor = state.cursor.load(Ordering::Relaxed);
+        if cursor >= 0 {
+            save(&app.store, &state.output.name, cursor).await;
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use super::config::{Output, Receiver, SyslogFormat};
@@ -121,12 +121,18 @@ impl SyslogSink {
     async fn alive(connection: &mut Box<dyn Stream>) -> bool {
         let mut scrap = [0u8; 512];
         loop {
-            match tokio::time::timeout(std::time::Duration::ZERO, connection.read(&mut scrap)).await
-            {
-                Err(_) => return true,
-                Ok(Ok(0) | Err(_)) => return false,
+            let mut buf = tokio::io::ReadBuf::new(&mut scrap);
+            // Polled once, not waited on: nothing to read is the connection being fine.
+            let polled = std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(std::pin::Pin::new(&mut *connection).poll_read(cx, &mut buf))
+            })
+            .await;
+            match polled {
+                std::task::Poll::Pending => return true,
+                std::task::Poll::Ready(Ok(())) if buf.filled().is_empty() => return false,
+                std::task::Poll::Ready(Err(_)) => return false,
                 // Something the receiver said (TLS session tickets): read past it.
-                Ok(Ok(_)) => continue,
+                std::task::Poll::Ready(Ok(())) => continue,
             }
         }
     }
