@@ -13,6 +13,7 @@
 //! * `pipeline`: denials at a fixed rate, from the kernel to a collector ([`pipeline`]);
 //! * `response`: how soon a response rule freezes a sandbox after the denial it names
 //!   ([`response`]);
+//! * `outputs`: the latency each collector output adds at 10 000 events/s ([`outputs`]);
 //! * `footprint`: cordond, `cordon run` and the collector, idle and under load ([`footprint`]);
 //! * `collector`: the collector's ingest and queries on SQLite and PostgreSQL ([`collector`];
 //!   long, so only with `--only collector`);
@@ -28,6 +29,7 @@ mod footprint;
 mod helper;
 mod launch;
 mod network;
+mod outputs;
 mod pipeline;
 mod response;
 mod soak;
@@ -48,10 +50,14 @@ const SCENARIOS: &[&str] = &[
     "network",
     "pipeline",
     "response",
+    "outputs",
     "footprint",
     "collector",
     "soak",
 ];
+
+/// Scenarios that run the collector and nothing of the agent's.
+const COLLECTOR_ONLY: &[&str] = &["collector", "soak", "outputs"];
 
 /// Scenarios a run without `--only` skips (they take long).
 const ONLY_ALONE: &[&str] = &["collector", "soak"];
@@ -66,15 +72,14 @@ pub fn run(runs: usize, only: Option<&str>) -> Result<()> {
     if !crate::is_root() {
         bail!("the benchmarks launch sandboxes: run them as root");
     }
-    crate::run(crate::cargo().args([
-        "build",
-        "-q",
-        "--release",
-        "-p",
-        "cordon",
-        "-p",
-        "cordon-collector",
-    ]))?;
+    // The collector's own scenarios run the collector alone.
+    let collector_only = only.is_some_and(|o| COLLECTOR_ONLY.contains(&o));
+    let mut build = crate::cargo();
+    build.args(["build", "-q", "--release", "-p", "cordon-collector"]);
+    if !collector_only {
+        build.args(["-p", "cordon"]);
+    }
+    crate::run(&mut build)?;
     let bins = Bins {
         cordon: crate::target_dir().join("release/cordon"),
         cordond: crate::target_dir().join("release/cordond"),
@@ -97,6 +102,7 @@ pub fn run(runs: usize, only: Option<&str>) -> Result<()> {
             "network" => network::run(&bins)?,
             "pipeline" => pipeline::run(&bins)?,
             "response" => response::run(&bins, (runs / 5).max(20))?,
+            "outputs" => outputs::run(&bins.collector)?,
             "footprint" => footprint::run(&bins)?,
             "collector" => collector::run(&bins.collector)?,
             "soak" => soak::run(&bins.collector)?,
