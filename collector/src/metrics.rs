@@ -224,9 +224,9 @@ impl Metrics {
     }
 }
 
-/// A host is online when it was heard from (a batch or a poll) within this: hosts poll at
-/// least every `idle_timeout` / 2 (30 s by default).
-pub const ONLINE: Duration = Duration::from_secs(120);
+/// A host is online when it polled within this (as `GET /api/v1/hosts` says): cordond
+/// polls at least every `idle_timeout` / 2 (30 s by default).
+pub const ONLINE: Duration = Duration::from_secs(90);
 
 /// Everything `/metrics` says: the counters above, the fleet as the store has it (hosts
 /// online, commands by state), and each output's state.
@@ -246,7 +246,7 @@ pub async fn render(app: &crate::api::App) -> String {
         "cordon_collector_build_info{{version=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION")
     );
-    let online = app.config.idle_timeout.max(ONLINE);
+    let online = ONLINE.max(app.config.idle_timeout * 3 / 2);
     let since = crate::clock::now_ns() - i64::try_from(online.as_nanos()).unwrap_or(i64::MAX);
     let fleet = app.store.fleet_counts(since).await;
     head(
@@ -267,7 +267,7 @@ pub async fn render(app: &crate::api::App) -> String {
         &mut out,
         "cordon_collector_hosts",
         "gauge",
-        "Hosts known, by whether they were heard from in the last two minutes.",
+        "Hosts known, by whether they polled in the last 90 s (or 1.5 idle_timeout, when longer).",
     );
     let _ = writeln!(
         out,

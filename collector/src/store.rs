@@ -1118,7 +1118,7 @@ pub struct FleetCounts {
     /// The newest event's seq (0 with none stored).
     pub newest_seq: i64,
     pub hosts: i64,
-    /// Hosts heard from (a batch or a poll) since the time asked about.
+    /// Hosts that polled since the time asked about.
     pub hosts_online: i64,
     /// Commands by status.
     pub commands: Vec<(String, i64)>,
@@ -1214,11 +1214,11 @@ impl Store {
         page_of(sql.query().fetch(&self.pool), max_bytes).await
     }
 
-    /// Counts for the fleet's health: hosts heard from since `online_since_ns`, commands by
+    /// Counts for the fleet's health: hosts that polled since `online_since_ns`, commands by
     /// status, the newest seq.
     pub async fn fleet_counts(&self, online_since_ns: i64) -> Result<FleetCounts, StoreError> {
         let hosts = sqlx::query(
-            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN last_seen_ns >= $1 THEN 1 ELSE 0 END), 0) \
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN polled_ns >= $1 THEN 1 ELSE 0 END), 0) \
              FROM hosts",
         )
         .bind(online_since_ns)
