@@ -179,6 +179,7 @@ async fn serve(config: Config) -> Result<()> {
     tokio::spawn(maintain(Arc::clone(&app)));
     tokio::spawn(api::watch_revocations(Arc::clone(&app)));
     crate::output::spawn_all(&app);
+    crate::fleet::spawn(&app);
     let router = api::router(Arc::clone(&app));
     let shutdown = async {
         let mut term =

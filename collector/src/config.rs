@@ -54,6 +54,8 @@ pub struct Config {
     pub plain_http: bool,
     /// Where stored events are sent on to (`[[output]]`): see [`crate::output`].
     pub outputs: Vec<crate::output::Output>,
+    /// Patterns across hosts and what to do on them (`[[fleet_rule]]`): see [`crate::fleet`].
+    pub fleet_rules: Vec<crate::fleet::FleetRule>,
 }
 
 /// How hard SQLite makes sure a commit is on disk before it returns.
@@ -111,6 +113,8 @@ struct File {
     plain_http: Option<bool>,
     #[serde(default)]
     output: Vec<toml::Spanned<crate::output::config::OutputTable>>,
+    #[serde(default)]
+    fleet_rule: Vec<toml::Spanned<crate::fleet::FleetRuleTable>>,
 }
 
 impl Default for Config {
@@ -136,6 +140,7 @@ impl Default for Config {
             tls: None,
             plain_http: false,
             outputs: Vec::new(),
+            fleet_rules: Vec::new(),
         }
     }
 }
@@ -245,8 +250,24 @@ impl Config {
                 ),
             ));
         }
+        let mut fleet_rules = Vec::new();
+        for table in &file.fleet_rule {
+            let rule = crate::fleet::FleetRule::compile(table.get_ref())
+                .map_err(|e| at(Some(table.span()), format!("[[fleet_rule]]: {e}")))?;
+            if fleet_rules
+                .iter()
+                .any(|r: &crate::fleet::FleetRule| r.name == rule.name)
+            {
+                return Err(at(
+                    Some(table.span()),
+                    format!("two fleet rules are named {:?}", rule.name),
+                ));
+            }
+            fleet_rules.push(rule);
+        }
         Ok(Self {
             outputs,
+            fleet_rules,
             listen,
             plain_http,
             database_url,

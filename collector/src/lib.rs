@@ -17,6 +17,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod fleet;
 pub mod ingest;
 pub mod metrics;
 pub mod output;

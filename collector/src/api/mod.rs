@@ -16,6 +16,7 @@
 
 mod agents;
 pub use agents::read_body;
+pub use read::LiveEvent;
 mod console;
 mod evidence;
 mod outputs;
@@ -121,7 +122,7 @@ impl App {
     }
 
     /// The bell a host's poll waits on.
-    fn bell(&self, host: &str) -> Arc<Notify> {
+    pub fn bell(&self, host: &str) -> Arc<Notify> {
         let mut waiting = self
             .waiting
             .lock()
