@@ -333,10 +333,11 @@ function tickLabel(start, seconds, h) {
 
 async function hostsView(view) {
   document.getElementById("crumbs").replaceChildren("Hosts");
-  const [{ hosts }, recent, over] = await Promise.all([
+  const [{ hosts }, recent, over, outputs] = await Promise.all([
     api("/api/v1/hosts"),
     api("/api/v1/events" + query({ order: "desc", limit: 50, kind: VIOLATIONS.join(",") })),
     violationChart("chart-all", "Violations on every host, the last 24 hours", { since: "24h" }),
+    api("/api/v1/outputs").then((r) => r.outputs).catch(() => []),
   ]);
   const rows = hosts.map((h) => el("tr", {},
     el("td", {}, hostLink(h.name)),
@@ -348,6 +349,7 @@ async function hostsView(view) {
   view.replaceChildren(
     el("h1", {}, "Hosts"),
     table(["Host", "State", "Sandboxes", "Last seen", "Events set aside"], rows, "No host has reported yet."),
+    ...outputsTable(outputs),
     el("h2", {}, "Violations"),
     over,
     el("h2", {}, "Violations, newest first (live)"),
@@ -366,6 +368,27 @@ async function hostsView(view) {
     feed.prepend(row(e));
     while (feed.children.length > 200) { feed.lastChild.remove(); }
   });
+}
+
+/// Where the collector sends events on (`[[output]]`), and how each is doing: a heading
+/// and a table, or nothing when there is no output.
+function outputsTable(outputs) {
+  if (!outputs || outputs.length === 0) { return []; }
+  const rows = outputs.map((o) => {
+    const failing = o.last_error && (!o.last_success || Date.parse(o.last_error.time) > Date.parse(o.last_success));
+    return el("tr", { "data-output": o.name },
+      el("td", { class: "name" }, o.name),
+      el("td", {}, o.type),
+      el("td", { class: "mono" }, o.destination),
+      el("td", {}, state(failing ? "failing" : o.lag > 0 ? "sending" : "ok")),
+      el("td", {}, String(o.sent)),
+      el("td", { class: o.failures ? "error" : "" }, String(o.failures)),
+      el("td", {}, String(o.lag)),
+      el("td", {}, o.last_success ? when(o.last_success) : "never"),
+      el("td", { class: "error" }, o.last_error ? o.last_error.message : ""));
+  });
+  return [el("h2", {}, "Outputs"),
+    table(["Output", "Type", "Destination", "State", "Sent", "Failures", "Behind", "Last delivery", "Last error"], rows, "")];
 }
 
 async function hostView(view, host) {

@@ -285,7 +285,17 @@ fn a_viewer_and_a_responder_work_from_the_console() {
     if !require_root("a_viewer_and_a_responder_work_from_the_console") {
         return;
     }
-    let c = Collector::start(Db::Sqlite, "");
+    // An output whose receiver is not there: the console says it fails, and why.
+    let secret = tempfile::NamedTempFile::new().expect("secret");
+    std::fs::write(secret.path(), "s3cret").expect("secret");
+    let dead = free_port();
+    let c = Collector::start(
+        Db::Sqlite,
+        &format!(
+            "[[output]]\nname = \"siem\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{dead}/hook\"\nsecret_file = \"{}\"\n",
+            secret.path().display()
+        ),
+    );
     let viewer = c.token("alice", "viewer", None);
     let responder = c.token("bob", "responder", None);
     let mut d = c.host("web-7");
@@ -439,6 +449,13 @@ fn a_viewer_and_a_responder_work_from_the_console() {
             "a bar for an empty bucket, or none for a full one: {buckets:?}"
         );
         assert!(buckets.len() >= 48, "{} buckets for a day", buckets.len());
+        // The output, failing: said with the receiver's address and the error.
+        let output = p.text("tr[data-output='siem']").await;
+        assert!(
+            output.contains("webhook") && output.contains(&format!("127.0.0.1:{dead}")),
+            "{output}"
+        );
+        assert!(output.contains("failing"), "{output}");
         p.fits("hosts").await;
         p.screenshot("hosts-desktop").await;
 
