@@ -628,8 +628,9 @@ fn own_cgroup_probe(what: &What, own: &str) -> bool {
 /// descriptor in `/proc` (as the sandbox sees them) if the thread is still there.
 ///
 /// A refusal (`EACCES`, `EROFS`) whose path cannot be placed, or that was longer than
-/// PATH_MAX, is reported as `unplaced` rather than dropped; a missing path that cannot be
-/// placed is taken for a miss. A refusal that the path as written does not explain is looked
+/// PATH_MAX, or that is in the sandbox's private `/tmp` and gone before it could be looked at,
+/// is reported as `unplaced` rather than dropped; a missing path that cannot be placed is
+/// taken for a miss. A refusal that the path as written does not explain is looked
 /// at once more through the host's symlinks (a link in the workspace to a covered directory,
 /// `/proc/self/root/...`): the trees the sandbox sees are the host's, at the same paths.
 fn file_denied(
@@ -673,6 +674,17 @@ fn file_denied(
     };
     // As written; then through the process's cwd or descriptor in /proc, read now; then
     // through the host's symlinks (a link the agent made in its workspace).
+    // `path` where the sandbox sees it: through the root of the process that asked or, gone
+    // already, of another of the sandbox's.
+    let in_sandbox = |path: &std::path::Path| -> Option<PathBuf> {
+        let others = cgroup
+            .and_then(|c| std::fs::read_to_string(c.join("cgroup.procs")).ok())
+            .unwrap_or_default();
+        std::iter::once(header.pid.to_string())
+            .chain(others.lines().map(String::from))
+            .map(|pid| PathBuf::from(format!("/proc/{pid}/root{}", path.display())))
+            .find(|p| std::fs::symlink_metadata(p).is_ok())
+    };
     let judged = |p: PathBuf| view.refusal(&p, errno, access, on_host).map(|f| (f, p));
     let found = judged(absolute.clone())
         .or_else(|| {
@@ -687,22 +699,18 @@ fn file_denied(
             judged(through)
         })
         .or_else(|| {
-            // A link in a tree of the sandbox's own (its private /tmp), read where it is:
-            // through the process's root, or, gone already, another of the sandbox's.
-            let others = cgroup
-                .and_then(|c| std::fs::read_to_string(c.join("cgroup.procs")).ok())
-                .unwrap_or_default();
-            let link = std::iter::once(header.pid.to_string())
-                .chain(others.lines().map(String::from))
-                .find_map(|pid| {
-                    std::fs::read_link(format!("/proc/{pid}/root{}", absolute.display())).ok()
-                })?;
+            // A link in a tree of the sandbox's own (its private /tmp), read where it is.
+            let link = std::fs::read_link(in_sandbox(&absolute)?).ok()?;
             let through = absolute.parent()?.join(link);
             judged(crate::sandbox::view::normalize(&through))
         });
-    // A refusal nothing above explains is still reported, as unplaced.
     let Some((found, led)) = found else {
-        return unplaced();
+        // Placed and not explained by the view: the kernel's other checks refused it
+        // (Landlock, which reports its own denials, or the file's mode). Only a refusal in a
+        // tree of the sandbox's own that is no longer there to look at is reported, unplaced.
+        return (view.in_private_tree(&absolute) && in_sandbox(&absolute).is_none())
+            .then(unplaced)
+            .flatten();
     };
     Some(What::FileDenied {
         // Where a relative name, `..` or a link led, beside the name as asked: what a

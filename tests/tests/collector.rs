@@ -1538,7 +1538,15 @@ fn an_event_refused_even_alone_is_set_aside_and_the_ones_behind_it_delivered() {
         .iter()
         .filter(|e| e["process"]["comm"] == "\\u0000")
         .count();
-    assert_eq!(named_events, 6, "{stored:?}");
+    assert_eq!(
+        named_events,
+        6,
+        "{:#?}",
+        stored
+            .iter()
+            .filter(|e| e["process"]["comm"] == "\\u0000")
+            .collect::<Vec<_>>()
+    );
     assert!(
         !stored
             .iter()

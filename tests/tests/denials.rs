@@ -393,3 +393,32 @@ fn a_profile_sets_the_severity_of_what_it_names() {
     assert_eq!(answer, "err EROFS");
     assert_eq!(denial(&events)["severity"], "medium");
 }
+
+/// A refusal that Landlock makes is reported once, by Landlock: the mount layer's watch
+/// sees the same failed call and must not add an `unplaced` twin of it.
+#[test]
+fn a_landlock_refusal_is_one_event() {
+    if !require_root("a_landlock_refusal_is_one_event") {
+        return;
+    }
+    // Out of /tmp, which the sandbox writes (and so reads) as its own: the way to a
+    // readable directory is in the view, but not itself readable.
+    let outside = tempfile::tempdir_in("/var/tmp").expect("temp dir");
+    let notes = outside.path().join("projects/notes");
+    std::fs::create_dir_all(&notes).expect("dirs");
+    let f = Fixture::new(
+        "coding-agent",
+        &format!("[filesystem]\nread = [{:?}]", notes.display().to_string()),
+    );
+    let parent = outside.path().join("projects").display().to_string();
+    assert_eq!(
+        bare(&["list", &parent]),
+        "ok",
+        "the twin: unconfined, it lists"
+    );
+    let (answer, events) = f.probe_events(&[], &["list", &parent]);
+    assert_eq!(answer, "err EACCES");
+    let e = denial(&events);
+    assert_eq!(e["layer"], "landlock", "{e}");
+    assert_eq!(e["path"], parent.as_str(), "{e}");
+}

@@ -159,6 +159,15 @@ impl View {
             _ => None,
         }
     }
+
+    /// Whether `path` is in a tree of the sandbox's own (its private `/tmp`, `/dev/shm`):
+    /// what is there, the host does not have at the same path.
+    pub fn in_private_tree(&self, path: &Path) -> bool {
+        let path = normalize(path);
+        longest(self.mounts.iter().map(|m| &m.path), &path)
+            .and_then(|p| self.mounts.iter().rev().find(|m| &m.path == p))
+            .is_some_and(|m| m.private)
+    }
 }
 
 impl View {
