@@ -178,8 +178,19 @@ async fn serve(config: Config) -> Result<()> {
     let app = App::new(store, config.clone());
     tokio::spawn(maintain(Arc::clone(&app)));
     tokio::spawn(api::watch_revocations(Arc::clone(&app)));
-    crate::output::spawn_all(&app);
-    crate::fleet::spawn(&app);
+    crate::output::spawn_all(&app.store, &app.hub, &app.outputs);
+    crate::fleet::spawn(
+        &app.store,
+        &app.hub,
+        crate::fleet::Settings {
+            rules: app.config.fleet_rules.clone(),
+            command_ttl: app.config.command_ttl,
+            limits: crate::ingest::Limits {
+                max_event_bytes: app.config.max_event_bytes,
+                clock_skew: app.config.clock_skew,
+            },
+        },
+    );
     let router = api::router(Arc::clone(&app));
     let shutdown = async {
         let mut term =
@@ -196,7 +207,7 @@ async fn serve(config: Config) -> Result<()> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!("listening on {scheme}://{}", listener.local_addr()?);
     crate::serve::serve(Arc::clone(&app), listener, router, tls, shutdown).await;
-    crate::output::save_all(&app).await;
+    crate::output::save_all(&app.store, &app.outputs).await;
     Ok(())
 }
 

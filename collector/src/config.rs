@@ -58,29 +58,7 @@ pub struct Config {
     pub fleet_rules: Vec<crate::fleet::FleetRule>,
 }
 
-/// How hard SQLite makes sure a commit is on disk before it returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Synchronous {
-    /// Every commit is on disk before the host hears "stored": an acknowledged event
-    /// survives a power failure. The default for a security record.
-    Full,
-    /// The WAL is synced at checkpoints only: faster, and a power failure may take the
-    /// last commits (which their hosts were told were stored, and deleted).
-    Normal,
-    /// Full, and the directory too after each WAL reset.
-    Extra,
-}
-
-impl Synchronous {
-    pub fn pragma(self) -> &'static str {
-        match self {
-            Self::Full => "FULL",
-            Self::Normal => "NORMAL",
-            Self::Extra => "EXTRA",
-        }
-    }
-}
+pub use crate::store::Synchronous;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]

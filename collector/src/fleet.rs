@@ -25,8 +25,9 @@ use serde::Deserialize;
 use cordon_policy::response::{ResponseAction, ResponseEntry, ResponseRule, When};
 use cordon_proto::event::{Action, ActionResult, Actor, Event, What};
 
-use crate::api::App;
-use crate::store::{self, CommandRow, StoredEvent};
+use crate::hub::Hub;
+use crate::ingest::Limits;
+use crate::store::{self, CommandRow, Store, StoredEvent};
 
 /// One `[[fleet_rule]]` as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -228,19 +229,41 @@ impl Counts {
 }
 
 /// Follows what is stored and applies the rules, until the collector stops.
-pub fn spawn(app: &Arc<App>) {
-    if app.config.fleet_rules.is_empty() {
+pub fn spawn(store: &Store, hub: &Arc<Hub>, settings: Settings) {
+    if settings.rules.is_empty() {
         return;
     }
-    tokio::spawn(run(Arc::clone(app)));
+    let fleet = Fleet {
+        store: store.clone(),
+        hub: Arc::clone(hub),
+        command_ttl: settings.command_ttl,
+        limits: settings.limits,
+    };
+    tokio::spawn(run(fleet, settings.rules));
 }
 
-async fn run(app: Arc<App>) {
-    let rules = app.config.fleet_rules.clone();
+/// What the fleet rules take from the collector's configuration.
+pub struct Settings {
+    pub rules: Vec<FleetRule>,
+    /// How long a command the rules issue waits for its host.
+    pub command_ttl: Duration,
+    /// What an alert the rules store is held to, as a host's event would be.
+    pub limits: Limits,
+}
+
+/// What the rules act through: the store, and the hub that tells hosts and streams.
+struct Fleet {
+    store: Store,
+    hub: Arc<Hub>,
+    command_ttl: Duration,
+    limits: Limits,
+}
+
+async fn run(fleet: Fleet, rules: Vec<FleetRule>) {
     let mut counts: Vec<Counts> = rules.iter().map(|_| Counts::default()).collect();
     // From now on: what was stored before the collector started has been judged before.
     let mut after = loop {
-        match app.store.newest_seq().await {
+        match fleet.store.newest_seq().await {
             Ok(seq) => break seq,
             Err(e) => {
                 tracing::warn!("fleet rules wait for the store: {e}");
@@ -251,7 +274,7 @@ async fn run(app: Arc<App>) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tick.tick().await;
-        let page = match app.store.events_after(after, 1000, 16 << 20).await {
+        let page = match fleet.store.events_after(after, 1000, 16 << 20).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!("fleet rules cannot read the store: {e}");
@@ -275,7 +298,7 @@ async fn run(app: Arc<App>) {
                     session: event.session,
                 };
                 if let Some(pattern) = counts.add(rule, key.clone(), seen) {
-                    act(&app, rule, &key, pattern).await;
+                    act(&fleet, rule, &key, pattern).await;
                 }
             }
         }
@@ -289,7 +312,7 @@ fn event_of(stored: &StoredEvent) -> Option<Event> {
 }
 
 /// Acts on every sandbox of a complete pattern, once each.
-async fn act(app: &App, rule: &FleetRule, key: &str, pattern: Vec<Seen>) {
+async fn act(fleet: &Fleet, rule: &FleetRule, key: &str, pattern: Vec<Seen>) {
     let mut sandboxes: Vec<Seen> = Vec::new();
     for seen in pattern {
         if !sandboxes
@@ -323,7 +346,7 @@ async fn act(app: &App, rule: &FleetRule, key: &str, pattern: Vec<Seen>) {
             ResponseAction::Isolate => Action::Isolate,
             ResponseAction::Kill => Action::Kill,
             ResponseAction::Alert => {
-                alert(app, rule, key, seen).await;
+                alert(fleet, rule, key, seen).await;
                 continue;
             }
         };
@@ -334,15 +357,15 @@ async fn act(app: &App, rule: &FleetRule, key: &str, pattern: Vec<Seen>) {
             action,
             issued_by: issuer.clone(),
             issued_ns: crate::clock::now_ns(),
-            expires_ns: store::expiry(app.config.command_ttl),
+            expires_ns: store::expiry(fleet.command_ttl),
             status: "queued".into(),
             delivered_ns: None,
             done_ns: None,
             error: None,
             took_ms: None,
         };
-        match app.store.queue_command(&command).await {
-            Ok(()) => app.bell(&command.host).notify_waiters(),
+        match fleet.store.queue_command(&command).await {
+            Ok(()) => fleet.hub.bell(&command.host).notify_waiters(),
             Err(e) => tracing::error!(
                 "fleet rule {:?}: cannot queue {} of {} on {}: {e}",
                 rule.name,
@@ -355,7 +378,7 @@ async fn act(app: &App, rule: &FleetRule, key: &str, pattern: Vec<Seen>) {
 }
 
 /// Stores the rule's alert for one sandbox of the pattern, as that host's event.
-async fn alert(app: &App, rule: &FleetRule, key: &str, seen: &Seen) {
+async fn alert(fleet: &Fleet, rule: &FleetRule, key: &str, seen: &Seen) {
     let mut event = Event::new(
         &seen.sandbox,
         &seen.profile,
@@ -380,20 +403,13 @@ async fn alert(app: &App, rule: &FleetRule, key: &str, seen: &Seen) {
     let Ok(json) = serde_json::value::to_raw_value(&event) else {
         return;
     };
-    let limits = crate::ingest::Limits {
-        max_event_bytes: app.config.max_event_bytes,
-        clock_skew: app.config.clock_skew,
-    };
-    let admitted = crate::ingest::admit(&[&json], SystemTime::now(), limits);
-    match app
+    let admitted = crate::ingest::admit(&[&json], SystemTime::now(), fleet.limits);
+    match fleet
         .store
         .insert_events(&seen.host, &admitted.events, &admitted.set_aside)
         .await
     {
-        Ok(stored) => {
-            let live: Vec<_> = stored.iter().map(crate::api::LiveEvent::of).collect();
-            let _ = app.live.send(Arc::new(live));
-        }
+        Ok(stored) => fleet.hub.stored(&stored),
         Err(e) => tracing::error!("fleet rule {:?}: cannot store its alert: {e}", rule.name),
     }
 }

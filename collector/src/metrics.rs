@@ -230,8 +230,13 @@ pub const ONLINE: Duration = Duration::from_secs(90);
 
 /// Everything `/metrics` says: the counters above, the fleet as the store has it (hosts
 /// online, commands by state), and each output's state.
-pub async fn render(app: &crate::api::App) -> String {
-    let mut out = app.metrics.render();
+pub async fn render(
+    metrics: &Metrics,
+    store: &crate::store::Store,
+    idle_timeout: Duration,
+    outputs: &[std::sync::Arc<crate::output::State>],
+) -> String {
+    let mut out = metrics.render();
     let head = |out: &mut String, name: &str, kind: &str, help: &str| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     };
@@ -246,9 +251,9 @@ pub async fn render(app: &crate::api::App) -> String {
         "cordon_collector_build_info{{version=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION")
     );
-    let online = ONLINE.max(app.config.idle_timeout * 3 / 2);
+    let online = ONLINE.max(idle_timeout * 3 / 2);
     let since = crate::clock::now_ns() - i64::try_from(online.as_nanos()).unwrap_or(i64::MAX);
-    let fleet = app.store.fleet_counts(since).await;
+    let fleet = store.fleet_counts(since).await;
     head(
         &mut out,
         "cordon_collector_store_up",
@@ -300,7 +305,7 @@ pub async fn render(app: &crate::api::App) -> String {
         "cordon_collector_events_newest_seq {}",
         fleet.newest_seq
     );
-    render_outputs(&mut out, &app.outputs, fleet.newest_seq);
+    render_outputs(&mut out, outputs, fleet.newest_seq);
     out
 }
 

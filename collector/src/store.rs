@@ -14,13 +14,36 @@ use cordon_proto::collector::{Command, CommandResult, SandboxInfo};
 use cordon_proto::event::{Action, ActionResult, What};
 
 use crate::auth::{Role, TokenInfo};
-use crate::config::Synchronous;
 use crate::ingest::{clean, NewEvent, SetAside};
 
 /// Rows per `INSERT`: 9 values each, well under both databases' limit on parameters.
 const INSERT_CHUNK: usize = 400;
 /// Set-aside events without a readable id kept from one batch.
 const ANONYMOUS_REJECTS: usize = 20;
+
+/// How hard SQLite makes sure a commit is on disk before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Synchronous {
+    /// Every commit is on disk before the host hears "stored": an acknowledged event
+    /// survives a power failure. The default for a security record.
+    Full,
+    /// The WAL is synced at checkpoints only: faster, and a power failure may take the
+    /// last commits (which their hosts were told were stored, and deleted).
+    Normal,
+    /// Full, and the directory too after each WAL reset.
+    Extra,
+}
+
+impl Synchronous {
+    pub fn pragma(self) -> &'static str {
+        match self {
+            Self::Full => "FULL",
+            Self::Normal => "NORMAL",
+            Self::Extra => "EXTRA",
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -81,11 +81,7 @@ pub async fn ingest(
         rejected: admitted.set_aside.into_iter().map(|a| a.rejected).collect(),
         truncated: admitted.truncated,
     };
-    if !stored.is_empty() {
-        // No receiver is not an error: nobody is watching.
-        let live = stored.iter().map(super::read::LiveEvent::of).collect();
-        let _ = app.live.send(Arc::new(live));
-    }
+    app.hub.stored(&stored);
     Ok(Json(reply).into_response())
 }
 
@@ -252,7 +248,7 @@ pub async fn poll(
             .saturating_sub(Duration::from_secs(5)),
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(params.wait).min(longest);
-    let bell = app.bell(&host);
+    let bell = app.hub.bell(&host);
     loop {
         // Listen before looking, so a command queued in between still rings.
         let rung = bell.notified();

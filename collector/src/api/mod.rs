@@ -16,7 +16,6 @@
 
 mod agents;
 pub use agents::read_body;
-pub use read::LiveEvent;
 mod console;
 mod evidence;
 mod outputs;
@@ -33,7 +32,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::broadcast;
+
+use crate::hub::Hub;
 
 use cordon_proto::collector::{ErrorCode, ErrorReply};
 
@@ -46,9 +47,8 @@ use crate::store::Store;
 pub struct App {
     pub store: Store,
     pub config: Config,
-    /// Each batch's new events as they are stored, for the live streams: one message a
-    /// batch, so the cost of a batch does not grow with the number of streams.
-    pub live: broadcast::Sender<Arc<Vec<read::LiveEvent>>>,
+    /// Each batch of events as it is stored, and the hosts waiting in a poll.
+    pub hub: Arc<Hub>,
     /// The ids of tokens as they are revoked (here, or by `cordon-collector token revoke`,
     /// seen by [`watch_revocations`]): waiting polls and open streams end at once.
     pub revocations: broadcast::Sender<String>,
@@ -59,8 +59,6 @@ pub struct App {
     pub work: tokio::sync::Semaphore,
     /// Open streams per token id.
     streams: Mutex<HashMap<String, usize>>,
-    /// Hosts waiting in a poll, woken when a command for them is queued.
-    waiting: Mutex<HashMap<String, Arc<Notify>>>,
 }
 
 impl App {
@@ -69,10 +67,7 @@ impl App {
         Arc::new(Self {
             store,
             config,
-            // Batches kept for streams that are a little behind; a stream further behind is
-            // ended (it reconnects and is replayed from the store). Bounded memory: at most
-            // this many batches are held.
-            live: broadcast::channel(64).0,
+            hub: Arc::new(Hub::default()),
             revocations: broadcast::channel(256).0,
             metrics: Metrics::default(),
             outputs,
@@ -80,7 +75,6 @@ impl App {
                 std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
             ),
             streams: Mutex::new(HashMap::new()),
-            waiting: Mutex::new(HashMap::new()),
         })
     }
 
@@ -119,15 +113,6 @@ impl App {
             app: Arc::clone(self),
             token: token.to_string(),
         })
-    }
-
-    /// The bell a host's poll waits on.
-    pub fn bell(&self, host: &str) -> Arc<Notify> {
-        let mut waiting = self
-            .waiting
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Arc::clone(waiting.entry(host.to_string()).or_default())
     }
 }
 
@@ -404,7 +389,13 @@ async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Resp
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        crate::metrics::render(&app).await,
+        crate::metrics::render(
+            &app.metrics,
+            &app.store,
+            app.config.idle_timeout,
+            &app.outputs,
+        )
+        .await,
     )
         .into_response())
 }

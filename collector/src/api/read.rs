@@ -16,6 +16,7 @@ use tokio::sync::broadcast;
 
 use super::{authorize, ApiError, App};
 use crate::auth::Role;
+use crate::hub::{render, LiveEvent};
 use crate::metrics::Refusal;
 use crate::store::{Cursor, Filter, Order, StoredEvent};
 use cordon_proto::event::{Severity, What};
@@ -178,16 +179,6 @@ fn parse_cursor(text: &str, order: Order) -> Option<Cursor> {
             seq: *seq,
         }),
         _ => None,
-    }
-}
-
-/// An event as the API shows it: its own JSON with `seq` and `host` in front.
-fn render(event: &StoredEvent) -> String {
-    let host = serde_json::to_string(&event.host).unwrap_or_else(|_| "\"\"".into());
-    match event.body.strip_prefix('{') {
-        Some(rest) if rest.starts_with('}') => format!("{{\"seq\":{},\"host\":{host}}}", event.seq),
-        Some(rest) => format!("{{\"seq\":{},\"host\":{host},{rest}", event.seq),
-        None => format!("{{\"seq\":{},\"host\":{host}}}", event.seq),
     }
 }
 
@@ -433,7 +424,7 @@ pub async fn stream(
             && severity >= least
     };
     // Subscribe first, then replay: nothing falls between the two.
-    let live = app.live.subscribe();
+    let live = app.hub.subscribe();
     let revoked = app.revocations.subscribe();
     // Revoked between the check above and the subscription: seen now.
     if !app.store.token_is_live(&token.id).await? {
@@ -599,31 +590,6 @@ const STREAM_BACKLOG: usize = 4096;
 const STREAM_BACKLOG_BYTES: usize = 4 << 20;
 /// Missed events replayed at once to a stream that reconnects.
 const REPLAY_PAGE: usize = STREAM_BACKLOG / 2;
-
-/// A stored event as the live streams send it: rendered once, whatever the number of
-/// streams, and shared by all of them.
-pub struct LiveEvent {
-    seq: i64,
-    host: String,
-    sandbox: String,
-    kind: String,
-    severity: i64,
-    /// The whole Server-Sent Event: `id: SEQ`, `data: JSON`, a blank line.
-    frame: Bytes,
-}
-
-impl LiveEvent {
-    pub fn of(event: &StoredEvent) -> Self {
-        Self {
-            seq: event.seq,
-            host: event.host.clone(),
-            sandbox: event.sandbox.clone(),
-            kind: event.kind.clone(),
-            severity: event.severity,
-            frame: Bytes::from(format!("id: {}\ndata: {}\n\n", event.seq, render(event))),
-        }
-    }
-}
 
 /// `GET /api/v1/hosts`: every host, whether it polls, and its sandboxes as it last reported.
 pub async fn hosts(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, ApiError> {

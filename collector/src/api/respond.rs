@@ -88,7 +88,7 @@ pub async fn issue(
         command.host,
         command.id
     );
-    app.bell(&command.host).notify_waiters();
+    app.hub.bell(&command.host).notify_waiters();
     Ok((StatusCode::CREATED, Json(command)).into_response())
 }
 

@@ -12,8 +12,8 @@ use reqwest::header::AUTHORIZATION;
 use serde_json::{json, Map, Value};
 
 use super::config::Secret;
-use super::http::{configured, excerpt, Request};
 use super::record::Record;
+use super::request::{configured, excerpt, Request};
 use super::{Delivered, SendError};
 
 /// The ECS version the documents follow.
@@ -38,7 +38,7 @@ pub fn request(
     if let Some(key) = api_key {
         headers.push((
             AUTHORIZATION,
-            super::http::value(&format!("ApiKey {}", key.0)),
+            super::request::value(&format!("ApiKey {}", key.0)),
         ));
     }
     Request {

@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 
 use super::config::{Output, Receiver};
 use super::record::Record;
+use super::request::{excerpt, Request};
 use super::{elastic, otlp, splunk, webhook, Delivered, SendError};
 
 /// The most bytes of an answer read (an error's text, a `_bulk` result).
@@ -15,14 +16,6 @@ const MAX_ANSWER: usize = 4 << 20;
 pub struct HttpSink {
     client: reqwest::Client,
     output: Output,
-}
-
-/// A request for one batch.
-pub struct Request {
-    pub url: String,
-    pub content_type: &'static str,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    pub body: Vec<u8>,
 }
 
 impl HttpSink {
@@ -128,17 +121,6 @@ async fn read_answer(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest
     Ok(body)
 }
 
-/// The start of an answer, for a message: one line, at most 300 characters.
-pub fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let line: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(300)
-        .collect();
-    line.trim().to_string()
-}
-
 /// An error and its causes, in one line.
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
@@ -152,25 +134,4 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
-}
-
-/// Headers configured by ops (checked when the configuration was read).
-pub fn configured(
-    headers: &std::collections::BTreeMap<String, String>,
-) -> Vec<(HeaderName, HeaderValue)> {
-    headers
-        .iter()
-        .filter_map(|(k, v)| {
-            Some((
-                HeaderName::from_bytes(k.as_bytes()).ok()?,
-                HeaderValue::from_str(v).ok()?,
-            ))
-        })
-        .collect()
-}
-
-/// A header value from text that may not be one (a secret from a file): control
-/// characters make it unusable, which the receiver then says.
-pub fn value(text: &str) -> HeaderValue {
-    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }

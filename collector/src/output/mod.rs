@@ -21,6 +21,7 @@ pub mod elastic;
 pub mod http;
 pub mod otlp;
 pub mod record;
+pub mod request;
 pub mod splunk;
 pub mod syslog;
 pub mod webhook;
@@ -32,8 +33,8 @@ use std::time::Duration;
 pub use config::{Output, Type};
 use record::Record;
 
-use crate::api::App;
 use crate::clock::now_ns;
+use crate::hub::Hub;
 use crate::store::{OutputQuery, Store};
 
 /// The most bytes of event bodies read for one batch.
@@ -154,9 +155,9 @@ pub fn states(outputs: &[Output]) -> Vec<Arc<State>> {
 }
 
 /// Starts one task per output.
-pub fn spawn_all(app: &Arc<App>) {
-    for state in &app.outputs {
-        tokio::spawn(run(Arc::clone(app), Arc::clone(state)));
+pub fn spawn_all(store: &Store, hub: &Arc<Hub>, outputs: &[Arc<State>]) {
+    for state in outputs {
+        tokio::spawn(run(store.clone(), Arc::clone(hub), Arc::clone(state)));
     }
 }
 
@@ -184,7 +185,7 @@ impl Sink {
 
 /// One output, for as long as the collector runs: read after the cursor, filter, send,
 /// advance.
-pub async fn run(app: Arc<App>, state: Arc<State>) {
+pub async fn run(store: Store, hub: Arc<Hub>, state: Arc<State>) {
     let output = &state.output;
     let mut sink = match Sink::new(output) {
         Ok(s) => s,
@@ -202,10 +203,10 @@ pub async fn run(app: Arc<App>, state: Arc<State>) {
         hosts: output.filter.hosts.clone(),
         profiles: output.filter.profiles.clone(),
     };
-    let mut wake = app.live.subscribe();
+    let mut wake = hub.subscribe();
     let mut backoff = Backoff::new(output.max_backoff);
     let mut cursor = loop {
-        match app.store.output_cursor(&output.name).await {
+        match store.output_cursor(&output.name).await {
             Ok(c) => break c,
             Err(e) => {
                 tracing::warn!("output {}: cannot read its cursor: {e}", output.name);
@@ -223,7 +224,7 @@ pub async fn run(app: Arc<App>, state: Arc<State>) {
         output.destination()
     );
     loop {
-        let (head, page) = match next_page(&app.store, &query, output, cursor).await {
+        let (head, page) = match next_page(&store, &query, output, cursor).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!("output {}: cannot read events: {e}", output.name);
@@ -232,7 +233,7 @@ pub async fn run(app: Arc<App>, state: Arc<State>) {
             }
         };
         if saved.0 < cursor && saved.1.elapsed() >= SAVE_EVERY {
-            save(&app.store, &output.name, cursor).await;
+            save(&store, &output.name, cursor).await;
             saved = (cursor, tokio::time::Instant::now());
         }
         if head <= cursor {
@@ -318,11 +319,11 @@ async fn save(store: &Store, name: &str, cursor: i64) {
 
 /// Writes every output's acknowledged position to the store: when the collector stops, so
 /// that it goes on from there without sending anything twice.
-pub async fn save_all(app: &App) {
-    for state in &app.outputs {
+pub async fn save_all(store: &Store, outputs: &[Arc<State>]) {
+    for state in outputs {
         let cursor = state.cursor.load(Ordering::Relaxed);
         if cursor >= 0 {
-            save(&app.store, &state.output.name, cursor).await;
+            save(store, &state.output.name, cursor).await;
         }
     }
 }

@@ -24,8 +24,8 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, S
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message as _;
 
-use super::http::{configured, excerpt, Request};
 use super::record::Record;
+use super::request::{configured, excerpt, Request};
 use super::{Delivered, SendError};
 
 pub fn request(url: &str, headers: &BTreeMap<String, String>, batch: &[Record]) -> Request {

@@ -6,8 +6,8 @@ use reqwest::header::{HeaderName, AUTHORIZATION};
 use serde_json::json;
 
 use super::config::Secret;
-use super::http::{excerpt, Request};
 use super::record::Record;
+use super::request::{excerpt, Request};
 use super::{Delivered, SendError};
 
 pub fn request(
@@ -44,7 +44,7 @@ pub fn request(
     Request {
         url: url.to_string(),
         content_type: "application/json",
-        headers: vec![(auth, super::http::value(&format!("Splunk {}", token.0)))],
+        headers: vec![(auth, super::request::value(&format!("Splunk {}", token.0)))],
         body,
     }
 }

@@ -16,8 +16,8 @@ use reqwest::header::HeaderName;
 use sha2::Sha256;
 
 use super::config::Secret;
-use super::http::{configured, Request};
 use super::record::Record;
+use super::request::{configured, Request};
 
 pub const SIGNATURE: &str = "x-cordon-signature";
 pub const TIMESTAMP: &str = "x-cordon-timestamp";
@@ -41,11 +41,11 @@ pub fn webhook(
     let mut headers = configured(headers);
     headers.push((
         HeaderName::from_static(TIMESTAMP),
-        super::http::value(&timestamp),
+        super::request::value(&timestamp),
     ));
     headers.push((
         HeaderName::from_static(SIGNATURE),
-        super::http::value(&format!("sha256={signature}")),
+        super::request::value(&format!("sha256={signature}")),
     ));
     Request {
         url: url.to_string(),
