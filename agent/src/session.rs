@@ -347,7 +347,7 @@ fn register(
             &crate::network::resolver::host_addresses(),
         ));
     }
-    let syscalls = sandbox::seccomp::kernel_rules(&policy.syscalls, audited);
+    let syscalls = crate::ebpf::syscalls::rules(&policy.syscalls, audited);
     match kernel.register(cgroup_id, entry, &dests, &syscalls) {
         Ok(ring) => Ok(Registered {
             cgroup_id,
@@ -509,7 +509,7 @@ fn end_unwatched(running: sandbox::Running, ended: impl FnOnce()) {
 /// Takes an ended sandbox out of the eBPF maps (its syscall rules by key) and gives its
 /// ring buffer back to the pool.
 fn unregister(kernel: &Kernel, policy: &Policy, cgroup_id: u64, say: &mut dyn FnMut(Notice)) {
-    let rule_numbers: Vec<u32> = sandbox::seccomp::kernel_rules(&policy.syscalls, false)
+    let rule_numbers: Vec<u32> = crate::ebpf::syscalls::rules(&policy.syscalls, false)
         .iter()
         .map(|(nr, _)| *nr)
         .collect();

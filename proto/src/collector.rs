@@ -37,6 +37,16 @@ pub const EVIDENCE_MANIFEST_SHA256: &str = "x-cordon-manifest-sha256";
 /// The largest archive a collector takes: a host does not queue a larger one (it stays
 /// where it was written).
 pub const EVIDENCE_MAX_BYTES: u64 = 256 << 20;
+/// What the headers of an evidence upload say of its archive.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvidenceUpload<'a> {
+    pub id: uuid::Uuid,
+    pub sandbox: &'a str,
+    pub session: Option<uuid::Uuid>,
+    pub archive_sha256: &'a str,
+    pub manifest_sha256: &'a str,
+}
+
 /// The version of the batch and poll forms.
 pub const PROTOCOL_VERSION: u32 = 1;
 

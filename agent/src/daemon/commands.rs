@@ -81,7 +81,7 @@ pub fn poll_thread(daemon: &Arc<Daemon>) {
             }
             Err(e) => {
                 tracing::warn!("cannot poll the collector for commands: {e}");
-                std::thread::sleep(backoff.next());
+                std::thread::sleep(backoff.next_delay());
                 continue;
             }
         };
@@ -116,7 +116,7 @@ pub fn poll_thread(daemon: &Arc<Daemon>) {
                 results = poll.results;
                 daemon.pipeline.stats.contact(false);
                 tracing::warn!("cannot poll the collector for commands: {e}");
-                std::thread::sleep(backoff.next());
+                std::thread::sleep(backoff.next_delay());
             }
         }
     }

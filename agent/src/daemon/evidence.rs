@@ -258,7 +258,7 @@ fn upload_one(meta: &Path, collector: &Collector) -> Result<(), Retry> {
             .map_err(|e| refused(format!("unreadable: {e}")))?;
     let archive = meta.with_extension("tar.gz");
     let file = std::fs::File::open(&archive).map_err(|e| refused(e.to_string()))?;
-    match collector.upload_evidence(&upload, file) {
+    match collector.upload_evidence(&upload.headers(), file) {
         Ok(()) => {}
         // Refused for what it is: it stays with whoever collected it, and waits here no longer.
         Err(DeliverError::Status {

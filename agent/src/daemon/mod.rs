@@ -32,10 +32,21 @@ use crate::export::spool::{SpoolConfig, SpoolWriter};
 use config::Config;
 
 /// The configuration as the daemon holds it: replaced whole on reload.
-pub type SharedConfig = Arc<RwLock<Arc<Config>>>;
+pub type SharedConfig = Arc<LiveConfig>;
+
+/// The configuration of the moment, read (and, on reload, replaced) through its lock.
+pub struct LiveConfig(RwLock<Arc<Config>>);
+
+impl std::ops::Deref for LiveConfig {
+    type Target = RwLock<Arc<Config>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
 
 /// The pipeline's threads read the configuration as it is at each step.
-impl pipeline::Settings for RwLock<Arc<Config>> {
+impl pipeline::Settings for LiveConfig {
     fn journal(&self) -> (PathBuf, u64, u32) {
         let cfg = self
             .read()
@@ -292,7 +303,7 @@ fn serve(config: Config, path: &std::path::Path) -> Result<(), String> {
         .map(|exe| exe.with_file_name("cordon"))
         .map_err(|e| format!("cannot find the cordon binary: {e}"))?;
     let daemon = Arc::new(Daemon {
-        config: Arc::new(RwLock::new(Arc::new(config))),
+        config: Arc::new(LiveConfig(RwLock::new(Arc::new(config)))),
         groups: RwLock::new(groups),
         pipeline: Arc::clone(&pipeline),
         own: Mutex::new(None),

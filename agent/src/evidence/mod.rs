@@ -164,6 +164,19 @@ pub struct Upload {
     pub summary: Summary,
 }
 
+impl Upload {
+    /// What the upload's headers tell the collector.
+    pub fn headers(&self) -> cordon_proto::collector::EvidenceUpload<'_> {
+        cordon_proto::collector::EvidenceUpload {
+            id: self.id,
+            sandbox: &self.sandbox,
+            session: self.summary.session,
+            archive_sha256: &self.summary.archive_sha256,
+            manifest_sha256: &self.summary.manifest_sha256,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EvidenceError {
     #[error("not a sandbox name (see `cordon ps`)")]

@@ -13,7 +13,7 @@ use std::os::fd::{AsFd as _, OwnedFd};
 use aya_obj::generated::bpf_link_type;
 
 use super::{io, EbpfError, PROGRAMS};
-use crate::sys;
+use crate::bpf as sys;
 
 /// The kernel's limit on a program's name: longer names are cut (`BPF_OBJ_NAME_LEN` - 1).
 const NAME_LEN: usize = 15;

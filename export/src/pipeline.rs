@@ -499,7 +499,7 @@ pub fn delivery_thread(pipeline: &Pipeline, settings: &dyn Settings) {
             Ok(t) => t,
             Err(e) => {
                 pipeline.fail(&e);
-                pipeline.nap(backoff.next());
+                pipeline.nap(backoff.next_delay());
                 continue;
             }
         };
@@ -558,7 +558,7 @@ pub fn delivery_thread(pipeline: &Pipeline, settings: &dyn Settings) {
             }
             Err(e) => {
                 pipeline.fail(&e.to_string());
-                pipeline.nap(backoff.next());
+                pipeline.nap(backoff.next_delay());
             }
         }
     }
@@ -624,14 +624,14 @@ impl Pipeline {
 
 /// Exponential backoff with full jitter: a fleet of agents coming back after a collector
 /// outage does not knock it over again all at once.
-pub(crate) struct Backoff {
+pub struct Backoff {
     base: Duration,
     max: Duration,
     attempt: u32,
 }
 
 impl Backoff {
-    pub(crate) fn new(base: Duration, max: Duration) -> Self {
+    pub fn new(base: Duration, max: Duration) -> Self {
         Self {
             base,
             max,
@@ -639,11 +639,11 @@ impl Backoff {
         }
     }
 
-    pub(crate) fn reset(&mut self) {
+    pub fn reset(&mut self) {
         self.attempt = 0;
     }
 
-    pub(crate) fn next(&mut self) -> Duration {
+    pub fn next_delay(&mut self) -> Duration {
         let ceiling = self
             .base
             .saturating_mul(1 << self.attempt.min(16))
@@ -675,10 +675,10 @@ mod tests {
     #[test]
     fn backoff_grows_to_its_bound_with_jitter() {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-        let first = b.next();
+        let first = b.next_delay();
         assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
         for attempt in 1..20 {
-            let d = b.next();
+            let d = b.next_delay();
             assert!(d <= Duration::from_secs(2), "{d:?}");
             if attempt >= 5 {
                 // 100 ms * 2^5 is past the bound: from here on, between half of it and it.
@@ -686,7 +686,7 @@ mod tests {
             }
         }
         b.reset();
-        assert!(b.next() <= Duration::from_millis(100));
+        assert!(b.next_delay() <= Duration::from_millis(100));
     }
 
     use crate::event::{Event, What};

@@ -8,3 +8,6 @@ pub mod deliver;
 pub mod journal;
 pub mod pipeline;
 pub mod spool;
+
+// The event type, by the name the modules here use for it.
+use cordon_proto::event;

@@ -32,12 +32,18 @@
 //! * `pidfd_getfd`, `kcmp`, `process_madvise`, `ptrace` and `process_vm_*` are in the
 //!   default deny list besides.
 
+pub mod cgroup;
 pub mod identity;
 pub mod landlock;
 pub mod mounts;
 pub mod repos;
 pub mod seccomp;
+pub mod sys;
 pub mod view;
+
+// The policy and the event type, by the names the modules here use for them.
+use cordon_policy::{policy, profile};
+use cordon_proto::event;
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io::{BufRead, BufReader, Write};
@@ -54,7 +60,6 @@ use serde::{Deserialize, Serialize};
 use crate::cgroup::{CgroupError, SandboxCgroup};
 use crate::policy::Policy;
 use crate::profile::{Compat, Mode};
-use crate::sys;
 
 pub use self::landlock::Enforcement;
 

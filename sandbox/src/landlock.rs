@@ -13,9 +13,9 @@ use landlock::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::mounts::{Grant, Kind};
 use crate::policy::{Access, NetPolicy};
 use crate::profile::Compat;
-use crate::sandbox::mounts::{Grant, Kind};
 
 /// The Landlock ABI whose rights Cordon asks for: file rights up to ioctl on devices (5),
 /// TCP bind/connect (4), signal and abstract-unix scoping (6).

@@ -139,7 +139,7 @@ pub fn check_kinds(text: &str) -> Result<(), String> {
         if crate::event::What::KINDS.contains(&kind) {
             continue;
         }
-        let hint = crate::profile::closest(kind, crate::event::What::KINDS)
+        let hint = cordon_policy::profile::closest(kind, crate::event::What::KINDS)
             .map(|m| format!("; did you mean `{m}`?"))
             .unwrap_or_default();
         return Err(format!(

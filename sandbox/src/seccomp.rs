@@ -75,68 +75,6 @@ impl Filters {
 /// What a denied call returns under `action = "errno"`.
 pub const DENY_ERRNO: i32 = libc::EPERM;
 
-/// The same deny list for the eBPF program that reports seccomp's denials (it sees a denied
-/// call at `sys_exit`, failing with [`DENY_ERRNO`]): one entry per syscall number, whose
-/// conditions are the rules of that syscall (denied when any matches; none: always).
-///
-/// `audited` (`mode = "audit"`): the rules the filter does not hold get errno 0, which the
-/// program reads as "let through: report the call whatever its result".
-pub fn kernel_rules(
-    policy: &SyscallPolicy,
-    audited: bool,
-) -> Vec<(u32, crate::ebpf::abi::SyscallRule)> {
-    use crate::ebpf::abi::{self, FromZeros as _};
-    let mut out: BTreeMap<u32, abi::SyscallRule> = BTreeMap::new();
-    // Syscalls denied whatever their arguments: their entry keeps no condition.
-    let mut always = std::collections::BTreeSet::new();
-    for rule in &policy.deny {
-        let Ok(nr) = u32::try_from(rule.nr) else {
-            continue;
-        };
-        let kept = !audited || rule.kept_in_audit();
-        let entry = out.entry(nr).or_insert_with(|| {
-            let mut entry = abi::SyscallRule::new_zeroed();
-            entry.errno_value = if kept { DENY_ERRNO } else { 0 };
-            entry
-        });
-        let mut condition = abi::SyscallCondition::new_zeroed();
-        match rule.when {
-            None => {
-                always.insert(nr);
-                continue;
-            }
-            Some(ArgCondition::AnyBit { arg, mask }) => {
-                condition.op = abi::CORDON_ARG_ANY_BIT as u32;
-                condition.arg = arg.into();
-                condition.mask = mask;
-            }
-            Some(ArgCondition::OneOf { arg, values }) => {
-                condition.op = abi::CORDON_ARG_ONE_OF as u32;
-                condition.arg = arg.into();
-                let n = values.len().min(abi::CORDON_MAX_ARG_VALUES);
-                condition.values[..n].copy_from_slice(&values[..n]);
-                condition.nvalues = n as u32;
-            }
-            Some(ArgCondition::NotIn { arg, allowed }) => {
-                condition.op = abi::CORDON_ARG_NOT_IN as u32;
-                condition.arg = arg.into();
-                condition.mask = allowed;
-            }
-        }
-        let n = entry.nconditions as usize;
-        if n < abi::CORDON_MAX_ARG_CONDITIONS {
-            entry.conditions[n] = condition;
-            entry.nconditions += 1;
-        }
-    }
-    for nr in always {
-        if let Some(entry) = out.get_mut(&nr) {
-            entry.nconditions = 0;
-        }
-    }
-    out.into_iter().collect()
-}
-
 /// Compiles the policy's deny list and the guard filter.
 pub fn compile(policy: &SyscallPolicy) -> Result<Filters, SeccompError> {
     let arch: TargetArch = std::env::consts::ARCH
@@ -267,58 +205,6 @@ mod tests {
     use super::*;
     use crate::policy::SyscallRule;
 
-    #[test]
-    fn the_kernel_rules_carry_the_same_conditions_as_the_filter() {
-        use crate::ebpf::abi;
-        let policy = SyscallPolicy {
-            action: SyscallAction::Errno,
-            deny: vec![
-                rule("bpf", None),
-                rule(
-                    "ioctl",
-                    Some(ArgCondition::OneOf {
-                        arg: 1,
-                        values: &[0x5412, 0x541c],
-                    }),
-                ),
-                rule(
-                    "unshare",
-                    Some(ArgCondition::AnyBit {
-                        arg: 0,
-                        mask: libc::CLONE_NEWUSER as u64,
-                    }),
-                ),
-            ],
-        };
-        let rules: std::collections::HashMap<u32, abi::SyscallRule> =
-            kernel_rules(&policy, false).into_iter().collect();
-        let nr = |n: &str| n.parse::<syscalls::Sysno>().unwrap().id() as u32;
-        assert_eq!(rules[&nr("bpf")].nconditions, 0);
-        assert_eq!(rules[&nr("bpf")].errno_value, libc::EPERM);
-        let ioctl = rules[&nr("ioctl")].conditions[0];
-        assert_eq!(
-            (ioctl.op, ioctl.arg, ioctl.nvalues),
-            (abi::CORDON_ARG_ONE_OF as u32, 1, 2)
-        );
-        let unshare = rules[&nr("unshare")].conditions[0];
-        assert_eq!(unshare.mask, libc::CLONE_NEWUSER as u64);
-    }
-
-    #[test]
-    fn every_preset_condition_fits_the_kernel_entry() {
-        for (name, when) in crate::policy::PRESETS
-            .iter()
-            .flat_map(|(_, rules)| rules.iter())
-        {
-            if let Some(ArgCondition::OneOf { values, .. }) = when {
-                assert!(
-                    values.len() <= crate::ebpf::abi::CORDON_MAX_ARG_VALUES,
-                    "{name}"
-                );
-            }
-        }
-    }
-
     fn rule(name: &str, when: Option<ArgCondition>) -> SyscallRule {
         let nr = name.parse::<syscalls::Sysno>().unwrap().id();
         SyscallRule {
@@ -329,8 +215,7 @@ mod tests {
     }
 
     #[test]
-    fn several_rules_of_one_syscall_are_all_kept_and_an_unconditional_one_wins() {
-        use crate::ebpf::abi;
+    fn several_conditions_of_one_syscall_are_all_compiled() {
         let mptcp = Some(ArgCondition::OneOf {
             arg: 2,
             values: &[262],
@@ -343,12 +228,6 @@ mod tests {
             action: SyscallAction::Errno,
             deny: vec![rule("socket", mptcp), rule("socket", families)],
         };
-        let rules: std::collections::HashMap<u32, abi::SyscallRule> =
-            kernel_rules(&policy, false).into_iter().collect();
-        let socket = rules[&(libc::SYS_socket as u32)];
-        assert_eq!(socket.nconditions, 2);
-        assert_eq!(socket.conditions[1].op, abi::CORDON_ARG_NOT_IN as u32);
-        assert_eq!(socket.conditions[1].mask, 0b110);
         // One Ne per allowed family, in one rule, beside the MPTCP rule.
         let deny = compile(&policy).unwrap().deny.unwrap();
         let ne_checks = deny
@@ -356,14 +235,6 @@ mod tests {
             .filter(|i| i.code == BPF_JEQ_K && (i.k == 1 || i.k == 2))
             .count();
         assert!(ne_checks >= 2, "{deny:?}");
-
-        let policy = SyscallPolicy {
-            action: SyscallAction::Errno,
-            deny: vec![rule("socket", mptcp), rule("socket", None)],
-        };
-        let rules: std::collections::HashMap<u32, abi::SyscallRule> =
-            kernel_rules(&policy, false).into_iter().collect();
-        assert_eq!(rules[&(libc::SYS_socket as u32)].nconditions, 0);
     }
 
     #[test]

@@ -12,8 +12,10 @@
 //! has no network at all (an unknown cgroup under `cordon/` is denied), never an open one.
 
 pub mod abi;
+mod bpf;
 mod links;
 pub mod ring;
+pub mod syscalls;
 
 use std::net::IpAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -22,10 +24,11 @@ use std::path::{Path, PathBuf};
 use aya::programs::Program;
 use aya_obj::generated::{bpf_attach_type, bpf_map_type};
 
-use crate::sys;
+use crate::bpf as sys;
+use cordon_sandbox::cgroup;
 pub use ring::Ring;
 
-/// The compiled programs (`ebpf/cordon.bpf.c`, built by `agent/build.rs`).
+/// The compiled programs (`ebpf/cordon.bpf.c`, built by `ebpf/build.rs`).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/cordon.bpf.o"));
 
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +48,7 @@ pub enum EbpfError {
     #[error("the eBPF object has no program {0}")]
     MissingProgram(&'static str),
     #[error(transparent)]
-    Cgroup(#[from] crate::cgroup::CgroupError),
+    Cgroup(#[from] cgroup::CgroupError),
     #[error("all {0} event ring buffers are in use")]
     RingsExhausted(usize),
     #[error("{0}")]
@@ -157,7 +160,7 @@ include!(concat!(env!("OUT_DIR"), "/bpf_tag.rs"));
 
 /// Where bpffs is mounted; mounts it at `/sys/fs/bpf` when it is not.
 pub fn bpffs() -> Result<PathBuf, EbpfError> {
-    if let Some(path) = crate::cgroup::host_mount_point("bpf")? {
+    if let Some(path) = cgroup::host_mount_point("bpf")? {
         return Ok(path);
     }
     let path = PathBuf::from("/sys/fs/bpf");
@@ -211,7 +214,7 @@ impl Kernel {
     fn open_locked(base: &Path, reload: bool) -> Result<Self, EbpfError> {
         let dir = base.join(TAG);
         let links = dir.join("links");
-        let parent_dir = crate::cgroup::sandboxes_dir()?;
+        let parent_dir = cgroup::sandboxes_dir()?;
         std::fs::create_dir_all(&parent_dir)
             .map_err(io(format!("create {}", parent_dir.display())))?;
         let parent = cgroup_id(&parent_dir)?;
@@ -290,7 +293,7 @@ impl Kernel {
     /// Cordon's programs attached to its hooks that are not the set in use (the names; none
     /// unless something detached or covered pins since this process opened the programs).
     pub fn stale_programs(&self) -> Result<Vec<String>, EbpfError> {
-        let parent = cgroup_id(&crate::cgroup::sandboxes_dir()?)?;
+        let parent = cgroup_id(&cgroup::sandboxes_dir()?)?;
         let links_dir = self.dir.join("links");
         let ours: Vec<u32> = PROGRAMS
             .iter()
@@ -692,7 +695,7 @@ fn load(dir: &Path) -> Result<(), EbpfError> {
         .map_pin_path(&maps)
         .allow_unsupported_maps()
         .load(OBJECT)?;
-    let parent = crate::cgroup::sandboxes_dir()?;
+    let parent = cgroup::sandboxes_dir()?;
     std::fs::create_dir_all(&parent).map_err(io(format!("create {}", parent.display())))?;
     let cgroup = std::fs::File::open(&parent).map_err(io(format!("open {}", parent.display())))?;
     for &(name, hook) in PROGRAMS {

@@ -41,7 +41,7 @@ pub enum CgroupError {
 const SESSION_XATTR: &std::ffi::CStr = c"trusted.cordon.session";
 /// The uid the sandbox runs as (see [`SandboxCgroup::set_owner`]).
 const OWNER_XATTR: &std::ffi::CStr = c"trusted.cordon.uid";
-/// What the session was launched with (gzip of a JSON [`crate::evidence::LaunchRecord`]),
+/// What the session was launched with (gzip of a JSON the launch record, `cordon::evidence::LaunchRecord`),
 /// for the evidence a responder collects.
 const LAUNCH_XATTR: &std::ffi::CStr = c"trusted.cordon.launch";
 
@@ -438,7 +438,7 @@ impl SandboxCgroup {
         self.attr(OWNER_XATTR)?.parse().ok()
     }
 
-    /// Records what the session was launched with (see [`crate::evidence`]), the same way.
+    /// Records what the session was launched with (see `cordon::evidence`), the same way.
     pub fn set_launch_record(&self, gzipped: &[u8]) -> Result<(), CgroupError> {
         self.set_attr(LAUNCH_XATTR, gzipped, "record the launch of")
     }

@@ -104,7 +104,7 @@ impl Collector {
     /// Uploads an evidence archive (see [`cordon_proto::collector::EVIDENCE_PATH`]).
     pub fn upload_evidence(
         &self,
-        upload: &crate::evidence::Upload,
+        upload: &cordon_proto::collector::EvidenceUpload<'_>,
         archive: std::fs::File,
     ) -> Result<(), DeliverError> {
         use cordon_proto::collector as p;
@@ -115,10 +115,10 @@ impl Collector {
             .timeout(Duration::from_secs(600))
             .set("Content-Type", "application/gzip")
             .set(p::EVIDENCE_ID, &upload.id.to_string())
-            .set(p::EVIDENCE_SANDBOX, &upload.sandbox)
-            .set(p::EVIDENCE_SHA256, &upload.summary.archive_sha256)
-            .set(p::EVIDENCE_MANIFEST_SHA256, &upload.summary.manifest_sha256);
-        if let Some(session) = upload.summary.session {
+            .set(p::EVIDENCE_SANDBOX, upload.sandbox)
+            .set(p::EVIDENCE_SHA256, upload.archive_sha256)
+            .set(p::EVIDENCE_MANIFEST_SHA256, upload.manifest_sha256);
+        if let Some(session) = upload.session {
             request = request.set(p::EVIDENCE_SESSION, &session.to_string());
         }
         if let Some(token) = &self.token {
