@@ -847,9 +847,13 @@ fn read_word(status: &mut UnixStream) -> Result<(), Message> {
     }
 }
 
+/// One message, one line, in one write: init and the command it forked (whose exec failed)
+/// can write at once, and `writeln!` would write the line and its newline apart, leaving
+/// two messages on one line.
 fn write_message(status: &mut UnixStream, message: &Message) -> std::io::Result<()> {
-    let line = serde_json::to_string(message).map_err(std::io::Error::other)?;
-    writeln!(status, "{line}")
+    let mut line = serde_json::to_vec(message).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    status.write_all(&line)
 }
 
 fn exit_code_for(message: &Message) -> i32 {

@@ -174,6 +174,26 @@ fn exit_codes_and_signals_pass_through() {
     assert_eq!(f.run(&["/usr/sbin/nologin"]).status.code(), Some(126));
 }
 
+/// A command that cannot be executed ends with 126, run after run: its failure is written
+/// while init reports the command running, and the two reports once shared a line, which
+/// read as a failed setup (125) in about one run of twenty.
+#[test]
+fn a_command_that_cannot_run_says_so_every_time() {
+    if !require_root("a_command_that_cannot_run_says_so_every_time") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    for run in 0..100 {
+        let out = f.run(&["/usr/sbin/nologin"]);
+        assert_eq!(
+            out.status.code(),
+            Some(126),
+            "run {run}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[test]
 fn sigterm_to_cordon_reaches_the_sandboxed_process() {
     if !require_root("sigterm_to_cordon_reaches_the_sandboxed_process") {
