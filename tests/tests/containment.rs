@@ -89,9 +89,8 @@ fn populated(cgroup: &std::path::Path) -> bool {
         .is_ok_and(|e| e.lines().any(|l| l == "populated 1"))
 }
 
-/// `cordon ACTION NAME`, which must succeed.
-fn act(action: &str, name: &str) -> Duration {
-    let start = Instant::now();
+/// `cordon ACTION NAME`, which must succeed. (How fast is the bench's to say.)
+fn act(action: &str, name: &str) {
     let out = Command::new(cordon_bin())
         .args([action, name])
         .output()
@@ -101,7 +100,6 @@ fn act(action: &str, name: &str) -> Duration {
         "cordon {action} {name}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    start.elapsed()
 }
 
 fn contained(events: &[serde_json::Value]) -> Vec<String> {
@@ -161,8 +159,7 @@ fn isolate_cuts_an_open_tcp_stream() {
     };
     let (flowing, _) = latest(&rx, Duration::from_millis(500));
     assert!(flowing.is_some_and(|n| n > 0), "the stream never flowed");
-    let took = act("isolate", &running.name);
-    assert!(took < Duration::from_secs(1), "isolate took {took:?}");
+    act("isolate", &running.name);
     // Whatever was in flight when isolate returned may still arrive; then nothing.
     let (after, _) = latest(&rx, Duration::from_millis(300));
     let settled = after.or(flowing);
@@ -200,7 +197,7 @@ fn isolate_makes_new_connections_fail_and_release_restores_them() {
     let probe = probe_bin().to_string_lossy().into_owned();
     // Connects once, waits for the flag, connects again; then the same after a second flag.
     let script = format!(
-        "{probe} connect 127.0.0.2:{port}; while [ ! -e {flag}1 ]; do sleep 0.02; done; {probe} connect 127.0.0.2:{port}; while [ ! -e {flag}2 ]; do sleep 0.02; done; {probe} connect 127.0.0.2:{port}"
+        "{probe} connect 127.0.0.2:{port}; touch {flag}0; while [ ! -e {flag}1 ]; do sleep 0.02; done; {probe} connect 127.0.0.2:{port}; touch {flag}1done; while [ ! -e {flag}2 ]; do sleep 0.02; done; {probe} connect 127.0.0.2:{port}"
     );
     let events = f.dir.path().join("events.jsonl");
     let child = f
@@ -213,10 +210,18 @@ fn isolate_makes_new_connections_fail_and_release_restores_them() {
         .spawn()
         .expect("cordon runs");
     let name = format!("test-{}-0", child.id());
-    std::thread::sleep(Duration::from_millis(300));
+    let done = |step: &str| {
+        let path = std::path::PathBuf::from(format!("{flag}{step}"));
+        common::wait_until(
+            &format!("the script's step {step}"),
+            Duration::from_secs(10),
+            || path.exists().then_some(()),
+        );
+    };
+    done("0");
     act("isolate", &name);
     std::fs::write(format!("{flag}1"), "").expect("flag");
-    std::thread::sleep(Duration::from_millis(300));
+    done("1done");
     act("release", &name);
     std::fs::write(format!("{flag}2"), "").expect("flag");
     let out = child.wait_with_output().expect("wait");
@@ -244,18 +249,14 @@ fn freeze_stops_a_busy_loop_and_thaw_resumes_it() {
     }
     let f = Fixture::new("base", "");
     let running = Running::start(&f, &["spin", "4"]);
-    std::thread::sleep(Duration::from_millis(200));
-    let took = act("freeze", &running.name);
-    assert!(took < Duration::from_secs(1), "freeze took {took:?}");
+    act("freeze", &running.name);
     let frozen_at = running.cpu_usec();
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(running.cpu_usec(), frozen_at, "CPU time grew while frozen");
     act("thaw", &running.name);
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        running.cpu_usec() > frozen_at + 100_000,
-        "the loop did not resume"
-    );
+    common::wait_until("the loop to resume", Duration::from_secs(10), || {
+        (running.cpu_usec() > frozen_at + 100_000).then_some(())
+    });
     let events = running.finish();
     assert_eq!(contained(&events), ["freeze", "thaw"], "{events:?}");
 }
@@ -269,8 +270,7 @@ fn kill_leaves_no_process_of_the_sandbox() {
     // A process tree: the probe forks, and the child spins.
     let mut running = Running::start(&f, &["fork", "spin", "30"]);
     let cgroup = running.cgroup();
-    let took = act("kill", &running.name);
-    assert!(took < Duration::from_secs(1), "kill took {took:?}");
+    act("kill", &running.name);
     assert!(
         !populated(&cgroup),
         "processes are left in {}",
@@ -357,7 +357,7 @@ fn sigkill_of_the_loader_leaves_every_sandbox_enforced() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("cordon runs");
-    std::thread::sleep(Duration::from_millis(300));
+    common::wait_for_sandbox("test", other.id());
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(loader.child.id() as i32),
         nix::sys::signal::Signal::SIGKILL,

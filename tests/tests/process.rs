@@ -204,12 +204,16 @@ fn sigterm_to_cordon_reaches_the_sandboxed_process() {
         .command(&[
             "/bin/sh",
             "-c",
-            "trap 'echo got-term; exit 3' TERM; while :; do sleep 0.05; done",
+            "trap 'echo got-term; exit 3' TERM; echo trapped; while :; do sleep 0.05; done",
         ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    std::thread::sleep(Duration::from_millis(300));
+    // Once the shell says its trap is set.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).expect("read");
+    assert_eq!(first.trim(), "trapped");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -227,7 +231,7 @@ fn sigterm_to_cordon_reaches_the_sandboxed_process() {
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut out = String::new();
-    let _ = child.stdout.take().map(|mut s| s.read_to_string(&mut out));
+    let _ = stdout.read_to_string(&mut out);
     assert_eq!(status.code(), Some(3));
     assert!(out.contains("got-term"), "{out}");
 }
@@ -385,11 +389,19 @@ fn nothing_started_in_the_sandbox_outlives_it() {
         &format!("setsid sleep {marker} >/dev/null 2>&1 & (sleep {marker} &) ; echo started"),
     ]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("started"));
-    std::thread::sleep(Duration::from_millis(200));
-    let left = std::process::Command::new("pgrep")
-        .args(["-f", &format!("sleep {marker}")])
-        .output()
-        .expect("pgrep");
+    // The kernel ends the namespace's processes as init goes: at once, not necessarily
+    // before `cordon run` returns.
+    let left = || {
+        std::process::Command::new("pgrep")
+            .args(["-f", &format!("sleep {marker}")])
+            .output()
+            .expect("pgrep")
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !left().stdout.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left = left();
     assert!(
         left.stdout.is_empty(),
         "left behind: {}",

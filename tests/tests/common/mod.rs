@@ -269,6 +269,25 @@ pub fn assert_unit_verifies(unit: &Path, man: Option<&Path>) {
 }
 
 /// Polls `f` until it gives a value; fails with `what` after `timeout`.
+/// Waits until the sandbox `cordon run` (process `cordon_pid`, profile `profile`) started
+/// runs its command: its cgroup holds init and the command. Returns the sandbox's name.
+pub fn wait_for_sandbox(profile: &str, cordon_pid: u32) -> String {
+    let name = format!("{profile}-{cordon_pid}-0");
+    let procs = std::path::Path::new(&cgroup2_mount())
+        .join("cordon")
+        .join(&name)
+        .join("cgroup.procs");
+    wait_until(
+        &format!("the sandbox {name} to run its command"),
+        std::time::Duration::from_secs(10),
+        || {
+            let n = std::fs::read_to_string(&procs).map_or(0, |p| p.lines().count());
+            (n >= 2).then_some(())
+        },
+    );
+    name
+}
+
 pub fn wait_until<T>(
     what: &str,
     timeout: std::time::Duration,
