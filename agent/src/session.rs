@@ -94,11 +94,10 @@ where
 {
     let session = uuid::Uuid::now_v7();
     let started_at = std::time::SystemTime::now();
-    // The profile as resolved: its hash in `session_started`, itself on the cgroup.
-    let resolved = serde_json::to_string(policy).unwrap_or_default();
-    let launch_record =
-        crate::evidence::LaunchRecord::new(session, started_at, policy, resolved.clone()).encode();
     let launch = sandbox::prepare(policy, command, env)?;
+    // The profile as resolved (its hash in `session_started`, itself on the cgroup), made
+    // while init builds the sandbox, like the rest of what the closure below does.
+    let mut resolved = String::new();
     for warning in &launch.warnings {
         say(Notice::Warning(warning.clone()));
     }
@@ -107,6 +106,10 @@ where
     }
     // The eBPF side is set up while init builds the sandbox: the command starts after.
     let (running, (kernel, registered)) = launch.spawn_with(|cgroup| {
+        resolved = serde_json::to_string(policy).unwrap_or_default();
+        let launch_record =
+            crate::evidence::LaunchRecord::new(session, started_at, policy, resolved.clone())
+                .encode();
         if let Err(e) = cgroup.set_session(session) {
             say(Notice::Warning(format!(
                 "{e}; `cordon ps` will not show the session"
