@@ -41,7 +41,7 @@ pub enum CgroupError {
 const SESSION_XATTR: &std::ffi::CStr = c"trusted.cordon.session";
 /// The uid the sandbox runs as (see [`SandboxCgroup::set_owner`]).
 const OWNER_XATTR: &std::ffi::CStr = c"trusted.cordon.uid";
-/// What the session was launched with (gzip of a JSON the launch record, `cordon::evidence::LaunchRecord`),
+/// What the session was launched with (the launch record, `cordon::evidence::LaunchRecord`),
 /// for the evidence a responder collects.
 const LAUNCH_XATTR: &std::ffi::CStr = c"trusted.cordon.launch";
 
@@ -439,11 +439,11 @@ impl SandboxCgroup {
     }
 
     /// Records what the session was launched with (see `cordon::evidence`), the same way.
-    pub fn set_launch_record(&self, gzipped: &[u8]) -> Result<(), CgroupError> {
-        self.set_attr(LAUNCH_XATTR, gzipped, "record the launch of")
+    pub fn set_launch_record(&self, record: &[u8]) -> Result<(), CgroupError> {
+        self.set_attr(LAUNCH_XATTR, record, "record the launch of")
     }
 
-    /// What the session was launched with, as recorded (gzipped).
+    /// What the session was launched with, as recorded.
     pub fn launch_record(&self) -> Option<Vec<u8>> {
         // SAFETY: as in `set_attr`; a null buffer asks only for the value's size.
         let size = unsafe {

@@ -47,6 +47,11 @@ pub struct LaunchRecord {
     pub profile_json: String,
 }
 
+/// The most bytes of a launch record kept as plain JSON, below an extended attribute's 64 KiB.
+const RECORD_RAW_MAX: usize = 60 << 10;
+/// How a gzip stream starts (and JSON never does).
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
 impl LaunchRecord {
     /// `profile_json`: the policy as serialized for `session_started`'s hash.
     pub fn new(
@@ -74,14 +79,24 @@ impl LaunchRecord {
         }
     }
 
-    /// Gzipped JSON, small enough for an extended attribute.
+    /// JSON, gzipped only when it would not fit an extended attribute (64 KiB): the record
+    /// is written on every launch, and compressing it took a millisecond of each; the
+    /// shipped profiles' records are 15 to 20 KiB.
     pub fn encode(&self) -> Vec<u8> {
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        let _ = serde_json::to_writer(&mut gz, self);
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        if json.len() <= RECORD_RAW_MAX {
+            return json;
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let _ = gz.write_all(&json);
         gz.finish().unwrap_or_default()
     }
 
+    /// A record [`LaunchRecord::encode`] made: JSON, or gzipped JSON.
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        if !bytes.starts_with(&GZIP_MAGIC) {
+            return serde_json::from_slice(bytes).map_err(|e| e.to_string());
+        }
         let mut json = Vec::new();
         flate2::read::GzDecoder::new(bytes)
             .take(16 << 20)
@@ -598,4 +613,43 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 fn unix_ns(time: SystemTime) -> i64 {
     time.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(profile_json: String) -> LaunchRecord {
+        LaunchRecord {
+            session: uuid::Uuid::now_v7(),
+            started_ns: 1,
+            workspace: PathBuf::from("/w"),
+            written: vec![PathBuf::from("/w")],
+            profile_json,
+        }
+    }
+
+    #[test]
+    fn a_launch_record_is_plain_json_unless_too_large_for_an_attribute() {
+        let small = record("{\"name\":\"p\"}".into());
+        let bytes = small.encode();
+        assert_eq!(bytes.first(), Some(&b'{'));
+        assert_eq!(
+            LaunchRecord::decode(&bytes).unwrap().profile_json,
+            small.profile_json
+        );
+        // A profile of a hundred thousand rules' worth: gzipped, under the attribute's limit.
+        let large = record("x".repeat(200 << 10));
+        let bytes = large.encode();
+        assert!(
+            bytes.starts_with(&GZIP_MAGIC) && bytes.len() < 64 << 10,
+            "{}",
+            bytes.len()
+        );
+        assert_eq!(
+            LaunchRecord::decode(&bytes).unwrap().profile_json,
+            large.profile_json
+        );
+        assert!(LaunchRecord::decode(b"\x1f\x8bnot gzip").is_err());
+    }
 }
