@@ -340,7 +340,9 @@ pub enum ArgCondition {
     AnyBit { arg: u8, mask: u64 },
     /// Denied when the low 32 bits of `arg` equal one of `values`.
     OneOf { arg: u8, values: &'static [u64] },
-    /// Denied unless `arg` is a number below 64 whose bit `allowed` has set (`1 << arg`).
+    /// Denied unless the low 32 bits of `arg` are a number below 64 whose bit `allowed` has
+    /// set (`1 << arg`). Only for an `int` argument (a socket's family), which the kernel
+    /// reads as its low 32 bits too: on a 64-bit argument the high bits would go unchecked.
     NotIn { arg: u8, allowed: u64 },
 }
 

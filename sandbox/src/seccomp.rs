@@ -255,7 +255,11 @@ impl Emitter {
     /// `A = seccomp_data[offset]` (32 bits), then on to `next`.
     fn load(&mut self, offset: u32, next: Label) -> Label {
         let next = self.near(next, 0);
-        debug_assert_eq!(self.distance(next), 0);
+        assert_eq!(
+            self.distance(next),
+            0,
+            "a load falls through to what follows it"
+        );
         self.push(op(BPF_LD_W_ABS, 0, 0, offset))
     }
 
@@ -280,9 +284,14 @@ impl Emitter {
         // A trampoline for `no` puts `yes` one further: still in reach, or made so.
         let no = self.near(no, u8::MAX as usize);
         let yes = self.near(yes, u8::MAX as usize);
-        let (jt, jf) = (self.distance(yes), self.distance(no));
-        debug_assert!(jt <= 255 && jf <= 255, "out of reach: {jt}, {jf}");
-        self.push(op(code, jt as u8, jf as u8, k))
+        // `near` put both in reach; a jump cut short would go elsewhere, so never truncate.
+        let (Ok(jt), Ok(jf)) = (
+            u8::try_from(self.distance(yes)),
+            u8::try_from(self.distance(no)),
+        ) else {
+            panic!("a conditional jump out of reach");
+        };
+        self.push(op(code, jt, jf, k))
     }
 
     /// One check of an argument word: to `pass` when it holds, to `fail` otherwise.
@@ -482,8 +491,10 @@ mod tests {
         out
     }
 
-    /// The compiled deny list decides as the policy says, for every syscall number and every
-    /// argument value near a constant of the policy, in every argument position.
+    /// The compiled deny list decides as the policy says, for every syscall number and, for
+    /// a number with argument checks, every combination of values near the policy's
+    /// constants in all the arguments its rules name at once (a rule can hide another's
+    /// mistake when the others are left at 0).
     fn assert_compiled_as_written(policy: &SyscallPolicy) {
         let filters = compile(policy).unwrap();
         let deny = filters.deny.as_ref().expect("a deny list");
@@ -494,20 +505,60 @@ mod tests {
         };
         let probes = probes(policy);
         let highest = policy.deny.iter().map(|r| r.nr as u32).max().unwrap_or(0);
+        let check = |nr: u32, args: [u64; 6]| {
+            let want = if denies(policy, nr, args) {
+                denied
+            } else {
+                libc::SECCOMP_RET_ALLOW
+            };
+            assert_eq!(
+                run(deny, nr, arch, args),
+                want,
+                "syscall {nr}, arguments {args:x?}"
+            );
+        };
         for nr in (0..=highest + 2).chain([X32_SYSCALL_BIT, u32::MAX]) {
-            for (position, value) in (0..6).flat_map(|p| probes.iter().map(move |v| (p, *v))) {
+            let mut named: Vec<usize> = policy
+                .deny
+                .iter()
+                .filter(|r| r.nr as u32 == nr)
+                .filter_map(|r| match r.when {
+                    Some(
+                        ArgCondition::AnyBit { arg, .. }
+                        | ArgCondition::OneOf { arg, .. }
+                        | ArgCondition::NotIn { arg, .. },
+                    ) => Some(usize::from(arg)),
+                    None => None,
+                })
+                .collect();
+            named.sort_unstable();
+            named.dedup();
+            // Each argument alone, the others 0 and then all ones...
+            for position in 0..6 {
+                for value in &probes {
+                    for rest in [0, u64::MAX] {
+                        let mut args = [rest; 6];
+                        args[position] = *value;
+                        check(nr, args);
+                    }
+                }
+            }
+            // ...then every combination over the arguments the rules name.
+            let mut combination = vec![0usize; named.len()];
+            'all: loop {
                 let mut args = [0u64; 6];
-                args[position] = value;
-                let want = if denies(policy, nr, args) {
-                    denied
-                } else {
-                    libc::SECCOMP_RET_ALLOW
-                };
-                assert_eq!(
-                    run(deny, nr, arch, args),
-                    want,
-                    "syscall {nr}, argument {position} = {value:#x}"
-                );
+                for (slot, &position) in named.iter().enumerate() {
+                    args[position] = probes[combination[slot]];
+                }
+                check(nr, args);
+                for digit in combination.iter_mut() {
+                    *digit += 1;
+                    if *digit < probes.len() {
+                        continue 'all;
+                    }
+                    *digit = 0;
+                }
+                break;
             }
         }
         // A foreign architecture is killed, whatever the call.
@@ -515,6 +566,46 @@ mod tests {
             run(deny, 0, arch ^ 1, [0; 6]),
             libc::SECCOMP_RET_KILL_PROCESS
         );
+    }
+
+    /// Every shipped profile, resolved as `cordon run` would (the preset, the profile's own
+    /// list, and the socket-family rule its network section adds).
+    #[test]
+    fn every_shipped_profile_compiles_to_what_it_says() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles");
+        let search = crate::profile::SearchPath::new(vec![dir.clone()]);
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(name) = name.strip_suffix(".toml") else {
+                continue;
+            };
+            if name.ends_with(".expect") {
+                continue;
+            }
+            let profile = search.load(name).unwrap();
+            let context = crate::policy::Context {
+                workspace: std::path::PathBuf::from("/work/ws"),
+                caller_home: Some(std::path::PathBuf::from("/home/dev")),
+                caller_uid: 1000,
+                caller_gid: 1000,
+                caller_groups: vec![1000],
+            };
+            let policy = crate::policy::compile(&profile, &context).unwrap();
+            assert!(
+                policy
+                    .syscalls
+                    .deny
+                    .iter()
+                    .filter(|r| r.name == "socket")
+                    .count()
+                    >= 2,
+                "{name}: the preset's and the family rule for socket"
+            );
+            assert_compiled_as_written(&policy.syscalls);
+            seen += 1;
+        }
+        assert!(seen >= 5, "only {seen} profiles in {}", dir.display());
     }
 
     #[test]
