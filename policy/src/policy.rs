@@ -472,7 +472,26 @@ const DEFAULT_PRESET: Preset = &[
     ("sched_setattr", INIT_AS_ARG0),
     ("setpriority", INIT_AS_ARG1),
     ("ioprio_set", INIT_AS_ARG1),
+    // ...nor through its group or its user (every process of the uid in the sandbox's PID
+    // namespace, init among them): only a process named by its pid (`nice`, `renice -p`).
+    (
+        "setpriority",
+        Some(ArgCondition::NotIn {
+            arg: 0,
+            allowed: 1 << libc::PRIO_PROCESS,
+        }),
+    ),
+    (
+        "ioprio_set",
+        Some(ArgCondition::NotIn {
+            arg: 0,
+            allowed: 1 << IOPRIO_WHO_PROCESS,
+        }),
+    ),
 ];
+
+/// `ioprio_set`'s "who" for one process (`linux/ioprio.h`; libc does not name it).
+const IOPRIO_WHO_PROCESS: u64 = 1;
 
 /// A call naming process 1 (the sandbox's init) in its first or second argument.
 const INIT_AS_ARG0: Option<ArgCondition> = Some(ArgCondition::OneOf {

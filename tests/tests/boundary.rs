@@ -523,6 +523,87 @@ fn the_command_cannot_change_inits_limits_or_scheduling() {
     }
 }
 
+/// `setpriority(PRIO_USER)` reaches every process of the user in the sandbox's PID
+/// namespace, init among them, without naming it (`PRIO_PGRP` likewise its group, and
+/// `ioprio_set` by user or group): the command could starve its own supervision.
+#[test]
+fn the_command_cannot_renice_init_through_its_user_or_group() {
+    if !require_root("the_command_cannot_renice_init_through_its_user_or_group") {
+        return;
+    }
+    // The twin: a group renices a process it never names. (Not by user: as root, that
+    // would renice every process of root on the host.)
+    let holder = Target::start(|c| {
+        std::os::unix::process::CommandExt::process_group(c, 0);
+    });
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            &format!(
+                "import os; os.setpriority(os.PRIO_PGRP, {pid}, 19); print(os.getpriority(os.PRIO_PROCESS, {pid}))",
+                pid = holder.pid()
+            ),
+        ])
+        .output()
+        .expect("python3");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "19", "{out:?}");
+    drop(holder);
+
+    let script = "import os, ctypes\n\
+        libc = ctypes.CDLL(None, use_errno=True)\n\
+        def ioprio(which):\n\
+        \x20   if libc.syscall(251, which, 0, (2 << 13) | 7) == 0: return 'changed'\n\
+        \x20   return 'refused %d' % ctypes.get_errno()\n\
+        for name, call in [('user', lambda: os.setpriority(os.PRIO_USER, 0, 19)),\n\
+        \x20                  ('group', lambda: os.setpriority(os.PRIO_PGRP, 0, 19))]:\n\
+        \x20   try:\n\
+        \x20       call(); print(name, 'changed')\n\
+        \x20   except OSError as e:\n\
+        \x20       print(name, 'refused', e.errno)\n\
+        print('io-user', ioprio(3)); print('io-group', ioprio(2))\n\
+        os.setpriority(os.PRIO_PROCESS, 0, 5); print('itself', os.getpriority(os.PRIO_PROCESS, 0))\n";
+    let f = Fixture::new("coding-agent", "");
+    let events = f.dir.path().join("events.jsonl");
+    let out = f
+        .command_with(
+            &["--events", &events.to_string_lossy()],
+            &["python3", "-c", script],
+        )
+        .output()
+        .expect("cordon runs");
+    let said: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        said,
+        [
+            "user refused 1",
+            "group refused 1",
+            "io-user refused 1",
+            "io-group refused 1",
+            "itself 5"
+        ],
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = common::read_events(&events);
+    let denied: Vec<&str> = of_kind(&all, "syscall_denied")
+        .iter()
+        .filter_map(|e| e["syscall"].as_str())
+        .collect();
+    assert_eq!(
+        denied.iter().filter(|s| **s == "setpriority").count(),
+        2,
+        "{all:?}"
+    );
+    assert_eq!(
+        denied.iter().filter(|s| **s == "ioprio_set").count(),
+        2,
+        "{all:?}"
+    );
+}
+
 #[test]
 fn a_command_that_leaves_an_orphan_at_once_still_runs_watched() {
     if !require_root("a_command_that_leaves_an_orphan_at_once_still_runs_watched") {
