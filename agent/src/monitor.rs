@@ -672,8 +672,6 @@ fn file_denied(
             // A file created where the view has nothing: refused if its directory is the host's.
             || (creating && p.parent().is_some_and(|d| std::fs::symlink_metadata(d).is_ok()))
     };
-    // As written; then through the process's cwd or descriptor in /proc, read now; then
-    // through the host's symlinks (a link the agent made in its workspace).
     // `path` where the sandbox sees it: through the root of the process that asked or, gone
     // already, of another of the sandbox's.
     let in_sandbox = |path: &std::path::Path| -> Option<PathBuf> {
@@ -685,6 +683,8 @@ fn file_denied(
             .map(|pid| PathBuf::from(format!("/proc/{pid}/root{}", path.display())))
             .find(|p| std::fs::symlink_metadata(p).is_ok())
     };
+    // As written; then through the process's cwd or descriptor in /proc, read now; then
+    // through the host's symlinks (a link the agent made in its workspace).
     let judged = |p: PathBuf| view.refusal(&p, errno, access, on_host).map(|f| (f, p));
     let found = judged(absolute.clone())
         .or_else(|| {
