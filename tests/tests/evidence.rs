@@ -45,6 +45,47 @@ fn json(bytes: &[u8]) -> serde_json::Value {
 
 const MARKER: &str = "cordon-evidence-marker";
 
+/// A sandbox of `profile` run through cordond as nobody (`cordon run -p PROFILE ARGS...`),
+/// once its command printed `ready` (failing with its stderr otherwise), and its name in
+/// `cordon ps`. Its stdout is read; its stderr stays for the caller.
+fn start_ready(d: &Daemon, profile: &str, args: &[&str]) -> (KillOnDrop, String) {
+    let mut argv = vec!["run", "-p", profile];
+    argv.extend_from_slice(args);
+    let mut run = KillOnDrop(
+        d.cordon(NOBODY, NOGROUP, &argv)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cordon run"),
+    );
+    let mut line = String::new();
+    std::io::BufReader::new(run.0.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the command's first line");
+    if line.trim() != "ready" {
+        let mut stderr = String::new();
+        let _ = run
+            .0
+            .stderr
+            .take()
+            .expect("stderr")
+            .read_to_string(&mut stderr);
+        panic!("the sandbox's command did not start: {line:?} {stderr}");
+    }
+    let out = d.cordon(0, 0, &["ps", "--json"]).output().expect("ps");
+    let ps: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ps JSON");
+    // This test's sandbox (others may run on the host).
+    let name = ps
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|s| s["uid"] == NOBODY && s["profile"] == profile)
+        .and_then(|s| s["name"].as_str())
+        .expect("the sandbox in cordon ps")
+        .to_string();
+    (run, name)
+}
+
 #[test]
 fn evidence_of_a_frozen_sandbox_holds_what_it_runs_holds_and_changed() {
     if !require_root("evidence_of_a_frozen_sandbox_holds_what_it_runs_holds_and_changed") {
@@ -66,38 +107,7 @@ fn evidence_of_a_frozen_sandbox_holds_what_it_runs_holds_and_changed() {
          print('ready', flush=True)\n\
          time.sleep(600)\n"
     );
-    let mut run = KillOnDrop(
-        d.cordon(
-            NOBODY,
-            NOGROUP,
-            &[
-                "run",
-                "-p",
-                "test-agent",
-                "--",
-                "/usr/bin/python3",
-                "-c",
-                &script,
-            ],
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cordon run"),
-    );
-    let mut stdout = std::io::BufReader::new(run.0.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("the agent's first line");
-    if line.trim() != "ready" {
-        let mut stderr = String::new();
-        let _ = run
-            .0
-            .stderr
-            .take()
-            .expect("stderr")
-            .read_to_string(&mut stderr);
-        panic!("the agent did not start: {line:?} {stderr}");
-    }
+    let (mut run, name) = start_ready(&d, "test-agent", &["--", "/usr/bin/python3", "-c", &script]);
     let ps = |d: &Daemon| -> Vec<serde_json::Value> {
         let out = d
             .cordon(0, 0, &["ps", "--json"])
@@ -105,14 +115,12 @@ fn evidence_of_a_frozen_sandbox_holds_what_it_runs_holds_and_changed() {
             .expect("cordon ps");
         serde_json::from_slice(&out.stdout).expect("ps JSON")
     };
-    // This test's sandbox (others may run on the host).
     let ours = |d: &Daemon| {
         ps(d)
             .into_iter()
-            .find(|s| s["uid"] == NOBODY && s["profile"] == "test-agent")
+            .find(|s| s["name"] == name.as_str())
             .expect("the sandbox in cordon ps")
     };
-    let name = ours(&d)["name"].as_str().expect("name").to_string();
     wait_until(
         "the refused read in the journal",
         Duration::from_secs(20),
@@ -272,39 +280,17 @@ fn an_archive_altered_after_collection_does_not_verify() {
     }
     let mut d = Daemon::new("");
     d.start();
-    let mut run = KillOnDrop(
-        d.cordon(
-            NOBODY,
-            NOGROUP,
-            &[
-                "run",
-                "-q",
-                "-p",
-                "test-agent",
-                "--",
-                "/bin/sh",
-                "-c",
-                "echo x > f; echo ready; sleep 600",
-            ],
-        )
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("cordon run"),
+    let (_run, name) = start_ready(
+        &d,
+        "test-agent",
+        &[
+            "-q",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo x > f; echo ready; sleep 600",
+        ],
     );
-    let mut line = String::new();
-    std::io::BufReader::new(run.0.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("ready");
-    let out = d.cordon(0, 0, &["ps", "--json"]).output().expect("ps");
-    let ps: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ps JSON");
-    let name = ps
-        .as_array()
-        .expect("list")
-        .iter()
-        .find(|s| s["uid"] == NOBODY && s["profile"] == "test-agent")
-        .and_then(|s| s["name"].as_str())
-        .expect("the sandbox in cordon ps")
-        .to_string();
     let archive = d.dir.path().join("e.tar.gz");
     let out = d
         .cordon(
@@ -369,29 +355,17 @@ fn a_responder_at_the_collector_collects_and_downloads_evidence(db: Db) {
     let viewer = c.token("alice", "viewer", None);
     let mut d = c.host("ev-host");
     d.start();
-    let mut run = KillOnDrop(
-        d.cordon(
-            NOBODY,
-            NOGROUP,
-            &[
-                "run",
-                "-q",
-                "-p",
-                "test-agent",
-                "--",
-                "/bin/sh",
-                "-c",
-                "echo x > made-here; echo ready; sleep 600",
-            ],
-        )
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("cordon run"),
+    let (_run, _) = start_ready(
+        &d,
+        "test-agent",
+        &[
+            "-q",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo x > made-here; echo ready; sleep 600",
+        ],
     );
-    let mut line = String::new();
-    std::io::BufReader::new(run.0.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("ready");
     let (name, session) = wait_until(
         "the sandbox at the collector",
         Duration::from_secs(30),
@@ -567,39 +541,11 @@ fn the_outbox_for_the_collector_is_bounded_like_the_spool() {
     )
     .expect("config");
     d.start();
-    let mut run = KillOnDrop(
-        d.cordon(
-            NOBODY,
-            NOGROUP,
-            &[
-                "run",
-                "-q",
-                "-p",
-                "test-agent",
-                "--",
-                "/bin/sh",
-                "-c",
-                "echo ready; sleep 600",
-            ],
-        )
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("cordon run"),
+    let (_run, name) = start_ready(
+        &d,
+        "test-agent",
+        &["-q", "--", "/bin/sh", "-c", "echo ready; sleep 600"],
     );
-    let mut line = String::new();
-    std::io::BufReader::new(run.0.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("ready");
-    let out = d.cordon(0, 0, &["ps", "--json"]).output().expect("ps");
-    let ps: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ps JSON");
-    let name = ps
-        .as_array()
-        .expect("list")
-        .iter()
-        .find(|s| s["uid"] == NOBODY && s["profile"] == "test-agent")
-        .and_then(|s| s["name"].as_str())
-        .expect("the sandbox")
-        .to_string();
     let archive = d.dir.path().join("big.tar.gz");
     let out = d
         .cordon(
@@ -664,50 +610,11 @@ fn a_hostile_sandbox_cannot_hide_files_stall_or_spoil_the_collection() {
          subprocess.Popen(['./big', '600'])\n\
          print('ready', flush=True)\n\
          import time; time.sleep(600)\n";
-    let mut run = KillOnDrop(
-        d.cordon(
-            NOBODY,
-            NOGROUP,
-            &[
-                "run",
-                "-q",
-                "-p",
-                "exec-agent",
-                "--",
-                "/usr/bin/python3",
-                "-c",
-                script,
-            ],
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cordon run"),
+    let (_run, name) = start_ready(
+        &d,
+        "exec-agent",
+        &["-q", "--", "/usr/bin/python3", "-c", script],
     );
-    let mut line = String::new();
-    std::io::BufReader::new(run.0.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("ready");
-    if line.trim() != "ready" {
-        let mut stderr = String::new();
-        let _ = run
-            .0
-            .stderr
-            .take()
-            .expect("stderr")
-            .read_to_string(&mut stderr);
-        panic!("the agent did not start: {line:?} {stderr}");
-    }
-    let out = d.cordon(0, 0, &["ps", "--json"]).output().expect("ps");
-    let ps: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ps JSON");
-    let name = ps
-        .as_array()
-        .expect("list")
-        .iter()
-        .find(|s| s["uid"] == NOBODY && s["profile"] == "exec-agent")
-        .and_then(|s| s["name"].as_str())
-        .expect("the sandbox")
-        .to_string();
     let archive = d.dir.path().join("hostile.tar.gz");
     let started = std::time::Instant::now();
     let out = d
