@@ -10,42 +10,6 @@ use common::collector::{batch, file_event, Collector, Db};
 use common::require_root;
 use serde_json::json;
 
-/// One test per store: `NAME::sqlite` and `NAME::postgres`. The SQLite one needs no root
-/// unless the test runs a cordond too (`on_both_stores!(NAME, root)`); the PostgreSQL one
-/// runs its server as the `postgres` user, which takes root.
-macro_rules! on_both_stores {
-    ($name:ident) => {
-        mod $name {
-            #[test]
-            fn sqlite() {
-                super::$name(super::Db::Sqlite);
-            }
-            #[test]
-            fn postgres() {
-                if super::require_root(concat!(stringify!($name), "::postgres")) {
-                    super::$name(super::Db::Postgres);
-                }
-            }
-        }
-    };
-    ($name:ident, root) => {
-        mod $name {
-            #[test]
-            fn sqlite() {
-                if super::require_root(concat!(stringify!($name), "::sqlite")) {
-                    super::$name(super::Db::Sqlite);
-                }
-            }
-            #[test]
-            fn postgres() {
-                if super::require_root(concat!(stringify!($name), "::postgres")) {
-                    super::$name(super::Db::Postgres);
-                }
-            }
-        }
-    };
-}
-
 fn id(n: u64) -> String {
     format!("019abc00-0000-7000-8000-{n:012x}")
 }

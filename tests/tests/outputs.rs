@@ -21,24 +21,6 @@ use common::{require_root, wait_until};
 use hmac::{Hmac, Mac as _};
 use serde_json::{json, Value};
 
-/// One test per store, as in `collector.rs`.
-macro_rules! on_both_stores {
-    ($name:ident) => {
-        mod $name {
-            #[test]
-            fn sqlite() {
-                super::$name(super::Db::Sqlite);
-            }
-            #[test]
-            fn postgres() {
-                if super::require_root(concat!(stringify!($name), "::postgres")) {
-                    super::$name(super::Db::Postgres);
-                }
-            }
-        }
-    };
-}
-
 const WAIT: Duration = Duration::from_secs(30);
 
 /// A receiver the test can take away and bring back on the same port.

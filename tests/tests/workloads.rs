@@ -252,20 +252,16 @@ fn node_packages_from_npm_install_and_their_programs_run() {
     still_refuses(&f);
 }
 
-#[test]
-fn rust_crates_from_crates_io_build_test_and_clean() {
-    if !require_root("rust_crates_from_crates_io_build_test_and_clean") {
-        return;
-    }
-    let f = fixture();
-    let dir = f.workspace.join("hello");
+/// A crate in `workspace/hello` with a crates.io dependency (itoa), a build script (it runs
+/// from target/, and so does the test binary) and a test.
+fn small_crate(workspace: &std::path::Path) -> std::path::PathBuf {
+    let dir = workspace.join("hello");
     std::fs::create_dir_all(dir.join("src")).expect("src");
     std::fs::write(
         dir.join("Cargo.toml"),
         "[package]\nname = \"hello\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nitoa = \"1\"\n",
     )
     .expect("manifest");
-    // A build script runs from target/, and so does the test binary.
     std::fs::write(
         dir.join("build.rs"),
         "fn main() { println!(\"cargo:rerun-if-changed=build.rs\"); }\n",
@@ -276,6 +272,16 @@ fn rust_crates_from_crates_io_build_test_and_clean() {
         "fn main() { println!(\"{}\", itoa::Buffer::new().format(42)); }\n#[test]\nfn formats() { assert_eq!(itoa::Buffer::new().format(7), \"7\"); }\n",
     )
     .expect("main");
+    dir
+}
+
+#[test]
+fn rust_crates_from_crates_io_build_test_and_clean() {
+    if !require_root("rust_crates_from_crates_io_build_test_and_clean") {
+        return;
+    }
+    let f = fixture();
+    small_crate(&f.workspace);
     let (ok, out, all) = sh(
         &f,
         "set -e; cd hello; cargo build -q; ./target/debug/hello; cargo test -q 2>&1 | grep 'test result'; \
@@ -421,23 +427,7 @@ fn a_user_who_is_not_root_builds_tests_and_cleans_a_crate_through_cordond() {
     )
     .expect("profile");
     d.start();
-    let dir = d.workspace.join("hello");
-    std::fs::create_dir_all(dir.join("src")).expect("src");
-    std::fs::write(
-        dir.join("Cargo.toml"),
-        "[package]\nname = \"hello\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nitoa = \"1\"\n",
-    )
-    .expect("manifest");
-    std::fs::write(
-        dir.join("build.rs"),
-        "fn main() { println!(\"cargo:rerun-if-changed=build.rs\"); }\n",
-    )
-    .expect("build script");
-    std::fs::write(
-        dir.join("src/main.rs"),
-        "fn main() { println!(\"{}\", itoa::Buffer::new().format(42)); }\n#[test]\nfn formats() { assert_eq!(itoa::Buffer::new().format(7), \"7\"); }\n",
-    )
-    .expect("main");
+    let dir = small_crate(&d.workspace);
     for path in [
         &dir,
         &dir.join("src"),

@@ -9,6 +9,43 @@ use std::time::{Duration, Instant};
 
 use super::cordon_bin;
 
+/// One test per store: `NAME::sqlite` and `NAME::postgres`. The SQLite one needs no root
+/// unless the test runs a cordond too (`on_both_stores!(NAME, root)`); the PostgreSQL one
+/// runs its server as the `postgres` user, which takes root.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name(super::Db::Sqlite);
+            }
+            #[test]
+            fn postgres() {
+                if super::require_root(concat!(stringify!($name), "::postgres")) {
+                    super::$name(super::Db::Postgres);
+                }
+            }
+        }
+    };
+    ($name:ident, root) => {
+        mod $name {
+            #[test]
+            fn sqlite() {
+                if super::require_root(concat!(stringify!($name), "::sqlite")) {
+                    super::$name(super::Db::Sqlite);
+                }
+            }
+            #[test]
+            fn postgres() {
+                if super::require_root(concat!(stringify!($name), "::postgres")) {
+                    super::$name(super::Db::Postgres);
+                }
+            }
+        }
+    };
+}
+
 /// Which store the collector runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Db {
