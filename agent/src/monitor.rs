@@ -685,7 +685,12 @@ fn file_denied(
     };
     // As written; then through the process's cwd or descriptor in /proc, read now; then
     // through the host's symlinks (a link the agent made in its workspace).
-    let judged = |p: PathBuf| view.refusal(&p, errno, access, on_host).map(|f| (f, p));
+    // What is judged is the path cleaned as the view judges it (`..` resolved, a
+    // `/proc/<pid>/root` prefix dropped): where the call led, which a response rule matches.
+    let judged = |p: PathBuf| {
+        view.refusal(&p, errno, access, on_host)
+            .map(|f| (f, view::normalize(&p)))
+    };
     let found = judged(absolute.clone())
         .or_else(|| {
             // `/proc/self/cwd/...`: the kernel program read the cwd at the call.
