@@ -3,6 +3,12 @@
 //! matches and, once a rule's count is reached within its window, acts on the sandbox
 //! itself, on the host, in milliseconds and whether or not the collector is reachable. Each
 //! action is recorded like a responder's, the rule named as the actor (`via: "rule"`).
+//!
+//! **Lost events fail closed.** A sandbox can flood its own event ring (or the audit queue)
+//! to hide one denial among the records the kernel has no room for. A rule cannot tell what
+//! it did not see, so it takes every lost record it could have matched as a match: a
+//! `freeze` rule on `/etc/shadow` freezes a sandbox that lost denials, whatever they were.
+//! The action's record says so (`unseen`: why they were lost).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -11,7 +17,7 @@ use std::time::{Instant, SystemTime};
 use cordon_policy::response::{ResponseAction, ResponseRule};
 
 use crate::ebpf::Kernel;
-use crate::event::{Action, ActionResult, Actor, Event, Severity, What};
+use crate::event::{Action, ActionResult, Actor, Event, LossReason, Severity, What};
 
 /// The rules of one sandbox and what each has counted.
 pub struct Responder {
@@ -38,12 +44,20 @@ impl Responder {
         ) {
             return Vec::new();
         }
+        let unseen = unseen(&event.what);
         let mut done = Vec::new();
         for (rule, seen) in &mut self.rules {
-            if !rule.matches(event) {
-                continue;
+            let matched = if rule.matches(event) {
+                1
+            } else {
+                match unseen {
+                    Some((lost, _)) if could_be_among_lost(rule) => lost,
+                    _ => continue,
+                }
+            };
+            for _ in 0..matched.min(u64::from(rule.count)) {
+                seen.push_back(now);
             }
-            seen.push_back(now);
             while seen
                 .front()
                 .is_some_and(|t| now.duration_since(*t) > rule.within)
@@ -55,14 +69,50 @@ impl Responder {
             }
             // Counting starts again: a thawed sandbox that does it again is stopped again.
             seen.clear();
-            done.push(act(rule, event, self.kernel.as_deref()));
+            let unseen = unseen.filter(|_| !rule.matches(event)).map(|(_, why)| why);
+            done.push(act(rule, event, unseen, self.kernel.as_deref()));
         }
         done
     }
 }
 
+/// For an event that says records were lost before any rule could see them: at least how
+/// many, and why. `None` for the losses that come after the rules (the spool's) and for
+/// the calls on missing paths left unexamined: those are refused by the view already, and
+/// a compiler probes thousands a second, so failing closed on them would stop honest work.
+fn unseen(what: &What) -> Option<(u64, LossReason)> {
+    let What::EventsLost { count, reason } = what else {
+        return None;
+    };
+    match reason {
+        LossReason::RingFull | LossReason::AuditOverrun => Some((*count, *reason)),
+        // Counted in times the channel was cut, not in records: any number went missing.
+        LossReason::RingTampered | LossReason::AuditDetached => Some((u64::MAX, *reason)),
+        LossReason::SpoolFull | LossReason::Unexamined => None,
+    }
+}
+
+/// Whether a record the kernel lost (from the event ring or Landlock's audit records) could
+/// have been one `rule` matches: every rule but those on what Cordon itself makes in user
+/// space (the resolver's refusals, losses, actions, sessions).
+fn could_be_among_lost(rule: &ResponseRule) -> bool {
+    const MADE_HERE: [&str; 5] = [
+        "dns_denied",
+        "events_lost",
+        "contained",
+        "responder_action",
+        "session_started",
+    ];
+    !rule.kind.as_deref().is_some_and(|k| MADE_HERE.contains(&k))
+}
+
 /// Does what `rule` says to the sandbox of `event`, and records it.
-fn act(rule: &ResponseRule, event: &Event, kernel: Option<&Kernel>) -> Event {
+fn act(
+    rule: &ResponseRule,
+    event: &Event,
+    unseen: Option<LossReason>,
+    kernel: Option<&Kernel>,
+) -> Event {
     let started = Instant::now();
     let action = match rule.action {
         ResponseAction::Freeze => Action::Freeze,
@@ -75,9 +125,13 @@ fn act(rule: &ResponseRule, event: &Event, kernel: Option<&Kernel>) -> Event {
         _ => crate::contain::act(kernel, &event.sandbox, action).map(|_| ()),
     };
     tracing::info!(
-        "{}: response rule {:?} went off: {}",
+        "{}: response rule {:?} went off{}: {}",
         event.sandbox,
         rule.name,
+        unseen.map_or_else(String::new, |r| format!(
+            " on events lost unseen ({})",
+            r.as_str()
+        )),
         match &result {
             Ok(()) => crate::contain::done(action).to_string(),
             Err(e) => format!("{} failed: {e}", action.as_str()),
@@ -104,6 +158,7 @@ fn act(rule: &ResponseRule, event: &Event, kernel: Option<&Kernel>) -> Event {
             error: result.err().map(|e| e.to_string()),
             took_ms: started.elapsed().as_millis() as u64,
             evidence: None,
+            unseen,
         },
     );
     recorded.session = event.session;
@@ -175,6 +230,75 @@ mod tests {
         assert!(r
             .event(&refused("d.test"), t + Duration::from_secs(2))
             .is_empty());
+    }
+
+    fn lost(count: u64, reason: LossReason) -> Event {
+        Event::new(
+            "a-1-0",
+            "a",
+            SystemTime::now(),
+            None,
+            What::EventsLost { count, reason },
+        )
+    }
+
+    fn rule_on(kind: Option<&str>, count: u32) -> ResponseRule {
+        ResponseRule {
+            name: "shadow".into(),
+            kind: kind.map(Into::into),
+            path: Some("/etc/shadow".into()),
+            host: None,
+            syscall: None,
+            severity: None,
+            action: ResponseAction::Alert,
+            count,
+            within: Duration::from_secs(10),
+        }
+    }
+
+    #[test]
+    fn records_lost_unseen_count_as_matches_of_every_rule_they_could_have_matched() {
+        let t = Instant::now();
+        let mut r = Responder::new(&[rule_on(Some("file_denied"), 1)], None).unwrap();
+        let done = r.event(&lost(1, LossReason::RingFull), t);
+        assert_eq!(done.len(), 1, "a lost record may have been the denial");
+        let What::ResponderAction { unseen, actor, .. } = &done[0].what else {
+            panic!("{:?}", done[0]);
+        };
+        assert_eq!(*unseen, Some(LossReason::RingFull), "the record says why");
+        assert_eq!(actor.name.as_deref(), Some("shadow"));
+        // A rule counting three: two lost records are two of them, not three.
+        let mut r = Responder::new(&[rule_on(None, 3)], None).unwrap();
+        assert!(r.event(&lost(2, LossReason::AuditOverrun), t).is_empty());
+        assert_eq!(r.event(&lost(1, LossReason::RingFull), t).len(), 1);
+        // A cut channel lost any number.
+        for reason in [LossReason::RingTampered, LossReason::AuditDetached] {
+            let mut r = Responder::new(&[rule_on(None, 10_000)], None).unwrap();
+            assert_eq!(r.event(&lost(1, reason), t).len(), 1, "{reason:?}");
+        }
+    }
+
+    #[test]
+    fn losses_no_rule_could_have_seen_and_rules_on_what_cordon_makes_do_not_go_off() {
+        let t = Instant::now();
+        let mut r = Responder::new(&[rule_on(Some("file_denied"), 1)], None).unwrap();
+        // The spool's losses come after the rules; unexamined misses are refused anyway.
+        assert!(r.event(&lost(50, LossReason::SpoolFull), t).is_empty());
+        assert!(r.event(&lost(50, LossReason::Unexamined), t).is_empty());
+        // The resolver's refusals never go through the kernel's ring.
+        let mut r = alert_after(1, Duration::from_secs(10));
+        assert!(r.event(&lost(50, LossReason::RingFull), t).is_empty());
+        // A rule on losses themselves matches them as any event, not as unseen.
+        let mut r = Responder::new(&[rule_on(Some("events_lost"), 1)], None).unwrap();
+        let mut on_losses = rule_on(Some("events_lost"), 1);
+        on_losses.path = None;
+        let mut r2 = Responder::new(&[on_losses], None).unwrap();
+        assert!(r.event(&lost(5, LossReason::RingFull), t).is_empty());
+        let done = r2.event(&lost(5, LossReason::RingFull), t);
+        assert!(matches!(
+            &done[0].what,
+            What::ResponderAction { unseen: None, .. }
+        ));
     }
 
     #[test]

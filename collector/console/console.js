@@ -216,7 +216,7 @@ function describeKind(e) {
     case "events_lost": return `${e.count} events lost (${e.reason})`;
     case "contained": return `contained: ${e.action}`;
     case "session_started": return `session started for ${userOf(e)}: ${(e.command || []).join(" ")} in ${e.workspace}`;
-    case "responder_action": return `${e.action} by ${actorOf(e.actor)}: ${e.result}${e.error ? " — " + e.error : ""}`;
+    case "responder_action": return `${e.action} by ${actorOf(e.actor)}: ${e.result}${e.error ? " — " + e.error : ""}${e.unseen ? ` (on events lost unseen, ${e.unseen}: one may have been what the rule watches for)` : ""}`;
     default: return e.kind;
   }
 }

@@ -396,6 +396,7 @@ async fn alert(fleet: &Fleet, rule: &FleetRule, key: &str, seen: &Seen) {
             error: None,
             took_ms: 0,
             evidence: None,
+            unseen: None,
         },
     );
     event.session = seen.session;

@@ -310,6 +310,10 @@ pub enum What {
         /// For [`Action::Evidence`]: what the archive holds.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         evidence: Option<EvidenceRecord>,
+        /// For a response rule that acted on events lost before it could see them (failing
+        /// closed: one of them may have been what it watches for): why they were lost.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        unseen: Option<LossReason>,
     },
     /// A session began: the sandbox runs its command. The first event of every session.
     SessionStarted {
@@ -393,6 +397,20 @@ pub enum LossReason {
     /// examined: a denied path outside the view among them went unreported. Refusals
     /// (`EACCES`, `EROFS`) are never skipped.
     Unexamined,
+}
+
+impl LossReason {
+    /// The `reason` string of the JSON form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LossReason::RingFull => "ring_full",
+            LossReason::SpoolFull => "spool_full",
+            LossReason::RingTampered => "ring_tampered",
+            LossReason::AuditDetached => "audit_detached",
+            LossReason::AuditOverrun => "audit_overrun",
+            LossReason::Unexamined => "unexamined",
+        }
+    }
 }
 
 /// Who asked for a responder action.
@@ -780,6 +798,7 @@ impl Event {
                 result,
                 error,
                 evidence,
+                unseen,
                 ..
             } => {
                 let by = match (&actor.name, actor.uid) {
@@ -796,8 +815,14 @@ impl Event {
                 let archive = evidence.as_ref().map_or_else(String::new, |e| {
                     format!(" (manifest sha256 {})", e.manifest_sha256)
                 });
+                let unseen = unseen.map_or_else(String::new, |reason| {
+                    format!(
+                        " (on events lost unseen, {}: one may have been what it watches for)",
+                        reason.as_str()
+                    )
+                });
                 format!(
-                    "{action:?} requested by {by} via {}: {how}{archive}",
+                    "{action:?} requested by {by} via {}: {how}{archive}{unseen}",
                     actor.via
                 )
             }
@@ -1043,6 +1068,7 @@ mod schema_tests {
                 error: None,
                 evidence: None,
                 took_ms: 1,
+                unseen: None,
             },
             What::SessionStarted {
                 uid: 1000,
@@ -1102,7 +1128,8 @@ mod schema_tests {
     }
 
     /// Checks what the schema says of one event: the kind is listed, the required fields
-    /// (top level and the kind's) are there, and no field is one the schema does not name.
+    /// (top level and the kind's) are there, no field is one the schema does not name, and
+    /// a value the schema lists the choices of is one of them (an object's fields alike).
     #[test]
     fn every_kind_matches_the_shipped_schema() {
         let schema: serde_json::Value = serde_json::from_str(SCHEMA).unwrap();
@@ -1128,7 +1155,34 @@ mod schema_tests {
             assert_eq!(parsed.as_str(), action);
             assert_eq!(serde_json::to_value(parsed).unwrap(), action);
         }
-        for what in all {
+        // Beside one of each kind: the optional parts the first ones leave out.
+        let rule = |action, unseen, evidence| What::ResponderAction {
+            action,
+            actor: Actor {
+                via: "rule".into(),
+                uid: None,
+                pid: None,
+                name: Some("shadow".into()),
+            },
+            result: ActionResult::Done,
+            error: None,
+            took_ms: 0,
+            evidence,
+            unseen,
+        };
+        let archive = EvidenceRecord {
+            manifest_sha256: "a".repeat(64),
+            archive_sha256: "b".repeat(64),
+            bytes: 1,
+            files: 2,
+            processes: 3,
+            state: "frozen".into(),
+        };
+        let mut examples = all;
+        examples.push(rule(Action::Freeze, Some(LossReason::RingFull), None));
+        examples.push(rule(Action::Alert, Some(LossReason::AuditOverrun), None));
+        examples.push(rule(Action::Evidence, None, Some(archive)));
+        for what in examples {
             let mut event = Event::new("s-1-0", "s", SystemTime::now(), None, what);
             if event.what.is_violation() {
                 event.burst = Some(Burst {
@@ -1155,11 +1209,44 @@ mod schema_tests {
                 let field = field.as_str().unwrap();
                 assert!(!json[field].is_null(), "{kind} lacks {field}: {json}");
             }
-            for field in json.as_object().unwrap().keys() {
-                let named = !schema["properties"][field].is_null()
-                    || !rule["then"]["properties"][field].is_null();
-                assert!(named, "{kind}: field {field} is not in the schema");
+            for (field, value) in json.as_object().unwrap() {
+                let said = [
+                    &schema["properties"][field],
+                    &rule["then"]["properties"][field],
+                ]
+                .into_iter()
+                .find(|s| !s.is_null());
+                let said =
+                    said.unwrap_or_else(|| panic!("{kind}: field {field} is not in the schema"));
+                conforms(&format!("{kind}.{field}"), said, value);
             }
+        }
+    }
+
+    /// `value` is one of the choices `said` lists, if it lists them; an object's fields
+    /// are named and conform, the required ones there.
+    fn conforms(at: &str, said: &serde_json::Value, value: &serde_json::Value) {
+        if let Some(choices) = said["enum"].as_array() {
+            assert!(
+                choices.contains(value),
+                "{at}: {value} is not one of {choices:?}"
+            );
+        }
+        let Some(fields) = value.as_object() else {
+            return;
+        };
+        for field in said["required"].as_array().into_iter().flatten() {
+            let field = field.as_str().unwrap();
+            assert!(fields.contains_key(field), "{at} lacks {field}");
+        }
+        if said["properties"].is_null() {
+            return;
+        }
+        for (field, inner) in fields {
+            let at = format!("{at}.{field}");
+            let inner_said = &said["properties"][field];
+            assert!(!inner_said.is_null(), "{at} is not in the schema");
+            conforms(&at, inner_said, inner);
         }
     }
 }

@@ -357,6 +357,82 @@ fn a_steered_event_ring_is_detected_and_reported() {
 }
 
 #[test]
+fn a_denial_hidden_in_a_full_ring_still_sets_off_the_rule_that_watches_for_it() {
+    if !require_root("a_denial_hidden_in_a_full_ring_still_sets_off_the_rule_that_watches_for_it") {
+        return;
+    }
+    let f = Fixture::new(
+        "coding-agent",
+        "[[response]]\nname = \"secret read\"\nwhen = { kind = \"file_denied\", path = \"/etc/shadow\" }\naction = \"freeze\"\n",
+    );
+    let mark = f.workspace.join("read");
+    // The attack: 40 000 denied calls (the 1 MiB ring holds about 10 000 records), then the
+    // read of the secret the rule watches for, hoping its record finds no room. Made
+    // certain here by stopping `cordon run` (its reader) until the read is done, as a
+    // loaded host or a slow reader would.
+    let (sandbox, cordon) = Background::watched(
+        &f,
+        &[
+            "sleep-ms",
+            "300",
+            "flood-then-read",
+            "40000",
+            "/etc/shadow",
+            &mark.to_string_lossy(),
+            "5000",
+        ],
+    );
+    let reader = nix::unistd::Pid::from_raw(cordon.parse().expect("a pid"));
+    nix::sys::signal::kill(reader, nix::sys::signal::Signal::SIGSTOP).expect("stop the reader");
+    wait_until("the read", Duration::from_secs(30), || {
+        mark.exists().then_some(())
+    });
+    nix::sys::signal::kill(reader, nix::sys::signal::Signal::SIGCONT).expect("resume it");
+    // The rule cannot know the read was among the records lost: it freezes the sandbox.
+    let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", sandbox.init_pid()))
+        .expect("init's cgroup");
+    let cgroup = std::path::Path::new(&common::cgroup2_mount()).join(
+        cgroup
+            .lines()
+            .find_map(|l| l.strip_prefix("0::/"))
+            .expect("a cgroup v2 path"),
+    );
+    wait_until("frozen", Duration::from_secs(10), || {
+        std::fs::read_to_string(cgroup.join("cgroup.events"))
+            .ok()?
+            .lines()
+            .any(|l| l == "frozen 1")
+            .then_some(())
+    });
+    std::fs::write(cgroup.join("cgroup.freeze"), "0").expect("thaw");
+    let (answer, all) = sandbox.finish_events();
+    assert_eq!(answer, "err EACCES", "the secret stays hidden");
+    // The twin of the attack: it worked, the denial itself went unreported...
+    assert!(
+        !of_kind(&all, "file_denied")
+            .iter()
+            .any(|e| e["path"] == "/etc/shadow"),
+        "the denial was to be lost in the flood: {:?}",
+        of_kind(&all, "file_denied")
+    );
+    assert!(
+        of_kind(&all, "events_lost")
+            .iter()
+            .any(|e| e["reason"] == "ring_full"),
+        "the loss is reported"
+    );
+    // ...and the rule went off on what it could not see, saying so.
+    let acted = of_kind(&all, "responder_action");
+    assert!(
+        acted.iter().any(|e| e["action"] == "freeze"
+            && e["actor"]["name"] == "secret read"
+            && e["unseen"] == "ring_full"
+            && e["result"] == "done"),
+        "{acted:?}"
+    );
+}
+
+#[test]
 fn an_audit_listener_taken_off_its_group_is_reported_and_rejoined() {
     if !require_root("an_audit_listener_taken_off_its_group_is_reported_and_rejoined") {
         return;

@@ -63,6 +63,7 @@ pub fn collect(
                     processes: s.processes,
                     state: s.state.clone(),
                 }),
+                unseen: None,
             },
         );
     }

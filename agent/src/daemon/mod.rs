@@ -232,6 +232,7 @@ impl Daemon {
                     error: result.as_ref().err().map(|e| e.to_string()),
                     took_ms,
                     evidence: None,
+                    unseen: None,
                 },
             );
         }

@@ -286,6 +286,23 @@ fn act(args: &[String]) -> Outcome {
             }
             Outcome::Value(denied.to_string())
         }
+        // N denied calls as fast as they go (keyctl, as above), then reads PATH, then makes
+        // the file MARK and sleeps MS: a denial made where the ring buffer may have no room.
+        // `value` is how the read went.
+        "flood-then-read" => {
+            let n: i64 = arg(0).parse().unwrap_or_else(|_| usage());
+            for i in 0..n {
+                let _ = syscall(libc::SYS_keyctl, 0, i, 0);
+            }
+            let read = io(std::fs::read(arg(1)).map(drop));
+            if let Err(e) = std::fs::write(arg(2), b"") {
+                return io(Err(e));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(
+                arg(3).parse().unwrap_or_else(|_| usage()),
+            ));
+            read
+        }
         // Connects to a unix socket, sends one line and prints the first line of the answer.
         "unix-request" => {
             use std::io::BufRead as _;
