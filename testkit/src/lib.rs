@@ -1,5 +1,8 @@
 //! What Cordon's end-to-end tests (`tests/`) and benchmarks (`xtask bench`) share, so that it
-//! is written once: a PostgreSQL server of their own ([`Postgres`]).
+//! is written once: a PostgreSQL server of their own ([`Postgres`]), and an HTTP server that
+//! stands in for a collector or an output's receiver ([`http::HttpStandIn`]).
+
+pub mod http;
 
 use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;

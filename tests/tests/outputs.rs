@@ -8,16 +8,15 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use common::collector::{batch, file_event, free_port, Collector, Db};
 use common::{require_root, wait_until};
+use cordon_testkit::http::{Answer, HttpStandIn, Request};
 use hmac::{Hmac, Mac as _};
 use serde_json::{json, Value};
 
@@ -176,190 +175,49 @@ fn every_event_arrives_once(db: Db, output: &str, receiver: &mut dyn Receiver) {
 
 // --- A local HTTP server ---
 
-#[derive(Debug, Clone)]
-struct Request {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-type Answer = Arc<dyn Fn(&Request) -> (u16, String) + Send + Sync>;
-
-/// An HTTP/1.1 server on a loopback port: it keeps every request and answers each with
+/// An HTTP receiver on a loopback port: it keeps every request and answers each with
 /// `answer`. Stopped, the port refuses connections (and open ones are closed).
 struct HttpReceiver {
-    port: u16,
-    answer: Answer,
+    server: HttpStandIn,
     requests: Arc<Mutex<Vec<Request>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
     /// The event numbers in a request, its shape checked (panics name what is wrong).
     numbers: fn(&Request) -> Vec<u64>,
 }
 
 impl HttpReceiver {
     fn new(answer: Answer, numbers: fn(&Request) -> Vec<u64>) -> Self {
-        let mut r = Self {
-            port: free_port(),
-            answer,
-            requests: Arc::default(),
-            stop: Arc::default(),
-            thread: None,
+        let requests: Arc<Mutex<Vec<Request>>> = Arc::default();
+        let kept = Arc::clone(&requests);
+        let server = HttpStandIn::start(Arc::new(move |request: &Request| {
+            let reply = answer(request);
+            kept.lock().expect("requests").push(request.clone());
+            reply
+        }))
+        .expect("the receiver listens");
+        Self {
+            server,
+            requests,
             numbers,
-        };
-        r.start();
-        r
+        }
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.server.url()
     }
 }
 
 impl Receiver for HttpReceiver {
     fn start(&mut self) {
-        let listener = TcpListener::bind(("127.0.0.1", self.port)).expect("the port again");
-        listener.set_nonblocking(true).expect("nonblocking");
-        self.stop = Arc::new(AtomicBool::new(false));
-        let (stop, requests, answer) = (
-            Arc::clone(&self.stop),
-            Arc::clone(&self.requests),
-            Arc::clone(&self.answer),
-        );
-        self.thread = Some(std::thread::spawn(move || {
-            let mut open = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        let (stop, requests, answer) = (
-                            Arc::clone(&stop),
-                            Arc::clone(&requests),
-                            Arc::clone(&answer),
-                        );
-                        open.push(std::thread::spawn(move || {
-                            serve(stream, &stop, &requests, &*answer);
-                        }));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                }
-            }
-            for t in open {
-                let _ = t.join();
-            }
-        }));
+        self.server.restart().expect("the port again");
     }
 
     fn stop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            t.join().expect("the receiver's thread");
-        }
+        self.server.stop();
     }
 
     fn received(&self) -> Vec<u64> {
         let requests = self.requests.lock().expect("requests").clone();
         requests.iter().flat_map(|r| (self.numbers)(r)).collect()
-    }
-}
-
-impl Drop for HttpReceiver {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Requests on one connection, one after another, until it closes or the server stops.
-fn serve(
-    stream: TcpStream,
-    stop: &AtomicBool,
-    requests: &Mutex<Vec<Request>>,
-    answer: &dyn Fn(&Request) -> (u16, String),
-) {
-    stream.set_nonblocking(false).expect("blocking");
-    stream
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .expect("timeout");
-    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-    let mut writer = stream;
-    loop {
-        // The request line, waiting while the connection is idle.
-        let mut line = String::new();
-        loop {
-            if stop.load(Ordering::Relaxed) {
-                return;
-            }
-            match reader.read_line(&mut line) {
-                Ok(0) => return,
-                Ok(_) if line.ends_with('\n') => break,
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(_) => return,
-            }
-        }
-        reader
-            .get_ref()
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        let mut parts = line.split_whitespace();
-        let (method, path) = (
-            parts.next().unwrap_or_default().to_string(),
-            parts.next().unwrap_or_default().to_string(),
-        );
-        let mut headers = Vec::new();
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((n, v)) = h.split_once(':') {
-                headers.push((n.trim().to_lowercase(), v.trim().to_string()));
-            }
-        }
-        let length: usize = headers
-            .iter()
-            .find(|(n, _)| n == "content-length")
-            .and_then(|(_, v)| v.parse().ok())
-            .expect("the outputs send a Content-Length");
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body).expect("the body");
-        let request = Request {
-            method,
-            path,
-            headers,
-            body,
-        };
-        let (status, reply) = answer(&request);
-        requests.lock().expect("requests").push(request);
-        let head = format!(
-            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            reply.len()
-        );
-        if writer.write_all(head.as_bytes()).is_err() || writer.write_all(reply.as_bytes()).is_err()
-        {
-            return;
-        }
-        reader
-            .get_ref()
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .expect("timeout");
     }
 }
 

@@ -2,7 +2,6 @@
 //! any user can run them), and a collector stand-in that stores what it receives by event id.
 
 use std::collections::HashMap;
-use std::io::Read as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
@@ -10,6 +9,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use cordon_testkit::http::{HttpStandIn, Request};
 
 use super::{cordon_bin, probe_bin};
 
@@ -30,94 +31,75 @@ struct Received {
     tokens: Vec<String>,
 }
 
-/// An HTTP/1.1 server on 127.0.0.1 (keep-alive, Content-Length bodies) that takes cordond's
-/// batches (gzip JSON) and keeps every event by id. While `down`, it answers 503 and keeps
-/// nothing, like a collector in trouble; after `stop`, connections are refused, like a
-/// collector that is gone, until `restart` listens on the same port again.
+/// A collector that takes cordond's batches (gzip JSON) and keeps every event by id. While
+/// `down`, it answers 503 and keeps nothing, like a collector in trouble; after `stop`,
+/// connections are refused, like a collector that is gone, until `restart` listens on the
+/// same port again.
 pub struct CollectorStandIn {
     pub url: String,
-    addr: std::net::SocketAddr,
+    server: HttpStandIn,
     received: Arc<Mutex<Received>>,
     down: Arc<AtomicBool>,
     posts: Arc<AtomicUsize>,
-    /// Cleared to stop the accept loop and every connection.
-    running: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl CollectorStandIn {
     pub fn start() -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("collector binds");
-        let addr = listener.local_addr().expect("its address");
-        let mut collector = Self {
-            url: format!("http://{addr}"),
-            addr,
-            received: Arc::new(Mutex::new(Received::default())),
-            down: Arc::new(AtomicBool::new(false)),
-            posts: Arc::new(AtomicUsize::new(0)),
-            running: Arc::new(AtomicBool::new(true)),
-            thread: None,
+        let received = Arc::new(Mutex::new(Received::default()));
+        let down = Arc::new(AtomicBool::new(false));
+        let posts = Arc::new(AtomicUsize::new(0));
+        let answer = {
+            let (received, down, posts) =
+                (Arc::clone(&received), Arc::clone(&down), Arc::clone(&posts));
+            move |request: &Request| -> (u16, String) {
+                posts.fetch_add(1, Ordering::SeqCst);
+                if down.load(Ordering::SeqCst) {
+                    return (503, "{}".into());
+                }
+                let batch = (request.method == "POST" && request.path == "/api/v1/events")
+                    .then(|| request.decoded_body())
+                    .flatten()
+                    .and_then(|body| serde_json::from_slice::<serde_json::Value>(&body).ok());
+                let Some(batch) = batch else {
+                    return (400, "{}".into());
+                };
+                let mut r = received.lock().expect("lock");
+                r.hosts
+                    .push(batch["host"].as_str().unwrap_or("").to_string());
+                r.tokens.push(
+                    request
+                        .header("authorization")
+                        .unwrap_or_default()
+                        .to_string(),
+                );
+                for event in batch["events"].as_array().cloned().unwrap_or_default() {
+                    r.total += 1;
+                    let id = event["id"].as_str().unwrap_or("").to_string();
+                    r.events.insert(id, event);
+                }
+                (200, "{}".into())
+            }
         };
-        collector.serve(listener);
-        collector
+        let server = HttpStandIn::start(Arc::new(answer)).expect("the collector stand-in listens");
+        Self {
+            url: server.url(),
+            server,
+            received,
+            down,
+            posts,
+        }
     }
 
     /// Stops listening and closes every connection: connections are refused from now on.
     pub fn stop(&mut self) {
-        self.running.store(false, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.server.stop();
     }
 
     /// Listens again on the same port, keeping what was received.
     pub fn restart(&mut self) {
-        let until = Instant::now() + Duration::from_secs(10);
-        let listener = loop {
-            match std::net::TcpListener::bind(self.addr) {
-                Ok(l) => break l,
-                Err(e) => {
-                    assert!(
-                        Instant::now() < until,
-                        "cannot listen on {} again: {e}",
-                        self.addr
-                    );
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-        };
-        self.running = Arc::new(AtomicBool::new(true));
-        self.serve(listener);
-    }
-
-    fn serve(&mut self, listener: std::net::TcpListener) {
-        listener.set_nonblocking(true).expect("nonblocking");
-        let (received, down, posts, running) = (
-            Arc::clone(&self.received),
-            Arc::clone(&self.down),
-            Arc::clone(&self.posts),
-            Arc::clone(&self.running),
-        );
-        self.thread = Some(std::thread::spawn(move || {
-            while running.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        let _ = stream.set_nonblocking(false);
-                        let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
-                        let (received, down, posts, running) = (
-                            Arc::clone(&received),
-                            Arc::clone(&down),
-                            Arc::clone(&posts),
-                            Arc::clone(&running),
-                        );
-                        std::thread::spawn(move || {
-                            connection(stream, &received, &down, &posts, &running)
-                        });
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                }
-            }
-        }));
+        self.server
+            .restart()
+            .unwrap_or_else(|e| panic!("cannot listen on {} again: {e}", self.url));
     }
 
     pub fn set_down(&self, down: bool) {
@@ -145,121 +127,6 @@ impl CollectorStandIn {
 
     pub fn hosts(&self) -> Vec<String> {
         self.received.lock().expect("lock").hosts.clone()
-    }
-}
-
-impl Drop for CollectorStandIn {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// One keep-alive connection: requests until the peer closes or the stand-in stops.
-fn connection(
-    stream: std::net::TcpStream,
-    received: &Mutex<Received>,
-    down: &AtomicBool,
-    posts: &AtomicUsize,
-    running: &AtomicBool,
-) {
-    use std::io::{BufRead as _, Write as _};
-    let mut reader = std::io::BufReader::new(stream);
-    loop {
-        // The request line and headers.
-        let mut headers: Vec<String> = Vec::new();
-        let mut line = String::new();
-        loop {
-            match reader.read_line(&mut line) {
-                Ok(0) => return,
-                Ok(_) if !line.ends_with('\n') => continue,
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    if !running.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    continue;
-                }
-                Err(_) => return,
-            }
-            let done = line.trim_end().to_string();
-            line.clear();
-            if done.is_empty() {
-                if headers.is_empty() {
-                    continue;
-                }
-                break;
-            }
-            headers.push(done);
-        }
-        if !running.load(Ordering::SeqCst) {
-            return;
-        }
-        let header = |name: &str| {
-            headers.iter().skip(1).find_map(|h| {
-                let (k, v) = h.split_once(':')?;
-                k.trim()
-                    .eq_ignore_ascii_case(name)
-                    .then(|| v.trim().to_string())
-            })
-        };
-        let length: usize = header("content-length")
-            .and_then(|l| l.parse().ok())
-            .unwrap_or(0);
-        let mut raw = vec![0u8; length];
-        let _ = reader
-            .get_ref()
-            .set_read_timeout(Some(Duration::from_secs(5)));
-        if reader.read_exact(&mut raw).is_err() {
-            return;
-        }
-        let _ = reader
-            .get_ref()
-            .set_read_timeout(Some(Duration::from_millis(100)));
-        posts.fetch_add(1, Ordering::SeqCst);
-        let status = if down.load(Ordering::SeqCst) {
-            "503 Service Unavailable"
-        } else {
-            let path_ok = headers
-                .first()
-                .is_some_and(|l| l.starts_with("POST /api/v1/events "));
-            let gzip = header("content-encoding").as_deref() == Some("gzip");
-            let mut body = Vec::new();
-            let decoded = if gzip {
-                flate2::read::GzDecoder::new(&raw[..])
-                    .read_to_end(&mut body)
-                    .is_ok()
-            } else {
-                body = raw;
-                true
-            };
-            let batch: Option<serde_json::Value> = decoded
-                .then(|| serde_json::from_slice(&body).ok())
-                .flatten();
-            match batch.filter(|_| path_ok) {
-                Some(batch) => {
-                    let mut r = received.lock().expect("lock");
-                    r.hosts
-                        .push(batch["host"].as_str().unwrap_or("").to_string());
-                    r.tokens.push(header("authorization").unwrap_or_default());
-                    for event in batch["events"].as_array().cloned().unwrap_or_default() {
-                        r.total += 1;
-                        let id = event["id"].as_str().unwrap_or("").to_string();
-                        r.events.insert(id, event);
-                    }
-                    "200 OK"
-                }
-                None => "400 Bad Request",
-            }
-        };
-        let reply = format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\n\r\n{{}}");
-        if reader.get_mut().write_all(reply.as_bytes()).is_err() {
-            return;
-        }
     }
 }
 

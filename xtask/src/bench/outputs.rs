@@ -4,14 +4,12 @@
 //! answers at once (HTTP for the webhook, Slack, OTLP, HEC and `_bulk`; TCP for syslog).
 //! (Slack's output sends 100 events a message here rather than its default 20: a Slack
 //! channel is for the few alerts people read, and Slack takes about one message a second.)
-//! (Slack's output sends 100 events a message here rather than its default 20: a Slack
-//! channel is for the few alerts people read, and Slack takes about one message a second.)
 //! Measured per batch: from the collector's answer to the host (stored) to the last of the
 //! batch's events at the receiver. What the receiver does with them (a SIEM's own
 //! indexing) is not included.
 
 use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{BufRead as _, BufReader, Read as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Stdio;
@@ -20,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
+use cordon_testkit::http::{HttpStandIn, Request};
 
 use super::chart::{Chart, Group};
 use super::collector::{start_with, token};
@@ -45,14 +44,8 @@ pub fn run(collector: &Path) -> Result<Report> {
     ] {
         let dir = super::scratch("outputs")?;
         let arrivals: Arrivals = Arc::default();
-        let stop = Arc::new(AtomicBool::new(false));
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let port = listener.local_addr()?.port();
-        let receiver = {
-            let (arrivals, stop) = (Arc::clone(&arrivals), Arc::clone(&stop));
-            let syslog = kind == "syslog";
-            std::thread::spawn(move || receive(listener, syslog, kind, &arrivals, &stop))
-        };
+        let receiver = Receiver::start(kind, &arrivals)?;
+        let port = receiver.port();
         std::fs::write(dir.path().join("secret"), "bench")?;
         let url = format!("http://127.0.0.1:{port}");
         let settings = match kind {
@@ -113,10 +106,8 @@ pub fn run(collector: &Path) -> Result<Report> {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        stop.store(true, Ordering::Relaxed);
-        let _ = TcpStream::connect(("127.0.0.1", port));
         drop(server);
-        let _ = receiver.join();
+        drop(receiver);
         let arrivals = arrivals.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
         let mut samples: Vec<f64> = acked
             .iter()
@@ -200,26 +191,74 @@ fn count(arrivals: &Arrivals, data: &[u8]) {
     }
 }
 
-fn receive(
-    listener: TcpListener,
-    syslog: bool,
-    kind: &'static str,
-    arrivals: &Arrivals,
-    stop: &AtomicBool,
-) {
-    for stream in listener.incoming() {
-        if stop.load(Ordering::Relaxed) {
-            return;
-        }
-        let Ok(stream) = stream else { continue };
+/// The receiver of one output type: HTTP for all but syslog, answered at once as the real
+/// receiver would; octet-counted frames over TCP for syslog.
+enum Receiver {
+    Http(HttpStandIn),
+    Syslog {
+        port: u16,
+        stop: Arc<AtomicBool>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    },
+}
+
+impl Receiver {
+    fn start(kind: &'static str, arrivals: &Arrivals) -> Result<Self> {
         let arrivals = Arc::clone(arrivals);
-        std::thread::spawn(move || {
-            let _ = if syslog {
-                frames(stream, &arrivals)
-            } else {
-                requests(stream, kind, &arrivals)
+        if kind != "syslog" {
+            let reply = match kind {
+                "splunk_hec" => r#"{"text":"Success","code":0}"#,
+                "elasticsearch" => r#"{"took":1,"errors":false,"items":[]}"#,
+                "otlp" => "",
+                _ => "ok",
             };
-        });
+            let answer = move |request: &Request| {
+                count(&arrivals, &request.body);
+                (200, reply.to_string())
+            };
+            return Ok(Self::Http(HttpStandIn::start(Arc::new(answer))?));
+        }
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let arrivals = Arc::clone(&arrivals);
+                    std::thread::spawn(move || frames(stream, &arrivals));
+                }
+            })
+        };
+        Ok(Self::Syslog {
+            port,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    fn port(&self) -> u16 {
+        match self {
+            Self::Http(server) => server.port(),
+            Self::Syslog { port, .. } => *port,
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Self::Syslog { port, stop, thread } = self {
+            stop.store(true, Ordering::Relaxed);
+            // Wakes the accept loop to see it.
+            let _ = TcpStream::connect(("127.0.0.1", *port));
+            if let Some(t) = thread.take() {
+                let _ = t.join();
+            }
+        }
     }
 }
 
@@ -235,48 +274,5 @@ fn frames(stream: TcpStream, arrivals: &Arrivals) -> std::io::Result<()> {
         let mut frame = vec![0; n];
         reader.read_exact(&mut frame)?;
         count(arrivals, &frame);
-    }
-}
-
-/// HTTP/1.1 requests, each answered at once as its receiver would.
-fn requests(stream: TcpStream, kind: &str, arrivals: &Arrivals) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut writer = stream;
-    let reply = match kind {
-        "splunk_hec" => r#"{"text":"Success","code":0}"#,
-        "elasticsearch" => r#"{"took":1,"errors":false,"items":[]}"#,
-        "otlp" => "",
-        _ => "ok",
-    };
-    loop {
-        let mut length = 0;
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h)? == 0 {
-                return Ok(());
-            }
-            if h.trim().is_empty() {
-                break;
-            }
-            if let Some((name, value)) = h.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body)?;
-        count(arrivals, &body);
-        // One write: an answer in pieces would wait on the client's delayed ACK.
-        let answer = format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{reply}",
-            reply.len()
-        );
-        writer.write_all(answer.as_bytes())?;
     }
 }

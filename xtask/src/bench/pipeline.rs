@@ -12,14 +12,13 @@
 //! own ingest is the `collector` scenario).
 
 use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
+use cordon_testkit::http::{HttpStandIn, Request};
 
 use super::chart::{Chart, Group};
 use super::{helper_output, percentile, proc_field, s, Bins, Report};
@@ -38,65 +37,33 @@ struct Arrival {
 /// Every event, by id.
 type Arrivals = Arc<Mutex<HashMap<String, Arrival>>>;
 
-/// A minimal HTTP/1.1 server (keep-alive, Content-Length bodies) that takes cordond's
-/// batches and notes each event's kernel time and arrival.
-fn collector(arrivals: Arrivals) -> Result<String> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let url = format!("http://{}", listener.local_addr()?);
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let arrivals = Arc::clone(&arrivals);
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream);
-                loop {
-                    let mut length = 0usize;
-                    let mut line = String::new();
-                    loop {
-                        line.clear();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let l = line.trim_end();
-                        if l.is_empty() {
-                            break;
-                        }
-                        if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0u8; length];
-                    if reader.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    let now = SystemTime::now();
-                    let mut json = Vec::new();
-                    let _ = flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut json);
-                    if let Ok(batch) = serde_json::from_slice::<serde_json::Value>(&json) {
-                        let mut a = arrivals.lock().unwrap_or_else(|e| e.into_inner());
-                        for e in batch["events"].as_array().into_iter().flatten() {
-                            let (Some(id), Some(time)) = (e["id"].as_str(), e["time"].as_str())
-                            else {
-                                continue;
-                            };
-                            if let Ok(made) = humantime_parse(time) {
-                                a.entry(id.to_string()).or_insert(Arrival {
-                                    made,
-                                    arrived: now,
-                                    kind: e["kind"].as_str().unwrap_or("").to_string(),
-                                    count: e["count"].as_u64().unwrap_or(1),
-                                });
-                            }
-                        }
-                    }
-                    let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
-                    if reader.get_mut().write_all(reply).is_err() {
-                        return;
-                    }
+/// A collector stand-in that takes cordond's batches and notes each event's kernel time and
+/// arrival.
+fn collector(arrivals: Arrivals) -> Result<HttpStandIn> {
+    let answer = move |request: &Request| {
+        let now = SystemTime::now();
+        let batch = request
+            .decoded_body()
+            .and_then(|json| serde_json::from_slice::<serde_json::Value>(&json).ok());
+        if let Some(batch) = batch {
+            let mut a = arrivals.lock().unwrap_or_else(|e| e.into_inner());
+            for e in batch["events"].as_array().into_iter().flatten() {
+                let (Some(id), Some(time)) = (e["id"].as_str(), e["time"].as_str()) else {
+                    continue;
+                };
+                if let Ok(made) = humantime_parse(time) {
+                    a.entry(id.to_string()).or_insert(Arrival {
+                        made,
+                        arrived: now,
+                        kind: e["kind"].as_str().unwrap_or("").to_string(),
+                        count: e["count"].as_u64().unwrap_or(1),
+                    });
                 }
-            });
+            }
         }
-    });
-    Ok(url)
+        (200, "{}".to_string())
+    };
+    Ok(HttpStandIn::start(Arc::new(answer))?)
 }
 
 fn humantime_parse(text: &str) -> Result<SystemTime> {
@@ -234,8 +201,8 @@ pub fn run(bins: &Bins) -> Result<Report> {
 
     // The kernel to a collector, through cordond.
     let arrivals: Arrivals = Arc::default();
-    let url = collector(Arc::clone(&arrivals))?;
-    let daemon = start_cordond(bins, dir.path(), "bench", &url, None)?;
+    let stand_in = collector(Arc::clone(&arrivals))?;
+    let daemon = start_cordond(bins, dir.path(), "bench", &stand_in.url(), None)?;
     let pid = daemon.child.id();
     let mut pipeline = Vec::new();
     println!(
