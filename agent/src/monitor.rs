@@ -20,7 +20,7 @@ use crate::ebpf::{abi, Kernel};
 use crate::event::{Action, Event, NetReason, Process, Protocol, What};
 use crate::export::burst::Bursts;
 use crate::export::spool::{SpoolConfig, SpoolWriter};
-use crate::report::{Reporter, Stop};
+use crate::report::{Done, Reporter, Stop, Worker};
 
 /// Where events go.
 #[derive(Debug, Default)]
@@ -351,8 +351,13 @@ impl Judge {
 
 pub struct Monitor {
     stop: Arc<Stop>,
-    threads: Vec<JoinHandle<()>>,
-    writer: JoinHandle<std::io::Result<u64>>,
+    /// The reader of the sandbox's event ring.
+    kernel: Worker<()>,
+    /// The listener for Landlock's audit records.
+    audit: Option<Worker<()>>,
+    /// The sandbox's DNS resolver's threads.
+    resolver: Vec<JoinHandle<()>>,
+    writer: Worker<std::io::Result<u64>>,
     reporter: Option<Reporter>,
 }
 
@@ -365,47 +370,45 @@ impl Monitor {
         severity: crate::policy::SeverityPolicy,
         sink: Sink,
         mut responder: Option<crate::responder::Responder>,
-    ) -> std::io::Result<(Reporter, JoinHandle<std::io::Result<u64>>)> {
+    ) -> std::io::Result<(Reporter, Worker<std::io::Result<u64>>)> {
         let (tx, rx) = mpsc::channel::<Event>();
         let mut outputs = Outputs::open(sink)?;
-        let writer = std::thread::Builder::new()
-            .name("cordon-events".into())
-            .spawn(move || {
-                let mut bursts = Bursts::new(BURST_WINDOW);
-                let mut checked = Instant::now();
-                loop {
-                    match rx.recv_timeout(Duration::from_millis(200)) {
-                        Ok(event) => {
-                            // Response rules see every event as it comes, repeats too,
-                            // before repeats are gathered into one.
-                            let responses = responder
-                                .as_mut()
-                                .map(|r| r.event(&event, Instant::now()))
-                                .unwrap_or_default();
-                            for event in bursts.push(event, Instant::now()) {
-                                outputs.write(&event)?;
-                            }
-                            for response in responses {
-                                outputs.write(&response)?;
-                            }
-                        }
-                        Err(mpsc::RecvTimeoutError::Timeout) => {}
-                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                    }
-                    // Closed bursts and the spool's drop count, a few times a second.
-                    if checked.elapsed() >= Duration::from_millis(100) {
-                        checked = Instant::now();
-                        for event in bursts.due(checked) {
+        let writer = Worker::spawn("cordon-events", move || {
+            let mut bursts = Bursts::new(BURST_WINDOW);
+            let mut checked = Instant::now();
+            loop {
+                match rx.recv_timeout(Duration::from_millis(200)) {
+                    Ok(event) => {
+                        // Response rules see every event as it comes, repeats too,
+                        // before repeats are gathered into one.
+                        let responses = responder
+                            .as_mut()
+                            .map(|r| r.event(&event, Instant::now()))
+                            .unwrap_or_default();
+                        for event in bursts.push(event, Instant::now()) {
                             outputs.write(&event)?;
                         }
-                        outputs.report_drops(false)?;
+                        for response in responses {
+                            outputs.write(&response)?;
+                        }
                     }
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
-                for event in bursts.flush() {
-                    outputs.write(&event)?;
+                // Closed bursts and the spool's drop count, a few times a second.
+                if checked.elapsed() >= Duration::from_millis(100) {
+                    checked = Instant::now();
+                    for event in bursts.due(checked) {
+                        outputs.write(&event)?;
+                    }
+                    outputs.report_drops(false)?;
                 }
-                outputs.finish()
-            })?;
+            }
+            for event in bursts.flush() {
+                outputs.write(&event)?;
+            }
+            outputs.finish()
+        })?;
         let reporter = Reporter::new(sandbox, profile, session, severity, tx);
         Ok((reporter, writer))
     }
@@ -415,52 +418,62 @@ impl Monitor {
     pub fn start(
         watch: Watch,
         reporter: Reporter,
-        writer: JoinHandle<std::io::Result<u64>>,
+        writer: Worker<std::io::Result<u64>>,
         stop: Arc<Stop>,
-        extra: Vec<JoinHandle<()>>,
+        resolver: Vec<JoinHandle<()>>,
     ) -> std::io::Result<Self> {
-        let mut threads = extra;
         let mut watch = watch;
-        if let Some((listener, creators)) = watch.audit.take() {
-            let stop = Arc::clone(&stop);
-            let reporter = reporter.clone();
-            threads.push(
-                std::thread::Builder::new()
-                    .name("cordon-audit".into())
-                    .spawn(move || listener.watch(creators, &reporter, &stop))?,
-            );
-        }
+        let audit = match watch.audit.take() {
+            Some((listener, creators)) => {
+                let stop = Arc::clone(&stop);
+                let reporter = reporter.clone();
+                Some(Worker::spawn("cordon-audit", move || {
+                    listener.watch(creators, &reporter, &stop)
+                })?)
+            }
+            None => None,
+        };
         let thread_stop = Arc::clone(&stop);
         let thread_reporter = reporter.clone();
-        threads.push(
-            std::thread::Builder::new()
-                .name("cordon-kernel".into())
-                .spawn(move || watch_kernel(watch, &thread_reporter, &thread_stop))?,
-        );
+        let kernel = Worker::spawn_with("cordon-kernel", move |done| {
+            watch_kernel(watch, &thread_reporter, &thread_stop, done)
+        })?;
         Ok(Self {
             stop,
-            threads,
+            kernel,
+            audit,
+            resolver,
             writer,
             reporter: Some(reporter),
         })
     }
 
-    /// Stops watching once every event the sandbox produced is read; returns how many were written.
-    pub fn finish(mut self) -> std::io::Result<u64> {
+    /// Stops watching once every event the sandbox produced is read; returns how many were
+    /// written. `ring_read` is called as soon as the last record of the sandbox's ring is
+    /// (to give the sandbox's entries and ring back), while the audit listener makes its last
+    /// check of its channel (a round trip to the kernel's audit thread, a quarter of a
+    /// millisecond that the end of every run would otherwise wait for in turn).
+    pub fn finish(mut self, ring_read: impl FnOnce()) -> std::io::Result<u64> {
         self.stop.stop();
-        for t in self.threads.drain(..) {
+        // The writer finishes once the watchers have let go of theirs, beside the rest.
+        drop(self.reporter.take());
+        let _ = self.kernel.wait();
+        ring_read();
+        if let Some(audit) = self.audit.take() {
+            let _ = audit.wait();
+        }
+        for t in self.resolver.drain(..) {
             let _ = t.join();
         }
-        drop(self.reporter.take());
         self.writer
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("the event writer panicked")))
+            .wait()
+            .unwrap_or_else(|| Err(std::io::Error::other("the event writer panicked")))
     }
 }
 
 /// Reads the ring buffer until stopped, then drains it; reports lost events and changes of
 /// the containment state along the way.
-fn watch_kernel(mut watch: Watch, reporter: &Reporter, stop: &Stop) {
+fn watch_kernel(mut watch: Watch, reporter: &Reporter, stop: &Stop, done: Done<()>) {
     let clock = Clock::now();
     // The sandbox's cgroup's name (`<cgroup2>/cordon/<name>/cgroup.events`).
     let own = watch
@@ -568,6 +581,8 @@ fn watch_kernel(mut watch: Watch, reporter: &Reporter, stop: &Stop) {
             }
         }
         if stopping {
+            // Read to the end: the caller may give the ring back while this thread unmaps it.
+            done.send(());
             return;
         }
     }

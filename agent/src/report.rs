@@ -1,6 +1,6 @@
 //! What every thread that watches a sandbox holds: the [`Reporter`] it hands events to, and
-//! the [`Stop`] that tells it to finish. The watchers (`monitor`, `audit`, the DNS resolver)
-//! depend on these and not on each other.
+//! the [`Stop`] that tells it to finish; and the [`Worker`] each runs as. The watchers
+//! (`monitor`, `audit`, the DNS resolver) depend on these and not on each other.
 
 use std::os::fd::AsFd as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,6 +9,50 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use crate::event::{Event, Process, What};
+
+/// A thread whose work is waited for, not its end: [`Worker::wait`] returns as soon as the
+/// thread's result is ready, while the thread frees what it held and exits unwatched. A
+/// thread's exit gives its stack back to the kernel and an unmapped ring buffer its pages,
+/// each of which flushes the other processors' TLBs by interrupt: about 0.1 ms in a VM, that
+/// the end of every `cordon run` would otherwise wait for, once per watcher.
+pub struct Worker<T> {
+    done: mpsc::Receiver<T>,
+}
+
+/// Where a [`Worker`] puts its result.
+pub struct Done<T>(mpsc::SyncSender<T>);
+
+impl<T> Done<T> {
+    pub fn send(self, result: T) {
+        let _ = self.0.send(result);
+    }
+}
+
+impl<T: Send + 'static> Worker<T> {
+    /// Runs `work` on a thread of its own; its result is ready once it has returned (and
+    /// dropped what it held).
+    pub fn spawn(name: &str, work: impl FnOnce() -> T + Send + 'static) -> std::io::Result<Self> {
+        Self::spawn_with(name, move |done| done.send(work()))
+    }
+
+    /// Runs `work` on a thread of its own; its result is ready once it sends it, and what it
+    /// drops afterwards is not waited for.
+    pub fn spawn_with(
+        name: &str,
+        work: impl FnOnce(Done<T>) + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let (tx, done) = mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || work(Done(tx)))?;
+        Ok(Self { done })
+    }
+
+    /// The result; `None` if the work panicked before sending it.
+    pub fn wait(self) -> Option<T> {
+        self.done.recv().ok()
+    }
+}
 
 /// Tells every watching thread to finish, at once: each waits in [`Stop::wait`] on its own
 /// descriptor and the stop's pipe, and `stop()` closes the pipe's write end, which wakes

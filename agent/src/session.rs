@@ -159,7 +159,11 @@ where
             ) {
                 Ok(m) => Some(m),
                 Err(e) => {
-                    end_unwatched(running, || unregister(kernel, policy, cgroup_id, say));
+                    end_unwatched(running, || {
+                        if let Err(e) = unregister(kernel, policy, cgroup_id) {
+                            say(Notice::Warning(e));
+                        }
+                    });
                     return Err(SessionError::Unwatched(e));
                 }
             }
@@ -169,12 +173,18 @@ where
     // Once the sandbox has ended: its last events read, its entries and ring given back.
     let ended = || {
         if let (Some((monitor, cgroup_id)), Some(kernel)) = (monitor, &kernel) {
-            if let Err(e) = monitor.finish() {
+            let mut unregistered = Ok(());
+            let written = monitor.finish(|| {
+                unregistered = unregister(kernel, policy, cgroup_id);
+            });
+            if let Err(e) = written {
                 say(Notice::Warning(format!(
                     "cannot write the sandbox's events: {e}"
                 )));
             }
-            unregister(kernel, policy, cgroup_id, say);
+            if let Err(e) = unregistered {
+                say(Notice::Warning(e));
+            }
         }
     };
     if let Some(control) = options.control {
@@ -184,19 +194,19 @@ where
         }
     }
     // What runs killed before they could clean up left behind, swept while this one runs.
-    let sweeper = kernel.as_ref().map(|kernel| {
+    let sweeper = kernel.as_ref().and_then(|kernel| {
         let kernel = Arc::clone(kernel);
-        std::thread::spawn(move || sweep(&kernel))
+        crate::report::Worker::spawn("cordon-sweep", move || sweep(&kernel)).ok()
     });
     let exit = running.wait_and(ended).map_err(SessionError::Wait);
-    match sweeper.map(std::thread::JoinHandle::join) {
-        Some(Ok(Err(e))) => say(Notice::Warning(format!(
+    match sweeper.map(crate::report::Worker::wait) {
+        Some(Some(Err(e))) => say(Notice::Warning(format!(
             "cannot sweep ended sandboxes: {e}"
         ))),
-        Some(Err(_)) => say(Notice::Warning(
+        Some(None) => say(Notice::Warning(
             "the sweep of ended sandboxes panicked".into(),
         )),
-        Some(Ok(Ok(_))) | None => {}
+        Some(Some(Ok(_))) | None => {}
     }
     exit
 }
@@ -511,14 +521,14 @@ fn end_unwatched(running: sandbox::Running, ended: impl FnOnce()) {
 
 /// Takes an ended sandbox out of the eBPF maps (its syscall rules by key) and gives its
 /// ring buffer back to the pool.
-fn unregister(kernel: &Kernel, policy: &Policy, cgroup_id: u64, say: &mut dyn FnMut(Notice)) {
+fn unregister(kernel: &Kernel, policy: &Policy, cgroup_id: u64) -> Result<(), String> {
     let rule_numbers: Vec<u32> = crate::ebpf::syscalls::rules(&policy.syscalls, false)
         .iter()
         .map(|(nr, _)| *nr)
         .collect();
-    if let Err(e) = kernel.unregister(cgroup_id, Some(&rule_numbers)) {
-        say(Notice::Warning(e.to_string()));
-    }
+    kernel
+        .unregister(cgroup_id, Some(&rule_numbers))
+        .map_err(|e| e.to_string())
 }
 
 /// Follows the caller's connection while the sandbox runs: signals it sends go to the
