@@ -64,6 +64,9 @@ struct AuditStatus {
 #[derive(Debug)]
 pub struct AuditListener {
     socket: OwnedFd,
+    /// The kernel's count of dropped records when the listener was opened, if known then:
+    /// what it reports drops against.
+    lost_at_open: Option<u32>,
 }
 
 fn netlink_socket() -> std::io::Result<OwnedFd> {
@@ -117,23 +120,33 @@ fn request(kind: u16, status: &AuditStatus) -> std::io::Result<Option<AuditStatu
     Ok(None)
 }
 
-/// [`enable`], saying what happened in the log; a failure leaves file denials unreported
-/// (they are still enforced), so it is a warning, not an error.
-pub fn enable_logged() {
-    match enable() {
-        Ok(true) => {
-            tracing::info!("kernel auditing was off; turned it on for Landlock's denial records")
+/// Turns kernel auditing on when it is off (Landlock only logs denials when it is on), and
+/// raises the queue of records waiting for a reader to [`BACKLOG_LIMIT`] when it is below;
+/// says what happened in the log. A failure leaves file denials unreported (they are still
+/// enforced), so it is a warning, not an error. Returns the status the kernel reported.
+pub fn enable_logged() -> Option<AuditStatusSeen> {
+    let enabled = status().and_then(|s| enable_from(&s).map(|was_off| (s, was_off)));
+    match enabled {
+        Ok((status, was_off)) => {
+            if was_off {
+                tracing::info!(
+                    "kernel auditing was off; turned it on for Landlock's denial records"
+                );
+            }
+            Some(AuditStatusSeen { lost: status.lost })
         }
-        Ok(false) => {}
-        Err(e) => tracing::warn!("cannot turn kernel auditing on: {e}"),
+        Err(e) => {
+            tracing::warn!("cannot turn kernel auditing on: {e}");
+            None
+        }
     }
 }
 
-/// Turns kernel auditing on when it is off (Landlock only logs denials when it is on), and
-/// raises the queue of records waiting for a reader to [`BACKLOG_LIMIT`] when it is below.
-/// Returns whether auditing was off.
-pub fn enable() -> std::io::Result<bool> {
-    enable_from(&status()?)
+/// What [`enable_logged`] saw of the kernel's audit status.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditStatusSeen {
+    /// Records the kernel has dropped since boot.
+    lost: u32,
 }
 
 /// [`enable`], given the status the kernel last reported.
@@ -165,8 +178,10 @@ fn status() -> std::io::Result<AuditStatus> {
 }
 
 impl AuditListener {
-    /// Joins the audit multicast group (needs CAP_AUDIT_READ).
-    pub fn open() -> std::io::Result<Self> {
+    /// Joins the audit multicast group (needs CAP_AUDIT_READ). `seen` is the status the
+    /// caller just had from the kernel (auditing on, records dropped until now), which
+    /// spares the listener asking again when it starts.
+    pub fn open(seen: Option<AuditStatusSeen>) -> std::io::Result<Self> {
         let socket = netlink_socket()?;
         socket::bind(
             socket.as_raw_fd(),
@@ -174,7 +189,10 @@ impl AuditListener {
         )?;
         // A burst of denials must not be dropped by a small socket buffer.
         let _ = socket::setsockopt(&socket, socket::sockopt::RcvBuf, &(4 << 20));
-        Ok(Self { socket })
+        Ok(Self {
+            socket,
+            lost_at_open: seen.map(|s| s.lost),
+        })
     }
 
     /// Checks that this listener still gets every audit record: a member of the read-only
@@ -242,8 +260,12 @@ impl AuditListener {
             pending: HashMap::new(),
         };
         let mut buf = vec![0u8; 65536];
-        let mut lost = None;
-        self.check_channel(&mut lost, reporter);
+        // Asked of the kernel (a round trip through its audit thread) only when the
+        // opener did not just do it: drops are counted from the opening on either way.
+        let mut lost = self.lost_at_open;
+        if lost.is_none() {
+            self.check_channel(&mut lost, reporter);
+        }
         let mut checked = std::time::Instant::now();
         loop {
             if checked.elapsed() >= CHANNEL_CHECK {

@@ -312,10 +312,8 @@ struct Registered {
 /// A listener for Landlock's denial records, with kernel auditing turned on if it was off.
 /// Without it, file denials are not reported (the sandbox still enforces them).
 fn landlock_audit(enable: bool) -> std::io::Result<crate::audit::AuditListener> {
-    if enable {
-        crate::audit::enable_logged();
-    }
-    crate::audit::AuditListener::open()
+    let seen = enable.then(crate::audit::enable_logged).flatten();
+    crate::audit::AuditListener::open(seen)
 }
 
 /// Enters the sandbox into the eBPF maps, with its resolver's ports when it has network.
