@@ -719,7 +719,11 @@ fn file_denied(
             judged(through)
         })
         .or_else(|| {
-            // A link in a tree of the sandbox's own (its private /tmp), read where it is.
+            // A link in a tree of the sandbox's own (its private /tmp), read where it is;
+            // elsewhere a link is the host's, and was followed above.
+            if !view.in_private_tree(&absolute) {
+                return None;
+            }
             let link = std::fs::read_link(in_sandbox(&absolute)?).ok()?;
             let through = absolute.parent()?.join(link);
             judged(crate::sandbox::view::normalize(&through))
@@ -746,6 +750,9 @@ fn file_denied(
 /// `path` as the host's `/proc` names it: the process's own entry (`self`, `thread-self`,
 /// or its number inside the sandbox's PID namespace) is `/proc/<pid>` with its host pid.
 fn host_proc(path: &std::path::Path, pid: u32) -> PathBuf {
+    if !path.starts_with("/proc") {
+        return path.to_path_buf();
+    }
     let mut own = vec!["self".to_string(), "thread-self".to_string()];
     // Its number as the sandbox sees it: the last of `NSpid`.
     if let Some(ns) = std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -791,11 +798,32 @@ fn proc_link(path: &std::path::Path, pid: u32) -> Option<PathBuf> {
 /// `/proc` taken as such); `None` when the directory cannot be resolved.
 fn host_path(path: &std::path::Path, pid: u32) -> Option<PathBuf> {
     let dir = host_proc(path.parent()?, pid);
-    let resolved = std::fs::canonicalize(dir).ok()?;
+    // A process's entries in `/proc` are links the kernel resolves by name, read as such.
+    let resolved = if dir.starts_with("/proc") {
+        std::fs::canonicalize(dir).ok()?
+    } else {
+        resolved_dir(&dir)?
+    };
     Some(match path.file_name() {
         Some(name) => resolved.join(name),
         None => resolved,
     })
+}
+
+/// The directory `dir` (a host path) with its symlinks resolved: opened, and named by the
+/// kernel. Three calls, where `realpath` reads each component as a link: a watcher
+/// examining a program's misses (git looks for a `.gitignore` in every directory) does it
+/// hundreds of times a second, beside the program, on a machine's other processor.
+fn resolved_dir(dir: &std::path::Path) -> Option<PathBuf> {
+    use nix::fcntl::OFlag;
+    use std::os::fd::AsRawFd as _;
+    let fd = nix::fcntl::open(
+        dir,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ok()?;
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()
 }
 
 /// Turns CLOCK_MONOTONIC (the kernel's event times) into wall-clock time.
