@@ -377,7 +377,9 @@ pub fn work(bins: &Bins, runs: usize) -> Result<Report> {
         ),
         (
             format!("git status ({files} files)"),
-            sh(format!("git -C {} status --porcelain", q(&tree))),
+            // Debian's git, by its path: a `git` found first on PATH elsewhere (/usr/local)
+            // may be one the sandbox does not run, and then each subject would time another.
+            sh(format!("/usr/bin/git -C {} status --porcelain", q(&tree))),
         ),
         (
             "cargo build of a small crate (clean)".into(),
