@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::net::IpAddr;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -689,14 +689,18 @@ fn file_denied(
     };
     // `path` where the sandbox sees it: through the root of the process that asked or, gone
     // already, of another of the sandbox's.
-    let in_sandbox = |path: &std::path::Path| -> Option<PathBuf> {
+    let in_sandbox = |path: &std::path::Path| -> Option<OwnedFd> {
+        if let Some(found) = in_root_of(header.pid, path) {
+            return Some(found);
+        }
+        // The process that asked may be gone: another of the sandbox's sees the same.
         let others = cgroup
             .and_then(|c| std::fs::read_to_string(c.join("cgroup.procs")).ok())
             .unwrap_or_default();
-        std::iter::once(header.pid.to_string())
-            .chain(others.lines().map(String::from))
-            .map(|pid| PathBuf::from(format!("/proc/{pid}/root{}", path.display())))
-            .find(|p| std::fs::symlink_metadata(p).is_ok())
+        others
+            .lines()
+            .filter_map(|pid| pid.parse().ok())
+            .find_map(|pid| in_root_of(pid, path))
     };
     // As written; then through the process's cwd or descriptor in /proc, read now; then
     // through the host's symlinks (a link the agent made in its workspace).
@@ -719,12 +723,20 @@ fn file_denied(
             judged(through)
         })
         .or_else(|| {
-            // A link in a tree of the sandbox's own (its private /tmp), read where it is;
-            // elsewhere a link is the host's, and was followed above.
-            if !view.in_private_tree(&absolute) {
+            // A link as the path's last name. In a directory of the host's (resolved above),
+            // read on the host: it is the same link, and still there when the process that
+            // asked, and its sandbox, are gone.
+            let host = host_path(&absolute, header.pid)?;
+            if view.in_private_tree(&host) {
                 return None;
             }
-            let link = std::fs::read_link(in_sandbox(&absolute)?).ok()?;
+            let link = std::fs::read_link(&host).ok()?;
+            judged(crate::sandbox::view::normalize(&host.parent()?.join(link)))
+        })
+        .or_else(|| {
+            // Else where the sandbox sees it: in a tree of its own (its private /tmp), or
+            // reached through a link that leads there.
+            let link = PathBuf::from(nix::fcntl::readlinkat(in_sandbox(&absolute)?, "").ok()?);
             let through = absolute.parent()?.join(link);
             judged(crate::sandbox::view::normalize(&through))
         });
@@ -745,6 +757,24 @@ fn file_denied(
         layer: Some(found.layer),
         rule: found.rule.map(|r| r.to_string_lossy().into_owned()),
     })
+}
+
+/// `path` as the process `pid` sees it, opened without following its last name: resolved in
+/// the process's root, where its absolute links lead too (a link in the workspace to `/tmp`
+/// is the sandbox's private `/tmp`, not the host's). `None` when there is nothing there, or
+/// the process is gone.
+fn in_root_of(pid: u32, path: &std::path::Path) -> Option<OwnedFd> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+    let root = nix::fcntl::open(
+        format!("/proc/{pid}/root").as_str(),
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ok()?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    nix::fcntl::openat2(&root, path, how).ok()
 }
 
 /// `path` as the host's `/proc` names it: the process's own entry (`self`, `thread-self`,

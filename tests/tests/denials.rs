@@ -302,6 +302,11 @@ fn a_covered_path_reached_another_way_is_reported_all_the_same() {
     let (answer, events) = f.probe_events(&[], &["read", &f.path("etc-link/shadow")]);
     assert_eq!(answer, "err EACCES");
     shadow(&events);
+    // Through a link in its workspace as the path's last name.
+    std::os::unix::fs::symlink("/etc/shadow", f.workspace.join("shadow-link")).expect("symlink");
+    let (answer, events) = f.probe_events(&[], &["read", &f.path("shadow-link")]);
+    assert_eq!(answer, "err EACCES");
+    shadow(&events);
     // Through the process's own root.
     let (answer, events) = f.probe_events(&[], &["read", "/proc/self/root/etc/shadow"]);
     assert_eq!(answer, "err EACCES");
@@ -333,7 +338,7 @@ fn a_covered_path_reached_another_way_is_reported_all_the_same() {
             &[
                 "/bin/sh",
                 "-c",
-                "ln -s /etc/shadow /tmp/l; cat /tmp/l; cd /etc && cat shadow; sleep 0.2",
+                "ln -s /etc/shadow /tmp/l; cat /tmp/l; ln -s /tmp t; cat t/l; cd /etc && cat shadow; sleep 0.2",
             ],
         )
         .output()
@@ -350,6 +355,12 @@ fn a_covered_path_reached_another_way_is_reported_all_the_same() {
         .unwrap_or_else(|| panic!("no event for the link: {events:#?}"));
     assert_eq!(through_link["rule"], "/etc/shadow", "{through_link}");
     assert_eq!(through_link["target"], "/etc/shadow", "{through_link}");
+    // A workspace link to the private /tmp, and in it the link: the host's /tmp has neither.
+    let through_two = denied
+        .iter()
+        .find(|e| e["path"] == "t/l")
+        .unwrap_or_else(|| panic!("no event for the links: {events:#?}"));
+    assert_eq!(through_two["target"], "/etc/shadow", "{through_two}");
     let relative = denied
         .iter()
         .find(|e| e["path"] == "shadow")
