@@ -149,7 +149,8 @@ pub struct AuditStatusSeen {
     lost: u32,
 }
 
-/// [`enable`], given the status the kernel last reported.
+/// [`enable_logged`]'s work, given the status the kernel last reported; whether auditing was
+/// off.
 fn enable_from(status: &AuditStatus) -> std::io::Result<bool> {
     if status.backlog_limit < BACKLOG_LIMIT {
         let set = AuditStatus {

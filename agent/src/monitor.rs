@@ -352,7 +352,7 @@ impl Judge {
 pub struct Monitor {
     stop: Arc<Stop>,
     /// The reader of the sandbox's event ring.
-    kernel: Worker<()>,
+    ring_reader: Worker<()>,
     /// The listener for Landlock's audit records.
     audit: Option<Worker<()>>,
     /// The sandbox's DNS resolver's threads.
@@ -435,12 +435,12 @@ impl Monitor {
         };
         let thread_stop = Arc::clone(&stop);
         let thread_reporter = reporter.clone();
-        let kernel = Worker::spawn_with("cordon-kernel", move |done| {
+        let ring_reader = Worker::spawn_with("cordon-kernel", move |done| {
             watch_kernel(watch, &thread_reporter, &thread_stop, done)
         })?;
         Ok(Self {
             stop,
-            kernel,
+            ring_reader,
             audit,
             resolver,
             writer,
@@ -457,7 +457,7 @@ impl Monitor {
         self.stop.stop();
         // The writer finishes once the watchers have let go of theirs, beside the rest.
         drop(self.reporter.take());
-        let _ = self.kernel.wait();
+        let _ = self.ring_reader.wait();
         ring_read();
         if let Some(audit) = self.audit.take() {
             let _ = audit.wait();

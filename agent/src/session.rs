@@ -170,6 +170,19 @@ where
         }
         _ => None,
     };
+    // What runs killed before they could clean up left behind, swept while this one runs.
+    let sweeper = kernel.as_ref().and_then(|kernel| {
+        let kernel = Arc::clone(kernel);
+        match crate::report::Worker::spawn("cordon-sweep", move || sweep(&kernel)) {
+            Ok(worker) => Some(worker),
+            Err(e) => {
+                say(Notice::Warning(format!(
+                    "cannot sweep ended sandboxes: no thread for it ({e})"
+                )));
+                None
+            }
+        }
+    });
     // Once the sandbox has ended: its last events read, its entries and ring given back.
     let ended = || {
         if let (Some((monitor, cgroup_id)), Some(kernel)) = (monitor, &kernel) {
@@ -193,11 +206,6 @@ where
             return Err(SessionError::CallerGone(e));
         }
     }
-    // What runs killed before they could clean up left behind, swept while this one runs.
-    let sweeper = kernel.as_ref().and_then(|kernel| {
-        let kernel = Arc::clone(kernel);
-        crate::report::Worker::spawn("cordon-sweep", move || sweep(&kernel)).ok()
-    });
     let exit = running.wait_and(ended).map_err(SessionError::Wait);
     match sweeper.map(crate::report::Worker::wait) {
         Some(Some(Err(e))) => say(Notice::Warning(format!(

@@ -149,6 +149,8 @@ fn connection(
 ) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_nodelay(true)?;
+    // A peer that stops reading cannot hold the server's stop for ever.
+    stream.set_write_timeout(Some(REQUEST_DEADLINE))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream;
     loop {
@@ -189,11 +191,22 @@ fn connection(
                 headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
             }
         }
-        let length: usize = headers
+        let length = headers
             .iter()
             .find(|(n, _)| n == "content-length")
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0);
+            .and_then(|(_, v)| v.parse::<usize>().ok());
+        // Bodies come with their length here (no chunked bodies): a request with a body and
+        // no length is refused, plainly, rather than misread.
+        let length = match length {
+            Some(n) => n,
+            None if method == "GET" || method == "HEAD" => 0,
+            None => {
+                writer.write_all(
+                    b"HTTP/1.1 411 Length Required\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )?;
+                return Ok(());
+            }
+        };
         let mut body = vec![0; length];
         reader.read_exact(&mut body)?;
         if stop.load(Ordering::SeqCst) {
