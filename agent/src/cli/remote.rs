@@ -311,7 +311,11 @@ pub fn events(mut client: Client, query: EventsQuery, out: Output) -> ExitCode {
         lock.flush()
     };
     // Sorted or reversed: every line first, then in the order asked for.
-    let mut held: Vec<(crate::event::Severity, Vec<u8>)> = Vec::new();
+    let mut held: Vec<(
+        crate::event::Severity,
+        Option<std::time::SystemTime>,
+        Vec<u8>,
+    )> = Vec::new();
     let mut left = limit.unwrap_or(usize::MAX);
     // Following: the events printed in the last minute before the newest, by id. A
     // reconnection asks again from that minute back (cordond may journal a sandbox's events
@@ -357,8 +361,10 @@ pub fn events(mut client: Client, query: EventsQuery, out: Output) -> ExitCode {
             }
         }
         if by_severity || reverse {
-            let level = event.map_or(crate::event::Severity::Info, |e| e.severity());
-            held.push((level, line));
+            let level = event
+                .as_ref()
+                .map_or(crate::event::Severity::Info, |e| e.severity());
+            held.push((level, event.map(|e| e.time), line));
         } else if left == 0 {
             // Enough: what is left is not read.
             return ExitCode::SUCCESS;
@@ -370,13 +376,18 @@ pub fn events(mut client: Client, query: EventsQuery, out: Output) -> ExitCode {
         }
     }
     if reverse {
+        // Newest first by the events' own time, not the journal's order: a sandbox's
+        // violations are journaled when their burst closes, after events that came later,
+        // and its watchers hand theirs over each at its own pace. Stable: among equal
+        // times, the later written first.
         held.reverse();
+        held.sort_by_key(|(_, time, _)| std::cmp::Reverse(*time));
     }
     if by_severity {
         // Stable: among equals, the order above (the journal's, or newest first).
-        held.sort_by_key(|(level, _)| std::cmp::Reverse(*level));
+        held.sort_by_key(|(level, _, _)| std::cmp::Reverse(*level));
     }
-    for (_, line) in held.into_iter().take(left) {
+    for (_, _, line) in held.into_iter().take(left) {
         if print(&line).is_err() {
             break;
         }
