@@ -654,6 +654,7 @@ fn file_denied(
     raw: &[u8],
     view: &crate::sandbox::view::View,
     cgroup: Option<&std::path::Path>,
+    at: SystemTime,
 ) -> Option<What> {
     use crate::sandbox::view;
     use std::os::unix::ffi::OsStrExt as _;
@@ -742,9 +743,12 @@ fn file_denied(
         });
     let Some((found, led)) = found else {
         // Placed and not explained by the view: the kernel's other checks refused it
-        // (Landlock, which reports its own denials, or the file's mode). Only a refusal in a
-        // tree of the sandbox's own that is no longer there to look at is reported, unplaced.
-        return (view.in_private_tree(&absolute) && in_sandbox(&absolute).is_none())
+        // (Landlock, which reports its own denials, or the file's mode). Reported unplaced,
+        // since where it led can no longer be seen: a refusal in a tree of the sandbox's own
+        // that is gone, or one whose last name was replaced since the call (a link swapped
+        // for a harmless one before this look, to hide where the call went).
+        let gone = view.in_private_tree(&absolute) && in_sandbox(&absolute).is_none();
+        return (gone || changed_since(&absolute, header.pid, at, &in_sandbox))
             .then(unplaced)
             .flatten();
     };
@@ -757,6 +761,32 @@ fn file_denied(
         layer: Some(found.layer),
         rule: found.rule.map(|r| r.to_string_lossy().into_owned()),
     })
+}
+
+/// How far behind the time of the call an inode's change time may read and still be later.
+const CTIME_TICKS: Duration = Duration::from_millis(20);
+
+/// Whether `path`'s last name, as the host or the sandbox sees it, was made or replaced
+/// after `at` (its inode's change time): what it named at the call is not what is there.
+fn changed_since(
+    path: &std::path::Path,
+    pid: u32,
+    at: SystemTime,
+    in_sandbox: &dyn Fn(&std::path::Path) -> Option<OwnedFd>,
+) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let changed = |m: std::fs::Metadata| {
+        let ctime = SystemTime::UNIX_EPOCH
+            + Duration::new(
+                m.ctime().max(0) as u64,
+                m.ctime_nsec().clamp(0, 999_999_999) as u32,
+            );
+        // Inode times come from the kernel's coarse clock, a tick or two behind.
+        ctime + CTIME_TICKS >= at
+    };
+    let on_host = host_path(path, pid).and_then(|p| std::fs::symlink_metadata(p).ok());
+    let inside = in_sandbox(path).and_then(|fd| std::fs::File::from(fd).metadata().ok());
+    on_host.is_some_and(changed) || inside.is_some_and(changed)
 }
 
 /// `path` as the process `pid` sees it, opened without following its last name: resolved in
@@ -1010,7 +1040,14 @@ fn decode(
                 let whats = whats.into_iter().map(|w| (w, false)).collect();
                 return Some((clock.wall(header.time_ns), Some(process), whats));
             }
-            file_denied(&header, &file, file.path(payload), view, cgroup)?
+            file_denied(
+                &header,
+                &file,
+                file.path(payload),
+                view,
+                cgroup,
+                clock.wall(header.time_ns),
+            )?
         }
         other => {
             tracing::warn!("an event record of unknown kind {other}; dropped");

@@ -224,9 +224,20 @@ impl ResponseRule {
             return false;
         }
         if let Some(below) = &self.path {
-            let What::FileDenied { path, target, .. } = &event.what else {
+            let What::FileDenied {
+                path,
+                target,
+                layer,
+                ..
+            } = &event.what
+            else {
                 return false;
             };
+            // A refusal whose path could not be followed to where it led (a link swapped
+            // since the call): it may have been this one, so it counts (failing closed).
+            if *layer == Some(cordon_proto::event::FileLayer::Unplaced) {
+                return true;
+            }
             // What the kernel reached, and the name as asked: either under the rule's path.
             let under = |p: &str| {
                 let p = Path::new(p);

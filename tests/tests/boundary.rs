@@ -433,6 +433,77 @@ fn a_denial_hidden_in_a_full_ring_still_sets_off_the_rule_that_watches_for_it() 
 }
 
 #[test]
+fn a_link_swapped_after_a_denied_read_does_not_hide_it_from_a_rule() {
+    if !require_root("a_link_swapped_after_a_denied_read_does_not_hide_it_from_a_rule") {
+        return;
+    }
+    let f = Fixture::new(
+        "coding-agent",
+        "[[response]]\nname = \"secret read\"\nwhen = { kind = \"file_denied\", path = \"/etc/shadow\" }\naction = \"freeze\"\n",
+    );
+    let link = f.workspace.join("x");
+    std::os::unix::fs::symlink("/etc/shadow", &link).expect("symlink");
+    let mark = f.workspace.join("swapped");
+    // The attack: read the secret through a link, then swap the link for a harmless one
+    // before the watcher looks where the read went. Made certain here by stopping `cordon
+    // run` (its reader) until the swap is done.
+    let (sandbox, cordon) = Background::watched(
+        &f,
+        &[
+            "sleep-ms",
+            "300",
+            "read-then-swap",
+            &link.to_string_lossy(),
+            "/etc/hostname",
+            &mark.to_string_lossy(),
+            "5000",
+        ],
+    );
+    let reader = nix::unistd::Pid::from_raw(cordon.parse().expect("a pid"));
+    nix::sys::signal::kill(reader, nix::sys::signal::Signal::SIGSTOP).expect("stop the reader");
+    wait_until("the swap", Duration::from_secs(30), || {
+        mark.exists().then_some(())
+    });
+    nix::sys::signal::kill(reader, nix::sys::signal::Signal::SIGCONT).expect("resume it");
+    assert_eq!(
+        std::fs::read_link(&link).expect("the link"),
+        std::path::Path::new("/etc/hostname"),
+        "the attack itself works: the link now leads elsewhere"
+    );
+    let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", sandbox.init_pid()))
+        .expect("init's cgroup");
+    let cgroup = std::path::Path::new(&common::cgroup2_mount()).join(
+        cgroup
+            .lines()
+            .find_map(|l| l.strip_prefix("0::/"))
+            .expect("a cgroup v2 path"),
+    );
+    wait_until("frozen", Duration::from_secs(10), || {
+        std::fs::read_to_string(cgroup.join("cgroup.events"))
+            .ok()?
+            .lines()
+            .any(|l| l == "frozen 1")
+            .then_some(())
+    });
+    std::fs::write(cgroup.join("cgroup.freeze"), "0").expect("thaw");
+    let (answer, all) = sandbox.finish_events();
+    assert_eq!(answer, "err EACCES", "the secret stays hidden");
+    let denied = of_kind(&all, "file_denied");
+    assert!(
+        denied
+            .iter()
+            .any(|e| e["path"] == link.to_string_lossy().as_ref() && e["layer"] == "unplaced"),
+        "the read is reported, as going where it can no longer be seen: {denied:?}"
+    );
+    assert!(
+        of_kind(&all, "responder_action")
+            .iter()
+            .any(|e| e["action"] == "freeze" && e["actor"]["name"] == "secret read"),
+        "{all:?}"
+    );
+}
+
+#[test]
 fn an_audit_listener_taken_off_its_group_is_reported_and_rejoined() {
     if !require_root("an_audit_listener_taken_off_its_group_is_reported_and_rejoined") {
         return;

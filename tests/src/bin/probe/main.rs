@@ -303,6 +303,23 @@ fn act(args: &[String]) -> Outcome {
             ));
             read
         }
+        // Reads LINK (a link the caller made), then at once puts a link to DECOY in its place
+        // (made aside, renamed over it), makes the file MARK and sleeps MS: the read's path
+        // no longer leads where it went. `value` is how the read went.
+        "read-then-swap" => {
+            let read = io(std::fs::read(arg(0)).map(drop));
+            let aside = format!("{}.swap", arg(0));
+            let swapped = std::os::unix::fs::symlink(arg(1), &aside)
+                .and_then(|()| std::fs::rename(&aside, arg(0)))
+                .and_then(|()| std::fs::write(arg(2), b""));
+            if let Err(e) = swapped {
+                return io(Err(e));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(
+                arg(3).parse().unwrap_or_else(|_| usage()),
+            ));
+            read
+        }
         // Connects to a unix socket, sends one line and prints the first line of the answer.
         "unix-request" => {
             use std::io::BufRead as _;
