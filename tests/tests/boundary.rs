@@ -127,6 +127,26 @@ impl Background {
         child_of(self.cordon_pid())
     }
 
+    /// Waits until a response rule has frozen the sandbox, and thaws it to let it end.
+    fn wait_frozen_then_thaw(&self) {
+        let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", self.init_pid()))
+            .expect("init's cgroup");
+        let cgroup = std::path::Path::new(&common::cgroup2_mount()).join(
+            cgroup
+                .lines()
+                .find_map(|l| l.strip_prefix("0::/"))
+                .expect("a cgroup v2 path"),
+        );
+        wait_until("frozen", Duration::from_secs(10), || {
+            std::fs::read_to_string(cgroup.join("cgroup.events"))
+                .ok()?
+                .lines()
+                .any(|l| l == "frozen 1")
+                .then_some(())
+        });
+        std::fs::write(cgroup.join("cgroup.freeze"), "0").expect("thaw");
+    }
+
     /// The probe's answer and `cordon run`'s stderr, once it has ended.
     fn finish(self) -> (String, String) {
         let out = self.child.wait_with_output().expect("wait");
@@ -356,6 +376,18 @@ fn a_steered_event_ring_is_detected_and_reported() {
     );
 }
 
+/// Stops `cordon run` (pid `cordon`, the sandbox's event reader) until the sandbox has made
+/// the file `mark`: what the sandbox does meanwhile, the reader sees only afterwards, as on a
+/// loaded host or with a slow reader.
+fn stopped_until(cordon: &str, mark: &std::path::Path) {
+    let reader = nix::unistd::Pid::from_raw(cordon.parse().expect("a pid"));
+    nix::sys::signal::kill(reader, nix::sys::signal::Signal::SIGSTOP).expect("stop the reader");
+    wait_until("the sandbox's step", Duration::from_secs(30), || {
+        mark.exists().then_some(())
+    });
+    nix::sys::signal::kill(reader, nix::sys::signal::Signal::SIGCONT).expect("resume it");
+}
+
 #[test]
 fn a_denial_hidden_in_a_full_ring_still_sets_off_the_rule_that_watches_for_it() {
     if !require_root("a_denial_hidden_in_a_full_ring_still_sets_off_the_rule_that_watches_for_it") {
@@ -382,29 +414,9 @@ fn a_denial_hidden_in_a_full_ring_still_sets_off_the_rule_that_watches_for_it() 
             "5000",
         ],
     );
-    let reader = nix::unistd::Pid::from_raw(cordon.parse().expect("a pid"));
-    nix::sys::signal::kill(reader, nix::sys::signal::Signal::SIGSTOP).expect("stop the reader");
-    wait_until("the read", Duration::from_secs(30), || {
-        mark.exists().then_some(())
-    });
-    nix::sys::signal::kill(reader, nix::sys::signal::Signal::SIGCONT).expect("resume it");
+    stopped_until(&cordon, &mark);
     // The rule cannot know the read was among the records lost: it freezes the sandbox.
-    let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", sandbox.init_pid()))
-        .expect("init's cgroup");
-    let cgroup = std::path::Path::new(&common::cgroup2_mount()).join(
-        cgroup
-            .lines()
-            .find_map(|l| l.strip_prefix("0::/"))
-            .expect("a cgroup v2 path"),
-    );
-    wait_until("frozen", Duration::from_secs(10), || {
-        std::fs::read_to_string(cgroup.join("cgroup.events"))
-            .ok()?
-            .lines()
-            .any(|l| l == "frozen 1")
-            .then_some(())
-    });
-    std::fs::write(cgroup.join("cgroup.freeze"), "0").expect("thaw");
+    sandbox.wait_frozen_then_thaw();
     let (answer, all) = sandbox.finish_events();
     assert_eq!(answer, "err EACCES", "the secret stays hidden");
     // The twin of the attack: it worked, the denial itself went unreported...
@@ -459,33 +471,13 @@ fn a_link_swapped_after_a_denied_read_does_not_hide_it_from_a_rule() {
             "5000",
         ],
     );
-    let reader = nix::unistd::Pid::from_raw(cordon.parse().expect("a pid"));
-    nix::sys::signal::kill(reader, nix::sys::signal::Signal::SIGSTOP).expect("stop the reader");
-    wait_until("the swap", Duration::from_secs(30), || {
-        mark.exists().then_some(())
-    });
-    nix::sys::signal::kill(reader, nix::sys::signal::Signal::SIGCONT).expect("resume it");
+    stopped_until(&cordon, &mark);
     assert_eq!(
         std::fs::read_link(&link).expect("the link"),
         std::path::Path::new("/etc/hostname"),
         "the attack itself works: the link now leads elsewhere"
     );
-    let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", sandbox.init_pid()))
-        .expect("init's cgroup");
-    let cgroup = std::path::Path::new(&common::cgroup2_mount()).join(
-        cgroup
-            .lines()
-            .find_map(|l| l.strip_prefix("0::/"))
-            .expect("a cgroup v2 path"),
-    );
-    wait_until("frozen", Duration::from_secs(10), || {
-        std::fs::read_to_string(cgroup.join("cgroup.events"))
-            .ok()?
-            .lines()
-            .any(|l| l == "frozen 1")
-            .then_some(())
-    });
-    std::fs::write(cgroup.join("cgroup.freeze"), "0").expect("thaw");
+    sandbox.wait_frozen_then_thaw();
     let (answer, all) = sandbox.finish_events();
     assert_eq!(answer, "err EACCES", "the secret stays hidden");
     let denied = of_kind(&all, "file_denied");

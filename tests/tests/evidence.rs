@@ -63,13 +63,7 @@ fn start_ready(d: &Daemon, profile: &str, args: &[&str]) -> (KillOnDrop, String)
         .read_line(&mut line)
         .expect("the command's first line");
     if line.trim() != "ready" {
-        let mut stderr = String::new();
-        let _ = run
-            .0
-            .stderr
-            .take()
-            .expect("stderr")
-            .read_to_string(&mut stderr);
+        let stderr = run.stderr_text();
         panic!("the sandbox's command did not start: {line:?} {stderr}");
     }
     let out = d.cordon(0, 0, &["ps", "--json"]).output().expect("ps");
@@ -263,13 +257,7 @@ fn evidence_of_a_frozen_sandbox_holds_what_it_runs_holds_and_changed() {
     assert_eq!(ours(&d)["state"], "frozen");
     let killed = d.cordon(0, 0, &["kill", &name]).output().expect("kill");
     assert!(killed.status.success(), "{killed:?}");
-    let mut stderr = String::new();
-    run.0
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr)
-        .expect("stderr");
+    let stderr = run.stderr_text();
     assert!(!stderr.to_lowercase().contains("evidence"), "{stderr}");
 }
 

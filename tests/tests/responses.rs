@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead as _, Read as _};
+use std::io::BufRead as _;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -239,13 +239,7 @@ fn a_rule_with_a_count_waits_for_it_and_a_host_rule_holds_for_every_profile() {
         lines.try_iter().all(|(_, l)| l != "still here"),
         "the agent ran on after its third read"
     );
-    let mut stderr = String::new();
-    let _ = run
-        .0
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr);
+    let stderr = run.stderr_text();
     // Not told why.
     assert!(!stderr.contains("probing"), "{stderr}");
     let action = wait_until("the kill in the journal", Duration::from_secs(20), || {

@@ -358,6 +358,18 @@ pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
 /// its sandbox with it.
 pub struct KillOnDrop(pub Child);
 
+impl KillOnDrop {
+    /// What the process wrote on its stderr (piped) until it closed it: all of it, once the
+    /// process has ended.
+    pub fn stderr_text(&mut self) -> String {
+        let mut text = String::new();
+        if let Some(mut stderr) = self.0.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        }
+        text
+    }
+}
+
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
