@@ -457,17 +457,35 @@ impl Monitor {
         self.stop.stop();
         // The writer finishes once the watchers have let go of theirs, beside the rest.
         drop(self.reporter.take());
-        let _ = self.ring_reader.wait();
+        // A watcher that panicked read no further: what came after is lost, and said so.
+        let mut panicked = Vec::new();
+        if self.ring_reader.wait().is_none() {
+            panicked.push("the event ring's reader");
+        }
         ring_read();
-        if let Some(audit) = self.audit.take() {
-            let _ = audit.wait();
+        if self
+            .audit
+            .take()
+            .is_some_and(|audit| audit.wait().is_none())
+        {
+            panicked.push("the audit listener");
         }
         for t in self.resolver.drain(..) {
-            let _ = t.join();
+            if t.join().is_err() {
+                panicked.push("the DNS resolver");
+            }
         }
-        self.writer
+        let written = self
+            .writer
             .wait()
-            .unwrap_or_else(|| Err(std::io::Error::other("the event writer panicked")))
+            .unwrap_or_else(|| Err(std::io::Error::other("the event writer panicked")))?;
+        if !panicked.is_empty() {
+            return Err(std::io::Error::other(format!(
+                "{} panicked: the sandbox's later events may be lost",
+                panicked.join(", ")
+            )));
+        }
+        Ok(written)
     }
 }
 
