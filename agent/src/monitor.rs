@@ -799,8 +799,14 @@ fn changed_since(
                 m.ctime().max(0) as u64,
                 m.ctime_nsec().clamp(0, 999_999_999) as u32,
             );
-        // Inode times come from the kernel's coarse clock, a tick or two behind.
-        ctime + CTIME_TICKS >= at
+        // Inode times come from the kernel's coarse clock, a tick or two behind: within
+        // that, only a link counts (what redirects a path), not a file or directory just
+        // made, which Landlock may well have refused itself (and reported).
+        if m.file_type().is_symlink() {
+            ctime + CTIME_TICKS >= at
+        } else {
+            ctime >= at + CTIME_TICKS
+        }
     };
     let on_host = host_path(path, pid).and_then(|p| std::fs::symlink_metadata(p).ok());
     let inside = in_sandbox(path).and_then(|fd| std::fs::File::from(fd).metadata().ok());

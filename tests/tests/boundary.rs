@@ -379,7 +379,9 @@ fn a_steered_event_ring_is_detected_and_reported() {
 /// Stops `cordon run` (pid `cordon`, the sandbox's event reader) until the sandbox has made
 /// the file `mark`: what the sandbox does meanwhile, the reader sees only afterwards, as on a
 /// loaded host or with a slow reader.
-fn stopped_until(cordon: &str, mark: &std::path::Path) {
+fn stopped_until(sandbox: &Background, cordon: &str, mark: &std::path::Path) {
+    // Not before the command runs: init starts it only once `cordon run` says so.
+    let _ = child_of(sandbox.init_pid());
     let reader = nix::unistd::Pid::from_raw(cordon.parse().expect("a pid"));
     nix::sys::signal::kill(reader, nix::sys::signal::Signal::SIGSTOP).expect("stop the reader");
     wait_until("the sandbox's step", Duration::from_secs(30), || {
@@ -414,7 +416,7 @@ fn a_denial_hidden_in_a_full_ring_still_sets_off_the_rule_that_watches_for_it() 
             "5000",
         ],
     );
-    stopped_until(&cordon, &mark);
+    stopped_until(&sandbox, &cordon, &mark);
     // The rule cannot know the read was among the records lost: it freezes the sandbox.
     sandbox.wait_frozen_then_thaw();
     let (answer, all) = sandbox.finish_events();
@@ -471,7 +473,7 @@ fn a_link_swapped_after_a_denied_read_does_not_hide_it_from_a_rule() {
             "5000",
         ],
     );
-    stopped_until(&cordon, &mark);
+    stopped_until(&sandbox, &cordon, &mark);
     assert_eq!(
         std::fs::read_link(&link).expect("the link"),
         std::path::Path::new("/etc/hostname"),
