@@ -209,12 +209,21 @@ where
         }
     }
     let audit = policy.mode == Mode::Audit;
+    // An audited sandbox sees what its profile hides: nothing a rule watches is hidden.
     let (plan, profile_plan) = if audit {
         let wide = mounts::audit_fs(&policy.filesystem, Path::new("/"), &mounts::unix_sockets());
-        let profile_plan = mounts::plan(&policy.filesystem, Path::new("/"));
-        (mounts::plan(&wide, Path::new("/")), Some(profile_plan))
+        let profile_plan = mounts::plan(&policy.filesystem, Path::new("/"), &[]);
+        (mounts::plan(&wide, Path::new("/"), &[]), Some(profile_plan))
     } else {
-        (mounts::plan(&policy.filesystem, Path::new("/")), None)
+        let watched: Vec<PathBuf> = policy
+            .responses
+            .iter()
+            .filter_map(|r| r.path.clone())
+            .collect();
+        (
+            mounts::plan(&policy.filesystem, Path::new("/"), &watched),
+            None,
+        )
     };
     if audit {
         warnings.push(

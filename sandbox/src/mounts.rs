@@ -96,6 +96,8 @@ pub struct MountPlan {
     pub warnings: Vec<String>,
     /// Rules that cannot be enforced at all; `compat = "strict"` refuses to start.
     pub unenforceable: Vec<String>,
+    /// Hidden paths a response rule watches, covered like denied ones (see [`plan`]).
+    pub watched: Vec<PathBuf>,
 }
 
 /// The sandbox's own shared memory (`/dev/shm`), and the most it may hold.
@@ -206,7 +208,13 @@ pub fn unix_sockets() -> Vec<PathBuf> {
 }
 
 /// Works out the mounts for a policy against the host tree at `root` (`/` in production).
-pub fn plan(fs: &FsPolicy, root: &Path) -> MountPlan {
+///
+/// `watched` are the paths response rules watch. One the view hides would fail as a missing
+/// file does, and the kernel examines only so many misses a second (the rest are counted
+/// `unexamined`): a sandbox could spend that budget on misses of its own, then read the
+/// path unseen by the rule. Each is covered instead, as a denied path in a visible tree
+/// is: a read there is refused (`EACCES`), and every refusal is reported.
+pub fn plan(fs: &FsPolicy, root: &Path, watched: &[PathBuf]) -> MountPlan {
     let host = Host::new(root);
     let mut plan = MountPlan::default();
     let tmp = PathBuf::from(SANDBOX_TMP);
@@ -491,6 +499,49 @@ pub fn plan(fs: &FsPolicy, root: &Path) -> MountPlan {
             });
         }
     }
+    for listed in watched {
+        // Nothing on the host to hide: a miss there is the program's own.
+        let Some((canonical, _)) = host.resolve(listed) else {
+            continue;
+        };
+        // Visible, it is refused (not missing) already; /proc is the sandbox's own.
+        if visible_via(&canonical).is_some() || canonical.starts_with(&proc) {
+            continue;
+        }
+        // A path with the view's mounts below it (`{home}` holding the workspace) cannot be
+        // covered without covering them.
+        if plan
+            .ops
+            .iter()
+            .any(|op| op.path().starts_with(&canonical) && !matches!(op, MountOp::Mask { .. }))
+        {
+            plan.notes.push(format!(
+                "the response rule on {}: the sandbox sees paths below it, so it is not covered; a read of a hidden path there is not seen past the kernel's budget for missing files",
+                listed.display()
+            ));
+            continue;
+        }
+        // Under the private /tmp or /dev/shm, which the sandbox writes: the directories on
+        // the way are pinned, so it cannot rename the cover away.
+        let private = [tmp.as_path(), shm]
+            .into_iter()
+            .find(|p| canonical.starts_with(p));
+        if let Some(root) = private {
+            let mut dir = canonical.parent();
+            while let Some(d) = dir.filter(|d| *d != root) {
+                plan.ops.push(MountOp::Pin {
+                    path: d.to_path_buf(),
+                });
+                dir = d.parent();
+            }
+        }
+        plan.ops.push(MountOp::Mask {
+            path: canonical.clone(),
+            kind: host.kind(&canonical),
+        });
+        plan.watched.push(canonical);
+    }
+
     // A protected path that does not exist cannot be covered; inside a writable tree the
     // sandbox could create it. `placeholders` has them made first, so this is what could
     // not be made.
@@ -1025,7 +1076,7 @@ mod tests {
             "one the profile lists stays; one under /run is not there anyway"
         );
         // Applied: the secret is still covered inside the host's tree.
-        let plan = plan(&wide, h.path());
+        let plan = plan(&wide, h.path(), &[]);
         assert!(plan.ops.contains(&MountOp::Mask {
             path: "/home/dev/.ssh".into(),
             kind: Kind::Dir,
@@ -1035,7 +1086,11 @@ mod tests {
     #[test]
     fn a_missing_rule_path_inside_a_writable_tree_says_how_to_have_it_made() {
         let h = host();
-        let plan = plan(&fs(&[("/ws", RW), ("/ws/.venv/bin", RX)], &[]), h.path());
+        let plan = plan(
+            &fs(&[("/ws", RW), ("/ws/.venv/bin", RX)], &[]),
+            h.path(),
+            &[],
+        );
         assert!(
             plan.warnings
                 .iter()
@@ -1044,7 +1099,7 @@ mod tests {
             plan.warnings
         );
         // Outside a writable tree nothing can make it: a note for -v only.
-        let outside = super::plan(&fs(&[("/opt/none", RX)], &[]), h.path());
+        let outside = super::plan(&fs(&[("/opt/none", RX)], &[]), h.path(), &[]);
         assert!(outside.warnings.is_empty(), "{:?}", outside.warnings);
     }
 
@@ -1054,7 +1109,11 @@ mod tests {
         // A previous run pointed the workspace's .venv/bin at the home.
         std::fs::create_dir_all(h.path().join("ws/.venv")).unwrap();
         std::os::unix::fs::symlink("/home/dev", h.path().join("ws/.venv/bin")).unwrap();
-        let plan = plan(&fs(&[("/ws", RW), ("/ws/.venv/bin", RX)], &[]), h.path());
+        let plan = plan(
+            &fs(&[("/ws", RW), ("/ws/.venv/bin", RX)], &[]),
+            h.path(),
+            &[],
+        );
         assert!(
             !plan
                 .ops
@@ -1075,7 +1134,7 @@ mod tests {
     #[test]
     fn symlinked_entries_bind_their_target_and_recreate_the_link() {
         let h = host();
-        let plan = plan(&fs(&[("/bin", RX)], &[]), h.path());
+        let plan = plan(&fs(&[("/bin", RX)], &[]), h.path(), &[]);
         assert!(plan.ops.contains(&MountOp::Bind {
             path: "/usr/bin".into(),
             kind: Kind::Dir,
@@ -1098,7 +1157,7 @@ mod tests {
     #[test]
     fn deny_inside_a_writable_tree_is_masked_and_its_parents_pinned() {
         let h = host();
-        let plan = plan(&fs(&[("/ws", RW)], &["/ws/.git/hooks"]), h.path());
+        let plan = plan(&fs(&[("/ws", RW)], &["/ws/.git/hooks"]), h.path(), &[]);
         let ws = plan
             .ops
             .iter()
@@ -1135,6 +1194,7 @@ mod tests {
                 &["/home/dev/.ssh", "/etc/shadow"],
             ),
             h.path(),
+            &[],
         );
         assert!(!plan
             .grants
@@ -1153,9 +1213,64 @@ mod tests {
     }
 
     #[test]
+    fn a_hidden_path_a_rule_watches_is_covered_and_a_visible_one_left() {
+        let h = host();
+        std::fs::create_dir_all(h.path().join("home/dev/ws")).unwrap();
+        let watched: Vec<PathBuf> = ["/home/dev/.ssh", "/etc/shadow", "/ws/.git", "/nope"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        let plan = plan(&fs(&[("/ws", RW)], &[]), h.path(), &watched);
+        assert_eq!(
+            masks(&plan),
+            [
+                &MountOp::Mask {
+                    path: "/etc/shadow".into(),
+                    kind: Kind::File
+                },
+                &MountOp::Mask {
+                    path: "/home/dev/.ssh".into(),
+                    kind: Kind::Dir
+                },
+            ],
+            "the hidden ones; /ws/.git is visible (refused, not missing), /nope is nowhere"
+        );
+        assert_eq!(
+            plan.watched,
+            [
+                PathBuf::from("/home/dev/.ssh"),
+                PathBuf::from("/etc/shadow")
+            ]
+        );
+
+        // A watched tree holding a tree the sandbox sees is not covered, and that is said.
+        let around = super::plan(
+            &fs(&[("/home/dev/ws", RW)], &[]),
+            h.path(),
+            &[PathBuf::from("/home/dev")],
+        );
+        assert!(masks(&around).is_empty(), "{:?}", around.ops);
+        assert!(
+            around
+                .notes
+                .iter()
+                .any(|n| n.contains("response rule on /home/dev: the sandbox sees paths below it")),
+            "{:?}",
+            around.notes
+        );
+    }
+
+    fn masks(plan: &MountPlan) -> Vec<&MountOp> {
+        plan.ops
+            .iter()
+            .filter(|o| matches!(o, MountOp::Mask { .. }))
+            .collect()
+    }
+
+    #[test]
     fn missing_paths_are_noted_not_mounted() {
         let h = host();
-        let plan = plan(&fs(&[("/nope", R)], &["/home/dev/.aws"]), h.path());
+        let plan = plan(&fs(&[("/nope", R)], &["/home/dev/.aws"]), h.path(), &[]);
         assert_eq!(
             plan.ops,
             [
@@ -1177,7 +1292,7 @@ mod tests {
     #[test]
     fn private_tmp_is_always_there_but_only_granted_when_listed() {
         let h = host();
-        let without = plan(&fs(&[], &[]), h.path());
+        let without = plan(&fs(&[], &[]), h.path(), &[]);
         assert!(
             without.ops.contains(&MountOp::Tmpfs {
                 path: "/tmp".into(),
@@ -1185,7 +1300,7 @@ mod tests {
                 size: TMP
             }) && without.grants.is_empty()
         );
-        let with = plan(&fs(&[("/tmp", RW)], &[]), h.path());
+        let with = plan(&fs(&[("/tmp", RW)], &[]), h.path(), &[]);
         assert_eq!(
             with.grants,
             [
@@ -1214,14 +1329,10 @@ mod tests {
                 &["/home/dev/.ssh", "/home/dev/.ssh/id"],
             ),
             h.path(),
+            &[],
         );
-        let masks: Vec<_> = plan
-            .ops
-            .iter()
-            .filter(|o| matches!(o, MountOp::Mask { .. }))
-            .collect();
         assert_eq!(
-            masks,
+            masks(&plan),
             [&MountOp::Mask {
                 path: "/home/dev/.ssh".into(),
                 kind: Kind::Dir
@@ -1235,7 +1346,7 @@ mod tests {
         std::fs::write(h.path().join("ws/.git/config"), "[core]").unwrap();
         let mut policy = fs(&[("/ws", RW)], &[]);
         policy.read_only = vec!["/ws/.git/config".into()];
-        let plan = plan(&policy, h.path());
+        let plan = plan(&policy, h.path(), &[]);
         assert!(plan.ops.contains(&MountOp::Bind {
             path: "/ws/.git/config".into(),
             kind: Kind::File,
@@ -1252,11 +1363,11 @@ mod tests {
         std::fs::remove_dir(h.path().join("ws/.git/hooks")).unwrap();
         std::fs::create_dir(h.path().join("ws/.git/real")).unwrap();
         std::os::unix::fs::symlink("real", h.path().join("ws/.git/hooks")).unwrap();
-        let plan = plan(&fs(&[("/ws", RW)], &["/ws/.git/hooks"]), h.path());
+        let plan = plan(&fs(&[("/ws", RW)], &["/ws/.git/hooks"]), h.path(), &[]);
         assert_eq!(plan.unenforceable.len(), 1, "{:?}", plan.unenforceable);
-        assert!(!plan.ops.iter().any(|o| matches!(o, MountOp::Mask { .. })));
+        assert!(masks(&plan).is_empty());
         // In a read-only tree the link cannot be swapped: its target is masked.
-        let plan2 = super::plan(&fs(&[("/ws", R)], &["/ws/.git/hooks"]), h.path());
+        let plan2 = super::plan(&fs(&[("/ws", R)], &["/ws/.git/hooks"]), h.path(), &[]);
         assert!(plan2.unenforceable.is_empty());
         assert!(plan2.ops.contains(&MountOp::Mask {
             path: "/ws/.git/real".into(),
@@ -1273,6 +1384,7 @@ mod tests {
                 &["/ws/.env", "/home/dev/.aws"],
             ),
             h.path(),
+            &[],
         );
         assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
         assert!(plan.warnings[0].contains("/ws/.env"));
@@ -1313,7 +1425,7 @@ mod tests {
         let h = host();
         let mut policy = fs(&[("/ws", RW)], &[]);
         policy.repositories = vec!["/ws".into()];
-        let plan = plan(&policy, h.path());
+        let plan = plan(&policy, h.path(), &[]);
         assert!(plan.ops.contains(&MountOp::Bind {
             path: "/ws/.git".into(),
             kind: Kind::Dir,
@@ -1325,7 +1437,7 @@ mod tests {
     fn a_tree_holding_proc_still_gets_a_fresh_procfs() {
         let h = host();
         std::fs::create_dir_all(h.path().join("proc")).unwrap();
-        let plan = plan(&fs(&[("/", R)], &[]), h.path());
+        let plan = plan(&fs(&[("/", R)], &[]), h.path(), &[]);
         assert!(plan.ops.contains(&MountOp::Proc {
             path: "/proc".into()
         }));
@@ -1334,7 +1446,7 @@ mod tests {
     #[test]
     fn proc_is_a_fresh_procfs_and_tmp_is_noexec_unless_executed() {
         let h = host();
-        let plan = plan(&fs(&[("/proc", R), ("/tmp", RW)], &[]), h.path());
+        let plan = plan(&fs(&[("/proc", R), ("/tmp", RW)], &[]), h.path(), &[]);
         assert!(plan.ops.contains(&MountOp::Proc {
             path: "/proc".into()
         }));
@@ -1348,7 +1460,7 @@ mod tests {
             write: true,
             exec: true,
         };
-        let plan = super::plan(&fs(&[("/tmp", rwx)], &[]), h.path());
+        let plan = super::plan(&fs(&[("/tmp", rwx)], &[]), h.path(), &[]);
         assert!(plan.ops.contains(&MountOp::Tmpfs {
             path: "/tmp".into(),
             exec: true,

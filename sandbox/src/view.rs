@@ -25,6 +25,9 @@ pub struct View {
     mounts: Vec<Mount>,
     /// Denied paths inside visible trees, covered by an inaccessible mount.
     masks: Vec<PathBuf>,
+    /// Covered hidden paths a response rule watches (`mounts::plan`): refused, but
+    /// reported as what hid them.
+    watched: Vec<PathBuf>,
     /// The profile's denied paths, as listed.
     deny: Vec<PathBuf>,
     /// What Landlock grants, by path (a path gets what its ancestors' rules grant together).
@@ -56,6 +59,7 @@ impl View {
     pub fn new(plan: &MountPlan, fs: &FsPolicy) -> Self {
         let mut view = View {
             deny: fs.deny.clone(),
+            watched: plan.watched.clone(),
             grants: plan
                 .grants
                 .iter()
@@ -114,7 +118,13 @@ impl View {
         let path = normalize(path);
         if let Some(mask) = longest(self.masks.iter(), &path) {
             // A covered path refuses everything; a missing one below it was never there.
-            return (errno != ENOENT).then(|| Refusal {
+            if errno == ENOENT {
+                return None;
+            }
+            if self.watched.contains(mask) {
+                return Some(self.hidden(&path));
+            }
+            return Some(Refusal {
                 layer: FileLayer::Deny,
                 rule: Some(mask.clone()),
             });
@@ -144,19 +154,22 @@ impl View {
             },
             // Missing in a bind of the host's tree: missing on the host too. Missing where
             // the view has nothing, or a file system of its own: hidden, if the host has it.
-            ENOENT if mount.is_none_or(|m| m.private) && on_host(&path) => {
-                match longest(self.deny.iter(), &path) {
-                    Some(rule) => Some(Refusal {
-                        layer: FileLayer::Deny,
-                        rule: Some(rule.clone()),
-                    }),
-                    None => Some(Refusal {
-                        layer: FileLayer::NotInView,
-                        rule: None,
-                    }),
-                }
-            }
+            ENOENT if mount.is_none_or(|m| m.private) && on_host(&path) => Some(self.hidden(&path)),
             _ => None,
+        }
+    }
+
+    /// Why a path the view does not show is hidden: a denied path's rule, else its absence.
+    fn hidden(&self, path: &Path) -> Refusal {
+        match longest(self.deny.iter(), path) {
+            Some(rule) => Refusal {
+                layer: FileLayer::Deny,
+                rule: Some(rule.clone()),
+            },
+            None => Refusal {
+                layer: FileLayer::NotInView,
+                rule: None,
+            },
         }
     }
 
@@ -186,16 +199,7 @@ impl View {
         let mount = longest(self.mounts.iter().map(|m| &m.path), &path)
             .and_then(|p| self.mounts.iter().rev().find(|m| &m.path == p));
         let Some(mount) = mount else {
-            return Some(match longest(self.deny.iter(), &path) {
-                Some(rule) => Refusal {
-                    layer: FileLayer::Deny,
-                    rule: Some(rule.clone()),
-                },
-                None => Refusal {
-                    layer: FileLayer::NotInView,
-                    rule: None,
-                },
-            });
+            return Some(self.hidden(&path));
         };
         if need.write && !mount.access.write {
             return Some(Refusal {
@@ -379,6 +383,7 @@ mod tests {
                 mount("/tmp", rw(true, false), true),
             ],
             masks: vec!["/etc/shadow".into(), "/etc/ssh".into()],
+            watched: vec![],
             deny: vec![
                 "/root/.ssh".into(),
                 "/etc/shadow".into(),
@@ -446,6 +451,26 @@ mod tests {
             layer,
             rule: rule.map(PathBuf::from),
         })
+    }
+
+    #[test]
+    fn a_watched_path_covered_is_reported_as_what_hid_it() {
+        let mut v = view();
+        for watched in ["/root/.ssh", "/root/.aws"] {
+            v.masks.push(watched.into());
+            v.watched.push(watched.into());
+        }
+        let at = |p: &str, errno| v.refusal(Path::new(p), errno, "fs.read_file", everywhere);
+        assert_eq!(
+            at("/root/.ssh/id_ed25519", EACCES),
+            refusal(FileLayer::Deny, Some("/root/.ssh")),
+            "hidden by the profile's deny entry, which says so"
+        );
+        assert_eq!(
+            at("/root/.aws/credentials", EACCES),
+            refusal(FileLayer::NotInView, None),
+            "hidden by the view: not a deny rule of the profile's"
+        );
     }
 
     #[test]

@@ -447,6 +447,74 @@ fn a_denial_hidden_in_a_full_ring_still_sets_off_the_rule_that_watches_for_it() 
 }
 
 #[test]
+fn a_burst_of_missing_files_does_not_hide_a_read_of_a_hidden_path_a_rule_watches() {
+    if !require_root(
+        "a_burst_of_missing_files_does_not_hide_a_read_of_a_hidden_path_a_rule_watches",
+    ) {
+        return;
+    }
+    let f = Fixture::new(
+        "coding-agent",
+        "[[response]]\nname = \"key read\"\nwhen = { kind = \"file_denied\", path = \"{home}/.ssh/**\" }\naction = \"freeze\"\n",
+    );
+    let key = f.home_path(".ssh/id_ed25519");
+    // Hidden by the view too, but watched by no rule: the twin.
+    let notes: Vec<String> = (0..3).map(|i| f.home_path(&format!("notes-{i}"))).collect();
+    for n in &notes {
+        std::fs::write(n, "hidden").expect("notes");
+    }
+    // The attack: spend the kernel's budget for examining missing files (256 at once, then
+    // 1000 a second) on misses of its own, then read the hidden key, which would fail as
+    // a missing file does and be counted, not examined.
+    let mut args = vec![
+        "sleep-ms",
+        "300",
+        "misses",
+        "20000",
+        "read-each-then-sleep",
+        "5000",
+    ];
+    args.extend(notes.iter().map(String::as_str));
+    args.push(&key);
+    let (sandbox, _) = Background::watched(&f, &args);
+    // The key is covered, not missing: its read is refused, reported, and the rule acts.
+    sandbox.wait_frozen_then_thaw();
+    let (answer, all) = sandbox.finish_events();
+    assert_eq!(
+        answer, "value ENOENT ENOENT ENOENT EACCES",
+        "the notes are missing to the sandbox; the key is refused"
+    );
+    let denied = of_kind(&all, "file_denied");
+    let key_read = denied
+        .iter()
+        .find(|e| e["path"] == key.as_str())
+        .unwrap_or_else(|| panic!("the read of the key is reported: {denied:?}"));
+    assert_eq!(key_read["layer"], "deny", "{key_read}");
+    assert_eq!(key_read["rule"], f.home_path(".ssh").as_str(), "{key_read}");
+    let acted = of_kind(&all, "responder_action");
+    assert!(
+        acted.iter().any(|e| e["action"] == "freeze"
+            && e["actor"]["name"] == "key read"
+            && e["unseen"].is_null()
+            && e["result"] == "done"),
+        "{acted:?}"
+    );
+    // The twin: the same burst hid reads of hidden paths no rule watches (one of them may
+    // find the budget's next slot, a millisecond apart; all three cannot).
+    let seen = notes
+        .iter()
+        .filter(|n| denied.iter().any(|e| e["path"] == n.as_str()))
+        .count();
+    assert!(seen < notes.len(), "the burst hid nothing: {denied:?}");
+    assert!(
+        of_kind(&all, "events_lost")
+            .iter()
+            .any(|e| e["reason"] == "unexamined"),
+        "the misses past the budget are counted"
+    );
+}
+
+#[test]
 fn a_link_swapped_after_a_denied_read_does_not_hide_it_from_a_rule() {
     if !require_root("a_link_swapped_after_a_denied_read_does_not_hide_it_from_a_rule") {
         return;

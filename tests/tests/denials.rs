@@ -265,7 +265,7 @@ fn a_flood_of_missing_files_does_not_crowd_out_a_denial() {
     let f = Fixture::new("coding-agent", HOME_READABLE);
     let key = f.home_path(".ssh/id_ed25519");
     // 20 000 records of about 1 KiB would fill the sandbox's 1 MiB ring many times over.
-    let (answer, events) = f.probe_events(&[], &["miss-then-read", "20000", &key]);
+    let (answer, events) = f.probe_events(&[], &["misses", "20000", "read", &key]);
     assert_eq!(answer, "err EACCES");
     assert_denied(&events, &key, "fs.read_file", "deny", &f.home_path(".ssh"));
     let lost = of_kind(&events, "events_lost");

@@ -169,18 +169,32 @@ fn act(args: &[String]) -> Outcome {
                 _ => Outcome::Err(Errno::last()),
             }
         }
-        // Opens N missing files (relative to the cwd) as fast as it can, then reads PATH.
-        "miss-then-read" => {
+        // Opens N missing files (relative to the cwd) as fast as it can, then does the rest.
+        "misses" => {
             let n: usize = arg(0).parse().unwrap_or_else(|_| usage());
             for i in 0..n {
                 let _ = std::fs::File::open(format!("missing-{i}"));
             }
-            io(std::fs::read(arg(1)).map(drop))
+            act(&rest[1..])
         }
         // Tries to read every path given; `value` counts the ones that could not be read.
         "read-each" => {
             let failed = rest.iter().filter(|p| std::fs::read(p).is_err()).count();
             Outcome::Value(format!("{failed} failed"))
+        }
+        // Reads each PATH, then sleeps MS; `value` is how each went (`ok`, or the
+        // errno), in order.
+        "read-each-then-sleep" => {
+            let ms = arg(0).parse().unwrap_or_else(|_| usage());
+            let went: Vec<String> = rest[1..]
+                .iter()
+                .map(|p| match std::fs::read(p) {
+                    Ok(_) => "ok".to_string(),
+                    Err(e) => format!("{:?}", Errno::from_raw(e.raw_os_error().unwrap_or(0))),
+                })
+                .collect();
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            Outcome::Value(went.join(" "))
         }
         "rename" => io(std::fs::rename(arg(0), arg(1))),
         "exec" => {
