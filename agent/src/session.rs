@@ -260,6 +260,10 @@ fn sweep(kernel: &Kernel) -> Result<usize, String> {
         .map_err(|e| e.to_string())?
         .flatten()
     {
+        // The parent's own control files are not sandboxes (`file_type` costs no call).
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
         let path = entry.path();
         if orphaned(&path) && std::fs::remove_dir(&path).is_ok() {
             continue;
@@ -302,9 +306,9 @@ fn run_ended(cgroup: &std::path::Path) -> bool {
 
 /// An empty sandbox cgroup (`<profile>-<pid>-<n>`) whose `cordon run` is no longer alive.
 fn orphaned(cgroup: &std::path::Path) -> bool {
-    let empty = std::fs::read_to_string(cgroup.join("cgroup.events"))
-        .is_ok_and(|e| e.lines().any(|l| l == "populated 0"));
-    empty && run_ended(cgroup)
+    run_ended(cgroup)
+        && std::fs::read_to_string(cgroup.join("cgroup.events"))
+            .is_ok_and(|e| e.lines().any(|l| l == "populated 0"))
 }
 
 /// What registering a sandbox set up before it was forked.
