@@ -288,6 +288,68 @@ pub fn bpf_map_delete<K: IntoBytes + Immutable>(
     }
 }
 
+/// Sets each of `keys` to the value at the same place in `values`, in one call
+/// (`BPF_MAP_UPDATE_BATCH`, any flag): a sandbox's syscall rules, say, entered together.
+pub fn bpf_map_update_all<K: IntoBytes + Immutable, V: IntoBytes + Immutable>(
+    map: std::os::fd::BorrowedFd<'_>,
+    keys: &[K],
+    values: &[V],
+) -> io::Result<()> {
+    if keys.len() != values.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "as many values as keys are needed",
+        ));
+    }
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let mut attr = batch_attr(map, keys, values.as_ptr() as u64);
+    bpf(aya_obj::generated::bpf_cmd::BPF_MAP_UPDATE_BATCH, &mut attr).map(drop)
+}
+
+/// The attribute of a batch command on `keys` (and the values at `values`, 0 for none):
+/// arrays the caller keeps alive through the call, of the map's key (and value) size,
+/// without padding (`IntoBytes`).
+fn batch_attr<K: IntoBytes + Immutable>(
+    map: std::os::fd::BorrowedFd<'_>,
+    keys: &[K],
+    values: u64,
+) -> aya_obj::generated::bpf_attr {
+    let mut attr = zeroed_attr();
+    // SAFETY: writing plain integers into the batch member of a zeroed union.
+    unsafe {
+        let batch = &mut attr.batch;
+        batch.map_fd = map.as_raw_fd() as u32;
+        batch.keys = keys.as_ptr() as u64;
+        batch.values = values;
+        batch.count = keys.len() as u32;
+    }
+    attr
+}
+
+/// Removes every key of `keys` from a map, in one call (`BPF_MAP_DELETE_BATCH`) unless one
+/// is missing, which is not an error: the kernel stops at it, and the rest go in another.
+pub fn bpf_map_delete_all<K: IntoBytes + Immutable>(
+    map: std::os::fd::BorrowedFd<'_>,
+    keys: &[K],
+) -> io::Result<()> {
+    let mut done = 0;
+    while done < keys.len() {
+        let mut attr = batch_attr(map, &keys[done..], 0);
+        let result = bpf(aya_obj::generated::bpf_cmd::BPF_MAP_DELETE_BATCH, &mut attr);
+        // SAFETY: the batch member is the one written above; the kernel sets its `count` to
+        // the keys it removed, on failure too.
+        let removed = unsafe { attr.batch.count } as usize;
+        match result {
+            Ok(_) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => done += removed + 1,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// The value of `key` in a map (`BPF_MAP_LOOKUP_ELEM`), `None` when absent.
 pub fn bpf_map_lookup<K: IntoBytes + Immutable, V: FromBytes>(
     map: std::os::fd::BorrowedFd<'_>,
@@ -335,5 +397,40 @@ pub fn bpf_map_keys<K: FromBytes + IntoBytes + Immutable + Copy>(
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(keys),
             Err(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_HASH;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn a_batch_enters_every_key_and_removes_them_past_a_missing_one() {
+        if !cordon_testkit::require_root(
+            "a_batch_enters_every_key_and_removes_them_past_a_missing_one",
+        ) {
+            return;
+        }
+        let map = bpf_map_create(BPF_MAP_TYPE_HASH, 8, 4, 16, None).expect("a hash map");
+        let keys: Vec<u64> = (1..=6).collect();
+        let values: Vec<u32> = keys.iter().map(|k| *k as u32 * 10).collect();
+        bpf_map_update_all(map.as_fd(), &keys, &values).expect("batch update");
+        assert_eq!(
+            bpf_map_lookup::<u64, u32>(map.as_fd(), &4).unwrap(),
+            Some(40)
+        );
+        assert!(
+            bpf_map_update_all(map.as_fd(), &keys, &values[1..]).is_err(),
+            "a value short"
+        );
+
+        // 3 and 9 are not there: the kernel stops at each, the rest still go.
+        bpf_map_delete(map.as_fd(), &3u64).expect("delete");
+        bpf_map_delete_all(map.as_fd(), &[1u64, 2, 3, 4, 9, 5]).expect("batch delete");
+        let left: Vec<u64> = bpf_map_keys(map.as_fd()).expect("keys");
+        assert_eq!(left, [6], "only the key not named is left");
+        bpf_map_delete_all::<u64>(map.as_fd(), &[]).expect("nothing to remove");
     }
 }

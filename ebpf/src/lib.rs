@@ -335,15 +335,12 @@ impl Kernel {
         for (net, dest) in dests {
             self.allow(cgroup_id, *net, dest)?;
         }
-        for (nr, rule) in syscalls {
-            let key = abi::SyscallKey {
-                cgroup_id,
-                nr: *nr,
-                pad: 0,
-            };
-            sys::bpf_map_update(self.maps.syscalls.as_fd(), &key, rule)
-                .map_err(io("register a denied syscall"))?;
-        }
+        let (keys, rules): (Vec<abi::SyscallKey>, Vec<abi::SyscallRule>) = syscalls
+            .iter()
+            .map(|(nr, rule)| (syscall_key(cgroup_id, *nr), *rule))
+            .unzip();
+        sys::bpf_map_update_all(self.maps.syscalls.as_fd(), &keys, &rules)
+            .map_err(io("register the denied syscalls"))?;
         if sandbox.flags & abi::CORDON_SANDBOX_AUDIT as u32 != 0 {
             // Under the lock `settle_audit` takes: it never turns the switch off between
             // this entry and the switch.
@@ -588,17 +585,12 @@ impl Kernel {
         ));
         match syscalls {
             Some(nrs) => {
-                for &nr in nrs {
-                    let key = abi::SyscallKey {
-                        cgroup_id,
-                        nr,
-                        pad: 0,
-                    };
-                    keep(
-                        sys::bpf_map_delete(self.maps.syscalls.as_fd(), &key)
-                            .map_err(io("remove a syscall rule")),
-                    );
-                }
+                let keys: Vec<abi::SyscallKey> =
+                    nrs.iter().map(|&nr| syscall_key(cgroup_id, nr)).collect();
+                keep(
+                    sys::bpf_map_delete_all(self.maps.syscalls.as_fd(), &keys)
+                        .map_err(io("remove the syscall rules")),
+                );
             }
             None => keep(delete_where::<abi::SyscallKey>(
                 self.maps.syscalls.as_fd(),
@@ -647,20 +639,27 @@ impl Kernel {
 }
 
 /// Deletes every key of `map` that `ours` picks (the entries of one sandbox, found by a scan
-/// of all sandboxes' keys); tries them all and returns the first failure.
+/// of all sandboxes' keys), missing ones aside.
 fn delete_where<K: abi::FromBytes + abi::IntoBytes + abi::Immutable + Copy>(
     map: BorrowedFd<'_>,
     ours: impl Fn(&K) -> bool,
     what: &str,
 ) -> Result<(), EbpfError> {
-    let mut first = None;
-    let keys = sys::bpf_map_keys::<K>(map).map_err(io(format!("list {what}")))?;
-    for key in keys.iter().filter(|k| ours(k)) {
-        if let Err(e) = sys::bpf_map_delete(map, key) {
-            first.get_or_insert(io(format!("remove {what}"))(e));
-        }
+    let keys: Vec<K> = sys::bpf_map_keys::<K>(map)
+        .map_err(io(format!("list {what}")))?
+        .into_iter()
+        .filter(|k| ours(k))
+        .collect();
+    sys::bpf_map_delete_all(map, &keys).map_err(io(format!("remove {what}")))
+}
+
+/// The key of a sandbox's rule for syscall `nr`.
+fn syscall_key(cgroup_id: u64, nr: u32) -> abi::SyscallKey {
+    abi::SyscallKey {
+        cgroup_id,
+        nr,
+        pad: 0,
     }
-    first.map_or(Ok(()), Err)
 }
 
 /// Loads the object, attaches every program and pins maps and links under `dir`.

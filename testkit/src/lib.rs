@@ -1,8 +1,26 @@
-//! What Cordon's end-to-end tests (`tests/`) and benchmarks (`xtask bench`) share, so that it
-//! is written once: a PostgreSQL server of their own ([`Postgres`]), and an HTTP server that
-//! stands in for a collector or an output's receiver ([`http::HttpStandIn`]).
+//! What Cordon's tests (`tests/`, and the crates' own that need the real kernel) and
+//! benchmarks (`xtask bench`) share, so that it is written once: the check that a test may
+//! run ([`require_root`]), a PostgreSQL server of their own ([`Postgres`]), and an HTTP
+//! server that stands in for a collector or an output's receiver ([`http::HttpStandIn`]).
 
 pub mod http;
+
+/// Whether `test` may run: it needs root (real namespaces, Landlock, eBPF). Without root it
+/// says why it skips, and under CI (`CI` set) a skip fails instead: there, every test runs.
+pub fn require_root(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    let msg = format!("skipping {test}: needs root (run `sudo cargo xtask test`)");
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{msg}, and CI must not skip"
+    );
+    // Past the test harness's capture of `eprintln!`, which shows a passing test's output
+    // only with --nocapture: a skip says so in every run.
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{msg}\n").as_bytes());
+    false
+}
 
 use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;

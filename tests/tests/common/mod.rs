@@ -16,26 +16,13 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-/// True when the test can run; otherwise prints why not (and fails under CI).
 /// A fixture's extra section that takes `coding-agent`'s exec of the workspace away: for the
 /// tests of a tree the profile does not run from.
 #[allow(dead_code)]
 pub const NOEXEC_WORKSPACE: &str = "[filesystem]\nexec = { remove = [\"{workspace}\"] }\n";
 
-pub fn require_root(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    let msg = format!("skipping {test}: needs root (run `sudo cargo xtask test`)");
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{msg}, and CI must not skip"
-    );
-    // Past the test harness's capture of `eprintln!`, which shows a passing test's output
-    // only with --nocapture: a skip says so in every run.
-    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{msg}\n").as_bytes());
-    false
-}
+#[allow(unused_imports)] // not every test binary needs root
+pub use cordon_testkit::require_root;
 
 /// The repository's root directory.
 pub fn repo() -> PathBuf {
