@@ -31,8 +31,11 @@ const AUDIT_SYSCALL: u16 = 1300;
 const AUDIT_EOE: u16 = 1320;
 const AUDIT_LANDLOCK_ACCESS: u16 = 1423;
 const AUDIT_LANDLOCK_DOMAIN: u16 = 1424;
-const AUDIT_STATUS_ENABLED: u32 = 1;
-const AUDIT_STATUS_BACKLOG_LIMIT: u32 = 4;
+// `AUDIT_STATUS_*` of <linux/audit.h>: which fields of an AUDIT_SET apply. (4 is
+// AUDIT_STATUS_PID: asking for the backlog with it unregistered the audit daemon, or failed
+// with EACCES where one ran.)
+const AUDIT_STATUS_ENABLED: u32 = 0x1;
+const AUDIT_STATUS_BACKLOG_LIMIT: u32 = 0x10;
 /// The kernel's queue of audit records waiting for a reader: big enough that a burst of
 /// denials (or a sandbox flooding records from a Landlock domain of its own) is not dropped
 /// at the default of 64.
@@ -525,6 +528,27 @@ fn decode_hex(raw: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn turning_auditing_on_raises_the_backlog_and_touches_nothing_else() {
+        if !cordon_testkit::require_root(
+            "turning_auditing_on_raises_the_backlog_and_touches_nothing_else",
+        ) {
+            return;
+        }
+        let before = status().expect("AUDIT_GET");
+        assert!(enable_logged().is_some(), "auditing turned on");
+        let after = status().expect("AUDIT_GET");
+        assert_ne!(after.enabled, 0);
+        assert!(
+            after.backlog_limit >= BACKLOG_LIMIT,
+            "the queue is raised: {} records",
+            after.backlog_limit
+        );
+        assert_eq!(after.pid, before.pid, "the audit daemon stays registered");
+        assert_eq!(after.failure, before.failure);
+        assert_eq!(after.rate_limit, before.rate_limit);
+    }
 
     #[test]
     fn records_are_split_into_time_serial_and_fields() {
