@@ -209,17 +209,22 @@ where
         }
     }
     let audit = policy.mode == Mode::Audit;
-    // An audited sandbox sees what its profile hides: nothing a rule watches is hidden.
+    // What response rules watch is covered where the view hides it (an audited sandbox's
+    // view hides /run, /dev and /tmp too); the profile's own view, which an audit judges
+    // against, is as the profile says.
+    let watched: Vec<PathBuf> = policy
+        .responses
+        .iter()
+        .filter_map(|r| r.path.clone())
+        .collect();
     let (plan, profile_plan) = if audit {
         let wide = mounts::audit_fs(&policy.filesystem, Path::new("/"), &mounts::unix_sockets());
         let profile_plan = mounts::plan(&policy.filesystem, Path::new("/"), &[]);
-        (mounts::plan(&wide, Path::new("/"), &[]), Some(profile_plan))
+        (
+            mounts::plan(&wide, Path::new("/"), &watched),
+            Some(profile_plan),
+        )
     } else {
-        let watched: Vec<PathBuf> = policy
-            .responses
-            .iter()
-            .filter_map(|r| r.path.clone())
-            .collect();
         (
             mounts::plan(&policy.filesystem, Path::new("/"), &watched),
             None,

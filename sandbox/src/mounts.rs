@@ -499,48 +499,9 @@ pub fn plan(fs: &FsPolicy, root: &Path, watched: &[PathBuf]) -> MountPlan {
             });
         }
     }
-    for listed in watched {
-        // Nothing on the host to hide: a miss there is the program's own.
-        let Some((canonical, _)) = host.resolve(listed) else {
-            continue;
-        };
-        // Visible, it is refused (not missing) already; /proc is the sandbox's own.
-        if visible_via(&canonical).is_some() || canonical.starts_with(&proc) {
-            continue;
-        }
-        // A path with the view's mounts below it (`{home}` holding the workspace) cannot be
-        // covered without covering them.
-        if plan
-            .ops
-            .iter()
-            .any(|op| op.path().starts_with(&canonical) && !matches!(op, MountOp::Mask { .. }))
-        {
-            plan.notes.push(format!(
-                "the response rule on {}: the sandbox sees paths below it, so it is not covered; a read of a hidden path there is not seen past the kernel's budget for missing files",
-                listed.display()
-            ));
-            continue;
-        }
-        // Under the private /tmp or /dev/shm, which the sandbox writes: the directories on
-        // the way are pinned, so it cannot rename the cover away.
-        let private = [tmp.as_path(), shm]
-            .into_iter()
-            .find(|p| canonical.starts_with(p));
-        if let Some(root) = private {
-            let mut dir = canonical.parent();
-            while let Some(d) = dir.filter(|d| *d != root) {
-                plan.ops.push(MountOp::Pin {
-                    path: d.to_path_buf(),
-                });
-                dir = d.parent();
-            }
-        }
-        plan.ops.push(MountOp::Mask {
-            path: canonical.clone(),
-            kind: host.kind(&canonical),
-        });
-        plan.watched.push(canonical);
-    }
+    cover_watched(&mut plan, &host, fs, watched, &|p: &Path| {
+        visible_via(p).is_some()
+    });
 
     // A protected path that does not exist cannot be covered; inside a writable tree the
     // sandbox could create it. `placeholders` has them made first, so this is what could
@@ -573,6 +534,93 @@ pub fn plan(fs: &FsPolicy, root: &Path, watched: &[PathBuf]) -> MountPlan {
     });
     plan.ops.dedup();
     plan
+}
+
+/// Covers the hidden paths response rules watch (see [`plan`]); `visible` says whether the
+/// sandbox sees a host path through a bind.
+fn cover_watched(
+    plan: &mut MountPlan,
+    host: &Host,
+    fs: &FsPolicy,
+    watched: &[PathBuf],
+    visible: &dyn Fn(&Path) -> bool,
+) {
+    let (tmp, shm, proc) = (Path::new(SANDBOX_TMP), Path::new(SHM), Path::new("/proc"));
+    // Outer paths first: one inside another is covered with it.
+    let mut watched: Vec<&PathBuf> = watched.iter().collect();
+    watched.sort_by_key(|p| p.components().count());
+    for listed in watched {
+        // Nothing on the host to hide: a miss there is the program's own.
+        let Some((canonical, links)) = host.resolve(listed) else {
+            continue;
+        };
+        // Visible, it is refused (not missing) already; /proc is the sandbox's own.
+        if visible(&canonical) || canonical.starts_with(proc) {
+            continue;
+        }
+        let covered = plan
+            .ops
+            .iter()
+            .any(|op| matches!(op, MountOp::Mask { path, .. } if canonical.starts_with(path)));
+        if covered {
+            continue;
+        }
+        // A link on the way that the sandbox could have made (in a tree it writes, or its
+        // /tmp): a run before this one could point it at any host path, and learn from the
+        // cover whether that exists.
+        let planted = links.iter().find(|(link, _)| {
+            link.starts_with(tmp)
+                || link.starts_with(shm)
+                || fs
+                    .rules
+                    .iter()
+                    .any(|w| w.access.write && link.starts_with(&w.path))
+        });
+        if let Some((link, _)) = planted {
+            plan.warnings.push(format!(
+                "the response rule on {} goes through the symlink {}, which the sandbox could have pointed anywhere: it is not covered, and a read there is not seen past the kernel's budget for missing files",
+                listed.display(),
+                link.display()
+            ));
+            continue;
+        }
+        // A path with the view's mounts below it (`{home}` holding the workspace) cannot be
+        // covered without covering them.
+        if plan
+            .ops
+            .iter()
+            .any(|op| op.path().starts_with(&canonical) && !matches!(op, MountOp::Mask { .. }))
+        {
+            plan.notes.push(format!(
+                "the response rule on {}: the sandbox sees paths below it, so it is not covered; a read of a hidden path there is not seen past the kernel's budget for missing files",
+                listed.display()
+            ));
+            continue;
+        }
+        // The host's links on the way (`~/.ssh -> dotfiles/ssh`) are made in the view, so
+        // the path as the rule names it leads to the cover.
+        for (path, target) in links {
+            if !visible(&path) {
+                plan.ops.push(MountOp::Symlink { path, target });
+            }
+        }
+        // Under the private /tmp or /dev/shm, which the sandbox writes: the directories on
+        // the way are pinned, so it cannot rename the cover away.
+        if let Some(root) = [tmp, shm].into_iter().find(|p| canonical.starts_with(p)) {
+            let mut dir = canonical.parent();
+            while let Some(d) = dir.filter(|d| *d != root) {
+                plan.ops.push(MountOp::Pin {
+                    path: d.to_path_buf(),
+                });
+                dir = d.parent();
+            }
+        }
+        plan.ops.push(MountOp::Mask {
+            path: canonical.clone(),
+            kind: host.kind(&canonical),
+        });
+        plan.watched.push(canonical);
+    }
 }
 
 /// Protected paths (denied, read-only, repositories' metadata) that do not exist inside a
@@ -1216,11 +1264,7 @@ mod tests {
     fn a_hidden_path_a_rule_watches_is_covered_and_a_visible_one_left() {
         let h = host();
         std::fs::create_dir_all(h.path().join("home/dev/ws")).unwrap();
-        let watched: Vec<PathBuf> = ["/home/dev/.ssh", "/etc/shadow", "/ws/.git", "/nope"]
-            .iter()
-            .map(PathBuf::from)
-            .collect();
-        let plan = plan(&fs(&[("/ws", RW)], &[]), h.path(), &watched);
+        let plan = plan_watching(&h, &["/home/dev/.ssh", "/etc/shadow", "/ws/.git", "/nope"]);
         assert_eq!(
             masks(&plan),
             [
@@ -1238,9 +1282,49 @@ mod tests {
         assert_eq!(
             plan.watched,
             [
-                PathBuf::from("/home/dev/.ssh"),
-                PathBuf::from("/etc/shadow")
-            ]
+                PathBuf::from("/etc/shadow"),
+                PathBuf::from("/home/dev/.ssh")
+            ],
+            "outer paths first"
+        );
+
+        // One inside another is covered with it (a mount inside a read-only cover could not
+        // be made).
+        let nested = plan_watching(&h, &["/home/dev/.ssh/id", "/home/dev/.ssh"]);
+        assert_eq!(
+            nested.watched,
+            [PathBuf::from("/home/dev/.ssh")],
+            "{:?}",
+            nested.ops
+        );
+
+        // Through a host link (`~/.ssh -> dotfiles/ssh`): the link is made in the view, so
+        // the path as the rule names it leads to the cover.
+        std::fs::create_dir_all(h.path().join("home/dev/dotfiles/ssh")).unwrap();
+        std::os::unix::fs::symlink("dotfiles/ssh", h.path().join("home/dev/.keys")).unwrap();
+        let linked = plan_watching(&h, &["/home/dev/.keys"]);
+        assert_eq!(linked.watched, [PathBuf::from("/home/dev/dotfiles/ssh")]);
+        assert!(
+            linked.ops.contains(&MountOp::Symlink {
+                path: "/home/dev/.keys".into(),
+                target: "dotfiles/ssh".into()
+            }),
+            "{:?}",
+            linked.ops
+        );
+
+        // Through a link in a tree the sandbox writes, which a run before could have pointed
+        // at any host path (the cover would tell it whether that exists): not covered.
+        std::os::unix::fs::symlink("/home/dev/src", h.path().join("ws/.env")).unwrap();
+        let planted = plan_watching(&h, &["/ws/.env"]);
+        assert!(planted.watched.is_empty(), "{:?}", planted.ops);
+        assert!(
+            planted
+                .warnings
+                .iter()
+                .any(|w| w.contains("goes through the symlink /ws/.env")),
+            "{:?}",
+            planted.warnings
         );
 
         // A watched tree holding a tree the sandbox sees is not covered, and that is said.
@@ -1258,6 +1342,12 @@ mod tests {
             "{:?}",
             around.notes
         );
+    }
+
+    /// The plan of a sandbox that writes /ws, with rules on `watched`.
+    fn plan_watching(h: &tempfile::TempDir, watched: &[&str]) -> MountPlan {
+        let watched: Vec<PathBuf> = watched.iter().map(PathBuf::from).collect();
+        plan(&fs(&[("/ws", RW)], &[]), h.path(), &watched)
     }
 
     fn masks(plan: &MountPlan) -> Vec<&MountOp> {

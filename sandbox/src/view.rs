@@ -117,9 +117,11 @@ impl View {
         }
         let path = normalize(path);
         if let Some(mask) = longest(self.masks.iter(), &path) {
-            // A covered path refuses everything; a missing one below it was never there.
+            // A covered path refuses everything; a missing one below it was never there,
+            // unless the cover hides a watched path (a profile that keeps
+            // CAP_DAC_READ_SEARCH looks into it, and finds it empty).
             if errno == ENOENT {
-                return None;
+                return (self.watched.contains(mask) && on_host(&path)).then(|| self.hidden(&path));
             }
             if self.watched.contains(mask) {
                 return Some(self.hidden(&path));
@@ -470,6 +472,21 @@ mod tests {
             at("/root/.aws/credentials", EACCES),
             refusal(FileLayer::NotInView, None),
             "hidden by the view: not a deny rule of the profile's"
+        );
+        assert_eq!(
+            at("/root/.aws/credentials", ENOENT),
+            refusal(FileLayer::NotInView, None),
+            "looked into with CAP_DAC_READ_SEARCH: empty, and hidden all the same"
+        );
+        assert_eq!(
+            v.refusal(
+                Path::new("/root/.aws/none"),
+                ENOENT,
+                "fs.read_file",
+                nowhere
+            ),
+            None,
+            "missing on the host too"
         );
     }
 

@@ -453,9 +453,22 @@ fn a_burst_of_missing_files_does_not_hide_a_read_of_a_hidden_path_a_rule_watches
     ) {
         return;
     }
+    // Outside /tmp too (the fixture's home is under it, where the sandbox has a /tmp of its
+    // own), reached through a link of the host's.
+    let vault = tempfile::Builder::new()
+        .prefix("cordon-e2e-vault-")
+        .tempdir_in("/var/tmp")
+        .expect("vault dir");
+    std::fs::create_dir(vault.path().join("real")).expect("real");
+    std::fs::write(vault.path().join("real/token"), "not a real token").expect("token");
+    std::os::unix::fs::symlink("real", vault.path().join("keys")).expect("link");
+    let token = vault.path().join("keys/token").to_string_lossy().into_owned();
     let f = Fixture::new(
         "coding-agent",
-        "[[response]]\nname = \"key read\"\nwhen = { kind = \"file_denied\", path = \"{home}/.ssh/**\" }\naction = \"freeze\"\n",
+        &format!(
+            "[[response]]\nname = \"key read\"\nwhen = {{ kind = \"file_denied\", path = \"{{home}}/.ssh/**\" }}\naction = \"freeze\"\n\n[[response]]\nname = \"vault read\"\nwhen = {{ kind = \"file_denied\", path = \"{}/keys/**\" }}\naction = \"alert\"\n",
+            vault.path().display()
+        ),
     );
     let key = f.home_path(".ssh/id_ed25519");
     // Hidden by the view too, but watched by no rule: the twin.
@@ -476,13 +489,14 @@ fn a_burst_of_missing_files_does_not_hide_a_read_of_a_hidden_path_a_rule_watches
     ];
     args.extend(notes.iter().map(String::as_str));
     args.push(&key);
+    args.push(&token);
     let (sandbox, _) = Background::watched(&f, &args);
     // The key is covered, not missing: its read is refused, reported, and the rule acts.
     sandbox.wait_frozen_then_thaw();
     let (answer, all) = sandbox.finish_events();
     assert_eq!(
-        answer, "value ENOENT ENOENT ENOENT EACCES",
-        "the notes are missing to the sandbox; the key is refused"
+        answer, "value ENOENT ENOENT ENOENT EACCES EACCES",
+        "the notes are missing to the sandbox; the key and the token are refused"
     );
     let denied = of_kind(&all, "file_denied");
     let key_read = denied
@@ -491,12 +505,22 @@ fn a_burst_of_missing_files_does_not_hide_a_read_of_a_hidden_path_a_rule_watches
         .unwrap_or_else(|| panic!("the read of the key is reported: {denied:?}"));
     assert_eq!(key_read["layer"], "deny", "{key_read}");
     assert_eq!(key_read["rule"], f.home_path(".ssh").as_str(), "{key_read}");
+    assert!(
+        denied.iter().any(|e| e["path"] == token.as_str()),
+        "the read of the token is reported: {denied:?}"
+    );
     let acted = of_kind(&all, "responder_action");
     assert!(
         acted.iter().any(|e| e["action"] == "freeze"
             && e["actor"]["name"] == "key read"
             && e["unseen"].is_null()
             && e["result"] == "done"),
+        "{acted:?}"
+    );
+    assert!(
+        acted
+            .iter()
+            .any(|e| e["action"] == "alert" && e["actor"]["name"] == "vault read"),
         "{acted:?}"
     );
     // The twin: the same burst hid reads of hidden paths no rule watches (one of them may
