@@ -73,7 +73,7 @@ pub fn host_mount_point(fstype: &str) -> Result<Option<PathBuf>, CgroupError> {
         return Ok(Some(found));
     }
     let path = Path::new("/proc/self/mountinfo");
-    let read = std::fs::read_to_string(path).map_err(|source| CgroupError::Mountinfo {
+    let read = crate::sys::read_proc(path).map_err(|source| CgroupError::Mountinfo {
         path: path.to_path_buf(),
         source,
     })?;
@@ -138,7 +138,7 @@ fn v1_mount_in(text: &str, controller: &str) -> Option<PathBuf> {
 /// Where this host's cgroup v1 mounts the hierarchy that holds `controller`, if it does.
 pub fn host_v1_mount(controller: &str) -> Result<Option<PathBuf>, CgroupError> {
     let path = Path::new("/proc/self/mountinfo");
-    let text = std::fs::read_to_string(path).map_err(|source| CgroupError::Mountinfo {
+    let text = crate::sys::read_proc(path).map_err(|source| CgroupError::Mountinfo {
         path: path.to_path_buf(),
         source,
     })?;

@@ -291,8 +291,17 @@ pub fn default_action(signal: nix::sys::signal::Signal) -> io::Result<()> {
     Ok(())
 }
 
+/// A file of /proc, read whole. `fs::read_to_string` sizes its buffer by the file's length,
+/// which /proc gives as 0: it reads 32 bytes, then twice as many, and so on (nine reads
+/// for `/proc/self/status`); two reads of a page-sized buffer do.
+pub fn read_proc(path: &Path) -> io::Result<String> {
+    let mut text = String::with_capacity(8192);
+    std::io::Read::read_to_string(&mut std::fs::File::open(path)?, &mut text)?;
+    Ok(text)
+}
+
 fn thread_count() -> Option<usize> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let status = read_proc(Path::new("/proc/self/status")).ok()?;
     status
         .lines()
         .find_map(|l| l.strip_prefix("Threads:"))
