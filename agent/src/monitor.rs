@@ -308,6 +308,9 @@ pub struct Watch {
     pub view: crate::sandbox::view::View,
     /// Under `mode = "audit"`: what the profile allows, to judge what the sandbox was let do.
     pub judge: Option<Judge>,
+    /// The sandbox's init (host pid). Its file calls build the sandbox (the staging paths
+    /// it makes miss first): Cordon's doing, not the command's, so not examined.
+    pub init: u32,
 }
 
 /// What an audited sandbox is judged against: the profile's own view and ports. Each path
@@ -315,18 +318,14 @@ pub struct Watch {
 pub struct Judge {
     view: crate::sandbox::view::View,
     bind_tcp: Vec<u16>,
-    /// The sandbox's init (host pid): building the sandbox is Cordon's doing, not the
-    /// command's, and it is not judged.
-    init: u32,
     seen: std::collections::HashSet<(PathBuf, &'static str)>,
 }
 
 impl Judge {
-    pub fn new(view: crate::sandbox::view::View, bind_tcp: Vec<u16>, init: u32) -> Self {
+    pub fn new(view: crate::sandbox::view::View, bind_tcp: Vec<u16>) -> Self {
         Self {
             view,
             bind_tcp,
-            init,
             seen: Default::default(),
         }
     }
@@ -521,7 +520,7 @@ fn watch_kernel(mut watch: Watch, reporter: &Reporter, stop: &Stop, done: Done<(
                 &mut exes,
                 &watch.names,
                 (&watch.view, watch.cgroup_events.parent()),
-                watch.judge.as_mut(),
+                (watch.judge.as_mut(), watch.init),
             ) {
                 for (what, enforced) in whats {
                     if own_cgroup_probe(&what, &own) {
@@ -945,7 +944,7 @@ fn decode(
     exes: &mut HashMap<u32, String>,
     names: &Mutex<HashMap<IpAddr, String>>,
     (view, cgroup): (&crate::sandbox::view::View, Option<&std::path::Path>),
-    judge: Option<&mut Judge>,
+    (judge, init): (Option<&mut Judge>, u32),
 ) -> Option<Decoded> {
     use abi::FromBytes as _;
     let Some((header, payload)) = abi::split_event(record) else {
@@ -1052,10 +1051,12 @@ fn decode(
                 }
             }
         }
+        // Init building the sandbox (see `Watch::init`).
+        abi::CORDON_EVENT_FILE_ERROR if pid == init => return None,
         abi::CORDON_EVENT_FILE_ERROR => {
             let file = abi::File::read_from_prefix(payload).ok()?.0;
             if header.flags & abi::CORDON_RECORD_SUCCEEDED as u32 != 0 {
-                let judge = judge.filter(|j| j.init != pid)?;
+                let judge = judge?;
                 let whats = file_audited(&header, &file, file.path(payload), judge);
                 if whats.is_empty() {
                     return None;

@@ -451,8 +451,8 @@ fn start_monitor(
         names,
         audit: registered.audit.map(|a| (a, creators)),
         view,
-        judge: profile_view
-            .map(|v| crate::monitor::Judge::new(v, policy.network.bind_tcp.clone(), init)),
+        judge: profile_view.map(|v| crate::monitor::Judge::new(v, policy.network.bind_tcp.clone())),
+        init,
     };
     let monitor =
         Monitor::start(watch, reporter, writer, stop, threads).map_err(|e| e.to_string())?;
