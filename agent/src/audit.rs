@@ -537,8 +537,21 @@ mod tests {
             return;
         }
         let before = status().expect("AUDIT_GET");
-        assert!(enable_logged().is_some(), "auditing turned on");
+        // From the kernel's default queue (an earlier run may have raised it), put back after.
+        let set_backlog = |limit| {
+            let set = AuditStatus {
+                mask: AUDIT_STATUS_BACKLOG_LIMIT,
+                backlog_limit: limit,
+                ..AuditStatus::default()
+            };
+            request(AUDIT_SET, &set).expect("AUDIT_SET")
+        };
+        set_backlog(64);
+        assert_eq!(status().expect("AUDIT_GET").backlog_limit, 64);
+        let enabled = enable_logged();
         let after = status().expect("AUDIT_GET");
+        set_backlog(before.backlog_limit);
+        assert!(enabled.is_some(), "auditing turned on");
         assert_ne!(after.enabled, 0);
         assert!(
             after.backlog_limit >= BACKLOG_LIMIT,

@@ -328,12 +328,14 @@ fn batch_attr<K: IntoBytes + Immutable>(
     attr
 }
 
-/// Removes every key of `keys` from a map, in one call (`BPF_MAP_DELETE_BATCH`) unless one
-/// is missing, which is not an error: the kernel stops at it, and the rest go in another.
+/// Removes every key of `keys` from a map, in one call (`BPF_MAP_DELETE_BATCH`) when all go.
+/// The kernel stops at a key it cannot remove: a missing one is no error, and past any
+/// other the rest are still tried (the first such error is returned).
 pub fn bpf_map_delete_all<K: IntoBytes + Immutable>(
     map: std::os::fd::BorrowedFd<'_>,
     keys: &[K],
 ) -> io::Result<()> {
+    let mut first = None;
     let mut done = 0;
     while done < keys.len() {
         let mut attr = batch_attr(map, &keys[done..], 0);
@@ -342,12 +344,16 @@ pub fn bpf_map_delete_all<K: IntoBytes + Immutable>(
         // the keys it removed, on failure too.
         let removed = unsafe { attr.batch.count } as usize;
         match result {
-            Ok(_) => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => done += removed + 1,
-            Err(e) => return Err(e),
+            Ok(_) => break,
+            Err(e) => {
+                if e.raw_os_error() != Some(libc::ENOENT) {
+                    first.get_or_insert(e);
+                }
+                done += removed + 1;
+            }
         }
     }
-    Ok(())
+    first.map_or(Ok(()), Err)
 }
 
 /// The value of `key` in a map (`BPF_MAP_LOOKUP_ELEM`), `None` when absent.

@@ -212,11 +212,7 @@ where
     // What response rules watch is covered where the view hides it (an audited sandbox's
     // view hides /run, /dev and /tmp too); the profile's own view, which an audit judges
     // against, is as the profile says.
-    let watched: Vec<PathBuf> = policy
-        .responses
-        .iter()
-        .filter_map(|r| r.path.clone())
-        .collect();
+    let watched = watched_paths(policy);
     let (plan, profile_plan) = if audit {
         let wide = mounts::audit_fs(&policy.filesystem, Path::new("/"), &mounts::unix_sockets());
         let profile_plan = mounts::plan(&policy.filesystem, Path::new("/"), &[]);
@@ -395,6 +391,43 @@ fn make_placeholders(
     sys::set_fs_identity(uid, gid, &groups)
         .map_err(|e| format!("cannot give the sandbox user's file rights back: {e}"))?;
     result.map(|()| made)
+}
+
+/// The paths response rules watch that the sandbox's user can reach. A cover tells the
+/// sandbox that a path is there, and whether it is a file: a profile handed to cordond by a
+/// user must not learn that of a path its user could not look at (the rule still acts on
+/// what is reported there). When the user's rights cannot be taken, none is covered.
+fn watched_paths(policy: &Policy) -> Vec<PathBuf> {
+    let paths: Vec<PathBuf> = policy
+        .responses
+        .iter()
+        .filter_map(|r| r.path.clone())
+        .collect();
+    reachable_by(paths, &policy.identity)
+}
+
+/// The `paths` that `identity`'s file rights reach (or that do not exist).
+fn reachable_by(paths: Vec<PathBuf>, identity: &crate::policy::Identity) -> Vec<PathBuf> {
+    if paths.is_empty() {
+        return paths;
+    }
+    let Ok((uid, gid, groups)) = sys::set_fs_identity(identity.uid, identity.gid, &identity.groups)
+    else {
+        return Vec::new();
+    };
+    let reachable = paths
+        .into_iter()
+        .filter(|p| match std::fs::metadata(p) {
+            Ok(_) => true,
+            // Nothing there to cover (or to tell of).
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        })
+        .collect();
+    if sys::set_fs_identity(uid, gid, &groups).is_err() {
+        // Rights not given back: the launch fails at its next step as root, and says why.
+        return Vec::new();
+    }
+    reachable
 }
 
 /// The environment inside the sandbox: the caller's variables the policy keeps, then the
@@ -1062,5 +1095,50 @@ impl Running {
     fn restore_mask(&mut self) {
         let _ =
             nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.old_mask), None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn a_watched_path_the_sandbox_user_cannot_reach_is_not_covered() {
+        if !cordon_testkit::require_root(
+            "a_watched_path_the_sandbox_user_cannot_reach_is_not_covered",
+        ) {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let private = dir.path().join("private");
+        std::fs::create_dir(&private).unwrap();
+        std::fs::write(private.join("secret"), "").unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let open = dir.path().join("open");
+        std::fs::write(&open, "").unwrap();
+        let paths = vec![
+            private.join("secret"),
+            open.clone(),
+            dir.path().join("none"),
+        ];
+        let identity = |uid| crate::policy::Identity {
+            user: None,
+            uid,
+            gid: uid,
+            groups: vec![],
+            home: "/".into(),
+        };
+        assert_eq!(
+            reachable_by(paths.clone(), &identity(65534)),
+            [open, dir.path().join("none")],
+            "nobody cannot look into a root-only directory"
+        );
+        assert_eq!(reachable_by(paths.clone(), &identity(0)), paths);
+        assert!(
+            std::fs::metadata(private.join("secret")).is_ok(),
+            "root's rights are back"
+        );
     }
 }

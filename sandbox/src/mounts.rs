@@ -546,25 +546,12 @@ fn cover_watched(
     visible: &dyn Fn(&Path) -> bool,
 ) {
     let (tmp, shm, proc) = (Path::new(SANDBOX_TMP), Path::new(SHM), Path::new("/proc"));
-    // Outer paths first: one inside another is covered with it.
-    let mut watched: Vec<&PathBuf> = watched.iter().collect();
-    watched.sort_by_key(|p| p.components().count());
+    let mut resolved: Vec<(PathBuf, Vec<(PathBuf, PathBuf)>)> = Vec::new();
     for listed in watched {
         // Nothing on the host to hide: a miss there is the program's own.
         let Some((canonical, links)) = host.resolve(listed) else {
             continue;
         };
-        // Visible, it is refused (not missing) already; /proc is the sandbox's own.
-        if visible(&canonical) || canonical.starts_with(proc) {
-            continue;
-        }
-        let covered = plan
-            .ops
-            .iter()
-            .any(|op| matches!(op, MountOp::Mask { path, .. } if canonical.starts_with(path)));
-        if covered {
-            continue;
-        }
         // A link on the way that the sandbox could have made (in a tree it writes, or its
         // /tmp): a run before this one could point it at any host path, and learn from the
         // cover whether that exists.
@@ -584,25 +571,33 @@ fn cover_watched(
             ));
             continue;
         }
+        resolved.push((canonical, links));
+    }
+    // Outer paths first, where they lead: one inside another is covered with it (a mount
+    // point inside a read-only cover could not be made).
+    resolved.sort_by_key(|(canonical, _)| canonical.components().count());
+    let masked = |plan: &MountPlan, p: &Path| {
+        plan.ops
+            .iter()
+            .any(|op| matches!(op, MountOp::Mask { path, .. } if p.starts_with(path)))
+    };
+    for (canonical, _) in &resolved {
+        // Visible, it is refused (not missing) already; /proc is the sandbox's own.
+        if visible(canonical) || canonical.starts_with(proc) || masked(plan, canonical) {
+            continue;
+        }
         // A path with the view's mounts below it (`{home}` holding the workspace) cannot be
         // covered without covering them.
         if plan
             .ops
             .iter()
-            .any(|op| op.path().starts_with(&canonical) && !matches!(op, MountOp::Mask { .. }))
+            .any(|op| op.path().starts_with(canonical) && !matches!(op, MountOp::Mask { .. }))
         {
             plan.notes.push(format!(
                 "the response rule on {}: the sandbox sees paths below it, so it is not covered; a read of a hidden path there is not seen past the kernel's budget for missing files",
-                listed.display()
+                canonical.display()
             ));
             continue;
-        }
-        // The host's links on the way (`~/.ssh -> dotfiles/ssh`) are made in the view, so
-        // the path as the rule names it leads to the cover.
-        for (path, target) in links {
-            if !visible(&path) {
-                plan.ops.push(MountOp::Symlink { path, target });
-            }
         }
         // Under the private /tmp or /dev/shm, which the sandbox writes: the directories on
         // the way are pinned, so it cannot rename the cover away.
@@ -617,9 +612,17 @@ fn cover_watched(
         }
         plan.ops.push(MountOp::Mask {
             path: canonical.clone(),
-            kind: host.kind(&canonical),
+            kind: host.kind(canonical),
         });
-        plan.watched.push(canonical);
+        plan.watched.push(canonical.clone());
+    }
+    // The host's links on the way (`~/.ssh -> dotfiles/ssh`) are made in the view, so the
+    // path as the rule names it leads where the host's does: to a cover, or to what is
+    // refused there. Not one inside a cover, which its name leads into all the same.
+    for (path, target) in resolved.into_iter().flat_map(|(_, links)| links) {
+        if !visible(&path) && !masked(plan, &path) {
+            plan.ops.push(MountOp::Symlink { path, target });
+        }
     }
 }
 
@@ -1311,6 +1314,43 @@ mod tests {
             }),
             "{:?}",
             linked.ops
+        );
+
+        // Ordered by where they lead: the link's rule first, the tree holding its target
+        // next; one cover, and the link still made.
+        let around_target = plan_watching(&h, &["/home/dev/.keys", "/home/dev/dotfiles"]);
+        assert_eq!(around_target.watched, [PathBuf::from("/home/dev/dotfiles")]);
+        assert!(
+            around_target
+                .ops
+                .iter()
+                .any(|o| matches!(o, MountOp::Symlink { path, .. } if path == Path::new("/home/dev/.keys"))),
+            "{:?}",
+            around_target.ops
+        );
+        // A link inside a cover (stow's `~/.ssh/config -> ../dotfiles/ssh/config`) is not
+        // made: its name leads into the cover.
+        std::fs::write(h.path().join("home/dev/dotfiles/ssh/config"), "").unwrap();
+        std::os::unix::fs::symlink(
+            "../dotfiles/ssh/config",
+            h.path().join("home/dev/.ssh/config"),
+        )
+        .unwrap();
+        let stowed = plan_watching(&h, &["/home/dev/.ssh/config", "/home/dev/.ssh"]);
+        assert_eq!(
+            stowed.watched,
+            [
+                PathBuf::from("/home/dev/.ssh"),
+                PathBuf::from("/home/dev/dotfiles/ssh/config")
+            ]
+        );
+        assert!(
+            !stowed
+                .ops
+                .iter()
+                .any(|o| matches!(o, MountOp::Symlink { .. })),
+            "{:?}",
+            stowed.ops
         );
 
         // Through a link in a tree the sandbox writes, which a run before could have pointed
