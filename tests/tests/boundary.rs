@@ -462,7 +462,11 @@ fn a_burst_of_missing_files_does_not_hide_a_read_of_a_hidden_path_a_rule_watches
     std::fs::create_dir(vault.path().join("real")).expect("real");
     std::fs::write(vault.path().join("real/token"), "not a real token").expect("token");
     std::os::unix::fs::symlink("real", vault.path().join("keys")).expect("link");
-    let token = vault.path().join("keys/token").to_string_lossy().into_owned();
+    let token = vault
+        .path()
+        .join("keys/token")
+        .to_string_lossy()
+        .into_owned();
     let f = Fixture::new(
         "coding-agent",
         &format!(
