@@ -155,24 +155,37 @@ pub struct AuditStatusSeen {
 /// [`enable_logged`]'s work, given the status the kernel last reported; whether auditing was
 /// off.
 fn enable_from(status: &AuditStatus) -> std::io::Result<bool> {
+    let changes = changes_for(status);
+    for set in &changes {
+        request(AUDIT_SET, set)?;
+    }
+    Ok(changes.iter().any(|c| c.mask & AUDIT_STATUS_ENABLED != 0))
+}
+
+/// The AUDIT_SETs that give `status` a queue of [`BACKLOG_LIMIT`] and auditing on. None
+/// when the configuration is locked (`enabled = 2`, `auditctl -e 2`): the kernel refuses
+/// every change until reboot, and auditing is on.
+fn changes_for(status: &AuditStatus) -> Vec<AuditStatus> {
+    const AUDIT_LOCKED: u32 = 2;
+    if status.enabled == AUDIT_LOCKED {
+        return Vec::new();
+    }
+    let mut changes = Vec::new();
     if status.backlog_limit < BACKLOG_LIMIT {
-        let set = AuditStatus {
+        changes.push(AuditStatus {
             mask: AUDIT_STATUS_BACKLOG_LIMIT,
             backlog_limit: BACKLOG_LIMIT,
             ..AuditStatus::default()
-        };
-        request(AUDIT_SET, &set)?;
+        });
     }
-    if status.enabled != 0 {
-        return Ok(false);
+    if status.enabled == 0 {
+        changes.push(AuditStatus {
+            mask: AUDIT_STATUS_ENABLED,
+            enabled: 1,
+            ..AuditStatus::default()
+        });
     }
-    let set = AuditStatus {
-        mask: AUDIT_STATUS_ENABLED,
-        enabled: 1,
-        ..AuditStatus::default()
-    };
-    request(AUDIT_SET, &set)?;
-    Ok(true)
+    changes
 }
 
 /// The kernel's audit status (AUDIT_GET).
@@ -528,6 +541,30 @@ fn decode_hex(raw: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_what_is_missing_is_changed_and_nothing_once_locked() {
+        let status = |enabled, backlog_limit| AuditStatus {
+            enabled,
+            backlog_limit,
+            ..AuditStatus::default()
+        };
+        let masks =
+            |s: AuditStatus| -> Vec<u32> { changes_for(&s).iter().map(|c| c.mask).collect() };
+        assert_eq!(
+            masks(status(0, 64)),
+            [AUDIT_STATUS_BACKLOG_LIMIT, AUDIT_STATUS_ENABLED]
+        );
+        assert_eq!(masks(status(1, 64)), [AUDIT_STATUS_BACKLOG_LIMIT]);
+        assert!(masks(status(1, BACKLOG_LIMIT)).is_empty());
+        assert!(
+            masks(status(2, 64)).is_empty(),
+            "locked: the kernel would refuse it, every launch and every second"
+        );
+        let backlog = changes_for(&status(1, 64))[0];
+        assert_eq!(backlog.backlog_limit, BACKLOG_LIMIT);
+        assert_eq!(backlog.pid, 0);
+    }
 
     #[test]
     fn turning_auditing_on_raises_the_backlog_and_touches_nothing_else() {
