@@ -65,8 +65,7 @@ impl Driver {
                 ]
             }),
         );
-        ClientBuilder::rustls()
-            .expect("TLS roots")
+        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(caps)
             .connect(&format!("http://127.0.0.1:{}", self.port))
             .await
