@@ -47,7 +47,10 @@ pub struct Cli {
     command: Command,
 }
 
+// Each subcommand's arguments are built when it is the one run (or its help is asked for),
+// not all of them at every start: `cordon run` is on every launch's path.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 enum Command {
     /// Write, check and test sandbox profiles.
     #[command(subcommand)]
@@ -163,6 +166,7 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 enum ProfileCommand {
     /// Check profile files; prints `FILE:LINE:COL: message` for each error.
     Check {
