@@ -65,6 +65,11 @@ pub fn mount_point(mountinfo: &Path, fstype: &str) -> Result<Option<PathBuf>, Cg
 /// in the kept text is looked for in a fresh read (it may have been mounted since, as
 /// `ebpf::bpffs` does in a long-running cordond).
 pub fn host_mount_point(fstype: &str) -> Result<Option<PathBuf>, CgroupError> {
+    // Where the file system usually is, asked of the kernel with one `statfs` each before
+    // mountinfo is read and parsed (at every launch, in a `cordon run`).
+    if let Some(usual) = usual_mount_point(fstype) {
+        return Ok(Some(usual));
+    }
     static TEXT: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
     let mut text = TEXT
         .lock()
@@ -80,6 +85,24 @@ pub fn host_mount_point(fstype: &str) -> Result<Option<PathBuf>, CgroupError> {
     let found = mount_point_in(&read, fstype);
     *text = Some(read);
     Ok(found)
+}
+
+/// The first of the usual places for `fstype` where a file system of that type is mounted.
+fn usual_mount_point(fstype: &str) -> Option<PathBuf> {
+    use nix::sys::statfs::{statfs, BPF_FS_MAGIC, CGROUP2_SUPER_MAGIC};
+    let (places, magic): (&[&str], _) = match fstype {
+        // A hybrid host (cgroup v1 beside v2) has v2 at `unified`, under a tmpfs.
+        "cgroup2" => (
+            &["/sys/fs/cgroup", "/sys/fs/cgroup/unified"],
+            CGROUP2_SUPER_MAGIC,
+        ),
+        "bpf" => (&["/sys/fs/bpf"], BPF_FS_MAGIC),
+        _ => return None,
+    };
+    places
+        .iter()
+        .find(|p| statfs(**p).is_ok_and(|s| s.filesystem_type() == magic))
+        .map(PathBuf::from)
 }
 
 fn mount_point_in(text: &str, fstype: &str) -> Option<PathBuf> {
@@ -595,6 +618,32 @@ mod tests {
             Some(PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"))
         );
         assert_eq!(v1_mount_in(text, "blkio"), None);
+    }
+
+    #[test]
+    fn the_usual_place_found_is_where_mountinfo_says_the_file_system_is() {
+        let text = crate::sys::read_proc(Path::new("/proc/self/mountinfo")).unwrap();
+        let mounted_at = |fstype: &str| -> Vec<PathBuf> {
+            text.lines()
+                .filter_map(|line| {
+                    let (fields, after) = line.split_once(" - ")?;
+                    (after.split(' ').next()? == fstype)
+                        .then(|| fields.split(' ').nth(4).map(|p| PathBuf::from(unescape(p))))?
+                })
+                .collect()
+        };
+        // This machine (and CI's) has cgroup v2 at /sys/fs/cgroup/unified, under a tmpfs at
+        // /sys/fs/cgroup: the first usual place holds another file system and is passed over.
+        let cgroup2 = usual_mount_point("cgroup2").expect("cgroup v2 at a usual place");
+        assert!(
+            mounted_at("cgroup2").contains(&cgroup2),
+            "{} is not a cgroup2 mount in {:?}",
+            cgroup2.display(),
+            mounted_at("cgroup2")
+        );
+        if let Some(bpf) = usual_mount_point("bpf") {
+            assert!(mounted_at("bpf").contains(&bpf), "{}", bpf.display());
+        }
     }
 
     #[test]

@@ -300,12 +300,12 @@ pub fn read_proc(path: &Path) -> io::Result<String> {
     Ok(text)
 }
 
+/// This process's threads: the link count of `/proc/self/task` is 2 and one per thread
+/// (one `statx`, where `/proc/self/status` has the kernel format 50 lines).
 fn thread_count() -> Option<usize> {
-    let status = read_proc(Path::new("/proc/self/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|n| n.trim().parse().ok())
+    use std::os::unix::fs::MetadataExt as _;
+    let links = std::fs::metadata("/proc/self/task").ok()?.nlink();
+    usize::try_from(links.checked_sub(2)?).ok()
 }
 
 /// Waits for one of the (blocked) signals in `set`; returns its number and `si_code`.
@@ -609,6 +609,42 @@ pub fn inherited_fd(fd: std::os::fd::RawFd) -> io::Result<OwnedFd> {
 
 #[cfg(test)]
 mod tests {
+    /// The kernel's own count, from `/proc/self/status`.
+    fn threads_in_status() -> usize {
+        let status = super::read_proc(std::path::Path::new("/proc/self/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap()
+    }
+
+    #[test]
+    fn thread_count_follows_threads_as_they_start_and_end() {
+        // Other tests run on threads of their own beside this one: compared at one moment
+        // against the kernel's count, with one thread of this test held open.
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let (started, ready) = std::sync::mpsc::channel::<()>();
+        let held = std::thread::spawn(move || {
+            started.send(()).unwrap();
+            let _ = wait.recv();
+        });
+        ready.recv().unwrap();
+        // Read between two reads of the kernel's count that agree (the other tests' threads
+        // come and go).
+        let (agreed, counted) = (0..100)
+            .find_map(|_| {
+                let before = threads_in_status();
+                let counted = super::thread_count();
+                (threads_in_status() == before).then_some((before, counted))
+            })
+            .expect("the thread count held still for a moment in 100 tries");
+        assert_eq!(counted, Some(agreed));
+        assert!(agreed >= 2, "this thread and the held one: {agreed}");
+        release.send(()).unwrap();
+        held.join().unwrap();
+    }
+
     #[test]
     fn landlock_abi_is_reported() {
         let abi = super::landlock_abi();
