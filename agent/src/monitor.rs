@@ -384,7 +384,8 @@ impl Monitor {
                             .as_mut()
                             .map(|r| r.event(&event, Instant::now()))
                             .unwrap_or_default();
-                        for event in bursts.push(event, Instant::now()) {
+                        let watched = responder.as_ref().is_some_and(|r| r.watches(&event));
+                        for event in bursts.push(event, Instant::now(), watched) {
                             outputs.write(&event)?;
                         }
                         for response in responses {

@@ -34,6 +34,11 @@ impl Responder {
         })
     }
 
+    /// Whether a rule matches `event` itself (what it would count, losses aside).
+    pub fn watches(&self, event: &Event) -> bool {
+        self.rules.iter().any(|(rule, _)| rule.matches(event))
+    }
+
     /// Counts `event` for each rule it matches; returns the events that record what the
     /// rules that went off did.
     pub fn event(&mut self, event: &Event, now: Instant) -> Vec<Event> {
