@@ -34,9 +34,13 @@ impl Responder {
         })
     }
 
-    /// Whether a rule matches `event` itself (what it would count, losses aside).
+    /// Whether a rule on a path matches `event` itself (losses aside): a path a rule
+    /// watches. Rules without a path (`severity = "low"`, a kind) watch no path in
+    /// particular, and their matches are gathered into bursts as any event is.
     pub fn watches(&self, event: &Event) -> bool {
-        self.rules.iter().any(|(rule, _)| rule.matches(event))
+        self.rules
+            .iter()
+            .any(|(rule, _)| rule.path.is_some() && rule.matches(event))
     }
 
     /// Counts `event` for each rule it matches; returns the events that record what the
@@ -332,6 +336,33 @@ mod tests {
             &done[0].what,
             What::ResponderAction { unseen: None, .. }
         ));
+    }
+
+    #[test]
+    fn only_a_rule_on_a_path_watches_the_events_it_matches() {
+        let hidden = |path: &str| {
+            Event::new(
+                "a-1-0",
+                "a",
+                SystemTime::now(),
+                None,
+                What::FileDenied {
+                    path: path.into(),
+                    access: "fs.read_file".into(),
+                    layer: Some(crate::event::FileLayer::NotInView),
+                    rule: None,
+                    target: None,
+                },
+            )
+        };
+        let on_path = Responder::new(&[rule_on(Some("file_denied"), 1)], None).unwrap();
+        assert!(on_path.watches(&hidden("/etc/shadow")));
+        assert!(!on_path.watches(&hidden("/home/u/.config/x")));
+        // A rule on every file denial matches both, but watches no path in particular.
+        let mut everything = rule_on(Some("file_denied"), 1);
+        everything.path = None;
+        let broad = Responder::new(&[everything], None).unwrap();
+        assert!(!broad.watches(&hidden("/etc/shadow")));
     }
 
     #[test]

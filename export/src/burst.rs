@@ -31,8 +31,8 @@ impl Bursts {
     }
 
     /// Takes an event; returns what is to be written now, in order: bursts whose window
-    /// has closed, then the event itself unless it is a repeat. `watched`: a response rule
-    /// matches the event, so it is gathered only with its own repeats, never into the
+    /// has closed, then the event itself unless it is a repeat. `watched`: a response rule on
+    /// a path matches the event, so it is gathered only with its own repeats, never into the
     /// sandbox's one burst of hidden paths (where its path would not show).
     pub fn push(&mut self, event: Event, now: Instant, watched: bool) -> Vec<Event> {
         if !event.what.is_violation() || event.burst.is_some() {
@@ -118,7 +118,7 @@ fn summary((event, count, first, last): (Event, u64, SystemTime, SystemTime)) ->
 
 /// Same process, same kind, same details; any paths not in the profile's view are one key
 /// for the whole sandbox (a program probing for absent config files is one burst), except
-/// one a response rule watches.
+/// one a response rule on a path watches.
 fn key_of(event: &Event, watched: bool) -> String {
     // An audit's paths are each reported once already, and each is a rule to learn.
     let outside = matches!(
