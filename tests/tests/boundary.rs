@@ -447,6 +447,64 @@ fn a_denial_hidden_in_a_full_ring_still_sets_off_the_rule_that_watches_for_it() 
 }
 
 #[test]
+fn a_read_of_a_watched_hidden_path_is_named_though_other_hidden_paths_came_first() {
+    if !require_root(
+        "a_read_of_a_watched_hidden_path_is_named_though_other_hidden_paths_came_first",
+    ) {
+        return;
+    }
+    // The attack: misses of hidden paths first, so that the watched read falls into the one
+    // event that gathers a sandbox's hidden paths, and is told only as its count.
+    let f = Fixture::new(
+        "coding-agent",
+        "[[response]]\nname = \"plans read\"\nwhen = { kind = \"file_denied\", path = \"{home}/plans/**\" }\naction = \"alert\"\n",
+    );
+    std::fs::create_dir_all(f.home.join("plans")).expect("plans");
+    std::fs::write(f.home.join("plans/q3"), "not for agents").expect("plan");
+    let notes: Vec<String> = (0..2).map(|i| f.home_path(&format!("notes-{i}"))).collect();
+    for n in &notes {
+        std::fs::write(n, "hidden").expect("notes");
+    }
+    let plan = f.home_path("plans/q3");
+    let (answer, all) = f.probe_events(
+        &[],
+        &["read-each-then-sleep", "0", &notes[0], &notes[1], &plan],
+    );
+    assert_eq!(
+        answer, "value ENOENT ENOENT EACCES",
+        "the plan is covered, not missing"
+    );
+    let denied = of_kind(&all, "file_denied");
+    let read = denied
+        .iter()
+        .find(|e| e["path"] == plan.as_str())
+        .unwrap_or_else(|| panic!("the plan's read is an event of its own: {denied:?}"));
+    assert_eq!(read["layer"], "not_in_view", "{read}");
+    assert!(
+        read["count"].is_null(),
+        "not gathered with the notes: {read}"
+    );
+    // The twin: the two notes, watched by no rule, are one event and a count.
+    assert_eq!(
+        common::occurrences(
+            &denied
+                .iter()
+                .copied()
+                .filter(|e| e["path"] != plan.as_str())
+                .collect::<Vec<_>>()
+        ),
+        2,
+        "{denied:?}"
+    );
+    assert!(
+        of_kind(&all, "responder_action")
+            .iter()
+            .any(|e| e["actor"]["name"] == "plans read"),
+        "{all:?}"
+    );
+}
+
+#[test]
 fn a_burst_of_missing_files_does_not_hide_a_read_of_a_hidden_path_a_rule_watches() {
     if !require_root(
         "a_burst_of_missing_files_does_not_hide_a_read_of_a_hidden_path_a_rule_watches",
