@@ -211,10 +211,18 @@ struct CloneArgs {
 /// lock at the moment of the fork.
 pub fn fork_into_namespaces(flags: u64, cgroup: &OwnedFd) -> io::Result<Option<nix::unistd::Pid>> {
     const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-    if thread_count() != Some(1) {
-        return Err(io::Error::other(
-            "refusing to fork a sandbox from a multi-threaded process",
-        ));
+    match thread_count() {
+        Some(1) => {}
+        Some(n) => {
+            return Err(io::Error::other(format!(
+                "refusing to fork a sandbox from a multi-threaded process ({n} threads)"
+            )))
+        }
+        None => {
+            return Err(io::Error::other(
+                "refusing to fork a sandbox: cannot count this process's threads (/proc/self/task)",
+            ))
+        }
     }
     let args = CloneArgs {
         flags: flags | CLONE_INTO_CGROUP,
