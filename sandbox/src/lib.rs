@@ -517,6 +517,10 @@ enum Message {
         errno: Option<i32>,
     },
     Exited(Exit),
+    /// Every process of the sandbox but init is gone (sent after `Exited` when the command
+    /// left none behind): the parent may finish its side while init's own end, the
+    /// namespaces' teardown, goes on.
+    Ended,
 }
 
 fn failed(stage: Stage) -> impl Fn(&dyn std::fmt::Display) -> Message {
@@ -817,16 +821,15 @@ impl Launch {
         let watched = watched_signals();
         loop {
             loop {
-                match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                    Ok(WaitStatus::Exited(pid, code)) if pid == command => {
-                        return send_exit(status, Exit::Code(code));
-                    }
+                let exit = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(pid, code)) if pid == command => Exit::Code(code),
                     Ok(WaitStatus::Signaled(pid, signal, _)) if pid == command => {
-                        return send_exit(status, Exit::Signal(signal as i32));
+                        Exit::Signal(signal as i32)
                     }
                     Ok(WaitStatus::StillAlive) | Err(_) => break,
                     Ok(_) => continue, // an orphan reaped
-                }
+                };
+                return send_exit(status, exit, alone());
             }
             let Ok((signo, _)) = sys::wait_signal(&watched) else {
                 continue;
@@ -898,9 +901,17 @@ fn read_word(status: &mut UnixStream) -> Result<(), Message> {
 /// can write at once, and `writeln!` would write the line and its newline apart, leaving
 /// two messages on one line.
 fn write_message(status: &mut UnixStream, message: &Message) -> std::io::Result<()> {
-    let mut line = serde_json::to_vec(message).map_err(std::io::Error::other)?;
-    line.push(b'\n');
-    status.write_all(&line)
+    write_messages(status, std::slice::from_ref(message))
+}
+
+/// Messages, a line each, in one write.
+fn write_messages(status: &mut UnixStream, messages: &[Message]) -> std::io::Result<()> {
+    let mut lines = Vec::new();
+    for message in messages {
+        serde_json::to_writer(&mut lines, message).map_err(std::io::Error::other)?;
+        lines.push(b'\n');
+    }
+    status.write_all(&lines)
 }
 
 fn exit_code_for(message: &Message) -> i32 {
@@ -923,9 +934,33 @@ fn send(status: &mut UnixStream, message: &Message) -> i32 {
     exit_code_for(message)
 }
 
-fn send_exit(status: &mut UnixStream, exit: Exit) -> i32 {
-    let _ = write_message(status, &Message::Exited(exit));
+/// Reports how the command ended and, when init is `alone`, that the sandbox has ended
+/// (one write: the parent reads both at once).
+fn send_exit(status: &mut UnixStream, exit: Exit, alone: bool) -> i32 {
+    let mut messages = vec![Message::Exited(exit)];
+    if alone {
+        messages.push(Message::Ended);
+    }
+    let _ = write_messages(status, &messages);
     0
+}
+
+/// Whether init is the last process of its PID namespace: every child it had is reaped
+/// (orphans come to init, so a process left anywhere in the namespace keeps one of init's
+/// children alive). Processes the command left running are not killed here (init may lack
+/// the right to signal them); init's exit ends them, and the parent waits for that.
+fn alone() -> bool {
+    loop {
+        match waitpid(
+            Pid::from_raw(-1),
+            Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL),
+        ) {
+            Err(nix::Error::ECHILD) => return true,
+            Err(nix::Error::EINTR) => {}
+            Ok(WaitStatus::StillAlive) | Err(_) => return false,
+            Ok(_) => {} // one more reaped
+        }
+    }
 }
 
 impl Running {
@@ -967,7 +1002,7 @@ impl Running {
                     self.reap();
                     return Err(self.failure(stage, message, errno));
                 }
-                Some(Message::Running { .. } | Message::Exited(_)) | None => {
+                Some(Message::Running { .. } | Message::Exited(_) | Message::Ended) | None => {
                     self.reap();
                     return Err(LaunchError::Child {
                         stage: "setup".into(),
@@ -1041,46 +1076,32 @@ impl Running {
         self.wait_and(|| {})
     }
 
-    /// [`Running::wait`], calling `ended` once the sandbox's init is gone and before its
-    /// cgroup is removed: while the cgroup exists, no other `cordon run` takes the sandbox
-    /// for one that ended (see `Kernel::sweep`), so `ended` can still drain its events and
-    /// give its entries back.
+    /// [`Running::wait`], calling `ended` once no process of the sandbox but its init is
+    /// left (init, which runs only Cordon's code, then only exits) and before the cgroup is
+    /// removed: while the cgroup exists, no other `cordon run` takes the sandbox for one that
+    /// ended (see `Kernel::sweep`), so `ended` can still drain its events and give its
+    /// entries back. When the command left no process behind, init says so and `ended` runs
+    /// while the kernel tears init and the namespaces down; otherwise once init is gone.
     pub fn wait_and(mut self, ended: impl FnOnce()) -> Result<Exit, LaunchError> {
-        let init_status = loop {
-            match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) => {}
-                Ok(status) => break Ok(status),
-                Err(e) => break Err(os("wait for the sandbox")(e.into())),
-            }
-            let (signo, code) = match sys::wait_signal(&self.watched) {
-                Ok(s) => s,
-                Err(e) => break Err(os("wait for signals")(e)),
-            };
-            let Ok(signal) = Signal::try_from(signo) else {
-                continue;
-            };
-            let typed =
-                matches!(signal, Signal::SIGINT | Signal::SIGQUIT) && code == libc::SI_KERNEL;
-            if signal != Signal::SIGCHLD && !typed {
-                let _ = nix::sys::signal::kill(self.pid, signal);
-            }
-        };
+        let mut result = None;
+        let waited = self.until_ended(&mut result);
         self.restore_mask();
         ended();
+        let init_status = match waited {
+            Ok(Some(status)) => Ok(status),
+            Ok(None) => loop {
+                match waitpid(self.pid, None) {
+                    Err(nix::Error::EINTR) => {}
+                    other => break other.map_err(|e| os("wait for the sandbox")(e.into())),
+                }
+            },
+            Err(e) => Err(e),
+        };
         self.remove_cgroup();
         let init_status = init_status?;
-        // Init is gone, so the pipe holds everything it and the command said.
-        let mut result = None;
+        // Init is gone, so the socket holds everything it and the command said.
         while let Some(message) = self.next_message() {
-            match message {
-                Message::Exited(exit) => result = Some(Ok(exit)),
-                Message::Failed {
-                    stage,
-                    message,
-                    errno,
-                } => result = Some(Err(self.failure(stage, message, errno))),
-                Message::Enforced(_) | Message::Running { .. } => {}
-            }
+            self.take_end(message, &mut result);
         }
         match (result, init_status) {
             (Some(r), _) => r,
@@ -1089,6 +1110,86 @@ impl Running {
                 stage: "supervision".into(),
                 message: format!("the sandbox's init ended without reporting ({other:?})"),
             }),
+        }
+    }
+
+    /// Relays signals to init until it says the sandbox has ended (returns `None`: init is
+    /// still to be reaped) or it is gone (returns its status). How the command ended goes
+    /// into `result` as it is read.
+    fn until_ended(
+        &mut self,
+        result: &mut Option<Result<Exit, LaunchError>>,
+    ) -> Result<Option<WaitStatus>, LaunchError> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use nix::sys::signalfd::{SfdFlags, SignalFd};
+        use std::os::fd::AsFd as _;
+        // The watched signals are blocked: they queue on this descriptor.
+        let signals = SignalFd::with_flags(&self.watched, SfdFlags::SFD_CLOEXEC)
+            .map_err(|e| os("wait for signals")(e.into()))?;
+        let mut said_all = false;
+        loop {
+            match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => {}
+                Ok(status) => return Ok(Some(status)),
+                Err(e) => return Err(os("wait for the sandbox")(e.into())),
+            }
+            // Whole lines only: init writes each message in one write.
+            while !said_all && !self.status.buffer().is_empty() {
+                match self.next_message() {
+                    Some(Message::Ended) => return Ok(None),
+                    Some(message) => self.take_end(message, result),
+                    None => said_all = true,
+                }
+            }
+            let (status_ready, signal_ready) = {
+                let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+                if !said_all {
+                    fds.push(PollFd::new(
+                        self.status.get_ref().as_fd(),
+                        PollFlags::POLLIN,
+                    ));
+                }
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Ok(_) | Err(nix::Error::EINTR) => {}
+                    Err(e) => return Err(os("wait for the sandbox")(e.into())),
+                }
+                let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+                (fds.get(1).is_some_and(ready), ready(&fds[0]))
+            };
+            if status_ready {
+                match self.next_message() {
+                    Some(Message::Ended) => return Ok(None),
+                    Some(message) => self.take_end(message, result),
+                    // Init and the command are gone without saying so: reaped above.
+                    None => said_all = true,
+                }
+            }
+            if signal_ready {
+                let Ok(Some(info)) = signals.read_signal() else {
+                    continue;
+                };
+                let Ok(signal) = Signal::try_from(info.ssi_signo as i32) else {
+                    continue;
+                };
+                let typed = matches!(signal, Signal::SIGINT | Signal::SIGQUIT)
+                    && info.ssi_code == libc::SI_KERNEL;
+                if signal != Signal::SIGCHLD && !typed {
+                    let _ = nix::sys::signal::kill(self.pid, signal);
+                }
+            }
+        }
+    }
+
+    /// Keeps what a message after the command's start says of the end.
+    fn take_end(&self, message: Message, result: &mut Option<Result<Exit, LaunchError>>) {
+        match message {
+            Message::Exited(exit) => *result = Some(Ok(exit)),
+            Message::Failed {
+                stage,
+                message,
+                errno,
+            } => *result = Some(Err(self.failure(stage, message, errno))),
+            Message::Enforced(_) | Message::Running { .. } | Message::Ended => {}
         }
     }
 
@@ -1102,6 +1203,76 @@ impl Running {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt as _;
+
+    /// `alone` reaps whatever child it finds, as init does; it runs here in a child of the
+    /// test, so that it takes none of the other tests' children. The child forks, signals,
+    /// waits and exits, and allocates nothing (the test process has other threads).
+    #[test]
+    fn init_is_alone_only_once_no_child_of_any_kind_is_left() {
+        fn child() -> i32 {
+            let wait_dead = |pid: Pid| {
+                nix::sys::wait::waitid(
+                    nix::sys::wait::Id::Pid(pid),
+                    WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT | WaitPidFlag::__WALL,
+                )
+            };
+            // SAFETY: the child only pauses until it is killed.
+            let sleeper = match unsafe { nix::unistd::fork() } {
+                Ok(ForkResult::Child) => loop {
+                    nix::unistd::pause();
+                },
+                Ok(ForkResult::Parent { child }) => child,
+                Err(_) => return 10,
+            };
+            // A failure kills the live child first, so that none outlives the test.
+            let fail = |code, live: Pid| {
+                let _ = nix::sys::signal::kill(live, Signal::SIGKILL);
+                code
+            };
+            if alone() {
+                return fail(11, sleeper); // a live child
+            }
+            let _ = nix::sys::signal::kill(sleeper, Signal::SIGKILL);
+            if wait_dead(sleeper).is_err() || !alone() {
+                return 12; // its zombie is reaped: nothing is left
+            }
+            // A child that sends no SIGCHLD when it ends (clone with exit signal 0), which
+            // waitpid sees only with __WALL.
+            // SAFETY: a clone without CLONE_VM, like fork: the child gets a copy of this
+            // stack and only pauses until it is killed.
+            let quiet = unsafe { libc::syscall(libc::SYS_clone, 0, 0, 0, 0, 0) };
+            if quiet == 0 {
+                loop {
+                    nix::unistd::pause();
+                }
+            }
+            if quiet < 0 {
+                return 13;
+            }
+            let quiet = Pid::from_raw(quiet as i32);
+            if alone() {
+                return fail(14, quiet); // a live child without SIGCHLD
+            }
+            let _ = nix::sys::signal::kill(quiet, Signal::SIGKILL);
+            if wait_dead(quiet).is_err() || !alone() {
+                return 15;
+            }
+            0
+        }
+        // SAFETY: the child runs `child`, which only forks, signals, waits and exits.
+        match unsafe { nix::unistd::fork() }.expect("fork") {
+            ForkResult::Child => {
+                let code = child();
+                // SAFETY: ends the forked child without running the test harness's code.
+                unsafe { libc::_exit(code) }
+            }
+            ForkResult::Parent { child } => assert_eq!(
+                waitpid(child, None).expect("wait"),
+                WaitStatus::Exited(child, 0),
+                "11/14: alone with a live child; 12/15: not alone once it was gone"
+            ),
+        }
+    }
 
     #[test]
     fn a_watched_path_the_sandbox_user_cannot_reach_is_not_covered() {

@@ -383,30 +383,34 @@ fn nothing_started_in_the_sandbox_outlives_it() {
     }
     let f = Fixture::new("coding-agent", "");
     let marker = format!("{}.{}", 200 + std::process::id() % 100, std::process::id());
-    let out = f.run(&[
-        "/bin/sh",
-        "-c",
-        &format!("setsid sleep {marker} >/dev/null 2>&1 & (sleep {marker} &) ; echo started"),
-    ]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("started"));
-    // The kernel ends the namespace's processes as init goes: at once, not necessarily
-    // before `cordon run` returns.
+    // Two processes left behind, one in a session of its own, neither holding the output.
+    let script = format!(
+        "setsid sleep {marker} >/dev/null 2>&1 & (sleep {marker} >/dev/null 2>&1 &) ; echo started"
+    );
     let left = || {
-        std::process::Command::new("pgrep")
+        let out = std::process::Command::new("pgrep")
             .args(["-f", &format!("sleep {marker}")])
             .output()
-            .expect("pgrep")
+            .expect("pgrep");
+        String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !left().stdout.is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let left = left();
-    assert!(
-        left.stdout.is_empty(),
-        "left behind: {}",
-        String::from_utf8_lossy(&left.stdout)
-    );
+    // Unconfined, both outlive the shell that started them.
+    let out = std::process::Command::new("/bin/sh")
+        .args(["-c", &script])
+        .output()
+        .expect("sh runs");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("started"));
+    let outside = left();
+    let _ = std::process::Command::new("pkill")
+        .args(["-KILL", "-f", &format!("sleep {marker}")])
+        .status();
+    assert_eq!(outside.lines().count(), 2, "unconfined: {outside}");
+    // Sandboxed, they are gone when `cordon run` returns: its end waits for the kernel to
+    // have ended every process of the sandbox, not only the command.
+    let out = f.run(&["/bin/sh", "-c", &script]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("started"));
+    let inside = left();
+    assert!(inside.is_empty(), "left behind: {inside}");
 }
 
 #[test]
