@@ -494,25 +494,47 @@ impl Names {
 
     /// Whether the base writes `path`.
     fn written(&self, path: &Path) -> bool {
-        self.writable.iter().any(|w| path.starts_with(w))
+        self.writable.iter().any(|w| self.holds(w, path))
     }
 
-    /// The path with its placeholder: `{workspace}/src`, `{home}/.npm`, `{tmp}`.
+    /// The path with its placeholder: `{workspace}/src`, `{home}/.npm`, `{tmp}`. The
+    /// deepest of the three that holds it names it: a home or a workspace below the host's
+    /// /tmp is that, not the sandbox's private /tmp.
     fn show(&self, path: &Path) -> String {
+        let mut best: Option<(&str, &Path)> = None;
         for (root, name) in [
             (&self.workspace, "{workspace}"),
             (&self.tmp, "{tmp}"),
             (&self.home, "{home}"),
         ] {
-            if let Ok(rest) = path.strip_prefix(root) {
-                return if rest.as_os_str().is_empty() {
-                    name.to_string()
-                } else {
-                    format!("{name}/{}", rest.display())
-                };
+            let Ok(rest) = path.strip_prefix(root) else {
+                continue;
+            };
+            if best.is_none_or(|(_, shortest)| {
+                rest.components().count() < shortest.components().count()
+            }) {
+                best = Some((name, rest));
             }
         }
-        path.display().to_string()
+        match best {
+            Some((name, rest)) if rest.as_os_str().is_empty() => name.to_string(),
+            Some((name, rest)) => format!("{name}/{}", rest.display()),
+            None => path.display().to_string(),
+        }
+    }
+
+    /// Whether a rule on `rule` holds for `path`: below it, and for a rule on the private
+    /// /tmp, in the private /tmp.
+    fn holds(&self, rule: &Path, path: &Path) -> bool {
+        path.starts_with(rule) && (rule != self.tmp || self.in_private_tmp(path))
+    }
+
+    /// Whether `path` is in the sandbox's private /tmp, whose names are made afresh each
+    /// run: below /tmp, and not in a workspace or a home the host keeps below its /tmp
+    /// (those the sandbox sees through binds of their own).
+    fn in_private_tmp(&self, path: &Path) -> bool {
+        let own_bind = |root: &Path| root != self.tmp && path.starts_with(root);
+        path.starts_with(&self.tmp) && !own_bind(&self.workspace) && !own_bind(&self.home)
     }
 
     /// Whether a rule may be as wide as the directory `dir` (a rule holds for all below it):
@@ -534,9 +556,7 @@ fn fold(
     let mut by_need: BTreeMap<Need, BTreeMap<PathBuf, Found>> = BTreeMap::new();
     for ((need, path), (first, dir, paths)) in needs {
         // The private /tmp's names are made afresh each run: the rule is the whole of it.
-        // (A workspace below the host's /tmp is the workspace, not the private /tmp.)
-        let private = path.starts_with(&names.tmp) && !path.starts_with(&names.workspace);
-        let (path, dir) = if private {
+        let (path, dir) = if names.in_private_tmp(&path) {
             (names.tmp.clone(), true)
         } else {
             (path, dir)
@@ -599,8 +619,8 @@ fn fold(
         let same = rules_of(&[*need]);
         let rules = paths
             .iter()
-            .filter(|(p, _)| !same.iter().any(|o| o != *p && p.starts_with(o)))
-            .filter(|(p, _)| *need != Need::Read || !wider.iter().any(|o| p.starts_with(o)))
+            .filter(|(p, _)| !same.iter().any(|o| o != *p && names.holds(o, p)))
+            .filter(|(p, _)| *need != Need::Read || !wider.iter().any(|o| names.holds(o, p)))
             .map(|(p, found)| {
                 let mut why = found.first.clone();
                 if found.files > 1 {
@@ -785,6 +805,10 @@ mod tests {
 
     /// The base: coding-agent without its port 443 to everywhere, in /work/ws for /home/dev.
     fn base() -> Policy {
+        base_with_home("/home/dev")
+    }
+
+    fn base_with_home(home: &str) -> Policy {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("b.toml");
         std::fs::write(
@@ -797,7 +821,7 @@ mod tests {
             .unwrap();
         let ctx = Context {
             workspace: PathBuf::from("/work/ws"),
-            caller_home: Some(PathBuf::from("/home/dev")),
+            caller_home: Some(PathBuf::from(home)),
             caller_uid: 1000,
             caller_gid: 1000,
             caller_groups: vec![1000],
@@ -1038,6 +1062,51 @@ mod tests {
         assert!(
             text.contains("x: called unshare, which the base denies and an audit still refused"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn a_home_below_the_hosts_tmp_is_the_home_not_the_private_tmp() {
+        // The sandbox's /tmp is its own: "{tmp}/u/home/.npmrc" would grant a path there,
+        // and the host's file would stay out of view.
+        let base = base_with_home("/tmp/u/home");
+        let advice = Advice::of(&base);
+        assert_eq!(
+            advice
+                .rule_for(&file(
+                    "node",
+                    "/tmp/u/home/.npmrc",
+                    "fs.read_file",
+                    FileLayer::NotInView
+                ))
+                .unwrap_or_default(),
+            "to allow it: add \"{home}/.npmrc\" to [filesystem] read"
+        );
+        let events = [
+            file(
+                "node",
+                "/tmp/u/home/.config/tool/a",
+                "fs.read_file",
+                FileLayer::NotInView,
+            ),
+            file(
+                "node",
+                "/tmp/u/home/.config/tool/b",
+                "fs.read_file",
+                FileLayer::NotInView,
+            ),
+            file("cc", "/tmp/cc1234/a.out", "fs.execute", FileLayer::Noexec),
+        ];
+        let learned = learn(&events, &base);
+        assert_eq!(
+            values(&learned, Need::Read),
+            ["{home}/.config/tool/"],
+            "not taken for a read inside the private /tmp, which the sandbox runs from"
+        );
+        assert_eq!(
+            values(&learned, Need::Exec),
+            ["{tmp}/"],
+            "what is really in the private /tmp stays the whole of it"
         );
     }
 
