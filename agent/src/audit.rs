@@ -46,6 +46,10 @@ const NLMSG_HDRLEN: usize = 16;
 /// How often a listener checks that it still gets the records.
 const CHANNEL_CHECK: Duration = Duration::from_secs(1);
 
+/// At a sandbox's end, how many times the kernel is asked whether its queue still holds
+/// records (each time after reading what came).
+const FINAL_ROUNDS: usize = 4;
+
 /// `struct audit_status` of `<linux/audit.h>`, as far as Cordon uses it.
 #[repr(C)]
 #[derive(Default, Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -217,7 +221,8 @@ impl AuditListener {
     /// not, and says so with `events_lost` (`audit_detached`). Records the kernel dropped
     /// since the last check (its `lost` counter, host-wide: a burst, or a flood from a
     /// sandbox's own Landlock domain, fills the queue) are reported as `audit_overrun`.
-    fn check_channel(&self, lost: &mut Option<u32>, reporter: &Reporter) {
+    /// Returns how many records the kernel's queue held when asked, if it answered.
+    fn check_channel(&self, lost: &mut Option<u32>, reporter: &Reporter) -> Option<u32> {
         let mut intact = true;
         match crate::sys::netlink_groups(self.socket.as_fd()) {
             Ok(groups) if groups & (1 << (AUDIT_NLGRP_READLOG - 1)) != 0 => {}
@@ -253,6 +258,7 @@ impl AuditListener {
                 },
             );
         }
+        let backlog = now.as_ref().ok().map(|s| s.backlog);
         if let Ok(now) = now.map(|s| s.lost) {
             if let Some(before) = lost.replace(now) {
                 if now > before {
@@ -266,6 +272,7 @@ impl AuditListener {
                 }
             }
         }
+        backlog
     }
 
     /// Reports the Landlock denials of the sandbox whose domains the processes `creators`
@@ -293,37 +300,48 @@ impl AuditListener {
             // While stopping, only what is already queued is read.
             let timeout = if stopping { 0u16 } else { 50 };
             if stop.wait(self.socket.as_fd(), Some(timeout)) {
-                loop {
-                    match socket::recv(
-                        self.socket.as_raw_fd(),
-                        &mut buf,
-                        socket::MsgFlags::MSG_DONTWAIT,
-                    ) {
-                        Ok(len) => {
-                            for (kind, body) in messages(&buf[..len]) {
-                                let text = String::from_utf8_lossy(body);
-                                sandbox.record(kind, text.trim_end_matches('\0'), reporter);
-                            }
-                        }
-                        // The socket's buffer overflowed: records were dropped by the kernel.
-                        Err(nix::errno::Errno::ENOBUFS) => reporter.report(
-                            None,
-                            What::EventsLost {
-                                count: 1,
-                                reason: LossReason::AuditOverrun,
-                            },
-                        ),
-                        Err(_) => break,
-                    }
-                }
+                self.read_queued(&mut buf, &mut sandbox, reporter);
                 continue;
             }
             sandbox.flush_stale(reporter);
             if stopping {
-                // What the kernel dropped until the end counts too.
-                self.check_channel(&mut lost, reporter);
+                // What the kernel dropped until the end counts too. And the sandbox's last
+                // records may still be in the kernel's queue, which its audit thread sends
+                // on: read again after each answer, until one says the queue was empty
+                // (the thread sends a record to this group as it takes it off the queue).
+                // Other processes' records may keep the queue busy: a few rounds at most.
+                for _ in 0..FINAL_ROUNDS {
+                    let queued = self.check_channel(&mut lost, reporter);
+                    self.read_queued(&mut buf, &mut sandbox, reporter);
+                    if queued.is_none_or(|n| n == 0) {
+                        break;
+                    }
+                }
                 sandbox.flush_all(reporter);
                 return;
+            }
+        }
+    }
+
+    /// Reads every record the socket holds, without waiting.
+    fn read_queued(&self, buf: &mut [u8], sandbox: &mut Sandbox, reporter: &Reporter) {
+        loop {
+            match socket::recv(self.socket.as_raw_fd(), buf, socket::MsgFlags::MSG_DONTWAIT) {
+                Ok(len) => {
+                    for (kind, body) in messages(&buf[..len]) {
+                        let text = String::from_utf8_lossy(body);
+                        sandbox.record(kind, text.trim_end_matches('\0'), reporter);
+                    }
+                }
+                // The socket's buffer overflowed: records were dropped by the kernel.
+                Err(nix::errno::Errno::ENOBUFS) => reporter.report(
+                    None,
+                    What::EventsLost {
+                        count: 1,
+                        reason: LossReason::AuditOverrun,
+                    },
+                ),
+                Err(_) => return,
             }
         }
     }
