@@ -130,8 +130,24 @@ where
         };
         let registered = register(&kernel, policy, cgroup, options.enable_audit, say)
             .map_err(LaunchError::Register)?;
-        Ok::<_, SessionError>((Some(kernel), Some(registered)))
+        // What runs killed before they could clean up left behind, swept while init
+        // finishes the sandbox and the command runs (not at its end, where it would take a
+        // processor from the last reads).
+        let kernel_for_sweep = Arc::clone(&kernel);
+        let sweeper =
+            match crate::report::Worker::spawn("cordon-sweep", move || sweep(&kernel_for_sweep)) {
+                Ok(worker) => Some(worker),
+                Err(e) => {
+                    say(Notice::Warning(format!(
+                        "cannot sweep ended sandboxes: no thread for it ({e})"
+                    )));
+                    None
+                }
+            };
+        Ok::<_, SessionError>((Some(kernel), Some((registered, sweeper))))
     })?;
+    let (registered, sweeper) = registered.unzip();
+    let sweeper = sweeper.flatten();
     if let Some(e) = &running.enforcement {
         if e.status != sandbox::landlock::Status::Fully {
             say(Notice::Warning(format!(
@@ -170,19 +186,6 @@ where
         }
         _ => None,
     };
-    // What runs killed before they could clean up left behind, swept while this one runs.
-    let sweeper = kernel.as_ref().and_then(|kernel| {
-        let kernel = Arc::clone(kernel);
-        match crate::report::Worker::spawn("cordon-sweep", move || sweep(&kernel)) {
-            Ok(worker) => Some(worker),
-            Err(e) => {
-                say(Notice::Warning(format!(
-                    "cannot sweep ended sandboxes: no thread for it ({e})"
-                )));
-                None
-            }
-        }
-    });
     // Once the sandbox has ended: its last events read, its entries and ring given back.
     let ended = || {
         if let (Some((monitor, cgroup_id)), Some(kernel)) = (monitor, &kernel) {
