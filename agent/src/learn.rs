@@ -533,7 +533,8 @@ impl Names {
     /// run: below /tmp, and not in a workspace or a home the host keeps below its /tmp
     /// (those the sandbox sees through binds of their own).
     fn in_private_tmp(&self, path: &Path) -> bool {
-        let own_bind = |root: &Path| root != self.tmp && path.starts_with(root);
+        let own_bind =
+            |root: &Path| root.starts_with(&self.tmp) && root != self.tmp && path.starts_with(root);
         path.starts_with(&self.tmp) && !own_bind(&self.workspace) && !own_bind(&self.home)
     }
 
@@ -1108,6 +1109,10 @@ mod tests {
             ["{tmp}/"],
             "what is really in the private /tmp stays the whole of it"
         );
+        // A home of `/` (no HOME, no passwd entry; containers) holds /tmp: still the
+        // private /tmp.
+        let learned = learn(&events[2..], &base_with_home("/"));
+        assert_eq!(values(&learned, Need::Exec), ["{tmp}/"]);
     }
 
     #[test]
