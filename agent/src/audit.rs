@@ -49,6 +49,8 @@ const CHANNEL_CHECK: Duration = Duration::from_secs(1);
 /// At a sandbox's end, how many times the kernel is asked whether its queue still holds
 /// records (each time after reading what came).
 const FINAL_ROUNDS: usize = 4;
+/// How long to wait for records between those rounds, in milliseconds.
+const FINAL_WAIT_MS: u8 = 2;
 
 /// `struct audit_status` of `<linux/audit.h>`, as far as Cordon uses it.
 #[repr(C)]
@@ -310,11 +312,25 @@ impl AuditListener {
                 // on: read again after each answer, until one says the queue was empty
                 // (the thread sends a record to this group as it takes it off the queue).
                 // Other processes' records may keep the queue busy: a few rounds at most.
-                for _ in 0..FINAL_ROUNDS {
+                for round in 1..=FINAL_ROUNDS {
                     let queued = self.check_channel(&mut lost, reporter);
                     self.read_queued(&mut buf, &mut sandbox, reporter);
-                    if queued.is_none_or(|n| n == 0) {
-                        break;
+                    match queued {
+                        None | Some(0) => break,
+                        // Time for the audit thread to send on what it holds.
+                        Some(n) if round < FINAL_ROUNDS => {
+                            let _ = nix::poll::poll(
+                                &mut [nix::poll::PollFd::new(
+                                    self.socket.as_fd(),
+                                    nix::poll::PollFlags::POLLIN,
+                                )],
+                                nix::poll::PollTimeout::from(FINAL_WAIT_MS),
+                            );
+                            tracing::debug!("the kernel's audit queue held {n} records at the end");
+                        }
+                        Some(n) => tracing::warn!(
+                            "the kernel's audit queue still held {n} records (any process's) at the sandbox's end: denials of its last moment may be unreported"
+                        ),
                     }
                 }
                 sandbox.flush_all(reporter);
