@@ -1036,6 +1036,9 @@ fn decode(
                 child_pid: fork.child_pid,
             }
         }
+        // Init's own end, Cordon's process: it comes once the sandbox has been reported
+        // ended, often after its events were read for the last time, so never reported.
+        abi::CORDON_EVENT_EXIT if pid == init => return None,
         abi::CORDON_EVENT_EXIT => {
             let exit = abi::Exit::read_from_prefix(payload).ok()?.0;
             let status = exit.exit_code as i32;
