@@ -64,7 +64,7 @@ pub enum SessionError {
     /// cordond's worker could not follow its caller's connection: the sandbox was ended.
     #[error("cannot follow the caller's connection: {0}")]
     CallerGone(#[source] std::io::Error),
-    /// The sandbox's end could not be read.
+    /// The sandbox's end could not be read, or its command could not be executed.
     #[error(transparent)]
     Wait(LaunchError),
 }
@@ -73,8 +73,9 @@ impl SessionError {
     /// The exit code to end with.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Self::Launch(e) => e.exit_code(),
-            Self::Kernel(_) | Self::Unwatched(_) | Self::CallerGone(_) | Self::Wait(_) => {
+            // The command's exec failing is told once the sandbox has ended.
+            Self::Launch(e) | Self::Wait(e) => e.exit_code(),
+            Self::Kernel(_) | Self::Unwatched(_) | Self::CallerGone(_) => {
                 sandbox::EXIT_SETUP_FAILED
             }
         }

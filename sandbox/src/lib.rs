@@ -565,7 +565,8 @@ pub struct Running {
     status: BufReader<UnixStream>,
     program: String,
     old_mask: SigSet,
-    watched: SigSet,
+    /// The watched signals, blocked until the sandbox has ended, queue here.
+    signals: nix::sys::signalfd::SignalFd,
 }
 
 impl Launch {
@@ -627,6 +628,18 @@ impl Launch {
             let _ = cgroup.remove();
             return Err(os("block signals")(e.into()).into());
         }
+        // Where they are read while the sandbox runs (close-on-exec; init closes it).
+        let signals = match nix::sys::signalfd::SignalFd::with_flags(
+            &watched,
+            nix::sys::signalfd::SfdFlags::SFD_CLOEXEC | nix::sys::signalfd::SfdFlags::SFD_NONBLOCK,
+        ) {
+            Ok(fd) => fd,
+            Err(e) => {
+                restore(&old_mask);
+                let _ = cgroup.remove();
+                return Err(os("wait for signals")(e.into()).into());
+            }
+        };
         let forked = match sys::fork_into_namespaces(namespaces, cgroup.fd()) {
             Ok(f) => f,
             Err(e) => {
@@ -651,7 +664,7 @@ impl Launch {
             status: BufReader::new(read_end),
             program: String::from_utf8_lossy(self.argv[0].as_bytes()).into_owned(),
             old_mask,
-            watched,
+            signals,
         };
         let registered = match registered {
             Ok(r) => r,
@@ -1084,19 +1097,29 @@ impl Running {
     /// while the kernel tears init and the namespaces down; otherwise once init is gone.
     pub fn wait_and(mut self, ended: impl FnOnce()) -> Result<Exit, LaunchError> {
         let mut result = None;
-        let waited = self.until_ended(&mut result);
-        self.restore_mask();
-        ended();
-        let init_status = match waited {
-            Ok(Some(status)) => Ok(status),
-            Ok(None) => loop {
-                match waitpid(self.pid, None) {
-                    Err(nix::Error::EINTR) => {}
-                    other => break other.map_err(|e| os("wait for the sandbox")(e.into())),
+        let init_status = match self.until_ended(&mut result) {
+            Ok(Some(status)) => {
+                ended();
+                Ok(status)
+            }
+            Ok(None) => {
+                ended();
+                self.until_init_is_gone()
+            }
+            // Not followed any more: the sandbox is ended (by its cgroup, which names no
+            // other process whatever became of init's pid) before its entries go.
+            Err(e) => {
+                if let Some(cgroup) = &self.cgroup {
+                    let _ = cgroup.kill();
                 }
-            },
-            Err(e) => Err(e),
+                let _ = self.until_init_is_gone();
+                ended();
+                Err(e)
+            }
         };
+        // Signals that came once the sandbox had ended are not this run's to act on.
+        while let Ok(Some(_)) = self.signals.read_signal() {}
+        self.restore_mask();
         self.remove_cgroup();
         let init_status = init_status?;
         // Init is gone, so the socket holds everything it and the command said.
@@ -1113,6 +1136,16 @@ impl Running {
         }
     }
 
+    /// Reaps init once it has ended (the signals stay blocked meanwhile).
+    fn until_init_is_gone(&mut self) -> Result<WaitStatus, LaunchError> {
+        loop {
+            match waitpid(self.pid, None) {
+                Err(nix::Error::EINTR) => {}
+                other => return other.map_err(|e| os("wait for the sandbox")(e.into())),
+            }
+        }
+    }
+
     /// Relays signals to init until it says the sandbox has ended (returns `None`: init is
     /// still to be reaped) or it is gone (returns its status). How the command ended goes
     /// into `result` as it is read.
@@ -1121,11 +1154,7 @@ impl Running {
         result: &mut Option<Result<Exit, LaunchError>>,
     ) -> Result<Option<WaitStatus>, LaunchError> {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        use nix::sys::signalfd::{SfdFlags, SignalFd};
         use std::os::fd::AsFd as _;
-        // The watched signals are blocked: they queue on this descriptor.
-        let signals = SignalFd::with_flags(&self.watched, SfdFlags::SFD_CLOEXEC)
-            .map_err(|e| os("wait for signals")(e.into()))?;
         let mut said_all = false;
         loop {
             match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
@@ -1142,7 +1171,7 @@ impl Running {
                 }
             }
             let (status_ready, signal_ready) = {
-                let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+                let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
                 if !said_all {
                     fds.push(PollFd::new(
                         self.status.get_ref().as_fd(),
@@ -1165,7 +1194,7 @@ impl Running {
                 }
             }
             if signal_ready {
-                let Ok(Some(info)) = signals.read_signal() else {
+                let Ok(Some(info)) = self.signals.read_signal() else {
                     continue;
                 };
                 let Ok(signal) = Signal::try_from(info.ssi_signo as i32) else {
@@ -1183,6 +1212,9 @@ impl Running {
     /// Keeps what a message after the command's start says of the end.
     fn take_end(&self, message: Message, result: &mut Option<Result<Exit, LaunchError>>) {
         match message {
+            // The forked command's own report that it could not start (its exec failed, or
+            // its Landlock domain) says more than the exit code init sends after it.
+            Message::Exited(_) if matches!(result, Some(Err(_))) => {}
             Message::Exited(exit) => *result = Some(Ok(exit)),
             Message::Failed {
                 stage,

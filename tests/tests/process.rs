@@ -185,13 +185,22 @@ fn a_command_that_cannot_run_says_so_every_time() {
     let f = Fixture::new("coding-agent", "");
     for run in 0..100 {
         let out = f.run(&["/usr/sbin/nologin"]);
-        assert_eq!(
-            out.status.code(),
-            Some(126),
-            "run {run}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(126), "run {run}: {stderr}");
+        assert!(
+            stderr.contains("cannot execute `/usr/sbin/nologin`"),
+            "run {run}: says why: {stderr}"
         );
     }
+    // A name found nowhere on PATH.
+    let out = f.run(&["no-such-command-here"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(127), "{stderr}");
+    assert!(
+        stderr.contains("cannot execute `no-such-command-here`")
+            && stderr.contains("No such file or directory"),
+        "{stderr}"
+    );
 }
 
 #[test]
