@@ -260,21 +260,7 @@ impl AuditListener {
                 },
             );
         }
-        let backlog = now.as_ref().ok().map(|s| s.backlog);
-        if let Ok(now) = now.map(|s| s.lost) {
-            if let Some(before) = lost.replace(now) {
-                if now > before {
-                    reporter.report(
-                        None,
-                        What::EventsLost {
-                            count: u64::from(now - before),
-                            reason: LossReason::AuditOverrun,
-                        },
-                    );
-                }
-            }
-        }
-        backlog
+        count_lost(now.ok().as_ref(), lost, reporter)
     }
 
     /// Reports the Landlock denials of the sandbox whose domains the processes `creators`
@@ -313,7 +299,12 @@ impl AuditListener {
                 // (the thread sends a record to this group as it takes it off the queue).
                 // Other processes' records may keep the queue busy: a few rounds at most.
                 for round in 1..=FINAL_ROUNDS {
-                    let queued = self.check_channel(&mut lost, reporter);
+                    // The channel is checked (and mended) once; the later rounds only ask.
+                    let queued = if round == 1 {
+                        self.check_channel(&mut lost, reporter)
+                    } else {
+                        count_lost(status().ok().as_ref(), &mut lost, reporter)
+                    };
                     self.read_queued(&mut buf, &mut sandbox, reporter);
                     match queued {
                         None | Some(0) => break,
@@ -361,6 +352,28 @@ impl AuditListener {
             }
         }
     }
+}
+
+/// Reports the records the kernel dropped since `lost` (its count then), from its status
+/// `now`; returns how many records its queue held, if it answered.
+fn count_lost(
+    now: Option<&AuditStatus>,
+    lost: &mut Option<u32>,
+    reporter: &Reporter,
+) -> Option<u32> {
+    let now = now?;
+    if let Some(before) = lost.replace(now.lost) {
+        if now.lost > before {
+            reporter.report(
+                None,
+                What::EventsLost {
+                    count: u64::from(now.lost - before),
+                    reason: LossReason::AuditOverrun,
+                },
+            );
+        }
+    }
+    Some(now.backlog)
 }
 
 /// The messages in one netlink datagram, as (type, body).
