@@ -187,7 +187,10 @@ fn cgroup_id(path: &Path) -> Result<u64, EbpfError> {
 }
 
 /// An exclusive `flock` on a directory, so two processes never load at the same time.
-fn lock(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, EbpfError> {
+/// The eBPF directory's lock, held: what changes the ring pool or the audit switch takes it.
+type Locked = nix::fcntl::Flock<std::fs::File>;
+
+fn lock(dir: &Path) -> Result<Locked, EbpfError> {
     let file = std::fs::File::open(dir).map_err(io(format!("open {}", dir.display())))?;
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| io(format!("lock {}", dir.display()))(e.into()))
@@ -359,12 +362,11 @@ impl Kernel {
     }
 
     /// Turns the programs' look at successful calls off when no audited sandbox is left.
-    /// Under the lock an audited sandbox registers with (see [`Kernel::register`]), so none
-    /// is entered between the scan and the switch. Any doubt (a map that cannot be read)
-    /// leaves it on: the switch off blinds every audited sandbox of the host, the switch on
-    /// costs a lookup per call.
-    fn settle_audit(&self) -> Result<(), EbpfError> {
-        let _lock = lock(&self.dir)?;
+    /// Called under the lock an audited sandbox registers with (see [`Kernel::register`]),
+    /// so none is entered between the scan and the switch. Any doubt (a map that cannot be
+    /// read) leaves it on: the switch off blinds every audited sandbox of the host, the
+    /// switch on costs a lookup per call.
+    fn settle_audit(&self, _locked: &Locked) -> Result<(), EbpfError> {
         if !self.any_audited().unwrap_or(true) {
             self.set_auditing(false)?;
         }
@@ -435,8 +437,7 @@ impl Kernel {
     /// Under a lock: the holder is looked up, then deleted, and two processes releasing the
     /// same sandbox (its run and a sweep) must not see it hold a slot that one of them has
     /// already released and a new sandbox claimed. Claims need no lock (`BPF_NOEXIST`).
-    fn release_rings(&self, cgroup_id: u64) -> Result<(), EbpfError> {
-        let _lock = lock(&self.dir)?;
+    fn release_rings(&self, cgroup_id: u64, _locked: &Locked) -> Result<(), EbpfError> {
         let owners = self.maps.ring_owners.as_fd();
         for slot in sys::bpf_map_keys::<u32>(owners).map_err(io("list ring buffers"))? {
             let owner = sys::bpf_map_lookup::<u32, u64>(owners, &slot)
@@ -602,8 +603,14 @@ impl Kernel {
             sys::bpf_map_delete(self.maps.lost.as_fd(), &cgroup_id)
                 .map_err(io("remove the sandbox's counts")),
         );
-        keep(self.release_rings(cgroup_id));
-        keep(self.settle_audit());
+        // The ring and the audit switch under one hold of the lock.
+        match lock(&self.dir) {
+            Ok(locked) => {
+                keep(self.release_rings(cgroup_id, &locked));
+                keep(self.settle_audit(&locked));
+            }
+            Err(e) => keep(Err(e)),
+        }
         first.map_or(Ok(()), Err)
     }
 
