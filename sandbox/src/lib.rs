@@ -1070,7 +1070,7 @@ impl Running {
         let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
         let _ = waitpid(self.pid, None);
         self.remove_cgroup();
-        self.restore_mask();
+        self.unblock_signals();
     }
 
     fn remove_cgroup(&mut self) {
@@ -1097,7 +1097,21 @@ impl Running {
     /// while the kernel tears init and the namespaces down; otherwise once init is gone.
     pub fn wait_and(mut self, ended: impl FnOnce()) -> Result<Exit, LaunchError> {
         let mut result = None;
-        let init_status = match self.until_ended(&mut result) {
+        let followed = self.until_ended(&mut result);
+        if followed.is_err() {
+            // Not followed any more: the sandbox is ended before its entries go, by its
+            // cgroup, and by init's pid while init is an unreaped child (so the pid is its).
+            if let Ok(WaitStatus::StillAlive) = waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+                let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
+            }
+            if let Some(cgroup) = &self.cgroup {
+                let _ = cgroup.kill();
+            }
+        }
+        // From here a signal has its usual effect on this process: the watchers' last reads
+        // (a writer blocked on a stopped terminal, say) can still be interrupted.
+        self.unblock_signals();
+        let init_status = match followed {
             Ok(Some(status)) => {
                 ended();
                 Ok(status)
@@ -1106,20 +1120,12 @@ impl Running {
                 ended();
                 self.until_init_is_gone()
             }
-            // Not followed any more: the sandbox is ended (by its cgroup, which names no
-            // other process whatever became of init's pid) before its entries go.
             Err(e) => {
-                if let Some(cgroup) = &self.cgroup {
-                    let _ = cgroup.kill();
-                }
                 let _ = self.until_init_is_gone();
                 ended();
                 Err(e)
             }
         };
-        // Signals that came once the sandbox had ended are not this run's to act on.
-        while let Ok(Some(_)) = self.signals.read_signal() {}
-        self.restore_mask();
         self.remove_cgroup();
         let init_status = init_status?;
         // Init is gone, so the socket holds everything it and the command said.
@@ -1136,7 +1142,14 @@ impl Running {
         }
     }
 
-    /// Reaps init once it has ended (the signals stay blocked meanwhile).
+    /// Drops the signals that came while the sandbox ran and were not relayed (they were
+    /// the sandbox's to act on, and it has ended), then restores the caller's signal mask.
+    fn unblock_signals(&mut self) {
+        while let Ok(Some(_)) = self.signals.read_signal() {}
+        self.restore_mask();
+    }
+
+    /// Reaps init once it has ended.
     fn until_init_is_gone(&mut self) -> Result<WaitStatus, LaunchError> {
         loop {
             match waitpid(self.pid, None) {
