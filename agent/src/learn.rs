@@ -507,6 +507,10 @@ impl Names {
             (&self.tmp, "{tmp}"),
             (&self.home, "{home}"),
         ] {
+            // A root of `/` (a home or a workspace there) would name every path.
+            if root.parent().is_none() {
+                continue;
+            }
             let Ok(rest) = path.strip_prefix(root) else {
                 continue;
             };
@@ -1111,8 +1115,21 @@ mod tests {
         );
         // A home of `/` (no HOME, no passwd entry; containers) holds /tmp: still the
         // private /tmp.
-        let learned = learn(&events[2..], &base_with_home("/"));
+        let root_home = base_with_home("/");
+        let learned = learn(&events[2..], &root_home);
         assert_eq!(values(&learned, Need::Exec), ["{tmp}/"]);
+        // ... and holds no other path either: no "{home}/opt/tool/".
+        assert_eq!(
+            Advice::of(&root_home)
+                .rule_for(&file(
+                    "sh",
+                    "/opt/tool/bin/tool",
+                    "fs.execute",
+                    FileLayer::NotInView
+                ))
+                .unwrap_or_default(),
+            "to allow it: add \"/opt/tool/bin/\" to [filesystem] exec"
+        );
     }
 
     #[test]
