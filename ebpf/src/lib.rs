@@ -345,8 +345,8 @@ impl Kernel {
         sys::bpf_map_update_all(self.maps.syscalls.as_fd(), &keys, &rules)
             .map_err(io("register the denied syscalls"))?;
         if sandbox.flags & abi::CORDON_SANDBOX_AUDIT as u32 != 0 {
-            // Under the lock `settle_audit` takes: it never turns the switch off between
-            // this entry and the switch.
+            // Under the lock `unregister` holds for `settle_audit`: it never turns the switch
+            // off between this entry and the switch.
             let _lock = lock(&self.dir)?;
             self.set_sandbox(cgroup_id, sandbox)?;
             self.set_auditing(true)?;
