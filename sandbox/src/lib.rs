@@ -1202,7 +1202,8 @@ impl Running {
                 match self.next_message() {
                     Some(Message::Ended) => return Ok(None),
                     Some(message) => self.take_end(message, result),
-                    // Init and the command are gone without saying so: reaped above.
+                    // Init is gone or going without saying so: reaped once its SIGCHLD
+                    // comes (checked at the top of the loop).
                     None => said_all = true,
                 }
             }
