@@ -28,7 +28,7 @@ impl Journal {
                 .create(dir)?;
         }
         let file = open_append(path)?;
-        let size = file.metadata()?.len();
+        let size = cut_torn_line(&file)?;
         Ok(Self {
             path: path.to_path_buf(),
             max_bytes,
@@ -81,10 +81,43 @@ impl Journal {
     }
 }
 
+/// Cuts a line the journal ends in without its newline, and returns the file's size. A
+/// cordond killed while writing (SIGKILL ends a long write between pages) leaves part of a
+/// line; the next one would write its first line onto it, and a reader would find one line
+/// that is no event where two events were. What was cut is written again whole: the spool's
+/// cursor moves only after a write completes.
+fn cut_torn_line(file: &File) -> std::io::Result<u64> {
+    use std::os::unix::fs::FileExt as _;
+    let size = file.metadata()?.len();
+    let mut end = size;
+    let mut chunk = [0u8; 4096];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let part = &mut chunk[..(end - start) as usize];
+        file.read_exact_at(part, start)?;
+        if end == size && part.last() == Some(&b'\n') {
+            return Ok(size);
+        }
+        if let Some(at) = part.iter().rposition(|b| *b == b'\n') {
+            end = start + at as u64 + 1;
+            break;
+        }
+        end = start;
+    }
+    tracing::warn!(
+        "the journal ended in a torn line ({} bytes, a crash while writing): cut; its event is written again",
+        size - end
+    );
+    file.set_len(end)?;
+    Ok(end)
+}
+
 fn open_append(path: &Path) -> std::io::Result<File> {
     OpenOptions::new()
         .create(true)
         .append(true)
+        // Read too: a torn last line is looked for when the journal is opened.
+        .read(true)
         .mode(0o640)
         .open(path)
 }
@@ -291,6 +324,54 @@ mod tests {
             r#"{{"v":1,"sandbox":"{sandbox}","kind":"{kind}","time":"2026-11-26T10:00:{n:02}Z","n":{n}}}"#
         )
         .into_bytes()
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_before_the_next_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let (a, b, c) = (
+            line("s", "exec", 1),
+            line("s", "exec", 2),
+            line("s", "exec", 3),
+        );
+        let mut torn = [a.clone(), b"\n".to_vec(), b[..10].to_vec()].concat();
+        std::fs::write(&path, &torn).unwrap();
+        let mut journal = Journal::open(&path, 1 << 20, 1).unwrap();
+        journal.append(&[b.clone(), c.clone()]).unwrap();
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        assert_eq!(
+            text(&std::fs::read(&path).unwrap()),
+            text(
+                &[
+                    a.clone(),
+                    b"\n".to_vec(),
+                    b,
+                    b"\n".to_vec(),
+                    c,
+                    b"\n".to_vec()
+                ]
+                .concat()
+            ),
+        );
+        // A whole last line, an empty file and a file of one torn line are as they should be.
+        for (before, after) in [
+            (
+                [a.clone(), b"\n".to_vec()].concat(),
+                [a.clone(), b"\n".to_vec()].concat(),
+            ),
+            (Vec::new(), Vec::new()),
+            (a[..5].to_vec(), Vec::new()),
+        ] {
+            std::fs::write(&path, &before).unwrap();
+            drop(Journal::open(&path, 1 << 20, 1).unwrap());
+            assert_eq!(std::fs::read(&path).unwrap(), after);
+        }
+        // A torn line longer than one read of the search.
+        torn = [a.clone(), b"\n".to_vec(), vec![b'x'; 10_000]].concat();
+        std::fs::write(&path, &torn).unwrap();
+        drop(Journal::open(&path, 1 << 20, 1).unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), [a, b"\n".to_vec()].concat());
     }
 
     #[test]
