@@ -101,6 +101,17 @@ fn the_process_tree_is_reported_exec_fork_exit() {
         .any(|e| e["process"]["pid"] == probe_pid && e["code"] == 0));
     // Times are in order: the fork before the child's exit.
     assert!(forks[0]["id"].as_str() < child_exit["id"].as_str());
+    // The sandbox's init (which forked the probe) is Cordon's, not the command's: its own
+    // end, after the sandbox has been reported ended, is never an event.
+    let init = of_kind(&events, "fork")
+        .into_iter()
+        .find(|e| e["child_pid"] == probe_pid)
+        .map(|e| e["process"]["pid"].clone())
+        .expect("init's fork of the probe");
+    assert!(
+        !exits.iter().any(|e| e["process"]["pid"] == init),
+        "{events:?}"
+    );
 }
 
 #[test]
