@@ -23,7 +23,7 @@ use nix::sys::socket::{self, AddressFamily, NetlinkAddr, SockFlag, SockProtocol,
 use crate::ebpf::abi::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::event::{LossReason, NetReason, Process, Protocol, What};
-use crate::report::{Reporter, Stop};
+use crate::report::Reporter;
 
 const AUDIT_GET: u16 = 1000;
 const AUDIT_SET: u16 = 1001;
@@ -45,6 +45,13 @@ const AUDIT_NLGRP_READLOG: u32 = 1;
 const NLMSG_HDRLEN: usize = 16;
 /// How often a listener checks that it still gets the records.
 const CHANNEL_CHECK: Duration = Duration::from_secs(1);
+
+/// Datagrams (a record each) read in one step while the sandbox runs.
+const DATAGRAMS_PER_STEP: usize = 1024;
+
+/// Datagrams read in each round at a sandbox's end: all that are queued, unless other
+/// processes' records keep coming faster than they are read.
+const FINAL_DATAGRAMS: usize = 1 << 16;
 
 /// At a sandbox's end, how many times the kernel is asked whether its queue still holds
 /// records (each time after reading what came).
@@ -87,10 +94,25 @@ fn netlink_socket() -> std::io::Result<OwnedFd> {
     )?)
 }
 
+/// How long the kernel's audit thread is given to answer a request.
+const ANSWER_WITHIN: Duration = Duration::from_secs(1);
+
 /// Sends one audit request and returns the status the kernel answers with (for AUDIT_GET).
 fn request(kind: u16, status: &AuditStatus) -> std::io::Result<Option<AuditStatus>> {
+    answer(ask(kind, status)?, kind)
+}
+
+/// Sends one audit request; the socket it returns gets the answer (see [`answer`]).
+fn ask(kind: u16, status: &AuditStatus) -> std::io::Result<OwnedFd> {
     let sock = netlink_socket()?;
     socket::bind(sock.as_raw_fd(), &NetlinkAddr::new(0, 0))?;
+    // The kernel answers from a thread of its own: a wait for it is bounded, so that a
+    // stalled audit subsystem cannot hold the end of a run.
+    socket::setsockopt(
+        &sock,
+        socket::sockopt::ReceiveTimeout,
+        &nix::sys::time::TimeVal::new(ANSWER_WITHIN.as_secs() as i64, 0),
+    )?;
     let size = std::mem::size_of::<AuditStatus>();
     let mut msg = Vec::with_capacity(NLMSG_HDRLEN + size);
     msg.extend_from_slice(&((NLMSG_HDRLEN + size) as u32).to_ne_bytes());
@@ -100,6 +122,11 @@ fn request(kind: u16, status: &AuditStatus) -> std::io::Result<Option<AuditStatu
     msg.extend_from_slice(&0u32.to_ne_bytes());
     msg.extend_from_slice(status.as_bytes());
     socket::send(sock.as_raw_fd(), &msg, socket::MsgFlags::empty())?;
+    Ok(sock)
+}
+
+/// The kernel's answer to the request [`ask`] sent on `sock`: the status for AUDIT_GET.
+fn answer(sock: OwnedFd, kind: u16) -> std::io::Result<Option<AuditStatus>> {
     let mut buf = [0u8; 8192];
     for _ in 0..4 {
         let len = socket::recv(sock.as_raw_fd(), &mut buf, socket::MsgFlags::empty())?;
@@ -196,7 +223,12 @@ fn changes_for(status: &AuditStatus) -> Vec<AuditStatus> {
 
 /// The kernel's audit status (AUDIT_GET).
 fn status() -> std::io::Result<AuditStatus> {
-    request(AUDIT_GET, &AuditStatus::default())?
+    status_from(ask(AUDIT_GET, &AuditStatus::default()))
+}
+
+/// The status asked for on `asked`.
+fn status_from(asked: std::io::Result<OwnedFd>) -> std::io::Result<AuditStatus> {
+    answer(asked?, AUDIT_GET)?
         .ok_or_else(|| std::io::Error::other("the kernel did not answer AUDIT_GET"))
 }
 
@@ -224,7 +256,12 @@ impl AuditListener {
     /// since the last check (its `lost` counter, host-wide: a burst, or a flood from a
     /// sandbox's own Landlock domain, fills the queue) are reported as `audit_overrun`.
     /// Returns how many records the kernel's queue held when asked, if it answered.
-    fn check_channel(&self, lost: &mut Option<u32>, reporter: &Reporter) -> Option<u32> {
+    fn check_channel(
+        &self,
+        now: std::io::Result<AuditStatus>,
+        lost: &mut Option<u32>,
+        reporter: &Reporter,
+    ) -> Option<u32> {
         let mut intact = true;
         match crate::sys::netlink_groups(self.socket.as_fd()) {
             Ok(groups) if groups & (1 << (AUDIT_NLGRP_READLOG - 1)) != 0 => {}
@@ -237,7 +274,6 @@ impl AuditListener {
             }
             Err(e) => tracing::warn!("cannot check the audit listener: {e}"),
         }
-        let now = status();
         match &now {
             Ok(current) => match enable_from(current) {
                 Ok(true) => {
@@ -263,76 +299,31 @@ impl AuditListener {
         count_lost(now.ok().as_ref(), lost, reporter)
     }
 
-    /// Reports the Landlock denials of the sandbox whose domains the processes `creators`
-    /// created (its init and its command), until `stop`.
-    pub fn watch(self, creators: Vec<u32>, reporter: &Reporter, stop: &Stop) {
-        let mut sandbox = Sandbox {
-            creators,
-            domains: HashSet::new(),
-            pending: HashMap::new(),
-        };
-        let mut buf = vec![0u8; 65536];
+    /// Starts reporting the Landlock denials of the sandbox whose domains the processes
+    /// `creators` created (its init and its command); see [`Watching`].
+    pub fn watching(self, creators: Vec<u32>, reporter: &Reporter) -> Watching {
         // Asked of the kernel (a round trip through its audit thread) only when the
         // opener did not just do it: drops are counted from the opening on either way.
         let mut lost = self.lost_at_open;
         if lost.is_none() {
-            self.check_channel(&mut lost, reporter);
+            self.check_channel(status(), &mut lost, reporter);
         }
-        let mut checked = std::time::Instant::now();
-        loop {
-            if checked.elapsed() >= CHANNEL_CHECK {
-                checked = std::time::Instant::now();
-                self.check_channel(&mut lost, reporter);
-            }
-            let stopping = stop.is_stopped();
-            // While stopping, only what is already queued is read.
-            let timeout = if stopping { 0u16 } else { 50 };
-            if stop.wait(self.socket.as_fd(), Some(timeout)) {
-                self.read_queued(&mut buf, &mut sandbox, reporter);
-                continue;
-            }
-            sandbox.flush_stale(reporter);
-            if stopping {
-                // What the kernel dropped until the end counts too. And the sandbox's last
-                // records may still be in the kernel's queue, which its audit thread sends
-                // on: read again after each answer, until one says the queue was empty
-                // (the thread sends a record to this group as it takes it off the queue).
-                // Other processes' records may keep the queue busy: a few rounds at most.
-                for round in 1..=FINAL_ROUNDS {
-                    // The channel is checked (and mended) once; the later rounds only ask.
-                    let queued = if round == 1 {
-                        self.check_channel(&mut lost, reporter)
-                    } else {
-                        count_lost(status().ok().as_ref(), &mut lost, reporter)
-                    };
-                    self.read_queued(&mut buf, &mut sandbox, reporter);
-                    match queued {
-                        None | Some(0) => break,
-                        // Time for the audit thread to send on what it holds.
-                        Some(n) if round < FINAL_ROUNDS => {
-                            let _ = nix::poll::poll(
-                                &mut [nix::poll::PollFd::new(
-                                    self.socket.as_fd(),
-                                    nix::poll::PollFlags::POLLIN,
-                                )],
-                                nix::poll::PollTimeout::from(FINAL_WAIT_MS),
-                            );
-                            tracing::debug!("the kernel's audit queue held {n} records at the end");
-                        }
-                        Some(n) => tracing::warn!(
-                            "the kernel's audit queue still held {n} records (any process's) at the sandbox's end: denials of its last moment may be unreported"
-                        ),
-                    }
-                }
-                sandbox.flush_all(reporter);
-                return;
-            }
+        Watching {
+            listener: self,
+            sandbox: Sandbox {
+                creators,
+                domains: HashSet::new(),
+                pending: HashMap::new(),
+            },
+            buf: vec![0u8; 65536],
+            lost,
+            checked: std::time::Instant::now(),
         }
     }
 
-    /// Reads every record the socket holds, without waiting.
-    fn read_queued(&self, buf: &mut [u8], sandbox: &mut Sandbox, reporter: &Reporter) {
-        loop {
+    /// Reads the records the socket holds, without waiting: every one, or `most` datagrams.
+    fn read_queued(&self, buf: &mut [u8], sandbox: &mut Sandbox, reporter: &Reporter, most: usize) {
+        for _ in 0..most {
             match socket::recv(self.socket.as_raw_fd(), buf, socket::MsgFlags::MSG_DONTWAIT) {
                 Ok(len) => {
                     for (kind, body) in messages(&buf[..len]) {
@@ -351,6 +342,91 @@ impl AuditListener {
                 Err(_) => return,
             }
         }
+    }
+}
+
+/// An audit listener reporting one sandbox's denials, step by step on the thread that
+/// follows the sandbox: [`Watching::step`] when its socket is readable (and now and then),
+/// [`Watching::ask`] and [`Watching::finish`] at the sandbox's end.
+pub struct Watching {
+    listener: AuditListener,
+    sandbox: Sandbox,
+    buf: Vec<u8>,
+    /// The kernel's count of dropped records at the last look.
+    lost: Option<u32>,
+    checked: std::time::Instant,
+}
+
+/// The last check's question to the kernel, sent (see [`Watching::ask`]).
+pub struct Asked(std::io::Result<OwnedFd>);
+
+impl Watching {
+    /// The socket the records come on.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.listener.socket.as_fd()
+    }
+
+    /// Reads the records queued on the socket, without waiting; every [`CHANNEL_CHECK`],
+    /// checks that they still come.
+    pub fn step(&mut self, reporter: &Reporter) {
+        if self.checked.elapsed() >= CHANNEL_CHECK {
+            self.checked = std::time::Instant::now();
+            self.listener
+                .check_channel(status(), &mut self.lost, reporter);
+        }
+        // A bounded number: a flood of records must not keep the thread from the rest.
+        self.listener.read_queued(
+            &mut self.buf,
+            &mut self.sandbox,
+            reporter,
+            DATAGRAMS_PER_STEP,
+        );
+        self.sandbox.flush_stale(reporter);
+    }
+
+    /// Asks the kernel for the status the last check reads, without waiting for the
+    /// answer: its audit thread answers while the caller does the rest of the end.
+    pub fn ask(&self) -> Asked {
+        Asked(ask(AUDIT_GET, &AuditStatus::default()))
+    }
+
+    /// Reads the sandbox's last records, once the sandbox has ended. What the kernel dropped
+    /// until the end counts too. And the sandbox's last records may still be in the kernel's
+    /// queue, which its audit thread sends on: read again after each answer, until one says
+    /// the queue was empty (the thread sends a record to this group as it takes it off the
+    /// queue). Other processes' records may keep the queue busy: a few rounds at most.
+    pub fn finish(mut self, asked: Asked, reporter: &Reporter) {
+        let mut asked = Some(asked);
+        for round in 1..=FINAL_ROUNDS {
+            // The channel is checked (and mended) once; the later rounds only ask.
+            let queued = match asked.take() {
+                Some(Asked(sent)) => {
+                    self.listener
+                        .check_channel(status_from(sent), &mut self.lost, reporter)
+                }
+                None => count_lost(status().ok().as_ref(), &mut self.lost, reporter),
+            };
+            self.listener
+                .read_queued(&mut self.buf, &mut self.sandbox, reporter, FINAL_DATAGRAMS);
+            match queued {
+                None | Some(0) => break,
+                // Time for the audit thread to send on what it holds.
+                Some(n) if round < FINAL_ROUNDS => {
+                    let _ = nix::poll::poll(
+                        &mut [nix::poll::PollFd::new(
+                            self.listener.socket.as_fd(),
+                            nix::poll::PollFlags::POLLIN,
+                        )],
+                        nix::poll::PollTimeout::from(FINAL_WAIT_MS),
+                    );
+                    tracing::debug!("the kernel's audit queue held {n} records at the end");
+                }
+                Some(n) => tracing::warn!(
+                    "the kernel's audit queue still held {n} records (any process's) at the sandbox's end: denials of its last moment may be unreported"
+                ),
+            }
+        }
+        self.sandbox.flush_all(reporter);
     }
 }
 

@@ -1,10 +1,12 @@
-//! Watching one sandbox while it runs: its kernel events (the eBPF ring buffer), its DNS
-//! resolver, its lost-event count and its containment state, all turned into [`Event`]s and
-//! written out by one writer thread.
+//! Watching one sandbox while it runs: its kernel events (the eBPF ring buffer), its
+//! Landlock denials (the audit records), its lost-event count and its containment state,
+//! read on the thread that follows the sandbox (a [`crate::sandbox::Watcher`]), and its DNS
+//! resolver on threads of its own; all turned into [`Event`]s and written out by one writer
+//! thread, so that a slow output never holds the reads.
 //!
 //! Threads start only after the sandbox is forked (a fork copies one thread, so forking from a
-//! multi-threaded process is unsafe), and the sockets and ring buffer they use exist before
-//! it, so nothing the sandbox does is missed.
+//! multi-threaded process is unsafe), and the sockets and ring buffer the watchers use exist
+//! before it, so nothing the sandbox does is missed.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -20,7 +22,7 @@ use crate::ebpf::{abi, Kernel};
 use crate::event::{Action, Event, NetReason, Process, Protocol, What};
 use crate::export::burst::Bursts;
 use crate::export::spool::{SpoolConfig, SpoolWriter};
-use crate::report::{Done, Reporter, Stop, Worker};
+use crate::report::{Reporter, Stop, Worker};
 
 /// Where events go.
 #[derive(Debug, Default)]
@@ -349,15 +351,16 @@ impl Judge {
 }
 
 pub struct Monitor {
-    stop: Arc<Stop>,
-    /// The reader of the sandbox's event ring.
-    ring_reader: Worker<()>,
+    /// The reader of the sandbox's event ring, and what it has seen.
+    kernel: KernelWatch,
     /// The listener for Landlock's audit records.
-    audit: Option<Worker<()>>,
+    audit: Option<crate::audit::Watching>,
+    /// Tells the resolver's threads to finish.
+    stop: Arc<Stop>,
     /// The sandbox's DNS resolver's threads.
     resolver: Vec<JoinHandle<()>>,
     writer: Worker<std::io::Result<u64>>,
-    reporter: Option<Reporter>,
+    reporter: Reporter,
 }
 
 impl Monitor {
@@ -413,118 +416,151 @@ impl Monitor {
         Ok((reporter, writer))
     }
 
-    /// Starts watching; `extra` are threads already serving the sandbox (the resolver) that
-    /// stop with the same flag.
+    /// Watches `watch`, on the thread that follows the sandbox (see [`crate::sandbox::Watcher`]);
+    /// `resolver` are threads already serving the sandbox, which `stop` ends.
     pub fn start(
-        watch: Watch,
+        mut watch: Watch,
         reporter: Reporter,
         writer: Worker<std::io::Result<u64>>,
         stop: Arc<Stop>,
         resolver: Vec<JoinHandle<()>>,
-    ) -> std::io::Result<Self> {
-        let mut watch = watch;
-        let audit = match watch.audit.take() {
-            Some((listener, creators)) => {
-                let stop = Arc::clone(&stop);
-                let reporter = reporter.clone();
-                Some(Worker::spawn("cordon-audit", move || {
-                    listener.watch(creators, &reporter, &stop)
-                })?)
-            }
-            None => None,
-        };
-        let thread_stop = Arc::clone(&stop);
-        let thread_reporter = reporter.clone();
-        let ring_reader = Worker::spawn_with("cordon-kernel", move |done| {
-            watch_kernel(watch, &thread_reporter, &thread_stop, done)
-        })?;
-        Ok(Self {
-            stop,
-            ring_reader,
+    ) -> Self {
+        let audit = watch
+            .audit
+            .take()
+            .map(|(listener, creators)| listener.watching(creators, &reporter));
+        Self {
+            kernel: KernelWatch::new(watch),
             audit,
+            stop,
             resolver,
             writer,
-            reporter: Some(reporter),
-        })
+            reporter,
+        }
+    }
+
+    /// The sandbox's cgroup's id (its key in the eBPF maps).
+    pub fn cgroup_id(&self) -> u64 {
+        self.kernel.watch.cgroup_id
     }
 
     /// Stops watching once every event the sandbox produced is read; returns how many were
     /// written. `ring_read` is called as soon as the last record of the sandbox's ring is
-    /// (to give the sandbox's entries and ring back), while the audit listener makes its last
-    /// check of its channel (a round trip to the kernel's audit thread, a quarter of a
-    /// millisecond that the end of every run would otherwise wait for in turn).
+    /// (to give the sandbox's entries and ring back), while the kernel's audit thread
+    /// answers the audit listener's last check of its channel (a round trip a quarter of a
+    /// millisecond long, that the end of every run would otherwise wait for in turn).
     pub fn finish(mut self, ring_read: impl FnOnce()) -> std::io::Result<u64> {
         self.stop.stop();
-        // The writer finishes once the watchers have let go of theirs, beside the rest.
-        drop(self.reporter.take());
-        // A watcher that panicked read no further: what came after is lost, and said so.
-        let mut panicked = Vec::new();
-        if self.ring_reader.wait().is_none() {
-            panicked.push("the event ring's reader");
-        }
+        let asked = self.audit.as_ref().map(crate::audit::Watching::ask);
+        self.kernel.step(&self.reporter, true);
         ring_read();
-        if self
-            .audit
-            .take()
-            .is_some_and(|audit| audit.wait().is_none())
-        {
-            panicked.push("the audit listener");
+        if let (Some(audit), Some(asked)) = (self.audit.take(), asked) {
+            audit.finish(asked, &self.reporter);
         }
+        // A resolver thread that panicked answered no further: what came after is lost.
+        let mut panicked = false;
         for t in self.resolver.drain(..) {
-            if t.join().is_err() {
-                panicked.push("the DNS resolver");
-            }
+            panicked |= t.join().is_err();
         }
+        // The writer finishes once every reporter is gone (the resolver's went with it).
+        drop(self.reporter);
         let written = self
             .writer
             .wait()
             .unwrap_or_else(|| Err(std::io::Error::other("the event writer panicked")))?;
-        if !panicked.is_empty() {
-            return Err(std::io::Error::other(format!(
-                "{} panicked: the sandbox's later events may be lost",
-                panicked.join(", ")
-            )));
+        if panicked {
+            return Err(std::io::Error::other(
+                "the DNS resolver panicked: the sandbox's later events may be lost",
+            ));
         }
         Ok(written)
     }
 }
 
-/// Reads the ring buffer until stopped, then drains it; reports lost events and changes of
-/// the containment state along the way.
-fn watch_kernel(mut watch: Watch, reporter: &Reporter, stop: &Stop, done: Done<()>) {
-    let clock = Clock::now();
-    // The sandbox's cgroup's name (`<cgroup2>/cordon/<name>/cgroup.events`).
-    let own = watch
-        .cgroup_events
-        .parent()
-        .and_then(|d| d.file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut exes: HashMap<u32, String> = HashMap::new();
-    let mut lost = 0u64;
-    let mut unexamined = 0u64;
-    let mut isolated = false;
-    let mut frozen = false;
-    let mut killed = false;
-    loop {
-        let stopping = stop.is_stopped();
-        if !stopping {
-            // The timeout is for the lost count and the containment state, checked between reads.
-            stop.wait(watch.ring.as_fd(), Some(50));
+/// Records read from the ring in one step while the sandbox runs.
+const RECORDS_PER_STEP: usize = 4096;
+
+/// The longest wait between two reads of the lost-event counts and the containment state
+/// while the sandbox runs (each record read is followed by one too).
+const CHECK_EVERY: Duration = Duration::from_millis(50);
+
+impl crate::sandbox::Watcher for Monitor {
+    fn fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+        let mut fds = vec![self.kernel.watch.ring.as_fd()];
+        fds.extend(self.audit.as_ref().map(crate::audit::Watching::fd));
+        fds
+    }
+
+    fn timeout_ms(&self) -> u16 {
+        CHECK_EVERY.as_millis() as u16
+    }
+
+    fn step(&mut self) {
+        self.kernel.step(&self.reporter, false);
+        if let Some(audit) = self.audit.as_mut() {
+            audit.step(&self.reporter);
         }
+    }
+}
+
+/// The sandbox's event ring, read as records come; what the kernel counted as lost and the
+/// containment state, checked along the way.
+struct KernelWatch {
+    watch: Watch,
+    clock: Clock,
+    /// The sandbox's cgroup's name (`<cgroup2>/cordon/<name>/cgroup.events`).
+    own: String,
+    exes: HashMap<u32, String>,
+    lost: u64,
+    unexamined: u64,
+    isolated: bool,
+    frozen: bool,
+    killed: bool,
+}
+
+impl KernelWatch {
+    fn new(watch: Watch) -> Self {
+        let own = watch
+            .cgroup_events
+            .parent()
+            .and_then(|d| d.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Self {
+            watch,
+            clock: Clock::now(),
+            own,
+            exes: HashMap::new(),
+            lost: 0,
+            unexamined: 0,
+            isolated: false,
+            frozen: false,
+            killed: false,
+        }
+    }
+
+    /// Reads the records the ring holds (every one at the `last` step, after the sandbox has
+    /// ended); then the kernel's counts and the containment state, at every step as a
+    /// responder's action shows in the records that follow it.
+    fn step(&mut self, reporter: &Reporter, last: bool) {
+        let watch = &mut self.watch;
         let cgroup_id = watch.cgroup_id;
-        watch.ring.drain(|record| {
+        let (own, clock, exes) = (&self.own, &self.clock, &mut self.exes);
+        // While the sandbox runs, a step reads a bounded number: a flood of records must not
+        // keep this thread from init's reports and the signals it relays.
+        let most = if last { usize::MAX } else { RECORDS_PER_STEP };
+        watch.ring.drain(most, |record| {
             if let Some((time, process, whats)) = decode(
                 record,
                 cgroup_id,
-                &clock,
-                &mut exes,
+                clock,
+                exes,
                 &watch.names,
                 (&watch.view, watch.cgroup_events.parent()),
                 (watch.judge.as_mut(), watch.init),
             ) {
                 for (what, enforced) in whats {
-                    if own_cgroup_probe(&what, &own) {
+                    if own_cgroup_probe(&what, own) {
                         continue;
                     }
                     reporter.report_enforced(time, process.clone(), what, enforced);
@@ -542,13 +578,23 @@ fn watch_kernel(mut watch: Watch, reporter: &Reporter, stop: &Stop, done: Done<(
                 },
             );
         }
-        // What the kernel counted since the last look: records with no room, misses unexamined.
+        self.check(reporter);
+    }
+
+    /// Reports what the kernel counted since the last look (records with no room, misses
+    /// unexamined) and changes of the containment state.
+    fn check(&mut self, reporter: &Reporter) {
+        let watch = &self.watch;
         let counts = watch.kernel.counts(watch.cgroup_id).unwrap_or_default();
         for (now, seen, reason) in [
-            (counts.lost, &mut lost, crate::event::LossReason::RingFull),
+            (
+                counts.lost,
+                &mut self.lost,
+                crate::event::LossReason::RingFull,
+            ),
             (
                 counts.unexamined,
-                &mut unexamined,
+                &mut self.unexamined,
                 crate::event::LossReason::Unexamined,
             ),
         ] {
@@ -565,8 +611,8 @@ fn watch_kernel(mut watch: Watch, reporter: &Reporter, stop: &Stop, done: Done<(
         }
         if let Ok(Some(sandbox)) = watch.kernel.sandbox(watch.cgroup_id) {
             let now = sandbox.flags & abi::CORDON_SANDBOX_ISOLATED as u32 != 0;
-            if now != isolated {
-                isolated = now;
+            if now != self.isolated {
+                self.isolated = now;
                 let action = if now {
                     Action::Isolate
                 } else {
@@ -574,8 +620,8 @@ fn watch_kernel(mut watch: Watch, reporter: &Reporter, stop: &Stop, done: Done<(
                 };
                 reporter.report(None, What::Contained { action });
             }
-            if !killed && sandbox.flags & abi::CORDON_SANDBOX_KILLED as u32 != 0 {
-                killed = true;
+            if !self.killed && sandbox.flags & abi::CORDON_SANDBOX_KILLED as u32 != 0 {
+                self.killed = true;
                 reporter.report(
                     None,
                     What::Contained {
@@ -586,22 +632,17 @@ fn watch_kernel(mut watch: Watch, reporter: &Reporter, stop: &Stop, done: Done<(
         }
         // A killed sandbox is thawed for its processes to die, and its empty cgroup reads
         // frozen again: neither is a responder's action. The kill was the last one.
-        let read_frozen = !killed;
+        let read_frozen = !self.killed;
         if let Some(events) = read_frozen
             .then(|| std::fs::read_to_string(&watch.cgroup_events).ok())
             .flatten()
         {
             let now = events.lines().any(|l| l == "frozen 1");
-            if now != frozen {
-                frozen = now;
+            if now != self.frozen {
+                self.frozen = now;
                 let action = if now { Action::Freeze } else { Action::Thaw };
                 reporter.report(None, What::Contained { action });
             }
-        }
-        if stopping {
-            // Read to the end: the caller may give the ring back while this thread unmaps it.
-            done.send(());
-            return;
         }
     }
 }

@@ -1,6 +1,7 @@
-//! What every thread that watches a sandbox holds: the [`Reporter`] it hands events to, and
-//! the [`Stop`] that tells it to finish; and the [`Worker`] each runs as. The watchers
-//! (`monitor`, `audit`, the DNS resolver) depend on these and not on each other.
+//! What every watcher of a sandbox holds: the [`Reporter`] it hands events to; the [`Stop`]
+//! that tells the DNS resolver's threads to finish; and the [`Worker`] the event writer and
+//! the sweep run as. The watchers (`monitor`, `audit`, the DNS resolver) depend on these and
+//! not on each other.
 
 use std::os::fd::AsFd as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,9 +55,9 @@ impl<T: Send + 'static> Worker<T> {
     }
 }
 
-/// Tells every watching thread to finish, at once: each waits in [`Stop::wait`] on its own
-/// descriptor and the stop's pipe, and `stop()` closes the pipe's write end, which wakes
-/// them all.
+/// Tells the threads that serve a sandbox (the DNS resolver's) to finish, at once: each
+/// waits in [`Stop::wait`] on its own descriptor and the stop's pipe, and `stop()` closes the
+/// pipe's write end, which wakes them all.
 pub struct Stop {
     flag: AtomicBool,
     reader: std::io::PipeReader,

@@ -176,7 +176,7 @@ where
             ) {
                 Ok(m) => Some(m),
                 Err(e) => {
-                    end_unwatched(running, || {
+                    end_unwatched(running, None::<()>, |_| {
                         if let Err(e) = unregister(kernel, policy, cgroup_id) {
                             say(Notice::Warning(e));
                         }
@@ -188,8 +188,9 @@ where
         _ => None,
     };
     // Once the sandbox has ended: its last events read, its entries and ring given back.
-    let ended = || {
-        if let (Some((monitor, cgroup_id)), Some(kernel)) = (monitor, &kernel) {
+    let ended = |monitor: Option<Monitor>| {
+        if let (Some(monitor), Some(kernel)) = (monitor, &kernel) {
+            let cgroup_id = monitor.cgroup_id();
             let mut unregistered = Ok(());
             let written = monitor.finish(|| {
                 unregistered = unregister(kernel, policy, cgroup_id);
@@ -206,11 +207,12 @@ where
     };
     if let Some(control) = options.control {
         if let Err(e) = relay(control, &running) {
-            end_unwatched(running, ended);
+            end_unwatched(running, monitor, ended);
             return Err(SessionError::CallerGone(e));
         }
     }
-    let exit = running.wait_and(ended).map_err(SessionError::Wait);
+    // The watchers run on this thread, beside the signals and init's reports.
+    let exit = running.follow(monitor, ended).map_err(SessionError::Wait);
     match sweeper.map(crate::report::Worker::wait) {
         Some(Some(Err(e))) => say(Notice::Warning(format!(
             "cannot sweep ended sandboxes: {e}"
@@ -399,7 +401,7 @@ fn start_monitor(
     (view, profile_view): (sandbox::view::View, Option<sandbox::view::View>),
     started: Started,
     options: &Options,
-) -> Result<(Monitor, u64), String> {
+) -> Result<Monitor, String> {
     let sink = Sink {
         json: options.events.clone(),
         stderr: !options.quiet,
@@ -458,9 +460,7 @@ fn start_monitor(
         judge: profile_view.map(|v| crate::monitor::Judge::new(v, policy.network.bind_tcp.clone())),
         init,
     };
-    let monitor =
-        Monitor::start(watch, reporter, writer, stop, threads).map_err(|e| e.to_string())?;
-    Ok((monitor, registered.cgroup_id))
+    Ok(Monitor::start(watch, reporter, writer, stop, threads))
 }
 
 /// A session: its id, when it began, and its first event.
@@ -524,13 +524,17 @@ fn command_line(command: &[OsString]) -> Vec<String> {
     out
 }
 
-/// Ends a sandbox that runs but cannot be watched. `ended` runs as in
-/// [`sandbox::Running::wait_and`].
-fn end_unwatched(running: sandbox::Running, ended: impl FnOnce()) {
+/// Ends a sandbox that runs but cannot be followed. `ended` gets `monitor` as in
+/// [`sandbox::Running::follow`].
+fn end_unwatched<W: sandbox::Watcher>(
+    running: sandbox::Running,
+    monitor: Option<W>,
+    ended: impl FnOnce(Option<W>),
+) {
     if let Some(cgroup) = running.cgroup() {
         let _ = cgroup.kill();
     }
-    let _ = running.wait_and(ended);
+    let _ = running.follow(monitor, ended);
 }
 
 /// Takes an ended sandbox out of the eBPF maps (its syscall rules by key) and gives its

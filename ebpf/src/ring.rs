@@ -150,8 +150,9 @@ impl Ring {
         self.set_consumer(producer);
     }
 
-    /// Calls `f` with each committed record, in order, until none is ready; returns how many.
-    pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+    /// Calls `f` with each committed record, in order, until none is ready or `most` have
+    /// been read; returns how many.
+    pub fn drain(&mut self, most: usize, mut f: impl FnMut(&[u8])) -> usize {
         let mut read = 0;
         let mut pos = self.consumer_pos().load(Ordering::Acquire);
         if pos != self.last {
@@ -167,6 +168,9 @@ impl Ring {
                 return read;
             }
             while pos != producer {
+                if read == most {
+                    return read;
+                }
                 let header = self.header(pos).load(Ordering::Acquire);
                 if header & BUSY_BIT != 0 {
                     return read;
