@@ -50,3 +50,23 @@ pub use cordon_policy::{policy, profile};
 pub use cordon_proto::event;
 pub use cordon_sandbox as sandbox;
 pub use cordon_sandbox::{cgroup, sys};
+
+#[cfg(test)]
+mod tests {
+    /// `build.rs` links the unwinder in (libgcc_eh) instead of loading libgcc_s.so.1: the
+    /// library is not loaded, a panic still unwinds, and a backtrace still names its frames.
+    #[test]
+    fn the_linked_in_unwinder_unwinds_without_libgcc_s() {
+        let maps = std::fs::read_to_string("/proc/self/maps").expect("read /proc/self/maps");
+        assert!(!maps.contains("libgcc_s"), "libgcc_s is loaded:\n{maps}");
+        // `resume_unwind` unwinds without calling the panic hook (nothing is printed).
+        let caught = std::panic::catch_unwind(|| std::panic::resume_unwind(Box::new(7u8)));
+        let payload = caught.expect_err("the unwind is caught");
+        assert_eq!(payload.downcast_ref::<u8>(), Some(&7));
+        let trace = std::backtrace::Backtrace::force_capture().to_string();
+        assert!(
+            trace.contains("the_linked_in_unwinder_unwinds_without_libgcc_s"),
+            "{trace}"
+        );
+    }
+}
