@@ -10,8 +10,10 @@
 //!
 //! On a hybrid host cgroup v1 may hold the `pids` and `memory` controllers, which v2 then
 //! cannot offer. A limit whose controller only v1 has gets a v1 cgroup of the same name
-//! (`<v1 mount>/cordon/<name>`, `pids.max`, `memory.limit_in_bytes`), which the sandbox's
-//! init joins first thing, before it runs anything else.
+//! (`<v1 mount>/cordon/<name>`, `pids.max`, `memory.limit_in_bytes`). The launcher makes
+//! those once the sandbox's init is forked and moves init into them while init sets the
+//! sandbox up, before it starts the command, which inherits them: init runs only Cordon's
+//! code until then, and making them before the fork would be time every launch waits for.
 
 use std::fs::File;
 use std::io;
@@ -259,14 +261,18 @@ fn unescape(field: &str) -> String {
 pub struct SandboxCgroup {
     path: PathBuf,
     dir: OwnedFd,
-    /// cgroup v1 cgroups holding the limits v2 cannot (see the module docs), with their
-    /// `cgroup.procs` open for the sandbox's init to join.
-    v1: Vec<(PathBuf, OwnedFd)>,
+    /// cgroup v1 cgroups holding the limits v2 cannot (see the module docs).
+    v1: Vec<PathBuf>,
+    /// The controllers of `limits` that v2 does not offer here: [`SandboxCgroup::limit_in_v1`]
+    /// makes their v1 cgroups.
+    v1_needed: Vec<&'static str>,
+    limits: Limits,
 }
 
 impl SandboxCgroup {
     /// Creates `<root>/cordon/<name>` with `limits`; only controllers the hierarchy offers
-    /// (see [`controllers`]) are used, the caller decides what a missing one means.
+    /// (see [`controllers`]) are used, the caller decides what a missing one means. The
+    /// limits only cgroup v1 offers are set by [`SandboxCgroup::limit_in_v1`].
     pub fn create(root: &Path, name: &str, limits: &Limits) -> Result<Self, CgroupError> {
         let parent = root.join(PARENT);
         match std::fs::create_dir(&parent) {
@@ -292,58 +298,18 @@ impl SandboxCgroup {
         let path = parent.join(name);
         std::fs::create_dir(&path).map_err(io_err("create", &path))?;
         let dir = File::open(&path).map_err(io_err("open", &path))?.into();
-        let mut cgroup = Self {
+        let cgroup = Self {
             path,
             dir,
             v1: Vec::new(),
+            v1_needed: limits
+                .needs()
+                .into_iter()
+                .map(|(controller, _)| controller)
+                .filter(|c| !used.contains(c))
+                .collect(),
+            limits: *limits,
         };
-        let apply_v1 = |cgroup: &mut Self| -> Result<(), CgroupError> {
-            for (controller, _) in limits.needs() {
-                if used.contains(&controller) {
-                    continue;
-                }
-                let Some(mount) = host_v1_mount(controller)? else {
-                    continue;
-                };
-                let parent = mount.join(PARENT);
-                match std::fs::create_dir(&parent) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(io_err("create", &parent)(e)),
-                }
-                let dir = parent.join(name);
-                std::fs::create_dir(&dir).map_err(io_err("create", &dir))?;
-                let procs = dir.join("cgroup.procs");
-                let joined = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&procs)
-                    .map_err(io_err("open", &procs));
-                cgroup.v1.push((dir.clone(), joined?.into()));
-                let write = |file: &str, value: &str| {
-                    let path = dir.join(file);
-                    std::fs::write(&path, value).map_err(io_err("write", &path))
-                };
-                match (controller, limits.processes, limits.memory) {
-                    ("pids", Some(max), _) => write("pids.max", &max.to_string())?,
-                    ("memory", _, Some(max)) => {
-                        write("memory.limit_in_bytes", &max.to_string())?;
-                        // Memory and swap together, where swap is accounted: no swap.
-                        if dir.join("memory.memsw.limit_in_bytes").exists() {
-                            write("memory.memsw.limit_in_bytes", &max.to_string())?;
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            Ok(())
-        };
-        if let Err(e) = apply_v1(&mut cgroup) {
-            for (dir, _) in cgroup.v1.drain(..) {
-                let _ = std::fs::remove_dir(&dir);
-            }
-            let _ = std::fs::remove_dir(&cgroup.path);
-            return Err(e);
-        }
         let apply = || -> Result<(), CgroupError> {
             if let (Some(max), true) = (limits.processes, used.contains(&"pids")) {
                 cgroup.write("pids.max", &max.to_string())?;
@@ -358,20 +324,65 @@ impl SandboxCgroup {
             Ok(())
         };
         if let Err(e) = apply() {
-            for (dir, _) in cgroup.v1.drain(..) {
-                let _ = std::fs::remove_dir(&dir);
-            }
             let _ = std::fs::remove_dir(&cgroup.path);
             return Err(e);
         }
         Ok(cgroup)
     }
 
-    /// Moves the calling process into the sandbox's cgroup v1 cgroups, if it has any: the
-    /// first thing the sandbox's init does.
-    pub fn join_v1(&self) -> io::Result<()> {
-        for (_, procs) in &self.v1 {
-            nix::unistd::write(procs, b"0")?;
+    /// Holds `pid` (the sandbox's init) to the limits cgroup v2 does not offer on this host,
+    /// in cgroup v1 cgroups of the sandbox's name made for it (see the module docs); what
+    /// init forks after this is held too. Made after the fork, beside init's setup, rather
+    /// than before it. On an error, the v1 cgroups made so far are removed.
+    pub fn limit_in_v1(&mut self, pid: i32) -> Result<(), CgroupError> {
+        if self.v1_needed.is_empty() {
+            return Ok(());
+        }
+        let placed = self.place_in_v1(pid);
+        if placed.is_err() {
+            for dir in self.v1.drain(..) {
+                let _ = std::fs::remove_dir(&dir);
+            }
+        }
+        placed
+    }
+
+    fn place_in_v1(&mut self, pid: i32) -> Result<(), CgroupError> {
+        let mountinfo = Path::new("/proc/self/mountinfo");
+        let text = crate::sys::read_proc(mountinfo).map_err(|source| CgroupError::Mountinfo {
+            path: mountinfo.to_path_buf(),
+            source,
+        })?;
+        let name = self.name();
+        for controller in self.v1_needed.clone() {
+            let Some(mount) = v1_mount_in(&text, controller) else {
+                continue;
+            };
+            let parent = mount.join(PARENT);
+            match std::fs::create_dir(&parent) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_err("create", &parent)(e)),
+            }
+            let dir = parent.join(&name);
+            std::fs::create_dir(&dir).map_err(io_err("create", &dir))?;
+            self.v1.push(dir.clone());
+            let write = |file: &str, value: &str| {
+                let path = dir.join(file);
+                std::fs::write(&path, value).map_err(io_err("write", &path))
+            };
+            match (controller, self.limits.processes, self.limits.memory) {
+                ("pids", Some(max), _) => write("pids.max", &max.to_string())?,
+                ("memory", _, Some(max)) => {
+                    write("memory.limit_in_bytes", &max.to_string())?;
+                    // Memory and swap together, where swap is accounted: no swap.
+                    if dir.join("memory.memsw.limit_in_bytes").exists() {
+                        write("memory.memsw.limit_in_bytes", &max.to_string())?;
+                    }
+                }
+                _ => {}
+            }
+            write("cgroup.procs", &pid.to_string())?;
         }
         Ok(())
     }
@@ -383,6 +394,8 @@ impl SandboxCgroup {
             path: path.to_path_buf(),
             dir,
             v1: Vec::new(),
+            v1_needed: Vec::new(),
+            limits: Limits::default(),
         })
     }
 
@@ -565,7 +578,7 @@ impl SandboxCgroup {
         let v1: Vec<Result<(), CgroupError>> = self
             .v1
             .iter()
-            .map(|(dir, _)| std::fs::remove_dir(dir).map_err(io_err("remove", dir)))
+            .map(|dir| std::fs::remove_dir(dir).map_err(io_err("remove", dir)))
             .collect();
         let v2 = std::fs::remove_dir(&self.path).map_err(io_err("remove", &self.path));
         v1.into_iter().collect::<Result<Vec<()>, _>>().and(v2)

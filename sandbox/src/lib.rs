@@ -675,12 +675,18 @@ impl Launch {
         };
         let Some(init) = forked else {
             drop(read_end);
-            self.init(&parent, write_end, &old_mask, &cgroup)
+            self.init(&parent, write_end, &old_mask)
         };
         drop(write_end);
         drop(parent);
-        // While init builds the sandbox.
-        let registered = register(&cgroup);
+        // While init builds the sandbox: it is held to the limits only cgroup v1 offers here
+        // (before the command, which it forks once told to, and which inherits them), and the
+        // caller registers the sandbox.
+        let mut cgroup = cgroup;
+        let registered = match cgroup.limit_in_v1(init.as_raw()) {
+            Ok(()) => register(&cgroup),
+            Err(e) => Err(LaunchError::from(e).into()),
+        };
         let mut running = Running {
             pid: init,
             command: None,
@@ -732,22 +738,9 @@ impl Launch {
     }
 
     /// The sandbox's init: sets everything up, starts the command, reaps. Never returns.
-    fn init(
-        &self,
-        parent: &OwnedFd,
-        status: UnixStream,
-        mask: &SigSet,
-        cgroup: &SandboxCgroup,
-    ) -> ! {
+    fn init(&self, parent: &OwnedFd, status: UnixStream, mask: &SigSet) -> ! {
         let mut status = status;
-        // Into the cgroup v1 cgroups holding limits v2 cannot, before anything else runs.
-        let code = match cgroup
-            .join_v1()
-            .map_err(|e| {
-                failed(Stage::Init)(&format!("joining the sandbox's cgroup v1 cgroups: {e}"))
-            })
-            .and_then(|()| self.setup(parent, &mut status))
-        {
+        let code = match self.setup(parent, &mut status) {
             Ok(ruleset) => match self.start_command(mask, &mut status, ruleset) {
                 Ok(command) => self.reap_until_exit(command, &mut status),
                 Err(m) => send(&mut status, &m),

@@ -560,4 +560,32 @@ fn process_and_memory_limits_are_enforced_on_v2_or_v1() {
     );
     let out = f.run(&["python3", "-c", hog]);
     assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{out:?}");
+    // No cgroup of these runs is left, in v2 or in the v1 hierarchies that held a limit.
+    let v1_mounts: Vec<std::path::PathBuf> = mountinfo
+        .lines()
+        .filter_map(|l| {
+            let (before, after) = l.split_once(" - ")?;
+            let opts = after.strip_prefix("cgroup ")?.split(' ').nth(1)?;
+            let point = before.split(' ').nth(4)?;
+            opts.split(',')
+                .any(|o| o == "pids" || o == "memory")
+                .then(|| std::path::PathBuf::from(point))
+        })
+        .collect();
+    for dir in v1_mounts
+        .iter()
+        .map(|m| m.join("cordon"))
+        .chain([std::path::Path::new(&cgroup2_mount()).join("cordon")])
+    {
+        let left: Vec<String> = std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("test-"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(left.is_empty(), "left in {}: {left:?}", dir.display());
+    }
 }
