@@ -166,7 +166,22 @@ struct Task {
     results: Vec<(&'static str, Result<Stats, String>)>,
 }
 
-/// Times `command` under every subject, round-robin, after `warmup` rounds. A subject that
+/// The `index`-th of the `n!` orders of `0..n` (the factorial number system), wrapping.
+fn order(n: usize, index: usize) -> Vec<usize> {
+    let count: usize = (1..=n).product();
+    let mut rest = index % count.max(1);
+    let mut left: Vec<usize> = (0..n).collect();
+    let mut out = Vec::with_capacity(n);
+    for k in (1..=n).rev() {
+        let block: usize = (1..k).product();
+        out.push(left.remove(rest / block));
+        rest %= block;
+    }
+    out
+}
+
+/// Times `command` under every subject, once a round in a changing order (see [`order`]),
+/// after `warmup` rounds. A subject that
 /// fails the task is reported with its error and left out of the rounds that follow.
 fn measure(
     title: &str,
@@ -178,11 +193,11 @@ fn measure(
     let mut failed: Vec<Option<String>> = subjects.iter().map(|_| None).collect();
     let mut samples: Vec<Vec<f64>> = subjects.iter().map(|_| Vec::new()).collect();
     for round in 0..warmup + runs {
-        // The order turns each round, so no subject always follows the same one: what a
-        // run leaves to the kernel slows the next (firejail's namespaces, torn down after it
-        // exits, took cordon's next launch from 6.3 to 7.0 ms here).
-        for k in 0..subjects.len() {
-            let i = (round + k) % subjects.len();
+        // Each round takes the next of every order of the subjects, so each follows each
+        // other one as often: what a run leaves to the kernel slows the next (firejail's
+        // namespaces, torn down after it exits, took cordon's next launch from 6.3 to 7.0 ms
+        // here). An order that only turned each round kept each subject behind the same one.
+        for i in order(subjects.len(), round) {
             let subject = &subjects[i];
             if failed[i].is_some() {
                 continue;
@@ -421,4 +436,31 @@ fn walk_count(dir: &Path) -> Result<usize> {
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::order;
+
+    /// Over `n!` rounds every order comes once, so each subject directly follows each other
+    /// one equally often (the turning order it replaced kept one neighbour for each).
+    #[test]
+    fn every_order_comes_once_and_every_subject_follows_every_other_alike() {
+        let n = 5;
+        let mut seen = std::collections::HashSet::new();
+        let mut follows = std::collections::HashMap::new();
+        for round in 0..120 {
+            let o = order(n, round);
+            let mut sorted = o.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, (0..n).collect::<Vec<_>>(), "{o:?}");
+            assert!(seen.insert(o.clone()), "{o:?} came twice");
+            for pair in o.windows(2) {
+                *follows.entry((pair[0], pair[1])).or_insert(0) += 1;
+            }
+        }
+        assert_eq!(follows.len(), n * (n - 1));
+        assert!(follows.values().all(|&c| c == 24), "{follows:?}");
+        assert_eq!(order(n, 120), order(n, 0));
+    }
 }
