@@ -10,7 +10,9 @@
 //! (README, Performance). glibc stays a shared library, so its NSS modules (user lookups)
 //! and security updates work as for any program.
 //!
-//! Where the compiler has no libgcc_eh.a, nothing changes and the build says so.
+//! Where the compiler has no libgcc_eh.a, nothing changes and the build says so (and the unit
+//! test `the_linked_in_unwinder_unwinds_without_libgcc_s` fails); a cross build keeps
+//! libgcc_s.
 
 use std::path::PathBuf;
 
@@ -18,7 +20,8 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=CC");
     let target = std::env::var("TARGET").unwrap_or_default();
-    if !target.ends_with("-linux-gnu") {
+    // `cc` is the host's compiler: a cross build keeps the target's libgcc_s.
+    if !target.ends_with("-linux-gnu") || std::env::var("HOST").ok() != Some(target) {
         return;
     }
     let Some(out) = std::env::var_os("OUT_DIR").map(PathBuf::from) else {
@@ -35,6 +38,8 @@ fn main() {
         println!("cargo:warning=no libgcc_eh.a from `{cc}`: the unwinder stays libgcc_s.so.1");
         return;
     };
+    // A compiler upgrade that moves the archive builds this again.
+    println!("cargo:rerun-if-changed={}", eh.display());
     let dir = out.join("static-unwinder");
     let link = dir.join("libgcc_s.a");
     let _ = std::fs::remove_file(&link);

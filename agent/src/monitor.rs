@@ -361,6 +361,8 @@ pub struct Monitor {
     resolver: Vec<JoinHandle<()>>,
     writer: Worker<std::io::Result<u64>>,
     reporter: Reporter,
+    /// A step panicked: nothing is read any more, and the sandbox was killed.
+    failed: bool,
 }
 
 impl Monitor {
@@ -436,6 +438,7 @@ impl Monitor {
             resolver,
             writer,
             reporter,
+            failed: false,
         }
     }
 
@@ -451,8 +454,13 @@ impl Monitor {
     /// millisecond long, that the end of every run would otherwise wait for in turn).
     pub fn finish(mut self, ring_read: impl FnOnce()) -> std::io::Result<u64> {
         self.stop.stop();
+        if self.failed {
+            self.audit = None;
+        }
         let asked = self.audit.as_ref().map(crate::audit::Watching::ask);
-        self.kernel.step(&self.reporter, true);
+        if !self.failed {
+            self.kernel.step(&self.reporter, true);
+        }
         ring_read();
         if let (Some(audit), Some(asked)) = (self.audit.take(), asked) {
             audit.finish(asked, &self.reporter);
@@ -468,6 +476,11 @@ impl Monitor {
             .writer
             .wait()
             .unwrap_or_else(|| Err(std::io::Error::other("the event writer panicked")))?;
+        if self.failed {
+            return Err(std::io::Error::other(
+                "the sandbox's watcher panicked, so the sandbox was killed: its events after that are lost",
+            ));
+        }
         if panicked {
             return Err(std::io::Error::other(
                 "the DNS resolver panicked: the sandbox's later events may be lost",
@@ -480,12 +493,15 @@ impl Monitor {
 /// Records read from the ring in one step while the sandbox runs.
 const RECORDS_PER_STEP: usize = 4096;
 
-/// The longest wait between two reads of the lost-event counts and the containment state
-/// while the sandbox runs (each record read is followed by one too).
+/// The longest time between two reads of the lost-event counts and the containment state
+/// while the sandbox runs (records read are followed by one at once).
 const CHECK_EVERY: Duration = Duration::from_millis(50);
 
 impl crate::sandbox::Watcher for Monitor {
     fn fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+        if self.failed {
+            return Vec::new();
+        }
         let mut fds = vec![self.kernel.watch.ring.as_fd()];
         fds.extend(self.audit.as_ref().map(crate::audit::Watching::fd));
         fds
@@ -495,10 +511,29 @@ impl crate::sandbox::Watcher for Monitor {
         CHECK_EVERY.as_millis() as u16
     }
 
+    /// A step that panics (a bug) stops the watching, and the sandbox with it: it was not
+    /// asked to run unwatched. The thread goes on following it to its end.
     fn step(&mut self) {
-        self.kernel.step(&self.reporter, false);
-        if let Some(audit) = self.audit.as_mut() {
-            audit.step(&self.reporter);
+        if self.failed {
+            return;
+        }
+        let stepped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.kernel.step(&self.reporter, false);
+            if let Some(audit) = self.audit.as_mut() {
+                audit.step(&self.reporter);
+            }
+        }));
+        if stepped.is_err() {
+            self.failed = true;
+            let kill = self
+                .kernel
+                .watch
+                .cgroup_events
+                .with_file_name("cgroup.kill");
+            tracing::error!("the sandbox's watcher panicked: the sandbox is killed");
+            if let Err(e) = std::fs::write(&kill, "1") {
+                tracing::error!("cannot kill the sandbox through {}: {e}", kill.display());
+            }
         }
     }
 }
@@ -516,6 +551,8 @@ struct KernelWatch {
     isolated: bool,
     frozen: bool,
     killed: bool,
+    /// When the counts and the containment state were last read.
+    checked: Instant,
 }
 
 impl KernelWatch {
@@ -536,12 +573,12 @@ impl KernelWatch {
             isolated: false,
             frozen: false,
             killed: false,
+            checked: Instant::now(),
         }
     }
 
     /// Reads the records the ring holds (every one at the `last` step, after the sandbox has
-    /// ended); then the kernel's counts and the containment state, at every step as a
-    /// responder's action shows in the records that follow it.
+    /// ended); then the kernel's counts and the containment state.
     fn step(&mut self, reporter: &Reporter, last: bool) {
         let watch = &mut self.watch;
         let cgroup_id = watch.cgroup_id;
@@ -549,7 +586,7 @@ impl KernelWatch {
         // While the sandbox runs, a step reads a bounded number: a flood of records must not
         // keep this thread from init's reports and the signals it relays.
         let most = if last { usize::MAX } else { RECORDS_PER_STEP };
-        watch.ring.drain(most, |record| {
+        let read = watch.ring.drain(most, |record| {
             if let Some((time, process, whats)) = decode(
                 record,
                 cgroup_id,
@@ -578,7 +615,12 @@ impl KernelWatch {
                 },
             );
         }
-        self.check(reporter);
+        // A responder's action shows in the records after it, which are followed by a check
+        // at once; otherwise (a wake for an audit record, any process's) now and then.
+        if read > 0 || last || self.checked.elapsed() >= CHECK_EVERY {
+            self.checked = Instant::now();
+            self.check(reporter);
+        }
     }
 
     /// Reports what the kernel counted since the last look (records with no room, misses

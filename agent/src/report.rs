@@ -12,40 +12,23 @@ use std::time::SystemTime;
 use crate::event::{Event, Process, What};
 
 /// A thread whose work is waited for, not its end: [`Worker::wait`] returns as soon as the
-/// thread's result is ready, while the thread frees what it held and exits unwatched. A
-/// thread's exit gives its stack back to the kernel and an unmapped ring buffer its pages,
-/// each of which flushes the other processors' TLBs by interrupt: about 0.1 ms in a VM, that
-/// the end of every `cordon run` would otherwise wait for, once per watcher.
+/// thread's result is ready, while the thread exits unwatched. A thread's exit gives its stack
+/// back to the kernel, which flushes the other processors' TLBs by interrupt: about 0.1 ms in
+/// a VM, that the end of every `cordon run` would otherwise wait for.
 pub struct Worker<T> {
     done: mpsc::Receiver<T>,
-}
-
-/// Where a [`Worker`] puts its result.
-pub struct Done<T>(mpsc::SyncSender<T>);
-
-impl<T> Done<T> {
-    pub fn send(self, result: T) {
-        let _ = self.0.send(result);
-    }
 }
 
 impl<T: Send + 'static> Worker<T> {
     /// Runs `work` on a thread of its own; its result is ready once it has returned (and
     /// dropped what it held).
     pub fn spawn(name: &str, work: impl FnOnce() -> T + Send + 'static) -> std::io::Result<Self> {
-        Self::spawn_with(name, move |done| done.send(work()))
-    }
-
-    /// Runs `work` on a thread of its own; its result is ready once it sends it, and what it
-    /// drops afterwards is not waited for.
-    pub fn spawn_with(
-        name: &str,
-        work: impl FnOnce(Done<T>) + Send + 'static,
-    ) -> std::io::Result<Self> {
         let (tx, done) = mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name(name.into())
-            .spawn(move || work(Done(tx)))?;
+            .spawn(move || {
+                let _ = tx.send(work());
+            })?;
         Ok(Self { done })
     }
 
@@ -85,15 +68,13 @@ impl Stop {
         self.flag.load(Ordering::SeqCst)
     }
 
-    /// Waits until `fd` is readable, the stop comes, or `timeout_ms` passes (never, when
-    /// `None`); returns whether `fd` is readable.
-    pub fn wait(&self, fd: std::os::fd::BorrowedFd<'_>, timeout_ms: Option<u16>) -> bool {
+    /// Waits until `fd` is readable or the stop comes; returns whether `fd` is readable.
+    pub fn wait(&self, fd: std::os::fd::BorrowedFd<'_>) -> bool {
         let mut fds = [
             nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN),
             nix::poll::PollFd::new(self.reader.as_fd(), nix::poll::PollFlags::POLLIN),
         ];
-        let timeout = timeout_ms.map_or(nix::poll::PollTimeout::NONE, nix::poll::PollTimeout::from);
-        match nix::poll::poll(&mut fds, timeout) {
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
             Ok(n) if n > 0 => fds[0].revents().is_some_and(|r| {
                 r.intersects(nix::poll::PollFlags::POLLIN | nix::poll::PollFlags::POLLERR)
             }),

@@ -256,7 +256,7 @@ fn unescape(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// A sandbox's cgroup; removed (after killing what is left in it) when dropped.
+/// A sandbox's cgroup; [`SandboxCgroup::remove`] kills what is left in it and removes it.
 #[derive(Debug)]
 pub struct SandboxCgroup {
     path: PathBuf,
@@ -333,21 +333,12 @@ impl SandboxCgroup {
     /// Holds `pid` (the sandbox's init) to the limits cgroup v2 does not offer on this host,
     /// in cgroup v1 cgroups of the sandbox's name made for it (see the module docs); what
     /// init forks after this is held too. Made after the fork, beside init's setup, rather
-    /// than before it. On an error, the v1 cgroups made so far are removed.
+    /// than before it. On an error, the v1 cgroups made so far are kept for
+    /// [`SandboxCgroup::remove`], once the caller has ended `pid` (one may hold it already).
     pub fn limit_in_v1(&mut self, pid: i32) -> Result<(), CgroupError> {
         if self.v1_needed.is_empty() {
             return Ok(());
         }
-        let placed = self.place_in_v1(pid);
-        if placed.is_err() {
-            for dir in self.v1.drain(..) {
-                let _ = std::fs::remove_dir(&dir);
-            }
-        }
-        placed
-    }
-
-    fn place_in_v1(&mut self, pid: i32) -> Result<(), CgroupError> {
         let mountinfo = Path::new("/proc/self/mountinfo");
         let text = crate::sys::read_proc(mountinfo).map_err(|source| CgroupError::Mountinfo {
             path: mountinfo.to_path_buf(),

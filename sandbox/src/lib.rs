@@ -701,6 +701,18 @@ impl Launch {
             Ok(r) => r,
             Err(e) => {
                 running.reap();
+                // Init gone before it could be held or registered: what it said of its own
+                // failure explains that better.
+                while let Some(message) = running.next_message() {
+                    if let Message::Failed {
+                        stage,
+                        message,
+                        errno,
+                    } = message
+                    {
+                        return Err(running.failure(stage, message, errno).into());
+                    }
+                }
                 return Err(e);
             }
         };
@@ -1239,11 +1251,6 @@ impl Running {
                 drop(fds);
                 ready_own
             };
-            // The watcher reads what is ready (or makes its periodic checks) first, so that
-            // events come out in the order they happened, the sandbox's end last.
-            if let Some(w) = watcher.as_mut() {
-                w.step();
-            }
             if status_ready {
                 match self.next_message() {
                     Some(Message::Ended) => return Ok(None),
@@ -1254,18 +1261,29 @@ impl Running {
                 }
             }
             if signal_ready {
-                let Ok(Some(info)) = self.signals.read_signal() else {
-                    continue;
-                };
-                let Ok(signal) = Signal::try_from(info.ssi_signo as i32) else {
-                    continue;
-                };
-                let typed = matches!(signal, Signal::SIGINT | Signal::SIGQUIT)
-                    && info.ssi_code == libc::SI_KERNEL;
-                if signal != Signal::SIGCHLD && !typed {
-                    let _ = nix::sys::signal::kill(self.pid, signal);
-                }
+                self.relay_signal();
             }
+            // The watcher's reads come after a signal is relayed and init's report taken: a
+            // flood of events (each step reads a bounded number) delays neither. Events the
+            // end leaves unread are the watcher's to read in `ended`.
+            if let Some(w) = watcher.as_mut() {
+                w.step();
+            }
+        }
+    }
+
+    /// Relays the signal queued on the signalfd to init, if it is one to relay.
+    fn relay_signal(&mut self) {
+        let Ok(Some(info)) = self.signals.read_signal() else {
+            return;
+        };
+        let Ok(signal) = Signal::try_from(info.ssi_signo as i32) else {
+            return;
+        };
+        let typed =
+            matches!(signal, Signal::SIGINT | Signal::SIGQUIT) && info.ssi_code == libc::SI_KERNEL;
+        if signal != Signal::SIGCHLD && !typed {
+            let _ = nix::sys::signal::kill(self.pid, signal);
         }
     }
 

@@ -120,7 +120,7 @@ pub fn upstreams_from(resolv_conf: &str) -> Vec<SocketAddr> {
 fn serve_socket(socket: &UdpSocket, answering: &Answering, stop: &Stop) {
     let mut buf = [0u8; 4096];
     while !stop.is_stopped() {
-        if !stop.wait(std::os::fd::AsFd::as_fd(socket), None) {
+        if !stop.wait(std::os::fd::AsFd::as_fd(socket)) {
             continue;
         }
         let (len, client) = match socket.recv_from(&mut buf) {
