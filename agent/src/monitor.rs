@@ -449,9 +449,9 @@ impl Monitor {
 
     /// Stops watching once every event the sandbox produced is read; returns how many were
     /// written. `ring_read` is called as soon as the last record of the sandbox's ring is
-    /// (to give the sandbox's entries and ring back), while the kernel's audit thread
-    /// answers the audit listener's last check of its channel (a round trip a quarter of a
-    /// millisecond long, that the end of every run would otherwise wait for in turn).
+    /// (to give the sandbox's entries and ring back), while the kernel answers the audit
+    /// listener's last check of its channel (asked first, so that its answer is not waited
+    /// for in turn).
     pub fn finish(mut self, ring_read: impl FnOnce()) -> std::io::Result<u64> {
         self.stop.stop();
         if self.failed {
