@@ -783,6 +783,9 @@ fn file_denied(
     let Some(absolute) = placed(header, file, written) else {
         return unplaced();
     };
+    if !refusal && plainly_missing(view, &absolute) {
+        return None;
+    }
     let creating = access.starts_with("fs.make_");
     let on_host = |p: &std::path::Path| {
         std::fs::symlink_metadata(p).is_ok()
@@ -869,6 +872,34 @@ const CTIME_TICKS: Duration = Duration::from_millis(20);
 
 /// Whether `path`'s last name, as the host or the sandbox sees it, was made or replaced
 /// after `at` (its inode's change time): what it named at the call is not what is there.
+/// Whether a miss (`ENOENT`) at `path` is plainly a program's own: written without `.` or
+/// `..`, in a tree the sandbox sees as the host has it (see `View::shows_host_tree`), its
+/// directory reached on the host without a link, and its name not there. Every way
+/// [`file_denied`] looks further (the view, the host's links, the process's cwd, the path
+/// as the sandbox sees it now, a change since the call) then finds nothing, so two calls
+/// decide the commonest miss: git looks for a `.gitignore` in every directory, and each
+/// such look had cost the watcher a dozen calls beside the program.
+fn plainly_missing(view: &crate::sandbox::view::View, path: &std::path::Path) -> bool {
+    use std::path::Component;
+    if !path
+        .components()
+        .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+        || !view.shows_host_tree(path)
+    {
+        return false;
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return false;
+    };
+    let Ok(dir) = crate::sys::open_no_symlinks(dir) else {
+        return false;
+    };
+    matches!(
+        nix::sys::stat::fstatat(&dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW),
+        Err(nix::errno::Errno::ENOENT)
+    )
+}
+
 fn changed_since(
     path: &std::path::Path,
     pid: u32,

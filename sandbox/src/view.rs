@@ -40,6 +40,8 @@ struct Mount {
     access: Access,
     /// A file system of the sandbox's own (`/tmp`): the host's files there are not seen.
     private: bool,
+    /// A bind of the host's tree at its own path: the sandbox sees what the host has there.
+    host: bool,
 }
 
 /// Which rule of the view refused an access.
@@ -73,6 +75,7 @@ impl View {
                     path: path.clone(),
                     access: *access,
                     private: false,
+                    host: true,
                 }),
                 MountOp::Tmpfs { path, exec, .. } => view.mounts.push(Mount {
                     path: path.clone(),
@@ -82,6 +85,7 @@ impl View {
                         exec: *exec,
                     },
                     private: true,
+                    host: false,
                 }),
                 // The sandbox's own processes; the host's are not its to look for.
                 MountOp::Proc { path } => view.mounts.push(Mount {
@@ -92,6 +96,7 @@ impl View {
                         exec: false,
                     },
                     private: false,
+                    host: false,
                 }),
                 MountOp::Mask { path, .. } => view.masks.push(path.clone()),
                 MountOp::Symlink { .. } | MountOp::Pin { .. } => {}
@@ -173,6 +178,18 @@ impl View {
                 rule: None,
             },
         }
+    }
+
+    /// Whether the sandbox sees `path` (absolute, without `.` or `..`) as the host has it:
+    /// under a bind of the host's tree, and under no cover. A name missing there that the
+    /// host lacks too, reached on the host without a link, is a program's own miss.
+    pub fn shows_host_tree(&self, path: &Path) -> bool {
+        if longest(self.masks.iter(), path).is_some() {
+            return false;
+        }
+        longest(self.mounts.iter().map(|m| &m.path), path)
+            .and_then(|p| self.mounts.iter().rev().find(|m| &m.path == p))
+            .is_some_and(|m| m.host)
     }
 
     /// Whether `path` is in a tree of the sandbox's own (its private `/tmp`, `/dev/shm`):
@@ -372,6 +389,7 @@ mod tests {
             path: path.into(),
             access,
             private,
+            host: !private,
         }
     }
 
@@ -438,6 +456,37 @@ mod tests {
             refusal(FileLayer::Landlock, None),
             "the private /tmp is there, but the profile grants nothing in it"
         );
+    }
+
+    /// What the sandbox sees as the host has it: below its binds, not below a cover, a
+    /// tree of its own or its procfs, nor outside every mount.
+    #[test]
+    fn only_binds_of_the_hosts_tree_show_it_as_the_host_has_it() {
+        let mut v = view();
+        v.mounts.push(Mount {
+            path: "/proc".into(),
+            access: rw(false, false),
+            private: false,
+            host: false,
+        });
+        for shown in [
+            "/w/src/.gitignore",
+            "/usr/lib/x",
+            "/w/.git/config",
+            "/etc/hosts",
+        ] {
+            assert!(v.shows_host_tree(Path::new(shown)), "{shown}");
+        }
+        for hidden in [
+            "/etc/shadow",
+            "/etc/ssh/sshd_config",
+            "/tmp/x",
+            "/proc/1/cwd/x",
+            "/root/.ssh/id_rsa",
+            "/",
+        ] {
+            assert!(!v.shows_host_tree(Path::new(hidden)), "{hidden}");
+        }
     }
 
     fn everywhere(_: &Path) -> bool {

@@ -220,6 +220,37 @@ fn a_programs_own_misses_are_not_reported_as_denials() {
     assert!(of_kind(&events, "file_denied").is_empty(), "{events:#?}");
 }
 
+/// A miss in the workspace is the program's own only when nothing on the way leads out of
+/// it: a name below a link the sandbox made to a tree the view hides is a denial.
+#[test]
+fn a_hidden_tree_reached_through_a_link_in_the_workspace_is_reported() {
+    if !require_root("a_hidden_tree_reached_through_a_link_in_the_workspace_is_reported") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    // Beside the workspace, in the host's /tmp, which the sandbox's private /tmp hides.
+    let outside = f.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).expect("outside");
+    let secret = outside.join("secret");
+    std::fs::write(&secret, "s").expect("secret");
+    let secret = secret.to_string_lossy().into_owned();
+    assert_eq!(
+        bare(&["read", &secret]),
+        "ok",
+        "the twin: unconfined, it reads"
+    );
+    std::os::unix::fs::symlink(&outside, f.workspace.join("out")).expect("symlink");
+    let (answer, events) = f.probe_events(&[], &["read", &f.path("out/secret")]);
+    assert_eq!(answer, "err ENOENT");
+    let e = denial(&events);
+    assert_eq!(e["layer"], "not_in_view", "{e}");
+    assert_eq!(e["target"], secret.as_str(), "{e}");
+    // A name the host lacks there too is missing either way: no denial.
+    let (answer, events) = f.probe_events(&[], &["read", &f.path("out/no-such-file")]);
+    assert_eq!(answer, "err ENOENT");
+    assert!(of_kind(&events, "file_denied").is_empty(), "{events:#?}");
+}
+
 #[test]
 fn the_terminal_shows_which_rule_refused() {
     if !require_root("the_terminal_shows_which_rule_refused") {
