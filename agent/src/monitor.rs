@@ -870,8 +870,6 @@ fn file_denied(
 /// How far behind the time of the call an inode's change time may read and still be later.
 const CTIME_TICKS: Duration = Duration::from_millis(20);
 
-/// Whether `path`'s last name, as the host or the sandbox sees it, was made or replaced
-/// after `at` (its inode's change time): what it named at the call is not what is there.
 /// Whether a miss (`ENOENT`) at `path` is plainly a program's own: written without `.` or
 /// `..`, in a tree the sandbox sees as the host has it (see `View::shows_host_tree`), its
 /// directory reached on the host without a link, and its name not there. Every way
@@ -900,6 +898,8 @@ fn plainly_missing(view: &crate::sandbox::view::View, path: &std::path::Path) ->
     )
 }
 
+/// Whether `path`'s last name, as the host or the sandbox sees it, was made or replaced
+/// after `at` (its inode's change time): what it named at the call is not what is there.
 fn changed_since(
     path: &std::path::Path,
     pid: u32,

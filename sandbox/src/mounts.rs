@@ -8,7 +8,9 @@
 //! tmpfs (`noexec` unless the profile executes from it) and `/proc` a fresh procfs of the
 //! sandbox's PID namespace. Denied paths inside visible trees are covered by an inaccessible
 //! mount, `read_only` paths by a read-only bind of themselves, and the directories between a
-//! writable root and either are pinned as mount points so they cannot be renamed away.
+//! writable root and either are pinned as mount points so they cannot be renamed away. So
+//! are the directories of the private `/tmp` above a bind inside it (a workspace in the
+//! host's `/tmp`): renamed, they would carry the bind away from its host path.
 //!
 //! [`plan`] is pure, runs in the parent and works on any host root, so tests can point it at
 //! a temporary tree; [`apply`] runs in the child.
@@ -404,7 +406,31 @@ pub fn plan(fs: &FsPolicy, root: &Path, watched: &[PathBuf]) -> MountPlan {
             },
         });
     }
+    let private_roots: Vec<PathBuf> = plan
+        .ops
+        .iter()
+        .filter_map(|op| match op {
+            MountOp::Tmpfs { path, .. } => Some(path.clone()),
+            _ => None,
+        })
+        .collect();
     for (path, (kind, access)) in &binds {
+        // A bind inside the private /tmp or /dev/shm sits on directories of the sandbox's
+        // own tree, which it may rename, moving the bind along: the host's path would then
+        // show in the sandbox whatever it put there (a link, say), and the view would judge
+        // its misses wrongly. Those directories (up to one of the host's, if it is bound)
+        // are pinned.
+        if let Some(root) = private_roots.iter().find(|r| path.starts_with(r)) {
+            let mut dir = path.parent();
+            while let Some(d) = dir.filter(|d| {
+                d != root && d.starts_with(root) && !binds.keys().any(|b| d.starts_with(b))
+            }) {
+                plan.ops.push(MountOp::Pin {
+                    path: d.to_path_buf(),
+                });
+                dir = d.parent();
+            }
+        }
         plan.ops.push(MountOp::Bind {
             path: path.clone(),
             kind: *kind,
@@ -1447,6 +1473,39 @@ mod tests {
                 }
             ]
         );
+    }
+
+    /// A workspace (or home) in the host's /tmp is bound inside the sandbox's private /tmp,
+    /// on directories of the sandbox's own tree: those are pinned, so that the sandbox cannot
+    /// rename them and move the bind away from the path the host has it at. Directories of
+    /// a bound host tree are the host's, and need no pin.
+    #[test]
+    fn binds_inside_the_private_tmp_have_the_directories_above_them_pinned() {
+        let h = host();
+        std::fs::create_dir_all(h.path().join("tmp/a/b/ws")).unwrap();
+        std::fs::create_dir_all(h.path().join("tmp/h/w")).unwrap();
+        let pins = |plan: &MountPlan| -> Vec<PathBuf> {
+            plan.ops
+                .iter()
+                .filter_map(|op| match op {
+                    MountOp::Pin { path } => Some(path.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let ws = plan(
+            &fs(&[("/tmp", RW), ("/tmp/a/b/ws", RW)], &[]),
+            h.path(),
+            &[],
+        );
+        assert_eq!(
+            pins(&ws),
+            [PathBuf::from("/tmp/a"), PathBuf::from("/tmp/a/b")]
+        );
+        let home = plan(&fs(&[("/tmp/h", RW), ("/tmp/h/w", RW)], &[]), h.path(), &[]);
+        assert!(pins(&home).is_empty(), "{:?}", home.ops);
+        let outside = plan(&fs(&[("/ws", RW)], &[]), h.path(), &[]);
+        assert!(pins(&outside).is_empty(), "{:?}", outside.ops);
     }
 
     #[test]

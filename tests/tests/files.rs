@@ -276,3 +276,35 @@ fn a_symlink_planted_where_a_rule_dir_is_made_changes_nothing_outside() {
     std::fs::create_dir_all(f.workspace.join(".venv/bin")).expect("mkdir -p");
     assert!(elsewhere.join("bin").is_dir());
 }
+
+/// The workspace in the host's /tmp is bound inside the sandbox's private /tmp, on
+/// directories of the sandbox's own tree. Renamed, they would carry the workspace away and
+/// leave its host path to whatever the sandbox put there (a link to a hidden tree, whose
+/// misses the watcher would take for the program's own): they are pinned, and the rename
+/// fails, while the sandbox may still rename what it made itself (the twin).
+#[test]
+fn the_directories_above_a_workspace_in_tmp_cannot_be_renamed() {
+    if !require_root("the_directories_above_a_workspace_in_tmp_cannot_be_renamed") {
+        return;
+    }
+    let f = Fixture::new("coding-agent", "");
+    let above = f.dir.path().to_string_lossy().into_owned();
+    assert!(
+        above.starts_with("/tmp/"),
+        "the fixture is meant to be in /tmp: {above}"
+    );
+    let script = format!(
+        "mkdir /tmp/mine && mv /tmp/mine /tmp/moved-mine && echo twin: moved; \
+         mv {above} /tmp/moved-above 2>&1 && echo above: moved; ls {ws} > /dev/null && echo workspace: in place",
+        ws = f.workspace.display()
+    );
+    let out = f
+        .command(&["/bin/sh", "-c", &script])
+        .output()
+        .expect("cordon runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("twin: moved"), "{stdout}");
+    assert!(!stdout.contains("above: moved"), "{stdout}");
+    assert!(stdout.contains("Device or resource busy"), "{stdout}");
+    assert!(stdout.contains("workspace: in place"), "{stdout}");
+}
