@@ -6,7 +6,7 @@
 //! `libgcc_s.a` (a link to the compiler's libgcc_eh.a: the same unwinder, as a static
 //! archive) first. What that saves: libgcc_s's constructor probes the processor with `cpuid`
 //! for `__builtin_cpu_supports`, and each `cpuid` exits to the hypervisor in a VM; with the
-//! loader's work on one more library that was about 0.15 ms of every `cordon run` here
+//! loader's work on one more library that was about 0.2 ms of every `cordon run` here
 //! (README, Performance). glibc stays a shared library, so its NSS modules (user lookups)
 //! and security updates work as for any program.
 //!
