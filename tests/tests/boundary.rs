@@ -660,7 +660,12 @@ fn an_audit_listener_taken_off_its_group_is_reported_and_rejoined() {
     // A file denial 2.5 s in (Landlock refuses to list /dev, which the profile does not
     // grant): after the attack, and after the listener has noticed it.
     let (sandbox, cordon) = Background::watched(&f, &["sleep-ms", "2500", "list", "/dev"]);
-    let dropped = unconfined(&["audit-drop", &cordon]);
+    // Once the listener has joined the group (`cordon run` opens it while init builds the
+    // sandbox, so it may not be there yet when init is).
+    let dropped = wait_until("the listener to drop", Duration::from_secs(2), || {
+        let out = unconfined(&["audit-drop", &cordon]);
+        out.starts_with("value dropped").then_some(out)
+    });
     assert!(
         dropped.starts_with("value dropped"),
         "the attack works: {dropped}"

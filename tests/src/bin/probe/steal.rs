@@ -150,8 +150,27 @@ pub fn audit_drop(pid: i32) -> Outcome {
         Ok(fds) => fds,
         Err(e) => return Outcome::Err(e),
     };
+    const NETLINK_LIST_MEMBERSHIPS: libc::c_int = 9;
     let mut dropped = 0;
     for (_, fd) in &fds {
+        // Only a socket that is in the group counts: dropping a membership a socket does not
+        // have succeeds too, and would say the attack worked when it did nothing.
+        let mut groups = 0u32;
+        let mut len = std::mem::size_of::<u32>() as libc::socklen_t;
+        // SAFETY: the kernel writes at most `len` bytes to `groups`, which lives through the
+        // call.
+        let listed = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_NETLINK,
+                NETLINK_LIST_MEMBERSHIPS,
+                (&mut groups as *mut u32).cast(),
+                &mut len,
+            )
+        };
+        if listed != 0 || groups & (1 << (AUDIT_NLGRP_READLOG - 1)) == 0 {
+            continue;
+        }
         // SAFETY: the kernel reads a u32 from `group`, which lives through the call.
         let ret = unsafe {
             libc::setsockopt(
