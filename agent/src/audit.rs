@@ -366,6 +366,14 @@ impl Watching {
         self.listener.socket.as_fd()
     }
 
+    /// A process of the sandbox whose Landlock domain names its denials (its command,
+    /// known once started).
+    pub fn add_creator(&mut self, pid: u32) {
+        if !self.sandbox.creators.contains(&pid) {
+            self.sandbox.creators.push(pid);
+        }
+    }
+
     /// Reads the records queued on the socket, without waiting; every [`CHANNEL_CHECK`],
     /// checks that they still come.
     pub fn step(&mut self, reporter: &Reporter) {

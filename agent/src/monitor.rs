@@ -442,6 +442,30 @@ impl Monitor {
         }
     }
 
+    /// Reports `what` as of `time` (the session's start, once its command runs).
+    pub fn report_at(&self, time: std::time::SystemTime, what: crate::event::What) {
+        self.reporter.report_at(time, None, what);
+    }
+
+    /// The command's pid, once init has started it: the Landlock domain it creates names
+    /// the command's denials in the audit records.
+    pub fn add_creator(&mut self, pid: u32) {
+        if let Some(audit) = self.audit.as_mut() {
+            audit.add_creator(pid);
+        }
+    }
+
+    /// Stops watching a sandbox whose command never started (nothing was reported): the
+    /// resolver's threads end, and the writer with them.
+    pub fn abandon(mut self) {
+        self.stop.stop();
+        for t in self.resolver.drain(..) {
+            let _ = t.join();
+        }
+        drop(self.reporter);
+        let _ = self.writer.wait();
+    }
+
     /// The sandbox's cgroup's id (its key in the eBPF maps).
     pub fn cgroup_id(&self) -> u64 {
         self.kernel.watch.cgroup_id

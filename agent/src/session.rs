@@ -105,8 +105,10 @@ where
     for note in &launch.notes {
         say(Notice::Note(note.clone()));
     }
-    // The eBPF side is set up while init builds the sandbox: the command starts after.
-    let (running, (kernel, registered)) = launch.spawn_with(|cgroup| {
+    // The eBPF side, and what watches the sandbox, are set up while init builds the
+    // sandbox: the command starts after, watched from its first instruction (and a short
+    // command does not end before its watcher has begun).
+    let (starting, (kernel, registered)) = launch.start(|cgroup, _init| {
         resolved = serde_json::to_string(policy).unwrap_or_default();
         let launch_record =
             crate::evidence::LaunchRecord::new(session, started_at, policy, resolved.clone())
@@ -149,6 +151,46 @@ where
     })?;
     let (registered, sweeper) = registered.unzip();
     let sweeper = sweeper.flatten();
+    // The session's first event, reported once the command runs (a launch that fails
+    // reports none).
+    let started = started(started_at, policy, &resolved, command);
+    let monitor = match (&kernel, registered) {
+        (Some(kernel), Some(registered)) => {
+            let cgroup_id = registered.cgroup_id;
+            match start_monitor(
+                kernel,
+                policy,
+                registered,
+                session,
+                starting.pid().as_raw() as u32,
+                (launch.view(), launch.profile_view()),
+                &options,
+            ) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    if let Err(e) = unregister(kernel, policy, cgroup_id) {
+                        say(Notice::Warning(e));
+                    }
+                    starting.abandon();
+                    return Err(SessionError::Unwatched(e));
+                }
+            }
+        }
+        _ => None,
+    };
+    let running = match starting.go() {
+        Ok(running) => running,
+        Err(e) => {
+            if let (Some(monitor), Some(kernel)) = (monitor, &kernel) {
+                let cgroup_id = monitor.cgroup_id();
+                monitor.abandon();
+                if let Err(e) = unregister(kernel, policy, cgroup_id) {
+                    say(Notice::Warning(e));
+                }
+            }
+            return Err(e.into());
+        }
+    };
     if let Some(e) = &running.enforcement {
         if e.status != sandbox::landlock::Status::Fully {
             say(Notice::Warning(format!(
@@ -157,36 +199,13 @@ where
             )));
         }
     }
-    let monitor = match (&kernel, registered) {
-        (Some(kernel), Some(registered)) => {
-            let creators = [Some(running.pid), running.command]
-                .into_iter()
-                .flatten()
-                .map(|p| p.as_raw() as u32)
-                .collect();
-            let cgroup_id = registered.cgroup_id;
-            match start_monitor(
-                kernel,
-                policy,
-                registered,
-                creators,
-                (launch.view(), launch.profile_view()),
-                started(session, started_at, policy, &resolved, command),
-                &options,
-            ) {
-                Ok(m) => Some(m),
-                Err(e) => {
-                    end_unwatched(running, None::<()>, |_| {
-                        if let Err(e) = unregister(kernel, policy, cgroup_id) {
-                            say(Notice::Warning(e));
-                        }
-                    });
-                    return Err(SessionError::Unwatched(e));
-                }
-            }
+    let mut monitor = monitor;
+    if let Some(monitor) = monitor.as_mut() {
+        if let Some(command) = running.command {
+            monitor.add_creator(command.as_raw() as u32);
         }
-        _ => None,
-    };
+        monitor.report_at(started.at, started.what);
+    }
     // Once the sandbox has ended: its last events read, its entries and ring given back.
     let ended = |monitor: Option<Monitor>| {
         if let (Some(monitor), Some(kernel)) = (monitor, &kernel) {
@@ -397,9 +416,9 @@ fn start_monitor(
     kernel: &Arc<Kernel>,
     policy: &Policy,
     registered: Registered,
-    creators: Vec<u32>,
+    session: uuid::Uuid,
+    init: u32,
     (view, profile_view): (sandbox::view::View, Option<sandbox::view::View>),
-    started: Started,
     options: &Options,
 ) -> Result<Monitor, String> {
     let sink = Sink {
@@ -411,13 +430,12 @@ fn start_monitor(
     let (reporter, writer) = Monitor::reporter(
         &registered.name,
         &policy.name,
-        Some(started.session),
+        Some(session),
         policy.severity.clone(),
         sink,
         crate::responder::Responder::new(&policy.responses, Some(Arc::clone(kernel))),
     )
     .map_err(|e| format!("cannot open the event log: {e}"))?;
-    reporter.report_at(started.at, None, started.what);
     let stop = crate::report::Stop::new().map_err(|e| e.to_string())?;
     let names = Arc::new(Mutex::new(HashMap::new()));
     let mut threads = Vec::new();
@@ -448,14 +466,13 @@ fn start_monitor(
             .serve(answering, Arc::clone(&stop))
             .map_err(|e| format!("cannot start the DNS resolver: {e}"))?;
     }
-    let init = creators.first().copied().unwrap_or(0);
     let watch = Watch {
         kernel: Arc::clone(kernel),
         cgroup_id: registered.cgroup_id,
         cgroup_events: registered.cgroup_events,
         ring: registered.ring,
         names,
-        audit: registered.audit.map(|a| (a, creators)),
+        audit: registered.audit.map(|a| (a, vec![init])),
         view,
         judge: profile_view.map(|v| crate::monitor::Judge::new(v, policy.network.bind_tcp.clone())),
         init,
@@ -463,16 +480,14 @@ fn start_monitor(
     Ok(Monitor::start(watch, reporter, writer, stop, threads))
 }
 
-/// A session: its id, when it began, and its first event.
+/// A session: when it began, and its first event.
 struct Started {
-    session: uuid::Uuid,
     at: std::time::SystemTime,
     what: crate::event::What,
 }
 
 /// The session's first event: who runs what, under which rules, where.
 fn started(
-    session: uuid::Uuid,
     at: std::time::SystemTime,
     policy: &Policy,
     resolved: &str,
@@ -491,7 +506,7 @@ fn started(
         profile_sha256: format!("{:x}", sha2::Sha256::digest(resolved.as_bytes())),
         workspace: policy.workspace.to_string_lossy().into_owned(),
     };
-    Started { session, at, what }
+    Started { at, what }
 }
 
 /// The command line as `session_started` carries it: each argument up to 256 bytes and all

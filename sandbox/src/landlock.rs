@@ -120,10 +120,21 @@ pub fn prepare(
     Ok(ruleset)
 }
 
-/// Restricts the calling process (and everything it will exec) to the ruleset.
 /// The Landlock ABI that logs denials to audit, with `log_new_exec`.
 const LOG_NEW_EXEC_ABI: u32 = 7;
 
+/// The flags of `landlock_restrict_self` for a ruleset entered as [`enforce`] enters it
+/// (the command's own domain, entered by a raw call in a process that may not allocate).
+pub fn restrict_flags() -> u32 {
+    const LOG_NEW_EXEC_ON: u32 = 1 << 1;
+    if crate::sys::landlock_abi() >= LOG_NEW_EXEC_ABI {
+        LOG_NEW_EXEC_ON
+    } else {
+        0
+    }
+}
+
+/// Restricts the calling process (and everything it will exec) to the ruleset.
 pub fn enforce(ruleset: RulesetCreated, compat: Compat) -> Result<Enforcement, LandlockError> {
     // Denials are logged to audit only until the first exec by default; the sandboxed
     // command is exec'd after this, so ask for its denials too (ABI 7; older kernels have

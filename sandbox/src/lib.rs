@@ -12,8 +12,11 @@
 //! 3. `no_new_privs`, then user, groups and capabilities ([`identity`]);
 //! 4. the Landlock ruleset is enforced, then seccomp ([`seccomp`]).
 //!
-//! Then init forks the command, which inherits every restriction, enters a Landlock domain
-//! of its own nested in init's, and execs. Init stays as its reaper: it relays signals to
+//! Then init starts the command, which inherits every restriction, enters a Landlock domain
+//! of its own nested in init's, and execs; like `posix_spawn`, its process shares init's
+//! memory until its exec, while init waits ([`sys::spawn_exec`]): copying Cordon's page
+//! tables for a fork, and tearing them down at the exec, cost more than the rest of the
+//! step. Init stays as its reaper: it relays signals to
 //! the command, reaps orphans, and reports how the command ended. When init exits, the
 //! kernel kills whatever is left in the namespace, so nothing started in a sandbox outlives
 //! it. Init reports over a close-on-exec socket: what was enforced, that the command runs,
@@ -47,14 +50,14 @@ use cordon_proto::event;
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{ForkResult, Pid};
+use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use crate::cgroup::{CgroupError, SandboxCgroup};
@@ -594,6 +597,35 @@ pub struct Running {
     signals: nix::sys::signalfd::SignalFd,
 }
 
+/// A sandbox whose init is building it, or has, and waits for the word to start the
+/// command ([`Launch::start`]).
+#[derive(Debug)]
+pub struct Starting {
+    running: Running,
+}
+
+impl Starting {
+    /// The sandbox's init, as seen from the caller's PID namespace.
+    pub fn pid(&self) -> Pid {
+        self.running.pid
+    }
+
+    /// Tells init to start the command; returns once it runs, or the setup failed (init
+    /// reaped, the cgroup removed).
+    pub fn go(mut self) -> Result<Running, LaunchError> {
+        // Init may have failed and gone meanwhile: what it reported is read next.
+        let _ = self.running.status.get_mut().write_all(b"\n");
+        self.running.until_command_runs()?;
+        Ok(self.running)
+    }
+
+    /// Ends the sandbox before its command starts: init killed and reaped, the cgroup
+    /// removed.
+    pub fn abandon(mut self) {
+        self.running.reap();
+    }
+}
+
 impl Launch {
     /// The view the sandbox's mounts make, to tell their refusals from a program's misses.
     pub fn view(&self) -> view::View {
@@ -615,18 +647,20 @@ impl Launch {
     /// Forks into the sandbox's namespaces, sets the sandbox up there and starts the
     /// command. Returns once the command runs, or the setup failed.
     pub fn spawn(&self) -> Result<Running, LaunchError> {
-        self.spawn_with(|_| Ok::<_, LaunchError>(()))
-            .map(|(running, ())| running)
+        let (starting, ()) = self.start(|_, _| Ok::<_, LaunchError>(()))?;
+        starting.go()
     }
 
-    /// [`Launch::spawn`], calling `register` with the sandbox's cgroup while init builds the
-    /// sandbox (to enter the cgroup into the eBPF maps, and to open what watches it). Init
-    /// starts the command only once `register` has returned: until then the cgroup holds
-    /// init alone, which runs no code but Cordon's. An error from `register` stops the launch.
-    pub fn spawn_with<T, E: From<LaunchError>>(
+    /// Forks into the sandbox's namespaces, where init builds the sandbox, and calls
+    /// `register` with the sandbox's cgroup and init's pid meanwhile (to enter the cgroup
+    /// into the eBPF maps, and to open what watches it). Init starts the command only once
+    /// told to ([`Starting::go`]): until then the cgroup holds init alone, which runs no code
+    /// but Cordon's, so whatever the caller does before watches the command from its first
+    /// instruction. An error from `register` stops the launch.
+    pub fn start<T, E: From<LaunchError>>(
         &self,
-        register: impl FnOnce(&SandboxCgroup) -> Result<T, E>,
-    ) -> Result<(Running, T), E> {
+        register: impl FnOnce(&SandboxCgroup, Pid) -> Result<T, E>,
+    ) -> Result<(Starting, T), E> {
         // Everything that can fail comes first, so a failure leaves the caller as it was.
         // A socket, not a pipe: init waits on it for the word to start the command, and for
         // the parent to learn the command's pid.
@@ -684,7 +718,7 @@ impl Launch {
         // caller registers the sandbox.
         let mut cgroup = cgroup;
         let registered = match cgroup.limit_in_v1(init.as_raw()) {
-            Ok(()) => register(&cgroup),
+            Ok(()) => register(&cgroup, init),
             Err(e) => Err(LaunchError::from(e).into()),
         };
         let mut running = Running {
@@ -716,10 +750,7 @@ impl Launch {
                 return Err(e);
             }
         };
-        // Init may have failed and gone meanwhile: what it reported is read next.
-        let _ = running.status.get_mut().write_all(b"\n");
-        running.until_command_runs()?;
-        Ok((running, registered))
+        Ok((Starting { running }, registered))
     }
 
     /// `<cgroup2>/cordon/<profile>-<pid>-<n>`: one per sandbox, named for operators.
@@ -814,10 +845,10 @@ impl Launch {
         Ok(command_ruleset)
     }
 
-    /// Forks the command once the parent says the sandbox is registered: it enters a
+    /// Starts the command once the parent says the sandbox is registered: it enters a
     /// Landlock domain of its own (nested in init's, so it cannot reach init), restores the
-    /// caller's signal state and execs. Returns once the parent has taken note of the
-    /// command's pid.
+    /// caller's signal state and execs ([`sys::spawn_exec`]: it shares init's memory until
+    /// then, as init waits). Returns once the parent has taken note of the command's pid.
     fn start_command(
         &self,
         mask: &SigSet,
@@ -825,37 +856,31 @@ impl Launch {
         ruleset: ::landlock::RulesetCreated,
     ) -> Result<Pid, Message> {
         read_word(status)?;
-        // SAFETY: init is single-threaded; the child only restricts itself, resets signals
-        // and execs.
-        match unsafe { nix::unistd::fork() }.map_err(|e| failed(Stage::Fork)(&e))? {
-            ForkResult::Parent { child } => {
-                drop(ruleset);
-                let running = Message::Running {
-                    command: child.as_raw(),
-                };
-                write_message(status, &running).map_err(|e| failed(Stage::Report)(&e))?;
-                read_word(status)?;
-                Ok(child)
-            }
-            ForkResult::Child => {
-                let failure = match landlock::enforce(ruleset, self.policy.compat) {
-                    Ok(_) => {
-                        let _ = sys::default_action(Signal::SIGPIPE);
-                        let _ = nix::sys::signal::pthread_sigmask(
-                            SigmaskHow::SIG_SETMASK,
-                            Some(mask),
-                            None,
-                        );
-                        self.exec()
-                    }
-                    Err(e) => failed(Stage::Landlock)(&e),
-                };
-                let code = exit_code_for(&failure);
-                let _ = write_message(status, &failure);
-                // SAFETY: as in `init`.
-                unsafe { libc::_exit(code) }
-            }
+        // None: no Landlock on this kernel, which only a `best-effort` profile gets past.
+        let ruleset: Option<OwnedFd> = ruleset.into();
+        let candidates = self.candidates();
+        let plan = sys::ExecPlan {
+            candidates: &candidates,
+            argv: &self.argv,
+            env: &self.env,
+            landlock: ruleset
+                .as_ref()
+                .map(|fd| (fd.as_fd(), landlock::restrict_flags())),
+            mask: *mask.as_ref(),
+            exit_code: exec_exit_code,
+        };
+        let (child, failure) = sys::spawn_exec(&plan).map_err(|e| failed(Stage::Fork)(&e))?;
+        drop(ruleset);
+        let mut messages = vec![Message::Running {
+            command: child.as_raw(),
+        }];
+        // The command's process is gone: its exit code is reaped and reported next.
+        if let Some((step, errno)) = failure {
+            messages.push(exec_failure(step, errno));
         }
+        write_messages(status, &messages).map_err(|e| failed(Stage::Report)(&e))?;
+        read_word(status)?;
+        Ok(child)
     }
 
     /// Relays signals to the command and reaps every process until the command ends;
@@ -885,37 +910,51 @@ impl Launch {
         }
     }
 
-    /// `execve`s the command, searching `PATH` like `execvp` when it has no `/`.
-    fn exec(&self) -> Message {
+    /// Where the command's program is looked for: itself when it has a `/`, else in each
+    /// directory of `PATH`, like `execvp`.
+    fn candidates(&self) -> Vec<CString> {
         let program = &self.argv[0];
-        let candidates: Vec<CString> = if program.as_bytes().contains(&b'/') {
-            vec![program.clone()]
-        } else {
-            self.path_dirs
-                .iter()
-                .filter_map(|dir| {
-                    let full = dir.join(OsStr::from_bytes(program.as_bytes()));
-                    CString::new(full.as_os_str().as_bytes()).ok()
-                })
-                .collect()
-        };
-        let mut last = nix::Error::ENOENT;
-        for candidate in &candidates {
-            let err = match nix::unistd::execve(candidate, &self.argv, &self.env) {
-                Ok(never) => match never {},
-                Err(e) => e,
-            };
-            // Like execvp: remember a permission error, keep looking past missing files.
-            if err == nix::Error::EACCES || last != nix::Error::EACCES {
-                last = err;
-            }
+        if program.as_bytes().contains(&b'/') {
+            return vec![program.clone()];
         }
-        Message::Failed {
-            stage: Stage::Exec,
-            message: last.desc().to_string(),
-            errno: Some(last as i32),
-        }
+        self.path_dirs
+            .iter()
+            .filter_map(|dir| {
+                let full = dir.join(OsStr::from_bytes(program.as_bytes()));
+                CString::new(full.as_os_str().as_bytes()).ok()
+            })
+            .collect()
     }
+}
+
+/// What init reports when the command's process could not start its program.
+fn exec_failure(step: sys::ExecStep, errno: i32) -> Message {
+    let error = nix::Error::from_raw(errno);
+    match step {
+        sys::ExecStep::Landlock => Message::Failed {
+            stage: Stage::Landlock,
+            message: format!(
+                "cannot enter the command's Landlock domain: {}",
+                error.desc()
+            ),
+            errno: Some(errno),
+        },
+        sys::ExecStep::Exec => Message::Failed {
+            stage: Stage::Exec,
+            message: error.desc().to_string(),
+            errno: Some(errno),
+        },
+    }
+}
+
+/// The exit code of a command's process that could not start its program (called in that
+/// process before it exits: it allocates nothing).
+fn exec_exit_code(step: sys::ExecStep, errno: i32) -> i32 {
+    let stage = match step {
+        sys::ExecStep::Landlock => Stage::Landlock,
+        sys::ExecStep::Exec => Stage::Exec,
+    };
+    exit_code_of(stage, Some(errno))
 }
 
 /// Sets `vm.memfd_noexec = 2` for this PID namespace: memfds can never be executed, which
@@ -959,14 +998,16 @@ fn write_messages(status: &mut UnixStream, messages: &[Message]) -> std::io::Res
 
 fn exit_code_for(message: &Message) -> i32 {
     match message {
-        Message::Failed {
-            stage: Stage::Exec,
-            errno: Some(e),
-            ..
-        } if *e == libc::ENOENT => EXIT_NOT_FOUND,
-        Message::Failed {
-            stage: Stage::Exec, ..
-        } => EXIT_CANNOT_EXECUTE,
+        Message::Failed { stage, errno, .. } => exit_code_of(*stage, *errno),
+        _ => EXIT_SETUP_FAILED,
+    }
+}
+
+/// As a shell's: 127 when the program was not found, 126 when it could not be executed.
+fn exit_code_of(stage: Stage, errno: Option<i32>) -> i32 {
+    match (stage, errno) {
+        (Stage::Exec, Some(libc::ENOENT)) => EXIT_NOT_FOUND,
+        (Stage::Exec, _) => EXIT_CANNOT_EXECUTE,
         _ => EXIT_SETUP_FAILED,
     }
 }
@@ -1312,6 +1353,7 @@ impl Running {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::unistd::ForkResult;
     use std::os::unix::fs::PermissionsExt as _;
 
     /// `alone` reaps whatever child it finds, as init does; it runs here in a child of the

@@ -246,6 +246,152 @@ pub fn fork_into_namespaces(flags: u64, cgroup: &OwnedFd) -> io::Result<Option<n
     }
 }
 
+/// What the command's process does between its clone and its exec (see [`spawn_exec`]),
+/// prepared in full beforehand: that process shares its parent's memory until it execs, so
+/// it may allocate nothing and change nothing its parent owns.
+pub struct ExecPlan<'a> {
+    /// Where the program is looked for, in order (`execvp`'s search, done in advance).
+    pub candidates: &'a [CString],
+    pub argv: &'a [CString],
+    pub env: &'a [CString],
+    /// The Landlock ruleset the process enters, and `landlock_restrict_self`'s flags.
+    pub landlock: Option<(std::os::fd::BorrowedFd<'a>, u32)>,
+    /// The signal mask the program starts with.
+    pub mask: libc::sigset_t,
+    /// The exit code of the process when `step` failed with `errno`.
+    pub exit_code: fn(step: ExecStep, errno: i32) -> i32,
+}
+
+/// The step of [`ExecPlan`] that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecStep {
+    Landlock,
+    Exec,
+}
+
+/// What the child of [`spawn_exec`] reads and writes: pointers into the parent's [`ExecPlan`]
+/// and the parent's stack, alive until the child has exec'd or exited (`CLONE_VFORK`).
+struct Shared {
+    candidates: Vec<*const libc::c_char>,
+    argv: Vec<*const libc::c_char>,
+    env: Vec<*const libc::c_char>,
+    landlock: Option<(libc::c_int, u32)>,
+    mask: libc::sigset_t,
+    exit_code: fn(ExecStep, i32) -> i32,
+    /// 0 while nothing failed, else 1 + the failed step's index.
+    failed_step: std::sync::atomic::AtomicI32,
+    failed_errno: std::sync::atomic::AtomicI32,
+}
+
+/// The bytes of the child's stack: it runs a handful of raw calls.
+const EXEC_STACK_BYTES: usize = 64 * 1024;
+
+/// Starts a process that follows `plan` up to its `execve`, the way `posix_spawn` does:
+/// `clone(CLONE_VM | CLONE_VFORK)`, so the process shares this one's memory (its page tables
+/// are neither copied at the clone nor torn down at the exec, which cost more than a
+/// millisecond for Cordon's process) and this one waits until it has exec'd or exited.
+/// Returns its pid and, if it exited before its exec, which step failed and with which errno.
+///
+/// The child takes no lock and allocates nothing, so the caller's other threads, if any, do
+/// not matter. A signal that reaches it before its exec runs the caller's handler on the
+/// child's stack (init's handlers do nothing).
+pub fn spawn_exec(plan: &ExecPlan<'_>) -> io::Result<(nix::unistd::Pid, Option<(ExecStep, i32)>)> {
+    use std::sync::atomic::{AtomicI32, Ordering};
+    let pointers = |strings: &[CString]| -> Vec<*const libc::c_char> {
+        strings
+            .iter()
+            .map(|s| s.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect()
+    };
+    let shared = Shared {
+        candidates: plan.candidates.iter().map(|c| c.as_ptr()).collect(),
+        argv: pointers(plan.argv),
+        env: pointers(plan.env),
+        landlock: plan.landlock.map(|(fd, flags)| (fd.as_raw_fd(), flags)),
+        mask: plan.mask,
+        exit_code: plan.exit_code,
+        failed_step: AtomicI32::new(0),
+        failed_errno: AtomicI32::new(0),
+    };
+    let mut stack = vec![0u8; EXEC_STACK_BYTES];
+    // The stack grows down from its end, 16-byte aligned as the ABI wants at a call.
+    let top = (stack.as_mut_ptr() as usize + EXEC_STACK_BYTES) & !15;
+
+    extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `arg` is the `Shared` of `spawn_exec`, whose frame is suspended (CLONE_VFORK)
+        // until this process has exec'd or exited; it is only read here, but for the
+        // atomics.
+        let shared = unsafe { &*(arg as *const Shared) };
+        let errno = || {
+            io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EINVAL)
+        };
+        let fail = |step: ExecStep, errno: i32| -> ! {
+            shared.failed_errno.store(errno, Ordering::Relaxed);
+            shared.failed_step.store(1 + step as i32, Ordering::Release);
+            // SAFETY: ends this process only (it is not a thread of its parent's).
+            unsafe { libc::_exit((shared.exit_code)(step, errno)) }
+        };
+        // SAFETY: plain system calls on this process's own signal state (its handlers are
+        // its own: no CLONE_SIGHAND), with pointers to valid memory. An ignored SIGPIPE
+        // would survive the exec.
+        unsafe {
+            let mut default: libc::sigaction = std::mem::zeroed();
+            default.sa_sigaction = libc::SIG_DFL;
+            libc::sigaction(libc::SIGPIPE, &default, std::ptr::null_mut());
+            libc::sigprocmask(libc::SIG_SETMASK, &shared.mask, std::ptr::null_mut());
+        }
+        if let Some((fd, flags)) = shared.landlock {
+            // SAFETY: landlock_restrict_self reads no memory; `fd` is the parent's ruleset,
+            // open in this process's copy of its descriptors.
+            if unsafe { libc::syscall(libc::SYS_landlock_restrict_self, fd, flags) } != 0 {
+                fail(ExecStep::Landlock, errno());
+            }
+        }
+        let mut last = libc::ENOENT;
+        for &candidate in &shared.candidates {
+            // SAFETY: NUL-terminated strings and NULL-terminated arrays of them, owned by
+            // the suspended parent.
+            unsafe { libc::execve(candidate, shared.argv.as_ptr(), shared.env.as_ptr()) };
+            // Like execvp: remember a permission error, keep looking past missing files.
+            let err = errno();
+            if err == libc::EACCES || last != libc::EACCES {
+                last = err;
+            }
+        }
+        fail(ExecStep::Exec, last)
+    }
+
+    // SAFETY: `child` runs on `stack`, which nothing else uses, and returns never (it execs
+    // or exits). With CLONE_VFORK this call returns only once the child no longer uses this
+    // process's memory, so `shared` and `stack` outlive its use of them. Without
+    // CLONE_SIGHAND and CLONE_FILES, its handlers and descriptors are copies.
+    let pid = unsafe {
+        libc::clone(
+            child,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            &shared as *const Shared as *mut libc::c_void,
+        )
+    };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    drop(stack);
+    let failed = match shared.failed_step.load(Ordering::Acquire) {
+        0 => None,
+        1 => Some(ExecStep::Landlock),
+        _ => Some(ExecStep::Exec),
+    };
+    let errno = shared.failed_errno.load(Ordering::Relaxed);
+    Ok((
+        nix::unistd::Pid::from_raw(pid),
+        failed.map(|step| (step, errno)),
+    ))
+}
+
 /// Brings the loopback interface of the current network namespace up.
 pub fn bring_up_loopback() -> io::Result<()> {
     #[repr(C)]
@@ -673,5 +819,62 @@ mod tests {
         assert!(super::open_no_symlinks(&canonical.join("real")).is_ok());
         let err = super::open_no_symlinks(&canonical.join("link")).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ELOOP));
+    }
+
+    fn exec_plan<'a>(
+        candidates: &'a [std::ffi::CString],
+        argv: &'a [std::ffi::CString],
+    ) -> super::ExecPlan<'a> {
+        // SAFETY: sigset_t is plain data; sigemptyset initializes it.
+        let mut mask: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `mask` is a valid sigset_t.
+        unsafe { libc::sigemptyset(&mut mask) };
+        super::ExecPlan {
+            candidates,
+            argv,
+            env: &[],
+            landlock: None,
+            mask,
+            exit_code: |step, errno| match step {
+                super::ExecStep::Landlock => 90,
+                super::ExecStep::Exec => 100 + errno,
+            },
+        }
+    }
+
+    fn exit_code(pid: nix::unistd::Pid) -> i32 {
+        match nix::sys::wait::waitpid(pid, None).unwrap() {
+            nix::sys::wait::WaitStatus::Exited(_, code) => code,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_spawned_program_runs_with_its_arguments_after_the_missing_candidates() {
+        let candidates = [c"/no/such/dir/sh".to_owned(), c"/bin/sh".to_owned()];
+        let argv = [c"sh".to_owned(), c"-c".to_owned(), c"exit 7".to_owned()];
+        let (pid, failed) = super::spawn_exec(&exec_plan(&candidates, &argv)).unwrap();
+        assert_eq!(failed, None);
+        assert_eq!(exit_code(pid), 7);
+    }
+
+    #[test]
+    fn a_program_that_cannot_start_is_reported_with_its_errno_and_exit_code() {
+        let candidates = [c"/no/such/program".to_owned()];
+        let argv = [c"program".to_owned()];
+        let (pid, failed) = super::spawn_exec(&exec_plan(&candidates, &argv)).unwrap();
+        assert_eq!(failed, Some((super::ExecStep::Exec, libc::ENOENT)));
+        assert_eq!(exit_code(pid), 100 + libc::ENOENT);
+        // A permission error is kept over a later missing file, as execvp does.
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("not-executable");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        let candidates = [
+            std::ffi::CString::new(script.as_os_str().as_encoded_bytes()).unwrap(),
+            c"/no/such/program".to_owned(),
+        ];
+        let (pid, failed) = super::spawn_exec(&exec_plan(&candidates, &argv)).unwrap();
+        assert_eq!(failed, Some((super::ExecStep::Exec, libc::EACCES)));
+        assert_eq!(exit_code(pid), 100 + libc::EACCES);
     }
 }
