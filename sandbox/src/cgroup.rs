@@ -63,21 +63,28 @@ pub fn mount_point(mountinfo: &Path, fstype: &str) -> Result<Option<PathBuf>, Cg
     Ok(mount_point_in(&text, fstype))
 }
 
-/// [`mount_point`] in this process's `/proc/self/mountinfo`. The text is kept: a launch looks
-/// up two file systems, and the kernel formats every mount for each read. A file system not
-/// in the kept text is looked for in a fresh read (it may have been mounted since, as
-/// `ebpf::bpffs` does in a long-running cordond).
+/// [`mount_point`] in this process's `/proc/self/mountinfo` (see [`in_host_mountinfo`]).
 pub fn host_mount_point(fstype: &str) -> Result<Option<PathBuf>, CgroupError> {
     // Where the file system usually is, asked of the kernel with one `statfs` each before
     // mountinfo is read and parsed (at every launch, in a `cordon run`).
     if let Some(usual) = usual_mount_point(fstype) {
         return Ok(Some(usual));
     }
+    in_host_mountinfo(|text| mount_point_in(text, fstype))
+}
+
+/// What `find` finds in this process's `/proc/self/mountinfo`. The text is kept: a launch
+/// looks up to four mounts in it (cgroup v2 and bpffs when not in their usual places, the
+/// v1 hierarchies of the limits, when it makes its cgroups and when it sweeps), and the
+/// kernel formats every mount for each read. What the kept text lacks is looked for in a
+/// fresh read (it may have been mounted since, as `ebpf::bpffs` does in a long-running
+/// cordond).
+fn in_host_mountinfo<T>(find: impl Fn(&str) -> Option<T>) -> Result<Option<T>, CgroupError> {
     static TEXT: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
     let mut text = TEXT
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(found) = text.as_deref().and_then(|t| mount_point_in(t, fstype)) {
+    if let Some(found) = text.as_deref().and_then(&find) {
         return Ok(Some(found));
     }
     let path = Path::new("/proc/self/mountinfo");
@@ -85,7 +92,7 @@ pub fn host_mount_point(fstype: &str) -> Result<Option<PathBuf>, CgroupError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let found = mount_point_in(&read, fstype);
+    let found = find(&read);
     *text = Some(read);
     Ok(found)
 }
@@ -163,12 +170,7 @@ fn v1_mount_in(text: &str, controller: &str) -> Option<PathBuf> {
 
 /// Where this host's cgroup v1 mounts the hierarchy that holds `controller`, if it does.
 pub fn host_v1_mount(controller: &str) -> Result<Option<PathBuf>, CgroupError> {
-    let path = Path::new("/proc/self/mountinfo");
-    let text = crate::sys::read_proc(path).map_err(|source| CgroupError::Mountinfo {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Ok(v1_mount_in(&text, controller))
+    in_host_mountinfo(|text| v1_mount_in(text, controller))
 }
 
 /// Where a limit is enforced.
@@ -339,14 +341,9 @@ impl SandboxCgroup {
         if self.v1_needed.is_empty() {
             return Ok(());
         }
-        let mountinfo = Path::new("/proc/self/mountinfo");
-        let text = crate::sys::read_proc(mountinfo).map_err(|source| CgroupError::Mountinfo {
-            path: mountinfo.to_path_buf(),
-            source,
-        })?;
         let name = self.name();
         for controller in self.v1_needed.clone() {
-            let Some(mount) = v1_mount_in(&text, controller) else {
+            let Some(mount) = host_v1_mount(controller)? else {
                 continue;
             };
             let parent = mount.join(PARENT);
