@@ -474,6 +474,7 @@ pub enum Stage {
     Identity,
     Seccomp,
     Report,
+    Limits,
     Fork,
     Exec,
 }
@@ -492,6 +493,7 @@ impl std::fmt::Display for Stage {
             Stage::Identity => "the user and capabilities",
             Stage::Seccomp => "seccomp",
             Stage::Report => "reporting to the parent",
+            Stage::Limits => "joining the cgroup v1 cgroups of the limits",
             Stage::Fork => "starting the command",
             Stage::Exec => "exec",
         };
@@ -602,6 +604,8 @@ pub struct Running {
 #[derive(Debug)]
 pub struct Starting {
     running: Running,
+    /// The `tasks` files of the v1 cgroups init joins before it starts the command.
+    v1_tasks: Vec<std::fs::File>,
 }
 
 impl Starting {
@@ -613,8 +617,12 @@ impl Starting {
     /// Tells init to start the command; returns once it runs, or the setup failed (init
     /// reaped, the cgroup removed).
     pub fn go(mut self) -> Result<Running, LaunchError> {
-        // Init may have failed and gone meanwhile: what it reported is read next.
-        let _ = self.running.status.get_mut().write_all(b"\n");
+        // The word carries the v1 cgroups' `tasks` files for init to join. Init may have
+        // failed and gone meanwhile: what it reported is read next.
+        let tasks: Vec<BorrowedFd<'_>> = self.v1_tasks.iter().map(AsFd::as_fd).collect();
+        let _ = sys::send_with_fds(self.running.status.get_ref().as_fd(), b"\n", &tasks);
+        drop(tasks);
+        self.v1_tasks.clear();
         self.running.until_command_runs()?;
         Ok(self.running)
     }
@@ -717,8 +725,12 @@ impl Launch {
         // (before the command, which it forks once told to, and which inherits them), and the
         // caller registers the sandbox.
         let mut cgroup = cgroup;
-        let registered = match cgroup.limit_in_v1(init.as_raw()) {
-            Ok(()) => register(&cgroup, init),
+        let mut v1_tasks = Vec::new();
+        let registered = match cgroup.limit_in_v1() {
+            Ok(tasks) => {
+                v1_tasks = tasks;
+                register(&cgroup, init)
+            }
             Err(e) => Err(LaunchError::from(e).into()),
         };
         let mut running = Running {
@@ -750,7 +762,7 @@ impl Launch {
                 return Err(e);
             }
         };
-        Ok((Starting { running }, registered))
+        Ok((Starting { running, v1_tasks }, registered))
     }
 
     /// `<cgroup2>/cordon/<profile>-<pid>-<n>`: one per sandbox, named for operators.
@@ -855,7 +867,17 @@ impl Launch {
         status: &mut UnixStream,
         ruleset: ::landlock::RulesetCreated,
     ) -> Result<Pid, Message> {
-        read_word(status)?;
+        // The word to go, with the `tasks` files of the v1 cgroups to join (see
+        // `SandboxCgroup::limit_in_v1`): joined before the command starts, so it is held too.
+        let mut word = [0u8; 1];
+        let v1_tasks = match sys::recv_with_fds(status.as_fd(), &mut word) {
+            Ok((1, fds)) => fds,
+            Ok(_) => return Err(failed(Stage::Report)(&"the parent went away")),
+            Err(e) => return Err(failed(Stage::Report)(&e)),
+        };
+        for tasks in v1_tasks {
+            nix::unistd::write(&tasks, b"0").map_err(|e| failed(Stage::Limits)(&e))?;
+        }
         // None: no Landlock on this kernel, which only a `best-effort` profile gets past.
         let ruleset: Option<OwnedFd> = ruleset.into();
         let candidates = self.candidates();

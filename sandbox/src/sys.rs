@@ -612,6 +612,25 @@ pub fn recv_with_fds(
     Ok((msg.bytes, fds))
 }
 
+/// Sends `bytes` with `fds` attached (`SCM_RIGHTS`), or alone when there are none.
+pub fn send_with_fds(
+    socket: std::os::fd::BorrowedFd<'_>,
+    bytes: &[u8],
+    fds: &[std::os::fd::BorrowedFd<'_>],
+) -> io::Result<usize> {
+    let raw: Vec<std::os::fd::RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
+    let rights = [nix::sys::socket::ControlMessage::ScmRights(&raw)];
+    let cmsgs: &[nix::sys::socket::ControlMessage<'_>] = if raw.is_empty() { &[] } else { &rights };
+    nix::sys::socket::sendmsg::<()>(
+        socket.as_raw_fd(),
+        &[io::IoSlice::new(bytes)],
+        cmsgs,
+        nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .map_err(io::Error::from)
+}
+
 /// For `pre_exec`: puts each `(fd, target)` at descriptor number `target`, without
 /// close-on-exec. Uses only async-signal-safe calls (the child of a fork may not allocate).
 pub fn place_fds(fds: &[(std::os::fd::RawFd, std::os::fd::RawFd)]) -> io::Result<()> {
