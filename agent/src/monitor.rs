@@ -359,14 +359,50 @@ pub struct Monitor {
     stop: Arc<Stop>,
     /// The sandbox's DNS resolver's threads.
     resolver: Vec<JoinHandle<()>>,
-    writer: Worker<std::io::Result<u64>>,
+    /// Always there but while [`Monitor::start_writer`] runs.
+    writer: Option<Writer>,
     reporter: Reporter,
     /// A step panicked: nothing is read any more, and the sandbox was killed.
     failed: bool,
 }
 
+/// What writes the events out: made with the reporter, its thread started once the command
+/// runs ([`Monitor::start_writer`]), so that starting it does not delay the command.
+pub enum Writer {
+    Made(Box<dyn FnOnce() -> std::io::Result<u64> + Send>),
+    Started(Worker<std::io::Result<u64>>),
+}
+
+impl Writer {
+    /// Its thread, given the work through a channel, so that the work comes back if no
+    /// thread can be made.
+    fn start(
+        write: Box<dyn FnOnce() -> std::io::Result<u64> + Send>,
+    ) -> (Self, std::io::Result<()>) {
+        let (tx, rx) = mpsc::sync_channel::<Box<dyn FnOnce() -> std::io::Result<u64> + Send>>(1);
+        match Worker::spawn("cordon-events", move || {
+            rx.recv().map_or(Ok(0), |write| write())
+        }) {
+            Ok(worker) => {
+                let _ = tx.send(write);
+                (Writer::Started(worker), Ok(()))
+            }
+            Err(e) => (Writer::Made(write), Err(e)),
+        }
+    }
+
+    /// What it wrote, once every reporter is gone: on its thread, or on this one if it was
+    /// never started.
+    fn wait(self) -> Option<std::io::Result<u64>> {
+        match self {
+            Writer::Made(write) => Some(write()),
+            Writer::Started(worker) => worker.wait(),
+        }
+    }
+}
+
 impl Monitor {
-    /// A reporter for a sandbox and the writer thread behind it.
+    /// A reporter for a sandbox and the writer behind it.
     pub fn reporter(
         sandbox: &str,
         profile: &str,
@@ -374,10 +410,10 @@ impl Monitor {
         severity: crate::policy::SeverityPolicy,
         sink: Sink,
         mut responder: Option<crate::responder::Responder>,
-    ) -> std::io::Result<(Reporter, Worker<std::io::Result<u64>>)> {
+    ) -> std::io::Result<(Reporter, Writer)> {
         let (tx, rx) = mpsc::channel::<Event>();
         let mut outputs = Outputs::open(sink)?;
-        let writer = Worker::spawn("cordon-events", move || {
+        let writer = Writer::Made(Box::new(move || {
             let mut bursts = Bursts::new(BURST_WINDOW);
             let mut checked = Instant::now();
             loop {
@@ -413,7 +449,7 @@ impl Monitor {
                 outputs.write(&event)?;
             }
             outputs.finish()
-        })?;
+        }));
         let reporter = Reporter::new(sandbox, profile, session, severity, tx);
         Ok((reporter, writer))
     }
@@ -423,7 +459,7 @@ impl Monitor {
     pub fn start(
         mut watch: Watch,
         reporter: Reporter,
-        writer: Worker<std::io::Result<u64>>,
+        writer: Writer,
         stop: Arc<Stop>,
         resolver: Vec<JoinHandle<()>>,
     ) -> Self {
@@ -436,9 +472,25 @@ impl Monitor {
             audit,
             stop,
             resolver,
-            writer,
+            writer: Some(writer),
             reporter,
             failed: false,
+        }
+    }
+
+    /// Starts the writer's thread (once the command runs): an output that blocks must not
+    /// stop the reads. Without a thread for it, the events are written at the end.
+    pub fn start_writer(&mut self) -> std::io::Result<()> {
+        match self.writer.take() {
+            Some(Writer::Made(write)) => {
+                let (writer, started) = Writer::start(write);
+                self.writer = Some(writer);
+                started
+            }
+            other => {
+                self.writer = other;
+                Ok(())
+            }
         }
     }
 
@@ -463,7 +515,9 @@ impl Monitor {
             let _ = t.join();
         }
         drop(self.reporter);
-        let _ = self.writer.wait();
+        if let Some(Writer::Started(worker)) = self.writer {
+            let _ = worker.wait();
+        }
     }
 
     /// The sandbox's cgroup's id (its key in the eBPF maps).
@@ -498,7 +552,7 @@ impl Monitor {
         drop(self.reporter);
         let written = self
             .writer
-            .wait()
+            .and_then(Writer::wait)
             .unwrap_or_else(|| Err(std::io::Error::other("the event writer panicked")))?;
         if self.failed {
             return Err(std::io::Error::other(

@@ -133,24 +133,8 @@ where
         };
         let registered = register(&kernel, policy, cgroup, options.enable_audit, say)
             .map_err(LaunchError::Register)?;
-        // What runs killed before they could clean up left behind, swept while init
-        // finishes the sandbox and the command runs (not at its end, where it would take a
-        // processor from the last reads).
-        let kernel_for_sweep = Arc::clone(&kernel);
-        let sweeper =
-            match crate::report::Worker::spawn("cordon-sweep", move || sweep(&kernel_for_sweep)) {
-                Ok(worker) => Some(worker),
-                Err(e) => {
-                    say(Notice::Warning(format!(
-                        "cannot sweep ended sandboxes: no thread for it ({e})"
-                    )));
-                    None
-                }
-            };
-        Ok::<_, SessionError>((Some(kernel), Some((registered, sweeper))))
+        Ok::<_, SessionError>((Some(kernel), Some(registered)))
     })?;
-    let (registered, sweeper) = registered.unzip();
-    let sweeper = sweeper.flatten();
     // The session's first event, reported once the command runs (a launch that fails
     // reports none).
     let started = started(started_at, policy, &resolved, command);
@@ -199,8 +183,28 @@ where
             )));
         }
     }
+    // What runs killed before they could clean up left behind, swept while the command
+    // runs (not before it starts, where the thread's start would delay it, nor at its end,
+    // where the sweep would take a processor from the last reads).
+    let sweeper = kernel.as_ref().and_then(|kernel| {
+        let kernel = Arc::clone(kernel);
+        match crate::report::Worker::spawn("cordon-sweep", move || sweep(&kernel)) {
+            Ok(worker) => Some(worker),
+            Err(e) => {
+                say(Notice::Warning(format!(
+                    "cannot sweep ended sandboxes: no thread for it ({e})"
+                )));
+                None
+            }
+        }
+    });
     let mut monitor = monitor;
     if let Some(monitor) = monitor.as_mut() {
+        if let Err(e) = monitor.start_writer() {
+            say(Notice::Warning(format!(
+                "no thread for the event writer ({e}): the sandbox's events are written when it ends"
+            )));
+        }
         if let Some(command) = running.command {
             monitor.add_creator(command.as_raw() as u32);
         }
