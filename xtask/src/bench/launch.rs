@@ -301,8 +301,8 @@ fn sh(line: String) -> Vec<String> {
 }
 
 /// `offline-tool` without its process and memory limits: on a hybrid host (cgroup v1 holding
-/// `pids` and `memory`) joining the limits' v1 cgroups costs an RCU grace period per launch,
-/// which bubblewrap (no limits) does not pay; this subject shows the rest apart.
+/// `pids` and `memory`) the limits cost two more cgroups per launch, made and removed, which
+/// bubblewrap (no limits) does not pay; this subject shows the rest apart.
 const NO_LIMITS: &str = "[profile]\nname = \"offline-tool-no-limits\"\nextends = [\"base\"]\n\n[filesystem]\nread = [\"{workspace}\"]\nwrite = [\"{workspace}\", \"{tmp}\"]\nrepositories = [\"{workspace}\"]\n\n[syscalls]\ndeny = [\"io_uring_setup\", \"io_uring_enter\", \"io_uring_register\"]\n";
 
 /// `/bin/true`, bare and under each sandbox: what starting a sandbox costs.
