@@ -144,6 +144,9 @@ pub struct Launch {
     pub notes: Vec<String>,
     /// Rules that hold less than the profile says; always shown.
     pub warnings: Vec<String>,
+    /// An offline sandbox's network namespace, being made on a thread meanwhile (see
+    /// [`sys::network_namespace_ahead`]); taken by the launch.
+    network: std::sync::Mutex<Option<std::thread::JoinHandle<std::io::Result<OwnedFd>>>>,
 }
 
 /// Prepares a launch of `argv` under `policy`, with the variables of `caller_env` that the
@@ -155,6 +158,13 @@ where
     if argv.is_empty() {
         return Err(LaunchError::NoCommand);
     }
+    // An offline sandbox's network namespace is made on another processor while this one
+    // prepares the rest; without a thread for it, the fork makes it.
+    let network = if policy.offline() {
+        sys::network_namespace_ahead().ok()
+    } else {
+        None
+    };
     // The caller's terminal, the one device of /dev/pts the command already holds open:
     // shown, so `tty` and programs that reopen it (ssh-askpass, editors) find it.
     let with_terminal;
@@ -320,6 +330,7 @@ where
     };
 
     Ok(Launch {
+        network: std::sync::Mutex::new(network),
         policy: policy.clone(),
         plan,
         profile_plan,
@@ -677,8 +688,17 @@ impl Launch {
         // Inherited by init, which cannot see this process from inside its PID namespace.
         let parent = sys::pidfd_open(Pid::this()).map_err(os("open a pidfd for this process"))?;
         let cgroup = self.create_cgroup()?;
+        // The network namespace made ahead, if it could be; else the fork makes one.
+        let network = self
+            .network
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .and_then(|made| made.join().ok())
+            .and_then(Result::ok);
+        sys::wait_single_threaded();
         let mut namespaces = sys::SANDBOX_NAMESPACES;
-        if self.offline() {
+        if self.offline() && network.is_none() {
             namespaces |= sys::NETWORK_NAMESPACE;
         }
         // Blocked before the fork, so init cannot be ended by a signal before it relays them.
@@ -717,10 +737,11 @@ impl Launch {
         };
         let Some(init) = forked else {
             drop(read_end);
-            self.init(&parent, write_end, &old_mask)
+            self.init(&parent, network.as_ref(), write_end, &old_mask)
         };
         drop(write_end);
         drop(parent);
+        drop(network);
         // While init builds the sandbox: it is held to the limits only cgroup v1 offers here
         // (before the command, which it forks once told to, and which inherits them), and the
         // caller registers the sandbox.
@@ -793,9 +814,15 @@ impl Launch {
     }
 
     /// The sandbox's init: sets everything up, starts the command, reaps. Never returns.
-    fn init(&self, parent: &OwnedFd, status: UnixStream, mask: &SigSet) -> ! {
+    fn init(
+        &self,
+        parent: &OwnedFd,
+        network: Option<&OwnedFd>,
+        status: UnixStream,
+        mask: &SigSet,
+    ) -> ! {
         let mut status = status;
-        let code = match self.setup(parent, &mut status) {
+        let code = match self.setup(parent, network, &mut status) {
             Ok(ruleset) => match self.start_command(mask, &mut status, ruleset) {
                 Ok(command) => self.reap_until_exit(command, &mut status),
                 Err(m) => send(&mut status, &m),
@@ -812,6 +839,7 @@ impl Launch {
     fn setup(
         &self,
         parent: &OwnedFd,
+        network: Option<&OwnedFd>,
         status: &mut UnixStream,
     ) -> Result<::landlock::RulesetCreated, Message> {
         let die_with_parent = || -> nix::Result<()> {
@@ -822,6 +850,10 @@ impl Launch {
             Ok(())
         };
         die_with_parent().map_err(|e| failed(Stage::ParentDeath)(&e))?;
+        // The offline sandbox's network namespace, made ahead (its descriptor is closed next).
+        if let Some(network) = network {
+            sys::enter_network(network).map_err(|e| failed(Stage::Network)(&e))?;
+        }
         // Nothing the caller or `cordon run` had open stays in the sandbox: not the caller's
         // files, not the event ring, the audit socket or the resolver's sockets.
         sys::close_all_but(&[parent.as_raw_fd(), status.as_raw_fd()])

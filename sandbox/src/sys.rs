@@ -392,6 +392,39 @@ pub fn spawn_exec(plan: &ExecPlan<'_>) -> io::Result<(nix::unistd::Pid, Option<(
     ))
 }
 
+/// A new network namespace, made on a thread of its own while the launch goes on: making
+/// one costs the kernel most of a millisecond (its loopback device, its sysctl tables), and
+/// `clone3(CLONE_NEWNET)` made the fork wait for it. Init enters it with [`enter_network`].
+/// Join the thread (and see [`wait_single_threaded`]) before forking.
+pub fn network_namespace_ahead() -> io::Result<std::thread::JoinHandle<io::Result<OwnedFd>>> {
+    std::thread::Builder::new()
+        .name("cordon-netns".into())
+        .spawn(|| {
+            // This thread alone moves into the new namespace, and ends.
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
+            let ns = std::fs::File::open("/proc/thread-self/ns/net")?;
+            Ok(OwnedFd::from(ns))
+        })
+}
+
+/// Moves this process into the network namespace `ns`.
+pub fn enter_network(ns: &OwnedFd) -> io::Result<()> {
+    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)?;
+    Ok(())
+}
+
+/// Waits, a little, until this process has one thread: a joined thread is gone from
+/// `/proc/self/task` only a moment after its join returns (the kernel wakes the joiner
+/// before it unhashes the thread).
+pub fn wait_single_threaded() {
+    for _ in 0..1000 {
+        if thread_count() == Some(1) {
+            return;
+        }
+        std::thread::yield_now();
+    }
+}
+
 /// Brings the loopback interface of the current network namespace up.
 pub fn bring_up_loopback() -> io::Result<()> {
     #[repr(C)]
