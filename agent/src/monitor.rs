@@ -359,50 +359,31 @@ pub struct Monitor {
     stop: Arc<Stop>,
     /// The sandbox's DNS resolver's threads.
     resolver: Vec<JoinHandle<()>>,
-    /// Always there but while [`Monitor::start_writer`] runs.
-    writer: Option<Writer>,
+    writer: Writer,
     reporter: Reporter,
     /// A step panicked: nothing is read any more, and the sandbox was killed.
     failed: bool,
 }
 
-/// What writes the events out: made with the reporter, its thread started once the command
-/// runs ([`Monitor::start_writer`]), so that starting it does not delay the command.
-pub enum Writer {
-    Made(Box<dyn FnOnce() -> std::io::Result<u64> + Send>),
-    Started(Worker<std::io::Result<u64>>),
+/// The thread that writes the events out. It is started with the reporter, before the
+/// command (a launch without it would run unwatched), and writes once its gate is opened,
+/// when the command runs: what was reported before is kept in the channel, and a launch that
+/// fails before its command runs writes nothing.
+pub struct Writer {
+    thread: Worker<std::io::Result<u64>>,
+    gate: Option<mpsc::SyncSender<()>>,
 }
 
 impl Writer {
-    /// Its thread, given the work through a channel, so that the work comes back if no
-    /// thread can be made.
-    fn start(
-        write: Box<dyn FnOnce() -> std::io::Result<u64> + Send>,
-    ) -> (Self, std::io::Result<()>) {
-        let (tx, rx) = mpsc::sync_channel::<Box<dyn FnOnce() -> std::io::Result<u64> + Send>>(1);
-        match Worker::spawn("cordon-events", move || {
-            rx.recv().map_or(Ok(0), |write| write())
-        }) {
-            Ok(worker) => {
-                let _ = tx.send(write);
-                (Writer::Started(worker), Ok(()))
-            }
-            Err(e) => (Writer::Made(write), Err(e)),
-        }
-    }
-
-    /// What it wrote, once every reporter is gone: on its thread, or on this one if it was
-    /// never started.
-    fn wait(self) -> Option<std::io::Result<u64>> {
-        match self {
-            Writer::Made(write) => Some(write()),
-            Writer::Started(worker) => worker.wait(),
+    fn open(&mut self) {
+        if let Some(gate) = self.gate.take() {
+            let _ = gate.send(());
         }
     }
 }
 
 impl Monitor {
-    /// A reporter for a sandbox and the writer behind it.
+    /// A reporter for a sandbox and the writer thread behind it.
     pub fn reporter(
         sandbox: &str,
         profile: &str,
@@ -413,7 +394,13 @@ impl Monitor {
     ) -> std::io::Result<(Reporter, Writer)> {
         let (tx, rx) = mpsc::channel::<Event>();
         let mut outputs = Outputs::open(sink)?;
-        let writer = Writer::Made(Box::new(move || {
+        let (gate, opened) = mpsc::sync_channel::<()>(1);
+        let thread = Worker::spawn("cordon-events", move || {
+            // Nothing is written before the command runs: a launch that fails before
+            // writes no event (see `Writer`).
+            if opened.recv().is_err() {
+                return Ok(0);
+            }
             let mut bursts = Bursts::new(BURST_WINDOW);
             let mut checked = Instant::now();
             loop {
@@ -449,9 +436,15 @@ impl Monitor {
                 outputs.write(&event)?;
             }
             outputs.finish()
-        }));
+        })?;
         let reporter = Reporter::new(sandbox, profile, session, severity, tx);
-        Ok((reporter, writer))
+        Ok((
+            reporter,
+            Writer {
+                thread,
+                gate: Some(gate),
+            },
+        ))
     }
 
     /// Watches `watch`, on the thread that follows the sandbox (see [`crate::sandbox::Watcher`]);
@@ -472,31 +465,15 @@ impl Monitor {
             audit,
             stop,
             resolver,
-            writer: Some(writer),
+            writer,
             reporter,
             failed: false,
         }
     }
 
-    /// Starts the writer's thread (once the command runs): an output that blocks must not
-    /// stop the reads. Without a thread for it, the events are written at the end.
-    pub fn start_writer(&mut self) -> std::io::Result<()> {
-        match self.writer.take() {
-            Some(Writer::Made(write)) => {
-                let (writer, started) = Writer::start(write);
-                self.writer = Some(writer);
-                started
-            }
-            other => {
-                self.writer = other;
-                Ok(())
-            }
-        }
-    }
-
-    /// Reports `what` as of `time` (the session's start, once its command runs).
-    pub fn report_at(&self, time: std::time::SystemTime, what: crate::event::What) {
-        self.reporter.report_at(time, None, what);
+    /// Lets the writer write, once the command runs.
+    pub fn open_writer(&mut self) {
+        self.writer.open();
     }
 
     /// The command's pid, once init has started it: the Landlock domain it creates names
@@ -507,7 +484,7 @@ impl Monitor {
         }
     }
 
-    /// Stops watching a sandbox whose command never started (nothing was reported): the
+    /// Stops watching a sandbox whose command never started (nothing is written): the
     /// resolver's threads end, and the writer with them.
     pub fn abandon(mut self) {
         self.stop.stop();
@@ -515,9 +492,9 @@ impl Monitor {
             let _ = t.join();
         }
         drop(self.reporter);
-        if let Some(Writer::Started(worker)) = self.writer {
-            let _ = worker.wait();
-        }
+        // Its gate dropped closed: it ends without writing.
+        drop(self.writer.gate);
+        let _ = self.writer.thread.wait();
     }
 
     /// The sandbox's cgroup's id (its key in the eBPF maps).
@@ -550,9 +527,11 @@ impl Monitor {
         }
         // The writer finishes once every reporter is gone (the resolver's went with it).
         drop(self.reporter);
+        self.writer.open();
         let written = self
             .writer
-            .and_then(Writer::wait)
+            .thread
+            .wait()
             .unwrap_or_else(|| Err(std::io::Error::other("the event writer panicked")))?;
         if self.failed {
             return Err(std::io::Error::other(

@@ -135,9 +135,7 @@ where
             .map_err(LaunchError::Register)?;
         Ok::<_, SessionError>((Some(kernel), Some(registered)))
     })?;
-    // The session's first event, reported once the command runs (a launch that fails
-    // reports none).
-    let started = started(started_at, policy, &resolved, command);
+    let started = started(session, started_at, policy, &resolved, command);
     let monitor = match (&kernel, registered) {
         (Some(kernel), Some(registered)) => {
             let cgroup_id = registered.cgroup_id;
@@ -145,9 +143,9 @@ where
                 kernel,
                 policy,
                 registered,
-                session,
                 starting.pid().as_raw() as u32,
                 (launch.view(), launch.profile_view()),
+                started,
                 &options,
             ) {
                 Ok(m) => Some(m),
@@ -200,15 +198,10 @@ where
     });
     let mut monitor = monitor;
     if let Some(monitor) = monitor.as_mut() {
-        if let Err(e) = monitor.start_writer() {
-            say(Notice::Warning(format!(
-                "no thread for the event writer ({e}): the sandbox's events are written when it ends"
-            )));
-        }
         if let Some(command) = running.command {
             monitor.add_creator(command.as_raw() as u32);
         }
-        monitor.report_at(started.at, started.what);
+        monitor.open_writer();
     }
     // Once the sandbox has ended: its last events read, its entries and ring given back.
     let ended = |monitor: Option<Monitor>| {
@@ -420,9 +413,9 @@ fn start_monitor(
     kernel: &Arc<Kernel>,
     policy: &Policy,
     registered: Registered,
-    session: uuid::Uuid,
     init: u32,
     (view, profile_view): (sandbox::view::View, Option<sandbox::view::View>),
+    started: Started,
     options: &Options,
 ) -> Result<Monitor, String> {
     let sink = Sink {
@@ -434,12 +427,15 @@ fn start_monitor(
     let (reporter, writer) = Monitor::reporter(
         &registered.name,
         &policy.name,
-        Some(session),
+        Some(started.session),
         policy.severity.clone(),
         sink,
         crate::responder::Responder::new(&policy.responses, Some(Arc::clone(kernel))),
     )
     .map_err(|e| format!("cannot open the event log: {e}"))?;
+    // The session's first event. A launch that fails before its command runs writes none
+    // (see `Monitor::abandon`).
+    reporter.report_at(started.at, None, started.what);
     let stop = crate::report::Stop::new().map_err(|e| e.to_string())?;
     let names = Arc::new(Mutex::new(HashMap::new()));
     let mut threads = Vec::new();
@@ -484,14 +480,16 @@ fn start_monitor(
     Ok(Monitor::start(watch, reporter, writer, stop, threads))
 }
 
-/// A session: when it began, and its first event.
+/// A session: its id, when it began, and its first event.
 struct Started {
+    session: uuid::Uuid,
     at: std::time::SystemTime,
     what: crate::event::What,
 }
 
 /// The session's first event: who runs what, under which rules, where.
 fn started(
+    session: uuid::Uuid,
     at: std::time::SystemTime,
     policy: &Policy,
     resolved: &str,
@@ -510,7 +508,7 @@ fn started(
         profile_sha256: format!("{:x}", sha2::Sha256::digest(resolved.as_bytes())),
         workspace: policy.workspace.to_string_lossy().into_owned(),
     };
-    Started { at, what }
+    Started { session, at, what }
 }
 
 /// The command line as `session_started` carries it: each argument up to 256 bytes and all

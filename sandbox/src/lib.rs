@@ -20,8 +20,9 @@
 //! the command, reaps orphans, and reports how the command ended. When init exits, the
 //! kernel kills whatever is left in the namespace, so nothing started in a sandbox outlives
 //! it. Init reports over a close-on-exec socket: what was enforced, that the command runs,
-//! the step that failed, and the command's end. Nothing here runs in a multi-threaded
-//! process.
+//! the step that failed, and the command's end. Nothing here forks from a multi-threaded
+//! process: the one thread the preparation starts (an offline sandbox's network namespace,
+//! made meanwhile) is joined before the fork.
 //!
 //! **The boundary.** The command and everything it starts can reach nothing of the
 //! supervisor, by construction:
@@ -631,7 +632,14 @@ impl Starting {
         // The word carries the v1 cgroups' `tasks` files for init to join. Init may have
         // failed and gone meanwhile: what it reported is read next.
         let tasks: Vec<BorrowedFd<'_>> = self.v1_tasks.iter().map(AsFd::as_fd).collect();
-        let _ = sys::send_with_fds(self.running.status.get_ref().as_fd(), b"\n", &tasks);
+        if sys::send_with_fds(self.running.status.get_ref().as_fd(), b"\n", &tasks).is_err() {
+            // Init, if alive, reads the end of the socket and stops: it is not to wait.
+            let _ = self
+                .running
+                .status
+                .get_ref()
+                .shutdown(std::net::Shutdown::Write);
+        }
         drop(tasks);
         self.v1_tasks.clear();
         self.running.until_command_runs()?;
@@ -742,9 +750,9 @@ impl Launch {
         drop(write_end);
         drop(parent);
         drop(network);
-        // While init builds the sandbox: it is held to the limits only cgroup v1 offers here
-        // (before the command, which it forks once told to, and which inherits them), and the
-        // caller registers the sandbox.
+        // While init builds the sandbox: the cgroups of the limits only cgroup v1 offers here
+        // are made (init joins them once told to start the command, which inherits them),
+        // and the caller registers the sandbox.
         let mut cgroup = cgroup;
         let mut v1_tasks = Vec::new();
         let registered = match cgroup.limit_in_v1() {
@@ -1033,9 +1041,8 @@ fn read_word(status: &mut UnixStream) -> Result<(), Message> {
     }
 }
 
-/// One message, one line, in one write: init and the command it forked (whose exec failed)
-/// can write at once, and `writeln!` would write the line and its newline apart, leaving
-/// two messages on one line.
+/// One message, one line, in one write: a message never shares a line with another, and
+/// `writeln!` would write the line and its newline apart.
 fn write_message(status: &mut UnixStream, message: &Message) -> std::io::Result<()> {
     write_messages(status, std::slice::from_ref(message))
 }
@@ -1385,8 +1392,8 @@ impl Running {
     /// Keeps what a message after the command's start says of the end.
     fn take_end(&self, message: Message, result: &mut Option<Result<Exit, LaunchError>>) {
         match message {
-            // The forked command's own report that it could not start (its exec failed, or
-            // its Landlock domain) says more than the exit code init sends after it.
+            // Init's report that the command could not start (its exec failed, or its
+            // Landlock domain) says more than the exit code init sends after it.
             Message::Exited(_) if matches!(result, Some(Err(_))) => {}
             Message::Exited(exit) => *result = Some(Ok(exit)),
             Message::Failed {

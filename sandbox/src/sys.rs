@@ -293,8 +293,10 @@ const EXEC_STACK_BYTES: usize = 64 * 1024;
 /// Returns its pid and, if it exited before its exec, which step failed and with which errno.
 ///
 /// The child takes no lock and allocates nothing, so the caller's other threads, if any, do
-/// not matter. A signal that reaches it before its exec runs the caller's handler on the
-/// child's stack (init's handlers do nothing).
+/// not matter. It shares the calling thread's thread-local storage (its `errno` included),
+/// which is sound only because that thread is suspended until the exec. A signal that
+/// reaches it before its exec runs the caller's handler on the child's stack (init's
+/// handlers do nothing).
 pub fn spawn_exec(plan: &ExecPlan<'_>) -> io::Result<(nix::unistd::Pid, Option<(ExecStep, i32)>)> {
     use std::sync::atomic::{AtomicI32, Ordering};
     let pointers = |strings: &[CString]| -> Vec<*const libc::c_char> {
@@ -413,15 +415,19 @@ pub fn enter_network(ns: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
-/// Waits, a little, until this process has one thread: a joined thread is gone from
+/// Waits, up to a second, until this process has one thread: a joined thread is gone from
 /// `/proc/self/task` only a moment after its join returns (the kernel wakes the joiner
-/// before it unhashes the thread).
+/// before it unhashes the thread), longer if it is preempted meanwhile.
 pub fn wait_single_threaded() {
-    for _ in 0..1000 {
-        if thread_count() == Some(1) {
-            return;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    let mut rounds = 0u32;
+    while thread_count() != Some(1) && std::time::Instant::now() < deadline {
+        rounds += 1;
+        if rounds < 100 {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(std::time::Duration::from_micros(100));
         }
-        std::thread::yield_now();
     }
 }
 
