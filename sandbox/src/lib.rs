@@ -615,7 +615,8 @@ pub struct Running {
 /// command ([`Launch::start`]).
 #[derive(Debug)]
 pub struct Starting {
-    running: Running,
+    /// Taken by [`Starting::go`]; what is left when it is dropped is ended (see `Drop`).
+    running: Option<Running>,
     /// The `tasks` files of the v1 cgroups init joins before it starts the command.
     v1_tasks: Vec<std::fs::File>,
 }
@@ -623,33 +624,43 @@ pub struct Starting {
 impl Starting {
     /// The sandbox's init, as seen from the caller's PID namespace.
     pub fn pid(&self) -> Pid {
-        self.running.pid
+        self.running.as_ref().map_or(Pid::from_raw(0), |r| r.pid)
     }
 
     /// Tells init to start the command; returns once it runs, or the setup failed (init
     /// reaped, the cgroup removed).
     pub fn go(mut self) -> Result<Running, LaunchError> {
+        let mut running = self
+            .running
+            .take()
+            .ok_or_else(|| os("start the command")(std::io::ErrorKind::NotFound.into()))?;
         // The word carries the v1 cgroups' `tasks` files for init to join. Init may have
         // failed and gone meanwhile: what it reported is read next.
         let tasks: Vec<BorrowedFd<'_>> = self.v1_tasks.iter().map(AsFd::as_fd).collect();
-        if sys::send_with_fds(self.running.status.get_ref().as_fd(), b"\n", &tasks).is_err() {
+        if sys::send_with_fds(running.status.get_ref().as_fd(), b"\n", &tasks).is_err() {
             // Init, if alive, reads the end of the socket and stops: it is not to wait.
-            let _ = self
-                .running
-                .status
-                .get_ref()
-                .shutdown(std::net::Shutdown::Write);
+            let _ = running.status.get_ref().shutdown(std::net::Shutdown::Write);
         }
         drop(tasks);
         self.v1_tasks.clear();
-        self.running.until_command_runs()?;
-        Ok(self.running)
+        running.until_command_runs()?;
+        Ok(running)
     }
 
     /// Ends the sandbox before its command starts: init killed and reaped, the cgroup
     /// removed.
-    pub fn abandon(mut self) {
-        self.running.reap();
+    pub fn abandon(self) {
+        drop(self);
+    }
+}
+
+/// A sandbox dropped before its command started (a caller's early return, a panic) is
+/// ended, as [`Starting::abandon`] ends it: init is not left unreaped, nor its cgroups.
+impl Drop for Starting {
+    fn drop(&mut self) {
+        if let Some(mut running) = self.running.take() {
+            running.reap();
+        }
     }
 }
 
@@ -791,7 +802,13 @@ impl Launch {
                 return Err(e);
             }
         };
-        Ok((Starting { running, v1_tasks }, registered))
+        Ok((
+            Starting {
+                running: Some(running),
+                v1_tasks,
+            },
+            registered,
+        ))
     }
 
     /// `<cgroup2>/cordon/<profile>-<pid>-<n>`: one per sandbox, named for operators.
