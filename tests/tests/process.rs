@@ -437,6 +437,46 @@ fn the_sandbox_sees_only_its_own_processes() {
     assert!(count <= 4, "the sandbox sees {count} processes");
 }
 
+/// The network namespace of an offline sandbox is made ahead of the fork, on a thread of
+/// `cordon run`, and entered by init: the command must be in it, not in the host's (where
+/// only the eBPF programs would stand between it and the host's network).
+#[test]
+fn an_offline_sandbox_is_in_a_network_namespace_of_its_own() {
+    if !require_root("an_offline_sandbox_is_in_a_network_namespace_of_its_own") {
+        return;
+    }
+    let host_ns = std::fs::read_link("/proc/self/ns/net").expect("host netns");
+    let host_devs = std::fs::read_to_string("/proc/net/dev").expect("host devices");
+    // The twin: this host has an interface besides loopback, so the check below can fail.
+    assert!(
+        host_devs
+            .lines()
+            .skip(2)
+            .any(|l| !l.trim_start().starts_with("lo:")),
+        "the host shows only loopback: {host_devs}"
+    );
+    let f = Fixture::new("offline-tool", "");
+    let out = f.run(&[
+        "/bin/sh",
+        "-c",
+        "readlink /proc/self/ns/net; tail -n +3 /proc/net/dev",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut lines = stdout.lines();
+    let inside_ns = lines.next().unwrap_or_default();
+    assert!(inside_ns.starts_with("net:["), "{stdout}");
+    assert_ne!(
+        inside_ns,
+        host_ns.to_string_lossy(),
+        "the host's network namespace"
+    );
+    let devices: Vec<&str> = lines
+        .filter_map(|l| l.split(':').next())
+        .map(str::trim)
+        .collect();
+    assert_eq!(devices, ["lo"], "{stdout}");
+}
+
 #[test]
 fn an_offline_sandbox_has_no_network_at_all() {
     if !require_root("an_offline_sandbox_has_no_network_at_all") {
