@@ -127,7 +127,9 @@ impl Background {
         child_of(self.cordon_pid())
     }
 
-    /// Waits until a response rule has frozen the sandbox, and thaws it to let it end.
+    /// Waits until a response rule has frozen the sandbox and reported it, and thaws it to
+    /// let it end. The thaw waits for the report: the rule's own check that the kernel froze
+    /// the sandbox would otherwise race the thaw, and could find it thawed again.
     fn wait_frozen_then_thaw(&self) {
         let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", self.init_pid()))
             .expect("init's cgroup");
@@ -137,11 +139,14 @@ impl Background {
                 .find_map(|l| l.strip_prefix("0::/"))
                 .expect("a cgroup v2 path"),
         );
-        wait_until("frozen", Duration::from_secs(10), || {
-            std::fs::read_to_string(cgroup.join("cgroup.events"))
+        let events = self.events.as_ref().expect("a watched sandbox");
+        wait_until("the freeze reported", Duration::from_secs(10), || {
+            // The writer may be part way through a line: only whole lines are read.
+            std::fs::read_to_string(events)
                 .ok()?
                 .lines()
-                .any(|l| l == "frozen 1")
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .any(|e| e["kind"] == "responder_action" && e["action"] == "freeze")
                 .then_some(())
         });
         std::fs::write(cgroup.join("cgroup.freeze"), "0").expect("thaw");
