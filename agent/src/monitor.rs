@@ -512,13 +512,15 @@ impl Monitor {
         if self.failed {
             self.audit = None;
         }
-        let asked = self.audit.as_ref().map(crate::audit::Watching::ask);
+        if let Some(audit) = self.audit.as_mut() {
+            audit.ask();
+        }
         if !self.failed {
             self.kernel.step(&self.reporter, true);
         }
         ring_read();
-        if let (Some(audit), Some(asked)) = (self.audit.take(), asked) {
-            audit.finish(asked, &self.reporter);
+        if let Some(audit) = self.audit.take() {
+            audit.finish(&self.reporter);
         }
         // A resolver thread that panicked answered no further: what came after is lost.
         let mut panicked = false;
