@@ -502,12 +502,12 @@ impl Monitor {
         self.kernel.watch.cgroup_id
     }
 
-    /// Stops watching once every event the sandbox produced is read; returns how many were
-    /// written. `ring_read` is called as soon as the last record of the sandbox's ring is
-    /// (to give the sandbox's entries and ring back), while the kernel answers the audit
-    /// listener's last check of its channel (asked first, so that its answer is not waited
-    /// for in turn).
-    pub fn finish(mut self, ring_read: impl FnOnce()) -> std::io::Result<u64> {
+    /// Stops watching once every event the sandbox produced is read. `ring_read` is called
+    /// as soon as the last record of the sandbox's ring is (to give the sandbox's entries
+    /// and ring back), while the kernel answers the audit listener's last check of its
+    /// channel (asked first, so that its answer is not waited for in turn). The events are
+    /// still being written when it returns: see [`Finishing::wait`].
+    pub fn finish(mut self, ring_read: impl FnOnce()) -> Finishing {
         self.stop.stop();
         if self.failed {
             self.audit = None;
@@ -522,17 +522,35 @@ impl Monitor {
         if let Some(audit) = self.audit.take() {
             audit.finish(&self.reporter);
         }
-        // A resolver thread that panicked answered no further: what came after is lost.
-        let mut panicked = false;
-        for t in self.resolver.drain(..) {
-            panicked |= t.join().is_err();
-        }
-        // The writer finishes once every reporter is gone (the resolver's went with it).
+        // The writer finishes once every reporter is gone (the resolver's go as its
+        // threads end).
         drop(self.reporter);
         self.writer.open();
+        Finishing {
+            writer: self.writer.thread,
+            resolver: self.resolver,
+            failed: self.failed,
+        }
+    }
+}
+
+/// A watcher whose last events are read, while they are written out.
+pub struct Finishing {
+    writer: Worker<std::io::Result<u64>>,
+    resolver: Vec<JoinHandle<()>>,
+    failed: bool,
+}
+
+impl Finishing {
+    /// Waits until every event is written; returns how many were.
+    pub fn wait(self) -> std::io::Result<u64> {
+        // A resolver thread that panicked answered no further: what came after is lost.
+        let mut panicked = false;
+        for t in self.resolver {
+            panicked |= t.join().is_err();
+        }
         let written = self
             .writer
-            .thread
             .wait()
             .unwrap_or_else(|| Err(std::io::Error::other("the event writer panicked")))?;
         if self.failed {

@@ -203,21 +203,28 @@ where
         }
         monitor.open_writer();
     }
-    // Once the sandbox has ended: its last events read, its entries and ring given back.
-    let ended = |monitor: Option<Monitor>| {
-        if let (Some(monitor), Some(kernel)) = (monitor, &kernel) {
+    // Once the sandbox has ended: its last events read, its entries and ring given back;
+    // then, once init is reaped, its events written.
+    let say_at_end: &mut dyn FnMut(Notice) = &mut *say;
+    let kernel_at_end = kernel.as_deref();
+    let ended = move |monitor: Option<Monitor>| {
+        let say = say_at_end;
+        let mut finishing = None;
+        if let (Some(monitor), Some(kernel)) = (monitor, kernel_at_end) {
             let cgroup_id = monitor.cgroup_id();
             let mut unregistered = Ok(());
-            let written = monitor.finish(|| {
+            finishing = Some(monitor.finish(|| {
                 unregistered = unregister(kernel, policy, cgroup_id);
-            });
-            if let Err(e) = written {
+            }));
+            if let Err(e) = unregistered {
+                say(Notice::Warning(e));
+            }
+        }
+        move || {
+            if let Some(Err(e)) = finishing.map(crate::monitor::Finishing::wait) {
                 say(Notice::Warning(format!(
                     "cannot write the sandbox's events: {e}"
                 )));
-            }
-            if let Err(e) = unregistered {
-                say(Notice::Warning(e));
             }
         }
     };
@@ -543,10 +550,10 @@ fn command_line(command: &[OsString]) -> Vec<String> {
 
 /// Ends a sandbox that runs but cannot be followed. `ended` gets `monitor` as in
 /// [`sandbox::Running::follow`].
-fn end_unwatched<W: sandbox::Watcher>(
+fn end_unwatched<W: sandbox::Watcher, Then: FnOnce()>(
     running: sandbox::Running,
     monitor: Option<W>,
-    ended: impl FnOnce(Option<W>),
+    ended: impl FnOnce(Option<W>) -> Then,
 ) {
     if let Some(cgroup) = running.cgroup() {
         let _ = cgroup.kill();

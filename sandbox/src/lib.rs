@@ -1245,15 +1245,21 @@ impl Running {
     /// entries back. When the command left no process behind, init says so and `ended` runs
     /// while the kernel tears init and the namespaces down; otherwise once init is gone.
     pub fn wait_and(self, ended: impl FnOnce()) -> Result<Exit, LaunchError> {
-        self.follow(None::<()>, |_| ended())
+        self.follow(None::<()>, |_| {
+            ended();
+            || {}
+        })
     }
 
     /// [`Running::wait_and`], with `watcher` run on this thread while the sandbox runs (see
-    /// [`Watcher`]) and handed to `ended` at the end, for its last reads.
-    pub fn follow<W: Watcher>(
+    /// [`Watcher`]) and handed to `ended` at the end, for its last reads. What `ended`
+    /// returns is called once init is reaped, before the cgroup is removed: the rest of the
+    /// watcher's end, which needs nothing more of the sandbox (its events written out, on a
+    /// thread of its own), goes on while the kernel tears init down.
+    pub fn follow<W: Watcher, Then: FnOnce()>(
         mut self,
         mut watcher: Option<W>,
-        ended: impl FnOnce(Option<W>),
+        ended: impl FnOnce(Option<W>) -> Then,
     ) -> Result<Exit, LaunchError> {
         let mut result = None;
         let followed = self.until_ended(&mut result, &mut watcher);
@@ -1272,16 +1278,18 @@ impl Running {
         self.unblock_signals();
         let init_status = match followed {
             Ok(Some(status)) => {
-                ended(watcher);
+                ended(watcher)();
                 Ok(status)
             }
             Ok(None) => {
-                ended(watcher);
-                self.until_init_is_gone()
+                let then = ended(watcher);
+                let status = self.until_init_is_gone();
+                then();
+                status
             }
             Err(e) => {
                 let _ = self.until_init_is_gone();
-                ended(watcher);
+                ended(watcher)();
                 Err(e)
             }
         };
