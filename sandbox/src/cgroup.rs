@@ -563,17 +563,17 @@ impl SandboxCgroup {
         // an empty cgroup but by being moved there, which only root can do.
         if self.is_populated()? {
             self.kill()?;
-        }
-        let waited = Duration::from_secs(5);
-        let deadline = Instant::now() + waited;
-        while self.is_populated()? {
-            if Instant::now() > deadline {
-                return Err(CgroupError::Busy {
-                    path: self.path.clone(),
-                    waited,
-                });
+            let waited = Duration::from_secs(5);
+            let deadline = Instant::now() + waited;
+            while self.is_populated()? {
+                if Instant::now() > deadline {
+                    return Err(CgroupError::Busy {
+                        path: self.path.clone(),
+                        waited,
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(2));
             }
-            std::thread::sleep(Duration::from_millis(2));
         }
         // Its processes are gone, so its v1 cgroups are empty too. Each is removed even when
         // another cannot be; the first failure is returned (a sweep takes what is left).
