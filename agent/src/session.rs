@@ -136,6 +136,12 @@ where
         Ok::<_, SessionError>((Some(kernel), Some(registered)))
     })?;
     let started = started(session, started_at, policy, &resolved, command);
+    // Known from the registering: what the end takes out.
+    let syscalls = registered
+        .as_ref()
+        .map(|r| r.syscalls.clone())
+        .unwrap_or_default();
+    let take_out = |kernel: &Kernel, cgroup_id| unregister(kernel, cgroup_id, &syscalls);
     let monitor = match (&kernel, registered) {
         (Some(kernel), Some(registered)) => {
             let cgroup_id = registered.cgroup_id;
@@ -150,7 +156,7 @@ where
             ) {
                 Ok(m) => Some(m),
                 Err(e) => {
-                    if let Err(e) = unregister(kernel, policy, cgroup_id) {
+                    if let Err(e) = take_out(kernel, cgroup_id) {
                         say(Notice::Warning(e));
                     }
                     starting.abandon();
@@ -166,7 +172,7 @@ where
             if let (Some(monitor), Some(kernel)) = (monitor, &kernel) {
                 let cgroup_id = monitor.cgroup_id();
                 monitor.abandon();
-                if let Err(e) = unregister(kernel, policy, cgroup_id) {
+                if let Err(e) = take_out(kernel, cgroup_id) {
                     say(Notice::Warning(e));
                 }
             }
@@ -214,7 +220,7 @@ where
             let cgroup_id = monitor.cgroup_id();
             let mut unregistered = Ok(());
             finishing = Some(monitor.finish(|| {
-                unregistered = unregister(kernel, policy, cgroup_id);
+                unregistered = take_out(kernel, cgroup_id);
             }));
             if let Err(e) = unregistered {
                 say(Notice::Warning(e));
@@ -348,6 +354,8 @@ struct Registered {
     ring: crate::ebpf::Ring,
     resolver: Option<Resolver>,
     audit: Option<crate::audit::AuditListener>,
+    /// The numbers of the syscalls it has rules for.
+    syscalls: Vec<u32>,
 }
 
 /// A listener for Landlock's denial records, with kernel auditing turned on if it was off.
@@ -408,6 +416,7 @@ fn register(
             ring,
             resolver,
             audit,
+            syscalls: syscalls.iter().map(|(nr, _)| *nr).collect(),
         }),
         Err(e) => {
             let _ = kernel.unregister(cgroup_id, None);
@@ -563,13 +572,9 @@ fn end_unwatched<W: sandbox::Watcher, Then: FnOnce()>(
 
 /// Takes an ended sandbox out of the eBPF maps (its syscall rules by key) and gives its
 /// ring buffer back to the pool.
-fn unregister(kernel: &Kernel, policy: &Policy, cgroup_id: u64) -> Result<(), String> {
-    let rule_numbers: Vec<u32> = crate::ebpf::syscalls::rules(&policy.syscalls, false)
-        .iter()
-        .map(|(nr, _)| *nr)
-        .collect();
+fn unregister(kernel: &Kernel, cgroup_id: u64, syscalls: &[u32]) -> Result<(), String> {
     kernel
-        .unregister(cgroup_id, Some(&rule_numbers))
+        .unregister(cgroup_id, Some(syscalls))
         .map_err(|e| e.to_string())
 }
 
