@@ -877,6 +877,7 @@ pub fn apply(plan: &MountPlan, staging: &Path) -> Result<(), MountError> {
         "mode=0755",
         Path::new("/"),
     )?;
+    let mut made = Made::new(staging);
     for (op, tree) in plan.ops.iter().zip(&trees) {
         let at = inside(staging, op.path());
         let mount_err = |source: io::Error| MountError::Mount {
@@ -885,8 +886,8 @@ pub fn apply(plan: &MountPlan, staging: &Path) -> Result<(), MountError> {
         };
         // Every mount lands on the object opened here without following symlinks, so a
         // path changed since planning fails the launch instead of moving the mount.
-        let target = |kind: Kind| -> Result<OwnedFd, MountError> {
-            mountpoint(&at, kind)?;
+        let target = |kind: Kind, made: &mut Made| -> Result<OwnedFd, MountError> {
+            mountpoint(made, &at, kind)?;
             sys::open_no_symlinks(&at).map_err(|source| MountError::Prepare {
                 path: op.path().to_path_buf(),
                 source,
@@ -894,13 +895,13 @@ pub fn apply(plan: &MountPlan, staging: &Path) -> Result<(), MountError> {
         };
         match op {
             MountOp::Bind { kind, .. } => {
-                let target = target(*kind)?;
+                let target = target(*kind, &mut made)?;
                 if let Some(tree) = tree {
                     sys::attach_mount_tree(tree, &target).map_err(mount_err)?;
                 }
             }
             MountOp::Tmpfs { exec, size, .. } => {
-                let target = target(Kind::Dir)?;
+                let target = target(Kind::Dir, &mut made)?;
                 let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
                 if !exec {
                     flags |= MsFlags::MS_NOEXEC;
@@ -909,7 +910,7 @@ pub fn apply(plan: &MountPlan, staging: &Path) -> Result<(), MountError> {
                 tmpfs(&sys::fd_path(&target), flags, &options, op.path())?;
             }
             MountOp::Proc { .. } => {
-                let target = target(Kind::Dir)?;
+                let target = target(Kind::Dir, &mut made)?;
                 let flags = MsFlags::MS_RDONLY
                     | MsFlags::MS_NOSUID
                     | MsFlags::MS_NODEV
@@ -929,7 +930,7 @@ pub fn apply(plan: &MountPlan, staging: &Path) -> Result<(), MountError> {
             MountOp::Symlink { target, .. } => {
                 if std::fs::symlink_metadata(&at).is_err() {
                     if let Some(parent) = at.parent() {
-                        std::fs::create_dir_all(parent).map_err(|source| MountError::Prepare {
+                        made.dir(parent).map_err(|source| MountError::Prepare {
                             path: op.path().to_path_buf(),
                             source,
                         })?;
@@ -943,14 +944,14 @@ pub fn apply(plan: &MountPlan, staging: &Path) -> Result<(), MountError> {
                 }
             }
             MountOp::Pin { .. } => {
-                let target = target(Kind::Dir)?;
+                let target = target(Kind::Dir, &mut made)?;
                 let copy = sys::clone_mount_tree_at(&target).map_err(mount_err)?;
                 sys::attach_mount_tree(&copy, &target).map_err(mount_err)?;
             }
             MountOp::Mask {
                 kind: Kind::Dir, ..
             } => {
-                let target = target(Kind::Dir)?;
+                let target = target(Kind::Dir, &mut made)?;
                 let flags = MsFlags::MS_RDONLY
                     | MsFlags::MS_NOSUID
                     | MsFlags::MS_NODEV
@@ -961,7 +962,7 @@ pub fn apply(plan: &MountPlan, staging: &Path) -> Result<(), MountError> {
                 kind: Kind::File, ..
             } => {
                 // /dev/null bound on a `nodev` mount: opening it fails with EACCES.
-                let target = target(Kind::File)?;
+                let target = target(Kind::File, &mut made)?;
                 let null = sys::clone_mount_tree(Path::new("/dev/null")).map_err(mount_err)?;
                 let flags = libc::MOUNT_ATTR_RDONLY
                     | libc::MOUNT_ATTR_NOSUID
@@ -1008,16 +1009,46 @@ fn inside(staging: &Path, path: &Path) -> PathBuf {
     staging.join(path.strip_prefix("/").unwrap_or(path))
 }
 
-fn mountpoint(at: &Path, kind: Kind) -> Result<(), MountError> {
+/// The directories of the tree being built that are known to be there, from its root
+/// down: the mount points of a launch share most of their parents (`/usr`, `/dev`, the
+/// workspace's), and each is made (or found) once, where making every mount point's parents
+/// anew took two calls for each (a `mkdir` that fails, a `stat`).
+struct Made(std::collections::HashSet<PathBuf>);
+
+impl Made {
+    fn new(root: &Path) -> Self {
+        Self(std::collections::HashSet::from([root.to_path_buf()]))
+    }
+
+    /// Makes the directory `dir` and its missing parents, as `create_dir_all` does.
+    fn dir(&mut self, dir: &Path) -> io::Result<()> {
+        if self.0.contains(dir) {
+            return Ok(());
+        }
+        if let Some(parent) = dir.parent() {
+            self.dir(parent)?;
+        }
+        match std::fs::create_dir(dir) {
+            Ok(()) => {}
+            // There already: a directory of a tree bound here, say.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+            Err(e) => return Err(e),
+        }
+        self.0.insert(dir.to_path_buf());
+        Ok(())
+    }
+}
+
+fn mountpoint(made: &mut Made, at: &Path, kind: Kind) -> Result<(), MountError> {
     let prepare = |source| MountError::Prepare {
         path: at.to_path_buf(),
         source,
     };
     match kind {
-        Kind::Dir => std::fs::create_dir_all(at).map_err(prepare),
+        Kind::Dir => made.dir(at).map_err(prepare),
         Kind::File => {
             if let Some(parent) = at.parent() {
-                std::fs::create_dir_all(parent).map_err(prepare)?;
+                made.dir(parent).map_err(prepare)?;
             }
             if at.exists() {
                 return Ok(());
