@@ -62,7 +62,7 @@ const FINAL_WAIT_MS: u8 = 2;
 
 /// `struct audit_status` of `<linux/audit.h>`, as far as Cordon uses it.
 #[repr(C)]
-#[derive(Default, Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(Debug, Default, Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
 struct AuditStatus {
     mask: u32,
     enabled: u32,
@@ -81,19 +81,16 @@ struct AuditStatus {
 #[derive(Debug)]
 pub struct AuditListener {
     socket: OwnedFd,
-    /// The kernel's count of dropped records when the listener was opened, if known then:
-    /// what it reports drops against.
-    lost_at_open: Option<u32>,
     asker: Asker,
 }
 
 /// Asks the kernel for its audit status (AUDIT_GET) on a thread of its own. The kernel
 /// answers from a kernel thread it makes for each request, and the request's send waits
 /// until that thread exists: 0.3 to 0.5 ms here. The thread that follows the sandbox hands
-/// the question over and reads the answer when it needs it, so that neither the end of a
-/// run nor the relaying of signals waits for the kernel to make a thread.
+/// the question over and reads the answer when it needs it, so that neither the start of a
+/// run, nor its end, nor the relaying of signals waits for the kernel to make a thread.
 #[derive(Debug)]
-struct Asker {
+pub struct Asker {
     questions: mpsc::Sender<()>,
     answers: mpsc::Receiver<std::io::Result<AuditStatus>>,
     /// Questions whose answers are not read yet. Answers come in the order asked, so the
@@ -102,12 +99,24 @@ struct Asker {
 }
 
 impl Asker {
-    fn spawn() -> std::io::Result<Self> {
+    /// Starts the thread, which asks at once for the status a listener counts dropped
+    /// records from: after turning auditing on when it is off, if `enable` (see
+    /// [`enable_logged`]). Started as soon as a launch can have threads (once init is
+    /// forked), so that the answer is in by the time the watcher starts.
+    pub fn spawn(enable: bool) -> std::io::Result<Self> {
         let (questions, asked) = mpsc::channel::<()>();
         let (answer, answers) = mpsc::channel();
         std::thread::Builder::new()
             .name("cordon-audit".into())
             .spawn(move || {
+                let first = if enable {
+                    enable_logged_status()
+                } else {
+                    status()
+                };
+                if answer.send(first).is_err() {
+                    return;
+                }
                 for () in asked {
                     if answer.send(status()).is_err() {
                         return;
@@ -117,7 +126,7 @@ impl Asker {
         Ok(Self {
             questions,
             answers,
-            pending: 0,
+            pending: 1,
         })
     }
 
@@ -256,8 +265,13 @@ fn answer(sock: OwnedFd, kind: u16) -> std::io::Result<Option<AuditStatus>> {
 /// Turns kernel auditing on when it is off (Landlock only logs denials when it is on), and
 /// raises the queue of records waiting for a reader to [`BACKLOG_LIMIT`] when it is below;
 /// says what happened in the log. A failure leaves file denials unreported (they are still
-/// enforced), so it is a warning, not an error. Returns the status the kernel reported.
-pub fn enable_logged() -> Option<AuditStatusSeen> {
+/// enforced), so it is a warning, not an error.
+pub fn enable_logged() {
+    let _ = enable_logged_status();
+}
+
+/// [`enable_logged`], returning the status the kernel reported.
+fn enable_logged_status() -> std::io::Result<AuditStatus> {
     let enabled = status().and_then(|s| enable_from(&s).map(|was_off| (s, was_off)));
     match enabled {
         Ok((status, was_off)) => {
@@ -266,20 +280,13 @@ pub fn enable_logged() -> Option<AuditStatusSeen> {
                     "kernel auditing was off; turned it on for Landlock's denial records"
                 );
             }
-            Some(AuditStatusSeen { lost: status.lost })
+            Ok(status)
         }
         Err(e) => {
             tracing::warn!("cannot turn kernel auditing on: {e}");
-            None
+            Err(e)
         }
     }
-}
-
-/// What [`enable_logged`] saw of the kernel's audit status.
-#[derive(Debug, Clone, Copy)]
-pub struct AuditStatusSeen {
-    /// Records the kernel has dropped since boot.
-    lost: u32,
 }
 
 /// [`enable_logged`]'s work, given the status the kernel last reported; whether auditing was
@@ -325,10 +332,9 @@ fn status() -> std::io::Result<AuditStatus> {
 }
 
 impl AuditListener {
-    /// Joins the audit multicast group (needs CAP_AUDIT_READ). `seen` is the status the
-    /// caller just had from the kernel (auditing on, records dropped until now), which
-    /// spares the listener asking again when it starts.
-    pub fn open(seen: Option<AuditStatusSeen>) -> std::io::Result<Self> {
+    /// Joins the audit multicast group (needs CAP_AUDIT_READ); `asker` asks the kernel
+    /// for its status (see [`Asker::spawn`]).
+    pub fn open(asker: Asker) -> std::io::Result<Self> {
         let socket = netlink_socket()?;
         socket::bind(
             socket.as_raw_fd(),
@@ -336,11 +342,7 @@ impl AuditListener {
         )?;
         // A burst of denials must not be dropped by a small socket buffer.
         let _ = socket::setsockopt(&socket, socket::sockopt::RcvBuf, &(4 << 20));
-        Ok(Self {
-            socket,
-            lost_at_open: seen.map(|s| s.lost),
-            asker: Asker::spawn()?,
-        })
+        Ok(Self { socket, asker })
     }
 
     /// Checks that this listener still gets every audit record: a member of the read-only
@@ -395,12 +397,15 @@ impl AuditListener {
     /// Starts reporting the Landlock denials of the sandbox whose domains the processes
     /// `creators` created (its init and its command); see [`Watching`].
     pub fn watching(mut self, creators: Vec<u32>, reporter: &Reporter) -> Watching {
-        // Asked of the kernel (a round trip through its audit thread) only when the
-        // opener did not just do it: drops are counted from the opening on either way.
-        let mut lost = self.lost_at_open;
-        if lost.is_none() {
-            let now = self.asker.status();
-            self.check_channel(now, &mut lost, reporter);
+        // Drops are counted from the status the asker had as it started, with auditing
+        // turned on. Had it none, the channel is checked (and auditing turned on) now.
+        let mut lost = None;
+        match self.asker.answer(true) {
+            Some(Ok(status)) => lost = Some(status.lost),
+            _ => {
+                let now = self.asker.status();
+                self.check_channel(now, &mut lost, reporter);
+            }
         }
         Watching {
             listener: self,
@@ -823,10 +828,10 @@ mod tests {
         };
         set_backlog(64);
         assert_eq!(status().expect("AUDIT_GET").backlog_limit, 64);
-        let enabled = enable_logged();
+        let enabled = enable_logged_status();
         let after = status().expect("AUDIT_GET");
         set_backlog(before.backlog_limit);
-        assert!(enabled.is_some(), "auditing turned on");
+        assert!(enabled.is_ok(), "auditing turned on: {enabled:?}");
         assert_ne!(after.enabled, 0);
         assert!(
             after.backlog_limit >= BACKLOG_LIMIT,

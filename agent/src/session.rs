@@ -109,6 +109,10 @@ where
     // sandbox: the command starts after, watched from its first instruction (and a short
     // command does not end before its watcher has begun).
     let (starting, (kernel, registered)) = launch.start(|cgroup, _init| {
+        // First, as its answer takes the longest: the audit status the listener counts
+        // dropped records from (the first thread the launch may start, now that init is
+        // forked).
+        let asker = crate::audit::Asker::spawn(options.enable_audit);
         resolved = serde_json::to_string(policy).unwrap_or_default();
         let launch_record =
             crate::evidence::LaunchRecord::new(session, started_at, policy, resolved.clone())
@@ -131,8 +135,8 @@ where
         let Some(kernel) = open_kernel(policy, say)? else {
             return Ok((None, None));
         };
-        let registered = register(&kernel, policy, cgroup, options.enable_audit, say)
-            .map_err(LaunchError::Register)?;
+        let registered =
+            register(&kernel, policy, cgroup, asker, say).map_err(LaunchError::Register)?;
         Ok::<_, SessionError>((Some(kernel), Some(registered)))
     })?;
     let started = started(session, started_at, policy, &resolved, command);
@@ -358,11 +362,12 @@ struct Registered {
     syscalls: Vec<u32>,
 }
 
-/// A listener for Landlock's denial records, with kernel auditing turned on if it was off.
-/// Without it, file denials are not reported (the sandbox still enforces them).
-fn landlock_audit(enable: bool) -> std::io::Result<crate::audit::AuditListener> {
-    let seen = enable.then(crate::audit::enable_logged).flatten();
-    crate::audit::AuditListener::open(seen)
+/// A listener for Landlock's denial records (`asker` turns kernel auditing on if it was
+/// off). Without it, file denials are not reported (the sandbox still enforces them).
+fn landlock_audit(
+    asker: std::io::Result<crate::audit::Asker>,
+) -> std::io::Result<crate::audit::AuditListener> {
+    crate::audit::AuditListener::open(asker?)
 }
 
 /// Enters the sandbox into the eBPF maps, with its resolver's ports when it has network.
@@ -370,7 +375,7 @@ fn register(
     kernel: &Kernel,
     policy: &Policy,
     cgroup: &crate::cgroup::SandboxCgroup,
-    enable_audit: bool,
+    asker: std::io::Result<crate::audit::Asker>,
     say: &mut dyn FnMut(Notice),
 ) -> Result<Registered, String> {
     let cgroup_id = cgroup.id().map_err(|e| e.to_string())?;
@@ -380,7 +385,7 @@ fn register(
         Some(Resolver::bind().map_err(|e| format!("cannot open the sandbox's DNS resolver: {e}"))?)
     };
     let (dns_port4, dns_port6) = resolver.as_ref().map_or((0, 0), Resolver::ports);
-    let audit = match landlock_audit(enable_audit) {
+    let audit = match landlock_audit(asker) {
         Ok(listener) => Some(listener),
         Err(e) => {
             say(Notice::Warning(format!(

@@ -289,7 +289,7 @@ fn serve(config: Config, path: &std::path::Path) -> Result<(), String> {
         ),
     }
     if config.audit {
-        let _ = crate::audit::enable_logged();
+        crate::audit::enable_logged();
     }
     let pipeline = Pipeline::open(&config.spool_dir)
         .map_err(|e| format!("cannot open the spool {}: {e}", config.spool_dir.display()))?;
