@@ -87,12 +87,15 @@ pub struct AuditListener {
 /// Asks the kernel for its audit status (AUDIT_GET) on a thread of its own. The kernel
 /// answers from a kernel thread it makes for each request, and the request's send waits
 /// until that thread exists: 0.3 to 0.5 ms here. The thread that follows the sandbox hands
-/// the question over and reads the answer when it needs it, so that neither the start of a
-/// run, nor its end, nor the relaying of signals waits for the kernel to make a thread.
+/// the question over and reads the answer when it needs it: the start of a run waits only
+/// for an answer not in by the time its watcher starts, and neither its end nor the
+/// relaying of signals waits for the kernel to make a thread.
 #[derive(Debug)]
 pub struct Asker {
     questions: mpsc::Sender<()>,
     answers: mpsc::Receiver<std::io::Result<AuditStatus>>,
+    /// Whether the first answer comes after auditing was turned on (see [`Asker::spawn`]).
+    enabled: bool,
     /// Questions whose answers are not read yet. Answers come in the order asked, so the
     /// counts of dropped records they carry never go back.
     pending: usize,
@@ -126,6 +129,7 @@ impl Asker {
         Ok(Self {
             questions,
             answers,
+            enabled: enable,
             pending: 1,
         })
     }
@@ -187,7 +191,12 @@ impl Asker {
                 None => break,
             }
         }
-        last.unwrap_or_else(|| Err(std::io::Error::other("AUDIT_GET was not asked")))
+        // Not asked: the question could not be handed over.
+        last.unwrap_or_else(|| {
+            Err(std::io::Error::other(
+                "the thread asking the kernel for its audit status is gone",
+            ))
+        })
     }
 }
 
@@ -397,11 +406,15 @@ impl AuditListener {
     /// Starts reporting the Landlock denials of the sandbox whose domains the processes
     /// `creators` created (its init and its command); see [`Watching`].
     pub fn watching(mut self, creators: Vec<u32>, reporter: &Reporter) -> Watching {
-        // Drops are counted from the status the asker had as it started, with auditing
-        // turned on. Had it none, the channel is checked (and auditing turned on) now.
+        // Drops are counted from the status the asker had as it started. Unless it turned
+        // auditing on first, the channel is checked with it now (and auditing turned on if
+        // it is off), before the command starts; without an answer, with a new one.
         let mut lost = None;
         match self.asker.answer(true) {
-            Some(Ok(status)) => lost = Some(status.lost),
+            Some(Ok(status)) if self.asker.enabled => lost = Some(status.lost),
+            Some(Ok(status)) => {
+                self.check_channel(Ok(status), &mut lost, reporter);
+            }
             _ => {
                 let now = self.asker.status();
                 self.check_channel(now, &mut lost, reporter);
@@ -475,9 +488,20 @@ impl Watching {
     /// checks that they still come (with the kernel's status, asked for at one step and
     /// read at a later one).
     pub fn step(&mut self, reporter: &Reporter) {
-        if self.listener.asker.pending == 0 && self.checked.elapsed() >= CHANNEL_CHECK {
+        if self.checked.elapsed() >= CHANNEL_CHECK {
             self.checked = std::time::Instant::now();
-            self.listener.asker.ask();
+            if self.listener.asker.pending == 0 {
+                self.listener.asker.ask();
+            } else {
+                // The last question is a whole check late: the listener's group is
+                // checked without the kernel's status, and that is warned about.
+                let late = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the kernel has not answered the last AUDIT_GET",
+                );
+                self.listener
+                    .check_channel(Err(late), &mut self.lost, reporter);
+            }
         }
         while let Some(now) = self.listener.asker.answer(false) {
             self.listener.check_channel(now, &mut self.lost, reporter);

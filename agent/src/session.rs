@@ -109,10 +109,6 @@ where
     // sandbox: the command starts after, watched from its first instruction (and a short
     // command does not end before its watcher has begun).
     let (starting, (kernel, registered)) = launch.start(|cgroup, _init| {
-        // First, as its answer takes the longest: the audit status the listener counts
-        // dropped records from (the first thread the launch may start, now that init is
-        // forked).
-        let asker = crate::audit::Asker::spawn(options.enable_audit);
         resolved = serde_json::to_string(policy).unwrap_or_default();
         let launch_record =
             crate::evidence::LaunchRecord::new(session, started_at, policy, resolved.clone())
@@ -135,6 +131,9 @@ where
         let Some(kernel) = open_kernel(policy, say)? else {
             return Ok((None, None));
         };
+        // First, as its answer takes the longest: the audit status the listener counts
+        // dropped records from (a thread, which a launch may start once init is forked).
+        let asker = crate::audit::Asker::spawn(options.enable_audit);
         let registered =
             register(&kernel, policy, cgroup, asker, say).map_err(LaunchError::Register)?;
         Ok::<_, SessionError>((Some(kernel), Some(registered)))

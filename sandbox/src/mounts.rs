@@ -1012,7 +1012,9 @@ fn inside(staging: &Path, path: &Path) -> PathBuf {
 /// The directories of the tree being built that are known to be there, from its root
 /// down: the mount points of a launch share most of their parents (`/usr`, `/dev`, the
 /// workspace's), and each is made (or found) once, where making every mount point's parents
-/// anew took two calls for each (a `mkdir` that fails, a `stat`).
+/// anew took two calls for each (a `mkdir` that fails, a `stat`). What is known stays true
+/// because the plan's operations go from the shallowest path to the deepest (see [`plan`]):
+/// a mount never lands above a directory recorded before it.
 struct Made(std::collections::HashSet<PathBuf>);
 
 impl Made {
