@@ -268,6 +268,20 @@ fn a_user_who_is_not_root_runs_sandboxes_through_cordond_as_themselves() {
         );
     }
 
+    // The listings below are compared with each other: the runs' last events (which reach
+    // the journal through cordond's pipeline after `cordon run` has returned) are let in
+    // first, until the journal stands still for a while.
+    let seen = std::cell::Cell::new(usize::MAX);
+    d.wait_for(
+        "the journal to stand still",
+        Duration::from_secs(10),
+        || {
+            std::thread::sleep(Duration::from_millis(200));
+            let now = d.journal_events().len();
+            seen.replace(now) == now
+        },
+    );
+
     // By severity, at least: unshare reaches for the kernel (high); an exit is only info.
     let at_least = |level: &str| -> Vec<serde_json::Value> {
         let out = d
