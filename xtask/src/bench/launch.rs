@@ -197,6 +197,13 @@ fn measure(
     runs: usize,
 ) -> Task {
     let mut failed: Vec<Option<String>> = subjects.iter().map(|_| None).collect();
+    for (subject, failed) in subjects.iter().zip(&mut failed) {
+        if let Some(program) = subject.prefix.first() {
+            if let Err(e) = read_back(program) {
+                *failed = Some(format!("cannot drop {program} from the page cache: {e}"));
+            }
+        }
+    }
     let mut samples: Vec<Vec<f64>> = subjects.iter().map(|_| Vec::new()).collect();
     for round in 0..warmup + runs {
         // Each round in an order of its own, so each subject follows each other one about as
@@ -232,6 +239,30 @@ fn measure(
         runs,
         results,
     }
+}
+
+/// Drops `program` (a path, or a name found in `PATH`) from the page cache, written back
+/// first, so that the warm-up reads it back as an installed program is read. A freshly
+/// linked `cordon` otherwise keeps the pages the linker wrote, which launched it 0.1 to
+/// 0.4 ms faster here (paired runs, 600 pairs) than the same file read back from the disk.
+fn read_back(program: &str) -> Result<()> {
+    let path = if program.contains('/') {
+        PathBuf::from(program)
+    } else {
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+            .with_context(|| format!("{program} is not in PATH"))?
+    };
+    let file = File::open(&path)?;
+    file.sync_all()?;
+    nix::fcntl::posix_fadvise(
+        &file,
+        0,
+        0,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+    )?;
+    Ok(())
 }
 
 fn report(tasks: &[Task], chart_title: &str) -> Report {
