@@ -86,7 +86,7 @@ pub struct AuditListener {
 
 /// Asks the kernel for its audit status (AUDIT_GET) on a thread of its own. The kernel
 /// answers from a kernel thread it makes for each request, and the request's send waits
-/// until that thread exists: 0.3 to 0.5 ms here. The thread that follows the sandbox hands
+/// until that thread exists: 0.3 to 0.8 ms here. The thread that follows the sandbox hands
 /// the question over and reads the answer when it needs it: the start of a run waits only
 /// for an answer not in by the time its watcher starts, and neither its end nor the
 /// relaying of signals waits for the kernel to make a thread.
