@@ -674,8 +674,10 @@ pub fn placeholders(fs: &FsPolicy, root: &Path) -> (Vec<(PathBuf, Kind)>, Vec<St
             out.push((path, kind));
         }
     };
+    // Only a path the sandbox could create is looked up: most of the protected paths
+    // (the host's secrets under /etc and the home) lie outside every tree it writes.
     for path in fs.deny.iter().chain(&fs.read_only) {
-        if !exists(path) {
+        if writable(path) && !exists(path) {
             let kind = if fs.dirs.contains(path) {
                 Kind::Dir
             } else {
