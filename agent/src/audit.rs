@@ -834,6 +834,48 @@ mod tests {
     }
 
     #[test]
+    fn the_asker_answers_in_the_order_asked_and_counts_what_it_owes() {
+        if !cordon_testkit::require_root(
+            "the_asker_answers_in_the_order_asked_and_counts_what_it_owes",
+        ) {
+            return;
+        }
+        let mut asker = Asker::spawn(false).expect("the asker's thread");
+        // The first answer is asked for as the thread starts.
+        assert_eq!(asker.pending, 1);
+        let first = asker
+            .answer(true)
+            .expect("an answer")
+            .expect("the kernel's status");
+        assert_eq!(asker.pending, 0);
+        assert!(asker.answer(true).is_none(), "nothing more was asked");
+        // Two questions, two answers, in order: the kernel's count of dropped records
+        // never goes back.
+        asker.ask();
+        asker.ask();
+        assert_eq!(asker.pending, 2);
+        let second = asker.answer(true).expect("an answer").expect("status");
+        let third = asker.answer(true).expect("an answer").expect("status");
+        assert_eq!(asker.pending, 0);
+        assert!(first.lost <= second.lost && second.lost <= third.lost);
+        // Asked without waiting: read once it has come.
+        asker.ask();
+        let mut late = None;
+        for _ in 0..2000 {
+            late = asker.answer(false);
+            if late.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(late.expect("the answer came").is_ok());
+        // `status` asks and waits, after whatever was owed before.
+        asker.ask();
+        asker.status().expect("status");
+        assert_eq!(asker.pending, 0);
+    }
+
+    #[test]
     fn turning_auditing_on_raises_the_backlog_and_touches_nothing_else() {
         if !cordon_testkit::require_root(
             "turning_auditing_on_raises_the_backlog_and_touches_nothing_else",

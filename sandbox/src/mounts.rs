@@ -1134,6 +1134,27 @@ mod tests {
     }
 
     #[test]
+    fn mount_points_parents_are_made_once_and_found_when_there() {
+        let root = tempfile::tempdir().unwrap();
+        let mut made = Made::new(root.path());
+        let deep = root.path().join("usr/lib/x86_64");
+        made.dir(&deep).unwrap();
+        assert!(deep.is_dir());
+        // Known now, with every parent: a second call makes nothing.
+        for dir in ["usr", "usr/lib", "usr/lib/x86_64"] {
+            assert!(made.0.contains(&root.path().join(dir)), "{dir}");
+        }
+        made.dir(&root.path().join("usr/lib")).unwrap();
+        // A directory already there (a bound tree's) is found, not made.
+        std::fs::create_dir_all(root.path().join("etc/ssl")).unwrap();
+        made.dir(&root.path().join("etc/ssl")).unwrap();
+        // A file where a directory is wanted fails, as create_dir_all does.
+        std::fs::write(root.path().join("dev"), "").unwrap();
+        assert!(made.dir(&root.path().join("dev/shm")).is_err());
+        assert!(!made.0.contains(&root.path().join("dev")));
+    }
+
+    #[test]
     fn an_audited_sandbox_reads_the_hosts_tree_but_not_its_doors() {
         let h = host();
         for d in ["proc", "dev", "run/docker", "tmp"] {
