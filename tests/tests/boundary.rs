@@ -142,10 +142,8 @@ impl Background {
         let events = self.events.as_ref().expect("a watched sandbox");
         wait_until("the freeze reported", Duration::from_secs(10), || {
             // The writer may be part way through a line: only whole lines are read.
-            std::fs::read_to_string(events)
-                .ok()?
-                .lines()
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            common::daemon::read_jsonl(events)
+                .iter()
                 .any(|e| e["kind"] == "responder_action" && e["action"] == "freeze")
                 .then_some(())
         });
