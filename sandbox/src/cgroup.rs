@@ -12,9 +12,12 @@
 //! cannot offer. A limit whose controller only v1 has gets a v1 cgroup of the same name
 //! (`<v1 mount>/cordon/<name>`, `pids.max`, `memory.limit_in_bytes`). The launcher makes
 //! those once the sandbox's init is forked, while init sets the sandbox up, and hands init
-//! their `tasks` files with the word to start the command: init joins them first, and the
-//! command inherits them. Init runs only Cordon's code until then, and making them before
-//! the fork would be time every launch waits for.
+//! their `tasks` files with the word to start the command: the command's process joins them
+//! before its exec, and what it starts inherits them. Making them before the fork would be
+//! time every launch waits for. Init never joins them, so they are empty, and removed, as
+//! soon as the command's last process is gone, while the kernel still tears init down; on
+//! such a host `max_processes` counts the sandbox's processes but its init (on cgroup v2,
+//! where init is in the sandbox's cgroup, it counts init too).
 
 use std::fs::File;
 use std::io;
@@ -575,15 +578,24 @@ impl SandboxCgroup {
                 std::thread::sleep(Duration::from_millis(2));
             }
         }
-        // Its processes are gone, so its v1 cgroups are empty too. Each is removed even when
-        // another cannot be; the first failure is returned (a sweep takes what is left).
-        let v1: Vec<Result<(), CgroupError>> = self
-            .v1
-            .iter()
-            .map(|dir| std::fs::remove_dir(dir).map_err(io_err("remove", dir)))
-            .collect();
-        let v2 = std::fs::remove_dir(&self.path).map_err(io_err("remove", &self.path));
-        v1.into_iter().collect::<Result<Vec<()>, _>>().and(v2)
+        // Its processes are gone, so its v1 cgroups are empty too.
+        let mut this = self;
+        let v1 = this.remove_v1();
+        let v2 = std::fs::remove_dir(&this.path).map_err(io_err("remove", &this.path));
+        v1.and(v2)
+    }
+
+    /// Removes the v1 cgroups of the limits, which only the command's processes join (see
+    /// `sys::ExecPlan::join`): once those are gone, even while init still ends. Each is
+    /// removed even when another cannot be; the first failure is returned (a sweep takes
+    /// what is left).
+    pub fn remove_v1(&mut self) -> Result<(), CgroupError> {
+        self.v1
+            .drain(..)
+            .map(|dir| std::fs::remove_dir(&dir).map_err(io_err("remove", &dir)))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect()
     }
 }
 

@@ -617,7 +617,7 @@ pub struct Running {
 pub struct Starting {
     /// Taken by [`Starting::go`]; what is left when it is dropped is ended (see `Drop`).
     running: Option<Running>,
-    /// The `tasks` files of the v1 cgroups init joins before it starts the command.
+    /// The `tasks` files of the v1 cgroups the command's process joins before its exec.
     v1_tasks: Vec<std::fs::File>,
 }
 
@@ -634,7 +634,7 @@ impl Starting {
             .running
             .take()
             .ok_or_else(|| os("start the command")(std::io::ErrorKind::NotFound.into()))?;
-        // The word carries the v1 cgroups' `tasks` files for init to join. Init may have
+        // The word carries the v1 cgroups' `tasks` files for the command to join. Init may have
         // failed and gone meanwhile: what it reported is read next.
         let tasks: Vec<BorrowedFd<'_>> = self.v1_tasks.iter().map(AsFd::as_fd).collect();
         if sys::send_with_fds(running.status.get_ref().as_fd(), b"\n", &tasks).is_err() {
@@ -762,8 +762,8 @@ impl Launch {
         drop(parent);
         drop(network);
         // While init builds the sandbox: the cgroups of the limits only cgroup v1 offers here
-        // are made (init joins them once told to start the command, which inherits them),
-        // and the caller registers the sandbox.
+        // are made (the command's process joins them before its exec), and the caller
+        // registers the sandbox.
         let mut cgroup = cgroup;
         let mut v1_tasks = Vec::new();
         let registered = match cgroup.limit_in_v1() {
@@ -925,16 +925,16 @@ impl Launch {
         ruleset: ::landlock::RulesetCreated,
     ) -> Result<Pid, Message> {
         // The word to go, with the `tasks` files of the v1 cgroups to join (see
-        // `SandboxCgroup::limit_in_v1`): joined before the command starts, so it is held too.
+        // `SandboxCgroup::limit_in_v1`): the command's process joins them before its exec,
+        // so it and all it starts are held. Init does not: they are empty, and can go, as
+        // soon as the command's last process has.
         let mut word = [0u8; 1];
         let v1_tasks = match sys::recv_with_fds(status.as_fd(), &mut word) {
             Ok((1, fds)) => fds,
             Ok(_) => return Err(failed(Stage::Report)(&"the parent went away")),
             Err(e) => return Err(failed(Stage::Report)(&e)),
         };
-        for tasks in v1_tasks {
-            nix::unistd::write(&tasks, b"0").map_err(|e| failed(Stage::Limits)(&e))?;
-        }
+        let join: Vec<BorrowedFd<'_>> = v1_tasks.iter().map(AsFd::as_fd).collect();
         // None: no Landlock on this kernel, which only a `best-effort` profile gets past.
         let ruleset: Option<OwnedFd> = ruleset.into();
         let candidates = self.candidates();
@@ -942,6 +942,7 @@ impl Launch {
             candidates: &candidates,
             argv: &self.argv,
             env: &self.env,
+            join: &join,
             landlock: ruleset
                 .as_ref()
                 .map(|fd| (fd.as_fd(), landlock::restrict_flags())),
@@ -949,6 +950,8 @@ impl Launch {
             exit_code: exec_exit_code,
         };
         let (child, failure) = sys::spawn_exec(&plan).map_err(|e| failed(Stage::Fork)(&e))?;
+        drop(join);
+        drop(v1_tasks);
         drop(ruleset);
         let mut messages = vec![Message::Running {
             command: child.as_raw(),
@@ -1010,6 +1013,11 @@ impl Launch {
 fn exec_failure(step: sys::ExecStep, errno: i32) -> Message {
     let error = nix::Error::from_raw(errno);
     match step {
+        sys::ExecStep::Join => Message::Failed {
+            stage: Stage::Limits,
+            message: error.desc().to_string(),
+            errno: Some(errno),
+        },
         sys::ExecStep::Landlock => Message::Failed {
             stage: Stage::Landlock,
             message: format!(
@@ -1030,6 +1038,7 @@ fn exec_failure(step: sys::ExecStep, errno: i32) -> Message {
 /// process before it exits: it allocates nothing).
 fn exec_exit_code(step: sys::ExecStep, errno: i32) -> i32 {
     let stage = match step {
+        sys::ExecStep::Join => Stage::Limits,
         sys::ExecStep::Landlock => Stage::Landlock,
         sys::ExecStep::Exec => Stage::Exec,
     };
@@ -1282,6 +1291,11 @@ impl Running {
                 Ok(status)
             }
             Ok(None) => {
+                // Init is alone: the command's processes, all the v1 cgroups ever held, are
+                // gone, so those go now, while the kernel tears init down.
+                if let Some(Err(e)) = self.cgroup.as_mut().map(SandboxCgroup::remove_v1) {
+                    tracing::warn!("{e}");
+                }
                 let then = ended(watcher);
                 let status = self.until_init_is_gone();
                 then();

@@ -254,6 +254,9 @@ pub struct ExecPlan<'a> {
     pub candidates: &'a [CString],
     pub argv: &'a [CString],
     pub env: &'a [CString],
+    /// The `tasks` files of cgroup v1 cgroups the process joins first (writing `0` moves
+    /// the writer alone, and the files were opened by root, whose right the kernel checks).
+    pub join: &'a [std::os::fd::BorrowedFd<'a>],
     /// The Landlock ruleset the process enters, and `landlock_restrict_self`'s flags.
     pub landlock: Option<(std::os::fd::BorrowedFd<'a>, u32)>,
     /// The signal mask the program starts with.
@@ -265,8 +268,14 @@ pub struct ExecPlan<'a> {
 /// The step of [`ExecPlan`] that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExecStep {
+    Join,
     Landlock,
     Exec,
+}
+
+impl ExecStep {
+    /// The steps in the order of their index, as `Shared::failed_step` stores it.
+    const ALL: [ExecStep; 3] = [ExecStep::Join, ExecStep::Landlock, ExecStep::Exec];
 }
 
 /// What the child of [`spawn_exec`] reads and writes: pointers into the parent's [`ExecPlan`]
@@ -275,6 +284,7 @@ struct Shared {
     candidates: Vec<*const libc::c_char>,
     argv: Vec<*const libc::c_char>,
     env: Vec<*const libc::c_char>,
+    join: Vec<libc::c_int>,
     landlock: Option<(libc::c_int, u32)>,
     mask: libc::sigset_t,
     exit_code: fn(ExecStep, i32) -> i32,
@@ -310,6 +320,7 @@ pub fn spawn_exec(plan: &ExecPlan<'_>) -> io::Result<(nix::unistd::Pid, Option<(
         candidates: plan.candidates.iter().map(|c| c.as_ptr()).collect(),
         argv: pointers(plan.argv),
         env: pointers(plan.env),
+        join: plan.join.iter().map(|fd| fd.as_raw_fd()).collect(),
         landlock: plan.landlock.map(|(fd, flags)| (fd.as_raw_fd(), flags)),
         mask: plan.mask,
         exit_code: plan.exit_code,
@@ -344,6 +355,13 @@ pub fn spawn_exec(plan: &ExecPlan<'_>) -> io::Result<(nix::unistd::Pid, Option<(
             default.sa_sigaction = libc::SIG_DFL;
             libc::sigaction(libc::SIGPIPE, &default, std::ptr::null_mut());
             libc::sigprocmask(libc::SIG_SETMASK, &shared.mask, std::ptr::null_mut());
+        }
+        for &tasks in &shared.join {
+            // SAFETY: writes one byte of a static string to a descriptor of this process's
+            // copy of the parent's.
+            if unsafe { libc::write(tasks, b"0".as_ptr().cast(), 1) } != 1 {
+                fail(ExecStep::Join, errno());
+            }
         }
         if let Some((fd, flags)) = shared.landlock {
             // SAFETY: landlock_restrict_self reads no memory; `fd` is the parent's ruleset,
@@ -384,8 +402,12 @@ pub fn spawn_exec(plan: &ExecPlan<'_>) -> io::Result<(nix::unistd::Pid, Option<(
     drop(stack);
     let failed = match shared.failed_step.load(Ordering::Acquire) {
         0 => None,
-        1 => Some(ExecStep::Landlock),
-        _ => Some(ExecStep::Exec),
+        n => Some(
+            ExecStep::ALL
+                .get(n as usize - 1)
+                .copied()
+                .unwrap_or(ExecStep::Exec),
+        ),
     };
     let errno = shared.failed_errno.load(Ordering::Relaxed);
     Ok((
@@ -891,9 +913,11 @@ mod tests {
             candidates,
             argv,
             env: &[],
+            join: &[],
             landlock: None,
             mask,
             exit_code: |step, errno| match step {
+                super::ExecStep::Join => 80,
                 super::ExecStep::Landlock => 90,
                 super::ExecStep::Exec => 100 + errno,
             },
@@ -914,6 +938,63 @@ mod tests {
         let (pid, failed) = super::spawn_exec(&exec_plan(&candidates, &argv)).unwrap();
         assert_eq!(failed, None);
         assert_eq!(exit_code(pid), 7);
+    }
+
+    #[test]
+    fn the_spawned_process_joins_the_v1_cgroups_it_is_given_before_its_exec() {
+        let test = "the_spawned_process_joins_the_v1_cgroups_it_is_given_before_its_exec";
+        if !cordon_testkit::require_root(test) {
+            return;
+        }
+        let Some(mount) = crate::cgroup::host_v1_mount("pids").unwrap() else {
+            // Not a hybrid host: no v1 cgroup to join (CI's machines have one).
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{test}: no cgroup v1 pids hierarchy, and CI must not skip"
+            );
+            eprintln!("skipping {test}: no cgroup v1 pids hierarchy on this host");
+            return;
+        };
+        let dir = mount.join(format!("cordon-test-join-{}", std::process::id()));
+        std::fs::create_dir(&dir).unwrap();
+        let line = format!("pids:/{}", dir.file_name().unwrap().to_string_lossy());
+        // Exits 0 when the process's own cgroup is the one made here, 1 when it is not.
+        let candidates = [c"/bin/sh".to_owned()];
+        let script = format!("grep -qx '[0-9]*:{line}' /proc/self/cgroup");
+        let argv = [
+            c"sh".to_owned(),
+            c"-c".to_owned(),
+            std::ffi::CString::new(script).unwrap(),
+        ];
+        // Unjoined, the twin: the process stays in this one's cgroup.
+        let (pid, failed) = super::spawn_exec(&exec_plan(&candidates, &argv)).unwrap();
+        assert_eq!((failed, exit_code(pid)), (None, 1));
+        let tasks = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("tasks"))
+            .unwrap();
+        let join = [std::os::fd::AsFd::as_fd(&tasks)];
+        let plan = super::ExecPlan {
+            join: &join,
+            ..exec_plan(&candidates, &argv)
+        };
+        let (pid, failed) = super::spawn_exec(&plan).unwrap();
+        assert_eq!((failed, exit_code(pid)), (None, 0));
+        // Joined by the process alone: this one is where it was, so the cgroup is empty
+        // again once the process is reaped.
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        assert!(!own.lines().any(|l| l.ends_with(&line)), "{own}");
+        std::fs::remove_dir(&dir).unwrap();
+        // A file it cannot write is the step that failed, before anything of the program ran.
+        let read_only = std::fs::File::open("/dev/null").unwrap();
+        let join = [std::os::fd::AsFd::as_fd(&read_only)];
+        let plan = super::ExecPlan {
+            join: &join,
+            ..exec_plan(&candidates, &argv)
+        };
+        let (pid, failed) = super::spawn_exec(&plan).unwrap();
+        assert_eq!(failed, Some((super::ExecStep::Join, libc::EBADF)));
+        assert_eq!(exit_code(pid), 80);
     }
 
     #[test]
