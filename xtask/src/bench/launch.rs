@@ -3,7 +3,9 @@
 //! Subjects:
 //! * bare;
 //! * `cordon run --profile offline-tool` (for `work`, a profile extending it with the Rust
-//!   toolchain readable), locally (`--no-daemon`);
+//!   toolchain readable), locally (`--no-daemon`); for `launch` also without its limits, and
+//!   with one host-name egress rule (the host's network and the resolver, where
+//!   `offline-tool` has a network namespace of its own);
 //! * bubblewrap with the same view: read-only binds of /usr and /etc, the workspace
 //!   writable, a private /tmp, new namespaces of every kind, and the same seccomp programs
 //!   (exported by `cordon profile seccomp`);
@@ -336,6 +338,12 @@ fn sh(line: String) -> Vec<String> {
 /// bubblewrap (no limits) does not pay; this subject shows the rest apart.
 const NO_LIMITS: &str = "[profile]\nname = \"offline-tool-no-limits\"\nextends = [\"base\"]\n\n[filesystem]\nread = [\"{workspace}\"]\nwrite = [\"{workspace}\", \"{tmp}\"]\nrepositories = [\"{workspace}\"]\n\n[syscalls]\ndeny = [\"io_uring_setup\", \"io_uring_enter\", \"io_uring_register\"]\n";
 
+/// `offline-tool` with one host-name egress rule: the sandbox keeps the host's network and
+/// gets the resolver that opens what the allowed names resolve to (its sockets, its thread
+/// and the egress maps are set up at every launch). No name is looked up: the command is
+/// `/bin/true`.
+const EGRESS: &str = "[profile]\nname = \"offline-tool-egress\"\nextends = [\"offline-tool\"]\n\n[network]\negress = [{ host = \"pypi.org\", ports = [443] }]\n";
+
 /// `/bin/true`, bare and under each sandbox: what starting a sandbox costs.
 pub fn launch(bins: &Bins, runs: usize) -> Result<Report> {
     let (dir, ws) = workspace("launch")?;
@@ -343,8 +351,13 @@ pub fn launch(bins: &Bins, runs: usize) -> Result<Report> {
     std::fs::write(&no_limits, NO_LIMITS)?;
     let mut unlimited = subjects(bins, &ws, &s(&no_limits), &[])?.swap_remove(1);
     unlimited.name = "cordon, no limits";
+    let egress_profile = dir.path().join("offline-tool-egress.toml");
+    std::fs::write(&egress_profile, EGRESS)?;
+    let mut egress = subjects(bins, &ws, &s(&egress_profile), &[])?.swap_remove(1);
+    egress.name = "cordon, egress by name";
     let mut subjects = subjects(bins, &ws, "offline-tool", &[])?;
     subjects.insert(2, unlimited);
+    subjects.insert(3, egress);
     let task = measure(
         "launch: /bin/true",
         &subjects,
