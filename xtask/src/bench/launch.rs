@@ -273,7 +273,7 @@ fn report(tasks: &[Task], chart_title: &str) -> Report {
     for task in tasks {
         println!("\n{} ({} runs each)", task.title, task.runs);
         println!(
-            "  {:<18} {:>10} {:>10} {:>12} {:>8}",
+            "  {:<24} {:>10} {:>10} {:>12} {:>8}",
             "", "median ms", "p90 ms", "overhead ms", "ratio"
         );
         let bare = match &task.results[0].1 {
@@ -285,7 +285,7 @@ fn report(tasks: &[Task], chart_title: &str) -> Report {
             match result {
                 Ok(st) => {
                     println!(
-                        "  {:<18} {:>10.2} {:>10.2} {:>12.2} {:>8.3}",
+                        "  {:<24} {:>10.2} {:>10.2} {:>12.2} {:>8.3}",
                         name,
                         st.median,
                         st.p90,
@@ -300,7 +300,7 @@ fn report(tasks: &[Task], chart_title: &str) -> Report {
                     }));
                 }
                 Err(e) => {
-                    println!("  {name:<18} could not run it: {e}");
+                    println!("  {name:<24} could not run it: {e}");
                     json.push(serde_json::json!({
                         "scenario": task.title, "subject": name, "error": e,
                     }));
