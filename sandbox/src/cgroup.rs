@@ -16,8 +16,9 @@
 //! before its exec, and what it starts inherits them. Making them before the fork would be
 //! time every launch waits for. Init never joins them, so they are empty, and removed, as
 //! soon as the command's last process is gone, while the kernel still tears init down; on
-//! such a host `max_processes` counts the sandbox's processes but its init (on cgroup v2,
-//! where init is in the sandbox's cgroup, it counts init too).
+//! such a host `max_processes` and `max_memory` count the sandbox's processes and their
+//! memory but not its init (on cgroup v2, where init is in the sandbox's cgroup, they count
+//! init too).
 
 use std::fs::File;
 use std::io;
@@ -338,10 +339,11 @@ impl SandboxCgroup {
 
     /// Makes the cgroup v1 cgroups, of the sandbox's name, that hold the limits cgroup v2
     /// does not offer on this host (see the module docs), and returns their `tasks` files,
-    /// open for writing, for the sandbox's init to join them: it writes `0` to each, which
-    /// moves the writing thread alone (init has no other) and so takes no global lock,
-    /// where moving a process by its pid (`cgroup.procs`) waits for an RCU grace period
-    /// when no other move did just before (11 ms on this machine, one launch in five).
+    /// open for writing, for the command's process to join them before its exec: it writes
+    /// `0` to each, which moves the writing thread alone (the process has no other) and so
+    /// takes no global lock, where moving a process by its pid (`cgroup.procs`) waits for
+    /// an RCU grace period when no other move did just before (11 ms on this machine, one
+    /// launch in five).
     /// Made after the fork, beside init's setup, rather than before it. On an error, the v1
     /// cgroups made so far are kept for [`SandboxCgroup::remove`].
     pub fn limit_in_v1(&mut self) -> Result<Vec<File>, CgroupError> {
@@ -587,15 +589,20 @@ impl SandboxCgroup {
 
     /// Removes the v1 cgroups of the limits, which only the command's processes join (see
     /// `sys::ExecPlan::join`): once those are gone, even while init still ends. Each is
-    /// removed even when another cannot be; the first failure is returned (a sweep takes
-    /// what is left).
+    /// removed even when another cannot be; the first failure is returned, and what could
+    /// not be removed is tried again by [`SandboxCgroup::remove`] (then by a sweep).
     pub fn remove_v1(&mut self) -> Result<(), CgroupError> {
-        self.v1
-            .drain(..)
-            .map(|dir| std::fs::remove_dir(&dir).map_err(io_err("remove", &dir)))
-            .collect::<Vec<_>>()
-            .into_iter()
-            .collect()
+        let mut first = Ok(());
+        self.v1.retain(|dir| match std::fs::remove_dir(dir) {
+            Ok(()) => false,
+            Err(e) => {
+                if first.is_ok() {
+                    first = Err(io_err("remove", dir)(e));
+                }
+                true
+            }
+        });
+        first
     }
 }
 

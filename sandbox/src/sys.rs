@@ -274,8 +274,24 @@ pub enum ExecStep {
 }
 
 impl ExecStep {
-    /// The steps in the order of their index, as `Shared::failed_step` stores it.
-    const ALL: [ExecStep; 3] = [ExecStep::Join, ExecStep::Landlock, ExecStep::Exec];
+    /// What `Shared::failed_step` stores for the step (0 is "nothing failed").
+    fn index(self) -> i32 {
+        match self {
+            ExecStep::Join => 1,
+            ExecStep::Landlock => 2,
+            ExecStep::Exec => 3,
+        }
+    }
+
+    /// The step `Shared::failed_step` names; any other value than a step's is the exec.
+    fn from_index(index: i32) -> Option<ExecStep> {
+        match index {
+            0 => None,
+            1 => Some(ExecStep::Join),
+            2 => Some(ExecStep::Landlock),
+            _ => Some(ExecStep::Exec),
+        }
+    }
 }
 
 /// What the child of [`spawn_exec`] reads and writes: pointers into the parent's [`ExecPlan`]
@@ -288,7 +304,7 @@ struct Shared {
     landlock: Option<(libc::c_int, u32)>,
     mask: libc::sigset_t,
     exit_code: fn(ExecStep, i32) -> i32,
-    /// 0 while nothing failed, else 1 + the failed step's index.
+    /// 0 while nothing failed, else the failed step's [`ExecStep::index`].
     failed_step: std::sync::atomic::AtomicI32,
     failed_errno: std::sync::atomic::AtomicI32,
 }
@@ -343,7 +359,7 @@ pub fn spawn_exec(plan: &ExecPlan<'_>) -> io::Result<(nix::unistd::Pid, Option<(
         };
         let fail = |step: ExecStep, errno: i32| -> ! {
             shared.failed_errno.store(errno, Ordering::Relaxed);
-            shared.failed_step.store(1 + step as i32, Ordering::Release);
+            shared.failed_step.store(step.index(), Ordering::Release);
             // SAFETY: ends this process only (it is not a thread of its parent's).
             unsafe { libc::_exit((shared.exit_code)(step, errno)) }
         };
@@ -400,15 +416,7 @@ pub fn spawn_exec(plan: &ExecPlan<'_>) -> io::Result<(nix::unistd::Pid, Option<(
         return Err(io::Error::last_os_error());
     }
     drop(stack);
-    let failed = match shared.failed_step.load(Ordering::Acquire) {
-        0 => None,
-        n => Some(
-            ExecStep::ALL
-                .get(n as usize - 1)
-                .copied()
-                .unwrap_or(ExecStep::Exec),
-        ),
-    };
+    let failed = ExecStep::from_index(shared.failed_step.load(Ordering::Acquire));
     let errno = shared.failed_errno.load(Ordering::Relaxed);
     Ok((
         nix::unistd::Pid::from_raw(pid),
@@ -985,9 +993,19 @@ mod tests {
         let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
         assert!(!own.lines().any(|l| l.ends_with(&line)), "{own}");
         std::fs::remove_dir(&dir).unwrap();
-        // A file it cannot write is the step that failed, before anything of the program ran.
+        // A file it cannot write (after one it could) is the step that failed, before
+        // anything of the program ran.
+        let dir = mount.join(format!("cordon-test-join-{}-b", std::process::id()));
+        std::fs::create_dir(&dir).unwrap();
+        let tasks = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("tasks"))
+            .unwrap();
         let read_only = std::fs::File::open("/dev/null").unwrap();
-        let join = [std::os::fd::AsFd::as_fd(&read_only)];
+        let join = [
+            std::os::fd::AsFd::as_fd(&tasks),
+            std::os::fd::AsFd::as_fd(&read_only),
+        ];
         let plan = super::ExecPlan {
             join: &join,
             ..exec_plan(&candidates, &argv)
@@ -995,6 +1013,16 @@ mod tests {
         let (pid, failed) = super::spawn_exec(&plan).unwrap();
         assert_eq!(failed, Some((super::ExecStep::Join, libc::EBADF)));
         assert_eq!(exit_code(pid), 80);
+        std::fs::remove_dir(&dir).unwrap();
+    }
+
+    #[test]
+    fn each_step_reads_back_as_the_step_stored() {
+        use super::ExecStep;
+        for step in [ExecStep::Join, ExecStep::Landlock, ExecStep::Exec] {
+            assert_eq!(ExecStep::from_index(step.index()), Some(step));
+        }
+        assert_eq!(ExecStep::from_index(0), None);
     }
 
     #[test]
