@@ -563,7 +563,7 @@ impl SandboxCgroup {
     }
 
     /// Kills what is left, waits for it to be gone and removes the cgroup.
-    pub fn remove(self) -> Result<(), CgroupError> {
+    pub fn remove(mut self) -> Result<(), CgroupError> {
         // Empty already, as at the end of every run whose init was reaped: nothing can enter
         // an empty cgroup but by being moved there, which only root can do.
         if self.is_populated()? {
@@ -581,9 +581,8 @@ impl SandboxCgroup {
             }
         }
         // Its processes are gone, so its v1 cgroups are empty too.
-        let mut this = self;
-        let v1 = this.remove_v1();
-        let v2 = std::fs::remove_dir(&this.path).map_err(io_err("remove", &this.path));
+        let v1 = self.remove_v1();
+        let v2 = std::fs::remove_dir(&self.path).map_err(io_err("remove", &self.path));
         v1.and(v2)
     }
 
