@@ -1,6 +1,6 @@
 //! What Cordon's tests (`tests/`, and the crates' own that need the real kernel) and
 //! benchmarks (`xtask bench`) share, so that it is written once: the check that a test may
-//! run ([`require_root`]), a PostgreSQL server of their own ([`Postgres`]), and an HTTP
+//! run ([`require_root`], [`skip`]), a PostgreSQL server of their own ([`Postgres`]), and an HTTP
 //! server that stands in for a collector or an output's receiver ([`http::HttpStandIn`]).
 
 pub mod http;
@@ -11,7 +11,14 @@ pub fn require_root(test: &str) -> bool {
     if nix::unistd::geteuid().is_root() {
         return true;
     }
-    let msg = format!("skipping {test}: needs root (run `sudo cargo xtask test`)");
+    skip(test, "needs root (run `sudo cargo xtask test`)");
+    false
+}
+
+/// Says that `test` skips, and `why`; under CI (`CI` set) fails instead: there, every test
+/// runs. The caller returns after it.
+pub fn skip(test: &str, why: &str) {
+    let msg = format!("skipping {test}: {why}");
     assert!(
         std::env::var_os("CI").is_none(),
         "{msg}, and CI must not skip"
@@ -19,7 +26,6 @@ pub fn require_root(test: &str) -> bool {
     // Past the test harness's capture of `eprintln!`, which shows a passing test's output
     // only with --nocapture: a skip says so in every run.
     let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{msg}\n").as_bytes());
-    false
 }
 
 use std::os::unix::process::CommandExt as _;

@@ -74,6 +74,25 @@ impl Subject {
     }
 }
 
+/// `cordon run` with `profile`, locally, in the workspace `ws`.
+fn cordon(bins: &Bins, ws: &Path, name: &'static str, profile: &str) -> Subject {
+    Subject {
+        name,
+        prefix: vec![
+            s(&bins.cordon),
+            "run".into(),
+            "--no-daemon".into(),
+            "--quiet".into(),
+            "--profile".into(),
+            profile.into(),
+            "--workspace".into(),
+            s(ws),
+            "--".into(),
+        ],
+        seccomp: vec![],
+    }
+}
+
 /// The subjects, for a workspace `ws` and a cordon profile.
 fn subjects(bins: &Bins, ws: &Path, profile: &str, extra_ro: &[PathBuf]) -> Result<Vec<Subject>> {
     // The seccomp programs cordon installs for offline-tool, for bubblewrap to load.
@@ -133,21 +152,7 @@ fn subjects(bins: &Bins, ws: &Path, profile: &str, extra_ro: &[PathBuf]) -> Resu
             prefix: vec![],
             seccomp: vec![],
         },
-        Subject {
-            name: "cordon run",
-            prefix: vec![
-                s(&bins.cordon),
-                "run".into(),
-                "--no-daemon".into(),
-                "--quiet".into(),
-                "--profile".into(),
-                profile.into(),
-                "--workspace".into(),
-                s(ws),
-                "--".into(),
-            ],
-            seccomp: vec![],
-        },
+        cordon(bins, ws, "cordon run", profile),
         Subject {
             name: "bwrap",
             prefix: bwrap,
@@ -349,15 +354,11 @@ pub fn launch(bins: &Bins, runs: usize) -> Result<Report> {
     let (dir, ws) = workspace("launch")?;
     let no_limits = dir.path().join("offline-tool-no-limits.toml");
     std::fs::write(&no_limits, NO_LIMITS)?;
-    let mut unlimited = subjects(bins, &ws, &s(&no_limits), &[])?.swap_remove(1);
-    unlimited.name = "cordon, no limits";
-    let egress_profile = dir.path().join("offline-tool-egress.toml");
-    std::fs::write(&egress_profile, EGRESS)?;
-    let mut egress = subjects(bins, &ws, &s(&egress_profile), &[])?.swap_remove(1);
-    egress.name = "cordon, egress by name";
+    let egress = dir.path().join("offline-tool-egress.toml");
+    std::fs::write(&egress, EGRESS)?;
     let mut subjects = subjects(bins, &ws, "offline-tool", &[])?;
-    subjects.insert(2, unlimited);
-    subjects.insert(3, egress);
+    subjects.insert(2, cordon(bins, &ws, "cordon, no limits", &s(&no_limits)));
+    subjects.insert(3, cordon(bins, &ws, "cordon, egress by name", &s(&egress)));
     let task = measure(
         "launch: /bin/true",
         &subjects,
