@@ -141,6 +141,12 @@ pub fn learn(events: &[Event], base: &Policy) -> Learned {
                     ));
                     continue;
                 }
+                if supervisors(&at) {
+                    learned
+                        .not_learned
+                        .push(format!("{who}: {access} of {shown}: {SUPERVISORS}"));
+                    continue;
+                }
                 if need == Need::Write && system_tree(&at) {
                     learned.not_learned.push(format!(
                         "{who}: {access} of {shown}: the host's system files are not the sandbox's to change"
@@ -308,6 +314,17 @@ fn system_tree(path: &Path) -> bool {
     .any(|t| path.starts_with(t))
 }
 
+/// What the sandbox's supervisor runs on: the host's cgroups (every sandbox's processes and
+/// limits, and where a process could be moved out of its own) and Cordon's eBPF pins. No
+/// rule is offered for them, not even to read.
+fn supervisors(path: &Path) -> bool {
+    path.starts_with("/sys/fs/cgroup") || path.starts_with("/sys/fs/bpf")
+}
+
+/// Why [`supervisors`] stay out of every sandbox.
+const SUPERVISORS: &str =
+    "the host's cgroups and eBPF pins are its supervisor's, not the sandbox's";
+
 /// The terminals of the user (`/dev/pts`): the sandbox's own is in its view already; a rule
 /// for the others would let it read and type into them.
 fn terminals(path: &Path) -> bool {
@@ -394,6 +411,9 @@ impl Advice {
                         "refused on purpose: the user's other terminals are not the sandbox's"
                             .into(),
                     );
+                }
+                if supervisors(&at) {
+                    return Some(format!("refused on purpose: {SUPERVISORS}"));
                 }
                 if need == Need::Write && system_tree(&at) {
                     return Some(
@@ -1007,6 +1027,33 @@ mod tests {
     }
 
     #[test]
+    fn the_supervisors_cgroups_and_pins_are_noted_not_learned() {
+        let events = [
+            file(
+                "cat",
+                "/sys/fs/cgroup/pids/cordon/tasks",
+                "fs.read_file",
+                FileLayer::NotInView,
+            ),
+            file(
+                "ls",
+                "/sys/fs/bpf/cordon",
+                "fs.read_dir",
+                FileLayer::NotInView,
+            ),
+        ];
+        let learned = learn(&events, &base());
+        assert!(learned.is_empty(), "{:?}", learned.paths);
+        let text = learned.to_toml("b-learned", "b");
+        for noted in [
+            "cat: fs.read_file of /sys/fs/cgroup/pids/cordon/tasks: the host's cgroups and eBPF pins",
+            "ls: fs.read_dir of /sys/fs/bpf/cordon: the host's cgroups and eBPF pins",
+        ] {
+            assert!(text.contains(noted), "{noted}: {text}");
+        }
+    }
+
+    #[test]
     fn what_would_open_a_wide_tree_is_noted_not_learned() {
         let events = [
             file("ls", "/", "fs.read_dir", FileLayer::NotInView),
@@ -1158,6 +1205,22 @@ mod tests {
             say(file("sh", "/usr/lib/x", "fs.make_reg", FileLayer::ReadOnly))
                 .starts_with("refused on purpose: the host's system files")
         );
+        // Not even a read of the supervisor's cgroups or pins is offered.
+        for path in ["/sys/fs/cgroup/pids/cordon/tasks", "/sys/fs/bpf/cordon"] {
+            assert_eq!(
+                say(file("cat", path, "fs.read_file", FileLayer::NotInView)),
+                "refused on purpose: the host's cgroups and eBPF pins are its supervisor's, not the sandbox's",
+                "{path}"
+            );
+        }
+        // What is beside them under /sys still is.
+        assert!(say(file(
+            "cat",
+            "/sys/kernel/mm/transparent_hugepage/defrag",
+            "fs.read_file",
+            FileLayer::NotInView
+        ))
+        .starts_with("to allow it"));
         assert!(say(file(
             "cat",
             "/home/dev/.ssh/id",
