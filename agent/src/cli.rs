@@ -783,8 +783,13 @@ fn say(verbose: u8) -> impl FnMut(Notice) {
 }
 
 /// This process's exit code for how the sandbox ended: the same code, or death by the
-/// same signal.
+/// same signal. Its caller is told before the kernel unmaps this process's memory, which
+/// another process unmaps after (`sys::unmap_after_exit`): that was most of the exit.
 fn exit_like(status: ExitStatus) -> ExitCode {
+    if let Err(e) = sandbox::sys::unmap_after_exit() {
+        // The exit is only slower: this process unmaps its memory itself.
+        tracing::debug!("cannot leave the unmapping of this process's memory behind: {e}");
+    }
     match status {
         ExitStatus::Code(c) => ExitCode::from(c),
         ExitStatus::Signal(signo) => match nix::sys::signal::Signal::try_from(signo) {
