@@ -609,6 +609,10 @@ pub struct Running {
     old_mask: SigSet,
     /// The watched signals, blocked until the sandbox has ended, queue here.
     signals: nix::sys::signalfd::SignalFd,
+    /// The sandbox's mount namespace, held so that init's exit does not tear it down:
+    /// closed when this process exits ([`sys::close_at_exit`]), after its caller has been
+    /// told how the sandbox ended.
+    mounts: Option<OwnedFd>,
 }
 
 /// A sandbox whose init is building it, or has, and waits for the word to start the
@@ -761,6 +765,10 @@ impl Launch {
         drop(write_end);
         drop(parent);
         drop(network);
+        // Without it, init's exit tears the namespace down, as it did.
+        let mounts = std::fs::File::open(format!("/proc/{init}/ns/mnt"))
+            .map(OwnedFd::from)
+            .ok();
         // While init builds the sandbox: the cgroups of the limits only cgroup v1 offers here
         // are made (the command's process joins them before its exec), and the caller
         // registers the sandbox.
@@ -782,6 +790,7 @@ impl Launch {
             program: String::from_utf8_lossy(self.argv[0].as_bytes()).into_owned(),
             old_mask,
             signals,
+            mounts,
         };
         let registered = match registered {
             Ok(r) => r,
@@ -1308,6 +1317,11 @@ impl Running {
             }
         };
         self.remove_cgroup();
+        // Its mounts go when this process exits, not on the way to saying how the sandbox
+        // ended: the sandbox has no process left.
+        if let Some(mounts) = self.mounts.take() {
+            sys::close_at_exit(mounts);
+        }
         let init_status = init_status?;
         // Init is gone, so the socket holds everything it and the command said.
         while let Some(message) = self.next_message() {

@@ -424,7 +424,24 @@ pub fn spawn_exec(plan: &ExecPlan<'_>) -> io::Result<(nix::unistd::Pid, Option<(
     ))
 }
 
-/// The bytes of the stack of [`unmap_after_exit`]'s process: it makes four raw calls.
+/// The descriptor [`close_at_exit`] was last given (its number; -1 for none).
+static CLOSED_AT_EXIT: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// Keeps `fd` open until this process exits, so that what closing it makes the kernel do
+/// (tear a sandbox's mount namespace down) comes after this process's caller has been told
+/// it is done, and, with [`unmap_after_exit`], in another process. One at a time: a process
+/// that launches sandboxes one after another closes the one before when given the next.
+pub fn close_at_exit(fd: OwnedFd) {
+    use std::os::fd::IntoRawFd as _;
+    let previous = CLOSED_AT_EXIT.swap(fd.into_raw_fd(), std::sync::atomic::Ordering::AcqRel);
+    if previous >= 0 {
+        // SAFETY: the number came from `into_raw_fd` above, in an earlier call, and the swap
+        // gave it to this call alone.
+        drop(unsafe { OwnedFd::from_raw_fd(previous) });
+    }
+}
+
+/// The bytes of the stack of [`unmap_after_exit`]'s process: it makes a few raw calls.
 const HOLDER_STACK_BYTES: usize = 16 * 1024;
 
 /// Lets this process's parent learn of its exit before the kernel has unmapped its memory.
@@ -432,10 +449,11 @@ const HOLDER_STACK_BYTES: usize = 16 * 1024;
 /// The kernel tears a process's memory down in its exit, before it tells the parent, unless
 /// another process shares that memory: then the last of them to exit does it. So this
 /// starts a process that shares it (`clone(CLONE_VM)`) and holds nothing else: it closes
-/// every descriptor but a pidfd of this process, leaves the working directory for `/`,
-/// blocks every signal, waits until this process has exited, and exits. Unmapping is most
-/// of `cordon run`'s exit (a 9 MB process, 4.3 MB of it Cordon's code, where bubblewrap's
-/// process is small), and its caller no longer waits for it.
+/// every descriptor but a pidfd of this process and the one given to [`close_at_exit`],
+/// leaves the working directory for `/`, blocks every signal, waits until this process has
+/// exited, and exits. Unmapping is most of `cordon run`'s exit (a 9 MB process, 4.3 MB of it
+/// Cordon's code, where bubblewrap's process is small), and its caller no longer waits for
+/// it, nor for the sandbox's mount namespace to be torn down.
 ///
 /// Call it last, just before this process exits: what runs after it shares its memory with
 /// that process, which never touches any of it but its own stack. Once this process is gone
@@ -443,21 +461,33 @@ const HOLDER_STACK_BYTES: usize = 16 * 1024;
 /// Returns its pid. It takes no lock and allocates nothing, so a process forked from a
 /// multi-threaded one may call it.
 pub fn unmap_after_exit() -> io::Result<nix::unistd::Pid> {
+    /// The two descriptors the holder keeps (as its argument: one word, by value).
+    fn pack(pidfd: libc::c_int, kept: libc::c_int) -> usize {
+        (pidfd as u32 as usize) | ((kept as u32 as usize) << 32)
+    }
     extern "C" fn hold(arg: *mut libc::c_void) -> libc::c_int {
-        let pidfd = arg as usize as libc::c_int;
+        let (pidfd, kept) = ((arg as usize) as u32, ((arg as usize) >> 32) as u32);
+        // Closed: the ranges between the kept ones (`u32::MAX`, for none, sorts last).
+        let (low, high) = (pidfd.min(kept), pidfd.max(kept));
+        let ranges = [
+            (0, low.checked_sub(1)),
+            (low.saturating_add(1), high.checked_sub(1)),
+            (high.saturating_add(1), Some(u32::MAX)),
+        ];
         // SAFETY: raw calls on this process's own descriptor table (a copy: no CLONE_FILES)
         // and working directory (no CLONE_FS), and a poll of one `pollfd` on this stack.
         // They may fail only where nothing is lost (the memory is then unmapped by
         // whichever process exits last). `_exit` ends this process alone.
         unsafe {
-            if pidfd > 0 {
-                libc::syscall(libc::SYS_close_range, 0u32, (pidfd - 1) as u32, 0u32);
+            for (first, last) in ranges {
+                if let Some(last) = last.filter(|&last| last >= first) {
+                    libc::syscall(libc::SYS_close_range, first, last, 0u32);
+                }
             }
-            libc::syscall(libc::SYS_close_range, (pidfd + 1) as u32, u32::MAX, 0u32);
             libc::syscall(libc::SYS_chdir, c"/".as_ptr());
             libc::syscall(libc::SYS_prctl, libc::PR_SET_NAME, c"cordon-exit".as_ptr());
             let mut exited = libc::pollfd {
-                fd: pidfd,
+                fd: pidfd as libc::c_int,
                 events: libc::POLLIN,
                 revents: 0,
             };
@@ -467,6 +497,7 @@ pub fn unmap_after_exit() -> io::Result<nix::unistd::Pid> {
         }
     }
     let pidfd = pidfd_open(nix::unistd::Pid::this())?;
+    let kept = CLOSED_AT_EXIT.load(std::sync::atomic::Ordering::Acquire);
     // SAFETY: a new private anonymous mapping, which nothing else uses. It is never unmapped:
     // the holder runs on it until it exits, and the memory goes with the last of the two.
     let stack = unsafe {
@@ -493,13 +524,13 @@ pub fn unmap_after_exit() -> io::Result<nix::unistd::Pid> {
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
     }
     // SAFETY: `hold` runs on `stack`, which nothing else uses, and touches no other memory of
-    // this process: its argument is the pidfd's number, passed by value.
+    // this process: its argument is the two descriptors' numbers, passed by value.
     let pid = unsafe {
         libc::clone(
             hold,
             (stack as usize + HOLDER_STACK_BYTES) as *mut libc::c_void,
             libc::CLONE_VM | libc::SIGCHLD,
-            pidfd.as_raw_fd() as usize as *mut libc::c_void,
+            pack(pidfd.as_raw_fd(), kept) as *mut libc::c_void,
         )
     };
     let cloned = io::Error::last_os_error();
@@ -1139,6 +1170,26 @@ mod tests {
         assert_eq!(exit_code(pid), 100 + libc::EACCES);
     }
 
+    #[test]
+    fn a_descriptor_left_to_close_at_exit_is_closed_when_the_next_is_given() {
+        use std::io::Read as _;
+        // Readable (at its end) once no write end is open, idle while one is.
+        let readable = |pipe: &std::io::PipeReader| {
+            let mut fds = [nix::poll::PollFd::new(
+                std::os::fd::AsFd::as_fd(pipe),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).unwrap() > 0
+        };
+        let (mut first_read, first) = std::io::pipe().unwrap();
+        let (second_read, second) = std::io::pipe().unwrap();
+        super::close_at_exit(first.into());
+        assert!(!readable(&first_read), "closed when given");
+        super::close_at_exit(second.into());
+        assert_eq!(first_read.read(&mut [0u8; 1]).unwrap(), 0);
+        assert!(!readable(&second_read), "the last one given is closed");
+    }
+
     /// The state letter and name of a process, from `/proc/<pid>/stat`; `None` once it is gone.
     fn state_and_name(pid: i32) -> Option<(char, String)> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -1158,6 +1209,10 @@ mod tests {
         let child = match unsafe { nix::unistd::fork() }.unwrap() {
             nix::unistd::ForkResult::Child => {
                 drop(release);
+                // Kept open by the holder, as `cordon run`'s sandbox's mount namespace is.
+                if let Ok(namespace) = std::fs::File::open("/proc/self/ns/mnt") {
+                    super::close_at_exit(namespace.into());
+                }
                 let code = match super::unmap_after_exit() {
                     Ok(holder) => {
                         let _ = tell.write_all(&holder.as_raw().to_ne_bytes());
@@ -1190,20 +1245,29 @@ mod tests {
             0,
             "the holder shares its parent's descriptors"
         );
-        // Once it has closed the rest: a pidfd (of its parent), nothing else.
+        // Once it has closed the rest: a pidfd (of its parent) and the descriptor left to
+        // close at exit, nothing else.
         let fds = || -> Vec<String> {
             let Ok(dir) = std::fs::read_dir(format!("/proc/{holder}/fd")) else {
                 return Vec::new();
             };
-            dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            let mut fds: Vec<String> = dir
+                .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
                 .map(|target| target.to_string_lossy().into_owned())
-                .collect()
+                .collect();
+            fds.sort();
+            fds
         };
+        let namespace = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+        let expected = [
+            "anon_inode:[pidfd]".to_string(),
+            namespace.to_string_lossy().into(),
+        ];
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while fds() != ["anon_inode:[pidfd]"] && std::time::Instant::now() < deadline {
+        while fds() != expected && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        assert_eq!(fds(), ["anon_inode:[pidfd]"]);
+        assert_eq!(fds(), expected);
         let cwd = std::fs::read_link(format!("/proc/{holder}/cwd")).unwrap();
         assert_eq!(cwd, std::path::Path::new("/"));
         // Alive, named for `ps`, for as long as its parent is.
