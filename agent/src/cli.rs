@@ -331,6 +331,7 @@ pub fn main() -> ExitCode {
                 quiet,
                 dns_upstream,
                 enable_audit: true,
+                exits_after: true,
                 ..session::Options::default()
             };
             let mut policy = match resolve(&search, &profile, workspace) {

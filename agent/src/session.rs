@@ -37,6 +37,9 @@ pub struct Options {
     pub control: Option<UnixStream>,
     /// Turn kernel auditing on when it is off (for Landlock's denial records).
     pub enable_audit: bool,
+    /// The caller exits once the session has ended (`cordon run`): the sandbox's mounts are
+    /// torn down then, not on the way to its end (see `sandbox::Launch::keep_mounts_until_exit`).
+    pub exits_after: bool,
 }
 
 /// What a session tells its caller on the way.
@@ -95,7 +98,10 @@ where
 {
     let session = uuid::Uuid::now_v7();
     let started_at = std::time::SystemTime::now();
-    let launch = sandbox::prepare(policy, command, env)?;
+    let mut launch = sandbox::prepare(policy, command, env)?;
+    if options.exits_after {
+        launch.keep_mounts_until_exit();
+    }
     // The profile as resolved (its hash in `session_started`, itself on the cgroup), made
     // while init builds the sandbox, like the rest of what the closure below does.
     let mut resolved = String::new();

@@ -145,6 +145,8 @@ pub struct Launch {
     pub notes: Vec<String>,
     /// Rules that hold less than the profile says; always shown.
     pub warnings: Vec<String>,
+    /// See [`Launch::keep_mounts_until_exit`].
+    mounts_until_exit: bool,
     /// An offline sandbox's network namespace, being made on a thread meanwhile (see
     /// [`sys::network_namespace_ahead`]); taken by the launch.
     network: std::sync::Mutex<Option<std::thread::JoinHandle<std::io::Result<OwnedFd>>>>,
@@ -331,6 +333,7 @@ where
     };
 
     Ok(Launch {
+        mounts_until_exit: false,
         network: std::sync::Mutex::new(network),
         policy: policy.clone(),
         plan,
@@ -609,9 +612,8 @@ pub struct Running {
     old_mask: SigSet,
     /// The watched signals, blocked until the sandbox has ended, queue here.
     signals: nix::sys::signalfd::SignalFd,
-    /// The sandbox's mount namespace, held so that init's exit does not tear it down:
-    /// closed when this process exits ([`sys::close_at_exit`]), after its caller has been
-    /// told how the sandbox ended.
+    /// The sandbox's mount namespace, held so that init's exit does not tear it down
+    /// ([`Launch::keep_mounts_until_exit`]).
     mounts: Option<OwnedFd>,
 }
 
@@ -684,6 +686,18 @@ impl Launch {
     pub fn profile_view(&self) -> Option<view::View> {
         let plan = self.profile_plan.as_ref()?;
         Some(view::View::new(plan, &self.policy.filesystem))
+    }
+
+    /// Holds the sandbox's mount namespace from init's fork until this process exits
+    /// ([`sys::close_at_exit`]), so that init's exit does not tear the sandbox's mounts down
+    /// (its tmpfs and procfs, the binds, an RCU grace period) on the way to its end: for a
+    /// process that exits once the sandbox has ended, whose caller is then told first
+    /// (`cordon run`, with [`sys::unmap_after_exit`]). Until then the mounts outlive the
+    /// sandbox: a filesystem bound in stays busy, and the tmpfs's pages stay charged to its
+    /// memory cgroup (removed meanwhile, it lingers offline until they go). Without it they
+    /// go with init.
+    pub fn keep_mounts_until_exit(&mut self) {
+        self.mounts_until_exit = true;
     }
 
     /// Forks into the sandbox's namespaces, sets the sandbox up there and starts the
@@ -765,10 +779,19 @@ impl Launch {
         drop(write_end);
         drop(parent);
         drop(network);
-        // Without it, init's exit tears the namespace down, as it did.
-        let mounts = std::fs::File::open(format!("/proc/{init}/ns/mnt"))
-            .map(OwnedFd::from)
-            .ok();
+        let mounts = self
+            .mounts_until_exit
+            .then(
+                || match std::fs::File::open(format!("/proc/{init}/ns/mnt")) {
+                    Ok(namespace) => Some(OwnedFd::from(namespace)),
+                    Err(e) => {
+                        // Init's exit tears the namespace down, as without this.
+                        tracing::debug!("cannot hold the sandbox's mount namespace: {e}");
+                        None
+                    }
+                },
+            )
+            .flatten();
         // While init builds the sandbox: the cgroups of the limits only cgroup v1 offers here
         // are made (the command's process joins them before its exec), and the caller
         // registers the sandbox.

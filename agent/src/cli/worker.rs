@@ -90,6 +90,9 @@ fn run(job: WorkerJob, control: &UnixStream) -> ExitStatus {
         dns_upstream: job.dns_upstream.clone(),
         control: Some(control),
         enable_audit: job.audit,
+        // This process tells the caller how the sandbox ended before it exits, so its
+        // mounts may go after that message; the message is not this process's exit.
+        exits_after: false,
     };
     let command: Vec<OsString> = job.run.argv.iter().map(OsString::from).collect();
     let env = job
