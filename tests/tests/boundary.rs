@@ -233,7 +233,11 @@ fn init_holds_nothing_but_its_status_socket_and_its_parent() {
         .expect("cordon runs");
     let cordon = run.id();
     let init = child_of(cordon);
-    let _command = child_of(init);
+    let command = child_of(init);
+    let mounts = std::fs::read_link(format!("/proc/{command}/ns/mnt"))
+        .expect("the command's mount namespace")
+        .to_string_lossy()
+        .into_owned();
     let fds = |pid: u32| -> Vec<String> {
         let mut links: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
             .expect("fd dir")
@@ -265,6 +269,9 @@ fn init_holds_nothing_but_its_status_socket_and_its_parent() {
         supervisor.iter().any(|l| l.ends_with("caller-secret.txt")),
         "{supervisor:?}"
     );
+    // And the sandbox's mount namespace, which it holds so that the kernel tears the mounts
+    // down after `cordon run` has exited, not in init's exit. Init does not hold it.
+    assert!(supervisor.contains(&mounts), "{mounts} in {supervisor:?}");
     // Init: stdin, stdout, stderr, its status socket and the pidfd of its parent. Nothing
     // else: not the caller's file, no map, no audit or resolver socket.
     assert_eq!(init_fds.len(), 5, "{init_fds:?}");
