@@ -423,16 +423,26 @@ pub fn work(bins: &Bins, runs: usize) -> Result<Report> {
     let cargo_home = ws.join("cargo-home");
     std::fs::create_dir_all(&cargo_home)?;
 
-    // Cordon's profile for this: offline-tool, and the toolchain readable.
-    let profile = dir.path().join("work.toml");
-    std::fs::write(
-        &profile,
-        format!(
-            "[profile]\nname = \"bench-work\"\nextends = [\"offline-tool\"]\n[filesystem]\nread = [\"{r}\"]\nexec = [\"{r}\"]\n",
-            r = sysroot.display()
-        ),
-    )?;
-    let subjects = subjects(bins, &ws, &s(&profile), std::slice::from_ref(&sysroot))?;
+    // Cordon's profiles for this: offline-tool, and the toolchain readable; and the same
+    // without offline-tool's limits, whose accounting (a cgroup v1 memory cgroup on a hybrid
+    // host) bubblewrap does not pay: the rest of Cordon's cost shows apart.
+    let work_profile = |name: &str, extends: &str| -> Result<PathBuf> {
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[profile]\nname = \"{name}\"\nextends = [\"{extends}\"]\n[filesystem]\nread = [\"{r}\"]\nexec = [\"{r}\"]\n",
+                r = sysroot.display()
+            ),
+        )?;
+        Ok(path)
+    };
+    let profile = work_profile("bench-work", "offline-tool")?;
+    // Found beside the profile that extends it.
+    std::fs::write(dir.path().join("offline-tool-no-limits.toml"), NO_LIMITS)?;
+    let no_limits = work_profile("bench-work-no-limits", "offline-tool-no-limits")?;
+    let mut subjects = subjects(bins, &ws, &s(&profile), std::slice::from_ref(&sysroot))?;
+    subjects.insert(2, cordon(bins, &ws, "cordon, no limits", &s(&no_limits)));
 
     let tasks = [
         (
