@@ -166,11 +166,64 @@ fn subjects(bins: &Bins, ws: &Path, profile: &str, extra_ro: &[PathBuf]) -> Resu
     ])
 }
 
-/// A task's results: per subject, its stats or why it could not run.
+/// A task's results: per subject, its times (one a round, in round order) and their stats,
+/// or why it could not run.
 struct Task {
     title: String,
     runs: usize,
-    results: Vec<(&'static str, Result<Stats, String>)>,
+    results: Vec<(&'static str, Result<Timed, String>)>,
+}
+
+/// A subject's times, one a round, and their stats.
+struct Timed {
+    times: Vec<f64>,
+    stats: Stats,
+}
+
+/// One subject against another, round by round: the median of the differences of the two
+/// times of each round, and its bootstrap 95% interval. Each round runs every subject back
+/// to back, so what drifts on the machine between rounds (another tenant, the page cache)
+/// cancels out; the medians of two subjects, each taken over all rounds, keep it.
+#[derive(Debug, PartialEq)]
+struct Paired {
+    median: f64,
+    low: f64,
+    high: f64,
+}
+
+/// `a` against `b`, both in round order (see [`Paired`]). The resampling is drawn from a
+/// fixed generator, so a run's report can be repeated from its times.
+fn paired(a: &[f64], b: &[f64]) -> Paired {
+    const RESAMPLES: usize = 2000;
+    let differences: Vec<f64> = a.iter().zip(b).map(|(a, b)| a - b).collect();
+    let median = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        super::percentile(values, 0.5)
+    };
+    let mut state = 0x5EED;
+    let mut medians: Vec<f64> = (0..RESAMPLES)
+        .map(|_| {
+            let mut resample: Vec<f64> = (0..differences.len())
+                .map(|_| differences[(splitmix64(&mut state) % differences.len() as u64) as usize])
+                .collect();
+            median(&mut resample)
+        })
+        .collect();
+    medians.sort_by(f64::total_cmp);
+    Paired {
+        median: median(&mut differences.clone()),
+        low: super::percentile(&medians, 0.025),
+        high: super::percentile(&medians, 0.975),
+    }
+}
+
+/// The next number of splitmix64 from `state`.
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// The order of `n` subjects in round `round`: a shuffle (Fisher-Yates) drawn from a fixed
@@ -178,16 +231,9 @@ struct Task {
 /// each subject comes first, and directly follows each other one, about as often.
 fn order(n: usize, round: usize) -> Vec<usize> {
     let mut state = (round as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
-    let mut next = || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
     let mut out: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {
-        let j = (next() % (i as u64 + 1)) as usize;
+        let j = (splitmix64(&mut state) % (i as u64 + 1)) as usize;
         out.swap(i, j);
     }
     out
@@ -234,9 +280,14 @@ fn measure(
         .zip(samples)
         .zip(failed)
         .map(|((subject, samples), failed)| {
+            // A subject that failed is left out of every later round: one that did not has a
+            // time in each, so its times line up round by round with every other's.
             let result = match failed {
                 Some(e) => Err(e),
-                None => Ok(stats(samples)),
+                None => Ok(Timed {
+                    stats: stats(samples.clone()),
+                    times: samples,
+                }),
             };
             (subject.name, result)
         })
@@ -282,13 +333,30 @@ fn report(tasks: &[Task], chart_title: &str) -> Report {
             "", "median ms", "p90 ms", "overhead ms", "ratio"
         );
         let bare = match &task.results[0].1 {
-            Ok(st) => st.median,
+            Ok(timed) => timed.stats.median,
             Err(_) => f64::NAN,
         };
+        // Cordon against bubblewrap, round by round: the comparison the launch target makes.
+        let bwrap = task
+            .results
+            .iter()
+            .find(|(name, _)| *name == "bwrap")
+            .and_then(|(_, result)| result.as_ref().ok());
         let mut bars = Vec::new();
+        let mut against_bwrap = Vec::new();
         for (name, result) in &task.results {
             match result {
-                Ok(st) => {
+                Ok(timed) => {
+                    let st = &timed.stats;
+                    let vs_bwrap = bwrap
+                        .filter(|_| name.starts_with("cordon"))
+                        .map(|b| paired(&timed.times, &b.times));
+                    if let Some(p) = &vs_bwrap {
+                        against_bwrap.push(format!(
+                            "  {name} − bwrap, round by round: {:+.2} ms [{:+.2}, {:+.2}]",
+                            p.median, p.low, p.high
+                        ));
+                    }
                     println!(
                         "  {:<24} {:>10.2} {:>10.2} {:>12.2} {:>8.3}",
                         name,
@@ -298,11 +366,17 @@ fn report(tasks: &[Task], chart_title: &str) -> Report {
                         st.median / bare
                     );
                     bars.push((name.to_string(), st.median));
-                    json.push(serde_json::json!({
+                    let mut entry = serde_json::json!({
                         "scenario": task.title, "subject": name, "runs": task.runs,
                         "median_ms": st.median, "p90_ms": st.p90,
                         "overhead_ms": st.median - bare, "ratio": st.median / bare,
-                    }));
+                    });
+                    if let Some(p) = vs_bwrap {
+                        entry["vs_bwrap_ms"] = serde_json::json!({
+                            "median": p.median, "ci95": [p.low, p.high],
+                        });
+                    }
+                    json.push(entry);
                 }
                 Err(e) => {
                     println!("  {name:<24} could not run it: {e}");
@@ -310,6 +384,12 @@ fn report(tasks: &[Task], chart_title: &str) -> Report {
                         "scenario": task.title, "subject": name, "error": e,
                     }));
                 }
+            }
+        }
+        if !against_bwrap.is_empty() {
+            println!("  (median of the differences, bootstrap 95% interval)");
+            for line in against_bwrap {
+                println!("{line}");
             }
         }
         groups.push(Group {
@@ -501,7 +581,43 @@ fn walk_count(dir: &Path) -> Result<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::order;
+    use super::{order, paired, splitmix64, Paired};
+
+    /// A shift that every round shows is the median and both ends of the interval, however
+    /// much the rounds drift; noise that favours neither side gives an interval that holds
+    /// zero; a small shift under larger noise is found, in an interval that leaves zero out;
+    /// and the same times give the same answer.
+    #[test]
+    fn paired_rounds_find_a_shift_under_noise_and_none_where_there_is_none() {
+        let rounds = 400;
+        // Drift between rounds, alike for both subjects of a round: 10 to 16 ms.
+        let b: Vec<f64> = (0..rounds).map(|i| 10.0 + (i % 7) as f64).collect();
+        let shifted: Vec<f64> = b.iter().map(|t| t + 0.5).collect();
+        assert_eq!(
+            paired(&shifted, &b),
+            Paired {
+                median: 0.5,
+                low: 0.5,
+                high: 0.5
+            }
+        );
+        // Noise of each run, up to ±2 ms, from a fixed generator.
+        let mut state = 7;
+        let mut noisy = |shift: f64| -> Vec<f64> {
+            b.iter()
+                .map(|t| t + shift + (splitmix64(&mut state) % 4001) as f64 / 1000.0 - 2.0)
+                .collect()
+        };
+        let level = paired(&noisy(0.0), &noisy(0.0));
+        assert!(level.low < 0.0 && 0.0 < level.high, "{level:?}");
+        let (a, c) = (noisy(0.3), noisy(0.0));
+        let above = paired(&a, &c);
+        assert!(
+            0.0 < above.low && above.low < 0.3 && 0.3 < above.high,
+            "{above:?}"
+        );
+        assert_eq!(paired(&a, &c), above);
+    }
 
     /// Every round's order holds each subject once; over the rounds each subject comes
     /// first, and directly follows each other one, about as often (the turning order it
