@@ -191,14 +191,23 @@ struct Paired {
     high: f64,
 }
 
-/// `a` against `b`, both in round order (see [`Paired`]). The resampling is drawn from a
-/// fixed generator, so a run's report can be repeated from its times.
-fn paired(a: &[f64], b: &[f64]) -> Paired {
+/// `a` against `b`, both in round order (see [`Paired`]); `None` with fewer rounds than an
+/// interval means anything with (each end of a bootstrap interval of a few rounds' median is
+/// one of their few differences). The resampling is drawn from a fixed generator, so a run's
+/// report can be repeated from its times.
+fn paired(a: &[f64], b: &[f64]) -> Option<Paired> {
     const RESAMPLES: usize = 2000;
+    const FEWEST_ROUNDS: usize = 10;
+    debug_assert_eq!(a.len(), b.len(), "the times of one round each");
     let differences: Vec<f64> = a.iter().zip(b).map(|(a, b)| a - b).collect();
+    if differences.len() < FEWEST_ROUNDS {
+        return None;
+    }
+    // The mean of the two middle values for an even count.
     let median = |values: &mut Vec<f64>| {
         values.sort_by(f64::total_cmp);
-        super::percentile(values, 0.5)
+        let n = values.len();
+        (values[(n - 1) / 2] + values[n / 2]) / 2.0
     };
     let mut state = 0x5EED;
     let mut medians: Vec<f64> = (0..RESAMPLES)
@@ -210,11 +219,11 @@ fn paired(a: &[f64], b: &[f64]) -> Paired {
         })
         .collect();
     medians.sort_by(f64::total_cmp);
-    Paired {
+    Some(Paired {
         median: median(&mut differences.clone()),
         low: super::percentile(&medians, 0.025),
         high: super::percentile(&medians, 0.975),
-    }
+    })
 }
 
 /// The next number of splitmix64 from `state`.
@@ -350,11 +359,14 @@ fn report(tasks: &[Task], chart_title: &str) -> Report {
                     let st = &timed.stats;
                     let vs_bwrap = bwrap
                         .filter(|_| name.starts_with("cordon"))
-                        .map(|b| paired(&timed.times, &b.times));
+                        .and_then(|b| paired(&timed.times, &b.times));
                     if let Some(p) = &vs_bwrap {
                         against_bwrap.push(format!(
-                            "  {name} − bwrap, round by round: {:+.2} ms [{:+.2}, {:+.2}]",
-                            p.median, p.low, p.high
+                            "  {name} − bwrap, round by round: {:+.2} ms [{:+.2}, {:+.2}], {} rounds",
+                            p.median,
+                            p.low,
+                            p.high,
+                            timed.times.len()
                         ));
                     }
                     println!(
@@ -504,8 +516,8 @@ pub fn work(bins: &Bins, runs: usize) -> Result<Report> {
     std::fs::create_dir_all(&cargo_home)?;
 
     // Cordon's profiles for this: offline-tool, and the toolchain readable; and the same
-    // without offline-tool's limits, whose accounting (a cgroup v1 memory cgroup on a hybrid
-    // host) bubblewrap does not pay: the rest of Cordon's cost shows apart.
+    // without offline-tool's limits, whose accounting (cgroup v1 `memory` and `pids` cgroups
+    // on a hybrid host) bubblewrap does not pay: the rest of Cordon's cost shows apart.
     let work_profile = |name: &str, extends: &str| -> Result<PathBuf> {
         let path = dir.path().join(format!("{name}.toml"));
         std::fs::write(
@@ -595,12 +607,15 @@ mod tests {
         let shifted: Vec<f64> = b.iter().map(|t| t + 0.5).collect();
         assert_eq!(
             paired(&shifted, &b),
-            Paired {
+            Some(Paired {
                 median: 0.5,
                 low: 0.5,
                 high: 0.5
-            }
+            })
         );
+        // Too few rounds for an interval: none is made up.
+        assert_eq!(paired(&shifted[..9], &b[..9]), None);
+        assert_eq!(paired(&[], &[]), None);
         // Noise of each run, up to ±2 ms, from a fixed generator.
         let mut state = 7;
         let mut noisy = |shift: f64| -> Vec<f64> {
@@ -608,15 +623,16 @@ mod tests {
                 .map(|t| t + shift + (splitmix64(&mut state) % 4001) as f64 / 1000.0 - 2.0)
                 .collect()
         };
-        let level = paired(&noisy(0.0), &noisy(0.0));
+        let level = paired(&noisy(0.0), &noisy(0.0)).unwrap();
         assert!(level.low < 0.0 && 0.0 < level.high, "{level:?}");
-        let (a, c) = (noisy(0.3), noisy(0.0));
-        let above = paired(&a, &c);
+        // A shift of 0.6 ms is about six standard errors of the median here.
+        let (a, c) = (noisy(0.6), noisy(0.0));
+        let above = paired(&a, &c).unwrap();
         assert!(
-            0.0 < above.low && above.low < 0.3 && 0.3 < above.high,
+            0.0 < above.low && above.low < 0.6 && 0.6 < above.high,
             "{above:?}"
         );
-        assert_eq!(paired(&a, &c), above);
+        assert_eq!(paired(&a, &c), Some(above));
     }
 
     /// Every round's order holds each subject once; over the rounds each subject comes
