@@ -593,7 +593,39 @@ fn walk_count(dir: &Path) -> Result<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::{order, paired, splitmix64, Paired};
+    use super::{order, paired, splitmix64, Paired, NO_LIMITS};
+
+    /// The profile without limits is `offline-tool` but for its `[process]` table: each of
+    /// offline-tool's settings outside it (its name and description aside) is in the copy, so
+    /// a rule added to offline-tool and not to the copy fails here instead of making the
+    /// bench's two subjects differ in more than the limits.
+    #[test]
+    fn the_profile_without_limits_is_offline_tool_without_its_process_table() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../profiles/offline-tool.toml");
+        let original = std::fs::read_to_string(path).expect(path);
+        let mut table = String::new();
+        let mut compared = 0;
+        for line in original.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if line.starts_with('[') {
+                table = line.to_string();
+                continue;
+            }
+            let key = line.split('=').next().unwrap_or_default().trim();
+            if table == "[process]" || (table == "[profile]" && key != "extends") {
+                continue;
+            }
+            assert!(
+                NO_LIMITS.lines().any(|l| l == line),
+                "offline-tool's {table} `{line}` is not in the bench's profile without limits"
+            );
+            compared += 1;
+        }
+        assert!(compared >= 4, "only {compared} settings compared");
+        assert!(!NO_LIMITS.contains("[process]"));
+    }
 
     /// A shift that every round shows is the median and both ends of the interval, however
     /// much the rounds drift; noise that favours neither side gives an interval that holds
