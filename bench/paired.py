@@ -28,12 +28,18 @@ import sys
 import tempfile
 import time
 
+# What must live as long as the harness (the seccomp programs bwrap loads).
+KEPT = []
+
 
 def subject(spec, line, ws):
     if spec == "bare":
         return ["/bin/bash", "-c", line], None, []
     if spec == "bwrap":
-        out = tempfile.mkdtemp(prefix="paired-seccomp-")
+        # Removed when the harness exits; bwrap reads the programs at each run.
+        out = tempfile.TemporaryDirectory(prefix="paired-seccomp-")
+        KEPT.append(out)
+        out = out.name
         listed = subprocess.run(
             [os.environ.get("CORDON", "cordon"), "profile", "seccomp", "offline-tool",
              "--out", out],
